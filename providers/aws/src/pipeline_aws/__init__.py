@@ -1,0 +1,1 @@
+"""AWS backend: Kinesis, Firehose, S3, Lambda, EventBridge and SQS through pulumi-aws v7."""

@@ -1,0 +1,83 @@
+"""The AWS backend: maps each role of the core's program to pulumi-aws v7 resources."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pulumi_aws as aws
+
+from pipeline.backend import Backend, BucketSpec, FunctionCode, Grant, Handle, RoleContext, StageResources, StreamSizing
+from pipeline.spec.model import StageSpec
+from pipeline.spec.schedule import Schedule
+from pipeline_aws import functions, iam, naming, observability, sizing, storage, stream, triggers
+
+
+class AwsBackend(Backend):
+    name = "aws"
+    title = "AWS"
+
+    @property
+    def region(self) -> str:
+        return self.spec.clouds.aws.region
+
+    def location(self) -> str:
+        return self.region
+
+    def check(self) -> list[tuple[tuple[str | int, ...], str, str]]:
+        problems = []
+        for index, stage in enumerate(self.spec.stages):
+            if stage.trigger.schedule:
+                for message in triggers.schedule_problems(stage.trigger.parsed_schedule):
+                    problems.append((("stages", index, "trigger", "schedule"), message, ""))
+        return problems
+
+    def size_stream(self) -> StreamSizing:
+        return sizing.size_stream(self.spec)
+
+    def mock_resource(self, type_: str, name: str, inputs: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+        return naming.mock_resource(type_, name, inputs, self.region)
+
+    def tags(self) -> dict[str, str]:
+        return {**self.spec.tags, "pipeline": self.spec.name, "stack": self.stack, "managed-by": "pipeline-deployer"}
+
+    def platform(self, role: RoleContext) -> list[Any]:
+        provider = aws.Provider(role.name("aws"), region=self.region, default_tags={"tags": self.tags()}, opts=role.opts())
+        return [provider]
+
+    def stream(self, role: RoleContext, sizing: StreamSizing) -> Handle[Any]:
+        return stream.stream(role, self.spec, sizing)
+
+    def bucket(self, role: RoleContext, bucket: BucketSpec) -> Handle[Any]:
+        return storage.bucket(role, bucket)
+
+    def archive(self, role: RoleContext, source: Handle[Any], bucket: Handle[Any], prefix: str) -> None:
+        stream.archive(role, source, bucket, prefix)
+
+    def artifact(self, role: RoleContext, bucket: Handle[Any], path: Path, key: str) -> Handle[Any]:
+        return storage.artifact(role, bucket, path, key)
+
+    def identity(self, role: RoleContext, stage: StageSpec) -> Handle[Any]:
+        return iam.lambda_identity(role, stage.name)
+
+    def grant(self, role: RoleContext, identity: Handle[Any], grants: Sequence[Grant]) -> None:
+        iam.grant(role, identity, grants)
+
+    def dead_letter(self, role: RoleContext, stage: StageSpec) -> Handle[Any]:
+        return triggers.dead_letter(role, self.spec)
+
+    def function(self, role: RoleContext, stage: StageSpec, identity: Handle[Any], code: FunctionCode, env: Mapping[str, Any]) -> Handle[Any]:
+        return functions.function(role, stage, identity, code, env)
+
+    def stream_trigger(self, role: RoleContext, stage: StageSpec, stream: Handle[Any], function: Handle[Any], identity: Handle[Any], dead_letter: Handle[Any]) -> None:
+        triggers.stream_trigger(role, stage, self.spec, stream, function, identity, dead_letter)
+
+    def object_trigger(self, role: RoleContext, stage: StageSpec, bucket: Handle[Any], prefix: str, function: Handle[Any], identity: Handle[Any], dead_letter: Handle[Any]) -> None:
+        triggers.object_trigger(role, stage, bucket, prefix, function, identity, dead_letter)
+
+    def schedule_trigger(self, role: RoleContext, stage: StageSpec, schedule: Schedule, function: Handle[Any], identity: Handle[Any], dead_letter: Handle[Any]) -> None:
+        triggers.schedule_trigger(role, stage, schedule, function, identity, dead_letter)
+
+    def observability(self, role: RoleContext, stages: Sequence[StageResources]) -> None:
+        observability.observability(role, stages)

@@ -1,0 +1,46 @@
+"""ARNs and physical names, both for wiring and for the offline planner's mock engine."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from typing import Any
+
+from pipeline.backend import autoname
+
+MOCK_ACCOUNT = "123456789012"  # plans are offline: the real account id is not known
+
+# type token -> (name property, ARN template). {name} is the physical name.
+_KNOWN: dict[str, tuple[str, str]] = {
+    "aws:kinesis/stream:Stream": ("name", "arn:aws:kinesis:{region}:{account}:stream/{name}"),
+    "aws:kinesis/firehoseDeliveryStream:FirehoseDeliveryStream": ("name", "arn:aws:firehose:{region}:{account}:deliverystream/{name}"),
+    "aws:s3/bucket:Bucket": ("bucket", "arn:aws:s3:::{name}"),
+    "aws:iam/role:Role": ("name", "arn:aws:iam::{account}:role/{name}"),
+    "aws:lambda/function:Function": ("name", "arn:aws:lambda:{region}:{account}:function:{name}"),
+    "aws:sqs/queue:Queue": ("name", "arn:aws:sqs:{region}:{account}:{name}"),
+    "aws:cloudwatch/eventRule:EventRule": ("name", "arn:aws:events:{region}:{account}:rule/{name}"),
+    "aws:cloudwatch/logGroup:LogGroup": ("name", "arn:aws:logs:{region}:{account}:log-group:{name}"),
+    "aws:cloudwatch/metricAlarm:MetricAlarm": ("name", "arn:aws:cloudwatch:{region}:{account}:alarm:{name}"),
+    "aws:scheduler/schedule:Schedule": ("name", "arn:aws:scheduler:{region}:{account}:schedule/default/{name}"),
+    "aws:sns/topic:Topic": ("name", "arn:aws:sns:{region}:{account}:{name}"),
+    "aws:s3/bucketObjectv2:BucketObjectv2": ("key", "arn:aws:s3:::{bucket}/{name}"),
+}
+
+
+def mock_resource(type_: str, logical: str, inputs: Mapping[str, Any], region: str) -> tuple[str, dict[str, Any]]:
+    """Id and outputs AWS would assign to a new resource of this type."""
+    outputs = dict(inputs)
+    if type_ not in _KNOWN:
+        return f"{logical}-id", outputs
+    name_key, template = _KNOWN[type_]
+    prefix = inputs.get("bucketPrefix") or inputs.get("namePrefix")
+    generated = prefix + hashlib.sha256(logical.encode()).hexdigest()[:26] if prefix else autoname(logical)
+    name = inputs.get(name_key) or generated
+    outputs[name_key] = name
+    outputs["arn"] = template.format(region=region, account=MOCK_ACCOUNT, name=name, bucket=inputs.get("bucket", ""))
+    if type_ == "aws:sqs/queue:Queue":
+        outputs["url"] = f"https://sqs.{region}.amazonaws.com/{MOCK_ACCOUNT}/{name}"
+        return outputs["url"], outputs
+    if type_ == "aws:lambda/function:Function":
+        outputs["invokeArn"] = f"arn:aws:apigateway:{region}:lambda:path/2015-03-31/functions/{outputs['arn']}/invocations"
+    return name, outputs

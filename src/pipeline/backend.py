@@ -1,0 +1,229 @@
+"""The one interface every cloud backend implements, and the registry that finds them.
+
+Like fsspec, backends live in separate distributions and are found by name through the
+`pipeline.backends` entry-point group, so the core never imports a cloud SDK. Like Nitric's
+providers, the interface has one method per resource role; the core's orchestrator
+(`pipeline.program`) calls them in order and makes every wiring decision itself.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+
+from pipeline.errors import PipelineError
+
+if TYPE_CHECKING:
+    import pulumi
+
+    from pipeline.spec.model import PipelineSpec, StageSpec
+    from pipeline.spec.schedule import Schedule
+
+ENTRY_POINT_GROUP = "pipeline.backends"
+
+
+class Access(enum.Enum):
+    """What a stage's identity may do to one resource; each backend maps these to IAM."""
+
+    READ_STREAM = "read_stream"  # consume the stream (as a trigger does)
+    READ_OBJECTS = "read_objects"  # get objects under a prefix
+    WRITE_OBJECTS = "write_objects"  # put (and overwrite) objects under a prefix
+    READ_OBJECT = "read_object"  # get one exact object (a model artifact)
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One access decision made by the core: `access` on `target` (a handle a role method returned)."""
+
+    access: Access
+    target: Any
+    prefix: str = ""  # object-key prefix for object access, e.g. "preprocess/"
+    reason: str = ""  # why the stage needs it, shown in plans
+
+
+@dataclass(frozen=True)
+class BucketSpec:
+    """An object-storage bucket the core asks for, with its purpose and lifecycle."""
+
+    key: str  # stable short name: "raw", "dead-letter", "artifacts" or a stage name
+    purpose: str  # human text, e.g. "outputs of stage preprocess"
+    retention_days: int | None  # None = keep (artifacts)
+
+
+@dataclass(frozen=True)
+class StreamSizing:
+    """How many stream units carry the workload, and why (shown in plans and comparisons)."""
+
+    units: int  # shards, partitions or throughput units; 0 where the service has no units
+    unit_name: str  # "shard", "partition", ...
+    mode: str  # "provisioned", "on-demand", ...
+    partitions: int  # ordering keys spread over this many partitions (= units on AWS)
+    capacity_records_per_second: float
+    capacity_bytes_per_second: float
+    reasoning: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class FunctionCode:
+    """What goes into a stage's function package."""
+
+    root: Path  # the spec's directory; handler paths are relative to it
+    handler_file: str  # e.g. "handlers/preprocess.py"
+    handler_function: str  # e.g. "preprocess"
+    requirements: Path | None
+    model: Path | None
+
+
+H = TypeVar("H")
+
+
+@dataclass
+class Handle(Generic[H]):
+    """What a role method returns: the cloud object plus the few values the core wires onward."""
+
+    resource: H  # the backend's main resource for the role (opaque to the core)
+    name: Any  # pulumi Input[str]: the physical name (bucket name, function name, ...)
+    extra: dict[str, Any] = field(default_factory=dict)  # backend-private values
+
+
+class RoleContext:
+    """A role's component resource, given to a backend so it parents every resource it creates."""
+
+    def __init__(self, component: pulumi.ComponentResource, kind: str, key: str, pipeline: str, stack: str):
+        self.component = component
+        self.kind = kind  # e.g. "Function"
+        self.key = key  # e.g. "preprocess-function"
+        self.pipeline = pipeline
+        self.stack = stack
+
+    def name(self, suffix: str = "") -> str:
+        """A logical resource name, unique in the stack and readable in the cloud console."""
+        return f"{self.pipeline}-{self.key}" + (f"-{suffix}" if suffix else "")
+
+    def opts(self, **kwargs: Any) -> pulumi.ResourceOptions:
+        import pulumi
+
+        return pulumi.ResourceOptions(parent=self.component, **kwargs)
+
+
+class Backend(ABC):
+    """One cloud. A new instance is made for every program run; it may keep state between calls."""
+
+    name: ClassVar[str]  # registry name: "aws", "gcp", "azure"
+    title: ClassVar[str]  # display name: "AWS"
+
+    def __init__(self, spec: PipelineSpec, stack: str, base_dir: Path):
+        self.spec = spec
+        self.stack = stack
+        self.base_dir = base_dir
+
+    # ---- checks and sizing (no Pulumi needed) -------------------------------------------
+    @abstractmethod
+    def check(self) -> list[tuple[tuple[str | int, ...], str, str]]:
+        """Cloud-specific validation: (field path, message, hint) for what this cloud cannot express."""
+
+    @abstractmethod
+    def size_stream(self) -> StreamSizing:
+        """The minimum stream capacity that carries `spec.workload`, next to this cloud's limits."""
+
+    @abstractmethod
+    def mock_resource(self, type_: str, name: str, inputs: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+        """Physical id and outputs the cloud would assign, for the offline planner's mock engine."""
+
+    def location(self) -> str:
+        """Region or location shown in plans."""
+        return ""
+
+    # ---- roles, called by the orchestrator in this order ---------------------------------
+    @abstractmethod
+    def platform(self, role: RoleContext) -> list[Any]:
+        """Providers, resource groups, enabled APIs. Returns providers every later role uses."""
+
+    @abstractmethod
+    def stream(self, role: RoleContext, sizing: StreamSizing) -> Handle[Any]:
+        """The ingest stream."""
+
+    @abstractmethod
+    def bucket(self, role: RoleContext, bucket: BucketSpec) -> Handle[Any]:
+        """A private, encrypted bucket with lifecycle expiry."""
+
+    @abstractmethod
+    def archive(self, role: RoleContext, stream: Handle[Any], bucket: Handle[Any], prefix: str) -> None:
+        """Copy every raw stream record into `bucket` under `prefix`."""
+
+    @abstractmethod
+    def artifact(self, role: RoleContext, bucket: Handle[Any], path: Path, key: str) -> Handle[Any]:
+        """Upload a local file (a model) as object `key`; returns a handle whose name is the key."""
+
+    @abstractmethod
+    def identity(self, role: RoleContext, stage: StageSpec) -> Handle[Any]:
+        """The identity a stage's function runs as; starts with no permissions."""
+
+    @abstractmethod
+    def grant(self, role: RoleContext, identity: Handle[Any], grants: Sequence[Grant]) -> None:
+        """Give `identity` exactly `grants`, each scoped to its exact resource and prefix."""
+
+    @abstractmethod
+    def dead_letter(self, role: RoleContext, stage: StageSpec) -> Handle[Any]:
+        """Where events that keep failing for `stage` are kept (encrypted, bounded retention)."""
+
+    @abstractmethod
+    def function(self, role: RoleContext, stage: StageSpec, identity: Handle[Any], code: FunctionCode, env: Mapping[str, Any]) -> Handle[Any]:
+        """The stage's function, running as `identity`, with `env` (values may be Outputs)."""
+
+    @abstractmethod
+    def stream_trigger(self, role: RoleContext, stage: StageSpec, stream: Handle[Any], function: Handle[Any], identity: Handle[Any], dead_letter: Handle[Any]) -> None:
+        """Invoke `function` with batches from `stream`; bounded retries, then `dead_letter`."""
+
+    @abstractmethod
+    def object_trigger(self, role: RoleContext, stage: StageSpec, bucket: Handle[Any], prefix: str, function: Handle[Any], identity: Handle[Any], dead_letter: Handle[Any]) -> None:
+        """Invoke `function` for each object created in `bucket` under `prefix`."""
+
+    @abstractmethod
+    def schedule_trigger(self, role: RoleContext, stage: StageSpec, schedule: Schedule, function: Handle[Any], identity: Handle[Any], dead_letter: Handle[Any]) -> None:
+        """Invoke `function` on `schedule`."""
+
+    @abstractmethod
+    def observability(self, role: RoleContext, stages: Sequence[StageResources]) -> None:
+        """Logs, metrics and alarms that tell an operator when the pipeline is unhealthy."""
+
+
+@dataclass
+class StageResources:
+    """What the orchestrator built for one stage, handed to `observability`."""
+
+    stage: StageSpec
+    function: Handle[Any]
+    identity: Handle[Any]
+    dead_letter: Handle[Any]
+    output: Handle[Any]
+
+
+def autoname(logical: str, length: int = 7) -> str:
+    """Pulumi-style autonaming (logical name + random suffix), made deterministic for offline plans."""
+    return f"{logical}-{hashlib.sha256(logical.encode()).hexdigest()[:length]}"
+
+
+def backend_names() -> list[str]:
+    """Installed backends, found without importing them."""
+    return sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
+
+
+@cache
+def backend_class(name: str) -> type[Backend]:
+    """Import a backend by registry name; a clear error if it is not installed."""
+    found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
+    if not found:
+        installed = ", ".join(backend_names()) or "none"
+        raise PipelineError(f"no backend named {name!r} is installed (installed: {installed}); install the pipeline-{name} package")
+    cls = found[0].load()
+    if not (isinstance(cls, type) and issubclass(cls, Backend)):
+        raise PipelineError(f"entry point {name!r} does not name a Backend subclass")
+    return cls

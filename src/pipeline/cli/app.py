@@ -1,0 +1,155 @@
+"""The `pipeline` command: thin Typer commands over library calls.
+
+Exit codes: 0 success, 1 a check or operation failed, 2 bad usage or a bad spec.
+Heavy imports (pydantic, Pulumi, cloud SDKs) happen inside commands so `--help` is instant.
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+
+from pipeline import __version__
+
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+app = typer.Typer(
+    name="pipeline",
+    help="Describe a streaming pipeline once; validate, plan and compare it for AWS, GCP and Azure.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+out = Console()
+err = Console(stderr=True)
+
+SpecArg = Annotated[Path, typer.Argument(help="The pipeline spec (YAML).", show_default=True)]
+StackOpt = Annotated[str | None, typer.Option("--stack", "-s", help="Merge stacks/NAME.yaml (next to the spec) over the spec.")]
+
+
+class PlanFormat(str, Enum):
+    table = "table"
+    tree = "tree"
+    json = "json"
+
+
+def _fail(code: int, message: str) -> NoReturn:
+    err.print(message, markup=False, highlight=False)
+    raise typer.Exit(code)
+
+
+def _load(spec: Path, stack: str | None) -> Any:
+    from pipeline.errors import SpecError
+    from pipeline.spec.load import load_spec
+
+    try:
+        return load_spec(spec, stack)
+    except SpecError as exc:
+        count = len(exc.problems)
+        _fail(EXIT_BAD_INPUT, f"error: the spec has {count} problem{'s' if count != 1 else ''}:\n{exc}")
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"pipeline {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")] = False,
+) -> None:
+    """Multi-cloud pipeline deployer."""
+
+
+@app.command()
+def validate(spec: SpecArg = Path("pipeline.yaml"), stack: StackOpt = None,
+             cloud: Annotated[list[str] | None, typer.Option("--cloud", "-c", help="Also check what this cloud can express (repeatable).")] = None) -> None:
+    """Check a spec (and, with --cloud, that a cloud can express it) without planning."""
+    from pipeline.backend import backend_class
+    from pipeline.errors import PipelineError
+    from pipeline.spec.load import spec_problems
+
+    loaded = _load(spec, stack)
+    for name in cloud or []:
+        try:
+            backend = backend_class(name)(loaded.spec, loaded.stack, loaded.base_dir)
+        except PipelineError as exc:
+            _fail(EXIT_BAD_INPUT, f"error: {exc}")
+        problems = backend.check()
+        if problems:
+            _fail(EXIT_BAD_INPUT, f"error: {backend.title} cannot express this spec:\n{spec_problems(loaded, problems)}")
+    s = loaded.spec
+    kinds = ", ".join(f"{st.name} ({st.trigger.kind})" for st in s.stages)
+    out.print(f"[green]valid[/green]: {s.name} (stack {loaded.stack}): {len(s.stages)} stage(s): {kinds}")
+
+
+@app.command()
+def plan(
+    spec: SpecArg = Path("pipeline.yaml"),
+    stack: StackOpt = None,
+    cloud: Annotated[str, typer.Option("--cloud", "-c", help="Target cloud: aws, gcp or azure.")] = "aws",
+    format: Annotated[PlanFormat, typer.Option("--format", "-f", help="table, tree or json.")] = PlanFormat.table,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file instead of the terminal.")] = None,
+) -> None:
+    """Show exactly what would be created on a cloud: offline, no credentials, no Pulumi CLI."""
+    from pipeline.cli import render
+    from pipeline.errors import PipelineError, SpecError
+    from pipeline.planner import plan as make_plan
+
+    loaded = _load(spec, stack)
+    try:
+        result = make_plan(loaded, cloud)
+    except SpecError as exc:
+        _fail(EXIT_BAD_INPUT, f"error: the spec cannot be planned for {cloud}:\n{exc}")
+    except PipelineError as exc:
+        _fail(EXIT_FAILED if "no backend named" not in str(exc) else EXIT_BAD_INPUT, f"error: {exc}")
+    if format is PlanFormat.json:
+        text = result.to_json()
+        if output:
+            output.write_text(text + "\n", encoding="utf-8")
+            err.print(f"wrote {output}")
+        else:
+            sys.stdout.write(text + "\n")
+        return
+    console = Console(file=output.open("w", encoding="utf-8"), width=200) if output else out
+    console.print(render.plan_tree(result) if format is PlanFormat.tree else render.plan_table(result))
+    console.print(render.plan_summary(result))
+
+
+@app.command()
+def schema() -> None:
+    """Print the spec's JSON Schema (point your editor's YAML plugin at it)."""
+    import json
+
+    from pipeline.spec.model import PipelineSpec
+
+    sys.stdout.write(json.dumps(PipelineSpec.model_json_schema(by_alias=True), indent=2) + "\n")
+
+
+@app.command()
+def backends() -> None:
+    """List the installed cloud backends."""
+    from pipeline.backend import backend_names
+
+    for name in backend_names():
+        out.print(name)
+
+
+def main() -> None:
+    """Console-script entry: never let a traceback reach the user."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:  # last resort: a bug, reported in one line with a pointer
+        err.print(f"internal error: {type(exc).__name__}: {exc}\nplease report this with the command you ran", markup=False)
+        sys.exit(EXIT_FAILED)

@@ -1,0 +1,80 @@
+"""Rich views of a Plan. Pure formatting: no planning logic here."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+from rich.tree import Tree
+
+from pipeline.plan import Plan, PlannedResource
+
+_SKIP_INPUTS = {"tags", "tagsAll", "labels", "effectiveLabels", "__defaults"}
+_MAX_SETTINGS = 5
+
+
+def short_type(type_: str) -> str:
+    """'aws:kinesis/stream:Stream' -> 'kinesis.Stream'."""
+    parts = type_.split(":")
+    if len(parts) != 3:
+        return type_
+    module = parts[1].split("/")[0]
+    return f"{module}.{parts[2]}"
+
+
+def _brief(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    return text if len(text) <= 48 else text[:45] + "..."
+
+
+def key_settings(resource: PlannedResource) -> str:
+    """The few scalar inputs that say the most about a resource."""
+    items = []
+    for key, value in sorted(resource.inputs.items()):
+        if key in _SKIP_INPUTS or isinstance(value, (dict, list)) or value in ("", None):
+            continue
+        if isinstance(value, str) and value.startswith(("{", "[")):
+            continue  # JSON documents (policies, patterns) are in --format json
+        items.append(f"{key}={_brief(value)}")
+    return ", ".join(items[:_MAX_SETTINGS])
+
+
+def plan_table(plan: Plan) -> Table:
+    table = Table(title=f"{plan.pipeline} ({plan.stack}) on {plan.cloud.upper()} {plan.location}", show_lines=False, expand=False)
+    table.add_column("Role", style="bold cyan", no_wrap=True, min_width=12)
+    table.add_column("Resource", overflow="fold", ratio=3)
+    table.add_column("Key settings", overflow="fold", ratio=4)
+    for role, resources in plan.by_role().items():
+        for i, resource in enumerate(resources):
+            label = Text(short_type(resource.type), style="bold")
+            label.append("\n" + resource.physical_name, style="dim")
+            table.add_row(role if i == 0 else "", label, key_settings(resource))
+        table.add_section()
+    return table
+
+
+def plan_tree(plan: Plan) -> Tree:
+    tree = Tree(Text(f"{plan.pipeline} ({plan.stack}) on {plan.cloud.upper()} {plan.location}", style="bold"))
+    branches: dict[str, Tree] = {}
+    for role, kind in plan.roles():
+        branches[role] = tree.add(Text(f"{kind}: {role}", style="bold cyan"))
+    for role, resources in plan.by_role().items():
+        branch = branches.get(role, tree)
+        for resource in resources:
+            branch.add(f"{short_type(resource.type)}  {resource.physical_name}")
+    return tree
+
+
+def plan_summary(plan: Plan) -> Text:
+    resources = plan.cloud_resources
+    sizing = plan.sizing
+    lines = [
+        f"{len(resources)} cloud resources in {len(plan.by_role())} roles.",
+        f"Stream: {sizing.get('units') or 'no'} {sizing.get('unit_name', 'unit')}(s), {sizing.get('mode')}; capacity "
+        f"{sizing.get('capacity_records_per_second', 0):,.0f} records/s, {sizing.get('capacity_bytes_per_second', 0) / 1048576:.1f} MiB/s.",
+        *(f"  {line}" for line in sizing.get("reasoning", [])),
+        "Offline plan: names and ids are what the cloud would assign; account/project ids are placeholders.",
+    ]
+    return Text("\n".join(lines))

@@ -1,0 +1,157 @@
+"""Offline planning: run the real program under Pulumi's own mock engine, in process.
+
+No Pulumi CLI, no credentials, no network. The mock monitor sees every resource
+registration exactly as the engine would (type, name, parent, inputs, dependencies);
+the backend supplies the ids and computed outputs its cloud would assign, so names and
+ARNs in the plan look like the real thing. Several clouds can be planned one after another.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pulumi
+from google.protobuf import json_format
+from pulumi.runtime import mocks, settings
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+from pipeline.backend import Backend, backend_class
+from pipeline.errors import PipelineError
+from pipeline.plan import Plan, PlannedResource
+from pipeline.program import ROLE_TYPE_PREFIX, Orchestrator, pipeline_program
+from pipeline.spec.load import LoadedSpec, spec_problems
+
+# Pulumi's wire-format signatures (sdk/go/common/resource/sig): how special values travel.
+_SIG_KEY = "4dabf18193072939515e22adb298388d"
+_SECRET = "1b47061264138c4ac30d75fd1eb44270"
+_RESOURCE_REF = "5cf8f73096256a8f31e491e813e4eb8e"
+_ASSET = "c44067f5952c0a294b673a41bacd8c17"
+_ARCHIVE = "0def7320c3a5731c473e5ecbe6d01bc7"
+_UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+SECRET_MASK = "[secret]"
+
+
+def plain(value: Any) -> Any:
+    """Wire-format value -> plain JSON: secrets masked, assets summarised, refs as URNs."""
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)  # protobuf Structs carry every number as a double
+    if not isinstance(value, dict):
+        return "[unknown]" if value == _UNKNOWN else value
+    sig = value.get(_SIG_KEY)
+    if sig == _SECRET:
+        return SECRET_MASK
+    if sig == _RESOURCE_REF:
+        return value.get("urn", "")
+    if sig == _ASSET:
+        return {"asset": value.get("path") or value.get("uri") or "text"}
+    if sig == _ARCHIVE:
+        assets = value.get("assets")
+        return {"archive": sorted(assets) if isinstance(assets, dict) else value.get("path") or value.get("uri")}
+    return {k: plain(v) for k, v in sorted(value.items())}
+
+
+class _Recorder(mocks.Mocks):
+    def __init__(self, backend: Backend):
+        self.backend = backend
+
+    def new_resource(self, args: mocks.MockResourceArgs) -> tuple[str | None, dict[Any, Any]]:
+        return self.backend.mock_resource(args.typ, args.name, args.inputs)
+
+    def call(self, args: mocks.MockCallArgs) -> tuple[dict[Any, Any], list[tuple[str, str]] | None]:
+        return {}, None
+
+
+class _RecordingMonitor(mocks.MockMonitor):
+    """The stock mock monitor, also keeping the registration request it is given."""
+
+    def __init__(self, recorder: _Recorder):
+        super().__init__(recorder)
+        self.requests: list[tuple[str, Any]] = []
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+        response = super().RegisterResource(request)
+        self.requests.append((response.urn, request))
+        return response
+
+
+def _physical_name(outputs: Mapping[str, Any], resource_id: str) -> str:
+    for key in ("name", "bucket", "accountName"):
+        value = outputs.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return resource_id
+
+
+def plan(loaded: LoadedSpec, cloud: str) -> Plan:
+    """Plan `loaded` for `cloud`; raises SpecError if this cloud cannot express the spec."""
+    backend = backend_class(cloud)(loaded.spec, loaded.stack, loaded.base_dir)
+    problems = backend.check()
+    if problems:
+        raise spec_problems(loaded, problems, prefix=f"{backend.title}: ")
+    sizing = backend.size_stream()
+
+    recorder = _Recorder(backend)
+    monitor = _RecordingMonitor(recorder)
+    settings.ROOT.set(None)
+    project = loaded.spec.name
+    stack = f"{loaded.stack}-{cloud}"
+    mocks.set_mocks(recorder, project=project, stack=stack, preview=False, monitor=monitor)
+    settings.SETTINGS.rpc_manager.clear()
+    settings.SETTINGS.outputs.clear()
+    built: list[Orchestrator] = []
+    try:
+        _sync_await(run_pulumi_func(lambda: built.append(pipeline_program(backend))))
+    except PipelineError:
+        raise
+    except Exception as exc:  # a backend bug must still not surface as a raw traceback
+        raise PipelineError(f"planning for {cloud} failed: {type(exc).__name__}: {exc}") from exc
+    finally:
+        settings.ROOT.set(None)
+
+    return _to_plan(loaded, backend, sizing, monitor, built[0].roles)
+
+
+def _to_plan(loaded: LoadedSpec, backend: Backend, sizing: Any, monitor: _RecordingMonitor, roles: list[tuple[str, str]]) -> Plan:
+    registered = monitor.get_registered_resources()
+    by_urn: dict[str, PlannedResource] = {}
+    for urn, request in monitor.requests:
+        if request.type == "pulumi:pulumi:Stack":
+            continue
+        inputs = plain(json_format.MessageToDict(request.object))
+        state = registered.get(urn)
+        outputs = plain(dict(state.state)) if state is not None and state.state else {}
+        by_urn[urn] = PlannedResource(
+            urn=urn,
+            type=request.type,
+            name=request.name,
+            custom=bool(request.custom),
+            parent=request.parent,
+            role="",
+            role_kind="",
+            physical_name=_physical_name(outputs, state.id if state is not None and state.id else request.name) if request.custom else request.name,
+            inputs=inputs,
+            dependencies=sorted(set(request.dependencies)),
+            provider=request.provider.split("::")[0] if request.provider else "",
+        )
+    for resource in by_urn.values():
+        node: PlannedResource | None = resource
+        while node is not None and not node.type.startswith(ROLE_TYPE_PREFIX):
+            node = by_urn.get(node.parent)
+        if node is not None:
+            resource.role, resource.role_kind = node.name, node.type[len(ROLE_TYPE_PREFIX):]
+    # Roles in the order the program created them (deterministic), resources by type and name.
+    rank = {key: i for i, (key, _) in enumerate(roles)}
+    resources = sorted(by_urn.values(), key=lambda r: (rank.get(r.role, -1), r.custom, r.type, r.name))
+    sizing_dict = dict(vars(sizing))
+    return Plan(
+        cloud=backend.name,
+        pipeline=loaded.spec.name,
+        stack=loaded.stack,
+        location=backend.location(),
+        sizing=sizing_dict,
+        resources=resources,
+    )

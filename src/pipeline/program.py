@@ -1,0 +1,174 @@
+"""The single Pulumi program that builds a pipeline on any cloud.
+
+Every wiring decision lives here, once: which buckets exist and how long they keep data,
+which stage reads what, which identity may touch which resource and prefix, and which
+environment each function gets. A backend only turns each role into its cloud's resources.
+The offline planner runs this under Pulumi's mock engine; deploy runs the very same function
+through the Automation API.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import pulumi
+
+from pipeline.backend import Access, Backend, BucketSpec, FunctionCode, Grant, Handle, RoleContext, StageResources
+from pipeline.spec.model import PipelineSpec, StageSpec
+
+ROLE_TYPE_PREFIX = "pipeline:roles:"
+PIPELINE_TYPE = "pipeline:index:Pipeline"
+RAW_PREFIX = "raw/"
+
+
+class PipelineComponent(pulumi.ComponentResource):
+    """The root of a pipeline's resource tree."""
+
+    def __init__(self, name: str, opts: pulumi.ResourceOptions | None = None):
+        super().__init__(PIPELINE_TYPE, name, None, opts)
+
+
+class RoleComponent(pulumi.ComponentResource):
+    """One role (stream, a bucket, a stage's function...). Its type token is stable across
+    clouds, so plans from different clouds line up role by role."""
+
+    def __init__(self, kind: str, name: str, opts: pulumi.ResourceOptions):
+        super().__init__(ROLE_TYPE_PREFIX + kind, name, None, opts)
+
+
+def stage_prefix(stage: str) -> str:
+    return f"{stage}/"
+
+
+def bucket_plan(spec: PipelineSpec) -> list[BucketSpec]:
+    """The buckets a pipeline needs: raw archive, one per stage's output, dead letters, models."""
+    buckets = []
+    if spec.stream.archive:
+        buckets.append(BucketSpec("raw", "raw stream records", spec.storage.raw_days))
+    for stage in spec.stages:
+        consumed = bool(spec.consumers_of(stage.name))
+        days = spec.storage.intermediate_days if consumed else spec.storage.final_days
+        kind = "intermediate" if consumed else "final"
+        buckets.append(BucketSpec(stage.name, f"{kind} outputs of stage {stage.name}", days))
+    buckets.append(BucketSpec("dead-letter", "records and events that kept failing", spec.storage.dead_letter_days))
+    if any(stage.model for stage in spec.stages):
+        buckets.append(BucketSpec("artifacts", "model artifacts", None))
+    return buckets
+
+
+def artifact_key(path: Path) -> str:
+    """Content-addressed object key, so a changed model is a new object and a redeploy."""
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    return f"models/{digest}/{path.name}"
+
+
+class Orchestrator:
+    """Calls a backend's role methods in dependency order and records what it built."""
+
+    def __init__(self, backend: Backend):
+        self.backend = backend
+        self.spec = backend.spec
+        self.root = PipelineComponent(self.spec.name)
+        self.providers: list[Any] = []
+        self.roles: list[tuple[str, str]] = []  # (key, kind) in creation order: plans list roles this way
+
+    def role(self, kind: str, key: str) -> RoleContext:
+        self.roles.append((key, kind))
+        opts = pulumi.ResourceOptions(parent=self.root, providers=self.providers or None)
+        return RoleContext(RoleComponent(kind, key, opts), kind, key, self.spec.name, self.backend.stack)
+
+    def run(self) -> dict[str, Any]:
+        backend, spec = self.backend, self.spec
+        self.providers = backend.platform(self.role("Platform", "platform"))
+
+        stream = backend.stream(self.role("Stream", "stream"), backend.size_stream())
+        buckets = {b.key: backend.bucket(self.role("Bucket", f"{b.key}-bucket"), b) for b in bucket_plan(spec)}
+        if spec.stream.archive:
+            backend.archive(self.role("Archive", "raw-archive"), stream, buckets["raw"], RAW_PREFIX)
+
+        models: dict[str, Handle[Any]] = {}
+        for stage in spec.stages:
+            if stage.model and stage.model not in models:
+                path = self.backend.base_dir / stage.model
+                key = artifact_key(path)
+                models[stage.model] = backend.artifact(self.role("Artifact", f"model-{len(models) + 1}"), buckets["artifacts"], path, key)
+
+        built = [self._stage(stage, stream, buckets, models) for stage in spec.stages]
+        backend.observability(self.role("Observability", "observability"), built)
+
+        outputs: dict[str, Any] = {
+            "stream": stream.name,
+            "buckets": {key: handle.name for key, handle in buckets.items()},
+            "functions": {b.stage.name: b.function.name for b in built},
+            "dead_letters": {b.stage.name: b.dead_letter.name for b in built},
+        }
+        self.root.register_outputs(outputs)
+        return outputs
+
+    def _stage(self, stage: StageSpec, stream: Handle[Any], buckets: dict[str, Handle[Any]], models: dict[str, Handle[Any]]) -> StageResources:
+        backend = self.backend
+        identity_role = self.role("Identity", f"{stage.name}-identity")
+        identity = backend.identity(identity_role, stage)
+        dead_letter = backend.dead_letter(self.role("DeadLetter", f"{stage.name}-dead-letter"), stage)
+        output = buckets[stage.name]
+
+        grants = [
+            Grant(Access.WRITE_OBJECTS, output, stage_prefix(stage.name), "write this stage's outputs"),
+            Grant(Access.WRITE_OBJECTS, buckets["dead-letter"], stage_prefix(stage.name), "write poison records"),
+        ]
+        env: dict[str, Any] = {
+            "PIPELINE_NAME": self.spec.name,
+            "PIPELINE_STACK": backend.stack,
+            "PIPELINE_STAGE": stage.name,
+            "PIPELINE_TRIGGER": stage.trigger.kind,
+            "PIPELINE_HANDLER": stage.handler,
+            "PIPELINE_OUTPUT_BUCKET": output.name,
+            "PIPELINE_OUTPUT_PREFIX": stage_prefix(stage.name),
+            "PIPELINE_DEAD_LETTER_BUCKET": buckets["dead-letter"].name,
+            "PIPELINE_DEAD_LETTER_PREFIX": stage_prefix(stage.name),
+        }
+        trigger = stage.trigger
+        if trigger.stream:
+            grants.append(Grant(Access.READ_STREAM, stream, reason="consume stream batches"))
+        if trigger.objects:
+            source = trigger.objects.from_stage
+            grants.append(Grant(Access.READ_OBJECTS, buckets[source], stage_prefix(source), f"read outputs of {source}"))
+            env["PIPELINE_INPUT_BUCKET"] = buckets[source].name
+            env["PIPELINE_INPUT_PREFIX"] = stage_prefix(source)
+        if stage.model:
+            model = models[stage.model]
+            grants.append(Grant(Access.READ_OBJECT, buckets["artifacts"], model.name, "load the model artifact"))
+            env["PIPELINE_MODEL_BUCKET"] = buckets["artifacts"].name
+            env["PIPELINE_MODEL_KEY"] = model.name
+        env.update(stage.environment)
+        backend.grant(identity_role, identity, grants)
+
+        code = FunctionCode(
+            root=backend.base_dir,
+            handler_file=stage.handler_file,
+            handler_function=stage.handler_function,
+            requirements=backend.base_dir / stage.requirements if stage.requirements else None,
+            model=backend.base_dir / stage.model if stage.model else None,
+        )
+        function = backend.function(self.role("Function", f"{stage.name}-function"), stage, identity, code, env)
+
+        kind = {"stream": "StreamTrigger", "objects": "ObjectTrigger", "schedule": "ScheduleTrigger"}[trigger.kind]
+        trigger_role = self.role(kind, f"{stage.name}-trigger")
+        if trigger.stream:
+            backend.stream_trigger(trigger_role, stage, stream, function, identity, dead_letter)
+        elif trigger.objects:
+            source = trigger.objects.from_stage
+            backend.object_trigger(trigger_role, stage, buckets[source], stage_prefix(source), function, identity, dead_letter)
+        else:
+            backend.schedule_trigger(trigger_role, stage, trigger.parsed_schedule, function, identity, dead_letter)
+        return StageResources(stage, function, identity, dead_letter, output)
+
+
+def pipeline_program(backend: Backend) -> Orchestrator:
+    """The Pulumi program: build everything and export the names a user needs."""
+    orchestrator = Orchestrator(backend)
+    for key, value in orchestrator.run().items():
+        pulumi.export(key, value)
+    return orchestrator

@@ -1,0 +1,276 @@
+"""The cloud-neutral pipeline spec: what a user writes in `pipeline.yaml`.
+
+Every field has a documented default so a minimal spec is short; every limit here is the
+common ground of AWS, GCP and Azure. Limits only one cloud has are checked by its backend.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from pipeline.spec.schedule import CRON_HINT, Schedule, parse_schedule
+
+# Strictest common ground: GCP service accounts and Azure resources need a leading letter,
+# S3 and Azure storage need lowercase, and names are prefixes of longer cloud names.
+NAME_PATTERN = r"^[a-z][a-z0-9-]*[a-z0-9]$"
+NAME_HINT = "3-20 characters: lowercase letters, digits and single hyphens, starting with a letter and ending with a letter or digit"
+STAGE_HINT = "2-20 characters: lowercase letters, digits and single hyphens, starting with a letter and ending with a letter or digit"
+_HANDLER = re.compile(r"^(?P<file>[^:]+\.py):(?P<function>[A-Za-z_][A-Za-z0-9_]*)$")
+
+
+def _check_name(value: str, low: int, high: int, hint: str) -> str:
+    if not (low <= len(value) <= high) or not re.match(NAME_PATTERN, value) or "--" in value:
+        raise ValueError(f"{value!r} is not a valid name; use {hint}")
+    return value
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False, validate_default=True)
+
+
+class StreamSpec(Strict):
+    """The ingest stream. Records arrive here first."""
+
+    partitions: Literal["auto"] | Annotated[int, Field(ge=1, le=1024)] = Field(
+        "auto",
+        description="Shards / partitions: 'auto' sizes them from `workload`; a number fixes them (1-1024).",
+    )
+    retention_hours: int = Field(24, ge=24, le=168, description="How long the stream keeps records (24-168 h, the range all three clouds support).")
+    archive: bool = Field(True, description="Archive every raw record to object storage (the 'raw' bucket).")
+
+
+class StreamTrigger(Strict):
+    """Run the stage on batches of stream records."""
+
+    batch_size: int = Field(100, ge=1, le=10_000, description="Most records per invocation.")
+    max_batching_window_s: int = Field(5, ge=0, le=300, description="Longest wait to fill a batch, in seconds.")
+    starting_position: Literal["latest", "earliest"] = Field("latest", description="Where a new consumer starts reading.")
+
+
+class ObjectsTrigger(Strict):
+    """Run the stage on each new object written by an earlier stage."""
+
+    from_stage: str = Field(alias="from", description="The name of an earlier stage whose outputs this stage reads.")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Trigger(Strict):
+    """Exactly one of `stream`, `objects` or `schedule`."""
+
+    stream: StreamTrigger | None = None
+    objects: ObjectsTrigger | None = None
+    schedule: str | None = Field(None, description=f"A schedule: {CRON_HINT}.")
+
+    @field_validator("schedule")
+    @classmethod
+    def _valid_schedule(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_schedule(value)
+        return value
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Trigger:
+        chosen = [k for k in ("stream", "objects", "schedule") if getattr(self, k) is not None]
+        if len(chosen) != 1:
+            raise ValueError(
+                f"a trigger needs exactly one of 'stream', 'objects' or 'schedule' (found {', '.join(chosen) or 'none'})"
+            )
+        return self
+
+    @property
+    def kind(self) -> Literal["stream", "objects", "schedule"]:
+        return "stream" if self.stream else "objects" if self.objects else "schedule"
+
+    @cached_property
+    def parsed_schedule(self) -> Schedule:
+        assert self.schedule is not None
+        return parse_schedule(self.schedule)
+
+
+class StageSpec(Strict):
+    """One processing step: a plain Python handler and what triggers it."""
+
+    name: str = Field(description=f"Stage name: {STAGE_HINT}.")
+    handler: str = Field(description="`path/to/file.py:function`, relative to the spec file.")
+    trigger: Trigger
+    memory_mb: int = Field(512, ge=128, le=10_240, description="Memory for the function, in MB.")
+    timeout_s: int = Field(60, ge=1, le=900, description="Longest run of one invocation, in seconds.")
+    retries: int = Field(3, ge=0, le=10, description="Times a failing batch or event is retried before it is dead-lettered.")
+    max_event_age_s: int = Field(3600, ge=60, le=86_400, description="Oldest a failing event may get before it is dead-lettered, in seconds.")
+    environment: dict[str, str] = Field(default_factory=dict, description="Extra environment variables for the handler.")
+    requirements: str | None = Field(None, description="A pip requirements file for this stage, relative to the spec file.")
+    model: str | None = Field(None, description="A model artifact file the handler loads, relative to the spec file.")
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        return _check_name(value, 2, 20, STAGE_HINT)
+
+    @field_validator("environment")
+    @classmethod
+    def _valid_environment(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
+                raise ValueError(f"{key!r} is not a valid environment variable name; use letters, digits and '_', not starting with a digit")
+            if key.upper().startswith(("PIPELINE_", "AWS_", "AZURE", "FUNCTIONS_", "GOOGLE_", "K_")):
+                raise ValueError(f"{key!r} uses a prefix reserved by the runtime or a cloud (PIPELINE_, AWS_, AZURE*, FUNCTIONS_, GOOGLE_, K_)")
+        if sum(len(k) + len(v) for k, v in value.items()) > 4000:
+            raise ValueError("environment variables total more than 4,000 characters (Lambda allows 4 KB)")
+        return value
+
+    @field_validator("handler")
+    @classmethod
+    def _valid_handler(cls, value: str, info: ValidationInfo) -> str:
+        match = _HANDLER.match(value)
+        if not match:
+            raise ValueError(f"{value!r} is not a handler; write 'path/to/file.py:function'")
+        path = _existing_file(match.group("file"), info, "handler file")
+        function = match.group("function")
+        if path is not None:
+            try:
+                tree = ast.parse(path.read_bytes(), filename=str(path))
+            except (SyntaxError, ValueError) as exc:
+                raise ValueError(f"{match.group('file')} is not valid Python: {exc}") from None
+            defined = [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+            if function not in defined:
+                found = ", ".join(defined) or "none"
+                raise ValueError(f"{match.group('file')} defines no top-level function {function!r} (functions found: {found})")
+        return value
+
+    @field_validator("requirements", "model")
+    @classmethod
+    def _valid_file(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None:
+            _existing_file(value, info, f"{info.field_name} file")
+        return value
+
+    @property
+    def handler_file(self) -> str:
+        return self.handler.split(":", 1)[0]
+
+    @property
+    def handler_function(self) -> str:
+        return self.handler.split(":", 1)[1]
+
+
+def _existing_file(relative: str, info: ValidationInfo, what: str) -> Path | None:
+    """Resolve a path relative to the spec file; it must exist and stay inside the project."""
+    base = (info.context or {}).get("base_dir")
+    if base is None:
+        return None
+    if Path(relative).is_absolute():
+        raise ValueError(f"{relative!r} is absolute; write the {what} path relative to the spec file")
+    path = (Path(base) / relative).resolve()
+    if not path.is_file():
+        raise ValueError(f"{what} {relative!r} does not exist (looked for {path})")
+    return path
+
+
+class StorageSpec(Strict):
+    """How long object storage keeps each kind of data, in days."""
+
+    raw_days: int = Field(30, ge=1, le=3650, description="Raw archived stream records.")
+    intermediate_days: int = Field(7, ge=1, le=3650, description="Outputs another stage reads.")
+    final_days: int = Field(365, ge=1, le=3650, description="Outputs of the last stages (no stage reads them).")
+    dead_letter_days: int = Field(14, ge=1, le=14, description="Dead-lettered records and events (at most 14 days, the SQS maximum).")
+
+
+class WorkloadSpec(Strict):
+    """The expected load: drives stream sizing now and cost estimates."""
+
+    records_per_second: float = Field(100.0, gt=0, le=1_000_000, description="Average records per second into the stream.")
+    record_bytes: int = Field(1024, ge=1, le=1_048_576, description="Average record size in bytes.")
+    stage_duration_ms: dict[str, Annotated[int, Field(ge=1, le=900_000)]] = Field(
+        default_factory=dict,
+        description="Estimated average run time of one invocation per stage, in ms (default 200 ms).",
+    )
+
+    def duration_ms(self, stage: str) -> int:
+        return self.stage_duration_ms.get(stage, 200)
+
+    @property
+    def bytes_per_second(self) -> float:
+        return self.records_per_second * self.record_bytes
+
+
+class AwsSettings(Strict):
+    region: str = Field("us-east-1", pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d$", description="AWS region, e.g. us-east-1.")
+    stream_mode: Literal["provisioned", "on_demand"] = Field("provisioned", description="Kinesis capacity mode.")
+
+
+class GcpSettings(Strict):
+    project: str | None = Field(None, pattern=r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$", description="GCP project ID (required to plan or deploy on GCP).")
+    region: str = Field("us-central1", pattern=r"^[a-z]+-[a-z]+\d$", description="GCP region, e.g. us-central1.")
+
+
+class AzureSettings(Strict):
+    location: str = Field("eastus", pattern=r"^[a-z0-9]+$", description="Azure location, e.g. eastus.")
+
+
+class CloudsSpec(Strict):
+    aws: AwsSettings = Field(default_factory=AwsSettings)  # type: ignore[arg-type]
+    gcp: GcpSettings = Field(default_factory=GcpSettings)  # type: ignore[arg-type]
+    azure: AzureSettings = Field(default_factory=AzureSettings)  # type: ignore[arg-type]
+
+
+class PipelineSpec(Strict):
+    """A streaming ingestion -> preprocessing -> scoring pipeline, described once for every cloud."""
+
+    name: str = Field(description=f"Pipeline name, used in every resource name: {NAME_HINT}.")
+    description: str = Field("", max_length=256)
+    stream: StreamSpec = Field(default_factory=StreamSpec)  # type: ignore[arg-type]
+    stages: list[StageSpec] = Field(min_length=1, max_length=50)
+    storage: StorageSpec = Field(default_factory=StorageSpec)  # type: ignore[arg-type]
+    workload: WorkloadSpec = Field(default_factory=WorkloadSpec)  # type: ignore[arg-type]
+    clouds: CloudsSpec = Field(default_factory=CloudsSpec)  # type: ignore[arg-type]
+    tags: dict[str, str] = Field(default_factory=dict, description="Tags / labels on every resource that takes them.")
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        return _check_name(value, 3, 20, NAME_HINT)
+
+    @field_validator("tags")
+    @classmethod
+    def _valid_tags(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, tag in value.items():
+            if not re.match(r"^[a-z][a-z0-9_-]{0,62}$", key):
+                raise ValueError(f"tag key {key!r} is not portable; use up to 63 lowercase letters, digits, '_' or '-', starting with a letter (GCP label rules)")
+            if not re.match(r"^[a-z0-9_-]{0,63}$", tag):
+                raise ValueError(f"tag value {tag!r} for {key!r} is not portable; use up to 63 lowercase letters, digits, '_' or '-' (GCP label rules)")
+        return value
+
+    def stage(self, name: str) -> StageSpec:
+        return next(s for s in self.stages if s.name == name)
+
+    def consumers_of(self, stage: str) -> list[StageSpec]:
+        """Stages triggered by objects that `stage` writes."""
+        return [s for s in self.stages if s.trigger.objects and s.trigger.objects.from_stage == stage]
+
+
+def wiring_problems(spec: PipelineSpec) -> list[tuple[tuple[str | int, ...], str, str]]:
+    """Cross-field checks, each as (field path, message, hint), so errors point at the field."""
+    problems: list[tuple[tuple[str | int, ...], str, str]] = []
+    seen: list[str] = []
+    for index, stage in enumerate(spec.stages):
+        if stage.name in seen:
+            problems.append((("stages", index, "name"), f"stage name {stage.name!r} is used twice", "stage names must be unique"))
+        objects = stage.trigger.objects
+        if objects is not None and objects.from_stage not in seen:
+            earlier = ", ".join(seen) or "none: the first stage must read the stream or run on a schedule"
+            problems.append((
+                ("stages", index, "trigger", "objects", "from"),
+                f"stage {stage.name!r} reads objects from {objects.from_stage!r}, which is not an earlier stage",
+                f"earlier stages: {earlier}",
+            ))
+        seen.append(stage.name)
+    for name in sorted(set(spec.workload.stage_duration_ms) - set(seen)):
+        problems.append((("workload", "stage_duration_ms", name), f"{name!r} is not a stage", f"stages: {', '.join(seen)}"))
+    return problems

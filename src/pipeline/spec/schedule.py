@@ -1,0 +1,129 @@
+"""Cloud-neutral schedule expressions: `rate(N unit)` or a five-field Unix cron.
+
+Each cloud speaks a different dialect (AWS six fields with '?', Azure NCRONTAB with
+seconds, GCP unix-cron), so the spec uses the common ground and backends translate it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_RATE = re.compile(r"^rate\(\s*(\d+)\s+(minute|minutes|hour|hours|day|days)\s*\)$")
+_MONTHS = {m: i + 1 for i, m in enumerate("JAN FEB MAR APR MAY JUN JUL AUG SEP OCT NOV DEC".split())}
+_DAYS = {d: i for i, d in enumerate("SUN MON TUE WED THU FRI SAT".split())}
+# (name, low, high, names)
+_FIELDS = (
+    ("minute", 0, 59, {}),
+    ("hour", 0, 23, {}),
+    ("day-of-month", 1, 31, {}),
+    ("month", 1, 12, _MONTHS),
+    ("day-of-week", 0, 7, _DAYS),
+)
+CRON_HINT = "use rate(N minutes|hours|days) or five cron fields 'minute hour day-of-month month day-of-week', e.g. '*/15 * * * *'"
+
+
+@dataclass(frozen=True)
+class Rate:
+    value: int
+    unit: str  # "minutes" | "hours" | "days"
+
+    @property
+    def minutes(self) -> int:
+        return self.value * {"minutes": 1, "hours": 60, "days": 1440}[self.unit]
+
+    def runs_per_month(self) -> float:
+        return 730 * 60 / self.minutes
+
+
+@dataclass(frozen=True)
+class Cron:
+    minute: str
+    hour: str
+    day_of_month: str
+    month: str
+    day_of_week: str
+
+    @property
+    def fields(self) -> tuple[str, str, str, str, str]:
+        return (self.minute, self.hour, self.day_of_month, self.month, self.day_of_week)
+
+    def __str__(self) -> str:
+        return " ".join(self.fields)
+
+    def runs_per_month(self) -> float:
+        """An estimate for sizing and cost: runs per day times 30.4 (ignores calendar subtleties)."""
+        minutes = len(_expand(self.minute, 0, 59, {}))
+        hours = len(_expand(self.hour, 0, 23, {}))
+        days = 30.4 if self.day_of_month == "*" and self.day_of_week == "*" else 30.4 * _day_fraction(self)
+        return minutes * hours * days
+
+
+Schedule = Rate | Cron
+
+
+def _day_fraction(cron: Cron) -> float:
+    dom = len(_expand(cron.day_of_month, 1, 31, {})) / 31 if cron.day_of_month != "*" else None
+    dow = len({d % 7 for d in _expand(cron.day_of_week, 0, 7, _DAYS)}) / 7 if cron.day_of_week != "*" else None
+    known = [f for f in (dom, dow) if f is not None]
+    return min(1.0, sum(known))
+
+
+def _number(token: str, low: int, high: int, names: dict[str, int], field: str) -> int:
+    value = names.get(token.upper()) if not token.isdigit() else int(token)
+    if value is None:
+        raise ValueError(f"{token!r} is not a valid {field}")
+    if not low <= value <= high:
+        raise ValueError(f"{field} {value} is out of range {low}-{high}")
+    return value
+
+
+def _expand(expr: str, low: int, high: int, names: dict[str, int], field: str = "value") -> set[int]:
+    values: set[int] = set()
+    for part in expr.split(","):
+        step = 1
+        if "/" in part:
+            part, step_text = part.split("/", 1)
+            if not step_text.isdigit() or int(step_text) == 0:
+                raise ValueError(f"step {step_text!r} in the {field} field must be a positive number")
+            step = int(step_text)
+        if part == "*":
+            start, end = low, high
+        elif "-" in part:
+            a, b = part.split("-", 1)
+            start, end = _number(a, low, high, names, field), _number(b, low, high, names, field)
+            if start > end:
+                raise ValueError(f"range {part!r} in the {field} field runs backwards")
+        else:
+            start = _number(part, low, high, names, field)
+            end = high if step > 1 else start
+        values.update(range(start, end + 1, step))
+    return values
+
+
+def parse_schedule(text: str) -> Schedule:
+    """Parse and validate; raises ValueError with a message a user can act on."""
+    text = text.strip()
+    match = _RATE.match(text)
+    if match:
+        value, unit = int(match.group(1)), match.group(2)
+        if value < 1:
+            raise ValueError("a rate must be at least 1")
+        unit = unit if unit.endswith("s") else unit + "s"
+        if value != 1 and unit[:-1] == match.group(2):
+            raise ValueError(f"write rate({value} {unit}) with a plural unit")
+        if value == 1 and match.group(2).endswith("s"):
+            raise ValueError(f"write rate(1 {unit[:-1]}) with a singular unit")
+        return Rate(value, unit)
+    if text.startswith("rate"):
+        raise ValueError(f"{text!r} is not a valid rate; write rate(5 minutes), rate(1 hour) or rate(2 days)")
+    if text.startswith("cron("):
+        raise ValueError("write the five cron fields without the AWS-style 'cron(...)' wrapper, e.g. '0 * * * *'")
+    fields = text.split()
+    if len(fields) != 5:
+        raise ValueError(f"{text!r} has {len(fields)} fields; a cron expression has exactly 5")
+    for expr, (name, low, high, names) in zip(fields, _FIELDS):
+        if expr == "?":
+            raise ValueError("'?' is AWS-only; use '*' in a day field")
+        _expand(expr, low, high, names, name)
+    return Cron(*fields)
