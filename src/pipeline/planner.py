@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import pulumi
 from google.protobuf import json_format
 from pulumi.runtime import mocks, settings
 from pulumi.runtime.stack import run_pulumi_func
@@ -73,7 +72,7 @@ class _RecordingMonitor(mocks.MockMonitor):
         self.requests: list[tuple[str, Any]] = []
 
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
-        response = super().RegisterResource(request)
+        response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
         self.requests.append((response.urn, request))
         return response
 

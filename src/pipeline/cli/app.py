@@ -7,7 +7,7 @@ Heavy imports (pydantic, Pulumi, cloud SDKs) happen inside commands so `--help` 
 from __future__ import annotations
 
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -34,7 +34,7 @@ SpecArg = Annotated[Path, typer.Argument(help="The pipeline spec (YAML).", show_
 StackOpt = Annotated[str | None, typer.Option("--stack", "-s", help="Merge stacks/NAME.yaml (next to the spec) over the spec.")]
 
 
-class PlanFormat(str, Enum):
+class PlanFormat(StrEnum):
     table = "table"
     tree = "tree"
     json = "json"

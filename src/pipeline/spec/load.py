@@ -17,7 +17,8 @@ from pydantic import BaseModel, ValidationError
 
 from pipeline.errors import Problem, SpecError
 from pipeline.spec.model import PipelineSpec, wiring_problems
-from pipeline.spec.safe_yaml import Located, Path as FieldPath, load_yaml
+from pipeline.spec.safe_yaml import Located, load_yaml
+from pipeline.spec.safe_yaml import Path as FieldPath
 
 STACK_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,15}$")
 DEFAULT_STACK = "default"

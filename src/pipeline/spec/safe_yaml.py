@@ -64,7 +64,8 @@ class _Node:
 
 
 def _mark(event: yaml.Event) -> tuple[int, int]:
-    return (event.start_mark.line + 1, event.start_mark.column + 1)
+    mark = event.start_mark
+    return (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
 
 
 def _fail(file: str, message: str, hint: str = "", mark: tuple[int, int] | None = None) -> SpecError:
@@ -161,8 +162,9 @@ def _build(events: list[yaml.Event], file: str) -> _Node | None:
             continue
         if node.tag not in (None, "!") and node.tag not in _STANDARD_TAGS:
             raise _fail(file, f"the tag {node.tag} is not allowed", "specs use plain YAML values only, without tags", node.mark)
-        if getattr(event, "anchor", None):
-            anchors[event.anchor] = node
+        anchor = getattr(event, "anchor", None)
+        if anchor:
+            anchors[anchor] = node
         attach(node)
         if node.kind != "scalar":
             stack.append(node)

@@ -10,10 +10,10 @@ import re
 from dataclasses import dataclass
 
 _RATE = re.compile(r"^rate\(\s*(\d+)\s+(minute|minutes|hour|hours|day|days)\s*\)$")
-_MONTHS = {m: i + 1 for i, m in enumerate("JAN FEB MAR APR MAY JUN JUL AUG SEP OCT NOV DEC".split())}
-_DAYS = {d: i for i, d in enumerate("SUN MON TUE WED THU FRI SAT".split())}
+_MONTHS = {m: i + 1 for i, m in enumerate(["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"])}
+_DAYS = {d: i for i, d in enumerate(["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"])}
 # (name, low, high, names)
-_FIELDS = (
+_FIELDS: tuple[tuple[str, int, int, dict[str, int]], ...] = (
     ("minute", 0, 59, {}),
     ("hour", 0, 23, {}),
     ("day-of-month", 1, 31, {}),
@@ -122,7 +122,7 @@ def parse_schedule(text: str) -> Schedule:
     fields = text.split()
     if len(fields) != 5:
         raise ValueError(f"{text!r} has {len(fields)} fields; a cron expression has exactly 5")
-    for expr, (name, low, high, names) in zip(fields, _FIELDS):
+    for expr, (name, low, high, names) in zip(fields, _FIELDS, strict=True):
         if expr == "?":
             raise ValueError("'?' is AWS-only; use '*' in a day field")
         _expand(expr, low, high, names, name)

@@ -26,7 +26,7 @@ class AwsBackend(Backend):
         return self.region
 
     def check(self) -> list[tuple[tuple[str | int, ...], str, str]]:
-        problems = []
+        problems: list[tuple[tuple[str | int, ...], str, str]] = []
         for index, stage in enumerate(self.spec.stages):
             if stage.trigger.schedule:
                 for message in triggers.schedule_problems(stage.trigger.parsed_schedule):

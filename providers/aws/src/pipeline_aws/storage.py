@@ -25,7 +25,7 @@ def bucket(role: RoleContext, spec: BucketSpec) -> Handle[aws.s3.Bucket]:
         rules=[{"apply_server_side_encryption_by_default": {"sse_algorithm": "AES256"}}],
         opts=role.opts(),
     )
-    rules: list[dict[str, Any]] = [{
+    rules: list[Any] = [{
         "id": "abort-incomplete-uploads", "status": "Enabled", "filter": {},
         "abort_incomplete_multipart_upload": {"days_after_initiation": 1},
     }]

@@ -139,9 +139,9 @@ def _split_keep(expr: str) -> list[str]:
 def schedule_problems(schedule: Schedule) -> list[str]:
     if isinstance(schedule, Cron):
         if schedule.day_of_month != "*" and schedule.day_of_week != "*":
-            return ["AWS cron cannot restrict both day-of-month and day-of-week; set one of them to '*'"]
+            return ["cron cannot restrict both day-of-month and day-of-week; set one of them to '*'"]
         if "/" in schedule.day_of_week:
-            return ["AWS cron does not allow steps ('/') in day-of-week; list the days instead"]
+            return ["cron does not allow steps ('/') in day-of-week; list the days instead"]
     return []
 
 

@@ -1,0 +1,281 @@
+"""The AWS plan's real wiring, checked on the offline plan of the bundled example and small specs."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline.errors import SpecError
+from pipeline.plan import Plan, PlannedResource
+from pipeline.planner import SECRET_MASK, plain, plan
+from pipeline.spec.load import load_spec
+
+EXAMPLE = Path(__file__).parents[3] / "stacks" / "transactions" / "pipeline.yaml"
+
+
+@pytest.fixture(scope="module")
+def dev() -> Plan:
+    return plan(load_spec(EXAMPLE, "dev"), "aws")
+
+
+def physical(p: Plan, type_: str, role: str) -> PlannedResource:
+    return p.one(type_, role)
+
+
+def arn(p: Plan, type_: str, role: str) -> str:
+    """The ARN the mock engine assigned, read back from a resource that references it."""
+    name = physical(p, type_, role).physical_name
+    templates = {
+        "aws:kinesis/stream:Stream": f"arn:aws:kinesis:us-east-1:123456789012:stream/{name}",
+        "aws:lambda/function:Function": f"arn:aws:lambda:us-east-1:123456789012:function:{name}",
+        "aws:sqs/queue:Queue": f"arn:aws:sqs:us-east-1:123456789012:{name}",
+        "aws:s3/bucket:Bucket": f"arn:aws:s3:::{name}",
+    }
+    return templates[type_]
+
+
+def policies_of(p: Plan, role_name: str) -> list[dict[str, Any]]:
+    """Every statement of every inline policy attached to one IAM role."""
+    statements = []
+    for rp in p.of_type("aws:iam/rolePolicy:RolePolicy"):
+        if rp.inputs["role"] == role_name:
+            statements.extend(json.loads(rp.inputs["policy"])["Statement"])
+    return statements
+
+
+def grants(statements: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    return {(action, resource) for s in statements for action in s["Action"] for resource in s["Resource"]}
+
+
+def write_spec(tmp_path: Path, body: str) -> Path:
+    (tmp_path / "h.py").write_text("def handle(records, context):\n    return []\n")
+    spec = tmp_path / "pipeline.yaml"
+    spec.write_text(textwrap.dedent(body))
+    return spec
+
+
+def test_stream_is_encrypted_and_sized_from_the_workload(dev: Plan) -> None:
+    stream = physical(dev, "aws:kinesis/stream:Stream", "stream")
+    assert stream.inputs["encryptionType"] == "KMS"
+    assert stream.inputs["kmsKeyId"] == "alias/aws/kinesis"
+    assert stream.inputs["shardCount"] == dev.sizing["units"] == 1
+    assert stream.inputs["retentionPeriod"] == 24
+    prod = plan(load_spec(EXAMPLE, "prod"), "aws")
+    # 1500 rec/s x 700 B = 1.0 MiB/s; x1.25 headroom -> 2 shards by bytes and by records.
+    assert physical(prod, "aws:kinesis/stream:Stream", "stream").inputs["shardCount"] == prod.sizing["units"] == 2
+    assert physical(prod, "aws:kinesis/stream:Stream", "stream").inputs["retentionPeriod"] == 168
+
+
+def test_stream_stage_has_an_event_source_mapping_not_a_permission(dev: Plan) -> None:
+    esm = physical(dev, "aws:lambda/eventSourceMapping:EventSourceMapping", "preprocess-trigger").inputs
+    assert esm["eventSourceArn"] == arn(dev, "aws:kinesis/stream:Stream", "stream")
+    assert esm["functionName"] == arn(dev, "aws:lambda/function:Function", "preprocess-function")
+    assert esm["functionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert esm["bisectBatchOnFunctionError"] is True
+    assert esm["maximumRetryAttempts"] == 3
+    assert esm["maximumRecordAgeInSeconds"] == 3600
+    assert esm["batchSize"] == 500 and esm["maximumBatchingWindowInSeconds"] == 5
+    assert esm["destinationConfig"]["onFailure"]["destinationArn"] == arn(dev, "aws:sqs/queue:Queue", "preprocess-dead-letter")
+    assert not [p for p in dev.of_type("aws:lambda/permission:Permission") if "kinesis" in p.inputs["principal"]]
+
+
+def test_object_stage_rule_names_the_source_bucket_and_prefix(dev: Plan) -> None:
+    rule = physical(dev, "aws:cloudwatch/eventRule:EventRule", "score-trigger")
+    pattern = json.loads(rule.inputs["eventPattern"])
+    source_bucket = physical(dev, "aws:s3/bucket:Bucket", "preprocess-bucket").physical_name
+    assert pattern == {
+        "source": ["aws.s3"],
+        "detail-type": ["Object Created"],
+        "detail": {"bucket": {"name": [source_bucket]}, "object": {"key": [{"prefix": "preprocess/"}]}},
+    }
+    rule_arn = f"arn:aws:events:us-east-1:123456789012:rule/{rule.physical_name}"
+    target = physical(dev, "aws:cloudwatch/eventTarget:EventTarget", "score-trigger").inputs
+    assert target["arn"] == arn(dev, "aws:lambda/function:Function", "score-function")
+    assert target["rule"] == rule.physical_name
+    assert target["retryPolicy"] == {"maximumRetryAttempts": 3, "maximumEventAgeInSeconds": 3600}
+    assert target["deadLetterConfig"]["arn"] == arn(dev, "aws:sqs/queue:Queue", "score-dead-letter")
+    permission = physical(dev, "aws:lambda/permission:Permission", "score-trigger").inputs
+    assert permission["principal"] == "events.amazonaws.com"
+    assert permission["sourceArn"] == rule_arn
+    queue_policy = json.loads(physical(dev, "aws:sqs/queuePolicy:QueuePolicy", "score-trigger").inputs["policy"])
+    assert queue_policy["Statement"][0]["Condition"] == {"ArnEquals": {"aws:SourceArn": rule_arn}}
+    # S3 -> EventBridge is on for the source bucket only, and no CloudTrail is involved.
+    notifications = dev.of_type("aws:s3/bucketNotification:BucketNotification")
+    assert [(n.role, n.inputs["eventbridge"]) for n in notifications] == [("preprocess-bucket", True)]
+    assert not [r for r in dev.resources if r.type.startswith("aws:cloudtrail")]
+    invoke_config = physical(dev, "aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig", "score-trigger").inputs
+    assert invoke_config["maximumRetryAttempts"] == 2
+    assert invoke_config["destinationConfig"]["onFailure"]["destination"] == arn(dev, "aws:sqs/queue:Queue", "score-dead-letter")
+
+
+def test_schedule_stage_uses_scheduler_with_a_role_that_invokes_only_its_function(dev: Plan) -> None:
+    schedule = physical(dev, "aws:scheduler/schedule:Schedule", "calibrate-trigger").inputs
+    assert schedule["scheduleExpression"] == "cron(0 6 * * ? *)"
+    assert schedule["scheduleExpressionTimezone"] == "UTC"
+    function_arn = arn(dev, "aws:lambda/function:Function", "calibrate-function")
+    assert schedule["target"]["arn"] == function_arn
+    assert schedule["target"]["deadLetterConfig"]["arn"] == arn(dev, "aws:sqs/queue:Queue", "calibrate-dead-letter")
+    scheduler_role = physical(dev, "aws:iam/role:Role", "calibrate-trigger")
+    assert json.loads(scheduler_role.inputs["assumeRolePolicy"])["Statement"][0]["Principal"] == {"Service": "scheduler.amazonaws.com"}
+    assert grants(policies_of(dev, scheduler_role.physical_name)) == {
+        ("lambda:InvokeFunction", function_arn),
+        ("sqs:SendMessage", arn(dev, "aws:sqs/queue:Queue", "calibrate-dead-letter")),
+    }
+
+
+def test_each_function_role_grants_exactly_what_its_stage_needs(dev: Plan) -> None:
+    bucket = {key: arn(dev, "aws:s3/bucket:Bucket", f"{key}-bucket") for key in ("preprocess", "score", "dead-letter", "artifacts")}
+    log_group = {s: f"arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/txn-scoring-dev-{s}:*" for s in ("preprocess", "score")}
+    model_key = physical(dev, "aws:s3/bucketObjectv2:BucketObjectv2", "model-1").inputs["key"]
+    stream = arn(dev, "aws:kinesis/stream:Stream", "stream")
+    kinesis = {"kinesis:DescribeStream", "kinesis:DescribeStreamSummary", "kinesis:GetRecords", "kinesis:GetShardIterator", "kinesis:ListShards"}
+
+    preprocess_role = physical(dev, "aws:iam/role:Role", "preprocess-identity").physical_name
+    assert grants(policies_of(dev, preprocess_role)) == {
+        *((action, stream) for action in kinesis),
+        ("s3:PutObject", f"{bucket['preprocess']}/preprocess/*"),
+        ("s3:PutObject", f"{bucket['dead-letter']}/preprocess/*"),
+        ("logs:CreateLogStream", log_group["preprocess"]),
+        ("logs:PutLogEvents", log_group["preprocess"]),
+        ("sqs:SendMessage", arn(dev, "aws:sqs/queue:Queue", "preprocess-dead-letter")),
+    }
+    score_role = physical(dev, "aws:iam/role:Role", "score-identity").physical_name
+    assert grants(policies_of(dev, score_role)) == {
+        ("s3:GetObject", f"{bucket['preprocess']}/preprocess/*"),
+        ("s3:PutObject", f"{bucket['score']}/score/*"),
+        ("s3:PutObject", f"{bucket['dead-letter']}/score/*"),
+        ("s3:GetObject", f"{bucket['artifacts']}/{model_key}"),
+        ("logs:CreateLogStream", log_group["score"]),
+        ("logs:PutLogEvents", log_group["score"]),
+        ("sqs:SendMessage", arn(dev, "aws:sqs/queue:Queue", "score-dead-letter")),
+    }
+
+
+def test_no_wildcard_actions_no_wildcard_resources_no_managed_policies(dev: Plan) -> None:
+    for rp in dev.of_type("aws:iam/rolePolicy:RolePolicy"):
+        for statement in json.loads(rp.inputs["policy"])["Statement"]:
+            assert all("*" not in action for action in statement["Action"]), rp.name
+            assert all(resource != "*" and resource.startswith("arn:aws:") for resource in statement["Resource"]), rp.name
+    assert not dev.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+
+
+def test_buckets_are_private_encrypted_tls_only_and_expire(dev: Plan) -> None:
+    expected_days = {"raw-bucket": 7, "preprocess-bucket": 7, "score-bucket": 30, "calibrate-bucket": 30, "dead-letter-bucket": 14}
+    for b in dev.of_type("aws:s3/bucket:Bucket"):
+        role = b.role
+        block = physical(dev, "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock", role).inputs
+        assert all(block[k] is True for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"))
+        assert physical(dev, "aws:s3/bucketOwnershipControls:BucketOwnershipControls", role).inputs["rule"] == {"objectOwnership": "BucketOwnerEnforced"}
+        sse = physical(dev, "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration", role).inputs
+        assert sse["rules"][0]["applyServerSideEncryptionByDefault"]["sseAlgorithm"] == "AES256"
+        policy = json.loads(physical(dev, "aws:s3/bucketPolicy:BucketPolicy", role).inputs["policy"])
+        assert policy["Statement"][0]["Effect"] == "Deny"
+        assert policy["Statement"][0]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+        rules = physical(dev, "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration", role).inputs["rules"]
+        expiry = [r["expiration"]["days"] for r in rules if "expiration" in r]
+        assert expiry == ([expected_days[role]] if role in expected_days else []), role
+
+
+def test_functions_use_a_current_runtime_and_real_bucket_names(dev: Plan) -> None:
+    fn = physical(dev, "aws:lambda/function:Function", "score-function").inputs
+    assert fn["runtime"] == "python3.12" and fn["architectures"] == ["arm64"]
+    assert fn["memorySize"] == 512 and fn["timeout"] == 120  # dev overlay merged by stage name
+    env = fn["environment"]["variables"]
+    assert env["PIPELINE_OUTPUT_BUCKET"] == physical(dev, "aws:s3/bucket:Bucket", "score-bucket").physical_name
+    assert env["PIPELINE_INPUT_BUCKET"] == physical(dev, "aws:s3/bucket:Bucket", "preprocess-bucket").physical_name
+    assert env["PIPELINE_INPUT_PREFIX"] == "preprocess/"
+    assert fn["loggingConfig"]["logGroup"] == "/aws/lambda/txn-scoring-dev-score"
+    assert physical(dev, "aws:cloudwatch/logGroup:LogGroup", "score-function").inputs["retentionInDays"] == 30
+    assert physical(dev, "aws:lambda/function:Function", "preprocess-function").inputs["environment"]["variables"]["CURRENCY"] == "USD"
+
+
+def test_raw_archive_goes_through_firehose_to_the_raw_bucket(dev: Plan) -> None:
+    firehose = physical(dev, "aws:kinesis/firehoseDeliveryStream:FirehoseDeliveryStream", "raw-archive").inputs
+    assert firehose["kinesisSourceConfiguration"]["kinesisStreamArn"] == arn(dev, "aws:kinesis/stream:Stream", "stream")
+    s3 = firehose["extendedS3Configuration"]
+    assert s3["bucketArn"] == arn(dev, "aws:s3/bucket:Bucket", "raw-bucket")
+    assert s3["prefix"].startswith("raw/") and s3["compressionFormat"] == "GZIP"
+    assert s3["errorOutputPrefix"].startswith("raw-errors/")
+
+
+def test_dead_letter_queues_are_encrypted_and_alarmed(dev: Plan) -> None:
+    for stage in ("preprocess", "score", "calibrate"):
+        queue = physical(dev, "aws:sqs/queue:Queue", f"{stage}-dead-letter")
+        assert queue.inputs["sqsManagedSseEnabled"] is True
+        assert queue.inputs["messageRetentionSeconds"] == 14 * 86400
+        alarms = [a for a in dev.of_type("aws:cloudwatch/metricAlarm:MetricAlarm") if a.inputs["dimensions"].get("QueueName") == queue.physical_name]
+        assert len(alarms) == 1
+
+
+def test_plans_are_deterministic_and_several_clouds_can_run_in_one_process(dev: Plan) -> None:
+    again = plan(load_spec(EXAMPLE, "dev"), "aws")
+    assert again.to_json() == dev.to_json()
+    every_role_has_resources = {key for key, kind in dev.roles() if kind != "Platform"} - set(dev.by_role())
+    assert not every_role_has_resources
+
+
+def test_chained_object_stages_never_retrigger_themselves(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path, """
+        name: chain
+        stages:
+          - {name: ingest, handler: "h.py:handle", trigger: {stream: {}}}
+          - {name: clean, handler: "h.py:handle", trigger: {objects: {from: ingest}}}
+          - {name: enrich, handler: "h.py:handle", trigger: {objects: {from: clean}}}
+          - {name: score, handler: "h.py:handle", trigger: {objects: {from: enrich}}}
+    """)
+    p = plan(load_spec(spec), "aws")
+    for stage, source in (("clean", "ingest"), ("enrich", "clean"), ("score", "enrich")):
+        pattern = json.loads(physical(p, "aws:cloudwatch/eventRule:EventRule", f"{stage}-trigger").inputs["eventPattern"])
+        own = physical(p, "aws:s3/bucket:Bucket", f"{stage}-bucket").physical_name
+        assert pattern["detail"]["bucket"]["name"] == [physical(p, "aws:s3/bucket:Bucket", f"{source}-bucket").physical_name]
+        assert own not in pattern["detail"]["bucket"]["name"]
+        assert pattern["detail"]["object"]["key"] == [{"prefix": f"{source}/"}]
+    assert len(p.of_type("aws:s3/bucketNotification:BucketNotification")) == 3
+
+
+def test_on_demand_mode_and_no_archive(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path, """
+        name: ondemand
+        stream: {archive: false}
+        stages: [{name: only, handler: "h.py:handle", trigger: {stream: {}}}]
+        clouds: {aws: {stream_mode: on_demand, region: eu-west-1}}
+    """)
+    p = plan(load_spec(spec), "aws")
+    stream = physical(p, "aws:kinesis/stream:Stream", "stream").inputs
+    assert stream["streamModeDetails"] == {"streamMode": "ON_DEMAND"} and "shardCount" not in stream
+    assert not p.of_type("aws:kinesis/firehoseDeliveryStream:FirehoseDeliveryStream")
+    assert p.location == "eu-west-1"
+    assert p.one("pulumi:providers:aws").inputs["region"] == "eu-west-1"
+
+
+def test_cron_that_aws_cannot_express_is_a_located_spec_error(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path, """
+        name: crons
+        stages:
+          - name: nightly
+            handler: "h.py:handle"
+            trigger: {schedule: "0 1 1 * MON"}
+    """)
+    with pytest.raises(SpecError) as caught:
+        plan(load_spec(spec), "aws")
+    problem = caught.value.problems[0]
+    assert problem.path == "stages[0].trigger.schedule" and problem.line == 6
+    assert "AWS" in problem.message and "day-of-week" in problem.message
+
+
+def test_weekday_cron_translates_to_aws_day_names(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path, """
+        name: crons
+        stages: [{name: weekdays, handler: "h.py:handle", trigger: {schedule: "30 2 * * 1-5"}}]
+    """)
+    schedule = plan(load_spec(spec), "aws").one("aws:scheduler/schedule:Schedule").inputs
+    assert schedule["scheduleExpression"] == "cron(30 2 ? * MON-FRI *)"
+
+
+def test_plan_masks_secrets() -> None:
+    wire = {"password": {"4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270", "value": "hunter2"}, "n": 3.0}
+    assert plain(wire) == {"n": 3, "password": SECRET_MASK}
