@@ -1,0 +1,1 @@
+"""azure backend (see providers/azure)."""
