@@ -137,6 +137,10 @@ class Backend(ABC):
     def mock_resource(self, type_: str, name: str, inputs: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
         """Physical id and outputs the cloud would assign, for the offline planner's mock engine."""
 
+    def mock_call(self, token: str, args: Mapping[str, Any]) -> dict[str, Any]:
+        """Result of a data-source invoke (e.g. a project lookup) for the offline planner."""
+        return {}
+
     def location(self) -> str:
         """Region or location shown in plans."""
         return ""

@@ -61,7 +61,7 @@ class _Recorder(mocks.Mocks):
         return self.backend.mock_resource(args.typ, args.name, args.inputs)
 
     def call(self, args: mocks.MockCallArgs) -> tuple[dict[Any, Any], list[tuple[str, str]] | None]:
-        return {}, None
+        return self.backend.mock_call(args.token, args.args), []
 
 
 class _RecordingMonitor(mocks.MockMonitor):
@@ -134,7 +134,7 @@ def _to_plan(loaded: LoadedSpec, backend: Backend, sizing: Any, monitor: _Record
             physical_name=_physical_name(outputs, state.id if state is not None and state.id else request.name) if request.custom else request.name,
             inputs=inputs,
             dependencies=sorted(set(request.dependencies)),
-            provider=request.provider.split("::")[0] if request.provider else "",
+            provider=request.provider.rsplit("::", 1)[0] if request.provider else "",  # "<provider urn>::<id>"
         )
     for resource in by_urn.values():
         node: PlannedResource | None = resource

@@ -28,7 +28,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # never hard-wrap file:line:col messages
 
 SpecArg = Annotated[Path, typer.Argument(help="The pipeline spec (YAML).", show_default=True)]
 StackOpt = Annotated[str | None, typer.Option("--stack", "-s", help="Merge stacks/NAME.yaml (next to the spec) over the spec.")]

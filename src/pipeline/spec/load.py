@@ -161,9 +161,10 @@ def _field_names(model: type[BaseModel]) -> list[str]:
 def _problem_for(error: Any, values: dict[FieldPath, Position], keys: dict[FieldPath, Position], default_file: str) -> Problem:
     loc = tuple(error["loc"])
     # pydantic adds the tagged-union member name for Literal|int unions; drop non-field parts.
-    path: FieldPath = tuple(p for p in loc if isinstance(p, int) or not str(p).startswith(("literal[", "int", "constrained")))
+    path: FieldPath = tuple(p for p in loc if isinstance(p, int) or not str(p).startswith(("literal[", "int", "constrained", "[key]")))
     kind = error["type"]
     message, hint = error["msg"], ""
+    is_key = "[key]" in loc
     if kind == "extra_forbidden":
         model = _model_at(path[:-1])
         allowed = _field_names(model) if model else []
@@ -179,7 +180,7 @@ def _problem_for(error: Any, values: dict[FieldPath, Position], keys: dict[Field
             message = message[len("Value error, "):]
         if kind.startswith("literal_error"):
             hint = "expected " + str(error.get("ctx", {}).get("expected", ""))
-        pos = _nearest(path, values)
+        pos = (keys.get(path) if is_key else None) or _nearest(path, values)
     if kind in {"int_parsing", "int_type", "float_parsing", "bool_parsing", "string_type", "dict_type", "list_type", "int_from_float"}:
         got = error.get("input")
         message = f"{message} (got {got!r})" if not isinstance(got, (dict, list)) else f"{message} (got a {'mapping' if isinstance(got, dict) else 'list'})"

@@ -12,7 +12,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, ValidationInfo, field_validator, model_validator
 
 from pipeline.spec.schedule import CRON_HINT, Schedule, parse_schedule
 
@@ -22,6 +22,41 @@ NAME_PATTERN = r"^[a-z][a-z0-9-]*[a-z0-9]$"
 NAME_HINT = "3-20 characters: lowercase letters, digits and single hyphens, starting with a letter and ending with a letter or digit"
 STAGE_HINT = "2-20 characters: lowercase letters, digits and single hyphens, starting with a letter and ending with a letter or digit"
 _HANDLER = re.compile(r"^(?P<file>[^:]+\.py):(?P<function>[A-Za-z_][A-Za-z0-9_]*)$")
+
+
+def _tag_key(key: str) -> str:
+    if not re.match(r"^[a-z][a-z0-9_-]{0,62}$", key):
+        raise ValueError(f"tag key {key!r} is not portable; use up to 63 lowercase letters, digits, '_' or '-', starting with a letter (GCP label rules)")
+    return key
+
+
+def _tag_value(value: str) -> str:
+    if not re.match(r"^[a-z0-9_-]{0,63}$", value):
+        raise ValueError(f"tag value {value!r} is not portable; use up to 63 lowercase letters, digits, '_' or '-' (GCP label rules)")
+    return value
+
+
+def _env_key(key: str) -> str:
+    if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
+        raise ValueError(f"{key!r} is not a valid environment variable name; use letters, digits and '_', not starting with a digit")
+    if key.upper().startswith(("PIPELINE_", "AWS_", "AZURE", "FUNCTIONS_", "GOOGLE_", "K_")):
+        raise ValueError(f"{key!r} uses a prefix reserved by the runtime or a cloud (PIPELINE_, AWS_, AZURE*, FUNCTIONS_, GOOGLE_, K_)")
+    return key
+
+
+def _partitions(value: object) -> str | int:
+    """One clear error for 'auto' or a whole number, instead of one per union member."""
+    if value == "auto":
+        return "auto"
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 1024:
+        return value
+    raise ValueError(f"partitions must be 'auto' or a whole number from 1 to 1024 (got {value!r})")
+
+
+TagKey = Annotated[str, AfterValidator(_tag_key)]
+TagValue = Annotated[str, AfterValidator(_tag_value)]
+EnvKey = Annotated[str, AfterValidator(_env_key)]
+Partitions = Annotated[Literal["auto"] | int, PlainValidator(_partitions, json_schema_input_type=Literal["auto"] | Annotated[int, Field(ge=1, le=1024)])]
 
 
 def _check_name(value: str, low: int, high: int, hint: str) -> str:
@@ -37,7 +72,7 @@ class Strict(BaseModel):
 class StreamSpec(Strict):
     """The ingest stream. Records arrive here first."""
 
-    partitions: Literal["auto"] | Annotated[int, Field(ge=1, le=1024)] = Field(
+    partitions: Partitions = Field(
         "auto",
         description="Shards / partitions: 'auto' sizes them from `workload`; a number fixes them (1-1024).",
     )
@@ -104,7 +139,7 @@ class StageSpec(Strict):
     timeout_s: int = Field(60, ge=1, le=900, description="Longest run of one invocation, in seconds.")
     retries: int = Field(3, ge=0, le=10, description="Times a failing batch or event is retried before it is dead-lettered.")
     max_event_age_s: int = Field(3600, ge=60, le=86_400, description="Oldest a failing event may get before it is dead-lettered, in seconds.")
-    environment: dict[str, str] = Field(default_factory=dict, description="Extra environment variables for the handler.")
+    environment: dict[EnvKey, str] = Field(default_factory=dict, description="Extra environment variables for the handler.")
     requirements: str | None = Field(None, description="A pip requirements file for this stage, relative to the spec file.")
     model: str | None = Field(None, description="A model artifact file the handler loads, relative to the spec file.")
 
@@ -116,11 +151,6 @@ class StageSpec(Strict):
     @field_validator("environment")
     @classmethod
     def _valid_environment(cls, value: dict[str, str]) -> dict[str, str]:
-        for key in value:
-            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
-                raise ValueError(f"{key!r} is not a valid environment variable name; use letters, digits and '_', not starting with a digit")
-            if key.upper().startswith(("PIPELINE_", "AWS_", "AZURE", "FUNCTIONS_", "GOOGLE_", "K_")):
-                raise ValueError(f"{key!r} uses a prefix reserved by the runtime or a cloud (PIPELINE_, AWS_, AZURE*, FUNCTIONS_, GOOGLE_, K_)")
         if sum(len(k) + len(v) for k, v in value.items()) > 4000:
             raise ValueError("environment variables total more than 4,000 characters (Lambda allows 4 KB)")
         return value
@@ -230,22 +260,12 @@ class PipelineSpec(Strict):
     storage: StorageSpec = Field(default_factory=StorageSpec)  # type: ignore[arg-type]
     workload: WorkloadSpec = Field(default_factory=WorkloadSpec)  # type: ignore[arg-type]
     clouds: CloudsSpec = Field(default_factory=CloudsSpec)  # type: ignore[arg-type]
-    tags: dict[str, str] = Field(default_factory=dict, description="Tags / labels on every resource that takes them.")
+    tags: dict[TagKey, TagValue] = Field(default_factory=dict, description="Tags / labels on every resource that takes them (GCP label rules).")
 
     @field_validator("name")
     @classmethod
     def _valid_name(cls, value: str) -> str:
         return _check_name(value, 3, 20, NAME_HINT)
-
-    @field_validator("tags")
-    @classmethod
-    def _valid_tags(cls, value: dict[str, str]) -> dict[str, str]:
-        for key, tag in value.items():
-            if not re.match(r"^[a-z][a-z0-9_-]{0,62}$", key):
-                raise ValueError(f"tag key {key!r} is not portable; use up to 63 lowercase letters, digits, '_' or '-', starting with a letter (GCP label rules)")
-            if not re.match(r"^[a-z0-9_-]{0,63}$", tag):
-                raise ValueError(f"tag value {tag!r} for {key!r} is not portable; use up to 63 lowercase letters, digits, '_' or '-' (GCP label rules)")
-        return value
 
     def stage(self, name: str) -> StageSpec:
         return next(s for s in self.stages if s.name == name)

@@ -149,7 +149,7 @@ def _build(events: list[yaml.Event], file: str) -> _Node | None:
             attach(anchors[event.anchor])
             continue
         if isinstance(event, yaml.ScalarEvent):
-            node = _Node("scalar", _mark(event), event.value, tag=event.tag, plain=event.implicit[0] and event.style is None)
+            node = _Node("scalar", _mark(event), event.value, tag=event.tag, plain=event.implicit[0] and not event.style)
         elif isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
             kind = "map" if isinstance(event, yaml.MappingStartEvent) else "seq"
             node = _Node(kind, _mark(event), tag=event.tag)

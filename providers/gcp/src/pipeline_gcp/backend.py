@@ -1,0 +1,127 @@
+"""The GCP backend: maps each role of the core's program to pulumi-gcp v10 resources."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pipeline.backend import Backend, BucketSpec, FunctionCode, Grant, Handle, RoleContext, StageResources, StreamSizing
+from pipeline.spec.model import StageSpec
+from pipeline.spec.schedule import Schedule
+from pipeline_gcp import functions, iam, naming, observability, platform, sizing, storage, stream, triggers
+
+Problem = tuple[tuple[str | int, ...], str, str]
+
+# Set by Cloud Run / Cloud Functions at run time; a stage must not override them
+# (https://cloud.google.com/functions/docs/configuring/env-var#runtime_environment_variables_set_automatically).
+RESERVED_ENV = frozenset({"PORT", "ENTRY_POINT", "GCP_PROJECT", "GCLOUD_PROJECT", "FUNCTION_TARGET", "FUNCTION_SIGNATURE_TYPE",
+                          "FUNCTION_TRIGGER_TYPE", "FUNCTION_NAME", "FUNCTION_MEMORY_MB", "FUNCTION_TIMEOUT_SEC",
+                          "FUNCTION_IDENTITY", "FUNCTION_REGION"})
+
+
+class GcpBackend(Backend):
+    name = "gcp"
+    title = "GCP"
+
+    _env: platform.Env | None = None
+
+    @property
+    def project(self) -> str:
+        project: str = self.spec.clouds.gcp.project or ""
+        return project
+
+    @property
+    def region(self) -> str:
+        region: str = self.spec.clouds.gcp.region
+        return region
+
+    @property
+    def env(self) -> platform.Env:
+        assert self._env is not None, "platform() runs first"
+        return self._env
+
+    def location(self) -> str:
+        return self.region
+
+    # ---- checks and sizing ------------------------------------------------------------------
+    def check(self) -> list[Problem]:
+        problems: list[Problem] = []
+        if not self.spec.clouds.gcp.project:
+            problems.append((("clouds", "gcp", "project"), "GCP needs a project to deploy into, and none is set",
+                             "set clouds.gcp.project to your project ID, e.g. 'my-project-123'"))
+        for index, stage in enumerate(self.spec.stages):
+            at: tuple[str | int, ...] = ("stages", index)
+            if not stage.trigger.schedule and stage.timeout_s > functions.EVENT_DRIVEN_MAX_TIMEOUT_S:
+                problems.append((
+                    (*at, "timeout_s"),
+                    f"timeout_s {stage.timeout_s} is above {functions.EVENT_DRIVEN_MAX_TIMEOUT_S} s, the longest an event-driven "
+                    f"Cloud Functions (gen2) invocation may run",
+                    f"use at most {functions.EVENT_DRIVEN_MAX_TIMEOUT_S}, or run long work on a schedule (HTTP functions may run longer)",
+                ))
+            if stage.memory_mb > functions.MAX_MEMORY_MB:
+                problems.append(((*at, "memory_mb"), f"memory_mb {stage.memory_mb} is above the gen2 maximum of {functions.MAX_MEMORY_MB} MB",
+                                 f"use at most {functions.MAX_MEMORY_MB}"))
+            if stage.trigger.schedule:
+                for message, hint in triggers.schedule_problems(stage.trigger.parsed_schedule):
+                    problems.append(((*at, "trigger", "schedule"), message, hint))
+            for key in stage.environment:
+                if key.upper() in RESERVED_ENV or key.upper().startswith("X_GOOGLE_"):
+                    problems.append(((*at, "environment", key), f"{key!r} is set by Cloud Functions at run time and cannot be overridden",
+                                     "choose another name"))
+        return problems
+
+    def size_stream(self) -> StreamSizing:
+        return sizing.size_stream(self.spec, triggers.notes(self.spec))
+
+    def mock_resource(self, type_: str, name: str, inputs: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+        return naming.mock_resource(type_, name, inputs, self.project, self.region)
+
+    def mock_call(self, token: str, args: Mapping[str, Any]) -> dict[str, Any]:
+        """Results of data sources, for the planner's mock engine (its `call()` should delegate here)."""
+        return naming.mock_call(token, args)
+
+    # ---- roles ----------------------------------------------------------------------------
+    def platform(self, role: RoleContext) -> list[Any]:
+        self._env = platform.platform(role, self.spec, self.stack)
+        self._env.sources = storage.sources_bucket(role, self._env)
+        return [self._env.provider]
+
+    def stream(self, role: RoleContext, sizing: StreamSizing) -> Handle[Any]:
+        return stream.stream(role, self.env, self.spec)
+
+    def bucket(self, role: RoleContext, bucket: BucketSpec) -> Handle[Any]:
+        return storage.bucket(role, self.env, bucket)
+
+    def archive(self, role: RoleContext, source: Handle[Any], bucket: Handle[Any], prefix: str) -> None:
+        stream.archive(role, self.env, self.spec, source, bucket, prefix)
+
+    def artifact(self, role: RoleContext, bucket: Handle[Any], path: Path, key: str) -> Handle[Any]:
+        return storage.artifact(role, self.env, bucket, path, key)
+
+    def identity(self, role: RoleContext, stage: StageSpec) -> Handle[Any]:
+        identity = iam.stage_identity(role, self.env, stage.name)
+        if stage.trigger.objects:
+            iam.trigger_identity(role, self.env, stage.name, identity)
+        return identity
+
+    def grant(self, role: RoleContext, identity: Handle[Any], grants: Sequence[Grant]) -> None:
+        iam.grant(role, self.env, identity, grants)
+
+    def dead_letter(self, role: RoleContext, stage: StageSpec) -> Handle[Any]:
+        return triggers.dead_letter(role, self.env, self.spec, stage)
+
+    def function(self, role: RoleContext, stage: StageSpec, identity: Handle[Any], code: FunctionCode, env: Mapping[str, Any]) -> Handle[Any]:
+        return functions.function(role, self.env, self.spec, stage, identity, code, env)
+
+    def stream_trigger(self, role: RoleContext, stage: StageSpec, stream: Handle[Any], function: Handle[Any], identity: Handle[Any], dead_letter: Handle[Any]) -> None:
+        triggers.stream_trigger(role, self.env, self.spec, stage, stream, function, identity, dead_letter)
+
+    def object_trigger(self, role: RoleContext, stage: StageSpec, bucket: Handle[Any], prefix: str, function: Handle[Any], identity: Handle[Any], dead_letter: Handle[Any]) -> None:
+        triggers.object_trigger(role, self.env, stage, bucket, prefix, function, identity, dead_letter)
+
+    def schedule_trigger(self, role: RoleContext, stage: StageSpec, schedule: Schedule, function: Handle[Any], identity: Handle[Any], dead_letter: Handle[Any]) -> None:
+        triggers.schedule_trigger(role, self.env, stage, schedule, function, identity, dead_letter)
+
+    def observability(self, role: RoleContext, stages: Sequence[StageResources]) -> None:
+        observability.observability(role, self.env, stages)
