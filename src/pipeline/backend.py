@@ -23,6 +23,7 @@ from pipeline.errors import PipelineError
 if TYPE_CHECKING:
     import pulumi
 
+    from pipeline.cost import CostEstimate
     from pipeline.spec.model import PipelineSpec, StageSpec
     from pipeline.spec.schedule import Schedule
 
@@ -79,6 +80,19 @@ class FunctionCode:
     handler_function: str  # e.g. "preprocess"
     requirements: Path | None
     model: Path | None
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The limits a user weighs when choosing a cloud, as this backend's plan configures them."""
+
+    max_record_bytes: int  # largest record the stream accepts
+    max_stage_timeout_s: int  # longest a stage may run per invocation (for the trigger kinds in use)
+    max_retention_hours: int  # longest the stream can keep records
+    delivery: str  # e.g. "at least once"
+    ordering: str  # e.g. "per partition key, within a shard"
+    poison_records: str  # what happens to a record that keeps failing
+    sources: tuple[str, ...] = ()  # documentation URLs
 
 
 H = TypeVar("H")
@@ -140,6 +154,18 @@ class Backend(ABC):
     def mock_call(self, token: str, args: Mapping[str, Any]) -> dict[str, Any]:
         """Result of a data-source invoke (e.g. a project lookup) for the offline planner."""
         return {}
+
+    # ---- comparison: limits and cost (no Pulumi needed) -------------------------------------
+    identity_types: ClassVar[frozenset[str]] = frozenset()  # resource types that are identities
+    grant_types: ClassVar[frozenset[str]] = frozenset()  # resource types that grant a permission
+
+    def limits(self) -> Limits:
+        """The limits of this cloud's services as the plan configures them."""
+        raise NotImplementedError(f"{self.title} does not describe its limits yet")
+
+    def estimate_cost(self, free_tier: bool) -> CostEstimate:
+        """Monthly cost of the planned resources for `spec.workload`, line by line, from the price sheet."""
+        raise NotImplementedError(f"{self.title} has no cost model yet")
 
     def location(self) -> str:
         """Region or location shown in plans."""
