@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-CLOUD_SDKS = ("pulumi_aws", "pulumi_gcp", "pulumi_azure_native", "boto3", "botocore", "google.cloud", "azure")
+# Namespace packages (google.cloud, azure) may be pre-created by .pth files at start-up; only real SDK modules count.
+CLOUD_SDKS = ("pulumi_aws", "pulumi_gcp", "pulumi_azure_native", "boto3", "botocore", "google.cloud.storage", "azure.storage", "azure.identity")
 
 
 def no_traceback(result: subprocess.CompletedProcess[str]) -> None:

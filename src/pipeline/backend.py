@@ -186,7 +186,8 @@ class Backend(ABC):
 
     @abstractmethod
     def archive(self, role: RoleContext, stream: Handle[Any], bucket: Handle[Any], prefix: str) -> None:
-        """Copy every raw stream record into `bucket` under `prefix`."""
+        """Copy every raw stream record into `bucket` under `prefix`. Called after `stream` and the
+        buckets, before any stage role (backends may rely on this order)."""
 
     @abstractmethod
     def artifact(self, role: RoleContext, bucket: Handle[Any], path: Path, key: str) -> Handle[Any]:

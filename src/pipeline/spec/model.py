@@ -21,6 +21,7 @@ from pipeline.spec.schedule import CRON_HINT, Schedule, parse_schedule
 NAME_PATTERN = r"^[a-z][a-z0-9-]*[a-z0-9]$"
 NAME_HINT = "3-20 characters: lowercase letters, digits and single hyphens, starting with a letter and ending with a letter or digit"
 STAGE_HINT = "2-20 characters: lowercase letters, digits and single hyphens, starting with a letter and ending with a letter or digit"
+RESERVED_STAGE_NAMES = frozenset({"raw", "dead-letter", "artifacts"})  # bucket keys the orchestrator uses
 _HANDLER = re.compile(r"^(?P<file>[^:]+\.py):(?P<function>[A-Za-z_][A-Za-z0-9_]*)$")
 
 
@@ -280,6 +281,8 @@ def wiring_problems(spec: PipelineSpec) -> list[tuple[tuple[str | int, ...], str
     problems: list[tuple[tuple[str | int, ...], str, str]] = []
     seen: list[str] = []
     for index, stage in enumerate(spec.stages):
+        if stage.name in RESERVED_STAGE_NAMES:
+            problems.append((("stages", index, "name"), f"stage name {stage.name!r} is reserved for a pipeline bucket", "choose another name"))
         if stage.name in seen:
             problems.append((("stages", index, "name"), f"stage name {stage.name!r} is used twice", "stage names must be unique"))
         objects = stage.trigger.objects

@@ -1,0 +1,89 @@
+"""The Azure backend: maps each role of the core's program to pulumi-azure-native v3 resources.
+
+Event Hubs (Standard) -> Capture to blob; one Flex Consumption function app per stage, each with its
+own user-assigned identity; Event Grid for object triggers; timers for schedules; blob containers for
+buckets. The backend keeps the platform (resource group, accounts, monitoring) between role calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pipeline.backend import Backend, BucketSpec, FunctionCode, Grant, Handle, RoleContext, StageResources, StreamSizing
+from pipeline.spec.model import StageSpec
+from pipeline.spec.schedule import Schedule
+from pipeline_azure import checks, functions, iam, naming, observability, sizing, storage, stream, triggers
+from pipeline_azure.platform import Platform, platform
+
+
+class AzureBackend(Backend):  # type: ignore[misc]  # Backend is Any when mypy cannot see the editable core install
+    name = "azure"
+    title = "Azure"
+
+    _platform: Platform | None = None
+    _stream: Handle[Any] | None = None
+
+    def location(self) -> str:
+        return str(self.spec.clouds.azure.location)
+
+    def check(self) -> list[tuple[tuple[str | int, ...], str, str]]:
+        return checks.problems(self.spec, self.stack)
+
+    def size_stream(self) -> StreamSizing:
+        return sizing.size_stream(self.spec)
+
+    def mock_resource(self, type_: str, name: str, inputs: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+        return naming.mock_resource(type_, name, inputs, self.location())
+
+    def tags(self) -> dict[str, str]:
+        return {**self.spec.tags, "pipeline": self.spec.name, "stack": self.stack, "managed-by": "pipeline-deployer"}
+
+    @property
+    def platform_state(self) -> Platform:
+        if self._platform is None:
+            raise RuntimeError("platform() must run first")
+        return self._platform
+
+    def platform(self, role: RoleContext) -> list[Any]:
+        self._platform = platform(role, self.location(), self.tags())
+        return [self._platform.provider]
+
+    def stream(self, role: RoleContext, sizing: StreamSizing) -> Handle[Any]:
+        self._stream = stream.stream(role, self.platform_state, self.spec, sizing)
+        return self._stream
+
+    def bucket(self, role: RoleContext, bucket: BucketSpec) -> Handle[Any]:
+        return storage.bucket(role, self.platform_state, bucket)
+
+    def archive(self, role: RoleContext, source: Handle[Any], bucket: Handle[Any], prefix: str) -> None:
+        stream.archive(role, self.platform_state, source, bucket, prefix)
+
+    def artifact(self, role: RoleContext, bucket: Handle[Any], path: Path, key: str) -> Handle[Any]:
+        return storage.artifact(role, self.platform_state, bucket, path, key)
+
+    def identity(self, role: RoleContext, stage: StageSpec) -> Handle[Any]:
+        return iam.identity(role, self.platform_state, stage)
+
+    def grant(self, role: RoleContext, identity: Handle[Any], grants: Sequence[Grant]) -> None:
+        iam.grant(role, self.platform_state, identity, grants)
+
+    def dead_letter(self, role: RoleContext, stage: StageSpec) -> Handle[Any]:
+        return triggers.dead_letter(self.platform_state, stage)
+
+    def function(self, role: RoleContext, stage: StageSpec, identity: Handle[Any], code: FunctionCode, env: Mapping[str, Any]) -> Handle[Any]:
+        assert self._stream is not None
+        return functions.function(role, self.platform_state, self.spec, stage, identity, code, env, self._stream)
+
+    def stream_trigger(self, role: RoleContext, stage: StageSpec, stream: Handle[Any], function: Handle[Any], identity: Handle[Any], dead_letter: Handle[Any]) -> None:
+        triggers.stream_trigger(role, self.platform_state, stage, stream, function)
+
+    def object_trigger(self, role: RoleContext, stage: StageSpec, bucket: Handle[Any], prefix: str, function: Handle[Any], identity: Handle[Any], dead_letter: Handle[Any]) -> None:
+        triggers.object_trigger(role, self.platform_state, stage, bucket, prefix, function, dead_letter)
+
+    def schedule_trigger(self, role: RoleContext, stage: StageSpec, schedule: Schedule, function: Handle[Any], identity: Handle[Any], dead_letter: Handle[Any]) -> None:
+        triggers.schedule_trigger(function)
+
+    def observability(self, role: RoleContext, stages: Sequence[StageResources]) -> None:
+        observability.observability(role, self.platform_state, self._stream, stages)

@@ -1,0 +1,98 @@
+"""User-assigned identities and role assignments on the narrowest scope, with ABAC path conditions.
+
+Each stage gets its own user-assigned managed identity, created before its function app so every
+role assignment exists before the app starts. Built-in role GUIDs from
+https://learn.microsoft.com/azure/role-based-access-control/built-in-roles. Blob access is scoped to
+the container and narrowed to the core's prefix with an attribute-based condition on the blob path
+(https://learn.microsoft.com/azure/storage/blobs/storage-auth-abac-attributes); every data action of
+the role is listed in the condition, so none escapes it. Listing blobs carries no path and is
+therefore denied, which the stages do not need.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pulumi
+from pulumi_azure_native import authorization, managedidentity
+
+from pipeline.backend import Access, Grant, Handle, RoleContext
+from pipeline.spec.model import StageSpec
+from pipeline_azure.platform import Platform
+
+EVENT_HUBS_DATA_RECEIVER = "a638d3c7-ab3a-418d-83e6-5f17a39d4fde"
+STORAGE_BLOB_DATA_OWNER = "b7e6dc6d-f1e8-4753-8033-0f276bb0955b"
+STORAGE_BLOB_DATA_CONTRIBUTOR = "ba92f5b4-2d11-453d-a403-e96b0029c9fe"
+STORAGE_BLOB_DATA_READER = "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"
+STORAGE_QUEUE_DATA_CONTRIBUTOR = "974c5e8b-45b9-4653-ba55-5f855dd0fb88"
+MONITORING_METRICS_PUBLISHER = "3913510d-42f4-4e42-8a64-420c390055eb"
+
+ROLE_NAMES = {
+    EVENT_HUBS_DATA_RECEIVER: "Azure Event Hubs Data Receiver",
+    STORAGE_BLOB_DATA_OWNER: "Storage Blob Data Owner",
+    STORAGE_BLOB_DATA_CONTRIBUTOR: "Storage Blob Data Contributor",
+    STORAGE_BLOB_DATA_READER: "Storage Blob Data Reader",
+    STORAGE_QUEUE_DATA_CONTRIBUTOR: "Storage Queue Data Contributor",
+    MONITORING_METRICS_PUBLISHER: "Monitoring Metrics Publisher",
+}
+
+_BLOBS = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs"
+BLOB_READ_ACTIONS = (f"{_BLOBS}/read",)
+BLOB_WRITE_ACTIONS = (f"{_BLOBS}/read", f"{_BLOBS}/write", f"{_BLOBS}/add/action", f"{_BLOBS}/delete", f"{_BLOBS}/move/action")
+PATH = f"@Resource[{_BLOBS}:path]"
+CONDITION_VERSION = "2.0"
+
+
+def path_condition(actions: Sequence[str], operator: str, value: str) -> str:
+    """'These actions only where the blob path <operator> <value>' in the role assignment condition language."""
+    if "'" in value:
+        raise ValueError(f"a blob path in a condition cannot contain a quote: {value!r}")
+    not_actions = " AND ".join(f"!(ActionMatches{{'{action}'}})" for action in actions)
+    return f"(({not_actions}) OR ({PATH} {operator} '{value}'))"
+
+
+def assign(role: RoleContext, platform: Platform, suffix: str, principal_id: pulumi.Input[str], guid: str, scope: pulumi.Input[str],
+           description: str, condition: str | None = None, opts: pulumi.ResourceOptions | None = None) -> authorization.RoleAssignment:
+    return authorization.RoleAssignment(
+        role.name(suffix),
+        principal_id=principal_id,
+        principal_type="ServicePrincipal",  # managed identities; avoids failures while the principal replicates
+        role_definition_id=platform.role_definition(guid),
+        scope=scope,
+        description=f"{ROLE_NAMES.get(guid, guid)}: {description}"[:1024],
+        condition=condition,
+        condition_version=CONDITION_VERSION if condition else None,
+        opts=opts or role.opts(),
+    )
+
+
+def identity(role: RoleContext, platform: Platform, stage: StageSpec) -> Handle[managedidentity.UserAssignedIdentity]:
+    uami = managedidentity.UserAssignedIdentity(
+        role.name(), resource_name_=f"id-{role.pipeline}-{role.stack}-{stage.name}", resource_group_name=platform.rg_name,
+        location=platform.location, tags=platform.tags, opts=role.opts(),
+    )
+    extra: dict[str, Any] = {"id": uami.id, "principal_id": uami.principal_id, "client_id": uami.client_id, "assignments": []}
+    return Handle(uami, uami.name, extra)
+
+
+def grant(role: RoleContext, platform: Platform, who: Handle[managedidentity.UserAssignedIdentity], grants: Sequence[Grant]) -> None:
+    """One role assignment per grant, on the exact event hub or container, narrowed to the prefix."""
+    for index, g in enumerate(grants):
+        # The stream handle's event hub is built lazily (see stream.py); grants scope to the hub itself.
+        scope = g.target.extra["lazy"].hub().id if "lazy" in g.target.extra else g.target.extra["id"]
+        reason = g.reason or g.access.value
+        if g.access is Access.READ_STREAM:
+            guid, condition = EVENT_HUBS_DATA_RECEIVER, None
+        elif g.access is Access.READ_OBJECTS:
+            guid, condition = STORAGE_BLOB_DATA_READER, path_condition(BLOB_READ_ACTIONS, "StringStartsWith", g.prefix)
+        elif g.access is Access.WRITE_OBJECTS:
+            guid, condition = STORAGE_BLOB_DATA_CONTRIBUTOR, path_condition(BLOB_WRITE_ACTIONS, "StringStartsWith", g.prefix)
+        elif g.access is Access.READ_OBJECT:
+            guid, condition = STORAGE_BLOB_DATA_READER, path_condition(BLOB_READ_ACTIONS, "StringEquals", g.prefix)
+        else:  # pragma: no cover - exhaustive over Access
+            raise ValueError(g.access)
+        if condition is not None and not g.prefix:
+            condition = None  # the whole container was granted
+        assignment = assign(role, platform, f"{g.access.value.replace('_', '-')}-{index}", who.extra["principal_id"], guid, scope, reason, condition)
+        who.extra["assignments"].append(assignment)

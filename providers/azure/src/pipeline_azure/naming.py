@@ -1,0 +1,162 @@
+"""Azure physical names (globally unique where Azure needs it) and mock ids for the offline planner.
+
+Name rules (https://learn.microsoft.com/azure/azure-resource-manager/management/resource-name-rules):
+storage accounts 3-24 lowercase letters and digits, globally unique; Event Hubs namespaces 6-50
+letters, digits and hyphens, starting with a letter, globally unique (`*.servicebus.windows.net`);
+function apps (sites) 2-60, globally unique (`*.azurewebsites.net`); blob containers 3-63 lowercase
+letters, digits and single hyphens. Globally unique names carry a short hash of pipeline + stack so
+they are deterministic (same plan every time, same name on redeploy) but do not collide across stacks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from pipeline.backend import autoname
+
+MOCK_SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"  # plans are offline: the subscription is not known
+MOCK_TENANT = "11111111-1111-1111-1111-111111111111"
+STORAGE_ACCOUNT_MAX = 24
+NAMESPACE_MAX = 50
+FUNCTION_APP_MAX = 60
+HOST_ID_MAX = 32  # the Functions host id; apps that share host storage must not share it
+
+
+def short_hash(*parts: str, length: int = 8) -> str:
+    return hashlib.sha256("/".join(parts).encode()).hexdigest()[:length]
+
+
+def alnum(text: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", text.lower())
+
+
+def storage_account_name(pipeline: str, stack: str, kind: str) -> str:
+    """e.g. 'txnscoringdat1a2b3c4d5e': readable prefix + kind + 10-hex hash of pipeline/stack/kind."""
+    name = f"{alnum(pipeline)[:10]}{kind[:3]}{short_hash(pipeline, stack, kind, length=10)}"
+    assert 3 <= len(name) <= STORAGE_ACCOUNT_MAX and name.isalnum() and name.islower()
+    return name
+
+
+def _bounded(readable: str, suffix: str, limit: int) -> str:
+    head = readable[: limit - len(suffix) - 1].rstrip("-")
+    return f"{head}-{suffix}"
+
+
+def resource_group_name(pipeline: str, stack: str) -> str:
+    return f"rg-{pipeline}-{stack}"
+
+
+def namespace_name(pipeline: str, stack: str) -> str:
+    """Event Hubs namespace: 6-50, letter first, letter/digit last, must not end in '-sb' or '-mgmt'."""
+    return _bounded(f"evhns-{pipeline}-{stack}", short_hash(pipeline, stack, "evhns", length=6), NAMESPACE_MAX)
+
+
+def function_app_name(pipeline: str, stack: str, stage: str) -> str:
+    return _bounded(f"func-{pipeline}-{stack}-{stage}", short_hash(pipeline, stack, stage, length=6), FUNCTION_APP_MAX)
+
+
+def host_id(app_name: str, stage: str) -> str:
+    """Explicit Functions host id (<= 32 chars). The default is the app name cut to 32 characters, which
+    collides when several apps share one host storage account and their names share a long prefix."""
+    return _bounded(stage, short_hash(app_name, length=10), HOST_ID_MAX)
+
+
+def container_name(key: str) -> str:
+    """Stage outputs get 'out-<stage>' so a stage can never collide with 'raw', 'dead-letter' or 'artifacts'
+    and two-letter stage names still meet the 3-character minimum."""
+    return key if key in {"raw", "dead-letter", "artifacts"} else f"out-{key}"
+
+
+def role_definition_id(subscription_id: str, guid: str) -> str:
+    return f"/subscriptions/{subscription_id}/providers/Microsoft.Authorization/roleDefinitions/{guid}"
+
+
+# ---- offline planner -----------------------------------------------------------------------
+_RG = "/subscriptions/{sub}/resourceGroups/{rg}/providers/"
+# type token -> (name input, resource id template). {name} is the physical name; other fields are inputs.
+_KNOWN: dict[str, tuple[str, str]] = {
+    "azure-native:resources:ResourceGroup": ("resourceGroupName", "/subscriptions/{sub}/resourceGroups/{name}"),
+    "azure-native:storage:StorageAccount": ("accountName", _RG + "Microsoft.Storage/storageAccounts/{name}"),
+    "azure-native:storage:BlobContainer": ("containerName", _RG + "Microsoft.Storage/storageAccounts/{accountName}/blobServices/default/containers/{name}"),
+    "azure-native:storage:ManagementPolicy": ("managementPolicyName", _RG + "Microsoft.Storage/storageAccounts/{accountName}/managementPolicies/{name}"),
+    "azure-native:storage:Blob": ("blobName", "https://{accountName}.blob.core.windows.net/{containerName}/{name}"),
+    "azure-native:eventhub:Namespace": ("namespaceName", _RG + "Microsoft.EventHub/namespaces/{name}"),
+    "azure-native:eventhub:EventHub": ("eventHubName", _RG + "Microsoft.EventHub/namespaces/{namespaceName}/eventhubs/{name}"),
+    "azure-native:eventhub:ConsumerGroup": (
+        "consumerGroupName", _RG + "Microsoft.EventHub/namespaces/{namespaceName}/eventhubs/{eventHubName}/consumergroups/{name}"),
+    "azure-native:managedidentity:UserAssignedIdentity": ("resourceName", _RG + "Microsoft.ManagedIdentity/userAssignedIdentities/{name}"),
+    "azure-native:web:AppServicePlan": ("name", _RG + "Microsoft.Web/serverfarms/{name}"),
+    "azure-native:web:WebApp": ("name", _RG + "Microsoft.Web/sites/{name}"),
+    "azure-native:eventgrid:SystemTopic": ("systemTopicName", _RG + "Microsoft.EventGrid/systemTopics/{name}"),
+    "azure-native:eventgrid:SystemTopicEventSubscription": (
+        "eventSubscriptionName", _RG + "Microsoft.EventGrid/systemTopics/{systemTopicName}/eventSubscriptions/{name}"),
+    "azure-native:operationalinsights:Workspace": ("workspaceName", _RG + "Microsoft.OperationalInsights/workspaces/{name}"),
+    "azure-native:applicationinsights:Component": ("resourceName", _RG + "Microsoft.Insights/components/{name}"),
+    "azure-native:monitor:ActionGroup": ("actionGroupName", _RG + "Microsoft.Insights/actionGroups/{name}"),
+    "azure-native:monitor:MetricAlert": ("ruleName", _RG + "Microsoft.Insights/metricAlerts/{name}"),
+    "azure-native:monitor:ScheduledQueryRule": ("ruleName", _RG + "Microsoft.Insights/scheduledQueryRules/{name}"),
+    "azure-native:resources:Deployment": ("deploymentName", _RG + "Microsoft.Resources/deployments/{name}"),
+}
+
+
+def mock_uuid(*parts: str) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, "/".join(parts)))
+
+
+def _system_identity(logical: str, inputs: Mapping[str, Any]) -> dict[str, Any] | None:
+    identity = inputs.get("identity")
+    if not isinstance(identity, Mapping) or "SystemAssigned" not in str(identity.get("type", "")):
+        return None
+    return {**identity, "principalId": mock_uuid(logical, "principal"), "tenantId": MOCK_TENANT}
+
+
+def mock_resource(type_: str, logical: str, inputs: Mapping[str, Any], location: str) -> tuple[str, dict[str, Any]]:
+    """Id and outputs Azure would assign to a new resource of this type (deterministic)."""
+    outputs: dict[str, Any] = dict(inputs)
+    fields = {k: v for k, v in inputs.items() if isinstance(v, str)}
+    fields.update(sub=MOCK_SUBSCRIPTION, rg=str(inputs.get("resourceGroupName", "")))
+    if type_ == "azure-native:authorization:RoleAssignment":
+        name = str(inputs.get("roleAssignmentName") or mock_uuid(logical))
+        outputs["name"] = name
+        rid = f"{inputs.get('scope', '')}/providers/Microsoft.Authorization/roleAssignments/{name}"
+        outputs["id"] = rid
+        return rid, outputs
+    if type_ not in _KNOWN:
+        return f"{logical}-id", outputs
+    name_key, template = _KNOWN[type_]
+    name = str(inputs.get(name_key) or autoname(logical))
+    outputs["name"] = name
+    rid = template.format(name=name, **{k: v for k, v in fields.items() if k != "name"})
+    outputs.setdefault("location", location)
+    if type_ == "azure-native:storage:StorageAccount":
+        outputs["primaryEndpoints"] = {svc: f"https://{name}.{svc}.core.windows.net/" for svc in ("blob", "queue", "table", "dfs", "file", "web")}
+    elif type_ == "azure-native:storage:Blob":
+        outputs["url"] = rid
+    elif type_ == "azure-native:managedidentity:UserAssignedIdentity":
+        outputs.update(principalId=mock_uuid(logical, "principal"), clientId=mock_uuid(logical, "client"), tenantId=MOCK_TENANT)
+    elif type_ == "azure-native:eventhub:Namespace":
+        outputs["serviceBusEndpoint"] = f"https://{name}.servicebus.windows.net:443/"
+    elif type_ == "azure-native:web:WebApp":
+        outputs["defaultHostName"] = f"{name}.azurewebsites.net"
+    elif type_ == "azure-native:applicationinsights:Component":
+        key = mock_uuid(logical, "ikey")
+        outputs.update(
+            instrumentationKey=key, appId=mock_uuid(logical, "app"),
+            connectionString=f"InstrumentationKey={key};IngestionEndpoint=https://{location}-8.in.applicationinsights.azure.com/;"
+                             f"LiveEndpoint=https://{location}.livediagnostics.monitor.azure.com/",
+        )
+    elif type_ == "azure-native:operationalinsights:Workspace":
+        outputs["customerId"] = mock_uuid(logical, "workspace")
+    identity = _system_identity(logical, inputs)
+    if identity is not None:
+        outputs["identity"] = identity
+    if isinstance(inputs.get("identity"), Mapping) and isinstance(inputs["identity"].get("userAssignedIdentities"), list):
+        # Inputs list the identity ids; Azure answers with a map id -> {principalId, clientId}.
+        ids = inputs["identity"]["userAssignedIdentities"]
+        outputs["identity"] = {**(identity or inputs["identity"]), "userAssignedIdentities": {
+            str(i): {"principalId": mock_uuid(str(i), "principal"), "clientId": mock_uuid(str(i), "client")} for i in ids}}
+    return rid, outputs

@@ -1,0 +1,229 @@
+"""What invokes each stage and where its failures go.
+
+* Stream stages: the Event Hubs trigger in the app reads the stage's own consumer group (created
+  here); batch size, batching window, start position and a *finite* retry policy are app settings
+  (`AzureFunctionsJobHost__extensions__eventHubs__*` override host.json; `PIPELINE_*` feed the shim).
+  The trigger checkpoints even when a batch fails, so the runtime writes records that still fail
+  after the retries to the dead-letter container under `<stage>/` (the stage's identity may write
+  exactly there).
+* Object stages: BlobCreated events from the data account's Event Grid system topic (one per
+  account, created with the first object stage), filtered to the source container and prefix,
+  delivered to the function, retried `retries` times within `max_event_age_s`, then dead-lettered
+  by Event Grid into the dead-letter container using the system topic's own identity.
+* Schedule stages: a timer trigger in the app; the NCRONTAB expression (six fields, with seconds)
+  is the `PIPELINE_SCHEDULE` app setting that the binding reads as `%PIPELINE_SCHEDULE%`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pulumi
+from pulumi_azure_native import eventgrid, eventhub, web
+
+from pipeline.backend import Handle, RoleContext
+from pipeline.spec.model import StageSpec
+from pipeline.spec.schedule import Cron, Rate, Schedule
+from pipeline_azure import iam
+from pipeline_azure.platform import Platform
+
+EVENT_GRID_MAX_ATTEMPTS = 30
+EVENT_GRID_MAX_TTL_MIN = 1440
+_MONTHS = {m: i + 1 for i, m in enumerate(["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"])}
+_DAYS = {d: i for i, d in enumerate(["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"])}
+
+
+# ---- schedules -----------------------------------------------------------------------------
+def _expand(expr: str, low: int, high: int, names: dict[str, int]) -> list[int]:
+    """Every value a (validated) Unix cron field matches."""
+
+    def number(token: str) -> int:
+        return names[token.upper()] if token.upper() in names else int(token)
+
+    values: set[int] = set()
+    for part in expr.split(","):
+        step = 1
+        if "/" in part:
+            part, step_text = part.split("/", 1)
+            step = int(step_text)
+        if part == "*":
+            start, end = low, high
+        elif "-" in part:
+            a, b = part.split("-", 1)
+            start, end = number(a), number(b)
+        else:
+            start = number(part)
+            end = high if step > 1 else start
+        values.update(range(start, end + 1, step))
+    return sorted(values)
+
+
+def _field(expr: str, low: int, high: int, names: dict[str, int], modulo: int | None = None) -> str:
+    """'*' and '*/n' mean the same in NCRONTAB; anything else becomes an explicit list of numbers
+    (no names, no 'a/n' forms, Sunday as 0), which NCRONTAB always reads the Unix way."""
+    if expr == "*" or (expr.startswith("*/") and expr[2:].isdigit()):
+        return expr
+    values = _expand(expr, low, high, names)
+    if modulo is not None:
+        values = sorted({v % modulo for v in values})
+    return ",".join(str(v) for v in values)
+
+
+def _restricted(expr: str) -> bool:
+    return expr != "*"
+
+
+def ncrontab(schedule: Schedule) -> str:
+    """The spec's schedule as a six-field NCRONTAB expression ('second minute hour day month day-of-week')."""
+    if isinstance(schedule, Rate):
+        expr = _rate(schedule)
+        if expr is None:
+            raise ValueError(f"rate({schedule.value} {schedule.unit}) has no NCRONTAB equivalent")
+        return expr
+    assert isinstance(schedule, Cron)
+    return " ".join([
+        "0",
+        _field(schedule.minute, 0, 59, {}),
+        _field(schedule.hour, 0, 23, {}),
+        _field(schedule.day_of_month, 1, 31, {}),
+        _field(schedule.month, 1, 12, _MONTHS),
+        _field(schedule.day_of_week, 0, 7, _DAYS, modulo=7),
+    ])
+
+
+def _rate(rate: Rate) -> str | None:
+    """Rates that repeat evenly forever: divisors of an hour or a day, one day, one week."""
+    minutes = rate.minutes
+    if minutes < 60 and 60 % minutes == 0:
+        return "0 * * * * *" if minutes == 1 else f"0 */{minutes} * * * *"
+    if minutes % 60 == 0 and minutes < 1440 and 24 % (minutes // 60) == 0:
+        hours = minutes // 60
+        return "0 0 * * * *" if hours == 1 else f"0 0 */{hours} * * *"
+    if minutes == 1440:
+        return "0 0 0 * * *"
+    if minutes == 7 * 1440:
+        return "0 0 0 * * 0"
+    return None
+
+
+def schedule_problems(schedule: Schedule) -> list[tuple[str, str]]:
+    """(message, hint) for schedules the timer trigger cannot run as written (Flex has no TimeSpan schedules)."""
+    if isinstance(schedule, Rate):
+        if _rate(schedule) is None:
+            return [(f"Azure timer triggers cannot run rate({schedule.value} {schedule.unit}) at even intervals (NCRONTAB restarts "
+                     "its steps every hour or day)",
+                     "use a rate that divides an hour or a day (e.g. 5, 10, 15, 20, 30 minutes; 1, 2, 3, 4, 6, 8, 12 hours), 1 day or 7 days")]
+        return []
+    if _restricted(schedule.day_of_month) and _restricted(schedule.day_of_week):
+        return [("NCRONTAB runs only when day-of-month AND day-of-week both match; Unix cron runs when either matches",
+                 "restrict only one of day-of-month and day-of-week, and set the other to '*'")]
+    return []
+
+
+# ---- dead letters --------------------------------------------------------------------------
+def dead_letter(platform: Platform, stage: StageSpec) -> Handle[Any]:
+    """The stage's dead letters: the `<stage>/` prefix of the shared dead-letter container (which the
+    core created with the dead-letter retention). No resource of its own."""
+    shared = platform.buckets["dead-letter"]
+    return Handle(shared.resource, shared.name, {**shared.extra, "prefix": f"{stage.name}/", "stage": stage.name})
+
+
+# ---- triggers ------------------------------------------------------------------------------
+def consumer_group_name(stage: StageSpec) -> str:
+    return str(stage.name)  # 1-50 characters; one per stream stage, so stages never steal each other's partitions
+
+
+def stream_trigger(role: RoleContext, platform: Platform, stage: StageSpec, source: Handle[Any], function: Handle[web.WebApp]) -> None:
+    from pipeline_azure import functions, stream
+
+    hub = stream.hub(source)
+    group = eventhub.ConsumerGroup(
+        role.name("consumer-group"),
+        consumer_group_name=consumer_group_name(stage),
+        event_hub_name=hub.name,
+        namespace_name=source.extra["namespace"].name,
+        resource_group_name=platform.rg_name,
+        user_metadata=f"stage {stage.name} of {role.pipeline} ({role.stack})",
+        opts=role.opts(),
+    )
+    # The code goes live only once its consumer group exists.
+    functions.release(function, after=[group])
+
+
+def system_topic(platform: Platform) -> eventgrid.SystemTopic:
+    """The data account's Event Grid system topic (Azure allows one per source), created once."""
+    if platform.system_topic is None:
+        topic = eventgrid.SystemTopic(
+            platform.role.name("blob-events"),
+            system_topic_name=f"evgt-{platform.role.pipeline}-{platform.role.stack}",
+            resource_group_name=platform.rg_name,
+            location=platform.location,
+            source=platform.data.id,
+            topic_type="Microsoft.Storage.StorageAccounts",
+            identity={"type": "SystemAssigned"},  # dead-letters with its own identity: the data account has no keys
+            tags=platform.tags,
+            opts=platform.opts(),
+        )
+        dead = platform.buckets["dead-letter"]
+        principal: pulumi.Output[str] = topic.identity.apply(lambda i: (i.principal_id or "") if i else "")
+        platform.system_topic_grant = iam.assign(
+            platform.role, platform, "blob-events-dead-letters", principal, iam.STORAGE_BLOB_DATA_CONTRIBUTOR, dead.extra["id"],
+            "Event Grid dead-letters undeliverable blob events", opts=platform.opts(),
+        )
+        platform.system_topic = topic
+    topic_: eventgrid.SystemTopic = platform.system_topic
+    return topic_
+
+
+def subject_prefix(container: str, prefix: str) -> str:
+    return f"/blobServices/default/containers/{container}/blobs/{prefix}"
+
+
+def object_trigger(role: RoleContext, platform: Platform, stage: StageSpec, source: Handle[Any], prefix: str,
+                   function: Handle[web.WebApp], dead: Handle[Any]) -> None:
+    from pipeline_azure import functions
+
+    if not source.extra["in_data_account"]:
+        raise ValueError(f"stage {stage.name}: object triggers watch the data account only")
+    topic = system_topic(platform)
+    released = functions.release(function, after=[])
+    eventgrid.SystemTopicEventSubscription(
+        role.name(),
+        event_subscription_name=f"{stage.name}-objects",
+        system_topic_name=topic.name,
+        resource_group_name=platform.rg_name,
+        destination={
+            "endpoint_type": "AzureFunction",
+            "resource_id": pulumi.Output.concat(function.extra["id"], "/functions/", functions.ENTRY_FUNCTION),
+            "max_events_per_batch": 1,
+            "preferred_batch_size_in_kilobytes": 64,
+        },
+        filter={
+            "included_event_types": ["Microsoft.Storage.BlobCreated"],
+            "subject_begins_with": subject_prefix(source.extra["container"], prefix),
+            "is_subject_case_sensitive": True,
+        },
+        event_delivery_schema="EventGridSchema",
+        retry_policy={
+            "max_delivery_attempts": min(EVENT_GRID_MAX_ATTEMPTS, stage.retries + 1),
+            "event_time_to_live_in_minutes": min(EVENT_GRID_MAX_TTL_MIN, math.ceil(stage.max_event_age_s / 60)),
+        },
+        dead_letter_with_resource_identity={
+            "identity": {"type": "SystemAssigned"},
+            "dead_letter_destination": {
+                "endpoint_type": "StorageBlob",
+                "resource_id": dead.extra["account_id"],
+                "blob_container_name": dead.extra["container"],
+            },
+        },
+        # The function must exist (code deployed) before Event Grid accepts it as a destination.
+        opts=role.opts(depends_on=[released, platform.system_topic_grant]),
+    )
+
+
+def schedule_trigger(function: Handle[web.WebApp]) -> None:
+    """The timer lives in the app (PIPELINE_SCHEDULE); this role only releases the code."""
+    from pipeline_azure import functions
+
+    functions.release(function, after=[])
