@@ -158,6 +158,7 @@ class Backend(ABC):
     # ---- comparison: limits and cost (no Pulumi needed) -------------------------------------
     identity_types: ClassVar[frozenset[str]] = frozenset()  # resource types that are identities
     grant_types: ClassVar[frozenset[str]] = frozenset()  # resource types that grant a permission
+    key_settings: ClassVar[dict[str, tuple[str, ...]]] = {}  # type -> input paths ("a.b") worth showing in comparisons
 
     def limits(self) -> Limits:
         """The limits of this cloud's services as the plan configures them."""

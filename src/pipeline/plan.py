@@ -9,6 +9,15 @@ from typing import Any
 SCHEMA_VERSION = 1
 
 
+def short_type(type_: str) -> str:
+    """'aws:kinesis/stream:Stream' -> 'kinesis.Stream'."""
+    parts = type_.split(":")
+    if len(parts) != 3:
+        return type_
+    module = parts[1].split("/")[0]
+    return f"{module}.{parts[2]}"
+
+
 @dataclass
 class PlannedResource:
     urn: str

@@ -124,6 +124,115 @@ def plan(
     console.print(render.plan_summary(result))
 
 
+class CompareFormat(StrEnum):
+    table = "table"
+    json = "json"
+    markdown = "markdown"
+    html = "html"
+
+
+def _write_or_print(text: str, output: Path | None) -> None:
+    if output:
+        output.write_text(text, encoding="utf-8")
+        err.print(f"wrote {output}")
+    else:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+@app.command()
+def compare(
+    spec: SpecArg = Path("pipeline.yaml"),
+    stack: StackOpt = None,
+    clouds: Annotated[str, typer.Option("--clouds", help="Comma-separated clouds to compare.")] = "aws,gcp,azure",
+    format: Annotated[CompareFormat, typer.Option("--format", "-f", help="table, json, markdown or html.")] = CompareFormat.table,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file instead of the terminal.")] = None,
+    free_tier: Annotated[bool, typer.Option("--free-tier/--no-free-tier", help="Subtract each cloud's monthly free tier.")] = False,
+) -> None:
+    """Plan, size and price the spec on several clouds and show them side by side, offline."""
+    from pipeline.cli import render
+    from pipeline.compare import compare as make_comparison
+    from pipeline.errors import PipelineError, SpecError
+
+    loaded = _load(spec, stack)
+    names = [c.strip() for c in clouds.split(",") if c.strip()]
+    try:
+        result = make_comparison(loaded, names, free_tier)
+        if format is CompareFormat.json:
+            import json
+
+            _write_or_print(json.dumps(result.to_dict(), indent=2, sort_keys=True), output)
+        elif format is CompareFormat.markdown:
+            from pipeline.report import markdown
+
+            _write_or_print(markdown(result), output)
+        elif format is CompareFormat.html:
+            from pipeline import diagram
+            from pipeline.report import html
+
+            pictures = {c.cloud: diagram.svg(c.plan, loaded.spec) for c in result.planned() if c.plan}
+            _write_or_print(html(result, pictures), output)
+        else:
+            console = Console(file=output.open("w", encoding="utf-8"), width=200) if output else out
+            for part in render.comparison_tables(result):
+                console.print(part)
+    except SpecError as exc:
+        _fail(EXIT_BAD_INPUT, f"error: no cloud can plan this spec:\n{exc}")
+    except PipelineError as exc:
+        _fail(EXIT_BAD_INPUT if "no backend named" in str(exc) else EXIT_FAILED, f"error: {exc}")
+
+
+@app.command()
+def diagram(
+    spec: SpecArg = Path("pipeline.yaml"),
+    stack: StackOpt = None,
+    cloud: Annotated[str, typer.Option("--cloud", "-c", help="Target cloud: aws, gcp or azure.")] = "aws",
+    output: Annotated[Path, typer.Option("--output", "-o", help="file.svg, file.png or file.dot.")] = Path("pipeline.svg"),
+) -> None:
+    """Draw the planned architecture: nodes by role with real resource names, edges for data flow."""
+    from pipeline import diagram as diagrams
+    from pipeline.errors import PipelineError, SpecError
+    from pipeline.planner import plan as make_plan
+
+    fmt = output.suffix.lstrip(".").lower()
+    if fmt not in ("svg", "png", "dot"):
+        _fail(EXIT_BAD_INPUT, f"error: --output must end in .svg, .png or .dot (got {output.name})")
+    loaded = _load(spec, stack)
+    try:
+        source = diagrams.to_dot(make_plan(loaded, cloud), loaded.spec)
+        output.write_bytes(source.encode() if fmt == "dot" else diagrams.render(source, fmt))
+    except SpecError as exc:
+        _fail(EXIT_BAD_INPUT, f"error: the spec cannot be planned for {cloud}:\n{exc}")
+    except PipelineError as exc:
+        _fail(EXIT_BAD_INPUT if "no backend named" in str(exc) else EXIT_FAILED, f"error: {exc}")
+    err.print(f"wrote {output}")
+
+
+@app.command()
+def run(
+    spec: SpecArg = Path("pipeline.yaml"),
+    stack: StackOpt = None,
+    input: Annotated[str, typer.Option("--input", "-i", help="JSON-lines records to stream in: a file, or - for stdin.")] = "-",
+    tick: Annotated[float | None, typer.Option("--tick", min=0.1, help="Run schedule stages every this many seconds (they always run once at the end).")] = None,
+    store: Annotated[Path | None, typer.Option("--store", help="Local object store (default: .pipeline/local/<stack>/ next to the spec).")] = None,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Delete the local store first instead of resuming an interrupted run.")] = False,
+) -> None:
+    """Run the whole pipeline on this machine with the functions' runtime; resumable after a crash."""
+    from pipeline.runtime.local import LocalRun, LocalRunError
+    from pipeline.runtime.report import progress_bar, summary_lines, summary_table
+
+    loaded = _load(spec, stack)
+    if input != "-" and not Path(input).is_file():
+        _fail(EXIT_BAD_INPUT, f"error: input file {input} does not exist")
+    try:
+        with progress_bar(err, input) as progress:
+            summary = LocalRun(loaded, store, tick, fresh=fresh, progress=progress).run(input)
+    except LocalRunError as exc:
+        _fail(EXIT_FAILED, f"error: {exc}")
+    out.print(summary_table(summary))
+    for line in summary_lines(summary):
+        out.print(line, markup=False, highlight=False)
+
+
 @app.command()
 def schema() -> None:
     """Print the spec's JSON Schema (point your editor's YAML plugin at it)."""

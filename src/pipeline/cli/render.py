@@ -9,19 +9,10 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from pipeline.plan import Plan, PlannedResource
+from pipeline.plan import Plan, PlannedResource, short_type
 
 _SKIP_INPUTS = {"tags", "tagsAll", "labels", "effectiveLabels", "__defaults"}
 _MAX_SETTINGS = 5
-
-
-def short_type(type_: str) -> str:
-    """'aws:kinesis/stream:Stream' -> 'kinesis.Stream'."""
-    parts = type_.split(":")
-    if len(parts) != 3:
-        return type_
-    module = parts[1].split("/")[0]
-    return f"{module}.{parts[2]}"
 
 
 def _brief(value: Any) -> str:
@@ -78,3 +69,28 @@ def plan_summary(plan: Plan) -> Text:
         "Offline plan: names and ids are what the cloud would assign; account/project ids are placeholders.",
     ]
     return Text("\n".join(lines))
+
+
+def comparison_tables(comparison: Any) -> list[Any]:
+    """Verdicts, totals and the role-by-role table for the terminal."""
+    from pipeline.report import role_rows, totals_rows
+
+    clouds = comparison.columns
+    verdict = Text("\n".join(f"• {line}" for line in comparison.verdicts()), style="bold")
+    totals = Table(title=f"{comparison.pipeline} ({comparison.stack}): totals and limits", expand=False)
+    roles = Table(title="By role", show_lines=True, expand=False)
+    for table in (totals, roles):
+        table.add_column("", style="bold cyan", no_wrap=True)
+        for column in clouds:
+            table.add_column(f"{column.title}\n{column.location}", overflow="fold", ratio=1)
+    for label, values in totals_rows(comparison):
+        totals.add_row(label, *(values[c.cloud] for c in clouds))
+    for row in role_rows(comparison, names=False):
+        cells = []
+        for c in clouds:
+            lines = list(row.cells.get(c.cloud, []))
+            if row.cost.get(c.cloud):
+                lines.append(f"${row.cost[c.cloud]:,.2f}/month")
+            cells.append("\n".join(lines) or "-")
+        roles.add_row(f"{row.key}\n[dim]{row.kind}[/dim]", *cells)
+    return [verdict, totals, roles]
