@@ -1,0 +1,164 @@
+"""`pipeline compare` and `pipeline diagram`: role alignment, stable JSON, pictures, and the HTML report in Chromium."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from pipeline import diagram
+from pipeline.compare import compare
+from pipeline.planner import plan
+from pipeline.spec.load import load_spec
+
+ROOT = Path(__file__).parents[1]
+EXAMPLE = ROOT / "stacks" / "transactions" / "pipeline.yaml"
+CLOUDS = ["aws", "gcp", "azure"]
+EXE = shutil.which("pipeline", path=str(Path(sys.executable).parent)) or "pipeline"
+
+
+@pytest.fixture(scope="module")
+def comparison():  # type: ignore[no-untyped-def]
+    return compare(load_spec(EXAMPLE, "dev"), CLOUDS)
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200"}
+    return subprocess.run([EXE, *args], capture_output=True, text=True, env=env, timeout=300, check=False)
+
+
+def needs(tool: str) -> str:
+    """A tool the test cannot do without: in CI its absence is a failure, elsewhere a skip."""
+    path = shutil.which(tool)
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{tool} is not installed; .ci/run must install it")
+        pytest.skip(f"{tool} is not installed")
+    return path
+
+
+def test_every_cloud_has_the_same_roles(comparison) -> None:  # type: ignore[no-untyped-def]
+    per_cloud = {c.cloud: {key for key, _ in c.plan.roles()} for c in comparison.columns}
+    assert per_cloud["aws"] == per_cloud["gcp"] == per_cloud["azure"]
+    for stage in ("preprocess", "score", "calibrate"):
+        for suffix in ("function", "trigger", "identity", "dead-letter", "bucket"):
+            assert f"{stage}-{suffix}" in per_cloud["aws"]
+    roles = comparison.to_dict()["roles"]
+    function_row = next(r for r in roles if r["role"] == "score-function")
+    assert {t["type"] for t in function_row["clouds"]["aws"]} >= {"aws:lambda/function:Function"}
+    assert {t["type"] for t in function_row["clouds"]["gcp"]} >= {"gcp:cloudfunctionsv2/function:Function"}
+    assert {t["type"] for t in function_row["clouds"]["azure"]} >= {"azure-native:web:WebApp"}
+
+
+def test_json_is_stable_and_documented(comparison) -> None:  # type: ignore[no-untyped-def]
+    again = compare(load_spec(EXAMPLE, "dev"), CLOUDS)
+    first = json.dumps(comparison.to_dict(), sort_keys=True)
+    assert first == json.dumps(again.to_dict(), sort_keys=True)
+    data = comparison.to_dict()
+    assert data["schema_version"] == 1 and data["hours_per_month"] == 730
+    assert set(data["clouds"]) == set(CLOUDS)
+    for cloud in data["clouds"].values():
+        assert {"title", "location", "planned", "problems", "totals", "sizing", "limits", "cost", "cost_by_role", "cost_error"} <= set(cloud)
+        assert cloud["totals"]["resources"] > 20
+
+
+def test_totals_count_identities_and_grants(comparison) -> None:  # type: ignore[no-untyped-def]
+    for column in comparison.columns:
+        totals = column.totals()
+        assert totals["identities"] >= 3, column.cloud  # at least one per stage
+        assert totals["permission_grants"] >= 3, column.cloud
+
+
+def test_sizing_in_compare_is_the_plans_sizing(comparison) -> None:  # type: ignore[no-untyped-def]
+    for column in comparison.columns:
+        assert column.plan.sizing == plan(load_spec(EXAMPLE, "dev"), column.cloud).sizing
+
+
+def test_a_cloud_that_cannot_express_the_spec_is_reported_not_dropped(tmp_path: Path) -> None:
+    (tmp_path / "h.py").write_text("def handle(rows, context):\n    return []\n")
+    spec = tmp_path / "pipeline.yaml"
+    spec.write_text(textwrap.dedent("""
+        name: weekly
+        stages:
+          - {name: first, handler: "h.py:handle", trigger: {stream: {}}}
+          - {name: monthly, handler: "h.py:handle", trigger: {schedule: "0 1 1 * MON"}}
+        clouds: {gcp: {project: weekly-demo-1}}
+    """))
+    result = compare(load_spec(spec), CLOUDS)
+    aws = next(c for c in result.columns if c.cloud == "aws")
+    assert not aws.ok and any("day-of-week" in p for p in aws.problems)
+    assert any(line.startswith("AWS cannot run this spec") for line in result.verdicts())
+    assert any(c.ok for c in result.columns)
+
+
+def test_diagram_edges_follow_the_data_flow(comparison) -> None:  # type: ignore[no-untyped-def]
+    spec = load_spec(EXAMPLE, "dev").spec
+    aws = next(c for c in comparison.columns if c.cloud == "aws").plan
+    dot = diagram.to_dot(aws, spec)
+    for edge in ('"stream" -> "preprocess-trigger"', '"preprocess-trigger" -> "preprocess-function"',
+                 '"preprocess-function" -> "preprocess-bucket"', '"preprocess-bucket" -> "score-trigger"',
+                 '"score-trigger" -> "score-function"', '"calibrate-trigger" -> "calibrate-function"',
+                 '"stream" -> "raw-archive"', '"raw-archive" -> "raw-bucket"', '"score-trigger" -> "score-dead-letter"'):
+        assert edge in dot
+    stream_name = aws.one("aws:kinesis/stream:Stream").physical_name
+    assert stream_name in dot
+
+
+def test_diagram_command_writes_svg_and_png(tmp_path: Path) -> None:
+    needs("dot")
+    svg_file, png_file = tmp_path / "a.svg", tmp_path / "a.png"
+    result = cli("diagram", str(EXAMPLE), "--stack", "dev", "--cloud", "gcp", "--output", str(svg_file))
+    assert result.returncode == 0, result.stderr
+    root = ET.fromstring(svg_file.read_text())
+    assert root.tag.endswith("svg")
+    text = svg_file.read_text()
+    assert "Function: score&#45;function" in text and "pubsub.Topic" in text
+    assert cli("diagram", str(EXAMPLE), "--cloud", "azure", "--output", str(png_file)).returncode == 0
+    assert png_file.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    bad = cli("diagram", str(EXAMPLE), "--output", str(tmp_path / "a.gif"))
+    assert bad.returncode == 2 and ".svg, .png or .dot" in bad.stderr
+
+
+def test_compare_command_formats(tmp_path: Path) -> None:
+    result = cli("compare", str(EXAMPLE), "--stack", "dev", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert set(data["clouds"]) == set(CLOUDS)
+    markdown = cli("compare", str(EXAMPLE), "--stack", "dev", "--clouds", "aws,gcp", "--format", "markdown")
+    assert markdown.returncode == 0
+    assert "| | AWS (us-east-1) | GCP (us-central1) |" in markdown.stdout
+    table = cli("compare", str(EXAMPLE), "--clouds", "aws")
+    assert table.returncode == 0 and "By role" in table.stdout
+    unknown = cli("compare", str(EXAMPLE), "--clouds", "aws,nosuch")
+    assert unknown.returncode == 2 and "no backend named 'nosuch'" in unknown.stderr
+
+
+def test_html_report_renders_in_headless_chromium(tmp_path: Path) -> None:
+    chromium = needs("chromium")
+    needs("dot")
+    from PIL import Image
+
+    report = tmp_path / "report.html"
+    result = cli("compare", str(EXAMPLE), "--stack", "dev", "--format", "html", "--output", str(report))
+    assert result.returncode == 0, result.stderr
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1400,1800"]
+    dom = subprocess.run([chromium, *flags, "--dump-dom", report.as_uri()], capture_output=True, text=True, timeout=120, check=True).stdout
+    assert dom.count('class="cloud"') >= 6  # AWS, GCP and Azure headers in the totals and role tables
+    for title in ("AWS", "GCP", "Azure"):
+        assert f'data-cloud="{title.lower()}">{title}' in dom
+    assert dom.count("<svg") >= 4  # three architecture diagrams and the cost chart
+    shot = tmp_path / "shot.png"
+    subprocess.run([chromium, *flags, f"--screenshot={shot}", report.as_uri()], capture_output=True, timeout=120, check=True)
+    image = Image.open(shot).convert("L")
+    low, high = image.getextrema()
+    assert high - low > 100, "the screenshot is blank"
+    histogram = image.histogram()
+    assert sum(1 for count in histogram if count) > 20, "the screenshot has almost no content"
