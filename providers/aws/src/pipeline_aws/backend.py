@@ -4,19 +4,30 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pulumi_aws as aws
 
-from pipeline.backend import Backend, BucketSpec, FunctionCode, Grant, Handle, RoleContext, StageResources, StreamSizing
+from pipeline.backend import Backend, BucketSpec, FunctionCode, Grant, Handle, Limits, RoleContext, StageResources, StreamSizing
+from pipeline.cost import CostEstimate
 from pipeline.spec.model import StageSpec
 from pipeline.spec.schedule import Schedule
-from pipeline_aws import functions, iam, naming, observability, sizing, storage, stream, triggers
+from pipeline_aws import functions, iam, limits, naming, observability, pricing, sizing, storage, stream, triggers
 
 
 class AwsBackend(Backend):
     name = "aws"
     title = "AWS"
+    # Every identity the plan creates is an IAM role (stage functions, Firehose, Scheduler).
+    identity_types: ClassVar[frozenset[str]] = frozenset({"aws:iam/role:Role"})
+    # What grants access: inline identity policies, and the resource policies that let EventBridge
+    # invoke a function and send undeliverable events to a queue. The plan's BucketPolicy is left
+    # out on purpose: it only denies (insecure transport) and grants nothing.
+    grant_types: ClassVar[frozenset[str]] = frozenset({
+        "aws:iam/rolePolicy:RolePolicy",
+        "aws:lambda/permission:Permission",
+        "aws:sqs/queuePolicy:QueuePolicy",
+    })
 
     @property
     def region(self) -> str:
@@ -35,6 +46,13 @@ class AwsBackend(Backend):
 
     def size_stream(self) -> StreamSizing:
         return sizing.size_stream(self.spec)
+
+    def limits(self) -> Limits:
+        return limits.limits(self.spec)
+
+    def estimate_cost(self, free_tier: bool) -> CostEstimate:
+        """Priced from the same sizing the plan builds the stream with, so cost and plan never disagree."""
+        return pricing.estimate(self.spec, self.size_stream(), free_tier)
 
     def mock_resource(self, type_: str, name: str, inputs: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
         return naming.mock_resource(type_, name, inputs, self.region)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pipeline.backend import Backend, BucketSpec, FunctionCode, Grant, Handle, RoleContext, StageResources, StreamSizing
 from pipeline.spec.model import StageSpec
@@ -17,10 +17,22 @@ from pipeline.spec.schedule import Schedule
 from pipeline_azure import checks, functions, iam, naming, observability, sizing, storage, stream, triggers
 from pipeline_azure.platform import Platform, platform
 
+if TYPE_CHECKING:
+    from pipeline.backend import Limits
+    from pipeline.cost import CostEstimate
+
 
 class AzureBackend(Backend):  # type: ignore[misc]  # Backend is Any when mypy cannot see the editable core install
     name = "azure"
     title = "Azure"
+
+    # Identities are the stages' user-assigned identities. The system-assigned identities of the Event
+    # Hubs namespace (Capture) and the Event Grid system topic (dead-lettering) are identities too, but
+    # they are a property of those resources, not resources of their own, so they cannot be counted by
+    # type without counting the namespace and topic as identities; their permissions still show up as
+    # role assignments, which are the grants.
+    identity_types: ClassVar[frozenset[str]] = frozenset({"azure-native:managedidentity:UserAssignedIdentity"})
+    grant_types: ClassVar[frozenset[str]] = frozenset({"azure-native:authorization:RoleAssignment"})
 
     _platform: Platform | None = None
     _stream: Handle[Any] | None = None
@@ -33,6 +45,16 @@ class AzureBackend(Backend):  # type: ignore[misc]  # Backend is Any when mypy c
 
     def size_stream(self) -> StreamSizing:
         return sizing.size_stream(self.spec)
+
+    def limits(self) -> Limits:
+        from pipeline_azure import limits
+
+        return limits.limits(self.spec)
+
+    def estimate_cost(self, free_tier: bool) -> CostEstimate:
+        from pipeline_azure import pricing
+
+        return pricing.estimate(self.spec, self.size_stream(), free_tier)
 
     def mock_resource(self, type_: str, name: str, inputs: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
         return naming.mock_resource(type_, name, inputs, self.location())

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from pipeline.backend import Backend, BucketSpec, FunctionCode, Grant, Handle, RoleContext, StageResources, StreamSizing
+from pipeline.backend import Backend, BucketSpec, FunctionCode, Grant, Handle, Limits, RoleContext, StageResources, StreamSizing
+from pipeline.cost import CostEstimate
 from pipeline.spec.model import StageSpec
 from pipeline.spec.schedule import Schedule
-from pipeline_gcp import functions, iam, naming, observability, platform, sizing, storage, stream, triggers
+from pipeline_gcp import functions, iam, limits, naming, observability, platform, pricing, sizing, storage, stream, triggers
 
 Problem = tuple[tuple[str | int, ...], str, str]
 
@@ -23,6 +24,18 @@ RESERVED_ENV = frozenset({"PORT", "ENTRY_POINT", "GCP_PROJECT", "GCLOUD_PROJECT"
 class GcpBackend(Backend):
     name = "gcp"
     title = "GCP"
+    # Resource types counted in comparisons: the service accounts we create (stage, push, scheduler and
+    # Eventarc identities), and every IAM member resource the backend binds (see iam.py, triggers.py, stream.py,
+    # platform.py, observability.py). Service agents (projects.ServiceIdentity) are Google's, not ours.
+    identity_types: ClassVar[frozenset[str]] = frozenset({"gcp:serviceaccount/account:Account"})
+    grant_types: ClassVar[frozenset[str]] = frozenset({
+        "gcp:storage/bucketIAMMember:BucketIAMMember",
+        "gcp:pubsub/topicIAMMember:TopicIAMMember",
+        "gcp:pubsub/subscriptionIAMMember:SubscriptionIAMMember",
+        "gcp:cloudrunv2/serviceIamMember:ServiceIamMember",
+        "gcp:projects/iAMMember:IAMMember",
+        "gcp:serviceaccount/iAMMember:IAMMember",
+    })
 
     _env: platform.Env | None = None
 
@@ -73,6 +86,13 @@ class GcpBackend(Backend):
 
     def size_stream(self) -> StreamSizing:
         return sizing.size_stream(self.spec, triggers.notes(self.spec))
+
+    # ---- comparison: limits and cost ---------------------------------------------------------
+    def limits(self) -> Limits:
+        return limits.limits(self.spec)
+
+    def estimate_cost(self, free_tier: bool) -> CostEstimate:
+        return pricing.estimate(self.spec, self.size_stream(), free_tier)
 
     def mock_resource(self, type_: str, name: str, inputs: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
         return naming.mock_resource(type_, name, inputs, self.project, self.region)

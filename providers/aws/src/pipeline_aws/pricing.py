@@ -1,0 +1,333 @@
+"""Monthly cost of the AWS plan, one line per billing line and role, from `prices.json`.
+
+The estimate prices exactly what the plan builds (see `pipeline.program` and this package):
+a Kinesis stream (provisioned shards or on-demand), a Firehose archive to S3, one arm64 Lambda
+per stage, an EventBridge rule per object stage (S3 -> EventBridge), a Scheduler schedule per
+scheduled stage, an SQS dead-letter queue per stage, S3 buckets with lifecycle expiry, and
+CloudWatch log groups and alarms. The workload comes from the spec's `workload` through the
+core's neutral helpers, so every cloud prices the same month.
+
+The billing formulas are small pure functions (`kinesis_provisioned`, `firehose_gb`, ...) so the
+tests can reproduce the worked examples AWS publishes on its pricing pages with them.
+
+Free allowances that AWS gives per account (Lambda's 1 M requests and 400,000 GB-s, SQS's 1 M
+requests, Scheduler's 14 M invocations, CloudWatch's 10 alarms and 5 GB of logs) are applied once
+across the pipeline, shared between roles in proportion to their use; with `free_tier=False` we
+model an account whose allowances are already spent elsewhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.backend import StreamSizing
+from pipeline.cost import (
+    GB,
+    HOURS_PER_MONTH,
+    SECONDS_PER_MONTH,
+    CostEstimate,
+    PriceSheet,
+    bytes_per_month,
+    ceil_units,
+    invocations_per_month,
+    load_price_sheet,
+    records_per_month,
+    rows_per_month,
+    stored_gb_months,
+)
+from pipeline.program import bucket_plan
+from pipeline.spec.model import PipelineSpec, StageSpec
+from pipeline_aws import functions, stream
+
+PRICES_FILE = Path(__file__).with_name("prices.json")
+KB = 1024
+
+# ---- billing units (pricing pages) -----------------------------------------------------------
+# Kinesis: "A PUT Payload Unit is counted in 25KB payload chunks ... a 1MB record contains 40 PUT Payload
+# Units": 40 units in 1 MB only works with decimal KB, so a unit is 25,000 bytes.
+PUT_PAYLOAD_UNIT_BYTES = 25_000
+ON_DEMAND_ROUNDING_BYTES = KB  # Kinesis on-demand: each record rounded up to the nearest 1 KB (1,024 bytes)
+FIREHOSE_ROUNDING_BYTES = 5 * KB  # Firehose: each record rounded up to 5 KB
+DEFAULT_RETENTION_HOURS = 24  # Kinesis retention included in the shard-hour / stream-hour price
+LAMBDA_MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # an ESM batch also flushes at 6 MB of payload
+
+# ---- free allowances per account and month (applied once, only when free_tier is on) ---------
+LAMBDA_FREE_REQUESTS = 1_000_000
+LAMBDA_FREE_GB_SECONDS = 400_000
+SQS_FREE_REQUESTS = 1_000_000
+SCHEDULER_FREE_INVOCATIONS = 14_000_000
+CLOUDWATCH_FREE_ALARMS = 10
+LOGS_FREE_GB = 5.0  # 5 GB of log data (ingestion + archive + scan) per the Price List dump
+
+# ---- documented workload assumptions ----------------------------------------------------------
+GZIP_RATIO = 4.0  # raw JSON records compress about 4:1 with gzip (Firehose writes GZIP objects)
+OUTPUT_BYTES_PER_ROW_FACTOR = 1.0  # a stage's output row (JSON line) is about as big as the input record
+FAILURE_RATE = 0.001  # 0.1 % of records and of invocations end up dead-lettered
+DEAD_LETTER_OVERHEAD_BYTES = 1 * KB  # error, traceback and identity stored with each dead record
+SQS_REQUESTS_PER_DEAD_LETTER = 3  # SendMessage by Lambda/EventBridge, then ReceiveMessage + DeleteMessage by an operator
+LOG_BYTES_PER_INVOCATION = 1 * KB  # Lambda START/END/REPORT platform lines (JSON) plus a few handler lines
+LOG_RETENTION_DAYS = functions.LOG_RETENTION_DAYS
+DAYS_PER_MONTH = HOURS_PER_MONTH / 24
+
+
+def price_sheet(region: str) -> PriceSheet:
+    """The region's prices; a region without a sheet is the core's PipelineError naming known regions."""
+    return load_price_sheet(PRICES_FILE, "aws", region)
+
+
+# ---- the billing formulas ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Kinesis:
+    """Billable quantities of a Kinesis stream for one period."""
+
+    shard_hours: float = 0.0
+    put_payload_units: float = 0.0
+    extended_retention_shard_hours: float = 0.0
+    stream_hours: float = 0.0
+    gb_in: float = 0.0
+    gb_out: float = 0.0
+    extended_retention_gb_months: float = 0.0
+
+
+def put_payload_units(record_bytes: int) -> int:
+    """25 KB chunks per record: a 5 KB record is 1 unit, 45 KB is 2, 1 MB is 40."""
+    return ceil_units(record_bytes, PUT_PAYLOAD_UNIT_BYTES)
+
+
+def kinesis_provisioned(shards: int, hours: float, records: float, record_bytes: int, retention_hours: int) -> Kinesis:
+    """Shard-hours + PUT payload units (+ extended-retention shard-hours above 24 h)."""
+    extended = shards * hours if retention_hours > DEFAULT_RETENTION_HOURS else 0.0
+    return Kinesis(shard_hours=shards * hours, put_payload_units=records * put_payload_units(record_bytes),
+                   extended_retention_shard_hours=extended)
+
+
+def kinesis_on_demand(hours: float, records: float, record_bytes: int, consumers: int, retention_hours: int) -> Kinesis:
+    """Stream-hours + GB in (each record rounded up to 1 KB) + GB out per standard consumer (+ retention)."""
+    billed_in = records * ceil_units(record_bytes, ON_DEMAND_ROUNDING_BYTES) * ON_DEMAND_ROUNDING_BYTES
+    gb_out = records * record_bytes / GB * consumers
+    # Steady state: the stream holds (retention - 24) hours of data beyond the included day.
+    extra_hours = max(0, retention_hours - DEFAULT_RETENTION_HOURS)
+    rate = billed_in / (hours * 3600) if hours else 0.0
+    retained_gb_months = rate * extra_hours * 3600 / GB * (hours / HOURS_PER_MONTH)
+    return Kinesis(stream_hours=hours, gb_in=billed_in / GB, gb_out=gb_out, extended_retention_gb_months=retained_gb_months)
+
+
+def firehose_gb(records: float, record_bytes: int) -> float:
+    """Ingested GB, each record rounded up to 5 KB (a 3 KB record bills as 5 KB, 12 KB as 15 KB)."""
+    return records * ceil_units(record_bytes, FIREHOSE_ROUNDING_BYTES) * FIREHOSE_ROUNDING_BYTES / GB
+
+
+def firehose_objects(seconds: float, bytes_in: float, buffer_mb: int, buffer_seconds: int) -> float:
+    """Objects Firehose writes: it flushes when the buffer fills or the interval passes, whichever is first."""
+    return max(seconds / buffer_seconds, bytes_in / (buffer_mb * 1024 * 1024))
+
+
+def lambda_gb_seconds(memory_mb: int, duration_ms: float, invocations: float) -> float:
+    """Configured memory in GB x billed duration in seconds x invocations."""
+    return memory_mb / 1024 * duration_ms / 1000 * invocations
+
+
+def effective_batch(batch_size: int, window_s: int, records_per_second_per_shard: float, record_bytes: int) -> float:
+    """Records per invocation of a Kinesis event source mapping.
+
+    Lambda polls each shard about once a second and invokes when the batch is full, the batching
+    window has passed or the payload reaches 6 MB. A shard receives `records_per_second_per_shard`,
+    so in a window of `window_s` seconds (at least the 1 s poll) a batch collects that many records
+    times the window, capped by `batch_size` and by the 6 MB payload limit, and never below one.
+    """
+    collected = records_per_second_per_shard * max(window_s, 1)
+    cap = min(batch_size, LAMBDA_MAX_PAYLOAD_BYTES // max(record_bytes, 1))
+    return max(1.0, min(float(cap), collected))
+
+
+def shared_free(total_free: float, usage: Mapping[str, float]) -> dict[str, float]:
+    """Split an account-wide allowance between roles in proportion to their use (never above it)."""
+    used = sum(usage.values())
+    if used <= 0:
+        return dict.fromkeys(usage, 0.0)
+    share = min(total_free, used) / used
+    return {key: value * share for key, value in usage.items()}
+
+
+# ---- the estimate -----------------------------------------------------------------------------
+
+
+def stream_invocations(spec: PipelineSpec, sizing: StreamSizing, stage: StageSpec) -> float:
+    """Invocations a month of a stream stage: records / effective batch (see `effective_batch`)."""
+    assert stage.trigger.stream is not None
+    shards = sizing.units if sizing.mode == "provisioned" else sizing.partitions
+    per_shard = spec.workload.records_per_second / max(1, shards)
+    batch = effective_batch(stage.trigger.stream.batch_size, stage.trigger.stream.max_batching_window_s, per_shard,
+                            spec.workload.record_bytes)
+    return records_per_month(spec) / batch
+
+
+def stream_consumers(spec: PipelineSpec) -> int:
+    """Standard (shared-throughput) readers of the stream: each stream stage's ESM and the archive."""
+    return sum(1 for s in spec.stages if s.trigger.stream) + (1 if spec.stream.archive else 0)
+
+
+def estimate(spec: PipelineSpec, sizing: StreamSizing, free_tier: bool) -> CostEstimate:
+    """Monthly cost of the planned AWS resources for `spec.workload`, line by line."""
+    region = spec.clouds.aws.region
+    prices = price_sheet(region)
+    est = CostEstimate("aws", region, free_tier)
+    work = spec.workload
+    records = records_per_month(spec)
+    raw_bytes = bytes_per_month(spec)
+    invocations = invocations_per_month(spec, lambda stage: stream_invocations(spec, sizing, stage))
+
+    _stream(est, prices, spec, sizing, records)
+    if spec.stream.archive:
+        est.add("raw-archive", "Firehose ingestion (5 KB rounding per record)", firehose_gb(records, work.record_bytes),
+                prices["firehose-gb-ingested"], note=f"{records:,.0f} records x {ceil_units(work.record_bytes, FIREHOSE_ROUNDING_BYTES) * 5} KB billed")
+    _functions(est, prices, spec, invocations)
+    _storage(est, prices, spec, invocations, raw_bytes)
+    _triggers(est, prices, spec, invocations)
+    _observability(est, prices, spec, invocations)
+
+    est.assumptions.extend([
+        f"a month is {HOURS_PER_MONTH} hours ({SECONDS_PER_MONTH:,} s); the workload is steady at "
+        f"{work.records_per_second:,.0f} records/s of {work.record_bytes:,} bytes",
+        f"prices: {region} list prices from prices.json (sources and retrieval dates on every line); tiered prices use their first tier",
+        "free tier " + ("on: AWS's per-account allowances (Lambda 1 M requests + 400,000 GB-s, SQS 1 M requests, Scheduler 14 M "
+                        "invocations, 10 alarms, 5 GB logs) are applied once and shared between roles in proportion to use"
+                        if free_tier else "off: the account's free allowances are assumed to be used elsewhere"),
+        "stream stage batches: records/s per shard x batching window (at least the 1 s poll), capped by batch_size and 6 MB; "
+        "each invocation writes one object, which invokes each consumer stage once",
+        f"raw archive objects are gzip JSON at {GZIP_RATIO:g}:1; stage outputs are uncompressed JSON lines of about the input record's size",
+        f"{FAILURE_RATE:.1%} of records and of invocations are dead-lettered (SQS: {SQS_REQUESTS_PER_DEAD_LETTER} requests per dead letter: "
+        "send, receive, delete; S3: one dead-letter object per invocation with a failed row, each row plus 1 KB of error detail)",
+        f"{LOG_BYTES_PER_INVOCATION:,} bytes of CloudWatch Logs per invocation, kept {LOG_RETENTION_DAYS} days",
+        "S3 'Object Created' events to EventBridge are billed at $1.00 per million (unverified: AWS lists only management events as free)",
+        "not priced (negligible or not usage-driven): the model artifact object and its GETs on cold starts, Firehose error logs, "
+        "SNS alarm notifications, KMS use of AWS-managed keys, data transfer inside the region (free)",
+    ])
+    return est
+
+
+def _stream(est: CostEstimate, prices: PriceSheet, spec: PipelineSpec, sizing: StreamSizing, records: float) -> None:
+    work, retention = spec.workload, spec.stream.retention_hours
+    if sizing.mode == "provisioned":
+        k = kinesis_provisioned(sizing.units, HOURS_PER_MONTH, records, work.record_bytes, retention)
+        est.add("stream", "Kinesis shard-hours", k.shard_hours, prices["kinesis-shard-hour"],
+                note=f"{sizing.units} shard(s) x {HOURS_PER_MONTH} h")
+        est.add("stream", "Kinesis PUT payload units (25 KB)", k.put_payload_units, prices["kinesis-put-payload-unit"],
+                note=f"{put_payload_units(work.record_bytes)} unit(s) per {work.record_bytes:,}-byte record")
+        if k.extended_retention_shard_hours:
+            est.add("stream", "Kinesis extended retention shard-hours", k.extended_retention_shard_hours,
+                    prices["kinesis-extended-retention-shard-hour"], note=f"retention {retention} h > 24 h")
+        return
+    k = kinesis_on_demand(HOURS_PER_MONTH, records, work.record_bytes, stream_consumers(spec), retention)
+    est.add("stream", "Kinesis on-demand stream-hours", k.stream_hours, prices["kinesis-on-demand-stream-hour"])
+    est.add("stream", "Kinesis on-demand data in (1 KB rounding per record)", k.gb_in, prices["kinesis-on-demand-gb-in"])
+    est.add("stream", "Kinesis on-demand data out", k.gb_out, prices["kinesis-on-demand-gb-out"],
+            note=f"{stream_consumers(spec)} standard consumer(s) each read every record")
+    if k.extended_retention_gb_months:
+        est.add("stream", "Kinesis on-demand extended retention", k.extended_retention_gb_months,
+                prices["kinesis-on-demand-extended-retention-gb-month"], note=f"retention {retention} h > 24 h")
+
+
+def _functions(est: CostEstimate, prices: PriceSheet, spec: PipelineSpec, invocations: Mapping[str, float]) -> None:
+    gb_s = {s.name: lambda_gb_seconds(s.memory_mb, spec.workload.duration_ms(s.name), invocations[s.name]) for s in spec.stages}
+    free_requests = shared_free(LAMBDA_FREE_REQUESTS, invocations)
+    free_gb_s = shared_free(LAMBDA_FREE_GB_SECONDS, gb_s)
+    share = "account free tier shared between functions in proportion to use"
+    for s in spec.stages:
+        role = f"{s.name}-function"
+        est.add(role, "Lambda requests", invocations[s.name], prices["lambda-request"], free=free_requests[s.name],
+                note=share if est.free_tier else "")
+        est.add(role, "Lambda duration (arm64)", gb_s[s.name], prices["lambda-gb-second-arm64"], free=free_gb_s[s.name],
+                note=f"{s.memory_mb} MB x {spec.workload.duration_ms(s.name)} ms x {invocations[s.name]:,.0f} invocations"
+                     + (f"; {share}" if est.free_tier else ""))
+
+
+def _storage(est: CostEstimate, prices: PriceSheet, spec: PipelineSpec, invocations: Mapping[str, float],
+             raw_bytes: float) -> None:
+    storage_price, put, get = prices["s3-standard-gb-month"], prices["s3-put-request"], prices["s3-get-request"]
+    retention = {b.key: b.retention_days for b in bucket_plan(spec)}
+    if spec.stream.archive:
+        days = retention["raw"] or 0
+        est.add("raw-bucket", "S3 Standard storage", stored_gb_months(raw_bytes / GZIP_RATIO, days), storage_price,
+                note=f"gzip {GZIP_RATIO:g}:1, kept {days} days")
+        objects = firehose_objects(SECONDS_PER_MONTH, raw_bytes, stream.ARCHIVE_BUFFER_MB, stream.ARCHIVE_BUFFER_SECONDS)
+        est.add("raw-bucket", "S3 PUT requests", objects, put,
+                note=f"one object per Firehose flush ({stream.ARCHIVE_BUFFER_MB} MB or {stream.ARCHIVE_BUFFER_SECONDS} s)")
+    for s in spec.stages:
+        days = retention[s.name] or 0
+        out_bytes = rows_per_month(spec, s) * spec.workload.record_bytes * OUTPUT_BYTES_PER_ROW_FACTOR
+        est.add(f"{s.name}-bucket", "S3 Standard storage", stored_gb_months(out_bytes, days), storage_price, note=f"kept {days} days")
+        est.add(f"{s.name}-bucket", "S3 PUT requests", invocations[s.name], put, note="one output object per invocation")
+        readers = spec.consumers_of(s.name)
+        if readers:
+            gets = sum(invocations[r.name] for r in readers)
+            est.add(f"{s.name}-bucket", "S3 GET requests", gets, get,
+                    note=f"{', '.join(r.name for r in readers)} read(s) each object once")
+    failed_records, dead_objects = dead_letters(spec, invocations)
+    dead_bytes = failed_records * (spec.workload.record_bytes + DEAD_LETTER_OVERHEAD_BYTES)
+    days = retention["dead-letter"] or 0
+    est.add("dead-letter-bucket", "S3 Standard storage", stored_gb_months(dead_bytes, days), storage_price,
+            note=f"{FAILURE_RATE:.1%} of input rows dead-lettered, kept {days} days")
+    est.add("dead-letter-bucket", "S3 PUT requests", dead_objects, put,
+            note="one dead-letter object per invocation with at least one failed row")
+
+
+def dead_letters(spec: PipelineSpec, invocations: Mapping[str, float]) -> tuple[float, float]:
+    """Rows the runtime dead-letters a month, and the objects that takes.
+
+    Each stage fails `FAILURE_RATE` of its input rows; the runtime writes one dead-letter object per
+    invocation that had any failure, so an invocation of n rows writes one with probability 1-(1-p)^n.
+    """
+    rows = objects = 0.0
+    for stage in spec.stages:
+        trigger = stage.trigger
+        inputs = records_per_month(spec) if trigger.stream else (
+            rows_per_month(spec, spec.stage(trigger.objects.from_stage)) if trigger.objects else invocations[stage.name])
+        calls = invocations[stage.name]
+        per_call = inputs / calls if calls else 0.0
+        rows += inputs * FAILURE_RATE
+        objects += calls * (1 - (1 - FAILURE_RATE) ** per_call)
+    return rows, objects
+
+
+def _triggers(est: CostEstimate, prices: PriceSheet, spec: PipelineSpec, invocations: Mapping[str, float]) -> None:
+    sqs_usage = {s.name: invocations[s.name] * FAILURE_RATE * SQS_REQUESTS_PER_DEAD_LETTER for s in spec.stages}
+    sqs_free = shared_free(SQS_FREE_REQUESTS, sqs_usage)
+    for s in spec.stages:
+        est.add(f"{s.name}-dead-letter", "SQS requests", sqs_usage[s.name], prices["sqs-request"], free=sqs_free[s.name],
+                note=f"{FAILURE_RATE:.1%} of invocations fail after retries; {SQS_REQUESTS_PER_DEAD_LETTER} requests each")
+    # S3 sends every object created in a bucket with EventBridge on to the bus once, however many rules match.
+    billed_sources: set[str] = set()
+    schedules = {s.name: invocations[s.name] for s in spec.stages if s.trigger.schedule}
+    scheduler_free = shared_free(SCHEDULER_FREE_INVOCATIONS, schedules)
+    for s in spec.stages:
+        if s.trigger.objects and s.trigger.objects.from_stage not in billed_sources:
+            source = s.trigger.objects.from_stage
+            billed_sources.add(source)
+            est.add(f"{s.name}-trigger", "EventBridge S3 Object Created events", invocations[source], prices["eventbridge-event"],
+                    note=f"objects written by {source}; rate unverified (S3 opt-in data events)")
+        elif s.trigger.schedule:
+            est.add(f"{s.name}-trigger", "EventBridge Scheduler invocations", invocations[s.name], prices["scheduler-invocation"],
+                    free=scheduler_free[s.name])
+
+
+def _observability(est: CostEstimate, prices: PriceSheet, spec: PipelineSpec, invocations: Mapping[str, float]) -> None:
+    log_gb = {s.name: invocations[s.name] * LOG_BYTES_PER_INVOCATION / GB for s in spec.stages}
+    stored = {name: gb * LOG_RETENTION_DAYS / DAYS_PER_MONTH for name, gb in log_gb.items()}
+    # The 5 GB allowance covers ingestion first (the dearer line), then storage.
+    free_ingest = shared_free(LOGS_FREE_GB, log_gb)
+    left = max(0.0, LOGS_FREE_GB - sum(free_ingest.values()))
+    free_store = shared_free(left, stored)
+    for s in spec.stages:
+        role = f"{s.name}-function"
+        est.add(role, "CloudWatch Logs ingestion", log_gb[s.name], prices["logs-ingested-gb"], free=free_ingest[s.name],
+                note=f"{LOG_BYTES_PER_INVOCATION:,} bytes per invocation")
+        est.add(role, "CloudWatch Logs storage", stored[s.name], prices["logs-stored-gb-month"], free=free_store[s.name],
+                note=f"kept {LOG_RETENTION_DAYS} days")
+    alarms = sum(3 if s.trigger.stream else 2 for s in spec.stages)  # dead letters + errors (+ iterator age)
+    est.add("observability", "CloudWatch standard alarms", alarms, prices["cloudwatch-alarm-month"],
+            free=min(alarms, CLOUDWATCH_FREE_ALARMS), note="dead-letter and error alarm per stage, lag alarm per stream stage")

@@ -1,0 +1,335 @@
+"""The AWS cost model and limits: published pricing examples, hand-computed cases, the example spec.
+
+Published examples are reproduced with our own formulas (and, where the example's month fits our
+730-hour month, with a small spec run through the whole estimate). Where a page bills a 30- or
+31-day month we feed the formula that period, because the unit arithmetic is what is checked.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pipeline_aws import pricing
+from pipeline_aws.backend import AwsBackend
+from pipeline_aws.limits import limits
+
+from pipeline.backend import backend_class
+from pipeline.cost import GB, HOURS_PER_MONTH, SECONDS_PER_MONTH, CostEstimate
+from pipeline.errors import PipelineError
+from pipeline.planner import plan
+from pipeline.spec.load import load_spec
+from pipeline.spec.model import PipelineSpec
+
+EXAMPLE = Path(__file__).parents[3] / "stacks" / "transactions" / "pipeline.yaml"
+US = pricing.price_sheet("us-east-1")
+LAMBDA_X86 = US["lambda-gb-second-x86"].usd
+LAMBDA_REQUEST = US["lambda-request"].usd
+
+
+def make_spec(**overrides: Any) -> PipelineSpec:
+    """A one-stage stream spec (no archive) that tests reshape; handler files are not checked here."""
+    body: dict[str, Any] = {
+        "name": "price-test",
+        "stream": {"archive": False},
+        "stages": [{"name": "work", "handler": "h.py:handle", "trigger": {"stream": {"batch_size": 1, "max_batching_window_s": 0}},
+                    "memory_mb": 128}],
+        "workload": {"records_per_second": 1, "record_bytes": 100},
+    }
+    for key, value in overrides.items():
+        body[key] = {**body[key], **value} if isinstance(body.get(key), dict) and isinstance(value, dict) else value
+    return PipelineSpec.model_validate(body)
+
+
+def backend(spec: PipelineSpec, stack: str = "test") -> AwsBackend:
+    return AwsBackend(spec, stack, EXAMPLE.parent)
+
+
+def lines(est: CostEstimate, role: str) -> dict[str, Any]:
+    return {line.item: line for line in est.lines if line.role == role}
+
+
+# ---- published examples -----------------------------------------------------------------------
+
+
+def test_lambda_pricing_page_example_1_mobile_backend() -> None:
+    """https://aws.amazon.com/lambda/pricing/ Example 1 (x86, US East, free tier applied):
+    3 M requests, 120 ms, 1536 MB -> 540,000 GB-s - 400,000 free = 140,000 x $0.0000166667 = $2.33;
+    (3 M - 1 M free) x $0.20/M = $0.40; total $2.73.
+
+    Our plan runs arm64, so the estimate's GB-s quantity and free share are re-priced at the x86 rate
+    the example uses; the request line is the same price on both architectures.
+    """
+    assert pricing.lambda_gb_seconds(1536, 120, 3_000_000) == pytest.approx(540_000)
+    # The same workload through a spec: 3 M single-record invocations in our 730-hour month.
+    spec = make_spec(stages=[{"name": "work", "handler": "h.py:handle", "memory_mb": 1536,
+                              "trigger": {"stream": {"batch_size": 1, "max_batching_window_s": 0}}}],
+                     workload={"records_per_second": 3_000_000 / SECONDS_PER_MONTH, "record_bytes": 100,
+                               "stage_duration_ms": {"work": 120}})
+    est = backend(spec).estimate_cost(free_tier=True)
+    fn = lines(est, "work-function")
+    assert fn["Lambda requests"].quantity == pytest.approx(3_000_000)
+    assert fn["Lambda requests"].monthly_usd == pytest.approx(0.40)
+    gb_s = fn["Lambda duration (arm64)"].quantity
+    assert gb_s == pytest.approx(540_000)
+    assert round((gb_s - pricing.LAMBDA_FREE_GB_SECONDS) * LAMBDA_X86, 2) == 2.33
+    assert round(0.40 + (gb_s - pricing.LAMBDA_FREE_GB_SECONDS) * LAMBDA_X86, 2) == 2.73
+
+
+def test_lambda_pricing_page_example_2_streaming_telemetry() -> None:
+    """https://aws.amazon.com/lambda/pricing/ Example 2 (x86, no free tier in the example):
+    10,000 vehicles x 24 x 31 = 7,440,000 requests x $0.20/M = $1.49; 2 s at 1024 MB =
+    14.88 M GB-s x $0.0000166667 = $248.00; total $249.49."""
+    requests = 10_000 * 24 * 31
+    gb_s = pricing.lambda_gb_seconds(1024, 2000, requests)
+    assert requests == 7_440_000
+    assert gb_s == pytest.approx(14_880_000)
+    assert round(requests * LAMBDA_REQUEST, 2) == 1.49
+    assert round(gb_s * LAMBDA_X86, 2) == 248.00
+    assert round(requests * LAMBDA_REQUEST + gb_s * LAMBDA_X86, 2) == 249.49
+
+
+def test_lambda_pricing_page_example_3_nlp_inference() -> None:
+    """https://aws.amazon.com/lambda/pricing/ Example 3 (x86, free tier applied):
+    6 M x 280 ms x 4096 MB = 6,720,000 GB-s; - 400,000 free = 6,320,000 x $0.0000166667 = $105.33;
+    (6 M - 1 M) x $0.20/M = $1.00."""
+    gb_s = pricing.lambda_gb_seconds(4096, 280, 6_000_000)
+    assert gb_s == pytest.approx(6_720_000)
+    assert round((gb_s - 400_000) * LAMBDA_X86, 2) == 105.33
+    assert round((6_000_000 - 1_000_000) * LAMBDA_REQUEST, 2) == 1.00
+
+
+def test_kinesis_provisioned_pricing_example() -> None:
+    """The Kinesis Data Streams pricing example (provisioned: shard hours + PUT payload units),
+    http://aws.amazon.com/kinesis/pricing/ (now https://aws.amazon.com/kinesis/data-streams/pricing/):
+    producers put 100 records/s of 35 KB (3.4 MB/s) -> 4 shards; one shard is $0.015/h = $0.36/day,
+    four are $1.44/day, $44.64 for a 31-day month; a 35 KB record is 2 PUT payload units, so
+    535,680,000 units a month x $0.014/M = $7.50; about $52.14 a month.
+
+    The page's four shards carry no headroom (our sizing would add 25 %), so the spec fixes them.
+    """
+    hours_31_days = 31 * 24
+    records_31_days = 100 * 86_400 * 31
+    k = pricing.kinesis_provisioned(4, hours_31_days, records_31_days, 35 * 1024, retention_hours=24)
+    assert pricing.put_payload_units(35 * 1024) == 2
+    assert k.put_payload_units == 535_680_000
+    assert round(k.shard_hours * US["kinesis-shard-hour"].usd, 2) == 44.64
+    assert round(k.put_payload_units * US["kinesis-put-payload-unit"].usd, 2) == 7.50
+    assert round(k.shard_hours * US["kinesis-shard-hour"].usd + k.put_payload_units * US["kinesis-put-payload-unit"].usd, 2) == 52.14
+    assert k.extended_retention_shard_hours == 0
+    # The page's unit examples: 5 KB -> 1 unit, 45 KB -> 2, 1 MB -> 40 (decimal KB, or 1 MB would be 41 units).
+    assert [pricing.put_payload_units(n) for n in (5_000, 45_000, 1_000_000)] == [1, 2, 40]
+
+    spec = make_spec(stream={"archive": False, "partitions": 4}, workload={"records_per_second": 100, "record_bytes": 35 * 1024})
+    stream = lines(backend(spec).estimate_cost(free_tier=False), "stream")
+    assert stream["Kinesis shard-hours"].monthly_usd / (HOURS_PER_MONTH / 24) == pytest.approx(1.44)  # $1.44 a day
+    assert stream["Kinesis PUT payload units (25 KB)"].quantity == pytest.approx(2 * 100 * SECONDS_PER_MONTH)
+
+
+def test_firehose_pricing_example() -> None:
+    """The Amazon Data Firehose pricing example, https://aws.amazon.com/firehose/pricing/:
+    100 records/s of 3 KB, each rounded up to 5 KB; (100 x 5 KB) / 1,048,576 KB/GB x 86,400 s x 30 days
+    = 1,235.96 GB x $0.029 = $35.84 a month."""
+    gb = pricing.firehose_gb(100 * 86_400 * 30, 3 * 1024)
+    assert round(gb, 2) == 1235.96
+    assert round(gb * US["firehose-gb-ingested"].usd, 2) == 35.84
+    # The page's rounding examples: 3 KB bills as 5 KB, 12 KB as 15 KB.
+    assert pricing.firehose_gb(1, 3 * 1024) * GB == 5 * 1024
+    assert pricing.firehose_gb(1, 12 * 1024) * GB == 15 * 1024
+    spec = make_spec(stream={"archive": True}, workload={"records_per_second": 100, "record_bytes": 3 * 1024})
+    archive = lines(backend(spec).estimate_cost(free_tier=False), "raw-archive")
+    assert archive["Firehose ingestion (5 KB rounding per record)"].quantity == pytest.approx(1235.96 * 730 / 720, rel=1e-5)
+
+
+def test_kinesis_on_demand_rounds_each_record_up_to_1_kb() -> None:
+    """https://aws.amazon.com/kinesis/data-streams/pricing/ (on-demand Data-In): 'if your data records
+    are 4.5 KB each, Kinesis Data Streams will count each record as 5 KB'."""
+    k = pricing.kinesis_on_demand(1, 1, int(4.5 * 1024), consumers=1, retention_hours=24)
+    assert k.gb_in * GB == 5 * 1024
+
+
+# ---- hand-computed cases ----------------------------------------------------------------------
+
+
+def test_on_demand_stream_hand_computed() -> None:
+    """10 records/s of 1,500 bytes, on-demand, one stream stage + the archive = 2 consumers:
+    stream-hours 730 x $0.04 = $29.20; records = 10 x 2,628,000 = 26,280,000;
+    GB in = 26,280,000 x 2 KB (1,500 B rounds up to 2 KB) / 1024^3 = 50.125 GB x $0.08 = $4.01;
+    GB out = 26,280,000 x 1,500 / 1024^3 x 2 = 73.42 GB x $0.04 = $2.94;
+    retention 48 h: 24 extra hours of (26,280,000 x 2 KB / 2,628,000 s) = 20,480 B/s -> 1.6479 GB-months x $0.10."""
+    spec = make_spec(stream={"archive": True, "retention_hours": 48}, workload={"records_per_second": 10, "record_bytes": 1500},
+                     clouds={"aws": {"stream_mode": "on_demand"}})
+    stream = lines(backend(spec).estimate_cost(free_tier=False), "stream")
+    assert stream["Kinesis on-demand stream-hours"].monthly_usd == pytest.approx(29.20)
+    assert stream["Kinesis on-demand data in (1 KB rounding per record)"].quantity == pytest.approx(26_280_000 * 2048 / GB)
+    assert round(stream["Kinesis on-demand data in (1 KB rounding per record)"].monthly_usd, 2) == 4.01
+    assert stream["Kinesis on-demand data out"].quantity == pytest.approx(26_280_000 * 1500 / GB * 2)
+    assert round(stream["Kinesis on-demand data out"].monthly_usd, 2) == 2.94
+    assert stream["Kinesis on-demand extended retention"].quantity == pytest.approx(20_480 * 24 * 3600 / GB)
+
+
+def test_extended_retention_adds_shard_hours_only_above_24_hours() -> None:
+    """Prod keeps 168 h: 2 shards x 730 h x $0.020 = $29.20 on top of 2 x 730 x $0.015 = $21.90."""
+    prod = backend(load_spec(EXAMPLE, "prod").spec, "prod").estimate_cost(free_tier=False)
+    stream = lines(prod, "stream")
+    assert stream["Kinesis shard-hours"].monthly_usd == pytest.approx(21.90)
+    assert stream["Kinesis extended retention shard-hours"].monthly_usd == pytest.approx(29.20)
+    dev = backend(load_spec(EXAMPLE, "dev").spec, "dev").estimate_cost(free_tier=False)
+    assert "Kinesis extended retention shard-hours" not in lines(dev, "stream")
+
+
+def test_effective_batch_fills_at_rate_times_window() -> None:
+    """Prod: 1,500 records/s over 2 shards = 750/s per shard x 5 s window = 3,750 >= batch_size 500 -> 500.
+    A quiet stream: 2 records/s on 1 shard x 5 s = 10 records per invocation, below batch_size.
+    No window still waits for the 1 s poll: 2/s -> 2. Big records: 6 MB / 1 MiB caps a batch at 6."""
+    assert pricing.effective_batch(500, 5, 750, 700) == 500
+    assert pricing.effective_batch(500, 5, 2, 700) == 10
+    assert pricing.effective_batch(500, 0, 2, 700) == 2
+    assert pricing.effective_batch(100, 5, 0.01, 700) == 1
+    assert pricing.effective_batch(10_000, 300, 1000, 1024 * 1024) == 6
+
+
+def test_example_dev_quantities_hand_computed() -> None:
+    """Dev: 150 records/s x 2,628,000 s = 394,200,000 records; 1 shard, 150/s x 5 s = 750 -> batch 500;
+    preprocess invocations = 394,200,000 / 500 = 788,400, and score runs once per preprocess object.
+    preprocess GB-s = 0.5 GB x 0.12 s x 788,400 = 47,304; score (dev: 512 MB) 0.5 x 0.35 x 788,400 = 137,970.
+    Raw archive: 394,200,000 x 700 B / 4 (gzip) = 64.2 GiB a month, kept 7 of 30.4167 days = 14.79 GB-months.
+    Firehose: 300 s x 150 x 700 B = 31.5 MB < 64 MB, so one object per 300 s: 2,628,000 / 300 = 8,760 PUTs."""
+    est = backend(load_spec(EXAMPLE, "dev").spec, "dev").estimate_cost(free_tier=False)
+    assert lines(est, "preprocess-function")["Lambda requests"].quantity == pytest.approx(788_400)
+    assert lines(est, "score-function")["Lambda requests"].quantity == pytest.approx(788_400)
+    assert lines(est, "preprocess-function")["Lambda duration (arm64)"].quantity == pytest.approx(47_304)
+    assert lines(est, "score-function")["Lambda duration (arm64)"].quantity == pytest.approx(137_970)
+    raw = lines(est, "raw-bucket")
+    assert raw["S3 Standard storage"].quantity == pytest.approx(394_200_000 * 700 / 4 / GB * 7 / (730 / 24))
+    assert raw["S3 PUT requests"].quantity == pytest.approx(8_760)
+    # S3: PUT $0.005 per 1,000 and GET $0.0004 per 1,000 -> 788,400 PUTs = $3.942, 788,400 GETs = $0.31536.
+    assert lines(est, "preprocess-bucket")["S3 PUT requests"].monthly_usd == pytest.approx(3.942)
+    assert lines(est, "preprocess-bucket")["S3 GET requests"].monthly_usd == pytest.approx(0.31536)
+    # EventBridge: one Object Created event per preprocess object: 788,400 x $1.00/M = $0.7884.
+    assert lines(est, "score-trigger")["EventBridge S3 Object Created events"].monthly_usd == pytest.approx(0.7884)
+    # SQS: 0.1 % of 788,400 invocations x 3 requests = 2,365.2 requests x $0.40/M.
+    assert lines(est, "preprocess-dead-letter")["SQS requests"].quantity == pytest.approx(2_365.2)
+    # Alarms: errors + dead letters for 3 stages, + lag for the stream stage = 7 x $0.10.
+    assert lines(est, "observability")["CloudWatch standard alarms"].monthly_usd == pytest.approx(0.70)
+    # Logs: 788,400 x 1 KiB = 0.7519 GB x $0.50.
+    assert lines(est, "preprocess-function")["CloudWatch Logs ingestion"].quantity == pytest.approx(788_400 * 1024 / GB)
+
+
+# ---- free tier ---------------------------------------------------------------------------------
+
+
+def test_lambda_free_tier_is_applied_once_across_functions() -> None:
+    """Prod: 2 x 7,884,000 + 30.4 requests; the 1 M free requests are shared, not given per function,
+    so the free tier saves exactly 1 M x $0.20/M = $0.20 on requests and 400,000 GB-s x $0.0000133334 on duration."""
+    spec = load_spec(EXAMPLE, "prod").spec
+    on, off = backend(spec).estimate_cost(free_tier=True), backend(spec).estimate_cost(free_tier=False)
+
+    def total(est: CostEstimate, item: str) -> float:
+        return sum(line.monthly_usd for line in est.lines if line.item == item)
+
+    assert total(off, "Lambda requests") - total(on, "Lambda requests") == pytest.approx(1_000_000 * 0.0000002)
+    assert total(off, "Lambda duration (arm64)") - total(on, "Lambda duration (arm64)") == pytest.approx(400_000 * 0.0000133334)
+    assert on.total < off.total
+    assert all(line.monthly_usd == pytest.approx(line.quantity * line.unit_usd) for line in off.lines)
+    assert any("free" in line.note for line in on.lines)
+    assert any("free tier on" in a for a in on.assumptions) and any("free tier off" in a for a in off.assumptions)
+
+
+def test_free_tier_covers_a_small_pipeline_lambda_entirely() -> None:
+    """1 record/s single-record invocations: 2,628,000 requests (> 1 M, so 1,628,000 billable = $0.3256),
+    128 MB x 200 ms x 2,628,000 = 65,700 GB-s (< 400,000, so $0)."""
+    est = backend(make_spec()).estimate_cost(free_tier=True)
+    fn = lines(est, "work-function")
+    assert fn["Lambda requests"].monthly_usd == pytest.approx(1_628_000 * 0.0000002)
+    assert fn["Lambda duration (arm64)"].quantity == pytest.approx(65_700)
+    assert fn["Lambda duration (arm64)"].monthly_usd == 0
+
+
+def test_shared_free_splits_in_proportion_and_never_exceeds_use() -> None:
+    assert pricing.shared_free(100, {"a": 300, "b": 100}) == {"a": 75, "b": 25}
+    assert pricing.shared_free(1000, {"a": 30, "b": 10}) == {"a": 30, "b": 10}
+    assert pricing.shared_free(10, {"a": 0}) == {"a": 0}
+
+
+# ---- regions and price sheet --------------------------------------------------------------------
+
+
+def test_region_without_prices_is_a_clear_error() -> None:
+    spec = make_spec(clouds={"aws": {"region": "ap-south-1"}})
+    with pytest.raises(PipelineError, match=r"no aws price sheet for region 'ap-south-1'.*eu-west-1, us-east-1"):
+        backend(spec).estimate_cost(free_tier=True)
+
+
+def test_eu_west_1_is_priced() -> None:
+    spec = load_spec(EXAMPLE, "dev").spec.model_copy(update={"clouds": make_spec(clouds={"aws": {"region": "eu-west-1"}}).clouds})
+    est = backend(spec).estimate_cost(free_tier=True)
+    assert est.region == "eu-west-1" and est.total > 0
+
+
+def test_every_price_has_a_source_and_a_retrieval_date() -> None:
+    data = json.loads(pricing.PRICES_FILE.read_text())
+    assert set(data["regions"]["us-east-1"]) == set(data["regions"]["eu-west-1"])
+    entries = [e for region in data["regions"].values() for e in region.values()] + list(data["global"].values())
+    for entry in entries:
+        assert entry["usd"] > 0
+        assert entry["unit"]
+        assert entry["source"].startswith("http") or "github.com" in entry["source"]
+        assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", entry["retrieved"])
+
+
+# ---- the example spec ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_example_estimate_covers_every_costing_role(stack: str) -> None:
+    spec = load_spec(EXAMPLE, stack).spec
+    est = backend(spec, stack).estimate_cost(free_tier=False)
+    expected = {"stream", "raw-archive", "raw-bucket", "dead-letter-bucket", "observability"}
+    for s in spec.stages:
+        expected |= {f"{s.name}-function", f"{s.name}-bucket", f"{s.name}-dead-letter"}
+    expected |= {"score-trigger", "calibrate-trigger"}  # EventBridge events, Scheduler invocations
+    assert expected <= set(est.by_role())
+    assert est.total > 0
+    assert all(line.source for line in est.lines)
+    assert any("730 hours" in a for a in est.assumptions)
+    assert math.isclose(est.to_dict()["total_usd"], round(est.total, 2))
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_cost_and_plan_use_the_same_sizing(stack: str) -> None:
+    loaded = load_spec(EXAMPLE, stack)
+    planned = plan(loaded, "aws")
+    est = backend_class("aws")(loaded.spec, stack, loaded.base_dir).estimate_cost(free_tier=True)
+    shard_hours = lines(est, "stream")["Kinesis shard-hours"].quantity
+    assert shard_hours / HOURS_PER_MONTH == planned.sizing["units"]
+    assert planned.one("aws:kinesis/stream:Stream", "stream").inputs["shardCount"] == planned.sizing["units"]
+
+
+# ---- limits and resource classes -------------------------------------------------------------------
+
+
+def test_limits() -> None:
+    spec = load_spec(EXAMPLE, "dev").spec
+    lim = backend(spec).limits()
+    assert lim == limits(spec)
+    assert lim.max_record_bytes == 1024 * 1024
+    assert lim.max_stage_timeout_s == 900
+    assert lim.max_retention_hours == 8760
+    assert lim.delivery == "at least once"
+    assert lim.ordering == "per partition key within a shard"
+    assert "bisect" in lim.poison_records and "SQS" in lim.poison_records and "(3)" in lim.poison_records
+    assert all(src.startswith("https://docs.aws.amazon.com/") for src in lim.sources)
+    assert max(s.timeout_s for s in spec.stages) <= lim.max_stage_timeout_s
+
+
+def test_identity_and_grant_types_exist_in_the_plan() -> None:
+    """Every type named is one the plan really creates, so comparisons count real resources."""
+    planned = plan(load_spec(EXAMPLE, "dev"), "aws")
+    for type_ in AwsBackend.identity_types | AwsBackend.grant_types:
+        assert planned.of_type(type_), type_
+    assert "aws:s3/bucketPolicy:BucketPolicy" not in AwsBackend.grant_types  # deny-only TLS policy grants nothing

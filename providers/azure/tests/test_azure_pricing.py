@@ -1,0 +1,235 @@
+"""The Azure cost model and limits: published pricing examples, hand-computed cases, free tier, regions."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+from pipeline_azure import pricing, sizing
+from pipeline_azure.backend import AzureBackend
+
+from pipeline.cost import CostEstimate, load_price_sheet
+from pipeline.errors import PipelineError
+from pipeline.spec.load import load_spec
+from pipeline.spec.model import PipelineSpec
+
+REPO = Path(__file__).resolve().parents[3]
+EXAMPLE = REPO / "stacks" / "transactions" / "pipeline.yaml"
+EASTUS = load_price_sheet(pricing.PRICES, "Azure", "eastus")
+
+
+def spec_of(tmp_path: Path, body: str) -> PipelineSpec:
+    (tmp_path / "h.py").write_text("def handle(records, context):\n    return records\n")
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(textwrap.dedent(body))
+    return load_spec(str(path)).spec
+
+
+def backend(spec: PipelineSpec, base: Path) -> AzureBackend:
+    return AzureBackend(spec, "dev", base)
+
+
+def line(est: CostEstimate, role: str, item_start: str) -> float:
+    found = [x for x in est.lines if x.role == role and x.item.startswith(item_start)]
+    assert len(found) == 1, (role, item_start, [(x.role, x.item) for x in est.lines])
+    return found[0].monthly_usd
+
+
+STREAM_ONLY = """
+    name: tiny
+    stream: {archive: false}
+    stages:
+      - name: clean
+        handler: h.py:handle
+        trigger: {stream: {batch_size: 100, max_batching_window_s: 5}}
+        memory_mb: 512
+    workload: {records_per_second: 100, record_bytes: 1024}
+    storage: {final_days: 365}
+"""
+
+
+# ---- published examples -------------------------------------------------------------------------
+
+
+def test_gb_seconds_reproduce_the_functions_cost_page() -> None:
+    """https://learn.microsoft.com/azure/azure-functions/functions-consumption-costs: "your function consumed
+    0.5 GB for 3 seconds. Then the execution cost is 0.5GB * 3s = 1.5 GB-seconds", and 1,110,000,000
+    Function Execution Units (MB-ms) "/ 1024000 = 1083.98 GB-seconds"."""
+    assert pricing.gb_seconds(512, 3) == 1.5
+    assert round(pricing.gb_seconds(1, 1_110_000_000 / 1000), 2) == 1083.98
+
+
+def test_flex_minimum_billable_period() -> None:
+    """https://learn.microsoft.com/azure/azure-functions/flex-consumption-plan#billing: "The minimum billable
+    execution period ... is 1,000 ms. Past that, the billable activity period is rounded up to the nearest 100 ms."
+    One daily 2,000 ms run: 30.4 runs x 2.0 s; one daily 120 ms run: 30.4 x 1 s; 1,250 ms -> 1.3 s."""
+    runs = 730 / 24
+    assert pricing.flex_billed_seconds(runs, 2.0) == pytest.approx(runs * 2.0)
+    assert pricing.flex_billed_seconds(runs, 0.12) == pytest.approx(runs * 1.0)
+    assert pricing.flex_billed_seconds(runs, 1.25) == pytest.approx(runs * 1.3)
+    # A busy stage is one long activity period: 10/s x 0.5 s = 5 instance-s per s (several instances) -> execution time.
+    busy = 10 * pricing.SECONDS_PER_MONTH
+    assert pricing.flex_billed_seconds(busy, 0.5) == pytest.approx(busy * 0.5)
+
+
+def test_event_grid_reproduces_pricing_example_1() -> None:
+    """https://azure.microsoft.com/pricing/details/event-grid/ example 1: an Azure Function processes images
+    through Event Grid when 5 million images are created in Blob storage: 5 million published events +
+    5 million delivery attempts - 100,000 free = 9.9 million operations, at $0.60 per million = $5.94."""
+    est = CostEstimate("azure", "eastus", free_tier=True)
+    ops = pricing.event_grid_operations(5_000_000, 5_000_000)
+    est.add("x", "ops", ops, pricing.per_unit(EASTUS["eventgrid_operations"], 1e6, "operation"), free=pricing.EVENT_GRID_FREE_OPERATIONS)
+    assert ops - pricing.EVENT_GRID_FREE_OPERATIONS == 9_900_000
+    assert est.total == pytest.approx(5.94)
+
+
+def test_event_hubs_ingress_events_count_per_64_kb() -> None:
+    """Event Hubs pricing FAQ (https://azure.microsoft.com/pricing/details/event-hubs/): "An ingress event is a
+    unit of data 64 KB or less"; larger events are billed in multiples of 64 KB (Microsoft support article
+    "Troubleshoot data export and pricing problems in Azure Event Hubs"). So 8 KB -> 1, 64 KB -> 1,
+    96 KB -> 2, 1 MB -> 16 billable events."""
+    assert pricing.billable_events(1, 8 * 1024) == 1
+    assert pricing.billable_events(1, 64 * 1024) == 1
+    assert pricing.billable_events(1, 96 * 1024) == 2
+    assert pricing.billable_events(1, 1024 * 1024) == 16
+
+
+# ---- hand-computed -----------------------------------------------------------------------------
+
+
+def test_hand_computed_stream_stage(tmp_path: Path) -> None:
+    """100 records/s of 1 KB, one stream stage (batch 100, window 5 s), no archive, 512 MB, 200 ms default run.
+
+    Records a month: 100 x 2,628,000 s = 262,800,000. Sizing: 1 TU, 4 partitions -> 25 records/s per
+    partition x 5 s = 125 >= 100, so batches are full: 2,628,000 invocations (1 per second).
+    """
+    spec = spec_of(tmp_path, STREAM_ONLY)
+    est = backend(spec, tmp_path).estimate_cost(free_tier=False)
+    assert line(est, "stream", "Event Hubs Standard throughput units") == pytest.approx(1 * 730 * 0.03)  # $21.90
+    assert line(est, "stream", "Event Hubs ingress events") == pytest.approx(262.8 * 0.028)  # $7.3584
+    # Invocations 2,628,000 x 0.2 s = 525,600 s busy; 1/s with 1 s minimum periods -> min(2,628,000 s, one
+    # instance-month 2,628,000 s) = 2,628,000 instance-s x 0.5 GB = 1,314,000 GB-s x $0.000026 = $34.164.
+    assert line(est, "clean-function", "Flex Consumption on-demand execution time") == pytest.approx(1_314_000 * 0.000026)
+    assert line(est, "clean-function", "Flex Consumption on-demand executions") == pytest.approx(2.628 * 0.40)  # $1.0512
+    assert line(est, "clean-bucket", "Blob write operations") == pytest.approx(262.8 * 0.05)  # 2,628,000 / 10,000 x $0.05
+    # Outputs: 262,800,000 x 1,024 B = 250.63 GiB a month, kept 365 days -> x 365 / (730/24) = x 12 GB-months.
+    assert line(est, "clean-bucket", "Blob Hot LRS storage") == pytest.approx(262_800_000 * 1024 / 1024**3 * 12 * 0.0208)
+    # Host storage: 2,628,000 checkpoints + 4 partitions x 0.1 lease renewals/s x 2,628,000 s = 3,679,200 ops x $0.004/10k.
+    assert line(est, "clean-trigger", "Host storage operations") == pytest.approx(367.92 * 0.004)
+    # Telemetry: 2,628,000 x 3 KiB = 7.52 GiB x $2.30.
+    assert line(est, "observability", "Log Analytics ingestion") == pytest.approx(2_628_000 * 3 / 1024**2 * 2.30)
+    # Alerts: errors + dead-letters (log, 5 min) = 2 x $1.50; stream throttling metric = 1 series x $0.10.
+    assert line(est, "observability", "Log search alert rules") == 3.0
+    assert line(est, "observability", "Metric alert time series") == pytest.approx(0.10)
+    assert not [x for x in est.lines if x.role in ("raw-archive", "raw-bucket", "platform")]  # no Capture, no Event Grid
+    assert any("730 hours" in a for a in est.assumptions)
+
+
+def test_free_tier_takes_each_grant_once(tmp_path: Path) -> None:
+    """Free grants: 100,000 GB-s x $0.000026 = $2.60, 250,000 executions x $0.0000004 = $0.10, 5 GB of logs
+    x $2.30 = $11.50 -> the free-tier estimate is $14.20 lower. Nothing else changes."""
+    spec = spec_of(tmp_path, STREAM_ONLY)
+    paid, free = (backend(spec, tmp_path).estimate_cost(free_tier=f) for f in (False, True))
+    assert paid.total - free.total == pytest.approx(2.60 + 0.10 + 11.50)
+    assert "100,000 GB-s free" in next(x.note for x in free.lines if x.item.endswith("execution time"))
+    assert all(x.monthly_usd >= 0 for x in free.lines)
+
+
+def test_free_grant_is_shared_between_stages(tmp_path: Path) -> None:
+    """Two tiny stages: the 250,000 free executions are per subscription, so together they get 250,000, not 500,000."""
+    spec = spec_of(tmp_path, STREAM_ONLY.replace("""    workload:""", """      - name: again
+        handler: h.py:handle
+        trigger: {schedule: "rate(1 minute)"}
+    workload:"""))
+    est = backend(spec, tmp_path).estimate_cost(free_tier=True)
+    executions = [x for x in est.lines if x.item == "Flex Consumption on-demand executions"]
+    assert len(executions) == 2
+    billed = sum(x.monthly_usd for x in executions) / 0.0000004
+    assert billed == pytest.approx(sum(x.quantity for x in executions) - 250_000)
+
+
+def test_effective_batch_explained(tmp_path: Path) -> None:
+    """Dev example: 150 records/s over 4 partitions = 37.5/s; a 5 s window gathers 187.5 < 500 -> batches of 187.5,
+    so 150 x 2,628,000 / 187.5 = 2,102,400 invocations; prod (1,500/s) fills 500 -> 7,884,000."""
+    for stack, invocations in (("dev", 2_102_400), ("prod", 7_884_000)):
+        loaded = load_spec(str(EXAMPLE), stack)
+        est = AzureBackend(loaded.spec, stack, loaded.base_dir).estimate_cost(free_tier=False)
+        execs = next(x for x in est.lines if x.role == "preprocess-function" and x.item.endswith("executions"))
+        assert execs.quantity == pytest.approx(invocations)
+        assert "effective batch" in execs.note
+
+
+def test_object_stage_event_grid_counts_every_blob_created(tmp_path: Path) -> None:
+    """The system topic publishes every blob created in the data account (Capture files and every stage's
+    outputs); only the object stage's source objects are delivered."""
+    loaded = load_spec(str(EXAMPLE), "dev")
+    est = AzureBackend(loaded.spec, "dev", loaded.base_dir).estimate_cost(free_tier=False)
+    published = next(x for x in est.lines if x.role == "platform" and x.item.startswith("Event Grid"))
+    delivered = next(x for x in est.lines if x.role == "score-trigger" and x.item.startswith("Event Grid"))
+    writes = sum(x.quantity for x in est.lines if x.item.startswith("Blob write operations"))
+    assert published.quantity == pytest.approx(writes)
+    assert delivered.quantity == pytest.approx(2_102_400)
+
+
+# ---- regions, example, limits, types --------------------------------------------------------------
+
+
+def test_region_without_prices_is_a_clear_error(tmp_path: Path) -> None:
+    spec = spec_of(tmp_path, STREAM_ONLY + "    clouds: {azure: {location: northeurope}}\n")
+    with pytest.raises(PipelineError, match=r"no Azure price sheet for region 'northeurope'.*eastus, westeurope"):
+        backend(spec, tmp_path).estimate_cost(free_tier=False)
+
+
+def test_every_price_has_source_and_date() -> None:
+    for region in ("eastus", "westeurope"):
+        sheet = load_price_sheet(pricing.PRICES, "Azure", region)
+        for name, price in sheet.prices.items():
+            assert price.usd > 0 and price.unit, name
+            assert price.source.startswith("https://"), name
+            assert len(price.retrieved) == 10 and price.retrieved[4] == "-", name
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_example_has_a_line_for_every_costly_role(stack: str) -> None:
+    loaded = load_spec(str(EXAMPLE), stack)
+    est = AzureBackend(loaded.spec, stack, loaded.base_dir).estimate_cost(free_tier=True)
+    roles = est.by_role()
+    for role in ("stream", "raw-archive", "raw-bucket", "preprocess-function", "score-function", "preprocess-bucket",
+                 "score-bucket", "preprocess-trigger", "score-trigger", "platform", "observability"):
+        assert roles.get(role, 0) > 0, role
+    assert "calibrate-function" in roles  # present, within the free grant
+    assert est.total > 0
+    assert est.to_dict()["total_usd"] == round(est.total, 2)
+
+
+def test_memory_is_the_flex_instance_size() -> None:
+    """Prod score asks 1,024 MB; Flex runs it on a 2,048 MB instance, and that is what is billed."""
+    loaded = load_spec(str(EXAMPLE), "prod")
+    est = AzureBackend(loaded.spec, "prod", loaded.base_dir).estimate_cost(free_tier=False)
+    gbs = next(x for x in est.lines if x.role == "score-function" and x.item.endswith("execution time"))
+    assert "2048 MB instance size" in gbs.note
+    assert gbs.quantity == pytest.approx(7_884_000 * 0.35 * 2)
+
+
+def test_limits() -> None:
+    loaded = load_spec(str(EXAMPLE), "dev")
+    limits = AzureBackend(loaded.spec, "dev", loaded.base_dir).limits()
+    assert limits.max_record_bytes == 1_048_576
+    assert limits.max_retention_hours == 168
+    assert limits.max_stage_timeout_s == 300  # the configured value (calibrate); Flex has no platform maximum
+    assert limits.delivery.startswith("at least once") and "30 s" in limits.delivery
+    assert limits.ordering.startswith("per partition")
+    assert "dead-letter" in limits.poison_records
+    assert all(s.startswith("https://learn.microsoft.com/") for s in limits.sources)
+
+
+def test_identity_and_grant_types_match_planned_resources() -> None:
+    from pipeline.planner import plan
+
+    p = plan(load_spec(str(EXAMPLE), "dev"), "azure")
+    (identity_type,) = AzureBackend.identity_types
+    (grant_type,) = AzureBackend.grant_types
+    assert len(p.of_type(identity_type)) == 3  # one per stage
+    assert p.of_type(grant_type)
+    assert sizing.MAX_TU_STANDARD == 40
