@@ -87,6 +87,7 @@ def totals_rows(comparison: Comparison) -> list[tuple[str, dict[str, str]]]:
         ("Stream capacity", each(lambda c: f"{c.plan.sizing['units']} {c.plan.sizing['unit_name']}(s) {c.plan.sizing['mode']}: "
                                  f"{c.plan.sizing['capacity_records_per_second']:,.0f} rec/s, "
                                  f"{c.plan.sizing['capacity_bytes_per_second'] / 1048576:,.1f} MiB/s" if c.plan else "-")),
+        ("Sizing", each(lambda c: "; ".join(c.plan.sizing.get("reasoning", [])) if c.plan else "-")),
         ("Monthly cost (730 h)", each(money)),
         ("Max record size", each(lim("max_record_bytes", "{:,} bytes"))),
         ("Max stage timeout", each(lim("max_stage_timeout_s", "{:,} s"))),

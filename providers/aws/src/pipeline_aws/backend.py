@@ -20,6 +20,15 @@ class AwsBackend(Backend):
     title = "AWS"
     # Every identity the plan creates is an IAM role (stage functions, Firehose, Scheduler).
     identity_types: ClassVar[frozenset[str]] = frozenset({"aws:iam/role:Role"})
+    key_settings: ClassVar[dict[str, tuple[str, ...]]] = {
+        "aws:kinesis/stream:Stream": ("shardCount", "streamModeDetails.streamMode", "retentionPeriod"),
+        "aws:kinesis/firehoseDeliveryStream:FirehoseDeliveryStream": ("extendedS3Configuration.bufferingSize", "extendedS3Configuration.bufferingInterval"),
+        "aws:lambda/function:Function": ("memorySize", "timeout", "runtime"),
+        "aws:lambda/eventSourceMapping:EventSourceMapping": ("batchSize", "maximumBatchingWindowInSeconds", "maximumRetryAttempts", "bisectBatchOnFunctionError"),
+        "aws:cloudwatch/eventTarget:EventTarget": ("retryPolicy.maximumRetryAttempts", "retryPolicy.maximumEventAgeInSeconds"),
+        "aws:scheduler/schedule:Schedule": ("scheduleExpression", "target.retryPolicy.maximumRetryAttempts"),
+        "aws:sqs/queue:Queue": ("messageRetentionSeconds",),
+    }
     # What grants access: inline identity policies, and the resource policies that let EventBridge
     # invoke a function and send undeliverable events to a queue. The plan's BucketPolicy is left
     # out on purpose: it only denies (insecure transport) and grants nothing.

@@ -32,6 +32,13 @@ class AzureBackend(Backend):  # type: ignore[misc]  # Backend is Any when mypy c
     # type without counting the namespace and topic as identities; their permissions still show up as
     # role assignments, which are the grants.
     identity_types: ClassVar[frozenset[str]] = frozenset({"azure-native:managedidentity:UserAssignedIdentity"})
+    key_settings: ClassVar[dict[str, tuple[str, ...]]] = {
+        "azure-native:eventhub:Namespace": ("sku.name", "sku.capacity"),
+        "azure-native:eventhub:EventHub": ("partitionCount", "retentionDescription.retentionTimeInHours"),
+        "azure-native:web:WebApp": ("functionAppConfig.scaleAndConcurrency.instanceMemoryMB", "functionAppConfig.scaleAndConcurrency.maximumInstanceCount",
+                                    "functionAppConfig.runtime.version"),
+        "azure-native:eventgrid:SystemTopicEventSubscription": ("retryPolicy.maxDeliveryAttempts", "retryPolicy.eventTimeToLiveInMinutes"),
+    }
     grant_types: ClassVar[frozenset[str]] = frozenset({"azure-native:authorization:RoleAssignment"})
 
     _platform: Platform | None = None

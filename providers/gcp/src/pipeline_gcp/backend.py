@@ -28,6 +28,12 @@ class GcpBackend(Backend):
     # Eventarc identities), and every IAM member resource the backend binds (see iam.py, triggers.py, stream.py,
     # platform.py, observability.py). Service agents (projects.ServiceIdentity) are Google's, not ours.
     identity_types: ClassVar[frozenset[str]] = frozenset({"gcp:serviceaccount/account:Account"})
+    key_settings: ClassVar[dict[str, tuple[str, ...]]] = {
+        "gcp:pubsub/topic:Topic": ("messageRetentionDuration",),
+        "gcp:pubsub/subscription:Subscription": ("ackDeadlineSeconds", "deadLetterPolicy.maxDeliveryAttempts", "retryPolicy.minimumBackoff"),
+        "gcp:cloudfunctionsv2/function:Function": ("serviceConfig.availableMemory", "serviceConfig.timeoutSeconds", "serviceConfig.maxInstanceCount", "buildConfig.runtime"),
+        "gcp:cloudscheduler/job:Job": ("schedule", "retryConfig.retryCount"),
+    }
     grant_types: ClassVar[frozenset[str]] = frozenset({
         "gcp:storage/bucketIAMMember:BucketIAMMember",
         "gcp:pubsub/topicIAMMember:TopicIAMMember",
