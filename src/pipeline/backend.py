@@ -172,6 +172,19 @@ class Backend(ABC):
         """Region or location shown in plans."""
         return ""
 
+    # ---- deploying: local checks and hints around the Pulumi engine (cloud SDKs imported inside) ----
+    def stack_config(self) -> dict[str, str]:
+        """Stack config `pulumi` CLI users expect for this cloud (e.g. aws:region); the program itself uses explicit providers."""
+        return {}
+
+    def credentials_problem(self) -> str | None:
+        """Why a deploy could not authenticate or has no region/project/location, found locally without a network call; None if fine."""
+        return None
+
+    def test_record_hint(self, outputs: Mapping[str, Any]) -> str:
+        """Shell commands that send one test record to the deployed stream and show its results, with the real names in `outputs`."""
+        return ""
+
     # ---- roles, called by the orchestrator in this order ---------------------------------
     @abstractmethod
     def platform(self, role: RoleContext) -> list[Any]:

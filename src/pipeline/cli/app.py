@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 
 from pipeline import __version__
+from pipeline.cli import lifecycle
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -250,6 +251,9 @@ def backends() -> None:
 
     for name in backend_names():
         out.print(name)
+
+
+lifecycle.register(app)  # preview, deploy, outputs, refresh, destroy, cancel
 
 
 def main() -> None:

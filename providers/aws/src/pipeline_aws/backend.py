@@ -12,7 +12,7 @@ from pipeline.backend import Backend, BucketSpec, FunctionCode, Grant, Handle, L
 from pipeline.cost import CostEstimate
 from pipeline.spec.model import StageSpec
 from pipeline.spec.schedule import Schedule
-from pipeline_aws import functions, iam, limits, naming, observability, pricing, sizing, storage, stream, triggers
+from pipeline_aws import credentials, functions, iam, limits, naming, observability, pricing, sizing, storage, stream, triggers
 
 
 class AwsBackend(Backend):
@@ -55,6 +55,15 @@ class AwsBackend(Backend):
 
     def size_stream(self) -> StreamSizing:
         return sizing.size_stream(self.spec)
+
+    def stack_config(self) -> dict[str, str]:
+        return credentials.stack_config(self.spec)
+
+    def credentials_problem(self) -> str | None:
+        return credentials.credentials_problem(self.spec)
+
+    def test_record_hint(self, outputs: Mapping[str, Any]) -> str:
+        return credentials.test_record_hint(self.spec, self.stack, outputs)
 
     def limits(self) -> Limits:
         return limits.limits(self.spec)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pipeline.backend import Backend, BucketSpec, FunctionCode, Grant, Handle, RoleContext, StageResources, StreamSizing
 from pipeline.spec.model import StageSpec
 from pipeline.spec.schedule import Schedule
-from pipeline_azure import checks, functions, iam, naming, observability, sizing, storage, stream, triggers
+from pipeline_azure import checks, credentials, functions, iam, naming, observability, sizing, storage, stream, triggers
 from pipeline_azure.platform import Platform, platform
 
 if TYPE_CHECKING:
@@ -52,6 +52,15 @@ class AzureBackend(Backend):  # type: ignore[misc]  # Backend is Any when mypy c
 
     def size_stream(self) -> StreamSizing:
         return sizing.size_stream(self.spec)
+
+    def stack_config(self) -> dict[str, str]:
+        return credentials.stack_config(self.spec)
+
+    def credentials_problem(self) -> str | None:
+        return credentials.credentials_problem(self.spec)
+
+    def test_record_hint(self, outputs: Mapping[str, Any]) -> str:
+        return credentials.test_record_hint(self.spec, self.stack, outputs)
 
     def limits(self) -> Limits:
         from pipeline_azure import limits

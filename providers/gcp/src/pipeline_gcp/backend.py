@@ -10,7 +10,7 @@ from pipeline.backend import Backend, BucketSpec, FunctionCode, Grant, Handle, L
 from pipeline.cost import CostEstimate
 from pipeline.spec.model import StageSpec
 from pipeline.spec.schedule import Schedule
-from pipeline_gcp import functions, iam, limits, naming, observability, platform, pricing, sizing, storage, stream, triggers
+from pipeline_gcp import credentials, functions, iam, limits, naming, observability, platform, pricing, sizing, storage, stream, triggers
 
 Problem = tuple[tuple[str | int, ...], str, str]
 
@@ -92,6 +92,15 @@ class GcpBackend(Backend):
 
     def size_stream(self) -> StreamSizing:
         return sizing.size_stream(self.spec, triggers.notes(self.spec))
+
+    def stack_config(self) -> dict[str, str]:
+        return credentials.stack_config(self.spec)
+
+    def credentials_problem(self) -> str | None:
+        return credentials.credentials_problem(self.spec)
+
+    def test_record_hint(self, outputs: Mapping[str, Any]) -> str:
+        return credentials.test_record_hint(self.spec, self.stack, outputs)
 
     # ---- comparison: limits and cost ---------------------------------------------------------
     def limits(self) -> Limits:

@@ -1,0 +1,90 @@
+"""What `pipeline deploy` needs to know about Azure before it starts the engine.
+
+pulumi-azure-native authenticates on its own (Azure CLI login, service principal, OIDC or managed
+identity, from ARM_* variables), so presence is checked locally rather than by acquiring a token:
+the variables, or an Azure CLI profile with a subscription. No network call is made.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pipeline.spec.model import PipelineSpec
+from pipeline_azure import naming
+
+AUTH_DOCS = "https://www.pulumi.com/registry/packages/azure-native/installation-configuration/"
+SAMPLE_RECORD = '{"id": "test-1"}'
+
+
+def _env(*names: str) -> str:
+    return next((os.environ[n] for n in names if os.environ.get(n)), "")
+
+
+def _cli_subscriptions() -> list[dict[str, Any]]:
+    folder = Path(os.environ.get("AZURE_CONFIG_DIR") or Path.home() / ".azure")
+    try:
+        profile = json.loads((folder / "azureProfile.json").read_text(encoding="utf-8-sig"))  # the CLI writes a BOM
+    except (OSError, ValueError):
+        return []
+    subscriptions = profile.get("subscriptions") if isinstance(profile, dict) else None
+    return [s for s in subscriptions if isinstance(s, dict)] if isinstance(subscriptions, list) else []
+
+
+def credentials_problem(spec: PipelineSpec) -> str | None:
+    """None when some credential source and a subscription are present, else how to sign in."""
+    if not spec.clouds.azure.location:
+        return "no Azure location is set; set clouds.azure.location in the spec or the stack overlay, e.g. eastus"
+    client = _env("ARM_CLIENT_ID", "AZURE_CLIENT_ID")
+    secret = _env("ARM_CLIENT_SECRET", "AZURE_CLIENT_SECRET", "ARM_CLIENT_CERTIFICATE_PATH", "AZURE_CLIENT_CERTIFICATE_PATH",
+                  "ARM_OIDC_TOKEN", "ARM_OIDC_TOKEN_FILE_PATH", "AZURE_FEDERATED_TOKEN_FILE", "ARM_OIDC_REQUEST_TOKEN")
+    managed = _env("ARM_USE_MSI").lower() == "true"
+    subscription = _env("ARM_SUBSCRIPTION_ID", "AZURE_SUBSCRIPTION_ID")
+    if (client and secret and _env("ARM_TENANT_ID", "AZURE_TENANT_ID")) or managed:
+        if not subscription:
+            return "Azure credentials are set but no subscription is; export ARM_SUBSCRIPTION_ID=<subscription id>"
+        return None
+    subscriptions = _cli_subscriptions()
+    if subscriptions:
+        if subscription or any(s.get("isDefault") for s in subscriptions):
+            return None
+        return "the Azure CLI is signed in but has no default subscription; run `az account set --subscription <id>` or export ARM_SUBSCRIPTION_ID"
+    return (
+        "no Azure credentials found (looked for an Azure CLI login and ARM_CLIENT_ID/ARM_CLIENT_SECRET/ARM_TENANT_ID, "
+        "OIDC and ARM_USE_MSI); run `az login`, or export ARM_CLIENT_ID, ARM_CLIENT_SECRET, ARM_TENANT_ID and "
+        f"ARM_SUBSCRIPTION_ID for a service principal ({AUTH_DOCS})"
+    )
+
+
+def stack_config(spec: PipelineSpec) -> dict[str, str]:
+    """`azure-native:location` for `pulumi config` readers; the program uses an explicit provider."""
+    return {"azure-native:location": spec.clouds.azure.location}
+
+
+def test_record_hint(spec: PipelineSpec, stack: str, outputs: Mapping[str, Any]) -> str:
+    """Commands that send one event to the deployed hub and list the final outputs.
+
+    The Azure CLI has no "send an event" command for Event Hubs, and the namespace accepts only
+    Entra ID (no SAS keys), so the event goes through the Event Hubs REST API with `az rest`,
+    which signs the request with the CLI's login. The caller needs the
+    "Azure Event Hubs Data Sender" role on the namespace.
+    """
+    namespace = naming.namespace_name(spec.name, stack)
+    hub = outputs.get("stream", "<event hub>")
+    lines = [
+        f"Send a test record (needs the 'Azure Event Hubs Data Sender' role on {namespace}):",
+        f"  az rest --method post --resource https://eventhubs.azure.net "
+        f"--url 'https://{namespace}.servicebus.windows.net/{hub}/messages?api-version=2014-01' "
+        f"--headers 'Content-Type=application/atom+xml;type=entry;charset=utf-8' --body '{SAMPLE_RECORD}'",
+    ]
+    buckets = outputs.get("buckets") or {}
+    finals = [s.name for s in spec.stages if not spec.consumers_of(s.name) and s.name in buckets]
+    if finals:
+        account = naming.storage_account_name(spec.name, stack, "dat")
+        lines.append("Then look for its results (needs 'Storage Blob Data Reader'):")
+        lines += [f"  az storage blob list --auth-mode login --account-name {account} --container-name {buckets[name]} --prefix {name}/ -o table"
+                  for name in finals]
+    return "\n".join(lines)
