@@ -8,7 +8,7 @@ ARNs in the plan look like the real thing. Several clouds can be planned one aft
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from google.protobuf import json_format
@@ -85,8 +85,11 @@ def _physical_name(outputs: Mapping[str, Any], resource_id: str) -> str:
     return resource_id
 
 
-def plan(loaded: LoadedSpec, cloud: str) -> Plan:
-    """Plan `loaded` for `cloud`; raises SpecError if this cloud cannot express the spec."""
+def plan(loaded: LoadedSpec, cloud: str, program: Callable[[Backend], Orchestrator] = pipeline_program) -> Plan:
+    """Plan `loaded` for `cloud`; raises SpecError if this cloud cannot express the spec.
+
+    `program` is the Pulumi program to run; it defaults to the orchestrator and is only swapped
+    to check that an exported project runs the very same program."""
     backend = backend_class(cloud)(loaded.spec, loaded.stack, loaded.base_dir)
     problems = backend.check()
     if problems:
@@ -103,7 +106,7 @@ def plan(loaded: LoadedSpec, cloud: str) -> Plan:
     settings.SETTINGS.outputs.clear()
     built: list[Orchestrator] = []
     try:
-        _sync_await(run_pulumi_func(lambda: built.append(pipeline_program(backend))))
+        _sync_await(run_pulumi_func(lambda: built.append(program(backend))))
     except PipelineError:
         raise
     except Exception as exc:  # a backend bug must still not surface as a raw traceback

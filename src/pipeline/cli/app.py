@@ -235,6 +235,27 @@ def run(
 
 
 @app.command()
+def export(
+    spec: SpecArg = Path("pipeline.yaml"),
+    stack: StackOpt = None,
+    cloud: Annotated[str, typer.Option("--cloud", "-c", help="Target cloud: aws, gcp or azure.")] = "aws",
+    output: Annotated[Path, typer.Option("--output", "-o", help="A new or empty folder for the Pulumi project.")] = Path("exported"),
+) -> None:
+    """Write a standalone Pulumi project (program, spec, vendored library) for plain `pulumi up`."""
+    from pipeline.errors import PipelineError, SpecError
+    from pipeline.export import export as write_project
+
+    loaded = _load(spec, stack)
+    try:
+        files = write_project(loaded, cloud, output)
+    except SpecError as exc:
+        _fail(EXIT_BAD_INPUT, f"error: the spec cannot be exported for {cloud}:\n{exc}")
+    except PipelineError as exc:
+        _fail(EXIT_BAD_INPUT, f"error: {exc}")
+    out.print(f"wrote {len(files)} files to {output}; run it with: cd {output} && pulumi up (see its README.md)")
+
+
+@app.command()
 def schema() -> None:
     """Print the spec's JSON Schema (point your editor's YAML plugin at it)."""
     import json
