@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     import pulumi
 
     from pipeline.cost import CostEstimate
+    from pipeline.packaging import Package, Recipe
     from pipeline.spec.model import PipelineSpec, StageSpec
     from pipeline.spec.schedule import Schedule
 
@@ -137,6 +138,19 @@ class Backend(ABC):
         self.spec = spec
         self.stack = stack
         self.base_dir = base_dir
+        self.vendor_dependencies = False  # deploy sets it: install requirements into packages (needs PyPI)
+
+    # ---- function packages ------------------------------------------------------------------
+    def package_recipe(self, stage: StageSpec, code: FunctionCode) -> Recipe:
+        """What this cloud's host needs in a stage's package (shim, host files, wheels, limits)."""
+        raise NotImplementedError(f"{self.title} does not build packages yet")
+
+    def package(self, stage: StageSpec, code: FunctionCode) -> Package:
+        """Build the stage's deterministic zip under .pipeline/build/ next to the spec."""
+        from pipeline.packaging import stage_package
+
+        target = self.base_dir / ".pipeline" / "build" / self.name / self.stack / f"{stage.name}.zip"
+        return stage_package(stage.name, code, self.package_recipe(stage, code), target, self.vendor_dependencies)
 
     # ---- checks and sizing (no Pulumi needed) -------------------------------------------
     @abstractmethod

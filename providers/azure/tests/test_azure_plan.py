@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import textwrap
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -271,7 +273,11 @@ def test_code_is_uploaded_then_released_with_one_deploy(example: Plan) -> None:
         blob = example.one("azure-native:storage:Blob", role)
         assert blob.inputs["blobName"] == "released-package.zip" and blob.inputs["containerName"] == f"deploy-{stage}"
         assert re.fullmatch(r"[0-9a-f]{64}", blob.inputs["metadata"]["sha256"])
-        assert "function_app.py" in blob.inputs["source"]["archive"] and "host.json" in blob.inputs["source"]["archive"]
+        package = Path(blob.inputs["source"]["asset"])
+        assert blob.inputs["metadata"]["sha256"] == hashlib.sha256(package.read_bytes()).hexdigest()
+        with zipfile.ZipFile(package) as archive:
+            assert {"function_app.py", "host.json", "requirements.txt", "pipeline_azure/runtime.py", "pipeline/runtime/invoke.py"} <= set(archive.namelist())
+            assert "build_app()" in archive.read("function_app.py").decode()
         release = example.one("azure-native:resources:Deployment", role)
         template = release.inputs["properties"]["template"]
         (ext,) = template["resources"]

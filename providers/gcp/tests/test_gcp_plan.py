@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
 import textwrap
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from pipeline_gcp import naming, storage, triggers
+from pipeline_gcp import naming, triggers
 from pipeline_gcp.backend import GcpBackend
 
 from pipeline.errors import SpecError
@@ -285,7 +287,8 @@ def test_functions_are_gen2_python_internal_and_bounded(chain: Plan) -> None:
         fn = function(chain, stage)
         service = fn.inputs["serviceConfig"]
         assert fn.inputs["buildConfig"]["runtime"] == "python312"
-        assert fn.inputs["buildConfig"]["entryPoint"] == "handle"
+        # main.py re-exports the runtime shim: Eventarc delivers CloudEvents, push and Scheduler plain HTTP.
+        assert fn.inputs["buildConfig"]["entryPoint"] == ("cloud_event" if stage in ("clean", "enrich", "score") else "http")
         assert service["serviceAccountEmail"] == sa_email(chain, f"{stage}-identity", "identity-sa")
         assert service["ingressSettings"] == "ALLOW_INTERNAL_ONLY"
         assert service["allTrafficOnLatestRevision"] is True
@@ -500,10 +503,12 @@ def test_mock_resource_ids_look_like_gcp() -> None:
     assert naming.mock_call("gcp:storage/getProjectServiceAccount:getProjectServiceAccount", {})["emailAddress"] == GCS_AGENT.split(":", 1)[1]
 
 
-def test_package_digest_is_stable_and_content_sensitive(tmp_path: Path) -> None:
-    a = tmp_path / "h.py"
-    a.write_text(HANDLER)
-    first = storage.package_digest({"h.py": a})
-    assert first == storage.package_digest({"h.py": a})
-    a.write_text(HANDLER + "#")
-    assert storage.package_digest({"h.py": a}) != first
+def test_source_object_is_named_by_the_package_hash(chain: Plan) -> None:
+    for obj in [r for r in chain.of_type("gcp:storage/bucketObject:BucketObject") if r.role.endswith("-function")]:
+        stage = obj.role.removesuffix("-function")
+        package = Path(obj.inputs["source"]["asset"])
+        assert obj.inputs["name"] == f"{stage}/{hashlib.sha256(package.read_bytes()).hexdigest()[:16]}.zip"
+        with zipfile.ZipFile(package) as archive:
+            names = set(archive.namelist())
+            assert {"main.py", "requirements.txt", "pipeline/runtime/invoke.py", "pipeline_gcp/runtime.py"} <= names
+            assert "functions-framework" in archive.read("requirements.txt").decode()

@@ -216,6 +216,7 @@ def run(
     tick: Annotated[float | None, typer.Option("--tick", min=0.1, help="Run schedule stages every this many seconds (they always run once at the end).")] = None,
     store: Annotated[Path | None, typer.Option("--store", help="Local object store (default: .pipeline/local/<stack>/ next to the spec).")] = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="Delete the local store first instead of resuming an interrupted run.")] = False,
+    fsync: Annotated[bool, typer.Option("--fsync/--no-fsync", help="fsync every object (survives power loss; kill -9 safety needs no fsync).")] = True,
 ) -> None:
     """Run the whole pipeline on this machine with the functions' runtime; resumable after a crash."""
     from pipeline.runtime.local import LocalRun, LocalRunError
@@ -226,12 +227,43 @@ def run(
         _fail(EXIT_BAD_INPUT, f"error: input file {input} does not exist")
     try:
         with progress_bar(err, input) as progress:
-            summary = LocalRun(loaded, store, tick, fresh=fresh, progress=progress).run(input)
+            summary = LocalRun(loaded, store, tick, durable=fsync, fresh=fresh, progress=progress).run(input)
     except LocalRunError as exc:
         _fail(EXIT_FAILED, f"error: {exc}")
     out.print(summary_table(summary))
     for line in summary_lines(summary):
         out.print(line, markup=False, highlight=False)
+
+
+@app.command()
+def package(
+    spec: SpecArg = Path("pipeline.yaml"),
+    stack: StackOpt = None,
+    cloud: Annotated[str, typer.Option("--cloud", "-c", help="Target cloud: aws, gcp or azure.")] = "aws",
+    deps: Annotated[bool, typer.Option("--deps/--no-deps", help="Install requirements into packages that ship them (needs PyPI).")] = True,
+) -> None:
+    """Build every stage's function package (deterministic zip) and report its size, as deploy would."""
+    from rich.table import Table
+
+    from pipeline.backend import FunctionCode, backend_class
+    from pipeline.errors import PipelineError
+
+    loaded = _load(spec, stack)
+    table = Table(title=f"{loaded.spec.name} ({loaded.stack}) packages for {cloud}")
+    for column in ("Stage", "Files", "Zipped", "Unpacked", "SHA-256", "Path"):
+        table.add_column(column, overflow="fold")
+    try:
+        backend = backend_class(cloud)(loaded.spec, loaded.stack, loaded.base_dir)
+        backend.vendor_dependencies = deps
+        for stage in loaded.spec.stages:
+            base = loaded.base_dir
+            code = FunctionCode(base, stage.handler_file, stage.handler_function,
+                                base / stage.requirements if stage.requirements else None, base / stage.model if stage.model else None)
+            built = backend.package(stage, code)
+            table.add_row(stage.name, str(built.files), f"{built.size / 1e6:,.2f} MB", f"{built.unpacked / 1e6:,.2f} MB", built.sha256[:12], str(built.path))
+    except PipelineError as exc:
+        _fail(EXIT_FAILED if "no backend named" not in str(exc) else EXIT_BAD_INPUT, f"error: {exc}")
+    out.print(table)
 
 
 @app.command()

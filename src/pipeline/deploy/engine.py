@@ -53,10 +53,13 @@ class Target:
         return naming.stack_name(self.loaded, self.cloud)
 
     def make_backend(self) -> Backend:
-        """A fresh backend: the interface promises one instance per program run."""
+        """A fresh backend: the interface promises one instance per program run. Deploys ship each
+        stage's requirements inside its package where the cloud does not build remotely."""
         from pipeline.backend import backend_class
 
-        return backend_class(self.cloud)(self.loaded.spec, self.loaded.stack, self.loaded.base_dir)
+        backend = backend_class(self.cloud)(self.loaded.spec, self.loaded.stack, self.loaded.base_dir)
+        backend.vendor_dependencies = True
+        return backend
 
     def command(self, verb: str, *extra: str) -> str:
         return naming.cli_command(verb, self.loaded, self.cloud, *extra, backend_url=self.backend_url)

@@ -10,6 +10,7 @@ import pulumi_aws as aws
 
 from pipeline.backend import Backend, BucketSpec, FunctionCode, Grant, Handle, Limits, RoleContext, StageResources, StreamSizing
 from pipeline.cost import CostEstimate
+from pipeline.packaging import Recipe
 from pipeline.spec.model import StageSpec
 from pipeline.spec.schedule import Schedule
 from pipeline_aws import credentials, functions, iam, limits, naming, observability, pricing, sizing, storage, stream, triggers
@@ -104,7 +105,10 @@ class AwsBackend(Backend):
         return triggers.dead_letter(role, self.spec)
 
     def function(self, role: RoleContext, stage: StageSpec, identity: Handle[Any], code: FunctionCode, env: Mapping[str, Any]) -> Handle[Any]:
-        return functions.function(role, stage, identity, code, env)
+        return functions.function(role, stage, identity, self.package(stage, code), env)
+
+    def package_recipe(self, stage: StageSpec, code: FunctionCode) -> Recipe:
+        return functions.recipe()
 
     def stream_trigger(self, role: RoleContext, stage: StageSpec, stream: Handle[Any], function: Handle[Any], identity: Handle[Any], dead_letter: Handle[Any]) -> None:
         triggers.stream_trigger(role, stage, self.spec, stream, function, identity, dead_letter)

@@ -8,7 +8,8 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from pipeline.backend import FunctionCode, Handle, RoleContext
+from pipeline.backend import Handle, RoleContext
+from pipeline.packaging import Package, Recipe
 from pipeline.spec.model import StageSpec
 from pipeline_aws import iam
 
@@ -22,17 +23,19 @@ def function_name(role: RoleContext, stage: StageSpec) -> str:
     return f"{role.pipeline}-{role.stack}-{stage.name}"
 
 
-def package(code: FunctionCode) -> pulumi.AssetArchive:
-    """Placeholder package: the handler file at its relative path (real packaging comes with deploy)."""
-    return pulumi.AssetArchive({code.handler_file: pulumi.FileAsset(str(code.root / code.handler_file))})
+HANDLER = "pipeline_aws.runtime.handler"  # the runtime shim; it loads the stage's handler from PIPELINE_HANDLER
+PACKAGE_LIMIT_ZIPPED = 50 * 1024 * 1024  # direct upload (https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html)
+PACKAGE_LIMIT_UNZIPPED = 250 * 1024 * 1024
+VENDOR_PLATFORM = "manylinux2014_aarch64"  # wheels for Lambda's arm64 Amazon Linux, never the build machine's
 
 
-def handler_entry(code: FunctionCode) -> str:
-    module = code.handler_file[: -len(".py")].replace("/", ".")
-    return f"{module}.{code.handler_function}"
+def recipe() -> Recipe:
+    """boto3 is in the Lambda runtime already; anything else the stage needs ships as arm64 wheels."""
+    return Recipe("aws", ("pipeline.runtime", "pipeline_aws.runtime"), vendor_platform=VENDOR_PLATFORM,
+                  vendor_python=RUNTIME.removeprefix("python"), limit_bytes=PACKAGE_LIMIT_ZIPPED, limit_unpacked=PACKAGE_LIMIT_UNZIPPED)
 
 
-def function(role: RoleContext, stage: StageSpec, identity: Handle[aws.iam.Role], code: FunctionCode, env: Mapping[str, Any]) -> Handle[aws.lambda_.Function]:
+def function(role: RoleContext, stage: StageSpec, identity: Handle[aws.iam.Role], package: Package, env: Mapping[str, Any]) -> Handle[aws.lambda_.Function]:
     name = function_name(role, stage)
     # Created first so Lambda never auto-creates a group without retention.
     log_group = aws.cloudwatch.LogGroup(role.name("logs"), name=f"/aws/lambda/{name}", retention_in_days=LOG_RETENTION_DAYS, opts=role.opts())
@@ -44,9 +47,9 @@ def function(role: RoleContext, stage: StageSpec, identity: Handle[aws.iam.Role]
         name=name,
         runtime=RUNTIME,
         architectures=[ARCHITECTURE],
-        handler=handler_entry(code),
+        handler=HANDLER,
         role=identity.extra["arn"],
-        code=package(code),
+        code=pulumi.FileArchive(str(package.path)),
         memory_size=stage.memory_mb,
         timeout=stage.timeout_s,
         environment={"variables": dict(env)},

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pipeline.backend import Backend, BucketSpec, FunctionCode, Grant, Handle, RoleContext, StageResources, StreamSizing
+from pipeline.packaging import Recipe
 from pipeline.spec.model import StageSpec
 from pipeline.spec.schedule import Schedule
 from pipeline_azure import checks, credentials, functions, iam, naming, observability, sizing, storage, stream, triggers
@@ -112,7 +113,10 @@ class AzureBackend(Backend):  # type: ignore[misc]  # Backend is Any when mypy c
 
     def function(self, role: RoleContext, stage: StageSpec, identity: Handle[Any], code: FunctionCode, env: Mapping[str, Any]) -> Handle[Any]:
         assert self._stream is not None
-        return functions.function(role, self.platform_state, self.spec, stage, identity, code, env, self._stream)
+        return functions.function(role, self.platform_state, self.spec, stage, identity, self.package(stage, code), env, self._stream)
+
+    def package_recipe(self, stage: StageSpec, code: FunctionCode) -> Recipe:
+        return functions.recipe(stage)
 
     def stream_trigger(self, role: RoleContext, stage: StageSpec, stream: Handle[Any], function: Handle[Any], identity: Handle[Any], dead_letter: Handle[Any]) -> None:
         triggers.stream_trigger(role, self.platform_state, stage, stream, function)

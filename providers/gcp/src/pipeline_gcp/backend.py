@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 from pipeline.backend import Backend, BucketSpec, FunctionCode, Grant, Handle, Limits, RoleContext, StageResources, StreamSizing
 from pipeline.cost import CostEstimate
+from pipeline.packaging import Recipe
 from pipeline.spec.model import StageSpec
 from pipeline.spec.schedule import Schedule
 from pipeline_gcp import credentials, functions, iam, limits, naming, observability, platform, pricing, sizing, storage, stream, triggers
@@ -147,7 +148,10 @@ class GcpBackend(Backend):
         return triggers.dead_letter(role, self.env, self.spec, stage)
 
     def function(self, role: RoleContext, stage: StageSpec, identity: Handle[Any], code: FunctionCode, env: Mapping[str, Any]) -> Handle[Any]:
-        return functions.function(role, self.env, self.spec, stage, identity, code, env)
+        return functions.function(role, self.env, self.spec, stage, identity, self.package(stage, code), env)
+
+    def package_recipe(self, stage: StageSpec, code: FunctionCode) -> Recipe:
+        return functions.recipe()
 
     def stream_trigger(self, role: RoleContext, stage: StageSpec, stream: Handle[Any], function: Handle[Any], identity: Handle[Any], dead_letter: Handle[Any]) -> None:
         triggers.stream_trigger(role, self.env, self.spec, stage, stream, function, identity, dead_letter)

@@ -8,7 +8,8 @@ from typing import Any
 
 import pulumi_gcp as gcp
 
-from pipeline.backend import FunctionCode, Handle, RoleContext
+from pipeline.backend import Handle, RoleContext
+from pipeline.packaging import Package, Recipe
 from pipeline.spec.model import PipelineSpec, StageSpec
 from pipeline_gcp import naming, storage
 from pipeline_gcp.platform import Env
@@ -23,6 +24,10 @@ CPU_TIERS = ((128, "0.083"), (256, "0.167"), (512, "0.333"), (1024, "0.583"), (2
 MAX_INSTANCES_CAP = 100  # gen2 default when unset; a runaway loop or a flood cannot scale past this
 HEADROOM = 1.25
 STORAGE_FINALIZED = "google.cloud.storage.object.v1.finalized"
+# What the runtime shim needs beyond the standard library; the remote build installs it.
+RUNTIME_REQUIREMENTS = ("functions-framework>=3.5,<4", "google-cloud-storage>=2.14,<4")
+PACKAGE_LIMIT_ZIPPED = 100 * 1024 * 1024  # source upload (https://cloud.google.com/functions/quotas#resource_limits)
+PACKAGE_LIMIT_UNZIPPED = 500 * 1024 * 1024
 
 
 def cpu_for(memory_mb: int) -> str:
@@ -41,10 +46,17 @@ def max_instances(spec: PipelineSpec, stage: StageSpec) -> int:
     return max(1, min(MAX_INSTANCES_CAP, math.ceil(in_flight)))
 
 
+def recipe() -> Recipe:
+    """Cloud Functions builds remotely from requirements.txt, so the package carries sources only."""
+    return Recipe("gcp", ("pipeline.runtime", "pipeline_gcp.runtime"), RUNTIME_REQUIREMENTS,
+                  {"main.py": b"from pipeline_gcp.runtime import cloud_event, http  # noqa: F401  (functions-framework targets)\n"},
+                  limit_bytes=PACKAGE_LIMIT_ZIPPED, limit_unpacked=PACKAGE_LIMIT_UNZIPPED)
+
+
 def function(role: RoleContext, env: Env, spec: PipelineSpec, stage: StageSpec, identity: Handle[gcp.serviceaccount.Account],
-             code: FunctionCode, env_vars: Mapping[str, Any]) -> Handle[gcp.cloudfunctionsv2.Function]:
+             package: Package, env_vars: Mapping[str, Any]) -> Handle[gcp.cloudfunctionsv2.Function]:
     name = naming.function_name(role.pipeline, role.stack, stage.name)
-    source = storage.source_object(role, env, stage.name, code)
+    source = storage.source_object(role, env, stage.name, package)
     variables = dict(env_vars)
     dead_letter = env.dead_letters[stage.name]
     # Where the runtime shim sends events it gives up on when the platform cannot (see triggers.object_trigger).
@@ -76,9 +88,8 @@ def function(role: RoleContext, env: Env, spec: PipelineSpec, stage: StageSpec, 
         description=f"Stage {stage.name} of pipeline {role.pipeline} ({role.stack}), {stage.trigger.kind} trigger",
         build_config={
             "runtime": RUNTIME,
-            "entry_point": code.handler_function,
-            # The Python buildpack loads the function from this file instead of main.py.
-            "environment_variables": {"GOOGLE_FUNCTION_SOURCE": code.handler_file},
+            # main.py re-exports the runtime shim's targets; the shim loads the handler from PIPELINE_HANDLER.
+            "entry_point": "cloud_event" if stage.trigger.objects else "http",
             "source": {"storage_source": {"bucket": source.bucket, "object": source.name}},
         },
         service_config={

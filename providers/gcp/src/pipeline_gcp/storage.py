@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
 import pulumi
 import pulumi_gcp as gcp
 
-from pipeline.backend import BucketSpec, FunctionCode, Handle, RoleContext
+from pipeline.backend import BucketSpec, Handle, RoleContext
+from pipeline.packaging import Package
 from pipeline_gcp.platform import Env
 
 
@@ -52,28 +52,10 @@ def artifact(role: RoleContext, env: Env, target: Handle[gcp.storage.Bucket], pa
     return Handle(obj, key, {"bucket": target.name})
 
 
-def package_files(code: FunctionCode) -> dict[str, Path]:
-    """Placeholder package: the handler file at its relative path, plus requirements.txt (real packaging comes later)."""
-    files = {code.handler_file: code.root / code.handler_file}
-    if code.requirements is not None:
-        files["requirements.txt"] = code.requirements
-    return files
-
-
-def package_digest(files: dict[str, Path]) -> str:
-    """sha256 over (path, content) pairs: stable across runs (unlike a zip's timestamps), changes with any file."""
-    digest = hashlib.sha256()
-    for name in sorted(files):
-        digest.update(name.encode() + b"\0" + files[name].read_bytes() + b"\0")
-    return digest.hexdigest()[:16]
-
-
-def source_object(role: RoleContext, env: Env, stage: str, code: FunctionCode) -> gcp.storage.BucketObject:
+def source_object(role: RoleContext, env: Env, stage: str, package: Package) -> gcp.storage.BucketObject:
     """Content-addressed object name: Cloud Functions only redeploys when the object name changes."""
     assert env.sources is not None
-    files = package_files(code)
-    archive = pulumi.AssetArchive({name: pulumi.FileAsset(str(path)) for name, path in files.items()})
     return gcp.storage.BucketObject(
-        role.name("source"), bucket=env.sources.name, name=f"{stage}/{package_digest(files)}.zip",
-        source=archive, content_type="application/zip", opts=env.opts(role),
+        role.name("source"), bucket=env.sources.name, name=f"{stage}/{package.sha256[:16]}.zip",
+        source=pulumi.FileAsset(str(package.path)), content_type="application/zip", opts=env.opts(role),
     )

@@ -1,0 +1,403 @@
+"""Run a user's handler on one input (a stream batch, an object, a schedule tick) with the same
+delivery semantics on every cloud and locally.
+
+* An exception while the handler holds a record dead-letters that record (error, traceback
+  summary, original bytes) and the handler is re-run on the rest of the batch; rows already
+  produced for earlier records are kept, rows of the failing record are dropped.
+* An exception before the handler takes its first record or after it took its last, or a
+  transient one (`ConnectionError`, `TimeoutError`, anything with `retryable = True`), fails the
+  whole batch: `BatchFailedError` is raised and the platform retries per the stage's settings. With
+  `partial=True` (Kinesis' ReportBatchItemFailures) the records known to be done are written and
+  the result says where the platform must resume instead.
+* Rows become one JSON-lines object at a key derived from the input's identity; dead letters go
+  to one object per input in the dead-letter bucket, so a redelivery overwrites both.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, NamedTuple
+
+from pipeline.runtime import keys
+from pipeline.runtime.context import Context
+from pipeline.runtime.errors import BatchFailedError, is_retryable
+from pipeline.runtime.logs import JsonLogger
+from pipeline.runtime.records import Record
+from pipeline.runtime.store import ObjectStore
+
+Handler = Callable[[Any, Context], Any]
+
+# One encoder, built once: json.dumps with options builds a new encoder per call.
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
+_TRACE_FRAMES = 5
+
+
+class Settings(NamedTuple):
+    """A stage's wiring, as the orchestrator puts it into every function's environment.
+
+    (A NamedTuple, not a dataclass: `dataclasses` imports `inspect`, and cold starts pay for every import.)
+    """
+
+    stage: str
+    trigger: str
+    handler: str
+    output_bucket: str
+    output_prefix: str
+    dead_letter_bucket: str
+    dead_letter_prefix: str
+    input_bucket: str = ""
+    input_prefix: str = ""
+    model_bucket: str = ""
+    model_key: str = ""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        missing = [k for k in ("PIPELINE_STAGE", "PIPELINE_HANDLER", "PIPELINE_OUTPUT_BUCKET", "PIPELINE_DEAD_LETTER_BUCKET") if not env.get(k)]
+        if missing:
+            raise RuntimeError(f"the pipeline runtime needs {', '.join(missing)} in the environment (set by the deployer)")
+        stage = env["PIPELINE_STAGE"]
+        return cls(
+            stage=stage,
+            trigger=env.get("PIPELINE_TRIGGER", ""),
+            handler=env["PIPELINE_HANDLER"],
+            output_bucket=env["PIPELINE_OUTPUT_BUCKET"],
+            output_prefix=env.get("PIPELINE_OUTPUT_PREFIX", f"{stage}/"),
+            dead_letter_bucket=env["PIPELINE_DEAD_LETTER_BUCKET"],
+            dead_letter_prefix=env.get("PIPELINE_DEAD_LETTER_PREFIX", f"{stage}/"),
+            input_bucket=env.get("PIPELINE_INPUT_BUCKET", ""),
+            input_prefix=env.get("PIPELINE_INPUT_PREFIX", ""),
+            model_bucket=env.get("PIPELINE_MODEL_BUCKET", ""),
+            model_key=env.get("PIPELINE_MODEL_KEY", ""),
+        )
+
+
+_loaded: dict[str, Handler] = {}
+
+
+def load_handler(handler: str, root: str | os.PathLike[str]) -> Handler:
+    """Import `path/file.py:function` relative to the code root, once per process.
+
+    The file's folder and the root go on sys.path so a handler can import its sibling modules.
+    """
+    file, _, name = handler.partition(":")
+    path = os.path.realpath(os.path.join(root, file))
+    cache_key = f"{path}:{name}"
+    if cache_key in _loaded:
+        return _loaded[cache_key]
+    if not os.path.isfile(path):
+        raise RuntimeError(f"handler file {file!r} not found under {root}")
+    for folder in (os.path.realpath(root), os.path.dirname(path)):
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+    module_name = "pipeline_user_" + keys.safe(file).replace("=", "_").replace(".", "_").replace("-", "_")
+    module = sys.modules.get(module_name)
+    if module is None:
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        spec.loader.exec_module(module)
+    function = getattr(module, name, None)
+    if not callable(function):
+        raise RuntimeError(f"{file} defines no function {name!r}")
+    _loaded[cache_key] = function
+    return function  # type: ignore[no-any-return]
+
+
+class BatchResult:
+    """What one invocation did; entry points turn it into their cloud's response."""
+
+    def __init__(self, batch_id: str, items: int, error: str | None = None) -> None:
+        self.batch_id = batch_id
+        self.items = items
+        self.rows = 0
+        self.output_key: str | None = None
+        self.dead_letters = 0
+        self.dead_letter_key: str | None = None
+        self.retry_from: int | None = None  # partial mode: index of the first item the platform must redeliver
+        self.error = error
+        self.poisoned: list[int] = []
+        # The written rows, for an in-process consumer (the local runner): `lines` as written, and the
+        # row objects when JSON gives them back unchanged in value (no `default=str` conversion was needed).
+        self.lines: list[str] = []
+        self.objects: list[Any] | None = None
+
+    def __repr__(self) -> str:
+        return (f"BatchResult({self.batch_id!r}, items={self.items}, rows={self.rows}, output={self.output_key!r}, "
+                f"dead_letters={self.dead_letters}, retry_from={self.retry_from})")
+
+
+class _Feed:
+    """The iterable handed to the handler: tracks which item it holds and which items produced rows.
+
+    `current` is the index of the item the handler took last (None before the first and after the
+    last), `marks[i]` the number of output rows when item i was taken, `productive` the last item
+    after which rows appeared. That is all it takes to attribute an exception to one record and to
+    know which rows are safe to keep.
+    """
+
+    __slots__ = ("current", "items", "marks", "out", "productive", "skip", "start")
+
+    def __init__(self, items: Sequence[Any], start: int, skip: Mapping[int, Any], out: list[Any], marks: list[int], productive: int) -> None:
+        self.items, self.start, self.skip, self.out, self.marks = items, start, skip, out, marks
+        self.current: int | None = None
+        self.productive = productive
+
+    def __iter__(self) -> Iterator[Any]:
+        items, out, marks, skip = self.items, self.out, self.marks, self.skip
+        prev = -1
+        for i in range(self.start, len(items)):
+            count = len(out)
+            if i in skip:
+                marks[i] = count
+                continue
+            if prev >= 0 and count != marks[prev]:
+                self.productive = prev
+            marks[i] = count
+            self.current = prev = i
+            yield items[i]
+        if prev >= 0 and len(out) != marks[prev]:
+            self.productive = prev
+        self.current = None
+
+
+class _Outcome:
+    """Rows kept, poison records, and `cut`: items [0, cut) are done, the rest must be redelivered."""
+
+    __slots__ = ("cut", "error", "poison", "rows")
+
+    def __init__(self, rows: list[Any], poison: dict[int, BaseException], cut: int, error: BaseException | None = None) -> None:
+        self.rows, self.poison, self.cut, self.error = rows, poison, cut, error
+
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _trace(exc: BaseException) -> list[str]:
+    """The innermost frames, without the runtime's own: the user's code is what failed."""
+    import traceback  # only on failures: keeps cold starts short
+
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if os.path.dirname(os.path.abspath(f.filename)) != _HERE][-_TRACE_FRAMES:]
+    return [f"{os.path.basename(f.filename)}:{f.lineno} in {f.name}" for f in frames]
+
+
+def error_info(exc: BaseException) -> dict[str, Any]:
+    return {"type": type(exc).__name__, "message": str(exc), "traceback": _trace(exc)}
+
+
+class _Encoder:
+    """JSON lines for rows; notes whether any value needed `str()` (then rows do not round-trip)."""
+
+    def __init__(self) -> None:
+        self.converted = False
+        self.encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=self._default).encode
+
+    def _default(self, value: Any) -> str:
+        self.converted = True
+        return str(value)
+
+
+class StageRunner:
+    """Runs one stage's handler on inputs and writes outputs and dead letters to an ObjectStore."""
+
+    def __init__(self, settings: Settings, handler: Handler, store: ObjectStore, context: Context, logger: JsonLogger | None = None) -> None:
+        self.settings = settings
+        self.handler = handler
+        self.store = store
+        self.context = context
+        self.logger = logger or context.logger
+        code = getattr(handler, "__code__", None)
+        self.is_generator = bool(code is not None and code.co_flags & 0x20)  # CO_GENERATOR, without importing inspect
+
+    # -- the core: per-record isolation ---------------------------------------------------------
+
+    def apply(self, items: Sequence[Any], partial: bool = False) -> _Outcome:
+        """Call the handler on `items`, re-running it past each poison record; see the module doc."""
+        n = len(items)
+        out: list[Any] = []
+        marks = [0] * (n + 1)
+        poison: dict[int, BaseException] = {}
+        start, productive = 0, -1
+        handler, context = self.handler, self.context
+        while True:
+            feed = _Feed(items, start, poison, out, marks, productive)
+            try:
+                result = handler(feed, context)
+                if result is not None:
+                    if isinstance(result, (dict, str, bytes)):
+                        raise TypeError(f"handler returned a {type(result).__name__}; return or yield an iterable of rows")
+                    if isinstance(result, list) and not self.is_generator:
+                        out.extend(result)
+                    else:
+                        append = out.append
+                        for row in result:
+                            append(row)
+                return _Outcome(out, poison, n)
+            except Exception as exc:
+                current = feed.current
+                if current is None or is_retryable(exc):
+                    cut = feed.productive + 1 if partial else 0
+                    if cut <= 0:
+                        raise BatchFailedError(self.settings.stage, "", exc) from exc
+                    del out[marks[cut]:]
+                    return _Outcome(out, {i: e for i, e in poison.items() if i < cut}, cut, exc)
+                poison[current] = exc
+                del out[marks[current]:]
+                productive = feed.productive
+                start = productive + 1
+                if start == 0:
+                    out.clear()
+
+    # -- writing -----------------------------------------------------------------------------------
+
+    def _write(self, result: BatchResult, rows: list[Any], dead: list[dict[str, Any]]) -> None:
+        settings = self.settings
+        if dead:
+            key = keys.dead_letter_key(settings.dead_letter_prefix, result.batch_id)
+            body = "".join(_encode(entry) + "\n" for entry in dead).encode("utf-8")
+            self.store.put(settings.dead_letter_bucket, key, body)
+            result.dead_letters, result.dead_letter_key = len(dead), key
+        if rows:
+            encoder = _Encoder()
+            encode = encoder.encode
+            try:
+                lines = [encode(row) for row in rows]
+            except ValueError as exc:  # a circular structure: nothing sensible to write
+                raise BatchFailedError(settings.stage, result.batch_id, exc) from exc
+            key = keys.output_key(settings.output_prefix, result.batch_id)
+            lines.append("")
+            self.store.put(settings.output_bucket, key, "\n".join(lines).encode("utf-8"))
+            lines.pop()
+            result.rows, result.output_key, result.lines = len(rows), key, lines
+            result.objects = None if encoder.converted else rows
+
+    def _dead_entry(self, batch_id: str, index: int, raw: bytes, identity: dict[str, Any], exc: BaseException | None,
+                    reason: str = "handler raised") -> dict[str, Any]:
+        return {
+            "pipeline": self.context.pipeline, "stage": self.settings.stage, "batch": batch_id, "index": index, "reason": reason,
+            "input": identity, "error": error_info(exc) if exc is not None else None,
+            "data_base64": base64.b64encode(raw).decode("ascii"),
+        }
+
+    def _finish(self, batch_id: str, n: int, outcome: _Outcome, raw_of: Callable[[int], bytes],
+                identity_of: Callable[[int], dict[str, Any]], extra_dead: list[dict[str, Any]] | None = None) -> BatchResult:
+        result = BatchResult(batch_id, n)
+        dead = list(extra_dead or [])
+        for index in sorted(outcome.poison):
+            dead.append(self._dead_entry(batch_id, index, raw_of(index), identity_of(index), outcome.poison[index]))
+        result.poisoned = sorted(outcome.poison)
+        self._write(result, outcome.rows, dead)
+        if outcome.cut < n:
+            result.retry_from = outcome.cut
+            result.error = f"{type(outcome.error).__name__}: {outcome.error}"
+        self.logger.info("batch done", batch=batch_id, items=n, rows=result.rows, dead_letters=result.dead_letters,
+                         output=result.output_key, retry_from=result.retry_from)
+        return result
+
+    # -- the three triggers ------------------------------------------------------------------------
+
+    def run_stream(self, records: Sequence[Record], batch_id: str, partial: bool = False,
+                   batch_id_for: Callable[[int], str] | None = None) -> BatchResult:
+        """One batch of stream records (one shard/partition).
+
+        With `partial`, a transient failure after some records are done writes those and reports
+        where to resume; `batch_id_for(cut)` then names the output after the records it holds, so
+        the resumed batch (which starts at `cut`) gets a key of its own and nothing overlaps.
+        """
+        try:
+            outcome = self.apply(records, partial)
+        except BatchFailedError as exc:
+            self.logger.log("ERROR", "batch failed; it will be retried", batch=batch_id, exc_info=exc.cause)
+            raise BatchFailedError(self.settings.stage, batch_id, exc.cause) from exc.cause
+        if outcome.cut < len(records) and batch_id_for is not None:
+            batch_id = batch_id_for(outcome.cut)
+        return self._finish(batch_id, len(records), outcome, lambda i: records[i].data, lambda i: records[i].describe())
+
+    @staticmethod
+    def parse_object(data: bytes) -> tuple[list[Any], list[bytes], dict[int, BaseException]]:
+        """JSON lines -> rows; a line that is not JSON is a poison record of its own."""
+        rows: list[Any] = []
+        raws: list[bytes] = []
+        bad: dict[int, BaseException] = {}
+        loads = json.loads
+        for line in data.split(b"\n"):
+            if not line.strip():
+                continue
+            try:
+                rows.append(loads(line))
+            except ValueError as exc:
+                bad[len(raws)] = exc
+                rows.append(None)
+            raws.append(line)
+        return rows, raws, bad
+
+    def run_object(self, bucket: str, key: str, generation: str | None = None, data: bytes | None = None,
+                   rows: list[Any] | None = None, lines: list[str] | None = None) -> BatchResult:
+        """One new object of the source stage: read it, run the handler on its rows.
+
+        The local runner passes the rows it just wrote (`rows` + `lines`) instead of the bytes, which
+        saves parsing them again; they are exactly what parsing would give (see BatchResult.objects).
+        """
+        batch_id = keys.object_batch(key, self.settings.input_prefix)
+        source = {"bucket": bucket, "key": key, "generation": generation}
+        try:
+            if rows is not None and lines is not None:
+                raws: Sequence[Any] = lines
+                bad: dict[int, BaseException] = {}
+            else:
+                rows, raws, bad = self.parse_object(self.store.get(bucket, key) if data is None else data)
+        except Exception as exc:  # reading failed: retry the event
+            self.logger.log("ERROR", "could not read the input object; it will be retried", batch=batch_id, source=source, exc_info=exc)
+            raise BatchFailedError(self.settings.stage, batch_id, exc) from exc
+        good = [i for i in range(len(rows)) if i not in bad]
+        items = [rows[i] for i in good] if bad else rows
+        try:
+            outcome = self.apply(items)
+        except BatchFailedError as exc:
+            self.logger.log("ERROR", "object failed; it will be retried", batch=batch_id, source=source, exc_info=exc.cause)
+            raise BatchFailedError(self.settings.stage, batch_id, exc.cause) from exc.cause
+
+        def raw(i: int) -> bytes:
+            value = raws[i]
+            return value.encode("utf-8") if isinstance(value, str) else bytes(value)
+
+        extra = [self._dead_entry(batch_id, i, raw(i), {**source, "line": i}, exc, "not JSON") for i, exc in sorted(bad.items())]
+        return self._finish(batch_id, len(raws), outcome, lambda i: raw(good[i]), lambda i: {**source, "line": good[i]}, extra)
+
+    def run_schedule(self, tick: str) -> BatchResult:
+        """One scheduled run: the handler gets no rows."""
+        batch_id = keys.schedule_batch(tick)
+        try:
+            outcome = self.apply([])
+        except BatchFailedError as exc:
+            self.logger.log("ERROR", "scheduled run failed; it will be retried", batch=batch_id, exc_info=exc.cause)
+            raise BatchFailedError(self.settings.stage, batch_id, exc.cause) from exc.cause
+        return self._finish(batch_id, 0, outcome, lambda i: b"", lambda i: {})
+
+    def dead_letter_all(self, batch_id: str, raws: Sequence[bytes], identities: Sequence[dict[str, Any]], exc: BaseException) -> BatchResult:
+        """Retries exhausted: every item of the input goes to the dead-letter bucket with the batch's error."""
+        dead = [self._dead_entry(batch_id, i, raw, identities[i], exc, "retries exhausted") for i, raw in enumerate(raws)]
+        if not dead:
+            dead = [self._dead_entry(batch_id, 0, b"", {}, exc, "retries exhausted")]
+        result = BatchResult(batch_id, len(raws), error=f"{type(exc).__name__}: {exc}")
+        self._write(result, [], dead)
+        self.logger.error("retries exhausted; input dead-lettered", batch=batch_id, dead_letters=result.dead_letters)
+        return result
+
+
+def make_runner(settings: Settings, store: ObjectStore, root: str | os.PathLike[str], env: Mapping[str, str] | None = None,
+                model_path: str | None = None, logger: JsonLogger | None = None) -> StageRunner:
+    """Load the handler and build its context (model downloaded lazily from the artifact bucket)."""
+    from pipeline.runtime.context import model_loader_from_env
+
+    env = os.environ if env is None else env
+    log = logger or JsonLogger(level=env.get("PIPELINE_LOG_LEVEL", "INFO"), pipeline=env.get("PIPELINE_NAME", ""), stage=settings.stage)
+    loader = None if model_path else model_loader_from_env(store.get, env)
+    context = Context(settings.stage, logger=log, env=env, model_path=model_path, model_loader=loader, trigger=settings.trigger)
+    return StageRunner(settings, load_handler(settings.handler, root), store, context, log)

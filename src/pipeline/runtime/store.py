@@ -1,0 +1,81 @@
+"""The storage the runtime needs: read an object, write an object with atomic overwrite.
+
+Every cloud entry point adapts its own client (S3, GCS, Blob) to this two-method protocol; the
+local runner uses `LocalStore`, which lays buckets and keys out on disk the same way.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Protocol
+
+
+class ObjectStore(Protocol):
+    """get/put by bucket and key. `put` replaces the whole object atomically (readers see old or new)."""
+
+    def get(self, bucket: str, key: str) -> bytes: ...
+
+    def put(self, bucket: str, key: str, data: bytes) -> None: ...
+
+
+class LocalStore:
+    """Buckets as folders, keys as relative paths, under `root`.
+
+    Writes go to a temporary file in the same folder, are flushed (and fsynced when `durable`),
+    then `os.replace`d over the key: a process killed at any moment leaves either the old object or
+    the new one, never a torn one, which the crash-safety of `pipeline run` relies on.
+    """
+
+    TMP_SUFFIX = ".tmp"
+
+    def __init__(self, root: str | os.PathLike[str], durable: bool = True) -> None:
+        self.root = os.fspath(root)
+        self.durable = durable
+        self._made: set[str] = set()
+
+    def path(self, bucket: str, key: str) -> str:
+        if not bucket or bucket.startswith((".", "_")) or "/" in bucket or ".." in key.split("/") or key.startswith("/"):
+            raise ValueError(f"invalid bucket/key {bucket!r}/{key!r}")
+        return os.path.join(self.root, bucket, *key.split("/"))
+
+    def get(self, bucket: str, key: str) -> bytes:
+        with open(self.path(bucket, key), "rb") as handle:
+            return handle.read()
+
+    def exists(self, bucket: str, key: str) -> bool:
+        return os.path.isfile(self.path(bucket, key))
+
+    def put(self, bucket: str, key: str, data: bytes) -> None:
+        target = self.path(bucket, key)
+        folder = os.path.dirname(target)
+        if folder not in self._made:
+            os.makedirs(folder, exist_ok=True)
+            self._made.add(folder)
+        tmp = f"{target}.{os.getpid()}{self.TMP_SUFFIX}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            if self.durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, target)
+
+    def keys(self, bucket: str, prefix: str = "") -> Iterator[str]:
+        """Every key in a bucket under `prefix`, sorted; leftover temp files of killed writers are skipped."""
+        base = os.path.join(self.root, bucket)
+        if not os.path.isdir(base):
+            return
+        found = []
+        for dirpath, _dirs, files in os.walk(base):
+            rel = os.path.relpath(dirpath, base)
+            for name in files:
+                if name.endswith(self.TMP_SUFFIX):
+                    continue
+                key = name if rel == "." else f"{rel.replace(os.sep, '/')}/{name}"
+                if key.startswith(prefix):
+                    found.append(key)
+        yield from sorted(found)

@@ -1,0 +1,161 @@
+"""Storage emulators for the runtime tests, one real API per cloud, all on 127.0.0.1 and a free port.
+
+* S3: moto's ThreadedMotoServer (boto3 talks HTTP to it, like to S3).
+* GCS: gcp-storage-emulator (PyPI), in memory; google-cloud-storage finds it via STORAGE_EMULATOR_HOST.
+* Azure Blob: Azurite from npm (installed into .ci/node_modules by .ci/setup-emulators, run here if
+  missing), in memory. Skipped only when Node.js itself is missing.
+
+Use from a test module with `pytest_plugins = ["conftest_emulators"]`; helpers live in emulators.py.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """moto in server mode: a real HTTP S3 API for boto3."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    wait_for_port(port)
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_client(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    import boto3
+
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+                        "PIPELINE_S3_ENDPOINT_URL": s3_endpoint}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    return boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+
+
+@pytest.fixture(scope="session")
+def gcs_endpoint() -> Iterator[str]:
+    """gcp-storage-emulator, in memory, in a thread of this process."""
+    from gcp_storage_emulator.server import create_server
+
+    port = free_port()
+    server = create_server("127.0.0.1", port, in_memory=True)
+    server.start()
+    wait_for_port(port)
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def gcs_client(gcs_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_endpoint)
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "test-project")
+    return storage.Client(project="test-project", credentials=AnonymousCredentials())
+
+
+def _azurite_command() -> list[str]:
+    local = REPO / ".ci" / "node_modules" / ".bin" / "azurite-blob"
+    if not local.exists() and shutil.which("azurite-blob") is None:
+        setup = subprocess.run([str(REPO / ".ci" / "setup-emulators")], capture_output=True, text=True, check=False)
+        if setup.returncode != 0 or not local.exists():
+            pytest.fail(f"Azurite is not installed and .ci/setup-emulators failed:\n{setup.stdout}{setup.stderr}")
+    return [str(local) if local.exists() else str(shutil.which("azurite-blob"))]
+
+
+@pytest.fixture(scope="session")
+def azurite_connection_string(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Azurite's blob service on a free port, in memory; the well-known dev account."""
+    if shutil.which("node") is None:
+        pytest.skip("Node.js is not installed: Azurite (the Azure Storage emulator) needs it")
+    port = free_port()
+    workdir = tmp_path_factory.mktemp("azurite")
+    process = subprocess.Popen(
+        [*_azurite_command(), "--blobHost", "127.0.0.1", "--blobPort", str(port), "--inMemoryPersistence", "--skipApiVersionCheck",
+         "--silent"],
+        stdout=subprocess.DEVNULL, stderr=(workdir / "azurite.log").open("wb"), cwd=workdir,
+    )
+    try:
+        wait_for_port(port)
+    except RuntimeError:
+        process.kill()
+        raise RuntimeError(f"Azurite did not start: {(workdir / 'azurite.log').read_text(errors='replace')}") from None
+    yield (f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={AZURITE_KEY};"
+           f"BlobEndpoint=http://127.0.0.1:{port}/devstoreaccount1;")
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+@pytest.fixture
+def blob_service(azurite_connection_string: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    from azure.storage.blob import BlobServiceClient
+
+    monkeypatch.setenv("PIPELINE_DATA_CONNECTION_STRING", azurite_connection_string)
+    return BlobServiceClient.from_connection_string(azurite_connection_string)
+
+
+@pytest.fixture
+def stage_env(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Set a stage's PIPELINE_* environment like the orchestrator does; returns a setter."""
+    from pipeline.runtime import entry
+
+    def set_stage(stage: str, trigger: str, handler: str, output: str, dead_letter: str = "dead-letter",
+                  source: tuple[str, str] | None = None, model_bucket: str | None = None, model_key: str | None = None, **extra: str) -> None:
+        for name in [k for k in os.environ if k.startswith("PIPELINE_") and k not in {
+                "PIPELINE_S3_ENDPOINT_URL", "PIPELINE_DATA_CONNECTION_STRING", "PIPELINE_CODE_ROOT"}]:
+            monkeypatch.delenv(name)
+        values = {
+            "PIPELINE_NAME": "txn-scoring", "PIPELINE_STACK": "test", "PIPELINE_STAGE": stage, "PIPELINE_TRIGGER": trigger,
+            "PIPELINE_HANDLER": handler, "PIPELINE_OUTPUT_BUCKET": output, "PIPELINE_OUTPUT_PREFIX": f"{stage}/",
+            "PIPELINE_DEAD_LETTER_BUCKET": dead_letter, "PIPELINE_DEAD_LETTER_PREFIX": f"{stage}/", **extra,
+        }
+        if source:  # (bucket, stage)
+            values["PIPELINE_INPUT_BUCKET"] = source[0]
+            values["PIPELINE_INPUT_PREFIX"] = f"{source[1]}/"
+        if model_bucket and model_key:
+            values["PIPELINE_MODEL_BUCKET"], values["PIPELINE_MODEL_KEY"] = model_bucket, model_key
+        for name, value in values.items():
+            monkeypatch.setenv(name, value)
+        entry.reset()
+
+    yield set_stage
+    entry.reset()
+
