@@ -32,9 +32,7 @@ def project(tmp_path: Path) -> Path:
 def code_for(root: Path, stage_name: str) -> tuple[object, FunctionCode]:
     loaded = load_spec(root / "pipeline.yaml")
     stage = loaded.spec.stage(stage_name)
-    code = FunctionCode(root, stage.handler_file, stage.handler_function,
-                        root / stage.requirements if stage.requirements else None, root / stage.model if stage.model else None)
-    return stage, code
+    return stage, FunctionCode.for_stage(root, stage)
 
 
 def build(root: Path, cloud: str, stage_name: str = "score"):  # type: ignore[no-untyped-def]

@@ -18,7 +18,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, UnknownBackendError
 
 if TYPE_CHECKING:
     import pulumi
@@ -81,6 +81,11 @@ class FunctionCode:
     handler_function: str  # e.g. "preprocess"
     requirements: Path | None
     model: Path | None
+
+    @classmethod
+    def for_stage(cls, root: Path, stage: StageSpec) -> FunctionCode:
+        return cls(root, stage.handler_file, stage.handler_function,
+                   root / stage.requirements if stage.requirements else None, root / stage.model if stage.model else None)
 
 
 @dataclass(frozen=True)
@@ -281,7 +286,7 @@ def backend_class(name: str) -> type[Backend]:
     found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
     if not found:
         installed = ", ".join(backend_names()) or "none"
-        raise PipelineError(f"no backend named {name!r} is installed (installed: {installed}); install the pipeline-{name} package")
+        raise UnknownBackendError(f"no backend named {name!r} is installed (installed: {installed}); install the pipeline-{name} package")
     cls = found[0].load()
     if not (isinstance(cls, type) and issubclass(cls, Backend)):
         raise PipelineError(f"entry point {name!r} does not name a Backend subclass")

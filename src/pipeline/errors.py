@@ -45,3 +45,7 @@ class SpecError(Exception):
 
 class PipelineError(Exception):
     """A failure that is not the spec's fault but still has a clear explanation (exit code 1)."""
+
+
+class UnknownBackendError(PipelineError):
+    """A cloud name with no installed backend: bad usage (exit code 2)."""

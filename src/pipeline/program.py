@@ -145,13 +145,7 @@ class Orchestrator:
         env.update(stage.environment)
         backend.grant(identity_role, identity, grants)
 
-        code = FunctionCode(
-            root=backend.base_dir,
-            handler_file=stage.handler_file,
-            handler_function=stage.handler_function,
-            requirements=backend.base_dir / stage.requirements if stage.requirements else None,
-            model=backend.base_dir / stage.model if stage.model else None,
-        )
+        code = FunctionCode.for_stage(backend.base_dir, stage)
         function = backend.function(self.role("Function", f"{stage.name}-function"), stage, identity, code, env)
 
         kind = {"stream": "StreamTrigger", "objects": "ObjectTrigger", "schedule": "ScheduleTrigger"}[trigger.kind]

@@ -7,6 +7,8 @@ Heavy imports (pydantic, Pulumi, cloud SDKs) happen inside commands so `--help` 
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -44,6 +46,22 @@ class PlanFormat(StrEnum):
 def _fail(code: int, message: str) -> NoReturn:
     err.print(message, markup=False, highlight=False)
     raise typer.Exit(code)
+
+
+@contextmanager
+def _reported(what: str) -> Iterator[None]:
+    """One mapping from library errors to messages and exit codes: a spec a cloud cannot express or
+    an unknown cloud is bad input (2); any other explained failure is a failed operation (1)."""
+    from pipeline.errors import PipelineError, SpecError, UnknownBackendError
+
+    try:
+        yield
+    except SpecError as exc:
+        _fail(EXIT_BAD_INPUT, f"error: {what}:\n{exc}")
+    except UnknownBackendError as exc:
+        _fail(EXIT_BAD_INPUT, f"error: {exc}")
+    except PipelineError as exc:
+        _fail(EXIT_FAILED, f"error: {exc}")
 
 
 def _load(spec: Path, stack: str | None) -> Any:
@@ -102,16 +120,11 @@ def plan(
 ) -> None:
     """Show exactly what would be created on a cloud: offline, no credentials, no Pulumi CLI."""
     from pipeline.cli import render
-    from pipeline.errors import PipelineError, SpecError
     from pipeline.planner import plan as make_plan
 
     loaded = _load(spec, stack)
-    try:
+    with _reported(f"the spec cannot be planned for {cloud}"):
         result = make_plan(loaded, cloud)
-    except SpecError as exc:
-        _fail(EXIT_BAD_INPUT, f"error: the spec cannot be planned for {cloud}:\n{exc}")
-    except PipelineError as exc:
-        _fail(EXIT_FAILED if "no backend named" not in str(exc) else EXIT_BAD_INPUT, f"error: {exc}")
     if format is PlanFormat.json:
         text = result.to_json()
         if output:
@@ -152,11 +165,10 @@ def compare(
     """Plan, size and price the spec on several clouds and show them side by side, offline."""
     from pipeline.cli import render
     from pipeline.compare import compare as make_comparison
-    from pipeline.errors import PipelineError, SpecError
 
     loaded = _load(spec, stack)
     names = [c.strip() for c in clouds.split(",") if c.strip()]
-    try:
+    with _reported("no cloud can plan this spec"):
         result = make_comparison(loaded, names, free_tier)
         if format is CompareFormat.json:
             import json
@@ -176,10 +188,6 @@ def compare(
             console = Console(file=output.open("w", encoding="utf-8"), width=200) if output else out
             for part in render.comparison_tables(result):
                 console.print(part)
-    except SpecError as exc:
-        _fail(EXIT_BAD_INPUT, f"error: no cloud can plan this spec:\n{exc}")
-    except PipelineError as exc:
-        _fail(EXIT_BAD_INPUT if "no backend named" in str(exc) else EXIT_FAILED, f"error: {exc}")
 
 
 @app.command()
@@ -191,20 +199,15 @@ def diagram(
 ) -> None:
     """Draw the planned architecture: nodes by role with real resource names, edges for data flow."""
     from pipeline import diagram as diagrams
-    from pipeline.errors import PipelineError, SpecError
     from pipeline.planner import plan as make_plan
 
     fmt = output.suffix.lstrip(".").lower()
     if fmt not in ("svg", "png", "dot"):
         _fail(EXIT_BAD_INPUT, f"error: --output must end in .svg, .png or .dot (got {output.name})")
     loaded = _load(spec, stack)
-    try:
+    with _reported(f"the spec cannot be planned for {cloud}"):
         source = diagrams.to_dot(make_plan(loaded, cloud), loaded.spec)
         output.write_bytes(source.encode() if fmt == "dot" else diagrams.render(source, fmt))
-    except SpecError as exc:
-        _fail(EXIT_BAD_INPUT, f"error: the spec cannot be planned for {cloud}:\n{exc}")
-    except PipelineError as exc:
-        _fail(EXIT_BAD_INPUT if "no backend named" in str(exc) else EXIT_FAILED, f"error: {exc}")
     err.print(f"wrote {output}")
 
 
@@ -246,23 +249,17 @@ def package(
     from rich.table import Table
 
     from pipeline.backend import FunctionCode, backend_class
-    from pipeline.errors import PipelineError
 
     loaded = _load(spec, stack)
     table = Table(title=f"{loaded.spec.name} ({loaded.stack}) packages for {cloud}")
     for column in ("Stage", "Files", "Zipped", "Unpacked", "SHA-256", "Path"):
         table.add_column(column, overflow="fold")
-    try:
+    with _reported(f"the spec cannot be packaged for {cloud}"):
         backend = backend_class(cloud)(loaded.spec, loaded.stack, loaded.base_dir)
         backend.vendor_dependencies = deps
         for stage in loaded.spec.stages:
-            base = loaded.base_dir
-            code = FunctionCode(base, stage.handler_file, stage.handler_function,
-                                base / stage.requirements if stage.requirements else None, base / stage.model if stage.model else None)
-            built = backend.package(stage, code)
+            built = backend.package(stage, FunctionCode.for_stage(loaded.base_dir, stage))
             table.add_row(stage.name, str(built.files), f"{built.size / 1e6:,.2f} MB", f"{built.unpacked / 1e6:,.2f} MB", built.sha256[:12], str(built.path))
-    except PipelineError as exc:
-        _fail(EXIT_FAILED if "no backend named" not in str(exc) else EXIT_BAD_INPUT, f"error: {exc}")
     out.print(table)
 
 
@@ -274,16 +271,13 @@ def export(
     output: Annotated[Path, typer.Option("--output", "-o", help="A new or empty folder for the Pulumi project.")] = Path("exported"),
 ) -> None:
     """Write a standalone Pulumi project (program, spec, vendored library) for plain `pulumi up`."""
-    from pipeline.errors import PipelineError, SpecError
     from pipeline.export import export as write_project
 
+    if output.exists() and (not output.is_dir() or any(output.iterdir())):
+        _fail(EXIT_BAD_INPUT, f"error: {output} is not empty; export into a new or empty folder")
     loaded = _load(spec, stack)
-    try:
+    with _reported(f"the spec cannot be exported for {cloud}"):
         files = write_project(loaded, cloud, output)
-    except SpecError as exc:
-        _fail(EXIT_BAD_INPUT, f"error: the spec cannot be exported for {cloud}:\n{exc}")
-    except PipelineError as exc:
-        _fail(EXIT_BAD_INPUT, f"error: {exc}")
     out.print(f"wrote {len(files)} files to {output}; run it with: cd {output} && pulumi up (see its README.md)")
 
 
