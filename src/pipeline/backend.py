@@ -184,7 +184,12 @@ class Backend(ABC):
         raise NotImplementedError(f"{self.title} does not describe its limits yet")
 
     def estimate_cost(self, free_tier: bool) -> CostEstimate:
-        """Monthly cost of the planned resources for `spec.workload`, line by line, from the price sheet."""
+        """Monthly cost for `spec.workload`, priced from the very sizing the plan builds the stream
+        with, so a comparison's cost and its plan never disagree."""
+        return self.price(self.size_stream(), free_tier)
+
+    def price(self, sizing: StreamSizing, free_tier: bool) -> CostEstimate:
+        """This cloud's bill for `sizing` and the workload, line by line, from its price sheet."""
         raise NotImplementedError(f"{self.title} has no cost model yet")
 
     def location(self) -> str:

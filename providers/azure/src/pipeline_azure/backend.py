@@ -68,10 +68,10 @@ class AzureBackend(Backend):  # type: ignore[misc]  # Backend is Any when mypy c
 
         return limits.limits(self.spec)
 
-    def estimate_cost(self, free_tier: bool) -> CostEstimate:
+    def price(self, sizing: StreamSizing, free_tier: bool) -> CostEstimate:
         from pipeline_azure import pricing
 
-        return pricing.estimate(self.spec, self.size_stream(), free_tier)
+        return pricing.estimate(self.spec, sizing, free_tier)
 
     def mock_resource(self, type_: str, name: str, inputs: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
         return naming.mock_resource(type_, name, inputs, self.location())

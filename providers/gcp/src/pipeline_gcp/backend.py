@@ -107,8 +107,8 @@ class GcpBackend(Backend):
     def limits(self) -> Limits:
         return limits.limits(self.spec)
 
-    def estimate_cost(self, free_tier: bool) -> CostEstimate:
-        return pricing.estimate(self.spec, self.size_stream(), free_tier)
+    def price(self, sizing: StreamSizing, free_tier: bool) -> CostEstimate:
+        return pricing.estimate(self.spec, sizing, free_tier)
 
     def mock_resource(self, type_: str, name: str, inputs: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
         return naming.mock_resource(type_, name, inputs, self.project, self.region)
