@@ -62,11 +62,18 @@ def test_json_is_stable_and_documented(comparison) -> None:  # type: ignore[no-u
     first = json.dumps(comparison.to_dict(), sort_keys=True)
     assert first == json.dumps(again.to_dict(), sort_keys=True)
     data = comparison.to_dict()
-    assert data["schema_version"] == 1 and data["hours_per_month"] == 730
+    assert data["schema_version"] == 2 and data["hours_per_month"] == 730
+    assert data["workload"]["from_spec"] is True and data["workload"]["records_per_second"] == 150
     assert set(data["clouds"]) == set(CLOUDS)
     for cloud in data["clouds"].values():
-        assert {"title", "location", "planned", "problems", "totals", "sizing", "limits", "cost", "cost_by_role", "cost_error"} <= set(cloud)
+        assert {"title", "location", "planned", "problems", "totals", "stream", "stages", "latency", "limits", "cost", "cost_by_role",
+                "cost_error", "assumptions", "unpriced", "verify"} <= set(cloud)
         assert cloud["totals"]["resources"] > 20
+        assert set(cloud["stages"]) == {"preprocess", "score", "calibrate"}
+        for stage in cloud["stages"].values():
+            assert {"records_per_invocation", "invocations_per_month", "concurrency", "capacity_records_per_second",
+                    "demand_records_per_second", "latency_s", "latency_max_s", "reasoning"} <= set(stage)
+        assert cloud["latency"]["path"] == ["stream", "preprocess", "score"]
 
 
 def test_totals_count_identities_and_grants(comparison) -> None:  # type: ignore[no-untyped-def]

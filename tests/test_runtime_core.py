@@ -155,3 +155,83 @@ def test_shim_imports_only_the_standard_library() -> None:
             "print(bad)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"
+
+
+# ---- HTTP stages, uploads and schedules over accumulated outputs -----------------------------------
+
+
+def rows_handler(rows: Iterable[Any], context: Context) -> Iterator[dict[str, Any]]:
+    for row in rows:
+        if row.get("bad"):
+            raise ValueError("bad row")
+        yield {"x2": row["x"] * 2}
+
+
+def test_http_request_rows_in_rows_out_with_per_row_failures(tmp_path: Path) -> None:
+    settings = Settings("api", "http", "h.py:f", "", "api/", "dead", "api/")
+    stage = StageRunner(settings, rows_handler, LocalStore(tmp_path, durable=False), Context("api", logger=JsonLogger(io.StringIO()), env={}))
+    status, body = stage.run_http(json.dumps([{"x": 1}, {"bad": True}, {"x": 3}]).encode())
+    assert status == 200 and body["rows"] == [{"x2": 2}, {"x2": 6}] and body["output"] is None  # not persisted
+    assert [f["index"] for f in body["failed"]] == [1] and body["failed"][0]["type"] == "ValueError"
+    assert body["dead_letters"] and read(tmp_path, "dead", body["dead_letters"])[0]["index"] == 1
+    lines_status, lines_body = stage.run_http(b'{"x": 5}\n{"x": 6}\n', "application/x-ndjson")
+    assert lines_status == 200 and lines_body["rows"] == [{"x2": 10}, {"x2": 12}]
+    assert stage.run_http(b"{not json")[0] == 400 and stage.run_http(b"")[0] == 400 and stage.run_http(b'{"x": 1}')[0] == 200
+
+
+def test_http_request_persisted_under_its_content_hash(tmp_path: Path) -> None:
+    settings = Settings("api", "http", "h.py:f", "out", "api/", "dead", "api/")
+    stage = StageRunner(settings, rows_handler, LocalStore(tmp_path, durable=False), Context("api", logger=JsonLogger(io.StringIO()), env={}))
+    body = json.dumps([{"x": 1}]).encode()
+    first, second = stage.run_http(body)[1], stage.run_http(body)[1]
+    assert first["output"] == second["output"] and first["output"].startswith("api/req/")
+    assert read(tmp_path, "out", first["output"]) == [{"x2": 2}]
+
+
+def test_uploads_are_gzip_or_plain_json_lines_and_keys_drop_the_suffixes(tmp_path: Path) -> None:
+    import gzip
+
+    store = LocalStore(tmp_path, durable=False)
+    store.put("in", "uploads/day1.jsonl.gz", gzip.compress(b'{"x": 1}\n{"x": 2}\nnot json\n'))
+    settings = Settings("p", "objects", "h.py:f", "out", "p/", "dead", "p/", "in", "uploads/")
+    stage = StageRunner(settings, rows_handler, store, Context("p", logger=JsonLogger(io.StringIO()), env={}))
+    result = stage.run_object("in", "uploads/day1.jsonl.gz")
+    assert result.output_key == "p/day1.jsonl" and read(tmp_path, "out", "p/day1.jsonl") == [{"x2": 2}, {"x2": 4}]
+    assert result.dead_letters == 1
+
+
+def test_a_schedule_reads_what_its_source_wrote_since_the_last_successful_run(tmp_path: Path) -> None:
+    import os
+
+    store = LocalStore(tmp_path, durable=False)
+    settings = Settings("nightly", "schedule", "h.py:f", "out", "nightly/", "dead", "nightly/", "src", "pre/",
+                        state_bucket="out", state_prefix="_state/nightly/")
+    calls: list[list[Any]] = []
+
+    def handler(rows: Iterable[Any], context: Context) -> Iterator[dict[str, Any]]:
+        rows = list(rows)
+        calls.append(rows)
+        if any(r.get("boom") for r in rows):
+            raise ConnectionError("transient")  # fails the whole run
+        yield {"n": len(rows)}
+
+    stage = StageRunner(settings, handler, store, Context("nightly", logger=JsonLogger(io.StringIO()), env={}))
+
+    def write(key: str, rows: list[Any], when: float) -> None:
+        store.put("src", key, "".join(json.dumps(r) + "\n" for r in rows).encode())
+        os.utime(store.path("src", key), (when, when))
+
+    t0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+    write("pre/a.jsonl", [{"x": 1}, {"x": 2}], t0 - 3600)
+    write("pre/b.jsonl", [{"x": 3}], t0 - 30)  # younger than SETTLE_S at the first run: waits for the next one
+    first = stage.run_schedule("20260101T000000Z")
+    assert read(tmp_path, "out", first.output_key or "") == [{"n": 2}]
+    write("pre/c.jsonl", [{"boom": True}], t0 + 1800)
+    with pytest.raises(BatchFailedError):
+        stage.run_schedule("20260101T010000Z")
+    assert calls[-1] == [{"x": 3}, {"boom": True}]
+    store.put("src", "pre/c.jsonl", b'{"x": 4}\n')  # fixed upstream (rewritten: a newer modification time)
+    os.utime(store.path("src", "pre/c.jsonl"), (t0 + 1900, t0 + 1900))
+    retry = stage.run_schedule("20260101T010000Z")  # the same scheduled run, retried: the same window
+    assert calls[-1] == [{"x": 3}, {"x": 4}] and read(tmp_path, "out", retry.output_key or "") == [{"n": 2}]
+    assert stage.run_schedule("20260101T020000Z").rows == 1 and calls[-1] == []

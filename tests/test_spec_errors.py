@@ -153,13 +153,13 @@ CASES: list[Case] = [
     c("model-missing", one_stage("model: models/m.json"), 7, "models/m.json", "stages[0].model", ("model file", "does not exist")),
     # --- triggers ----------------------------------------------------------------------
     c("trigger-two-kinds", one_stage(trigger="stream: {}\n      schedule: rate(5 minutes)"), 6, "stream", "stages[0].trigger",
-      ("exactly one of 'stream', 'objects' or 'schedule'", "found stream, schedule")),
+      ("exactly one of 'stream', 'objects', 'schedule' or 'http'", "found stream, schedule")),
     c("trigger-none", one_stage(trigger="{}").replace("trigger:\n      {}", "trigger: {}"), 5, "{}", "stages[0].trigger",
       ("exactly one", "found none")),
     c("objects-from-first-stage", one_stage(trigger="objects: {from: first}"), 6, "first}", "stages[0].trigger.objects.from",
-      ("reads objects from 'first', which is not an earlier stage", "the first stage must read the stream or run on a schedule")),
+      ("reads objects from 'first', which is not an earlier stage", "the first stage must read the stream, run on a schedule or serve http")),
     c("objects-from-unknown-stage", TWO_STAGES.replace("from: first", "from: nosuch"), 11, "nosuch", "stages[1].trigger.objects.from",
-      ("'nosuch'", "not an earlier stage", "earlier stages: first")),
+      ("'nosuch'", "not an earlier stage", "can read: first")),
     c("objects-from-later-stage", TWO_STAGES + "  - name: third\n    handler: handlers/h.py:handle\n    trigger:\n      objects:\n"
       "        from: first\n".replace("first", "first"), None, None, None, ()),  # placeholder replaced below
     # --- schedules ---------------------------------------------------------------------
@@ -210,8 +210,25 @@ CASES: list[Case] = [
     c("env-invalid-name", one_stage("environment:\n  1BAD: x"), 8, "1BAD", "stages[0].environment.1BAD",
       ("'1BAD' is not a valid environment variable name",)),
     # --- workload wiring ---------------------------------------------------------------
-    c("stage-duration-unknown-stage", one_stage(top="workload:\n  stage_duration_ms:\n    first: 10\n    nosuch: 20"), 10, "20",
-      "workload.stage_duration_ms.nosuch", ("'nosuch' is not a stage", "stages: first")),
+    c("stage-workload-unknown-stage", one_stage(top="workload:\n  stages:\n    first: {ms_per_record: 1}\n    nosuch: {ms_per_record: 2}"), 10,
+      "{ms_per_record: 2}", "workload.stages.nosuch", ("'nosuch' is not a stage", "stages: first")),
+    c("stage-duration-renamed", one_stage(top="workload:\n  stage_duration_ms:\n    first: 10"), 9, "first",
+      "workload.stage_duration_ms", ("replaced by a per-record model", "workload.stages.<stage>", "ms_per_record", "ms_per_invocation")),
+    c("workload-negative-ms", one_stage(top="workload:\n  stages:\n    first: {ms_per_record: -1}"), 9, "-1",
+      "workload.stages.first.ms_per_record", ("greater than or equal to 0",)),
+    # --- sources, http and schedules over accumulated outputs ----------------------------
+    c("no-source", one_stage(trigger="schedule: rate(1 hour)", top="stream: null"), 7, "null", "stream",
+      ("a pipeline needs a source",)),
+    c("stream-stage-without-stream", one_stage(top="uploads: {}"), 6, "{}", "stages[0].trigger.stream",
+      ("reads the stream, but this pipeline has none", "add 'stream: {}'")),
+    c("from-beside-objects", one_stage(trigger="objects: {from: uploads}\n      from: uploads", top="uploads: {}"), 6, "objects",
+      "stages[0].trigger", ("'from' beside the trigger kind only goes with 'schedule'",)),
+    c("schedule-from-http-without-persist", TWO_STAGES.replace("trigger:\n      stream: {}", "trigger:\n      http: {}")
+      .replace("objects:\n        from: first", "schedule: rate(1 hour)\n      from: first"), 11, "first", "stages[1].trigger.from",
+      ("reads objects from 'first', which is not an earlier stage that writes objects",)),
+    c("uploads-name-is-a-stage", one_stage(top="stream: {}\nuploads: {name: first}"), 3, "first", "stages[0].name",
+      ("the uploads bucket's name",)),
+    c("uploads-name-reserved", one_stage(top="stream: {}\nuploads: {name: raw}"), 8, "raw", "uploads.name", ("reserved for a pipeline bucket",)),
     # --- hostile / broken YAML ---------------------------------------------------------
     c("billion-laughs", BILLION_LAUGHS, ..., None, None, ("expands to more than 50,000 values", "aliases")),
     c("alias-expansion", ALIAS_EXPANSION, ..., None, None, ("expands to more than",)),
@@ -291,7 +308,7 @@ for i, case in enumerate(CASES):
         CASES[i] = c(case.id, _DUP_STAGES, 7, "first", "stages[1].name", ("stage name 'first' is used twice", "unique"))
     elif case.id == "objects-from-later-stage":
         CASES[i] = c(case.id, _LATER, 11, "third", "stages[1].trigger.objects.from",
-                     ("reads objects from 'third', which is not an earlier stage", "earlier stages: first"))
+                     ("reads objects from 'third', which is not an earlier stage", "can read: first"))
 
 # Known problems: the test states the behaviour we want; strict xfail flags the day it is fixed.
 XFAIL: dict[str, str] = {}

@@ -121,7 +121,12 @@ def test_minimal_spec_gets_documented_defaults(write_spec) -> None:
     assert stage.environment == {} and stage.requirements is None and stage.model is None
     assert (spec.storage.raw_days, spec.storage.intermediate_days, spec.storage.final_days, spec.storage.dead_letter_days) == (30, 7, 365, 14)
     assert spec.workload.records_per_second == 100.0 and spec.workload.record_bytes == 1024
-    assert spec.workload.duration_ms("first") == 200
+    work = spec.workload.stage("first")
+    assert (work.ms_per_record, work.ms_per_invocation, work.output_ratio) == (1.0, 100.0, 1.0)
+    assert spec.workload_given is False
+    assert spec.uploads is None and spec.alerts.emails == [] and spec.alerts.webhook is None
+    assert (spec.workload.http.requests_per_second, spec.workload.http.rows_per_request) == (1.0, 10)
+    assert (spec.workload.uploads.files_per_hour, spec.workload.uploads.records_per_file) == (60.0, 10_000)
     assert spec.clouds.aws.region == "us-east-1" and spec.clouds.aws.stream_mode == "provisioned"
     assert spec.clouds.gcp.project is None and spec.clouds.gcp.region == "us-central1"
     assert spec.clouds.azure.location == "eastus"
@@ -133,10 +138,23 @@ def test_boundary_values_are_accepted(write_spec) -> None:
         "    memory_mb: 128\n    timeout_s: 900\n    retries: 0\n"
         "stream:\n  retention_hours: 168\n  partitions: 1024\n"
     )
-    spec = load_spec(write_spec(text + "workload:\n  stage_duration_ms:\n    first: 900000\n")).spec
+    spec = load_spec(write_spec(text + "workload:\n  stages:\n    first: {ms_per_record: 0, ms_per_invocation: 900000, output_ratio: 0}\n")).spec
     assert spec.stages[0].memory_mb == 128 and spec.stages[0].timeout_s == 900 and spec.stages[0].retries == 0
     assert spec.stream.retention_hours == 168 and spec.stream.partitions == 1024
-    assert spec.workload.duration_ms("first") == 900_000
+    assert spec.workload.stage("first").ms_per_invocation == 900_000 and spec.workload_given
+
+
+def test_both_reference_architectures_are_expressible(write_spec) -> None:
+    """Uploads only (no stream), an HTTP stage, and a schedule over accumulated outputs."""
+    text = (MINIMAL.replace("stream: {}", "objects: {from: uploads}")
+            + "  - name: api\n    handler: handlers/h.py:handle\n    trigger: {http: {persist: true}}\n"
+            + "  - name: nightly\n    handler: handlers/h.py:handle\n    trigger: {schedule: '0 2 * * *', from: first}\n"
+            + "uploads: {}\nalerts: {emails: [ops@example.com], webhook: 'https://hooks.example.com/x'}\n")
+    spec = load_spec(write_spec(text)).spec
+    assert spec.stream is None and spec.uploads is not None and spec.uploads.prefix == "uploads/"
+    kinds = [(s.name, s.trigger.kind, s.trigger.source) for s in spec.stages]
+    assert kinds == [("first", "objects", "uploads"), ("api", "http", None), ("nightly", "schedule", "first")]
+    assert [s.name for s in spec.consumers_of("first")] == ["nightly"]
 
 
 @pytest.mark.parametrize(("name", "stage"), [("abc", "ab"), ("a" * 20, "b" * 20), ("a1-b2-c3", "x9"), ("txn-scoring", "s-1")])

@@ -19,12 +19,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from pipeline.errors import PipelineError, UnknownBackendError
+from pipeline.sizing import Sizing, StageDemand, StageSizing, StreamSizing, size_pipeline
 
 if TYPE_CHECKING:
     import pulumi
 
     from pipeline.cost import CostEstimate
     from pipeline.packaging import Package, Recipe
+    from pipeline.plan import Plan
     from pipeline.spec.model import PipelineSpec, StageSpec
     from pipeline.spec.schedule import Schedule
 
@@ -35,7 +37,9 @@ class Access(enum.Enum):
     """What a stage's identity may do to one resource; each backend maps these to IAM."""
 
     READ_STREAM = "read_stream"  # consume the stream (as a trigger does)
+    WRITE_STREAM = "write_stream"  # put records on the stream (a producer)
     READ_OBJECTS = "read_objects"  # get objects under a prefix
+    LIST_OBJECTS = "list_objects"  # list object keys under a prefix (a schedule reading accumulated outputs)
     WRITE_OBJECTS = "write_objects"  # put (and overwrite) objects under a prefix
     READ_OBJECT = "read_object"  # get one exact object (a model artifact)
 
@@ -54,22 +58,11 @@ class Grant:
 class BucketSpec:
     """An object-storage bucket the core asks for, with its purpose and lifecycle."""
 
-    key: str  # stable short name: "raw", "dead-letter", "artifacts" or a stage name
+    key: str  # stable short name: "raw", "dead-letter", "artifacts", the uploads name or a stage name
     purpose: str  # human text, e.g. "outputs of stage preprocess"
     retention_days: int | None  # None = keep (artifacts)
-
-
-@dataclass(frozen=True)
-class StreamSizing:
-    """How many stream units carry the workload, and why (shown in plans and comparisons)."""
-
-    units: int  # shards, partitions or throughput units; 0 where the service has no units
-    unit_name: str  # "shard", "partition", ...
-    mode: str  # "provisioned", "on-demand", ...
-    partitions: int  # ordering keys spread over this many partitions (= units on AWS)
-    capacity_records_per_second: float
-    capacity_bytes_per_second: float
-    reasoning: list[str] = field(default_factory=list)
+    notify: bool = False  # a stage is triggered by objects created here: the bucket must emit object-created events
+    data: bool = True  # holds pipeline data (outputs, uploads, archives, dead letters), not deploy artifacts
 
 
 @dataclass(frozen=True)
@@ -93,12 +86,15 @@ class Limits:
     """The limits a user weighs when choosing a cloud, as this backend's plan configures them."""
 
     max_record_bytes: int  # largest record the stream accepts
-    max_stage_timeout_s: int  # longest a stage may run per invocation (for the trigger kinds in use)
+    max_stage_timeout_s: int  # the platform's longest invocation for the trigger kinds the spec uses (not the spec's own timeouts)
     max_retention_hours: int  # longest the stream can keep records
     delivery: str  # e.g. "at least once"
     ordering: str  # e.g. "per partition key, within a shard"
     poison_records: str  # what happens to a record that keeps failing
     sources: tuple[str, ...] = ()  # documentation URLs
+    http_max_request_bytes: int | None = None  # largest HTTP request body an HTTP stage accepts (None: no HTTP stage)
+    http_max_response_bytes: int | None = None
+    http_max_timeout_s: int | None = None  # longest an HTTP request may run
 
 
 H = TypeVar("H")
@@ -144,6 +140,10 @@ class Backend(ABC):
         self.stack = stack
         self.base_dir = base_dir
         self.vendor_dependencies = False  # deploy sets it: install requirements into packages (needs PyPI)
+        # Outputs of this stack's last deploy (deploy sets them; empty when planning offline). Sizing reads
+        # them to keep what cannot change in place (Event Hubs partitions, a Kinesis shard count's 2x step).
+        self.previous_outputs: Mapping[str, Any] = {}
+        self._sizing: Sizing | None = None
 
     # ---- function packages ------------------------------------------------------------------
     def package_recipe(self, stage: StageSpec, code: FunctionCode) -> Recipe:
@@ -164,7 +164,21 @@ class Backend(ABC):
 
     @abstractmethod
     def size_stream(self) -> StreamSizing:
-        """The minimum stream capacity that carries `spec.workload`, next to this cloud's limits."""
+        """The minimum stream capacity that carries `spec.workload`, next to this cloud's limits (only
+        called when the spec has a stream)."""
+
+    @abstractmethod
+    def size_stage(self, stage: StageSpec, demand: StageDemand, stream: StreamSizing | None) -> StageSizing:
+        """How this cloud's design carries `demand` for `stage`: its batching (records per invocation),
+        the concurrency it provisions (sized with `pipeline.sizing.needed_concurrency`, within this
+        cloud's limits) and its trigger's wait. Build the result with `pipeline.sizing.stage_sizing`."""
+
+    def sizing(self) -> Sizing:
+        """The stream and every stage, sized once per backend instance; plan, program and price all use it."""
+        if self._sizing is None:
+            stream = self.size_stream() if self.spec.stream is not None else None
+            self._sizing = size_pipeline(self.spec, stream, self.size_stage)
+        return self._sizing
 
     @abstractmethod
     def mock_resource(self, type_: str, name: str, inputs: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -184,13 +198,23 @@ class Backend(ABC):
         raise NotImplementedError(f"{self.title} does not describe its limits yet")
 
     def estimate_cost(self, free_tier: bool) -> CostEstimate:
-        """Monthly cost for `spec.workload`, priced from the very sizing the plan builds the stream
-        with, so a comparison's cost and its plan never disagree."""
-        return self.price(self.size_stream(), free_tier)
+        """Monthly cost for `spec.workload`, priced from the very sizing the plan is built with, so a
+        comparison's cost and its plan never disagree."""
+        return self.price(self.sizing(), free_tier)
 
-    def price(self, sizing: StreamSizing, free_tier: bool) -> CostEstimate:
-        """This cloud's bill for `sizing` and the workload, line by line, from its price sheet."""
+    def price(self, sizing: Sizing, free_tier: bool) -> CostEstimate:
+        """This cloud's bill for `sizing` (invocations, records per invocation, objects: see
+        `pipeline.sizing`), line by line, from its price sheet. Log and telemetry lines go under the
+        "observability" role on every cloud."""
         raise NotImplementedError(f"{self.title} has no cost model yet")
+
+    def count_grants(self, plan: Plan) -> int:
+        """Permission grants in `plan`, counted the same way on every cloud: one grant is one principal
+        allowed one role or action set on one resource scope (an IAM policy statement counts once per
+        resource it names; a role assignment, an IAM member binding or a resource-policy permission
+        counts once). The default counts the resources of `grant_types`; clouds whose grant resources
+        hold several grants override it."""
+        return sum(1 for r in plan.cloud_resources if r.type in self.grant_types)
 
     def location(self) -> str:
         """Region or location shown in plans."""
@@ -216,7 +240,7 @@ class Backend(ABC):
 
     @abstractmethod
     def stream(self, role: RoleContext, sizing: StreamSizing) -> Handle[Any]:
-        """The ingest stream."""
+        """The ingest stream (only when the spec has one)."""
 
     @abstractmethod
     def bucket(self, role: RoleContext, bucket: BucketSpec) -> Handle[Any]:
@@ -230,6 +254,13 @@ class Backend(ABC):
     @abstractmethod
     def artifact(self, role: RoleContext, bucket: Handle[Any], path: Path, key: str) -> Handle[Any]:
         """Upload a local file (a model) as object `key`; returns a handle whose name is the key."""
+
+    @abstractmethod
+    def producer(self, role: RoleContext, source: str, grants: Sequence[Grant]) -> Handle[Any]:
+        """An identity outside producers use to feed `source` ("stream" or the uploads bucket's key),
+        allowed exactly `grants` (WRITE_STREAM on the stream, or WRITE_OBJECTS under the landing
+        prefix). Its `name` is what a producer attaches or impersonates (policy ARN, service-account
+        e-mail, identity client id); deploy outputs list it."""
 
     @abstractmethod
     def identity(self, role: RoleContext, stage: StageSpec) -> Handle[Any]:
@@ -260,6 +291,12 @@ class Backend(ABC):
         """Invoke `function` on `schedule`."""
 
     @abstractmethod
+    def http_trigger(self, role: RoleContext, stage: StageSpec, function: Handle[Any], identity: Handle[Any], dead_letter: Handle[Any]) -> Handle[Any]:
+        """Serve `function` over HTTPS to authenticated callers only (the pipeline's own caller identity
+        and `clouds.<cloud>.http_invokers`; never anonymous). Returns a handle whose `name` is the URL
+        and whose `extra["caller"]` names the caller identity."""
+
+    @abstractmethod
     def observability(self, role: RoleContext, stages: Sequence[StageResources]) -> None:
         """Logs, metrics and alarms that tell an operator when the pipeline is unhealthy."""
 
@@ -272,7 +309,7 @@ class StageResources:
     function: Handle[Any]
     identity: Handle[Any]
     dead_letter: Handle[Any]
-    output: Handle[Any]
+    output: Handle[Any] | None  # None for an HTTP stage that does not persist its answers
 
 
 def autoname(logical: str, length: int = 7) -> str:

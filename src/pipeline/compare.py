@@ -16,9 +16,11 @@ from pipeline.cost import CostEstimate
 from pipeline.errors import PipelineError, SpecError
 from pipeline.plan import Plan
 from pipeline.planner import plan as make_plan
+from pipeline.sizing import HEADROOM, Latency, latency_paths
 from pipeline.spec.load import LoadedSpec, spec_problems
+from pipeline.spec.model import PipelineSpec
 
-COMPARISON_SCHEMA_VERSION = 1
+COMPARISON_SCHEMA_VERSION = 2
 
 
 @dataclass
@@ -34,28 +36,41 @@ class CloudColumn:
     cost_error: str = ""
     limits: Limits | None = None
     limits_error: str = ""
-    identity_types: frozenset[str] = frozenset()
-    grant_types: frozenset[str] = frozenset()
+    backend: Backend | None = None
+    latency_paths: list[Latency] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return self.plan is not None
 
-    def count(self, types: frozenset[str]) -> int:
-        return sum(1 for r in self.plan.cloud_resources if r.type in types) if self.plan else 0
+    @property
+    def stream(self) -> dict[str, Any] | None:
+        """The planned stream's sizing (None without a stream or a plan)."""
+        return self.plan.sizing.get("stream") if self.plan else None
+
+    @property
+    def stages(self) -> dict[str, dict[str, Any]]:
+        """Each stage's sizing as planned: records per invocation, concurrency, capacity, demand, latency."""
+        return self.plan.sizing.get("stages", {}) if self.plan else {}
+
+    @property
+    def latency(self) -> Latency | None:
+        """The slowest data path (the headline latency row)."""
+        return max(self.latency_paths, key=lambda latency: latency.typical_s, default=None)
 
     def totals(self) -> dict[str, Any]:
-        if self.plan is None:
+        if self.plan is None or self.backend is None:
             return {}
-        sizing = self.plan.sizing
+        identities = sum(1 for r in self.plan.cloud_resources if r.type in self.backend.identity_types)
+        stream = self.stream
         return {
             "resources": len(self.plan.cloud_resources),
-            "identities": self.count(self.identity_types),
-            "permission_grants": self.count(self.grant_types),
+            "identities": identities,
+            "permission_grants": self.backend.count_grants(self.plan),
             "monthly_usd": round(self.cost.total, 2) if self.cost else None,
-            "capacity_records_per_second": sizing.get("capacity_records_per_second"),
-            "capacity_bytes_per_second": sizing.get("capacity_bytes_per_second"),
-            "stream_units": f"{sizing.get('units')} {sizing.get('unit_name')} ({sizing.get('mode')})",
+            "stream_capacity_records_per_second": stream["capacity_records_per_second"] if stream else None,
+            "stream_capacity_bytes_per_second": stream["capacity_bytes_per_second"] if stream else None,
+            "stream_units": _stream_units(stream) if stream else None,
         }
 
 
@@ -65,8 +80,7 @@ class Comparison:
     stack: str
     free_tier: bool
     columns: list[CloudColumn]
-    record_bytes: int
-    records_per_second: float
+    spec: PipelineSpec
 
     def roles(self) -> list[tuple[str, str]]:
         """Role keys in program order, across all planned clouds."""
@@ -80,19 +94,55 @@ class Comparison:
     def planned(self) -> list[CloudColumn]:
         return [c for c in self.columns if c.ok]
 
+    def workload(self) -> dict[str, Any]:
+        """The workload every cloud was priced and sized for, and whether the spec stated it."""
+        work = self.spec.workload
+        data: dict[str, Any] = {"from_spec": self.spec.workload_given, "record_bytes": work.record_bytes, "headroom": HEADROOM}
+        if self.spec.stream is not None:
+            data["records_per_second"] = work.records_per_second
+        if self.spec.uploads is not None:
+            data["uploads"] = work.uploads.model_dump()
+        if any(stage.trigger.http for stage in self.spec.stages):
+            data["http"] = work.http.model_dump()
+        data["stages"] = {stage.name: work.stage(stage.name).model_dump() for stage in self.spec.stages}
+        return data
+
+    def workload_text(self) -> str:
+        """One line naming the priced workload, e.g. "1,500 records/s of 700 B (from the spec)"."""
+        work, parts = self.spec.workload, []
+        if self.spec.stream is not None:
+            parts.append(f"{work.records_per_second:,.0f} records/s of {work.record_bytes:,} B")
+        if self.spec.uploads is not None:
+            parts.append(f"{work.uploads.files_per_hour:,.0f} uploaded files/h of {work.uploads.records_per_file:,} rows")
+        if any(stage.trigger.http for stage in self.spec.stages):
+            parts.append(f"{work.http.requests_per_second:,g} HTTP requests/s of {work.http.rows_per_request:,} rows")
+        origin = "from the spec" if self.spec.workload_given else "the default workload: the spec states none, set `workload:` for yours"
+        return f"{', '.join(parts)} ({origin})"
+
     def verdicts(self) -> list[str]:
-        """One line per finding: the cheapest cloud and by how much, and any limit the spec exceeds."""
+        """One line per finding: the cheapest cloud and by how much (for the named workload), and what a
+        cloud cannot carry or express."""
         lines = []
         priced = sorted((c for c in self.planned() if c.cost), key=lambda c: c.cost.total if c.cost else 0.0)
+        workload = self.workload_text()
         if priced:
             best = priced[0]
             assert best.cost is not None
             if len(priced) > 1:
                 others = ", ".join(f"{c.title} ${c.cost.total:,.2f} (+${c.cost.total - best.cost.total:,.2f}, "
                                    f"{_percent(c.cost.total, best.cost.total)})" for c in priced[1:] if c.cost)
-                lines.append(f"Cheapest: {best.title} at ${best.cost.total:,.2f}/month; {others}.")
+                lines.append(f"Cheapest for {workload}: {best.title} at ${best.cost.total:,.2f}/month; {others}.")
+            elif len(self.columns) == 1:
+                lines.append(f"{best.title} costs ${best.cost.total:,.2f}/month for {workload}.")
             else:
-                lines.append(f"Only {best.title} could be priced: ${best.cost.total:,.2f}/month.")
+                lines.append(f"Only {best.title} could be priced: ${best.cost.total:,.2f}/month for {workload}.")
+        slow = [(c, c.latency) for c in self.planned() if c.latency is not None]
+        if len(slow) > 1:
+            fastest = min(latency.typical_s for _, latency in slow)
+            for column, latency in slow:
+                if latency.typical_s > max(2 * fastest, fastest + 30):
+                    lines.append(f"{column.title} is slower: ~{_seconds(latency.typical_s)} end to end "
+                                 f"({' -> '.join(latency.path)}) against ~{_seconds(fastest)} on the fastest cloud.")
         for column in self.columns:
             if column.problems:
                 lines.append(f"{column.title} cannot run this spec: " + "; ".join(column.problems))
@@ -108,11 +158,16 @@ class Comparison:
         if limits is None or plan is None:
             return []
         problems = []
-        if self.record_bytes > limits.max_record_bytes:
-            problems.append(f"records of {self.record_bytes:,} bytes exceed the {limits.max_record_bytes:,}-byte maximum event size")
-        capacity = plan.sizing.get("capacity_records_per_second") or 0
-        if capacity and self.records_per_second > capacity:
-            problems.append(f"{self.records_per_second:,.0f} records/s exceed the sized capacity of {capacity:,.0f} records/s")
+        if self.spec.stream is not None and self.spec.workload.record_bytes > limits.max_record_bytes:
+            problems.append(f"records of {self.spec.workload.record_bytes:,} bytes exceed the {limits.max_record_bytes:,}-byte maximum event size")
+        stream = column.stream
+        if stream and stream["capacity_records_per_second"] and self.spec.workload.records_per_second > stream["capacity_records_per_second"]:
+            problems.append(f"{self.spec.workload.records_per_second:,.0f} records/s exceed the stream's sized capacity of "
+                            f"{stream['capacity_records_per_second']:,.0f} records/s")
+        for name, stage in column.stages.items():
+            if stage["demand_records_per_second"] > stage["capacity_records_per_second"]:
+                problems.append(f"stage {name} carries {stage['capacity_records_per_second']:,.0f} rec/s, below its "
+                                f"{stage['demand_records_per_second']:,.0f} rec/s")
         return problems
 
     def to_dict(self) -> dict[str, Any]:
@@ -123,6 +178,7 @@ class Comparison:
             "stack": self.stack,
             "free_tier": self.free_tier,
             "hours_per_month": 730,
+            "workload": self.workload(),
             "clouds": {
                 c.cloud: {
                     "title": c.title,
@@ -130,11 +186,17 @@ class Comparison:
                     "planned": c.ok,
                     "problems": c.problems,
                     "totals": c.totals(),
-                    "sizing": c.plan.sizing if c.plan else None,
+                    "stream": c.stream,
+                    "stages": c.stages,
+                    "latency": c.latency.to_dict() if c.latency else None,
+                    "latency_paths": [latency.to_dict() for latency in c.latency_paths],
                     "limits": asdict(c.limits) if c.limits else None,
                     "cost": c.cost.to_dict() if c.cost else None,
                     "cost_by_role": {k: round(v, 4) for k, v in c.cost.by_role().items()} if c.cost else {},
                     "cost_error": c.cost_error,
+                    "assumptions": c.cost.assumptions if c.cost else [],
+                    "unpriced": c.cost.unpriced if c.cost else [],
+                    "verify": c.cost.to_verify if c.cost else [],
                 }
                 for c in self.columns
             },
@@ -158,15 +220,34 @@ def _percent(value: float, base: float) -> str:
     return f"{(value - base) / base * 100:,.0f}% more" if base > 0 else "n/a"
 
 
+def _seconds(value: float) -> str:
+    """A latency as people say it: 850 ms, 12 s, 4.5 min, 3.2 h."""
+    if value < 1:
+        return f"{value * 1000:,.0f} ms"
+    if value < 120:
+        return f"{value:,.0f} s"
+    if value < 7200:
+        return f"{value / 60:,.1f} min"
+    return f"{value / 3600:,.1f} h"
+
+
+def _stream_units(stream: dict[str, Any]) -> str:
+    units, name = stream["units"], stream["unit_name"]
+    provisioned = f"{units} {name}{'s' if units != 1 else ''}" if units else name
+    partitions = f", {stream['partitions']} partitions" if stream.get("partitions") and stream["partitions"] != units else ""
+    return f"{provisioned} ({stream['mode']}{partitions})"
+
+
 def _column(loaded: LoadedSpec, name: str, free_tier: bool) -> CloudColumn:
     cls = backend_class(name)
     backend: Backend = cls(loaded.spec, loaded.stack, loaded.base_dir)
-    column = CloudColumn(name, cls.title, backend.location(), identity_types=cls.identity_types, grant_types=cls.grant_types)
+    column = CloudColumn(name, cls.title, backend.location(), backend=backend)
     try:
         column.plan = make_plan(loaded, name)
     except SpecError as exc:
         column.problems = [f"{p.path}: {p.message}" if p.path else p.message for p in exc.problems]
         return column
+    column.latency_paths = latency_paths(loaded.spec, backend.sizing())
     try:
         column.limits = backend.limits()
     except NotImplementedError as exc:
@@ -187,4 +268,4 @@ def compare(loaded: LoadedSpec, clouds: list[str], free_tier: bool = False) -> C
     if not any(c.ok for c in columns):
         problems = [(("clouds",), f"{c.title}: {p}") for c in columns for p in c.problems]
         raise spec_problems(loaded, problems)
-    return Comparison(spec.name, loaded.stack, free_tier, columns, spec.workload.record_bytes, spec.workload.records_per_second)
+    return Comparison(spec.name, loaded.stack, free_tier, columns, spec)

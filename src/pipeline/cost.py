@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pipeline.errors import PipelineError
-from pipeline.spec.model import PipelineSpec, StageSpec
+from pipeline.sizing import StageSizing
+from pipeline.spec.model import PipelineSpec
 
 HOURS_PER_MONTH = 730  # the convention all three clouds' calculators use
 SECONDS_PER_MONTH = HOURS_PER_MONTH * 3600
@@ -33,6 +33,7 @@ class Price:
     source: str
     retrieved: str
     note: str = ""
+    verify: bool = False  # the sheet could not confirm this figure on the provider's page: shown in every view
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,8 @@ def load_price_sheet(path: Path, cloud: str, region: str) -> PriceSheet:
         raise PipelineError(f"no {cloud} price sheet for region {region!r} (price sheets exist for: {known}); "
                             f"costs cannot be estimated there: pick one of those regions or add prices to {path.name}")
     entries = {**data.get("global", {}), **regions[region]}
-    prices = {name: Price(float(e["usd"]), e["unit"], e["source"], e["retrieved"], e.get("note", "")) for name, e in entries.items()}
+    prices = {name: Price(float(e["usd"]), e["unit"], e["source"], e["retrieved"], e.get("note", ""), bool(e.get("verify", False)))
+              for name, e in entries.items()}
     return PriceSheet(cloud, region, prices)
 
 
@@ -73,6 +75,7 @@ class CostLine:
     monthly_usd: float
     source: str = ""
     note: str = ""
+    verify: bool = False  # priced with a figure the sheet marks for verification
 
 
 @dataclass
@@ -82,6 +85,7 @@ class CostEstimate:
     free_tier: bool
     lines: list[CostLine] = field(default_factory=list)
     assumptions: list[str] = field(default_factory=list)
+    unpriced: list[str] = field(default_factory=list)  # what the plan creates but the estimate leaves out, and why
 
     @property
     def total(self) -> float:
@@ -92,7 +96,12 @@ class CostEstimate:
         billable = max(0.0, quantity - free) if self.free_tier else quantity
         extra = f"{free:,.0f} {price.unit} free" if self.free_tier and free else ""
         self.lines.append(CostLine(role, item, quantity, price.unit, price.usd, billable * price.usd, price.source,
-                                   "; ".join(x for x in (note, extra) if x)))
+                                   "; ".join(x for x in (note, extra) if x), price.verify))
+
+    @property
+    def to_verify(self) -> list[str]:
+        """Billing lines priced with a figure the price sheet marks for verification."""
+        return [f"{line.role}: {line.item} at ${line.unit_usd:g}/{line.unit} ({line.source})" for line in self.lines if line.verify]
 
     def by_role(self) -> dict[str, float]:
         totals: dict[str, float] = {}
@@ -102,14 +111,18 @@ class CostEstimate:
 
     def to_dict(self) -> dict[str, Any]:
         return {"cloud": self.cloud, "region": self.region, "free_tier": self.free_tier, "total_usd": round(self.total, 2),
-                "lines": [asdict(line) for line in self.lines], "assumptions": self.assumptions}
+                "lines": [asdict(line) for line in self.lines], "assumptions": self.assumptions, "unpriced": self.unpriced,
+                "verify": self.to_verify}
 
 
 # ---- the neutral workload a month carries ------------------------------------------------
+# Invocations, records per invocation and output objects come from `pipeline.sizing` (one model for every
+# cloud); these helpers only turn the stream's rates into monthly quantities.
 
 
 def records_per_month(spec: PipelineSpec) -> float:
-    return spec.workload.records_per_second * SECONDS_PER_MONTH
+    """Records a month into the stream (none without a stream)."""
+    return spec.workload.records_per_second * SECONDS_PER_MONTH if spec.stream is not None else 0.0
 
 
 def bytes_per_month(spec: PipelineSpec) -> float:
@@ -121,34 +134,18 @@ def stored_gb_months(bytes_month: float, retention_days: int) -> float:
     return bytes_month / GB * min(retention_days, 3650) / (HOURS_PER_MONTH / 24)
 
 
-def runs_per_month(stage: StageSpec) -> float:
-    return stage.trigger.parsed_schedule.runs_per_month()
-
-
 def ceil_units(size: float, unit: float) -> int:
     return max(1, math.ceil(size / unit))
 
 
-def rows_per_month(spec: PipelineSpec, stage: StageSpec) -> float:
-    """Rows a stage emits a month: one per input record (stream), per source row (objects), one per run (schedule)."""
-    trigger = stage.trigger
-    if trigger.stream:
-        return records_per_month(spec)
-    if trigger.objects:
-        return rows_per_month(spec, spec.stage(trigger.objects.from_stage))
-    return runs_per_month(stage)
+def output_rows_per_month(stage: StageSizing) -> float:
+    """Rows a stage writes to its bucket a month (none for an HTTP stage that does not persist)."""
+    return stage.output_objects_per_month * stage.output_rows_per_object
 
 
-def invocations_per_month(spec: PipelineSpec, stream_invocations: Callable[[StageSpec], float]) -> dict[str, float]:
-    """Invocations of every stage. Only stream batching is cloud-specific (`stream_invocations`); each
-    invocation writes one output object, so an object stage runs once per object its source writes."""
-    result: dict[str, float] = {}
-    for stage in spec.stages:
-        trigger = stage.trigger
-        if trigger.stream:
-            result[stage.name] = stream_invocations(stage)
-        elif trigger.objects:
-            result[stage.name] = result[trigger.objects.from_stage]
-        else:
-            result[stage.name] = runs_per_month(stage)
-    return result
+def uploads_per_month(spec: PipelineSpec) -> tuple[float, float]:
+    """(files, bytes) producers upload a month into the uploads bucket (zero without one)."""
+    if spec.uploads is None:
+        return 0.0, 0.0
+    files = spec.workload.uploads.files_per_hour * HOURS_PER_MONTH
+    return files, files * spec.workload.uploads.records_per_file * spec.workload.record_bytes

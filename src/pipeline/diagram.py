@@ -35,7 +35,7 @@ _KIND_STYLE = {
 def edges(spec: PipelineSpec) -> list[tuple[str, str, str, str]]:
     """(from role, to role, label, style) for the pipeline's data flow and control."""
     result = []
-    if spec.stream.archive:
+    if spec.stream is not None and spec.stream.archive:
         result += [("stream", "raw-archive", "records", "solid"), ("raw-archive", "raw-bucket", "raw/", "solid")]
     for stage in spec.stages:
         name, trigger = stage.name, stage.trigger

@@ -23,6 +23,7 @@ from pipeline.backend import Backend, backend_class
 from pipeline.errors import PipelineError
 from pipeline.plan import Plan, PlannedResource
 from pipeline.program import ROLE_TYPE_PREFIX, Orchestrator, pipeline_program
+from pipeline.sizing import Sizing, capacity_problems
 from pipeline.spec.load import LoadedSpec, spec_problems
 
 # Pulumi's wire-format signatures (sdk/go/common/resource/sig): how special values travel.
@@ -114,9 +115,11 @@ def plan(loaded: LoadedSpec, cloud: str, program: Callable[[Backend], Orchestrat
     to check that an exported project runs the very same program."""
     backend = backend_class(cloud)(loaded.spec, loaded.stack, loaded.base_dir)
     problems = backend.check()
+    if not problems:
+        problems = capacity_problems(loaded.spec, backend.sizing(), backend.title)
     if problems:
         raise spec_problems(loaded, problems, prefix=f"{backend.title}: ")
-    sizing = backend.size_stream()
+    sizing = backend.sizing()
 
     recorder = _Recorder(backend)
     monitor = _RecordingMonitor(recorder)
@@ -140,7 +143,7 @@ def plan(loaded: LoadedSpec, cloud: str, program: Callable[[Backend], Orchestrat
     return _to_plan(loaded, backend, sizing, monitor, built[0].roles)
 
 
-def _to_plan(loaded: LoadedSpec, backend: Backend, sizing: Any, monitor: _RecordingMonitor, roles: list[tuple[str, str]]) -> Plan:
+def _to_plan(loaded: LoadedSpec, backend: Backend, sizing: Sizing, monitor: _RecordingMonitor, roles: list[tuple[str, str]]) -> Plan:
     registered = monitor.get_registered_resources()
     by_urn: dict[str, PlannedResource] = {}
     for urn, request in monitor.requests:
@@ -171,7 +174,7 @@ def _to_plan(loaded: LoadedSpec, backend: Backend, sizing: Any, monitor: _Record
     # Roles in the order the program created them (deterministic), resources by type and name.
     rank = {key: i for i, (key, _) in enumerate(roles)}
     resources = sorted(by_urn.values(), key=lambda r: (rank.get(r.role, -1), r.custom, r.type, r.name))
-    sizing_dict = dict(vars(sizing))
+    sizing_dict = sizing.to_dict()
     return Plan(
         cloud=backend.name,
         pipeline=loaded.spec.name,

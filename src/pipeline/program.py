@@ -39,22 +39,40 @@ class RoleComponent(pulumi.ComponentResource):
 
 
 def stage_prefix(stage: str) -> str:
+    """Every bucket keeps its data under `<key>/`: a stage's outputs, the uploads, dead letters per stage."""
     return f"{stage}/"
 
 
+def state_prefix(stage: str) -> str:
+    """Where a schedule stage keeps its watermark, in its own output bucket (outside its output prefix,
+    so it never triggers a consumer)."""
+    return f"_state/{stage}/"
+
+
+def writes_objects(stage: StageSpec) -> bool:
+    """HTTP stages answer their caller and write objects only with `persist: true`."""
+    return not (stage.trigger.http and not stage.trigger.http.persist)
+
+
 def bucket_plan(spec: PipelineSpec) -> list[BucketSpec]:
-    """The buckets a pipeline needs: raw archive, one per stage's output, dead letters, models."""
+    """The buckets a pipeline needs: raw archive, uploads, one per stage's output, dead letters, models."""
+    read = {s.trigger.source for s in spec.stages if s.trigger.objects}
     buckets = []
-    if spec.stream.archive:
+    if spec.stream is not None and spec.stream.archive:
         buckets.append(BucketSpec("raw", "raw stream records", spec.storage.raw_days))
+    if spec.uploads is not None:
+        name = spec.uploads.name
+        buckets.append(BucketSpec(name, "files uploaded by producers", spec.storage.uploads_days, notify=name in read))
     for stage in spec.stages:
         consumed = bool(spec.consumers_of(stage.name))
         days = spec.storage.intermediate_days if consumed else spec.storage.final_days
         kind = "intermediate" if consumed else "final"
-        buckets.append(BucketSpec(stage.name, f"{kind} outputs of stage {stage.name}", days))
+        # A schedule stage's watermark lives in its own bucket, so even a schedule that yields nothing has one.
+        if writes_objects(stage) or stage.trigger.from_stage:
+            buckets.append(BucketSpec(stage.name, f"{kind} outputs of stage {stage.name}", days, notify=stage.name in read))
     buckets.append(BucketSpec("dead-letter", "records and events that kept failing", spec.storage.dead_letter_days))
     if any(stage.model for stage in spec.stages):
-        buckets.append(BucketSpec("artifacts", "model artifacts", None))
+        buckets.append(BucketSpec("artifacts", "model artifacts", None, data=False))
     return buckets
 
 
@@ -62,6 +80,9 @@ def artifact_key(path: Path) -> str:
     """Content-addressed object key, so a changed model is a new object and a redeploy."""
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
     return f"models/{digest}/{path.name}"
+
+
+_TRIGGER_ROLES = {"stream": "StreamTrigger", "objects": "ObjectTrigger", "schedule": "ScheduleTrigger", "http": "HttpTrigger"}
 
 
 class Orchestrator:
@@ -73,6 +94,8 @@ class Orchestrator:
         self.root = PipelineComponent(self.spec.name)
         self.providers: list[Any] = []
         self.roles: list[tuple[str, str]] = []  # (key, kind) in creation order: plans list roles this way
+        self.endpoints: dict[str, Any] = {}
+        self.callers: dict[str, Any] = {}
 
     def role(self, kind: str, key: str) -> RoleContext:
         self.roles.append((key, kind))
@@ -81,12 +104,22 @@ class Orchestrator:
 
     def run(self) -> dict[str, Any]:
         backend, spec = self.backend, self.spec
+        sizing = backend.sizing()
         self.providers = backend.platform(self.role("Platform", "platform"))
 
-        stream = backend.stream(self.role("Stream", "stream"), backend.size_stream())
+        stream = backend.stream(self.role("Stream", "stream"), sizing.stream) if spec.stream is not None and sizing.stream else None
         buckets = {b.key: backend.bucket(self.role("Bucket", f"{b.key}-bucket"), b) for b in bucket_plan(spec)}
-        if spec.stream.archive:
+        if stream is not None and spec.stream is not None and spec.stream.archive:
             backend.archive(self.role("Archive", "raw-archive"), stream, buckets["raw"], RAW_PREFIX)
+
+        producers: dict[str, Any] = {}
+        if stream is not None:
+            grants = [Grant(Access.WRITE_STREAM, stream, reason="put records on the stream")]
+            producers["stream"] = backend.producer(self.role("Producer", "stream-producer"), "stream", grants).name
+        if spec.uploads is not None:
+            name = spec.uploads.name
+            grants = [Grant(Access.WRITE_OBJECTS, buckets[name], spec.uploads.prefix, "drop files into the uploads bucket")]
+            producers[name] = backend.producer(self.role("Producer", f"{name}-producer"), name, grants).name
 
         models: dict[str, Handle[Any]] = {}
         for stage in spec.stages:
@@ -99,44 +132,59 @@ class Orchestrator:
         backend.observability(self.role("Observability", "observability"), built)
 
         outputs: dict[str, Any] = {
-            "stream": stream.name,
             "buckets": {key: handle.name for key, handle in buckets.items()},
             "functions": {b.stage.name: b.function.name for b in built},
             "dead_letters": {b.stage.name: b.dead_letter.name for b in built},
+            "producers": producers,
         }
+        if stream is not None and sizing.stream is not None:
+            outputs["stream"] = stream.name
+            # Read back by the next deploy's sizing (Backend.previous_outputs): what cannot change in place stays put.
+            outputs["stream_sizing"] = {"units": sizing.stream.units, "partitions": sizing.stream.partitions, "mode": sizing.stream.mode}
+        if self.endpoints:
+            outputs["endpoints"] = self.endpoints
+            outputs["http_callers"] = self.callers
         self.root.register_outputs(outputs)
         return outputs
 
-    def _stage(self, stage: StageSpec, stream: Handle[Any], buckets: dict[str, Handle[Any]], models: dict[str, Handle[Any]]) -> StageResources:
+    def _stage(self, stage: StageSpec, stream: Handle[Any] | None, buckets: dict[str, Handle[Any]], models: dict[str, Handle[Any]]) -> StageResources:
         backend = self.backend
         identity_role = self.role("Identity", f"{stage.name}-identity")
         identity = backend.identity(identity_role, stage)
         dead_letter = backend.dead_letter(self.role("DeadLetter", f"{stage.name}-dead-letter"), stage)
-        output = buckets[stage.name]
+        output = buckets.get(stage.name)
 
-        grants = [
-            Grant(Access.WRITE_OBJECTS, output, stage_prefix(stage.name), "write this stage's outputs"),
-            Grant(Access.WRITE_OBJECTS, buckets["dead-letter"], stage_prefix(stage.name), "write poison records"),
-        ]
+        grants = [Grant(Access.WRITE_OBJECTS, buckets["dead-letter"], stage_prefix(stage.name), "write poison records")]
         env: dict[str, Any] = {
             "PIPELINE_NAME": self.spec.name,
             "PIPELINE_STACK": backend.stack,
             "PIPELINE_STAGE": stage.name,
             "PIPELINE_TRIGGER": stage.trigger.kind,
             "PIPELINE_HANDLER": stage.handler,
-            "PIPELINE_OUTPUT_BUCKET": output.name,
-            "PIPELINE_OUTPUT_PREFIX": stage_prefix(stage.name),
             "PIPELINE_DEAD_LETTER_BUCKET": buckets["dead-letter"].name,
             "PIPELINE_DEAD_LETTER_PREFIX": stage_prefix(stage.name),
         }
+        if output is not None and writes_objects(stage):
+            grants.insert(0, Grant(Access.WRITE_OBJECTS, output, stage_prefix(stage.name), "write this stage's outputs"))
+            env["PIPELINE_OUTPUT_BUCKET"] = output.name
+            env["PIPELINE_OUTPUT_PREFIX"] = stage_prefix(stage.name)
         trigger = stage.trigger
         if trigger.stream:
+            assert stream is not None  # wiring_problems refuses a stream trigger without a stream
             grants.append(Grant(Access.READ_STREAM, stream, reason="consume stream batches"))
-        if trigger.objects:
-            source = trigger.objects.from_stage
-            grants.append(Grant(Access.READ_OBJECTS, buckets[source], stage_prefix(source), f"read outputs of {source}"))
+        source = trigger.source
+        if source is not None:
+            grants.append(Grant(Access.READ_OBJECTS, buckets[source], stage_prefix(source), f"read objects of {source}"))
             env["PIPELINE_INPUT_BUCKET"] = buckets[source].name
             env["PIPELINE_INPUT_PREFIX"] = stage_prefix(source)
+        if trigger.from_stage:
+            assert output is not None
+            grants.append(Grant(Access.LIST_OBJECTS, buckets[trigger.from_stage], stage_prefix(trigger.from_stage),
+                                f"find the objects {trigger.from_stage} wrote since the last run"))
+            grants.append(Grant(Access.READ_OBJECTS, output, state_prefix(stage.name), "read the watermark of the last successful run"))
+            grants.append(Grant(Access.WRITE_OBJECTS, output, state_prefix(stage.name), "advance the watermark after a successful run"))
+            env["PIPELINE_STATE_BUCKET"] = output.name
+            env["PIPELINE_STATE_PREFIX"] = state_prefix(stage.name)
         if stage.model:
             model = models[stage.model]
             grants.append(Grant(Access.READ_OBJECT, buckets["artifacts"], model.name, "load the model artifact"))
@@ -148,13 +196,17 @@ class Orchestrator:
         code = FunctionCode.for_stage(backend.base_dir, stage)
         function = backend.function(self.role("Function", f"{stage.name}-function"), stage, identity, code, env)
 
-        kind = {"stream": "StreamTrigger", "objects": "ObjectTrigger", "schedule": "ScheduleTrigger"}[trigger.kind]
-        trigger_role = self.role(kind, f"{stage.name}-trigger")
+        trigger_role = self.role(_TRIGGER_ROLES[trigger.kind], f"{stage.name}-trigger")
         if trigger.stream:
+            assert stream is not None
             backend.stream_trigger(trigger_role, stage, stream, function, identity, dead_letter)
         elif trigger.objects:
-            source = trigger.objects.from_stage
-            backend.object_trigger(trigger_role, stage, buckets[source], stage_prefix(source), function, identity, dead_letter)
+            source_key = trigger.objects.from_stage
+            backend.object_trigger(trigger_role, stage, buckets[source_key], stage_prefix(source_key), function, identity, dead_letter)
+        elif trigger.http:
+            endpoint = backend.http_trigger(trigger_role, stage, function, identity, dead_letter)
+            self.endpoints[stage.name] = endpoint.name
+            self.callers[stage.name] = endpoint.extra.get("caller", "")
         else:
             backend.schedule_trigger(trigger_role, stage, trigger.parsed_schedule, function, identity, dead_letter)
         return StageResources(stage, function, identity, dead_letter, output)

@@ -84,10 +84,10 @@ def totals_rows(comparison: Comparison) -> list[tuple[str, dict[str, str]]]:
         ("Resources", each(lambda c: str(c.totals().get("resources", "-")))),
         ("Identities", each(lambda c: str(c.totals().get("identities", "-")))),
         ("Permission grants", each(lambda c: str(c.totals().get("permission_grants", "-")))),
-        ("Stream capacity", each(lambda c: f"{c.plan.sizing['units']} {c.plan.sizing['unit_name']}(s) {c.plan.sizing['mode']}: "
-                                 f"{c.plan.sizing['capacity_records_per_second']:,.0f} rec/s, "
-                                 f"{c.plan.sizing['capacity_bytes_per_second'] / 1048576:,.1f} MiB/s" if c.plan else "-")),
-        ("Sizing", each(lambda c: "; ".join(c.plan.sizing.get("reasoning", [])) if c.plan else "-")),
+        *([("Stream capacity", each(stream_capacity))] if comparison.spec.stream is not None else []),
+        *((f"Capacity: {name}", each(lambda c, name=name: stage_capacity(c, name))) for name in stage_names(comparison)),
+        ("Latency, slowest path", each(latency_text)),
+        ("Sizing", each(lambda c: "; ".join(sizing_reasoning(c)) if c.plan else "-")),
         ("Monthly cost (730 h)", each(money)),
         ("Max record size", each(lim("max_record_bytes", "{:,} bytes"))),
         ("Max stage timeout", each(lim("max_stage_timeout_s", "{:,} s"))),
@@ -96,6 +96,45 @@ def totals_rows(comparison: Comparison) -> list[tuple[str, dict[str, str]]]:
         ("Ordering", each(lim("ordering"))),
         ("Poison records", each(lim("poison_records"))),
     ]
+
+
+def stage_names(comparison: Comparison) -> list[str]:
+    return [stage.name for stage in comparison.spec.stages]
+
+
+def stream_capacity(column: CloudColumn) -> str:
+    stream = column.stream
+    if not stream:
+        return "-"
+    return (f"{column.totals()['stream_units']}: {stream['capacity_records_per_second']:,.0f} rec/s, "
+            f"{stream['capacity_bytes_per_second'] / 1048576:,.1f} MiB/s")
+
+
+def stage_capacity(column: CloudColumn, name: str) -> str:
+    """"capacity vs demand" and how: e.g. "4,000 / 1,500 rec/s (12 x 500/inv)"."""
+    stage = column.stages.get(name)
+    if not stage:
+        return "-"
+    if not stage["demand_records_per_second"]:
+        return f"{stage['concurrency']:,} concurrent (no rows)"
+    return (f"{stage['capacity_records_per_second']:,.0f} / {stage['demand_records_per_second']:,.0f} rec/s "
+            f"({stage['concurrency']:,} x {stage['records_per_invocation']:,.0f}/inv)")
+
+
+def latency_text(column: CloudColumn) -> str:
+    from pipeline.compare import _seconds
+
+    latency = column.latency
+    if latency is None:
+        return "-"
+    return f"~{_seconds(latency.typical_s)} (max {_seconds(latency.max_s)}): {' -> '.join(latency.path)}"
+
+
+def sizing_reasoning(column: CloudColumn) -> list[str]:
+    lines = list(column.stream.get("reasoning", [])) if column.stream else []
+    for name, stage in column.stages.items():
+        lines.extend(f"{name}: {line}" for line in stage.get("reasoning", []))
+    return lines
 
 
 def cost_lines_by_item(comparison: Comparison) -> dict[str, dict[str, float]]:

@@ -60,14 +60,17 @@ def plan_tree(plan: Plan) -> Tree:
 
 def plan_summary(plan: Plan) -> Text:
     resources = plan.cloud_resources
-    sizing = plan.sizing
-    lines = [
-        f"{len(resources)} cloud resources in {len(plan.by_role())} roles.",
-        f"Stream: {sizing.get('units') or 'no'} {sizing.get('unit_name', 'unit')}(s), {sizing.get('mode')}; capacity "
-        f"{sizing.get('capacity_records_per_second', 0):,.0f} records/s, {sizing.get('capacity_bytes_per_second', 0) / 1048576:.1f} MiB/s.",
-        *(f"  {line}" for line in sizing.get("reasoning", [])),
-        "Offline plan: names and ids are what the cloud would assign; account/project ids are placeholders.",
-    ]
+    stream = plan.sizing.get("stream")
+    lines = [f"{len(resources)} cloud resources in {len(plan.by_role())} roles."]
+    if stream:
+        lines.append(f"Stream: {stream['units'] or 'no'} {stream['unit_name']}(s), {stream['mode']}; capacity "
+                     f"{stream['capacity_records_per_second']:,.0f} records/s, {stream['capacity_bytes_per_second'] / 1048576:.1f} MiB/s.")
+        lines.extend(f"  {line}" for line in stream.get("reasoning", []))
+    for name, stage in plan.sizing.get("stages", {}).items():
+        lines.append(f"Stage {name}: {stage['records_per_invocation']:,.1f} records per invocation, {stage['concurrency']:,} concurrent, "
+                     f"capacity {stage['capacity_records_per_second']:,.0f} / demand {stage['demand_records_per_second']:,.0f} rec/s.")
+        lines.extend(f"  {line}" for line in stage.get("reasoning", []))
+    lines.append("Offline plan: names and ids are what the cloud would assign; account/project ids are placeholders.")
     return Text("\n".join(lines))
 
 

@@ -47,10 +47,11 @@ def reset() -> None:
 
 
 def wanted(settings: Settings, bucket: str, key: str) -> bool:
-    """Only objects of the source stage: the right bucket and prefix (never the stage's own output)."""
+    """Only objects of the source: the right bucket and prefix (never the stage's own output), and files,
+    not folder markers. A stage's outputs are `.jsonl`; uploads may be any name (gzip is detected by content)."""
     if settings.input_bucket and bucket != settings.input_bucket:
         return False
-    return key.startswith(settings.input_prefix) and key.endswith(".jsonl")
+    return key.startswith(settings.input_prefix) and not key.endswith("/") and len(key) > len(settings.input_prefix)
 
 
 def tick_name(when: str | datetime | None = None) -> str:

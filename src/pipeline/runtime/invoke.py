@@ -46,7 +46,7 @@ class Settings(NamedTuple):
     stage: str
     trigger: str
     handler: str
-    output_bucket: str
+    output_bucket: str  # "" for an HTTP stage that does not persist its answers
     output_prefix: str
     dead_letter_bucket: str
     dead_letter_prefix: str
@@ -54,11 +54,16 @@ class Settings(NamedTuple):
     input_prefix: str = ""
     model_bucket: str = ""
     model_key: str = ""
+    state_bucket: str = ""  # a schedule over accumulated outputs keeps its watermark here
+    state_prefix: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
-        missing = [k for k in ("PIPELINE_STAGE", "PIPELINE_HANDLER", "PIPELINE_OUTPUT_BUCKET", "PIPELINE_DEAD_LETTER_BUCKET") if not env.get(k)]
+        needed = ["PIPELINE_STAGE", "PIPELINE_HANDLER", "PIPELINE_DEAD_LETTER_BUCKET"]
+        if env.get("PIPELINE_TRIGGER") != "http":
+            needed.append("PIPELINE_OUTPUT_BUCKET")
+        missing = [k for k in needed if not env.get(k)]
         if missing:
             raise RuntimeError(f"the pipeline runtime needs {', '.join(missing)} in the environment (set by the deployer)")
         stage = env["PIPELINE_STAGE"]
@@ -66,7 +71,7 @@ class Settings(NamedTuple):
             stage=stage,
             trigger=env.get("PIPELINE_TRIGGER", ""),
             handler=env["PIPELINE_HANDLER"],
-            output_bucket=env["PIPELINE_OUTPUT_BUCKET"],
+            output_bucket=env.get("PIPELINE_OUTPUT_BUCKET", ""),
             output_prefix=env.get("PIPELINE_OUTPUT_PREFIX", f"{stage}/"),
             dead_letter_bucket=env["PIPELINE_DEAD_LETTER_BUCKET"],
             dead_letter_prefix=env.get("PIPELINE_DEAD_LETTER_PREFIX", f"{stage}/"),
@@ -74,6 +79,8 @@ class Settings(NamedTuple):
             input_prefix=env.get("PIPELINE_INPUT_PREFIX", ""),
             model_bucket=env.get("PIPELINE_MODEL_BUCKET", ""),
             model_key=env.get("PIPELINE_MODEL_KEY", ""),
+            state_bucket=env.get("PIPELINE_STATE_BUCKET", ""),
+            state_prefix=env.get("PIPELINE_STATE_PREFIX", ""),
         )
 
 
@@ -263,7 +270,7 @@ class StageRunner:
             body = "".join(_encode(entry) + "\n" for entry in dead).encode("utf-8")
             self.store.put(settings.dead_letter_bucket, key, body)
             result.dead_letters, result.dead_letter_key = len(dead), key
-        if rows:
+        if rows and settings.output_bucket:
             encoder = _Encoder()
             encode = encoder.encode
             try:
@@ -321,7 +328,8 @@ class StageRunner:
 
     @staticmethod
     def parse_object(data: bytes) -> tuple[list[Any], list[bytes], dict[int, BaseException]]:
-        """JSON lines -> rows; a line that is not JSON is a poison record of its own."""
+        """JSON lines (gzip-compressed or not) -> rows; a line that is not JSON is a poison record of its own."""
+        data = decompress(data)
         rows: list[Any] = []
         raws: list[bytes] = []
         bad: dict[int, BaseException] = {}
@@ -371,14 +379,61 @@ class StageRunner:
         return self._finish(batch_id, len(raws), outcome, lambda i: raw(good[i]), lambda i: {**source, "line": good[i]}, extra)
 
     def run_schedule(self, tick: str) -> BatchResult:
-        """One scheduled run: the handler gets no rows."""
+        """One scheduled run, named by its scheduled time (`tick`, as `entry.tick_name` gives it).
+
+        Without an input (no `from`) the handler gets no rows. With one, it gets the rows of every
+        object the source wrote since the last successful run (see `accumulated`); the watermark
+        moves only after this run's output is written, so a failed run is retried with the same inputs.
+        """
         batch_id = keys.schedule_batch(tick)
+        settings = self.settings
+        accumulating = bool(settings.input_bucket and settings.state_bucket)
+        if accumulating:
+            try:
+                window = accumulated(self.store, settings, tick)  # type: ignore[arg-type]
+                rows, raws, identities, bad = window.read(self.store)
+            except Exception as exc:  # listing or reading failed: retry the run
+                self.logger.log("ERROR", "could not read the accumulated inputs; the run will be retried", batch=batch_id, exc_info=exc)
+                raise BatchFailedError(settings.stage, batch_id, exc) from exc
+        else:
+            rows, raws, identities, bad = [], [], [], {}
+        good = [i for i in range(len(rows)) if i not in bad]
         try:
-            outcome = self.apply([])
+            outcome = self.apply([rows[i] for i in good] if bad else rows)
         except BatchFailedError as exc:
             self.logger.log("ERROR", "scheduled run failed; it will be retried", batch=batch_id, exc_info=exc.cause)
-            raise BatchFailedError(self.settings.stage, batch_id, exc.cause) from exc.cause
-        return self._finish(batch_id, 0, outcome, lambda i: b"", lambda i: {})
+            raise BatchFailedError(settings.stage, batch_id, exc.cause) from exc.cause
+        extra = [self._dead_entry(batch_id, i, raws[i], identities[i], exc, "not JSON") for i, exc in sorted(bad.items())]
+        result = self._finish(batch_id, len(raws), outcome, lambda i: raws[good[i]], lambda i: identities[good[i]], extra)
+        if accumulating:
+            window.commit(self.store)  # type: ignore[arg-type]
+            self.logger.info("watermark advanced", batch=batch_id, objects=len(window.objects), until=window.until)
+        return result
+
+    def run_http(self, body: bytes, content_type: str = "") -> tuple[int, dict[str, Any]]:
+        """One HTTP request: rows in (a JSON array, or JSON lines), the handler's rows out.
+
+        Returns (status, JSON body). 200 with `{"rows": [...], "failed": [...]}` (rows that raised are
+        dead-lettered and listed by index); 400 for a body that is not rows; 500 when the request failed
+        as a whole (the caller may retry). With `persist`, the rows are also written, keyed by the
+        body's hash, so a retried request overwrites its own output.
+        """
+        import hashlib
+
+        try:
+            rows = http_rows(body, content_type)
+        except ValueError as exc:
+            return 400, {"error": str(exc)}
+        batch_id = keys.request_batch(hashlib.sha256(body).hexdigest()[:32])
+        try:
+            outcome = self.apply(rows)
+        except BatchFailedError as exc:
+            self.logger.log("ERROR", "request failed", batch=batch_id, exc_info=exc.cause)
+            return 500, {"error": f"{type(exc.cause).__name__}: {exc.cause}", "retryable": True}
+        raws = [_encode(row).encode("utf-8") for row in rows]
+        result = self._finish(batch_id, len(rows), outcome, lambda i: raws[i], lambda i: {"request": batch_id, "row": i})
+        failed = [{"index": i, **error_info(exc)} for i, exc in sorted(outcome.poison.items())]
+        return 200, {"rows": outcome.rows, "failed": failed, "output": result.output_key, "dead_letters": result.dead_letter_key}
 
     def dead_letter_all(self, batch_id: str, raws: Sequence[bytes], identities: Sequence[dict[str, Any]], exc: BaseException) -> BatchResult:
         """Retries exhausted: every item of the input goes to the dead-letter bucket with the batch's error."""
@@ -389,6 +444,115 @@ class StageRunner:
         self._write(result, [], dead)
         self.logger.error("retries exhausted; input dead-lettered", batch=batch_id, dead_letters=result.dead_letters)
         return result
+
+
+MAX_DECOMPRESSED_BYTES = 2 * 1024**3  # an uploaded .gz that expands beyond this is refused, not loaded
+
+
+def decompress(data: bytes) -> bytes:
+    """Gzip-compressed input (by its magic number, whatever the file is called) -> bytes; anything else as is."""
+    if not data.startswith(b"\x1f\x8b"):
+        return data
+    import gzip
+    import zlib
+
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    out = inflater.decompress(data, MAX_DECOMPRESSED_BYTES)
+    if inflater.unconsumed_tail:
+        raise ValueError(f"the gzip input expands beyond {MAX_DECOMPRESSED_BYTES:,} bytes")
+    if not inflater.eof:
+        raise gzip.BadGzipFile("truncated gzip input")
+    return out
+
+
+def http_rows(body: bytes, content_type: str = "") -> list[Any]:
+    """An HTTP request body as rows: a JSON array of rows, or JSON lines (one row per line)."""
+    text = decompress(body).decode("utf-8", errors="strict").strip()
+    if not text:
+        raise ValueError("the request body is empty; send a JSON array of rows or JSON lines")
+    if text.startswith("["):
+        try:
+            rows = json.loads(text)
+        except ValueError as exc:
+            raise ValueError(f"the request body is not a JSON array: {exc}") from None
+        if not isinstance(rows, list):
+            raise ValueError("the request body must be a JSON array of rows")
+        return rows
+    result = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            try:
+                result.append(json.loads(line))
+            except ValueError as exc:
+                raise ValueError(f"line {number} of the request body is not JSON: {exc}") from None
+    return result
+
+
+WATERMARK = "watermark.json"
+SETTLE_S = 60  # objects younger than this at the scheduled time wait for the next run (an upload may still be landing)
+
+
+class Window:
+    """The objects one scheduled run reads: written after the last successful run's cut-off and before this one's."""
+
+    def __init__(self, settings: Settings, since: float, until: float, objects: list[str]) -> None:
+        self.settings, self.since, self.until, self.objects = settings, since, until, objects
+
+    def read(self, store: ObjectStore) -> tuple[list[Any], list[bytes], list[dict[str, Any]], dict[int, BaseException]]:
+        rows: list[Any] = []
+        raws: list[bytes] = []
+        identities: list[dict[str, Any]] = []
+        bad: dict[int, BaseException] = {}
+        for key in self.objects:
+            parsed, lines, errors = StageRunner.parse_object(store.get(self.settings.input_bucket, key))
+            for i, (row, raw) in enumerate(zip(parsed, lines, strict=True)):
+                if i in errors:
+                    bad[len(rows)] = errors[i]
+                rows.append(row)
+                raws.append(raw)
+                identities.append({"bucket": self.settings.input_bucket, "key": key, "line": i})
+        return rows, raws, identities, bad
+
+    def commit(self, store: ObjectStore) -> None:
+        """Advance the watermark: written only after the run's output, so a crash before it repeats the run."""
+        body = json.dumps({"until": self.until, "objects": len(self.objects)}).encode("utf-8")
+        store.put(self.settings.state_bucket, self.settings.state_prefix + WATERMARK, body)
+
+
+def accumulated(store: Any, settings: Settings, tick: str) -> Window:
+    """Objects under the input prefix modified in (watermark, scheduled time - SETTLE_S], oldest first.
+
+    The cut-off comes from the scheduled time, not the clock, so a retry of the same run sees the same objects.
+    """
+    from datetime import UTC, datetime
+
+    try:
+        mark = json.loads(store.get(settings.state_bucket, settings.state_prefix + WATERMARK))
+        since = float(mark["until"])
+    except Exception as exc:  # no watermark yet: the first run reads everything the source has kept
+        if not _missing(exc):
+            raise
+        since = float("-inf")
+    until = datetime.strptime(tick, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC).timestamp() - SETTLE_S if tick[:1].isdigit() else _now() - SETTLE_S
+    found = sorted((modified, key) for key, modified in store.list(settings.input_bucket, settings.input_prefix)
+                   if since < modified <= until and not key.endswith("/"))
+    return Window(settings, since, until, [key for _, key in found])
+
+
+def _now() -> float:
+    import time
+
+    return time.time()
+
+
+def _missing(exc: BaseException) -> bool:
+    """Whether a store error means 'no such object' (each cloud's client raises its own type)."""
+    if isinstance(exc, (FileNotFoundError, KeyError)):
+        return True
+    name = type(exc).__name__
+    status = getattr(exc, "status_code", None) or getattr(exc, "code", None) or getattr(getattr(exc, "response", None), "status_code", None)
+    code = getattr(exc, "response", {}).get("Error", {}).get("Code") if isinstance(getattr(exc, "response", None), dict) else None
+    return name in {"NotFound", "NoSuchKey", "ResourceNotFoundError", "BlobNotFound"} or status == 404 or code in {"NoSuchKey", "404"}
 
 
 def make_runner(settings: Settings, store: ObjectStore, root: str | os.PathLike[str], env: Mapping[str, str] | None = None,

@@ -50,12 +50,23 @@ def message_batch(message_id: str) -> str:
     return f"msg/{safe(message_id)}"
 
 
+# What an uploaded file may be called: JSON lines, optionally gzip-compressed. Stripped from batch ids so
+# `day1.jsonl.gz` becomes the output `<stage>/day1.jsonl`, not `day1.jsonl.gz.jsonl`.
+_INPUT_SUFFIXES = (".gz", SUFFIX, ".ndjson", ".json")
+
+
 def object_batch(source_key: str, input_prefix: str = "") -> str:
-    """An object stage's input: the source key, minus the source stage's prefix and suffix."""
+    """An object stage's input: the source key, minus the source's prefix and file suffixes."""
     key = source_key[len(input_prefix):] if input_prefix and source_key.startswith(input_prefix) else source_key
-    if key.endswith(SUFFIX):
-        key = key[: -len(SUFFIX)]
+    for suffix in _INPUT_SUFFIXES:
+        if key.endswith(suffix) and len(key) > len(suffix):
+            key = key[: -len(suffix)]
     return safe(key, keep_slash=True)
+
+
+def request_batch(request_id: str) -> str:
+    """One HTTP request, named by its body's content hash: a retried request overwrites its own output."""
+    return f"req/{safe(request_id)}"
 
 
 def schedule_batch(tick: str) -> str:

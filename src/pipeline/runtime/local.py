@@ -440,7 +440,7 @@ class LocalRun:
     def _consumers(self) -> list[_Consumer]:
         consumers = []
         streams = [s for s in self.spec.stages if s.trigger.stream]
-        if self.spec.stream.archive:
+        if self.spec.stream is not None and self.spec.stream.archive:
             first = streams[0].trigger.stream if streams else None
             consumers.append(_Consumer(RAW_CONSUMER, first.batch_size if first else DEFAULT_BATCH,
                                        first.max_batching_window_s if first else 5, self._raw_archive))

@@ -1,7 +1,8 @@
-"""The storage the runtime needs: read an object, write an object with atomic overwrite.
+"""The storage the runtime needs: read an object, write an object with atomic overwrite, and list
+the objects under a prefix with their modification times (for schedules over accumulated outputs).
 
-Every cloud entry point adapts its own client (S3, GCS, Blob) to this two-method protocol; the
-local runner uses `LocalStore`, which lays buckets and keys out on disk the same way.
+Every cloud entry point adapts its own client (S3, GCS, Blob) to this small protocol; the local
+runner uses `LocalStore`, which lays buckets and keys out on disk the same way.
 """
 
 from __future__ import annotations
@@ -17,6 +18,12 @@ class ObjectStore(Protocol):
     def get(self, bucket: str, key: str) -> bytes: ...
 
     def put(self, bucket: str, key: str, data: bytes) -> None: ...
+
+
+class ListingStore(ObjectStore, Protocol):
+    """A store that can also list: (key, last-modified as epoch seconds) under a prefix, any order."""
+
+    def list(self, bucket: str, prefix: str) -> Iterator[tuple[str, float]]: ...
 
 
 class LocalStore:
@@ -63,6 +70,14 @@ class LocalStore:
         finally:
             os.close(fd)
         os.replace(tmp, target)
+
+    def list(self, bucket: str, prefix: str) -> Iterator[tuple[str, float]]:
+        """Keys under `prefix` with their modification times, like the clouds' list calls."""
+        for key in self.keys(bucket, prefix):
+            try:
+                yield key, os.stat(self.path(bucket, key)).st_mtime
+            except FileNotFoundError:  # replaced or removed since the walk
+                continue
 
     def keys(self, bucket: str, prefix: str = "") -> Iterator[str]:
         """Every key in a bucket under `prefix`, sorted; leftover temp files of killed writers are skipped."""

@@ -10,9 +10,10 @@ import ast
 import re
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, ValidationInfo, field_validator, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from pipeline.spec.schedule import CRON_HINT, Schedule, parse_schedule
 
@@ -90,19 +91,35 @@ class StreamTrigger(Strict):
 
 
 class ObjectsTrigger(Strict):
-    """Run the stage on each new object written by an earlier stage."""
+    """Run the stage on each new object written by an earlier stage, or dropped into the uploads bucket."""
 
-    from_stage: str = Field(alias="from", description="The name of an earlier stage whose outputs this stage reads.")
+    from_stage: str = Field(alias="from", description="An earlier stage whose outputs this stage reads, or the uploads bucket's name.")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+class HttpTrigger(Strict):
+    """Run the stage on demand: an authenticated HTTPS request carries rows in and gets the output rows back.
+
+    Never anonymous: each cloud authenticates callers with its own identities (see `clouds.<cloud>.http_invokers`).
+    """
+
+    persist: bool = Field(False, description="Also write each request's output rows to the stage's bucket, like other stages do.")
+
+
 class Trigger(Strict):
-    """Exactly one of `stream`, `objects` or `schedule`."""
+    """Exactly one of `stream`, `objects`, `schedule` or `http`; a schedule may read accumulated outputs (`from`)."""
 
     stream: StreamTrigger | None = None
     objects: ObjectsTrigger | None = None
     schedule: str | None = Field(None, description=f"A schedule: {CRON_HINT}.")
+    from_stage: str | None = Field(
+        None, alias="from",
+        description="With `schedule` only: each run gets the rows the named stage (or the uploads bucket) wrote since the last successful run.",
+    )
+    http: HttpTrigger | None = None
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, validate_default=True)
 
     @field_validator("schedule")
     @classmethod
@@ -113,16 +130,23 @@ class Trigger(Strict):
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Trigger:
-        chosen = [k for k in ("stream", "objects", "schedule") if getattr(self, k) is not None]
+        chosen = [k for k in ("stream", "objects", "schedule", "http") if getattr(self, k) is not None]
         if len(chosen) != 1:
             raise ValueError(
-                f"a trigger needs exactly one of 'stream', 'objects' or 'schedule' (found {', '.join(chosen) or 'none'})"
+                f"a trigger needs exactly one of 'stream', 'objects', 'schedule' or 'http' (found {', '.join(chosen) or 'none'})"
             )
+        if self.from_stage is not None and self.schedule is None:
+            raise ValueError("'from' beside the trigger kind only goes with 'schedule' (objects triggers write it inside: objects: {from: ...})")
         return self
 
     @property
-    def kind(self) -> Literal["stream", "objects", "schedule"]:
-        return "stream" if self.stream else "objects" if self.objects else "schedule"
+    def kind(self) -> Literal["stream", "objects", "schedule", "http"]:
+        return "stream" if self.stream else "objects" if self.objects else "http" if self.http else "schedule"
+
+    @property
+    def source(self) -> str | None:
+        """The stage or uploads bucket whose objects this trigger reads (objects, or a schedule with `from`)."""
+        return self.objects.from_stage if self.objects else self.from_stage
 
     @cached_property
     def parsed_schedule(self) -> Schedule:
@@ -208,41 +232,120 @@ class StorageSpec(Strict):
     """How long object storage keeps each kind of data, in days."""
 
     raw_days: int = Field(30, ge=1, le=3650, description="Raw archived stream records.")
+    uploads_days: int = Field(30, ge=1, le=3650, description="Files producers dropped into the uploads bucket.")
     intermediate_days: int = Field(7, ge=1, le=3650, description="Outputs another stage reads.")
     final_days: int = Field(365, ge=1, le=3650, description="Outputs of the last stages (no stage reads them).")
     dead_letter_days: int = Field(14, ge=1, le=14, description="Dead-lettered records and events (at most 14 days, the SQS maximum).")
 
 
+class UploadsSpec(Strict):
+    """A landing bucket where outside producers drop files: JSON lines, optionally gzip-compressed (`.gz`)."""
+
+    name: str = Field("uploads", description=f"The landing bucket's key; object stages read it with `from: <name>`. {STAGE_HINT}.")
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        return _check_name(value, 2, 20, STAGE_HINT)
+
+    @property
+    def prefix(self) -> str:
+        """Producers write under this prefix; the same `<key>/` layout as every stage's outputs."""
+        return f"{self.name}/"
+
+
+class StageWorkload(Strict):
+    """The work one stage does, per record and per invocation, the same on every cloud.
+
+    One invocation that handles n records takes `ms_per_invocation + n * ms_per_record`; each cloud
+    decides n from its own batching, so compute is priced for the same work everywhere.
+    """
+
+    ms_per_record: float = Field(1.0, ge=0, le=900_000, description="Handler time per record or row, in ms.")
+    ms_per_invocation: float = Field(
+        100.0, ge=0, le=900_000,
+        description="Fixed time of one invocation on top of its records (reading the input, writing the output), in ms.",
+    )
+    output_ratio: float = Field(1.0, ge=0, le=1000, description="Output rows per input record (0.5 when the handler drops half).")
+
+
+class HttpWorkload(Strict):
+    """Requests to each HTTP stage."""
+
+    requests_per_second: float = Field(1.0, ge=0, le=100_000, description="Average requests per second to each HTTP stage.")
+    rows_per_request: int = Field(10, ge=1, le=100_000, description="Rows in one request body.")
+
+
+class UploadsWorkload(Strict):
+    """Files producers drop into the uploads bucket."""
+
+    files_per_hour: float = Field(60.0, ge=0, le=3_600_000, description="Average files uploaded per hour.")
+    records_per_file: int = Field(10_000, ge=1, le=100_000_000, description="JSON lines per file (each of `record_bytes`).")
+
+
+_WORKLOAD_RENAMED = ("this key was replaced by a per-record model: write "
+                     "workload.stages.<stage>: {ms_per_record: ..., ms_per_invocation: ...} (one invocation of n records "
+                     "takes ms_per_invocation + n x ms_per_record; each cloud's batching decides n)")
+
+
 class WorkloadSpec(Strict):
-    """The expected load: drives stream sizing now and cost estimates."""
+    """The expected load: drives capacity sizing (stream and every stage) and cost estimates."""
 
     records_per_second: float = Field(100.0, gt=0, le=1_000_000, description="Average records per second into the stream.")
-    record_bytes: int = Field(1024, ge=1, le=1_048_576, description="Average record size in bytes.")
-    stage_duration_ms: dict[str, Annotated[int, Field(ge=1, le=900_000)]] = Field(
-        default_factory=dict,
-        description="Estimated average run time of one invocation per stage, in ms (default 200 ms).",
-    )
+    record_bytes: int = Field(1024, ge=1, le=1_048_576, description="Average record (or uploaded JSON line) size in bytes.")
+    stages: dict[str, StageWorkload] = Field(default_factory=dict, description="Work per stage; stages not listed use the defaults.")
+    http: HttpWorkload = Field(default_factory=HttpWorkload)  # type: ignore[arg-type]
+    uploads: UploadsWorkload = Field(default_factory=UploadsWorkload)  # type: ignore[arg-type]
+    # The old per-invocation key: invocations hold different numbers of records on each cloud, so it priced the
+    # same work differently. Kept only to say what to write instead.
+    stage_duration_ms: SkipJsonSchema[Any] = Field(None, exclude=True)
 
-    def duration_ms(self, stage: str) -> int:
-        return self.stage_duration_ms.get(stage, 200)
+    @field_validator("stage_duration_ms")
+    @classmethod
+    def _renamed(cls, value: Any) -> None:
+        if value is not None:
+            raise ValueError(_WORKLOAD_RENAMED)
+
+    def stage(self, name: str) -> StageWorkload:
+        return self.stages.get(name) or StageWorkload.model_validate({})
 
     @property
     def bytes_per_second(self) -> float:
         return self.records_per_second * self.record_bytes
 
 
+class AlertsSpec(Strict):
+    """Who is told when the pipeline is unhealthy (dead letters, errors, lag)."""
+
+    emails: list[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)]] = Field(
+        default_factory=list, max_length=20, description="E-mail addresses subscribed to every alert (each must confirm the subscription).",
+    )
+    webhook: str | None = Field(
+        None, pattern=r"^https://[^\s]+$", max_length=2048,
+        description="An HTTPS URL that receives every alert (kept as a secret in the deploy state).",
+    )
+
+
+_INVOKERS = "Principals allowed to call HTTP stages, besides the pipeline's own caller identity."
+
+
 class AwsSettings(Strict):
     region: str = Field("us-east-1", pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d$", description="AWS region, e.g. us-east-1.")
     stream_mode: Literal["provisioned", "on_demand"] = Field("provisioned", description="Kinesis capacity mode.")
+    http_invokers: list[str] = Field(default_factory=list, max_length=50, description=f"{_INVOKERS} IAM role or user ARNs.")
 
 
 class GcpSettings(Strict):
     project: str | None = Field(None, pattern=r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$", description="GCP project ID (required to plan or deploy on GCP).")
     region: str = Field("us-central1", pattern=r"^[a-z]+-[a-z]+\d$", description="GCP region, e.g. us-central1.")
+    http_invokers: list[str] = Field(default_factory=list, max_length=50,
+                                     description=f"{_INVOKERS} IAM members: user:..., group:..., serviceAccount:... (never allUsers).")
 
 
 class AzureSettings(Strict):
     location: str = Field("eastus", pattern=r"^[a-z0-9]+$", description="Azure location, e.g. eastus.")
+    http_invokers: list[str] = Field(default_factory=list, max_length=50,
+                                     description=f"{_INVOKERS} Entra ID object IDs of users, groups, service principals or managed identities.")
 
 
 class CloudsSpec(Strict):
@@ -256,12 +359,24 @@ class PipelineSpec(Strict):
 
     name: str = Field(description=f"Pipeline name, used in every resource name: {NAME_HINT}.")
     description: str = Field("", max_length=256)
-    stream: StreamSpec = Field(default_factory=StreamSpec)  # type: ignore[arg-type]
+    stream: StreamSpec | None = Field(
+        None, description="The managed stream records arrive on. Present by default; a pipeline fed only by `uploads` may leave it out.",
+    )
+    uploads: UploadsSpec | None = Field(None, description="A landing bucket outside producers drop files into (`uploads: {}` for the defaults).")
     stages: list[StageSpec] = Field(min_length=1, max_length=50)
     storage: StorageSpec = Field(default_factory=StorageSpec)  # type: ignore[arg-type]
     workload: WorkloadSpec = Field(default_factory=WorkloadSpec)  # type: ignore[arg-type]
+    alerts: AlertsSpec = Field(default_factory=AlertsSpec)  # type: ignore[arg-type]
     clouds: CloudsSpec = Field(default_factory=CloudsSpec)  # type: ignore[arg-type]
     tags: dict[TagKey, TagValue] = Field(default_factory=dict, description="Tags / labels on every resource that takes them (GCP label rules).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_stream(cls, data: Any) -> Any:
+        """A spec without `stream:` keeps the default stream unless it has `uploads:` instead (then it has no stream)."""
+        if isinstance(data, dict) and data.get("stream") is None and "stream" not in data and data.get("uploads") is None:
+            return {**data, "stream": {}}
+        return data
 
     @field_validator("name")
     @classmethod
@@ -271,29 +386,52 @@ class PipelineSpec(Strict):
     def stage(self, name: str) -> StageSpec:
         return next(s for s in self.stages if s.name == name)
 
-    def consumers_of(self, stage: str) -> list[StageSpec]:
-        """Stages triggered by objects that `stage` writes."""
-        return [s for s in self.stages if s.trigger.objects and s.trigger.objects.from_stage == stage]
+    def consumers_of(self, source: str) -> list[StageSpec]:
+        """Stages that read objects `source` (a stage or the uploads bucket) writes, on each object or on a schedule."""
+        return [s for s in self.stages if s.trigger.source == source]
+
+    @property
+    def uploads_name(self) -> str | None:
+        return self.uploads.name if self.uploads else None
+
+    @property
+    def workload_given(self) -> bool:
+        """Whether the spec states its workload, or the comparison prices the documented defaults."""
+        return "workload" in self.model_fields_set
 
 
 def wiring_problems(spec: PipelineSpec) -> list[tuple[tuple[str | int, ...], str, str]]:
     """Cross-field checks, each as (field path, message, hint), so errors point at the field."""
     problems: list[tuple[tuple[str | int, ...], str, str]] = []
+    uploads = spec.uploads_name
+    if spec.stream is None and spec.uploads is None:
+        problems.append((("stream",), "a pipeline needs a source: a stream, an uploads bucket, or both",
+                         "add 'stream: {}' for records, or 'uploads: {}' for files producers drop in"))
+    if uploads in RESERVED_STAGE_NAMES:
+        problems.append((("uploads", "name"), f"{uploads!r} is reserved for a pipeline bucket", "choose another name, e.g. 'uploads'"))
     seen: list[str] = []
+    readable = [uploads] if uploads else []  # what an objects trigger or a schedule may read
     for index, stage in enumerate(spec.stages):
+        at: tuple[str | int, ...] = ("stages", index)
+        trigger = stage.trigger
         if stage.name in RESERVED_STAGE_NAMES:
-            problems.append((("stages", index, "name"), f"stage name {stage.name!r} is reserved for a pipeline bucket", "choose another name"))
+            problems.append(((*at, "name"), f"stage name {stage.name!r} is reserved for a pipeline bucket", "choose another name"))
         if stage.name in seen:
-            problems.append((("stages", index, "name"), f"stage name {stage.name!r} is used twice", "stage names must be unique"))
-        objects = stage.trigger.objects
-        if objects is not None and objects.from_stage not in seen:
-            earlier = ", ".join(seen) or "none: the first stage must read the stream or run on a schedule"
-            problems.append((
-                ("stages", index, "trigger", "objects", "from"),
-                f"stage {stage.name!r} reads objects from {objects.from_stage!r}, which is not an earlier stage",
-                f"earlier stages: {earlier}",
-            ))
+            problems.append(((*at, "name"), f"stage name {stage.name!r} is used twice", "stage names must be unique"))
+        if uploads and stage.name == uploads:
+            problems.append(((*at, "name"), f"stage name {stage.name!r} is the uploads bucket's name", "rename the stage or set uploads.name"))
+        if trigger.stream and spec.stream is None:
+            problems.append(((*at, "trigger", "stream"), f"stage {stage.name!r} reads the stream, but this pipeline has none",
+                             "add 'stream: {}' at the top level, or trigger the stage on objects from the uploads bucket"))
+        source = trigger.source
+        if source is not None and source not in readable:
+            field_path = (*at, "trigger", "objects", "from") if trigger.objects else (*at, "trigger", "from")
+            what = "an earlier stage that writes objects" + (f" or the uploads bucket {uploads!r}" if uploads else "")
+            choices = ", ".join(readable) or "none: the first stage must read the stream, run on a schedule or serve HTTP"
+            problems.append((field_path, f"stage {stage.name!r} reads objects from {source!r}, which is not {what}", f"can read: {choices}"))
         seen.append(stage.name)
-    for name in sorted(set(spec.workload.stage_duration_ms) - set(seen)):
-        problems.append((("workload", "stage_duration_ms", name), f"{name!r} is not a stage", f"stages: {', '.join(seen)}"))
+        if not (trigger.http and not trigger.http.persist):
+            readable.append(stage.name)  # an HTTP stage writes objects only with persist: true
+    for name in sorted(set(spec.workload.stages) - set(seen)):
+        problems.append((("workload", "stages", name), f"{name!r} is not a stage", f"stages: {', '.join(seen)}"))
     return problems

@@ -8,9 +8,11 @@ from typing import Any, ClassVar
 
 import pulumi_aws as aws
 
-from pipeline.backend import Backend, BucketSpec, FunctionCode, Grant, Handle, Limits, RoleContext, StageResources, StreamSizing
+from pipeline.backend import Backend, BucketSpec, FunctionCode, Grant, Handle, Limits, RoleContext, StageResources
 from pipeline.cost import CostEstimate
+from pipeline.errors import PipelineError
 from pipeline.packaging import Recipe
+from pipeline.sizing import Sizing, StageDemand, StageSizing, StreamSizing
 from pipeline.spec.model import StageSpec
 from pipeline.spec.schedule import Schedule
 from pipeline_aws import credentials, functions, iam, limits, naming, observability, pricing, sizing, storage, stream, triggers
@@ -20,7 +22,7 @@ class AwsBackend(Backend):
     name = "aws"
     title = "AWS"
     # Every identity the plan creates is an IAM role (stage functions, Firehose, Scheduler).
-    identity_types: ClassVar[frozenset[str]] = frozenset({"aws:iam/role:Role"})
+    identity_types: ClassVar[frozenset[str]] = frozenset({"aws:iam/role:Role", "aws:iam/policy:Policy"})
     key_settings: ClassVar[dict[str, tuple[str, ...]]] = {
         "aws:kinesis/stream:Stream": ("shardCount", "streamModeDetails.streamMode", "retentionPeriod"),
         "aws:kinesis/firehoseDeliveryStream:FirehoseDeliveryStream": ("extendedS3Configuration.bufferingSize", "extendedS3Configuration.bufferingInterval"),
@@ -35,6 +37,7 @@ class AwsBackend(Backend):
     # out on purpose: it only denies (insecure transport) and grants nothing.
     grant_types: ClassVar[frozenset[str]] = frozenset({
         "aws:iam/rolePolicy:RolePolicy",
+        "aws:iam/policy:Policy",
         "aws:lambda/permission:Permission",
         "aws:sqs/queuePolicy:QueuePolicy",
     })
@@ -57,6 +60,9 @@ class AwsBackend(Backend):
     def size_stream(self) -> StreamSizing:
         return sizing.size_stream(self.spec)
 
+    def size_stage(self, stage: StageSpec, demand: StageDemand, stream: StreamSizing | None) -> StageSizing:
+        return sizing.size_stage(self.spec, stage, demand, stream)
+
     def stack_config(self) -> dict[str, str]:
         return credentials.stack_config(self.spec)
 
@@ -69,7 +75,7 @@ class AwsBackend(Backend):
     def limits(self) -> Limits:
         return limits.limits(self.spec)
 
-    def price(self, sizing: StreamSizing, free_tier: bool) -> CostEstimate:
+    def price(self, sizing: Sizing, free_tier: bool) -> CostEstimate:
         return pricing.estimate(self.spec, sizing, free_tier)
 
     def mock_resource(self, type_: str, name: str, inputs: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -93,6 +99,12 @@ class AwsBackend(Backend):
 
     def artifact(self, role: RoleContext, bucket: Handle[Any], path: Path, key: str) -> Handle[Any]:
         return storage.artifact(role, bucket, path, key)
+
+    def producer(self, role: RoleContext, source: str, grants: Sequence[Grant]) -> Handle[Any]:
+        return iam.producer(role, source, grants)
+
+    def http_trigger(self, role: RoleContext, stage: StageSpec, function: Handle[Any], identity: Handle[Any], dead_letter: Handle[Any]) -> Handle[Any]:
+        raise PipelineError("AWS HTTP stages are not built yet")
 
     def identity(self, role: RoleContext, stage: StageSpec) -> Handle[Any]:
         return iam.lambda_identity(role, stage.name)

@@ -13,6 +13,10 @@ from pipeline.backend import Access, Grant, Handle, RoleContext
 # Lambda's event source mapping reads with the function's role
 # (https://docs.aws.amazon.com/lambda/latest/dg/services-kinesis-create.html).
 KINESIS_READ = ["kinesis:DescribeStream", "kinesis:DescribeStreamSummary", "kinesis:GetRecords", "kinesis:GetShardIterator", "kinesis:ListShards"]
+# Producers put records; the SDKs and the KPL also describe the stream and list its shards. The stream is
+# encrypted with the AWS-managed key, which needs no KMS permission from producers
+# (https://docs.aws.amazon.com/streams/latest/dev/permissions-user-key-KMS.html).
+KINESIS_WRITE = ["kinesis:DescribeStreamSummary", "kinesis:ListShards", "kinesis:PutRecord", "kinesis:PutRecords"]
 
 
 def trust(service: str) -> str:
@@ -53,8 +57,13 @@ def grant_statements(grants: Sequence[Grant]) -> list[dict[str, Any]]:
         sid = _sid(index, grant)
         if grant.access is Access.READ_STREAM:
             statements.append(statement(sid, KINESIS_READ, [arn]))
+        elif grant.access is Access.WRITE_STREAM:
+            statements.append(statement(sid, KINESIS_WRITE, [arn]))
         elif grant.access is Access.READ_OBJECTS:
             statements.append(statement(sid, ["s3:GetObject"], [pulumi.Output.concat(arn, "/", grant.prefix, "*")]))
+        elif grant.access is Access.LIST_OBJECTS:
+            # ListBucket is a bucket action; the s3:prefix condition keeps it to the keys under the prefix.
+            statements.append(statement(sid, ["s3:ListBucket"], [arn], {"StringLike": {"s3:prefix": [f"{grant.prefix}*"]}}))
         elif grant.access is Access.WRITE_OBJECTS:
             statements.append(statement(sid, ["s3:PutObject"], [pulumi.Output.concat(arn, "/", grant.prefix, "*")]))
         elif grant.access is Access.READ_OBJECT:
@@ -72,3 +81,12 @@ def lambda_identity(role: RoleContext, stage_name: str) -> Handle[aws.iam.Role]:
 def grant(role: RoleContext, identity: Handle[aws.iam.Role], grants: Sequence[Grant]) -> None:
     attached = inline_policy(role, "data-access", identity.resource, grant_statements(grants))
     identity.extra["policies"].append(attached)
+
+
+def producer(role: RoleContext, source: str, grants: Sequence[Grant]) -> Handle[aws.iam.Policy]:
+    """A customer-managed policy a producer's own role or user attaches: we cannot know who the producers
+    are (an application role, a CI user, another account's role through its own trust), so rather than a
+    role with a guessed trust policy we publish exactly the permission, and name it in the outputs."""
+    document = aws.iam.Policy(role.name("policy"), description=f"Lets a producer feed {source} of pipeline {role.pipeline} ({role.stack})",
+                              policy=policy(grant_statements(grants)), opts=role.opts())
+    return Handle(document, document.arn, {"arn": document.arn})

@@ -22,7 +22,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.backend import StreamSizing
 from pipeline.cost import (
     GB,
     HOURS_PER_MONTH,
@@ -31,13 +30,13 @@ from pipeline.cost import (
     PriceSheet,
     bytes_per_month,
     ceil_units,
-    invocations_per_month,
     load_price_sheet,
+    output_rows_per_month,
     records_per_month,
-    rows_per_month,
     stored_gb_months,
 )
 from pipeline.program import bucket_plan
+from pipeline.sizing import Sizing, StreamSizing
 from pipeline.spec.model import PipelineSpec, StageSpec
 from pipeline_aws import functions, stream
 
@@ -156,14 +155,13 @@ def shared_free(total_free: float, usage: Mapping[str, float]) -> dict[str, floa
 # ---- the estimate -----------------------------------------------------------------------------
 
 
-def stream_invocations(spec: PipelineSpec, sizing: StreamSizing, stage: StageSpec) -> float:
-    """Invocations a month of a stream stage: records / effective batch (see `effective_batch`)."""
+def stream_batch(spec: PipelineSpec, sizing: StreamSizing, stage: StageSpec) -> float:
+    """Records per invocation of a stream stage's event source mapping (see `effective_batch`)."""
     assert stage.trigger.stream is not None
     shards = sizing.units if sizing.mode == "provisioned" else sizing.partitions
     per_shard = spec.workload.records_per_second / max(1, shards)
-    batch = effective_batch(stage.trigger.stream.batch_size, stage.trigger.stream.max_batching_window_s, per_shard,
-                            spec.workload.record_bytes)
-    return records_per_month(spec) / batch
+    return effective_batch(stage.trigger.stream.batch_size, stage.trigger.stream.max_batching_window_s, per_shard,
+                           spec.workload.record_bytes)
 
 
 def stream_consumers(spec: PipelineSpec) -> int:
@@ -171,7 +169,7 @@ def stream_consumers(spec: PipelineSpec) -> int:
     return sum(1 for s in spec.stages if s.trigger.stream) + (1 if spec.stream.archive else 0)
 
 
-def estimate(spec: PipelineSpec, sizing: StreamSizing, free_tier: bool) -> CostEstimate:
+def estimate(spec: PipelineSpec, sizing: Sizing, free_tier: bool) -> CostEstimate:
     """Monthly cost of the planned AWS resources for `spec.workload`, line by line."""
     region = spec.clouds.aws.region
     prices = price_sheet(region)
@@ -179,14 +177,15 @@ def estimate(spec: PipelineSpec, sizing: StreamSizing, free_tier: bool) -> CostE
     work = spec.workload
     records = records_per_month(spec)
     raw_bytes = bytes_per_month(spec)
-    invocations = invocations_per_month(spec, lambda stage: stream_invocations(spec, sizing, stage))
+    invocations = {name: stage.invocations_per_month for name, stage in sizing.stages.items()}
 
-    _stream(est, prices, spec, sizing, records)
-    if spec.stream.archive:
+    if sizing.stream is not None:
+        _stream(est, prices, spec, sizing.stream, records)
+    if spec.stream is not None and spec.stream.archive:
         est.add("raw-archive", "Firehose ingestion (5 KB rounding per record)", firehose_gb(records, work.record_bytes),
                 prices["firehose-gb-ingested"], note=f"{records:,.0f} records x {ceil_units(work.record_bytes, FIREHOSE_ROUNDING_BYTES) * 5} KB billed")
-    _functions(est, prices, spec, invocations)
-    _storage(est, prices, spec, invocations, raw_bytes)
+    _functions(est, prices, spec, sizing)
+    _storage(est, prices, spec, sizing, raw_bytes)
     _triggers(est, prices, spec, invocations)
     _observability(est, prices, spec, invocations)
 
@@ -232,8 +231,9 @@ def _stream(est: CostEstimate, prices: PriceSheet, spec: PipelineSpec, sizing: S
                 prices["kinesis-on-demand-extended-retention-gb-month"], note=f"retention {retention} h > 24 h")
 
 
-def _functions(est: CostEstimate, prices: PriceSheet, spec: PipelineSpec, invocations: Mapping[str, float]) -> None:
-    gb_s = {s.name: lambda_gb_seconds(s.memory_mb, spec.workload.duration_ms(s.name), invocations[s.name]) for s in spec.stages}
+def _functions(est: CostEstimate, prices: PriceSheet, spec: PipelineSpec, sizing: Sizing) -> None:
+    invocations = {name: stage.invocations_per_month for name, stage in sizing.stages.items()}
+    gb_s = {s.name: lambda_gb_seconds(s.memory_mb, sizing.stages[s.name].invocation_ms, invocations[s.name]) for s in spec.stages}
     free_requests = shared_free(LAMBDA_FREE_REQUESTS, invocations)
     free_gb_s = shared_free(LAMBDA_FREE_GB_SECONDS, gb_s)
     share = "account free tier shared between functions in proportion to use"
@@ -242,15 +242,15 @@ def _functions(est: CostEstimate, prices: PriceSheet, spec: PipelineSpec, invoca
         est.add(role, "Lambda requests", invocations[s.name], prices["lambda-request"], free=free_requests[s.name],
                 note=share if est.free_tier else "")
         est.add(role, "Lambda duration (arm64)", gb_s[s.name], prices["lambda-gb-second-arm64"], free=free_gb_s[s.name],
-                note=f"{s.memory_mb} MB x {spec.workload.duration_ms(s.name)} ms x {invocations[s.name]:,.0f} invocations"
+                note=f"{s.memory_mb} MB x {sizing.stages[s.name].invocation_ms:,.0f} ms x {invocations[s.name]:,.0f} invocations"
                      + (f"; {share}" if est.free_tier else ""))
 
 
-def _storage(est: CostEstimate, prices: PriceSheet, spec: PipelineSpec, invocations: Mapping[str, float],
-             raw_bytes: float) -> None:
+def _storage(est: CostEstimate, prices: PriceSheet, spec: PipelineSpec, sizing: Sizing, raw_bytes: float) -> None:
+    invocations = {name: stage.invocations_per_month for name, stage in sizing.stages.items()}
     storage_price, put, get = prices["s3-standard-gb-month"], prices["s3-put-request"], prices["s3-get-request"]
     retention = {b.key: b.retention_days for b in bucket_plan(spec)}
-    if spec.stream.archive:
+    if spec.stream is not None and spec.stream.archive:
         days = retention["raw"] or 0
         est.add("raw-bucket", "S3 Standard storage", stored_gb_months(raw_bytes / GZIP_RATIO, days), storage_price,
                 note=f"gzip {GZIP_RATIO:g}:1, kept {days} days")
@@ -258,16 +258,19 @@ def _storage(est: CostEstimate, prices: PriceSheet, spec: PipelineSpec, invocati
         est.add("raw-bucket", "S3 PUT requests", objects, put,
                 note=f"one object per Firehose flush ({stream.ARCHIVE_BUFFER_MB} MB or {stream.ARCHIVE_BUFFER_SECONDS} s)")
     for s in spec.stages:
+        if s.name not in retention:
+            continue
         days = retention[s.name] or 0
-        out_bytes = rows_per_month(spec, s) * spec.workload.record_bytes * OUTPUT_BYTES_PER_ROW_FACTOR
+        out_bytes = output_rows_per_month(sizing.stages[s.name]) * spec.workload.record_bytes * OUTPUT_BYTES_PER_ROW_FACTOR
         est.add(f"{s.name}-bucket", "S3 Standard storage", stored_gb_months(out_bytes, days), storage_price, note=f"kept {days} days")
-        est.add(f"{s.name}-bucket", "S3 PUT requests", invocations[s.name], put, note="one output object per invocation")
+        est.add(f"{s.name}-bucket", "S3 PUT requests", sizing.stages[s.name].output_objects_per_month, put,
+                note="one output object per invocation")
         readers = spec.consumers_of(s.name)
         if readers:
             gets = sum(invocations[r.name] for r in readers)
             est.add(f"{s.name}-bucket", "S3 GET requests", gets, get,
                     note=f"{', '.join(r.name for r in readers)} read(s) each object once")
-    failed_records, dead_objects = dead_letters(spec, invocations)
+    failed_records, dead_objects = dead_letters(spec, sizing)
     dead_bytes = failed_records * (spec.workload.record_bytes + DEAD_LETTER_OVERHEAD_BYTES)
     days = retention["dead-letter"] or 0
     est.add("dead-letter-bucket", "S3 Standard storage", stored_gb_months(dead_bytes, days), storage_price,
@@ -276,7 +279,7 @@ def _storage(est: CostEstimate, prices: PriceSheet, spec: PipelineSpec, invocati
             note="one dead-letter object per invocation with at least one failed row")
 
 
-def dead_letters(spec: PipelineSpec, invocations: Mapping[str, float]) -> tuple[float, float]:
+def dead_letters(spec: PipelineSpec, sizing: Sizing) -> tuple[float, float]:
     """Rows the runtime dead-letters a month, and the objects that takes.
 
     Each stage fails `FAILURE_RATE` of its input rows; the runtime writes one dead-letter object per
@@ -284,10 +287,9 @@ def dead_letters(spec: PipelineSpec, invocations: Mapping[str, float]) -> tuple[
     """
     rows = objects = 0.0
     for stage in spec.stages:
-        trigger = stage.trigger
-        inputs = records_per_month(spec) if trigger.stream else (
-            rows_per_month(spec, spec.stage(trigger.objects.from_stage)) if trigger.objects else invocations[stage.name])
-        calls = invocations[stage.name]
+        sized = sizing.stages[stage.name]
+        inputs = max(sized.records_per_month, sized.invocations_per_month if stage.trigger.schedule else 0.0)
+        calls = sized.invocations_per_month
         per_call = inputs / calls if calls else 0.0
         rows += inputs * FAILURE_RATE
         objects += calls * (1 - (1 - FAILURE_RATE) ** per_call)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import math
 
-from pipeline.backend import StreamSizing
-from pipeline.spec.model import PipelineSpec
+from pipeline.sizing import StageDemand, StageSizing, StreamSizing, schedule_interval_s, stage_sizing
+from pipeline.spec.model import PipelineSpec, StageSpec
 
 WRITE_BYTES_PER_SHARD = 1024 * 1024
 WRITE_RECORDS_PER_SHARD = 1000
@@ -57,3 +57,32 @@ def size_stream(spec: PipelineSpec) -> StreamSizing:
         capacity_bytes_per_second=shards * WRITE_BYTES_PER_SHARD,
         reasoning=reasoning,
     )
+
+
+# ---- stages ------------------------------------------------------------------------------------------
+ACCOUNT_CONCURRENCY = 1000  # default regional Lambda concurrency quota shared by every function of the account
+POLL_INTERVAL_S = 1.0  # the event source mapping polls each shard about once a second
+EVENT_DELIVERY_S = 1.0  # S3 -> EventBridge -> Lambda asynchronous invoke, typically under a second or two
+
+
+def size_stage(spec: PipelineSpec, stage: StageSpec, demand: StageDemand, stream: StreamSizing | None) -> StageSizing:
+    """Lambda: a Kinesis ESM invokes one batch per shard at a time; other triggers share the account's concurrency."""
+    from pipeline_aws.pricing import stream_batch
+
+    trigger = stage.trigger
+    if trigger.stream and stream is not None and trigger.stream is not None:
+        batch = stream_batch(spec, stream, stage)
+        shards = stream.units if stream.mode == "provisioned" else stream.partitions
+        window = trigger.stream.max_batching_window_s
+        fill = batch / max(demand.records_per_second / max(shards, 1), 1e-9)
+        return stage_sizing(spec, stage, demand, records_per_invocation=batch, concurrency=max(1, shards),
+                            latency_s=min(window, fill) + POLL_INTERVAL_S / 2, latency_max_s=window + POLL_INTERVAL_S,
+                            reasoning=[f"event source mapping: one concurrent batch per shard ({shards} shard(s)), "
+                                       f"{batch:,.0f} records per batch"])
+    if trigger.schedule:
+        interval = schedule_interval_s(stage)
+        return stage_sizing(spec, stage, demand, records_per_invocation=0, concurrency=1,
+                            latency_s=interval / 2, latency_max_s=interval, reasoning=["EventBridge Scheduler: one run at a time"])
+    return stage_sizing(spec, stage, demand, records_per_invocation=0, concurrency=ACCOUNT_CONCURRENCY,
+                        latency_s=EVENT_DELIVERY_S, latency_max_s=EVENT_DELIVERY_S * 5,
+                        reasoning=[f"unreserved: shares the account's {ACCOUNT_CONCURRENCY:,} concurrent executions"])

@@ -11,8 +11,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pipeline.backend import Backend, BucketSpec, FunctionCode, Grant, Handle, RoleContext, StageResources, StreamSizing
+from pipeline.backend import Backend, BucketSpec, FunctionCode, Grant, Handle, RoleContext, StageResources
+from pipeline.errors import PipelineError
 from pipeline.packaging import Recipe
+from pipeline.sizing import Sizing, StageDemand, StageSizing, StreamSizing
 from pipeline.spec.model import StageSpec
 from pipeline.spec.schedule import Schedule
 from pipeline_azure import checks, credentials, functions, iam, naming, observability, sizing, storage, stream, triggers
@@ -54,6 +56,15 @@ class AzureBackend(Backend):  # type: ignore[misc]  # Backend is Any when mypy c
     def size_stream(self) -> StreamSizing:
         return sizing.size_stream(self.spec)
 
+    def size_stage(self, stage: StageSpec, demand: StageDemand, stream: StreamSizing | None) -> StageSizing:
+        return sizing.size_stage(self.spec, stage, demand, stream)
+
+    def producer(self, role: RoleContext, source: str, grants: Sequence[Grant]) -> Handle[Any]:
+        return iam.producer(role, self.platform_state, source, grants)
+
+    def http_trigger(self, role: RoleContext, stage: StageSpec, function: Handle[Any], identity: Handle[Any], dead_letter: Handle[Any]) -> Handle[Any]:
+        raise PipelineError("Azure HTTP stages are not built yet")
+
     def stack_config(self) -> dict[str, str]:
         return credentials.stack_config(self.spec)
 
@@ -68,7 +79,7 @@ class AzureBackend(Backend):  # type: ignore[misc]  # Backend is Any when mypy c
 
         return limits.limits(self.spec)
 
-    def price(self, sizing: StreamSizing, free_tier: bool) -> CostEstimate:
+    def price(self, sizing: Sizing, free_tier: bool) -> CostEstimate:
         from pipeline_azure import pricing
 
         return pricing.estimate(self.spec, sizing, free_tier)

@@ -22,6 +22,7 @@ from pipeline.spec.model import StageSpec
 from pipeline_azure.platform import Platform
 
 EVENT_HUBS_DATA_RECEIVER = "a638d3c7-ab3a-418d-83e6-5f17a39d4fde"
+EVENT_HUBS_DATA_SENDER = "2b629674-e913-4c01-ae53-ef4638d8f975"
 STORAGE_BLOB_DATA_OWNER = "b7e6dc6d-f1e8-4753-8033-0f276bb0955b"
 STORAGE_BLOB_DATA_CONTRIBUTOR = "ba92f5b4-2d11-453d-a403-e96b0029c9fe"
 STORAGE_BLOB_DATA_READER = "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"
@@ -30,6 +31,7 @@ MONITORING_METRICS_PUBLISHER = "3913510d-42f4-4e42-8a64-420c390055eb"
 
 ROLE_NAMES = {
     EVENT_HUBS_DATA_RECEIVER: "Azure Event Hubs Data Receiver",
+    EVENT_HUBS_DATA_SENDER: "Azure Event Hubs Data Sender",
     STORAGE_BLOB_DATA_OWNER: "Storage Blob Data Owner",
     STORAGE_BLOB_DATA_CONTRIBUTOR: "Storage Blob Data Contributor",
     STORAGE_BLOB_DATA_READER: "Storage Blob Data Reader",
@@ -41,6 +43,7 @@ _BLOBS = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs"
 BLOB_READ_ACTIONS = (f"{_BLOBS}/read",)
 BLOB_WRITE_ACTIONS = (f"{_BLOBS}/read", f"{_BLOBS}/write", f"{_BLOBS}/add/action", f"{_BLOBS}/delete", f"{_BLOBS}/move/action")
 PATH = f"@Resource[{_BLOBS}:path]"
+LIST_PREFIX = f"@Request[{_BLOBS}:prefix]"
 CONDITION_VERSION = "2.0"
 
 
@@ -50,6 +53,18 @@ def path_condition(actions: Sequence[str], operator: str, value: str) -> str:
         raise ValueError(f"a blob path in a condition cannot contain a quote: {value!r}")
     not_actions = " AND ".join(f"!(ActionMatches{{'{action}'}})" for action in actions)
     return f"(({not_actions}) OR ({PATH} {operator} '{value}'))"
+
+
+def list_condition(prefix: str) -> str:
+    """Listing only with a `prefix` request parameter under `prefix` (the documented ABAC pattern for
+    'list blobs in a named prefix': https://learn.microsoft.com/azure/storage/blobs/storage-auth-abac-examples),
+    and no blob reads at all."""
+    if "'" in prefix:
+        raise ValueError(f"a blob prefix in a condition cannot contain a quote: {prefix!r}")
+    reads = f"ActionMatches{{'{_BLOBS}/read'}}"
+    no_blob_reads = f"!({reads} AND NOT SubOperationMatches{{'Blob.List'}})"
+    list_under_prefix = f"(!({reads} AND SubOperationMatches{{'Blob.List'}}) OR {LIST_PREFIX} StringStartsWith '{prefix}')"
+    return f"(({no_blob_reads}) AND {list_under_prefix})"
 
 
 def assign(role: RoleContext, platform: Platform, suffix: str, principal_id: pulumi.Input[str], guid: str, scope: pulumi.Input[str],
@@ -82,17 +97,40 @@ def grant(role: RoleContext, platform: Platform, who: Handle[managedidentity.Use
         # The stream handle's event hub is built lazily (see stream.py); grants scope to the hub itself.
         scope = g.target.extra["lazy"].hub().id if "lazy" in g.target.extra else g.target.extra["id"]
         reason = g.reason or g.access.value
-        if g.access is Access.READ_STREAM:
-            guid, condition = EVENT_HUBS_DATA_RECEIVER, None
-        elif g.access is Access.READ_OBJECTS:
-            guid, condition = STORAGE_BLOB_DATA_READER, path_condition(BLOB_READ_ACTIONS, "StringStartsWith", g.prefix)
-        elif g.access is Access.WRITE_OBJECTS:
-            guid, condition = STORAGE_BLOB_DATA_CONTRIBUTOR, path_condition(BLOB_WRITE_ACTIONS, "StringStartsWith", g.prefix)
-        elif g.access is Access.READ_OBJECT:
-            guid, condition = STORAGE_BLOB_DATA_READER, path_condition(BLOB_READ_ACTIONS, "StringEquals", g.prefix)
-        else:  # pragma: no cover - exhaustive over Access
-            raise ValueError(g.access)
+        guid, condition = role_for(g)
         if condition is not None and not g.prefix:
             condition = None  # the whole container was granted
         assignment = assign(role, platform, f"{g.access.value.replace('_', '-')}-{index}", who.extra["principal_id"], guid, scope, reason, condition)
         who.extra["assignments"].append(assignment)
+
+
+def role_for(g: Grant) -> tuple[str, str | None]:
+    """The built-in role and blob-path condition that give exactly this grant."""
+    if g.access is Access.READ_STREAM:
+        guid, condition = EVENT_HUBS_DATA_RECEIVER, None
+    elif g.access is Access.WRITE_STREAM:
+        guid, condition = EVENT_HUBS_DATA_SENDER, None
+    elif g.access is Access.LIST_OBJECTS:
+        guid, condition = STORAGE_BLOB_DATA_READER, list_condition(g.prefix)
+    elif g.access is Access.READ_OBJECTS:
+        guid, condition = STORAGE_BLOB_DATA_READER, path_condition(BLOB_READ_ACTIONS, "StringStartsWith", g.prefix)
+    elif g.access is Access.WRITE_OBJECTS:
+        guid, condition = STORAGE_BLOB_DATA_CONTRIBUTOR, path_condition(BLOB_WRITE_ACTIONS, "StringStartsWith", g.prefix)
+    elif g.access is Access.READ_OBJECT:
+        guid, condition = STORAGE_BLOB_DATA_READER, path_condition(BLOB_READ_ACTIONS, "StringEquals", g.prefix)
+    else:  # pragma: no cover - exhaustive over Access
+        raise ValueError(g.access)
+    return guid, condition
+
+
+def producer(role: RoleContext, platform: Platform, source: str, grants: Sequence[Grant]) -> Handle[managedidentity.UserAssignedIdentity]:
+    """A user-assigned identity producers run as (attach it to their app, or federate a workload to it):
+    Event Hubs Data Sender on the hub, or Blob Data Contributor narrowed to the landing prefix."""
+    uami = managedidentity.UserAssignedIdentity(
+        role.name(), resource_name_=f"id-{role.pipeline}-{role.stack}-{source}-in", resource_group_name=platform.rg_name,
+        location=platform.location, tags=platform.tags, opts=role.opts(),
+    )
+    handle: Handle[managedidentity.UserAssignedIdentity] = Handle(
+        uami, uami.client_id, {"id": uami.id, "principal_id": uami.principal_id, "client_id": uami.client_id, "assignments": []})
+    grant(role, platform, handle, grants)
+    return handle

@@ -28,7 +28,6 @@ import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from pipeline.backend import StreamSizing
 from pipeline.cost import (
     GB,
     HOURS_PER_MONTH,
@@ -37,12 +36,12 @@ from pipeline.cost import (
     Price,
     PriceSheet,
     bytes_per_month,
-    invocations_per_month,
     load_price_sheet,
+    output_rows_per_month,
     records_per_month,
-    rows_per_month,
     stored_gb_months,
 )
+from pipeline.sizing import Sizing, StreamSizing
 from pipeline.spec.model import PipelineSpec, StageSpec
 from pipeline_azure import functions, stream
 
@@ -146,30 +145,27 @@ class _Stage:
     batch: float | None  # events per invocation (stream stages)
 
 
-def _stages(spec: PipelineSpec, sizing: StreamSizing) -> list[_Stage]:
-    def stream_invocations(stage: StageSpec) -> float:
-        duration = spec.workload.duration_ms(stage.name) / 1000
-        return records_per_month(spec) / effective_batch(stage, spec.workload.records_per_second, sizing.partitions, duration)
-
-    invocations = invocations_per_month(spec, stream_invocations)
+def _stages(spec: PipelineSpec, sizing: Sizing) -> list[_Stage]:
     result = []
     for stage in spec.stages:
-        duration = spec.workload.duration_ms(stage.name) / 1000
+        sized = sizing.stages[stage.name]
         memory = functions.flex_memory(stage.memory_mb) or functions.FLEX_MEMORY_MB[-1]  # check() rejects larger sizes
-        batch = effective_batch(stage, spec.workload.records_per_second, sizing.partitions, duration) if stage.trigger.stream else None
-        result.append(_Stage(stage, invocations[stage.name], memory, duration, batch))
+        batch = sized.records_per_invocation if stage.trigger.stream else None
+        result.append(_Stage(stage, sized.invocations_per_month, memory, sized.invocation_ms / 1000, batch))
     return result
 
 
-def estimate(spec: PipelineSpec, sizing: StreamSizing, free_tier: bool, sheet: PriceSheet | None = None) -> CostEstimate:
+def estimate(spec: PipelineSpec, full: Sizing, free_tier: bool, sheet: PriceSheet | None = None) -> CostEstimate:
     """The monthly estimate of the plan the backend builds for `spec` with `sizing`.
 
     Raises the core's PipelineError when the location has no price sheet (never a silent zero)."""
     location = str(spec.clouds.azure.location)
     sheet = sheet or load_price_sheet(PRICES, "Azure", location)
     est = CostEstimate("azure", location, free_tier)
-    stages = _stages(spec, sizing)
+    stages = _stages(spec, full)
     work = spec.workload
+    assert full.stream is not None  # TODO(uploads-only pipelines): price without a stream
+    sizing = full.stream
     tus = sizing.units
     records = records_per_month(spec)
 
@@ -220,9 +216,10 @@ def estimate(spec: PipelineSpec, sizing: StreamSizing, free_tier: bool, sheet: P
         # Outputs: one object per invocation, each output row ~ one input record in size (assumed).
         consumed = bool(spec.consumers_of(name))
         days = spec.storage.intermediate_days if consumed else spec.storage.final_days
-        out_bytes = rows_per_month(spec, st.spec) * work.record_bytes
+        rows = output_rows_per_month(full.stages[name])
+        out_bytes = rows * work.record_bytes
         est.add(f"{name}-bucket", "Blob Hot LRS storage (stage outputs)", stored_gb_months(out_bytes, days), sheet["blob_hot_lrs_stored"],
-                note=f"{rows_per_month(spec, st.spec):,.0f} rows of ~{work.record_bytes} B a month, kept {days} days")
+                note=f"{rows:,.0f} rows of ~{work.record_bytes} B a month, kept {days} days")
         est.add(f"{name}-bucket", "Blob write operations (one output object per invocation)", st.invocations, writes)
         blob_created += st.invocations
 

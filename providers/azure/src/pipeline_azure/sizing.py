@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import math
 
-from pipeline.backend import StreamSizing
-from pipeline.spec.model import PipelineSpec
+from pipeline.sizing import StageDemand, StageSizing, StreamSizing, invocation_ms, needed_concurrency, schedule_interval_s, stage_sizing
+from pipeline.spec.model import PipelineSpec, StageSpec
 
 INGRESS_BYTES_PER_TU = 1_000_000  # "1 MB per second"; decimal MB is the conservative reading
 INGRESS_EVENTS_PER_TU = 1000
@@ -66,3 +66,30 @@ def size_stream(spec: PipelineSpec) -> StreamSizing:
         capacity_bytes_per_second=units * INGRESS_BYTES_PER_TU,
         reasoning=reasoning,
     )
+
+
+EVENT_GRID_DELIVERY_S = 2.0  # Blob Storage -> Event Grid -> function, typically seconds
+
+
+def size_stage(spec: PipelineSpec, stage: StageSpec, demand: StageDemand, stream: StreamSizing | None) -> StageSizing:
+    """Flex Consumption: an Event Hubs trigger runs one batch per partition at a time; other triggers scale out instances."""
+    from pipeline_azure.functions import MAX_INSTANCES
+    from pipeline_azure.pricing import effective_batch
+
+    trigger = stage.trigger
+    if trigger.stream and stream is not None and trigger.stream is not None:
+        batch = 1.0
+        for _ in range(4):  # a batch is what arrives while the previous one runs: settle the fixed point
+            batch = effective_batch(stage, demand.records_per_second, stream.partitions, invocation_ms(spec, stage, batch) / 1000)
+        window = trigger.stream.max_batching_window_s
+        return stage_sizing(spec, stage, demand, records_per_invocation=batch, concurrency=stream.partitions,
+                            latency_s=window / 2, latency_max_s=float(window) or 1.0,
+                            reasoning=[f"Event Hubs trigger: one batch per partition at a time ({stream.partitions} partitions)"])
+    if trigger.schedule:
+        interval = schedule_interval_s(stage)
+        return stage_sizing(spec, stage, demand, records_per_invocation=0, concurrency=1,
+                            latency_s=interval / 2, latency_max_s=interval, reasoning=["timer trigger: one run at a time"])
+    needed = needed_concurrency(demand.records_per_second, demand.records_per_event, invocation_ms(spec, stage, demand.records_per_event))
+    return stage_sizing(spec, stage, demand, records_per_invocation=0, concurrency=MAX_INSTANCES,
+                        latency_s=EVENT_GRID_DELIVERY_S, latency_max_s=EVENT_GRID_DELIVERY_S * 5,
+                        reasoning=[f"Event Grid: one event per object; {needed:,} concurrent needed, up to {MAX_INSTANCES} instances"])

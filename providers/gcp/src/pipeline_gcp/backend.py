@@ -6,9 +6,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pipeline.backend import Backend, BucketSpec, FunctionCode, Grant, Handle, Limits, RoleContext, StageResources, StreamSizing
+from pipeline.backend import Backend, BucketSpec, FunctionCode, Grant, Handle, Limits, RoleContext, StageResources
 from pipeline.cost import CostEstimate
+from pipeline.errors import PipelineError
 from pipeline.packaging import Recipe
+from pipeline.sizing import Sizing, StageDemand, StageSizing, StreamSizing
 from pipeline.spec.model import StageSpec
 from pipeline.spec.schedule import Schedule
 from pipeline_gcp import credentials, functions, iam, limits, naming, observability, platform, pricing, sizing, storage, stream, triggers
@@ -94,6 +96,9 @@ class GcpBackend(Backend):
     def size_stream(self) -> StreamSizing:
         return sizing.size_stream(self.spec, triggers.notes(self.spec))
 
+    def size_stage(self, stage: StageSpec, demand: StageDemand, stream: StreamSizing | None) -> StageSizing:
+        return sizing.size_stage(self.spec, stage, demand, stream)
+
     def stack_config(self) -> dict[str, str]:
         return credentials.stack_config(self.spec)
 
@@ -107,7 +112,7 @@ class GcpBackend(Backend):
     def limits(self) -> Limits:
         return limits.limits(self.spec)
 
-    def price(self, sizing: StreamSizing, free_tier: bool) -> CostEstimate:
+    def price(self, sizing: Sizing, free_tier: bool) -> CostEstimate:
         return pricing.estimate(self.spec, sizing, free_tier)
 
     def mock_resource(self, type_: str, name: str, inputs: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -135,6 +140,12 @@ class GcpBackend(Backend):
     def artifact(self, role: RoleContext, bucket: Handle[Any], path: Path, key: str) -> Handle[Any]:
         return storage.artifact(role, self.env, bucket, path, key)
 
+    def producer(self, role: RoleContext, source: str, grants: Sequence[Grant]) -> Handle[Any]:
+        return iam.producer(role, self.env, source, grants)
+
+    def http_trigger(self, role: RoleContext, stage: StageSpec, function: Handle[Any], identity: Handle[Any], dead_letter: Handle[Any]) -> Handle[Any]:
+        raise PipelineError("GCP HTTP stages are not built yet")
+
     def identity(self, role: RoleContext, stage: StageSpec) -> Handle[Any]:
         identity = iam.stage_identity(role, self.env, stage.name)
         if stage.trigger.objects:
@@ -148,7 +159,7 @@ class GcpBackend(Backend):
         return triggers.dead_letter(role, self.env, self.spec, stage)
 
     def function(self, role: RoleContext, stage: StageSpec, identity: Handle[Any], code: FunctionCode, env: Mapping[str, Any]) -> Handle[Any]:
-        return functions.function(role, self.env, self.spec, stage, identity, self.package(stage, code), env)
+        return functions.function(role, self.env, self.spec, stage, identity, self.package(stage, code), env, self.sizing().stages[stage.name])
 
     def package_recipe(self, stage: StageSpec, code: FunctionCode) -> Recipe:
         return functions.recipe()

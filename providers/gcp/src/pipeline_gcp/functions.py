@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -10,6 +9,7 @@ import pulumi_gcp as gcp
 
 from pipeline.backend import Handle, RoleContext
 from pipeline.packaging import Package, Recipe
+from pipeline.sizing import StageSizing
 from pipeline.spec.model import PipelineSpec, StageSpec
 from pipeline_gcp import naming, storage
 from pipeline_gcp.platform import Env
@@ -34,16 +34,13 @@ def cpu_for(memory_mb: int) -> str:
     return next(cpu for limit, cpu in CPU_TIERS if memory_mb <= limit)
 
 
-def max_instances(spec: PipelineSpec, stage: StageSpec) -> int:
-    """Concurrency 1 per instance, so instances = invocations in flight = rate x duration (Little's law).
-
-    Stream and object stages see at most one invocation per record (Pub/Sub push delivers one message per
-    request); a schedule runs one invocation at a time (+1 so a retry can overlap a slow run).
-    """
+def max_instances(stage: StageSpec, needed: int) -> int:
+    """Concurrency 1 per instance, so instances = invocations in flight (`needed`, from the core's sizing),
+    capped so a runaway loop or a flood cannot scale without bound; a schedule runs one invocation at a
+    time (+1 so a retry can overlap a slow run)."""
     if stage.trigger.schedule:
         return 2
-    in_flight: float = spec.workload.records_per_second * spec.workload.duration_ms(stage.name) / 1000 * HEADROOM
-    return max(1, min(MAX_INSTANCES_CAP, math.ceil(in_flight)))
+    return max(1, min(MAX_INSTANCES_CAP, needed))
 
 
 def recipe() -> Recipe:
@@ -54,7 +51,7 @@ def recipe() -> Recipe:
 
 
 def function(role: RoleContext, env: Env, spec: PipelineSpec, stage: StageSpec, identity: Handle[gcp.serviceaccount.Account],
-             package: Package, env_vars: Mapping[str, Any]) -> Handle[gcp.cloudfunctionsv2.Function]:
+             package: Package, env_vars: Mapping[str, Any], sized: StageSizing) -> Handle[gcp.cloudfunctionsv2.Function]:
     name = naming.function_name(role.pipeline, role.stack, stage.name)
     source = storage.source_object(role, env, stage.name, package)
     variables = dict(env_vars)
@@ -97,7 +94,7 @@ def function(role: RoleContext, env: Env, spec: PipelineSpec, stage: StageSpec, 
             "available_memory": f"{stage.memory_mb}Mi",
             "available_cpu": cpu_for(stage.memory_mb),
             "timeout_seconds": stage.timeout_s,
-            "max_instance_count": max_instances(spec, stage),
+            "max_instance_count": sized.concurrency,
             "min_instance_count": 0,
             "max_instance_request_concurrency": 1,  # handlers are plain functions; fractional CPUs require 1
             "environment_variables": variables,

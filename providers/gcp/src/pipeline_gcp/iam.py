@@ -22,6 +22,8 @@ OBJECT_READER = "roles/storage.objectViewer"  # storage.objects.get (+ list, whi
 # storage.objects.delete as well as .create (objectCreator alone fails with 403 on an existing name).
 # objectUser is the narrowest predefined role with both; the prefix condition keeps it to the stage's own prefix.
 OBJECT_WRITER = "roles/storage.objectUser"
+OBJECT_CREATOR = "roles/storage.objectCreator"  # producers drop new files: create only, no overwrite or delete
+PUBLISHER = "roles/pubsub.publisher"
 
 
 def member(email: pulumi.Input[str]) -> pulumi.Output[str]:
@@ -71,7 +73,15 @@ def grant(role: RoleContext, env: Env, identity: Handle[gcp.serviceaccount.Accou
             identity.extra["stream_grants"].append(g)
             continue
         bucket = g.target.name
-        if g.access is Access.READ_OBJECTS:
+        if g.access is Access.WRITE_STREAM:
+            binding = gcp.pubsub.TopicIAMMember(role.name(suffix), topic=g.target.extra["id"], role=PUBLISHER, member=who, opts=env.opts(role))
+        elif g.access is Access.LIST_OBJECTS:
+            # A list request is checked against the bucket, not an object, so an object-prefix condition cannot
+            # match it: the condition admits the bucket resource itself (listing its keys), and no object reads.
+            condition = {"title": f"list {g.prefix}"[:100], "description": "list keys; the runtime lists with this prefix",
+                         "expression": pulumi.Output.concat('resource.name == "projects/_/buckets/', bucket, '"')}
+            binding = bucket_member(role, env, suffix, bucket, OBJECT_READER, who, condition)
+        elif g.access is Access.READ_OBJECTS:
             binding = bucket_member(role, env, suffix, bucket, OBJECT_READER, who, prefix_condition(bucket, g.prefix, f"read {g.prefix}"))
         elif g.access is Access.WRITE_OBJECTS:
             binding = bucket_member(role, env, suffix, bucket, OBJECT_WRITER, who, prefix_condition(bucket, g.prefix, f"write {g.prefix}"))
@@ -99,3 +109,21 @@ def trigger_identity(role: RoleContext, env: Env, stage: str, identity: Handle[g
                                       member=sa.extra["member"], opts=env.opts(role))
     identity.extra["trigger_sa"] = sa
     identity.extra["trigger_bindings"] = [receiver]
+
+
+def producer(role: RoleContext, env: Env, source: str, grants: Sequence[Grant]) -> Handle[gcp.serviceaccount.Account]:
+    """A service account producers impersonate (or run as): publish on the topic, or create objects under the
+    landing prefix, nothing else."""
+    sa = service_account(role, env, "sa", naming.service_account_id(role.pipeline, role.stack, source, "in"),
+                         f"{role.pipeline} {source} producer ({role.stack})",
+                         f"Feeds {source} of pipeline {role.pipeline} ({role.stack}); may only publish or upload")
+    who = sa.extra["member"]
+    for index, g in enumerate(grants):
+        if g.access is Access.WRITE_STREAM:
+            gcp.pubsub.TopicIAMMember(role.name(f"publisher-{index}"), topic=g.target.extra["id"], role=PUBLISHER, member=who, opts=env.opts(role))
+        elif g.access is Access.WRITE_OBJECTS:
+            bucket_member(role, env, f"uploader-{index}", g.target.name, OBJECT_CREATOR, who,
+                          prefix_condition(g.target.name, g.prefix, f"upload to {g.prefix}"))
+        else:  # pragma: no cover - the core grants producers only these
+            raise ValueError(g.access)
+    return sa

@@ -27,7 +27,6 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.backend import StreamSizing
 from pipeline.cost import (
     GB,
     HOURS_PER_MONTH,
@@ -37,13 +36,13 @@ from pipeline.cost import (
     CostLine,
     Price,
     PriceSheet,
-    invocations_per_month,
     load_price_sheet,
+    output_rows_per_month,
     records_per_month,
-    rows_per_month,
     stored_gb_months,
 )
 from pipeline.program import bucket_plan
+from pipeline.sizing import Sizing
 from pipeline.spec.model import PipelineSpec, StageSpec
 from pipeline_gcp import functions, stream, triggers
 
@@ -135,11 +134,6 @@ def alert_conditions(spec: PipelineSpec) -> int:
     return sum(2 + (1 if stage.trigger.stream else 0) + (1 if stage.trigger.schedule else 0) for stage in spec.stages)
 
 
-def stream_invocations(spec: PipelineSpec) -> float:
-    """A push subscription delivers one message per request: a stream stage runs once per record, whatever batch_size says."""
-    return records_per_month(spec)
-
-
 # ---- the estimate -----------------------------------------------------------------------
 
 
@@ -157,11 +151,11 @@ def add_line(est: CostEstimate, role: str, item: str, quantity: float, price: Pr
 class _Estimator:
     """Adds the lines of one estimate; keeps the shared free-tier pools between lines."""
 
-    def __init__(self, spec: PipelineSpec, sheet: PriceSheet, est: CostEstimate):
-        self.spec, self.sheet, self.est = spec, sheet, est
+    def __init__(self, spec: PipelineSpec, sizing: Sizing, sheet: PriceSheet, est: CostEstimate):
+        self.spec, self.sizing, self.sheet, self.est = spec, sizing, sheet, est
         self.records = records_per_month(spec)
         self.message_bytes = pubsub_message_bytes(spec.workload.record_bytes)
-        self.invocations = invocations_per_month(spec, lambda _stage: stream_invocations(spec))
+        self.invocations = {name: stage.invocations_per_month for name, stage in sizing.stages.items()}
         gcs_free = sheet.region in GCS_FREE_REGIONS
         self.pubsub_free = FreePool(PUBSUB_FREE_TIB)
         self.run_requests_free = FreePool(RUN_FREE_MILLION_REQUESTS)
@@ -201,7 +195,7 @@ class _Estimator:
         role = f"{stage.name}-function"
         invocations = self.invocations[stage.name]
         vcpu = float(functions.cpu_for(stage.memory_mb))
-        duration = self.spec.workload.duration_ms(stage.name)
+        duration = self.sizing.stages[stage.name].invocation_ms
         vcpu_s, gib_s = run_usage(invocations, duration, stage.memory_mb, vcpu)
         why = ("one invocation per record (push delivers one message per request)" if stage.trigger.stream else
                "one invocation per object the source stage writes" if stage.trigger.objects else "one invocation per scheduled run")
@@ -209,7 +203,7 @@ class _Estimator:
                      free=self.free(self.run_requests_free, invocations / 1e6), note=f"{invocations:,.0f} invocations: {why}")
         billed = run_billable_seconds(duration)
         self.est.add(role, "Cloud Run functions CPU", vcpu_s, self.sheet["run_vcpu_second"], free=self.free(self.run_vcpu_free, vcpu_s),
-                     note=f"{duration} ms billed as {billed:.1f} s x {vcpu} vCPU ({stage.memory_mb} MiB tier)")
+                     note=f"{duration:,.0f} ms billed as {billed:.1f} s x {vcpu} vCPU ({stage.memory_mb} MiB tier)")
         self.est.add(role, "Cloud Run functions memory", gib_s, self.sheet["run_gib_second"], free=self.free(self.run_gib_free, gib_s),
                      note=f"{billed:.1f} s x {stage.memory_mb / 1024:g} GiB")
 
@@ -242,10 +236,11 @@ class _Estimator:
                         f"a file every {stream.ARCHIVE_MAX_DURATION_S} s or {stream.ARCHIVE_MAX_BYTES // 2**20} MiB (a lower bound)")
             elif bucket.key in {s.name for s in spec.stages}:
                 stage = spec.stage(bucket.key)
-                stored = rows_per_month(spec, stage) * spec.workload.record_bytes
-                writes = self.invocations[stage.name]
+                rows = output_rows_per_month(self.sizing.stages[stage.name])
+                stored = rows * spec.workload.record_bytes
+                writes = self.sizing.stages[stage.name].output_objects_per_month
                 reads = sum(self.invocations[c.name] for c in spec.consumers_of(stage.name))
-                what = (f"{rows_per_month(spec, stage):,.0f} output rows of ~{spec.workload.record_bytes} B (assumed record-sized)",
+                what = (f"{rows:,.0f} output rows of ~{spec.workload.record_bytes} B (assumed record-sized)",
                         "one object per invocation")
             else:
                 continue  # dead letters (empty when healthy) and model artifacts (a few MB): cents at most
@@ -275,10 +270,10 @@ class _Estimator:
                      note=f"{ALERT_SERIES_PER_CONDITION} series per condition every {ALERT_EXECUTION_PERIOD_S} s (assumed)")
 
 
-def assumptions(spec: PipelineSpec, sizing: StreamSizing) -> list[str]:
+def assumptions(spec: PipelineSpec, sizing: Sizing) -> list[str]:
     return [
         f"a month is {HOURS_PER_MONTH} hours ({SECONDS_PER_MONTH:,} s), as Google's calculator uses",
-        f"Pub/Sub has no capacity units to pay for (mode: {sizing.mode}); it bills bytes moved and stored",
+        "Pub/Sub has no capacity units to pay for; it bills bytes moved and stored",
         f"a Pub/Sub message is the record plus {PUBSUB_TIMESTAMP_BYTES} B timestamp and ~{PUBSUB_MESSAGE_ID_BYTES} B message_id, no attributes",
         "producers publish one record per request (as stream sizing assumes); client-library batching would bring the publish line down to the message bytes",
         "push subscriptions deliver one message per request, so a stream stage is invoked once per record (stream batch_size has no effect) and "
@@ -294,13 +289,14 @@ def assumptions(spec: PipelineSpec, sizing: StreamSizing) -> list[str]:
     ]
 
 
-def estimate(spec: PipelineSpec, sizing: StreamSizing, free_tier: bool) -> CostEstimate:
+def estimate(spec: PipelineSpec, sizing: Sizing, free_tier: bool) -> CostEstimate:
     """Monthly cost of the planned GCP resources for `spec.workload`; a region without prices raises PipelineError."""
     region = spec.clouds.gcp.region
     sheet = load_price_sheet(PRICE_FILE, "GCP", region)
     est = CostEstimate("gcp", region, free_tier, assumptions=assumptions(spec, sizing))
-    builder = _Estimator(spec, sheet, est)
-    builder.stream()
+    builder = _Estimator(spec, sizing, sheet, est)
+    if spec.stream is not None:
+        builder.stream()
     for stage in spec.stages:
         builder.function(stage)
         builder.trigger(stage)

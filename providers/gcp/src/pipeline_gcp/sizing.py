@@ -8,8 +8,8 @@ key carries at most 1 MB/s; a message is at most 10 MB.
 
 from __future__ import annotations
 
-from pipeline.backend import StreamSizing
-from pipeline.spec.model import PipelineSpec
+from pipeline.sizing import StageDemand, StageSizing, StreamSizing, needed_concurrency, schedule_interval_s, stage_sizing
+from pipeline.spec.model import PipelineSpec, StageSpec
 
 LARGE_REGIONS = frozenset({"us-central1", "us-east1", "europe-west1"})
 LARGE_REGION_BYTES_PER_S = 12_000_000 * 1000 / 60  # 200 MB/s
@@ -49,3 +49,28 @@ def size_stream(spec: PipelineSpec, notes: list[str]) -> StreamSizing:
         capacity_bytes_per_second=quota,
         reasoning=reasoning,
     )
+
+
+PUSH_DELIVERY_S = 0.1  # a push subscription delivers within about 100 ms of publishing
+EVENTARC_DELIVERY_S = 2.0  # Cloud Storage -> Eventarc -> function, typically a few seconds
+
+
+def size_stage(spec: PipelineSpec, stage: StageSpec, demand: StageDemand, stream: StreamSizing | None) -> StageSizing:
+    """Cloud Functions gen2 with concurrency 1: instances = invocations in flight; push delivers one message per request."""
+    from pipeline.sizing import invocation_ms
+    from pipeline_gcp.functions import MAX_INSTANCES_CAP, max_instances
+
+    trigger = stage.trigger
+    if trigger.schedule:
+        interval = schedule_interval_s(stage)
+        return stage_sizing(spec, stage, demand, records_per_invocation=0, concurrency=max_instances(stage, 1),
+                            latency_s=interval / 2, latency_max_s=interval, reasoning=["Cloud Scheduler: one run at a time"])
+    per_invocation = 1.0 if trigger.stream else demand.records_per_event
+    needed = needed_concurrency(demand.records_per_second, per_invocation, invocation_ms(spec, stage, per_invocation))
+    instances = max_instances(stage, needed)
+    why = "push subscription: one message per request" if trigger.stream else "Eventarc: one event per object"
+    return stage_sizing(spec, stage, demand, records_per_invocation=per_invocation, concurrency=instances,
+                        latency_s=PUSH_DELIVERY_S if trigger.stream else EVENTARC_DELIVERY_S,
+                        latency_max_s=(PUSH_DELIVERY_S if trigger.stream else EVENTARC_DELIVERY_S) * 5,
+                        reasoning=[f"{why}; {needed:,} instance(s) needed at concurrency 1, capped at {MAX_INSTANCES_CAP}"],
+                        settings={"max_instances": instances})
