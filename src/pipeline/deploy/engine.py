@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pipeline.deploy import naming
@@ -43,6 +43,9 @@ class Target:
     secrets_provider: str | None
     cli: Cli
     passphrase: str | None = None  # asked for interactively; otherwise Pulumi reads the environment
+    # The stack's outputs before this run, read by `Engine` before preview/deploy: sizing keeps what cannot
+    # change in place (see Backend.previous_outputs).
+    previous_outputs: dict[str, Any] = field(default_factory=dict)
 
     @property
     def project(self) -> str:
@@ -59,6 +62,7 @@ class Target:
 
         backend = backend_class(self.cloud)(self.loaded.spec, self.loaded.stack, self.loaded.base_dir)
         backend.vendor_dependencies = True
+        backend.previous_outputs = self.previous_outputs
         return backend
 
     def command(self, verb: str, *extra: str) -> str:
@@ -216,13 +220,19 @@ class Engine:
             changes=steps(model.changes()) if model is not None and operation.startswith("preview") else [],
         )
 
+    def remember_outputs(self) -> None:
+        """The outputs of the last deploy, for the program's sizing (empty for a new stack)."""
+        self.target.previous_outputs = plain_outputs(guarded(self.target, "reading the last outputs", self.stack.outputs), show_secrets=True)
+
     def preview(self, model: ProgressModel) -> Outcome:
         started = time.monotonic()
+        self.remember_outputs()
         result = guarded(self.target, "preview", lambda: self.stack.preview(on_event=model.handle), model)
         return self._outcome("preview", started, result.change_summary, model=model)
 
     def deploy(self, model: ProgressModel) -> Outcome:
         started = time.monotonic()
+        self.remember_outputs()
         result = guarded(self.target, "deploy", lambda: self.stack.up(on_event=model.handle), model)
         return self._outcome("deploy", started, result.summary.resource_changes, result.outputs)
 
