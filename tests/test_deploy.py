@@ -385,6 +385,43 @@ def test_inline_program_is_the_core_orchestrator(loaded: LoadedSpec, monkeypatch
     assert (seen[0].stack, seen[0].base_dir) == ("dev", loaded.base_dir)
 
 
+class _FakeStack:
+    """Records the Automation API calls an Engine makes, in order."""
+
+    def __init__(self, outputs: dict[str, Any]) -> None:
+        self.calls: list[str] = []
+        self._outputs = outputs
+
+    def outputs(self) -> dict[str, Any]:
+        self.calls.append("outputs")
+        return self._outputs
+
+    def up(self, on_event: Any = None) -> Any:
+        self.calls.append("up")
+        summary = type("Summary", (), {"resource_changes": {"update": 3}})()
+        return type("Result", (), {"summary": summary, "outputs": self._outputs})()
+
+    def destroy(self, on_event: Any = None) -> Any:
+        self.calls.append("destroy")
+        return type("Result", (), {"summary": type("Summary", (), {"resource_changes": {"delete": 9}})()})()
+
+
+def test_destroy_keeps_data_unless_asked_and_backends_see_the_last_outputs(loaded: LoadedSpec, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.deploy.progress import ProgressModel
+
+    target = target_for(loaded, "aws")
+    stack = _FakeStack({"stream_sizing": {"units": 3, "partitions": 3, "mode": "provisioned"}})
+    runner = engine.Engine(target, stack)  # type: ignore[arg-type]
+    assert target.make_backend().delete_data is False
+    runner.destroy(ProgressModel())
+    assert stack.calls == ["destroy"]
+    runner.release_data(ProgressModel())
+    runner.destroy(ProgressModel())
+    assert stack.calls == ["destroy", "outputs", "up", "destroy"]
+    backend = target.make_backend()
+    assert backend.delete_data is True and backend.previous_outputs["stream_sizing"]["units"] == 3
+
+
 def test_workspace_options(loaded: LoadedSpec) -> None:
     target = target_for(loaded, "azure", "s3://state")
     target.passphrase = "pw"

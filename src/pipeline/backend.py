@@ -143,6 +143,10 @@ class Backend(ABC):
         # Outputs of this stack's last deploy (deploy sets them; empty when planning offline). Sizing reads
         # them to keep what cannot change in place (Event Hubs partitions, a Kinesis shard count's 2x step).
         self.previous_outputs: Mapping[str, Any] = {}
+        # Destroy semantics for data buckets (BucketSpec.data): False keeps them and their objects when the
+        # stack is destroyed (`retain_on_delete`); `pipeline destroy --delete-data` first deploys with True
+        # (buckets become deletable with their objects: S3/GCS force_destroy), then destroys.
+        self.delete_data = False
         self._sizing: Sizing | None = None
 
     # ---- function packages ------------------------------------------------------------------

@@ -237,8 +237,11 @@ def refresh(cloud: CloudOpt, spec: SpecArg = Path("pipeline.yaml"), stack: Stack
 
 
 def destroy(cloud: CloudOpt, spec: SpecArg = Path("pipeline.yaml"), stack: StackOpt = None, backend_url: BackendOpt = None,
-            yes: YesOpt = False, json_output: JsonOpt = False) -> None:
-    """Delete every resource of the stack (state, history and config are kept)."""
+            yes: YesOpt = False, json_output: JsonOpt = False,
+            delete_data: Annotated[bool, typer.Option(
+                "--delete-data", help="Also delete the data buckets and every object in them (kept by default).")] = False) -> None:
+    """Delete every resource of the stack (state, history and config are kept). Data buckets (uploads, outputs,
+    raw archive, dead letters) are kept with their objects unless --delete-data is given."""
     from pipeline.cli.app import err
     from pipeline.deploy import naming
 
@@ -248,7 +251,11 @@ def destroy(cloud: CloudOpt, spec: SpecArg = Path("pipeline.yaml"), stack: Stack
     if not yes:
         plan = _run(target, "preview-destroy", engine.preview_destroy)
         _print_plan(plan)
-        _confirm(f"Delete these resources of {target.project}/{target.stack}? Data in its buckets and stream is lost.")
+        kept = ("Its data buckets and every object in them are deleted too (--delete-data)." if delete_data else
+                "Its data buckets are kept with their objects (pass --delete-data to delete them); the stream's records are lost.")
+        _confirm(f"Delete these resources of {target.project}/{target.stack}? {kept}")
+    if delete_data:
+        _run(target, "deploy", engine.release_data)
     outcome = _run(target, "destroy", engine.destroy)
     _print_result(target, outcome, json_output, hint=False)
     if not json_output:

@@ -46,6 +46,7 @@ class Target:
     # The stack's outputs before this run, read by `Engine` before preview/deploy: sizing keeps what cannot
     # change in place (see Backend.previous_outputs).
     previous_outputs: dict[str, Any] = field(default_factory=dict)
+    delete_data: bool = False  # destroy --delete-data: data buckets are deleted with their objects, not kept
 
     @property
     def project(self) -> str:
@@ -63,6 +64,7 @@ class Target:
         backend = backend_class(self.cloud)(self.loaded.spec, self.loaded.stack, self.loaded.base_dir)
         backend.vendor_dependencies = True
         backend.previous_outputs = self.previous_outputs
+        backend.delete_data = self.delete_data
         return backend
 
     def command(self, verb: str, *extra: str) -> str:
@@ -246,6 +248,15 @@ class Engine:
         started = time.monotonic()
         result = guarded(self.target, "preview", lambda: self.stack.preview_destroy(on_event=model.handle), model)
         return self._outcome("preview-destroy", started, result.change_summary, model=model)
+
+    def release_data(self, model: ProgressModel) -> Outcome:
+        """Before `destroy --delete-data`: deploy once with deletable data buckets (no retain, force delete),
+        so the destroy that follows removes them and their objects instead of leaving them behind."""
+        started = time.monotonic()
+        self.target.delete_data = True
+        self.remember_outputs()
+        result = guarded(self.target, "making data buckets deletable", lambda: self.stack.up(on_event=model.handle), model)
+        return self._outcome("deploy", started, result.summary.resource_changes, result.outputs)
 
     def destroy(self, model: ProgressModel) -> Outcome:
         started = time.monotonic()
