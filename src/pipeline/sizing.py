@@ -30,6 +30,10 @@ if TYPE_CHECKING:
     from pipeline.spec.model import PipelineSpec, StageSpec
 
 HEADROOM = 1.25  # every cloud is sized to carry 25 % more than the stated workload
+# A parsed JSON row takes several times its text in memory (dicts, strings, floats as objects); a schedule over
+# accumulated outputs holds one run's rows at once, so its memory must hold them with room for the handler.
+PARSED_ROW_FACTOR = 5
+MEMORY_USABLE = 0.8
 SECONDS_PER_MONTH = 730 * 3600
 
 Problem = tuple[tuple[str | int, ...], str, str]
@@ -230,6 +234,13 @@ def capacity_problems(spec: PipelineSpec, sizing: Sizing, cloud: str) -> list[Pr
                              f"one invocation of {sized.records_per_invocation:,.0f} record(s) takes {sized.invocation_ms / 1000:,.1f} s "
                              f"on {cloud} (workload.stages.{stage.name}), longer than timeout_s {stage.timeout_s}",
                              "raise timeout_s, or lower batch_size / the work per record"))
+        if stage.trigger.from_stage:
+            held = sized.records_per_invocation * spec.workload.record_bytes * PARSED_ROW_FACTOR
+            if held > stage.memory_mb * 1024 * 1024 * MEMORY_USABLE:
+                problems.append(((*at, "memory_mb"),
+                                 f"one run reads ~{sized.records_per_invocation:,.0f} accumulated rows (~{held / 2**20:,.0f} MB once parsed), "
+                                 f"more than memory_mb {stage.memory_mb} holds",
+                                 "run the schedule more often, or raise memory_mb"))
         if sized.demand_records_per_second > 0 and sized.capacity_records_per_second < sized.demand_records_per_second:
             problems.append((("workload", "records_per_second") if stage.trigger.stream else at,
                              f"stage {stage.name!r} can sustain {sized.capacity_records_per_second:,.0f} rec/s on {cloud} "
