@@ -145,7 +145,7 @@ def delivery_wiring(p: Plan, stage: str, bucket: str, prefix: str) -> PlannedRes
     note = one(p, NOTIFICATION, role)
     assert note.inputs["bucket"] == bucket and note.inputs["objectNamePrefix"] == prefix
     assert note.inputs["eventTypes"] == ["OBJECT_FINALIZE"] and note.inputs["payloadFormat"] == "JSON_API_V1"
-    assert note.inputs["topic"] == f"projects/{PROJECT}/topics/{events.inputs['name'] if 'name' in events.inputs else events.physical_name}"
+    assert note.inputs["topic"] == f"projects/{PROJECT}/topics/{events.physical_name}"
     # The GCS agent may publish to this topic only, and the notification waits for that grant.
     publisher = one(p, TOPIC_MEMBER, role, "-gcs-agent-publisher")
     assert publisher.inputs["member"] == GCS_AGENT and publisher.inputs["topic"] == note.inputs["topic"]
@@ -386,8 +386,8 @@ def matches(log_filter: str, entry: dict[str, Any]) -> bool:
 
 
 def test_dead_letter_metric_filter_matches_the_runtime_s_real_lines(full: Plan, capsys: pytest.CaptureFixture[str]) -> None:
-    from pipeline.runtime.invoke import Settings, StageRunner
     from pipeline.runtime.context import Context
+    from pipeline.runtime.invoke import Settings, StageRunner
     from pipeline.runtime.records import Record
     from pipeline.runtime.store import LocalStore
 

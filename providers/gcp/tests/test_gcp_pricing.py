@@ -244,7 +244,7 @@ def test_six_regions_are_priced_with_sources_and_dates() -> None:
 def test_known_region_without_prices_says_cost_unknown(tmp_path: Path) -> None:
     spec = make_spec(tmp_path, [{"name": "pre", "trigger": {"stream": {}}}], rps=1, record_bytes=100, region="asia-northeast1")
     assert backend(spec).check() == []
-    with pytest.raises(PipelineError, match="price sheets exist for: .*us-central1"):
+    with pytest.raises(PipelineError, match=r"price sheets exist for: .*us-central1"):
         estimate(spec)
 
 

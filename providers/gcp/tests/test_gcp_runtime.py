@@ -9,19 +9,13 @@ import base64
 import gzip
 import io
 import json
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[3]
-sys.path.insert(0, str(REPO / "tests"))
-
-from conftest_emulators import gcs_client, gcs_endpoint, stage_env  # noqa: E402,F401  (fixtures)
-from emulators import EXAMPLE, example_lines, read_jsonl, write_flaky  # noqa: E402
-from pipeline_gcp import avro  # noqa: E402
+from emulators import EXAMPLE, example_lines, read_jsonl, write_flaky  # tests/ is on sys.path (conftest.py)
+from pipeline_gcp import avro
 
 fastavro = pytest.importorskip("fastavro", reason="fastavro is the GCP backend's dev extra: pip install -e 'providers/gcp[dev]'")
 

@@ -87,7 +87,7 @@ def compile_schema(schema: Any, names: dict[str, Decoder] | None = None, namespa
         full = schema if "." in schema or not namespace else f"{namespace}.{schema}"
         for candidate in (full, schema):
             if candidate in names:
-                return lambda r, n=candidate: names[n](r)
+                return _by_name(names, candidate)
         raise AvroError(f"unknown Avro type {schema!r}")
     if isinstance(schema, list):
         branches = [compile_schema(branch, names, namespace) for branch in schema]
@@ -128,6 +128,13 @@ def compile_schema(schema: Any, names: dict[str, Decoder] | None = None, namespa
     if isinstance(kind, (str, list, dict)):
         return compile_schema(kind, names, namespace)  # {"type": "long", "logicalType": ...} and friends
     raise AvroError(f"unsupported Avro schema {schema!r}")
+
+
+def _by_name(names: dict[str, Decoder], name: str) -> Decoder:
+    """A named type referenced before its definition finished compiling (recursive records): look it up at decode time."""
+    def decode(r: _Reader) -> Any:
+        return names[name](r)
+    return decode
 
 
 def _block_items(r: _Reader) -> Iterator[None]:

@@ -74,6 +74,7 @@ def grant(role: RoleContext, env: Env, identity: Handle[gcp.serviceaccount.Accou
             identity.extra["stream_grants"].append(g)
             continue
         bucket = g.target.name
+        binding: pulumi.Resource
         if g.access is Access.WRITE_STREAM:
             binding = gcp.pubsub.TopicIAMMember(role.name(suffix), topic=g.target.extra["id"], role=PUBLISHER, member=who, opts=env.opts(role))
         elif g.access is Access.LIST_OBJECTS:

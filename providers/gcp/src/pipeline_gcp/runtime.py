@@ -109,8 +109,8 @@ def push(stage: StageRunner, body: dict[str, Any]) -> tuple[int, dict[str, Any]]
     message = body["message"]
     attributes = message.get("attributes") or {}
     if "eventType" not in attributes:
-        result = pubsub_message(stage, body, None)
-        return 200, {"output": result.output_key, "dead_letters": result.dead_letters}
+        single = pubsub_message(stage, body, None)
+        return 200, {"output": single.output_key, "dead_letters": single.dead_letters}
     if attributes["eventType"] != NOTIFICATION_FINALIZE:
         return 200, {"ignored": attributes["eventType"]}
     data = _notification_object(message)
@@ -118,10 +118,8 @@ def push(stage: StageRunner, body: dict[str, Any]) -> tuple[int, dict[str, Any]]
     generation = str(data.get("generation") or attributes.get("objectGeneration") or "") or None
     source = {"bucket": bucket, "key": name, "generation": generation}
     try:
-        if stage.settings.trigger == "stream":
-            result = batch_file(stage, bucket, name)
-        else:
-            result = storage_object(stage, {"bucket": bucket, "name": name, "generation": generation})
+        stream = stage.settings.trigger == "stream"
+        result = batch_file(stage, bucket, name) if stream else storage_object(stage, {"bucket": bucket, "name": name, "generation": generation})
     except BatchFailedError as exc:
         if not _exhausted(stage, message, body.get("deliveryAttempt")):
             return 500, {"error": f"{type(exc.cause).__name__}: {exc.cause}", "retryable": True}
@@ -151,7 +149,7 @@ def _exhausted(stage: StageRunner, message: dict[str, Any], attempt: Any) -> boo
         return True
     published = message.get("publishTime") or message.get("publish_time")
     max_age = float(os.environ.get("PIPELINE_MAX_EVENT_AGE_S", "3600"))
-    return bool(published) and time.time() - _epoch(published) > max_age
+    return isinstance(published, str) and time.time() - _epoch(published) > max_age
 
 
 def _epoch(text: str) -> float:
@@ -171,7 +169,7 @@ def _raw_inputs(stage: StageRunner, bucket: str, name: str, source: dict[str, An
         try:
             records = read_batch(stage.store.get(bucket, name), name)
             return [r.data for r in records], [r.describe() for r in records]
-        except Exception:  # noqa: BLE001 - unreadable or gone: keep the pointer
+        except Exception:
             pass
     return [b""], [source]
 
@@ -268,7 +266,7 @@ def cloud_event(event: Any) -> None:
     """functions-framework CloudEvent target, for Eventarc triggers a user wires themselves. Raises to retry."""
     stage = runner()
     attributes = _attributes(event)
-    data = event.get("data") if isinstance(event, dict) else event.data
+    data: Any = event.get("data") if isinstance(event, dict) else event.data
     kind = attributes.get("type", "")
     if kind == PUBSUB_PUBLISHED:
         pubsub_message(stage, data, attributes.get("id"))
