@@ -1,8 +1,5 @@
-"""GCP cost model and limits: formulas checked against Google's published pricing examples and hand arithmetic.
-
-Google's examples use a 30-day month where they say so; our estimates use 730 hours (the calculators'
-convention), so where a whole estimate is compared with a published figure the month length is scaled back.
-"""
+"""GCP cost model and limits: formulas checked against Google's published pricing examples and hand arithmetic,
+and the per-record model (batching keeps invocations, objects and logs from scaling per record)."""
 
 from __future__ import annotations
 
@@ -12,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pipeline_gcp import pricing
+from pipeline_gcp import pricing, sizing, storage
 from pipeline_gcp.backend import GcpBackend
 from pipeline_gcp.limits import limits
 
@@ -25,26 +22,29 @@ from pipeline.spec.model import PipelineSpec
 REPO = Path(__file__).resolve().parents[3]
 EXAMPLE = REPO / "stacks" / "transactions" / "pipeline.yaml"
 MIB = 2**20
-THIRTY_DAYS_S = 30 * 86_400
 
 
 def make_spec(tmp_path: Path, stages: list[dict[str, Any]], *, rps: float, record_bytes: int, archive: bool = True,
-              region: str = "us-central1", durations: dict[str, int] | None = None, **extra: Any) -> PipelineSpec:
-    """A small spec whose workload matches a published example; handlers are stubs written to tmp_path."""
+              region: str = "us-central1", work: dict[str, Any] | None = None, **extra: Any) -> PipelineSpec:
+    """A small spec; handlers are stubs written to tmp_path."""
     (tmp_path / "h.py").write_text("def handle(records, context):\n    return []\n", encoding="utf-8")
     data: dict[str, Any] = {
         "name": "price-test",
         "stream": {"archive": archive},
         "stages": [{"handler": "h.py:handle", **stage} for stage in stages],
-        "workload": {"records_per_second": rps, "record_bytes": record_bytes, "stage_duration_ms": durations or {}},
+        "workload": {"records_per_second": rps, "record_bytes": record_bytes, "stages": work or {}},
         "clouds": {"gcp": {"project": "demo-project-1", "region": region}},
         **extra,
     }
     return PipelineSpec.model_validate(data, context={"base_dir": tmp_path})
 
 
+def backend(spec: PipelineSpec) -> GcpBackend:
+    return GcpBackend(spec, "dev", Path("."))
+
+
 def estimate(spec: PipelineSpec, free_tier: bool = False) -> CostEstimate:
-    return GcpBackend(spec, "dev", Path(".")).estimate_cost(free_tier)
+    return backend(spec).estimate_cost(free_tier)
 
 
 def line(est: CostEstimate, role: str, item: str) -> float:
@@ -57,10 +57,6 @@ def quantity(est: CostEstimate, role: str, item: str) -> float:
     return next(x.quantity for x in est.lines if x.role == role and x.item.startswith(item))
 
 
-def by_service(est: CostEstimate, word: str) -> float:
-    return sum(x.monthly_usd for x in est.lines if x.item.startswith(word))
-
-
 # ---- Pub/Sub ----------------------------------------------------------------------------
 
 
@@ -69,7 +65,6 @@ def test_pubsub_minimum_billable_volume_example() -> None:
     500-byte message have 50 KB of data but bill 1 KB/request x 100 = 100 KB; one request with all 100 bills 50 KB."""
     assert pricing.pubsub_billable_bytes(100, 500) == 100_000
     assert pricing.pubsub_billable_bytes(100, 500, messages_per_request=100) == 50_000
-    # Above the minimum a message bills its own size: 1,500 B x 100 = 150 KB either way.
     assert pricing.pubsub_billable_bytes(100, 1500) == 150_000
 
 
@@ -80,39 +75,70 @@ def test_pubsub_message_size_rule() -> None:
     assert pricing.pubsub_message_bytes(700, attribute_bytes=64) == 800
 
 
-@pytest.mark.parametrize(("mib_per_s", "subscriptions", "published_usd"), [(1, 1, 200), (1, 2, 300), (100, 1, 19_760), (100, 2, 29_640)])
-def test_pubsub_pricing_examples_table(tmp_path: Path, mib_per_s: int, subscriptions: int, published_usd: float) -> None:
-    """https://cloud.google.com/pubsub/pricing ("Pricing examples" table comparing Pub/Sub with Lite):
-    1 MiB/s published = 2.5 TiB/month, received once -> $200 total Pub/Sub cost, received twice (5 TiB) -> $300;
-    100 MiB/s = 247 TiB/month -> $19,760 and $29,640. Throughput is (published + received x subscriptions) x $40/TiB.
-
-    Our estimate of a spec with 1 MiB records at `mib_per_s` records/s, one push subscription per stream stage
-    (`subscriptions` stream stages) and no archive, reproduces these: its throughput lines scaled from 730 h to
-    the table's 30-day month (247 TiB = 100 MiB/s x 30 days) agree within 0.1 % at 100 MiB/s and 1.2 % at 1 MiB/s,
-    where the table rounds 2.47 TiB up to 2.5. (Our message size adds 36 B of timestamp and message_id to the body.)"""
-    stages = [{"name": f"s{i}", "trigger": {"stream": {}}} for i in range(subscriptions)]
-    est = estimate(make_spec(tmp_path, stages, rps=mib_per_s, record_bytes=MIB, archive=False))
-    throughput = by_service(est, "Pub/Sub publish") + by_service(est, "Pub/Sub push")
-    assert throughput * THIRTY_DAYS_S / SECONDS_PER_MONTH == pytest.approx(published_usd, rel=0.012 if mib_per_s == 1 else 0.001)
-    # And the published quantities priced with our sheet give the published dollars exactly.
+@pytest.mark.parametrize(("tib", "subscriptions", "published_usd"), [(2.5, 1, 200), (2.5, 2, 300), (247.0, 1, 19_760), (247.0, 2, 29_640)])
+def test_pubsub_pricing_examples_table(tib: float, subscriptions: int, published_usd: float) -> None:
+    """https://cloud.google.com/pubsub/pricing ("Pricing examples"): 1 MiB/s = 2.5 TiB/month published, received once
+    -> $200, twice -> $300; 100 MiB/s = 247 TiB -> $19,760 and $29,640: (published + received x subscriptions) x $40/TiB."""
     price = load_price_sheet(pricing.PRICE_FILE, "GCP", "us-central1")["pubsub_throughput"].usd
-    tib = {1: 2.5, 100: 247.0}[mib_per_s]
     assert tib * (1 + subscriptions) * price == pytest.approx(published_usd)
-    # 247 TiB is 100 MiB/s for 30 days: 100 x 2^20 x 2,592,000 / 2^40 = 247.2
-    tib_in_30_days = 100 * MIB * THIRTY_DAYS_S / TB
-    assert tib_in_30_days == pytest.approx(247.2, abs=0.05)
 
 
-def test_pubsub_free_tier_is_10_gib_shared(tmp_path: Path) -> None:
-    """10 GiB a month of Message Delivery Basic are free per billing account, shared by publish and deliveries.
+def test_stream_lines_hand_computed(tmp_path: Path) -> None:
+    """10 records/s of 200 B, one stream stage (batch_size 100), raw archive on.
 
-    0.5 records/s x 2,628,000 s = 1,314,000 records; each publish and each push bills 1000 B (the minimum):
-    1.314 GB publish + 1.314 GB push = 2.45 GiB < 10 GiB -> $0 with the free tier, 2.628e9 B / 2^40 x $40 = $0.0956 without."""
-    spec = make_spec(tmp_path, [{"name": "pre", "trigger": {"stream": {}}}], rps=0.5, record_bytes=200)
-    paid, free = estimate(spec), estimate(spec, free_tier=True)
-    assert by_service(paid, "Pub/Sub publish") + by_service(paid, "Pub/Sub push") == pytest.approx(2 * 1_314_000 * 1000 / TB * 40)
-    assert by_service(free, "Pub/Sub publish") + by_service(free, "Pub/Sub push") == 0
-    assert "GiB of the 10 GiB free tier" in next(x.note for x in free.lines if x.item == "Pub/Sub publish throughput")
+    records: 10 x 2,628,000 = 26,280,000 a month; message: 200 + 20 + 16 = 236 B
+    publish (client batches, above the 1000 B minimum): 26,280,000 x 236 = 6.202e9 B / 2^40 x $40 = $0.2256
+    raw archive + batch files, Cloud Storage subscriptions: 2 x 6.202e9 / 2^40 x $50 = 2 x $0.2820
+    batch files: 10 rec/s fill 100 records in 10 s (< 60 s): 262,800 files -> 262.8 x $0.005 = $1.314 Class A, one read each
+      262.8 x $0.0004 = $0.1051 Class B; notifications: 262,800 x 2 x 1200 B / 2^40 x $40 = $0.02295
+    function: 262,800 invocations, not 26,280,000."""
+    spec = make_spec(tmp_path, [{"name": "pre", "trigger": {"stream": {"batch_size": 100}}}], rps=10, record_bytes=200)
+    est = estimate(spec)
+    assert line(est, "stream", "Pub/Sub publish") == pytest.approx(26_280_000 * 236 / TB * 40)
+    assert line(est, "raw-archive", "Pub/Sub Cloud Storage subscription") == pytest.approx(26_280_000 * 236 / TB * 50)
+    assert line(est, "pre-trigger", "Pub/Sub Cloud Storage subscription") == pytest.approx(26_280_000 * 236 / TB * 50)
+    assert line(est, "pre-trigger", "Cloud Storage Class A operations (batch") == pytest.approx(262.8 * 0.005)
+    assert line(est, "pre-trigger", "Cloud Storage Class B operations (batch") == pytest.approx(262.8 * 0.0004)
+    assert line(est, "pre-trigger", "Pub/Sub object notifications") == pytest.approx(262_800 * 2 * 1200 / TB * 40)
+    assert quantity(est, "pre-function", "Cloud Run functions requests") == pytest.approx(0.2628)
+    assert not [x for x in est.lines if "topic retention" in x.item]  # with archive on, replay comes from the archive
+
+
+def test_low_rates_close_files_on_max_duration(tmp_path: Path) -> None:
+    """0.5 records/s never fills 500 records: a file every max_duration (60 s, the floor) holds 30 records."""
+    spec = make_spec(tmp_path, [{"name": "pre", "trigger": {"stream": {"batch_size": 500, "max_batching_window_s": 5}}}], rps=0.5, record_bytes=200)
+    sized = backend(spec).sizing().stages["pre"]
+    assert sized.records_per_invocation == pytest.approx(30)
+    assert sized.latency_max_s == pytest.approx(60 + sizing.NOTIFY_MAX_S)
+
+
+def test_topic_retention_is_billed_only_without_an_archive(tmp_path: Path) -> None:
+    """No archive: the topic keeps 24 h: 10 x 236 B x 86,400 s = 0.1899 GiB x $0.27."""
+    spec = make_spec(tmp_path, [{"name": "pre", "trigger": {"stream": {}}}], rps=10, record_bytes=200, archive=False)
+    assert line(estimate(spec), "stream", "Pub/Sub topic retention") == pytest.approx(10 * 236 * 86_400 / GB * 0.27)
+
+
+# ---- the per-record model ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rps", [1, 150, 1_500, 50_000])
+def test_invocations_objects_and_logs_do_not_scale_per_record(tmp_path: Path, rps: float) -> None:
+    """With batch_size 500, a stream stage and the object stage after it run once per batch, not per record."""
+    spec = make_spec(tmp_path, [{"name": "pre", "trigger": {"stream": {"batch_size": 500}}},
+                                {"name": "post", "trigger": {"objects": {"from": "pre"}}}], rps=rps, record_bytes=700,
+                     work={"pre": {"ms_per_record": 0.2, "ms_per_invocation": 80}, "post": {"ms_per_record": 0.5, "ms_per_invocation": 150}})
+    b = backend(spec)
+    est = b.estimate_cost(False)
+    records = rps * SECONDS_PER_MONTH
+    per_file = min(500, rps * 60)
+    for stage in ("pre", "post"):
+        assert b.sizing().stages[stage].invocations_per_month == pytest.approx(records / per_file)
+        assert quantity(est, f"{stage}-function", "Cloud Run functions requests") * 1e6 <= records / 30 + 1
+    assert quantity(est, "pre-bucket", "Cloud Storage Class A operations (object writes)") * 1000 == pytest.approx(records / per_file)
+    log_bytes = quantity(est, "observability", "Cloud Logging ingestion") * GB
+    assert log_bytes == pytest.approx(2 * records / per_file * (pricing.REQUEST_LOG_BYTES + pricing.RUNTIME_LOG_BYTES))
+    for name, sized in b.sizing().stages.items():
+        assert sized.capacity_records_per_second >= sized.demand_records_per_second, name
 
 
 # ---- Cloud Run functions ---------------------------------------------------------------
@@ -121,227 +147,142 @@ def test_pubsub_free_tier_is_10_gib_shared(tmp_path: Path) -> None:
 def test_cloud_run_published_units() -> None:
     """https://cloud.google.com/run/pricing: "A GiB-second means for example running a 1 gibibyte instance for
     1 second, or running a 256 mebibyte instance for 4 seconds"; charges are "rounded up to the nearest 100
-    millisecond" (the 1st-gen page's example, https://cloud.google.com/functions/pricing-1stgen: 260 ms is billed as 300 ms)."""
+    millisecond" (the 1st-gen page's example, https://cloud.google.com/functions/pricing-1stgen: 260 ms -> 300 ms)."""
     assert pricing.run_usage(1, 1000, 1024, 1.0) == (1.0, 1.0)
     assert pricing.run_usage(1, 4000, 256, 0.167)[1] == 1.0
     assert pricing.run_billable_seconds(260) == pytest.approx(0.3)
-    assert pricing.run_billable_seconds(300) == pytest.approx(0.3)
     assert pricing.run_billable_seconds(1) == pytest.approx(0.1)
 
 
 def test_cloud_run_free_tier_value() -> None:
-    """https://cloud.google.com/run/pricing: free per month 180,000 vCPU-s, 360,000 GiB-s, 2 million requests, at Tier 1
-    prices $0.000024/vCPU-s, $0.0000025/GiB-s, $0.40/million: 180,000 x 0.000024 + 360,000 x 0.0000025 = $4.32 + $0.90 = $5.22 + $0.80 of requests."""
+    """https://cloud.google.com/run/pricing: 180,000 vCPU-s x $0.000024 + 360,000 GiB-s x $0.0000025 = $5.22; 2 M requests = $0.80."""
     sheet = load_price_sheet(pricing.PRICE_FILE, "GCP", "us-central1")
-    compute = pricing.RUN_FREE_VCPU_S * sheet["run_vcpu_second"].usd + pricing.RUN_FREE_GIB_S * sheet["run_gib_second"].usd
-    assert compute == pytest.approx(5.22)
+    assert pricing.RUN_FREE_VCPU_S * sheet["run_vcpu_second"].usd + pricing.RUN_FREE_GIB_S * sheet["run_gib_second"].usd == pytest.approx(5.22)
     assert pricing.RUN_FREE_MILLION_REQUESTS * sheet["run_requests"].usd == pytest.approx(0.80)
 
 
 def test_cloud_run_hand_computed(tmp_path: Path) -> None:
-    """10 million invocations a month of a 512 MiB stage (0.333 vCPU, the gen2 tier functions.py configures) running 150 ms.
-
-    billed time: 150 ms -> 0.2 s; 10,000,000 x 0.2 s = 2,000,000 s
-    CPU:      2,000,000 x 0.333 = 666,000 vCPU-s x $0.000024 = $15.984; free tier: (666,000 - 180,000) x 0.000024 = $11.664
-    memory:   2,000,000 x 0.5 GiB = 1,000,000 GiB-s x $0.0000025 = $2.50; free tier: 640,000 x 0.0000025 = $1.60
-    requests: 10 million x $0.40 = $4.00; free tier: 8 x 0.40 = $3.20
-    A push subscription delivers one record per request, so 10 M records are 10 M invocations (batch_size 500 ignored)."""
-    rps = 10_000_000 / SECONDS_PER_MONTH
-    spec = make_spec(tmp_path, [{"name": "pre", "trigger": {"stream": {"batch_size": 500}}, "memory_mb": 512}], rps=rps, record_bytes=100,
-                     durations={"pre": 150})
-    paid, free = estimate(spec), estimate(spec, free_tier=True)
-    assert quantity(paid, "pre-function", "Cloud Run functions requests") == pytest.approx(10.0)
-    assert line(paid, "pre-function", "Cloud Run functions CPU") == pytest.approx(15.984)
-    assert line(paid, "pre-function", "Cloud Run functions memory") == pytest.approx(2.50)
-    assert line(paid, "pre-function", "Cloud Run functions requests") == pytest.approx(4.00)
-    assert line(free, "pre-function", "Cloud Run functions CPU") == pytest.approx(11.664)
-    assert line(free, "pre-function", "Cloud Run functions memory") == pytest.approx(1.60)
-    assert line(free, "pre-function", "Cloud Run functions requests") == pytest.approx(3.20)
+    """A 512 MiB stream stage (0.333 vCPU) at 1,000 rec/s, batch_size 500: 2 files/s = 5,256,000 invocations a month,
+    each 80 + 500 x 0.2 = 180 ms -> billed 0.2 s: 1,051,200 s x 0.333 = 350,049.6 vCPU-s x $0.000024 = $8.4012;
+    1,051,200 x 0.5 GiB x $0.0000025 = $1.314; 5.256 M requests x $0.40 = $2.1024."""
+    spec = make_spec(tmp_path, [{"name": "pre", "trigger": {"stream": {"batch_size": 500}}, "memory_mb": 512}], rps=1000, record_bytes=100,
+                     work={"pre": {"ms_per_record": 0.2, "ms_per_invocation": 80}})
+    est = estimate(spec)
+    assert quantity(est, "pre-function", "Cloud Run functions requests") == pytest.approx(5.256)
+    assert line(est, "pre-function", "Cloud Run functions CPU") == pytest.approx(350_049.6 * 0.000024)
+    assert line(est, "pre-function", "Cloud Run functions memory") == pytest.approx(1_051_200 * 0.5 * 0.0000025)
+    assert line(est, "pre-function", "Cloud Run functions requests") == pytest.approx(5.256 * 0.40)
 
 
-def test_cloud_run_free_tier_is_shared_across_functions(tmp_path: Path) -> None:
-    """The free vCPU-seconds are per billing account: the first function uses them up, the second pays in full.
-
-    Each stage: 10 M x 0.2 s x 0.333 = 666,000 vCPU-s. First: (666,000 - 180,000) x 0.000024 = $11.664; second: $15.984."""
-    rps = 10_000_000 / SECONDS_PER_MONTH
-    spec = make_spec(tmp_path, [{"name": "aa", "trigger": {"stream": {}}}, {"name": "bb", "trigger": {"stream": {}}}], rps=rps,
-                     record_bytes=100, durations={"aa": 150, "bb": 150})
-    est = estimate(spec, free_tier=True)
-    assert line(est, "aa-function", "Cloud Run functions CPU") == pytest.approx(11.664)
-    assert line(est, "bb-function", "Cloud Run functions CPU") == pytest.approx(15.984)
+def test_http_requests_are_priced_per_request(tmp_path: Path) -> None:
+    """20 requests/s of 10 rows to a 256 MiB HTTP stage: 52,560,000 requests x $0.40/M = $21.024."""
+    spec = make_spec(tmp_path, [{"name": "api", "trigger": {"http": {}}, "memory_mb": 256}], rps=1, record_bytes=100,
+                     **{"uploads": {}})
+    spec = spec.model_copy(update={"workload": spec.workload.model_copy(update={"http": spec.workload.http.model_copy(update={"requests_per_second": 20})})})
+    est = estimate(spec)
+    assert line(est, "api-function", "Cloud Run functions requests") == pytest.approx(52.56 * 0.40)
+    assert not [x for x in est.lines if x.role == "api-bucket"]  # no persist: no output objects
 
 
-# ---- Cloud Storage ----------------------------------------------------------------------
+def test_uploads_are_priced_per_file(tmp_path: Path) -> None:
+    """60 files/hour of 10,000 records of 700 B: 43,800 uploads (Class A) and as many notifications and reads for the object stage."""
+    (tmp_path / "h.py").write_text("def handle(rows, context):\n    return []\n", encoding="utf-8")
+    spec = PipelineSpec.model_validate({
+        "name": "up-test", "uploads": {}, "stages": [{"name": "load", "handler": "h.py:handle", "trigger": {"objects": {"from": "uploads"}}}],
+        "workload": {"record_bytes": 700}, "clouds": {"gcp": {"project": "demo-project-1"}}}, context={"base_dir": tmp_path})
+    est = estimate(spec)
+    assert quantity(est, "uploads-bucket", "Cloud Storage Class A operations (uploads)") == pytest.approx(43.8)
+    assert line(est, "load-trigger", "Pub/Sub object notifications") == pytest.approx(43_800 * 2 * 1200 / TB * 40)
+    assert quantity(est, "load-trigger", "Cloud Storage Class B") == pytest.approx(43.8)
+
+
+# ---- Cloud Storage, Monitoring, soft delete -------------------------------------------------------
 
 
 def test_cloud_storage_simple_example() -> None:
-    """https://cloud.google.com/storage/pricing-examples ("Simple example", no always-free discounts):
-    50 GB Standard x $0.020 = $1.00; 10,000 Class A x $0.005/1,000 = $0.05; 50,000 Class B x $0.0004/1,000 = $0.02
-    (the example's bucket is in us-east1, which has us-central1's prices)."""
-    sheet = load_price_sheet(pricing.PRICE_FILE, "GCP", "us-central1")
-    est = CostEstimate("gcp", "us-central1", free_tier=False)
+    """https://cloud.google.com/storage/pricing-examples ("Simple example"): 50 GB x $0.020 = $1.00; 10,000 Class A x
+    $0.005/1,000 = $0.05; 50,000 Class B x $0.0004/1,000 = $0.02 (the example's bucket is in us-east1)."""
+    sheet = load_price_sheet(pricing.PRICE_FILE, "GCP", "us-east1")
+    est = CostEstimate("gcp", "us-east1", free_tier=False)
     est.add("b", "storage", 50, sheet["gcs_standard_storage"])
-    est.add("b", "class A", 10_000 / 1000, sheet["gcs_class_a"])
-    est.add("b", "class B", 50_000 / 1000, sheet["gcs_class_b"])
+    est.add("b", "class A", 10, sheet["gcs_class_a"])
+    est.add("b", "class B", 50, sheet["gcs_class_b"])
     assert [round(x.monthly_usd, 2) for x in est.lines] == [1.00, 0.05, 0.02]
-    assert round(est.total, 2) == 1.07
 
 
-def test_raw_archive_and_outputs_hand_computed(tmp_path: Path) -> None:
-    """10 records/s of 200 B, one stream stage pre (then an object stage post reading pre's objects), raw kept 30 days.
-
-    records = 10 x 2,628,000 = 26,280,000 a month
-    raw archive: uncompressed text, 201 B a line -> 5,282,280,000 B = 4.9195 GiB a month; kept 30 of 30.4167 days
-      -> 4.9195 x 30 / 30.4167 = 4.8521 GB-months x $0.020 = $0.0970
-    archive files: max(2,628,000 s / 300 s, 5.28e9 B / 64 MiB = 78.7) = 8,760 objects -> 8.76 x $0.005 = $0.0438
-    Cloud Storage subscription: 26,280,000 x 236 B (body + 20 + 16) = 6.20e9 B / 2^40 = 0.0056 TiB x $50 = $0.2821
-    pre's bucket: 26,280,000 objects (one per invocation) -> 26,280 x $0.005 = $131.40 Class A;
-      post reads each once -> 26,280 x $0.0004 = $10.512 Class B
-    storage events into post: 26,280,000 x 2 requests x 1,500 B = 7.884e10 B / 2^40 x $40 = $2.868"""
-    spec = make_spec(tmp_path, [{"name": "pre", "trigger": {"stream": {}}}, {"name": "post", "trigger": {"objects": {"from": "pre"}}}],
-                     rps=10, record_bytes=200, storage={"raw_days": 30})
+def test_soft_delete_adds_seven_days_of_storage(tmp_path: Path) -> None:
+    """Soft delete keeps expired objects 7 more days: the raw bucket (30 days) bills 7/30 of its storage again."""
+    spec = make_spec(tmp_path, [{"name": "pre", "trigger": {"stream": {}}}], rps=10, record_bytes=200)
     est = estimate(spec)
-    raw_bytes = 26_280_000 * 201
-    assert quantity(est, "raw-bucket", "Cloud Storage Standard storage") == pytest.approx(raw_bytes / GB * 30 / (730 / 24))
-    assert line(est, "raw-bucket", "Cloud Storage Standard storage") == pytest.approx(raw_bytes / GB * 30 / (730 / 24) * 0.020)
-    assert quantity(est, "raw-bucket", "Cloud Storage Class A") == pytest.approx(8.76)
-    assert line(est, "raw-bucket", "Cloud Storage Class A") == pytest.approx(0.0438)
-    assert line(est, "raw-archive", "Pub/Sub Cloud Storage subscription") == pytest.approx(26_280_000 * 236 / TB * 50)
-    assert line(est, "pre-bucket", "Cloud Storage Class A") == pytest.approx(131.40)
-    assert line(est, "pre-bucket", "Cloud Storage Class B") == pytest.approx(10.512)
-    assert line(est, "post-trigger", "Pub/Sub transport") == pytest.approx(26_280_000 * 2 * 1500 / TB * 40)
-    assert line(est, "post-trigger", "Eventarc events") == 0
-
-
-def test_archive_objects_follow_duration_or_size() -> None:
-    """A Cloud Storage subscription closes a file after max_duration (300 s) or max_bytes (64 MiB), whichever comes first."""
-    assert pricing.archive_objects(0) == SECONDS_PER_MONTH / 300  # quiet stream: one file per 5 minutes
-    assert pricing.archive_objects(64 * MIB * 100_000) == 100_000  # busy stream: size-bound
-
-
-# ---- Scheduler, Logging, Monitoring -------------------------------------------------------
+    assert quantity(est, "raw-bucket", "Cloud Storage soft-deleted") == pytest.approx(quantity(est, "raw-bucket", "Cloud Storage Standard") * 7 / 30)
+    assert not [x for x in est.lines if x.role == "pre-trigger" and "soft-deleted" in x.item]  # batch files: soft delete off
 
 
 def test_monitoring_alerting_example() -> None:
-    """https://cloud.google.com/monitoring/alerts/cost-control (Example 1): one condition returning 100 time series per
-    30-second period, 86,400 periods a month -> 8.64 million series x $0.35/million = $3.02, plus $1.50 per condition = $4.52."""
+    """https://cloud.google.com/monitoring/alerts/cost-control (2025 copy, Example 1): one condition returning 100 series every
+    30 s, 86,400 periods a month -> 8.64 million x $0.35/million = $3.02, plus $1.50 per condition = $4.52."""
     sheet = load_price_sheet(pricing.PRICE_FILE, "GCP", "us-central1")
-    series = pricing.alert_time_series_millions(1, seconds=THIRTY_DAYS_S, period_s=30, series_per_condition=100)
-    assert series == pytest.approx(8.64)
-    assert round(series * sheet["monitoring_alert_time_series"].usd, 2) == 3.02
-    assert round(series * sheet["monitoring_alert_time_series"].usd + sheet["monitoring_alert_condition"].usd, 2) == 4.52
+    points = pricing.alert_points_millions(1, 100, seconds=30 * 86_400)
+    assert round(points * sheet["monitoring_alert_time_series"].usd, 2) == 3.02
+    assert round(points * sheet["monitoring_alert_time_series"].usd + sheet["monitoring_alert_condition"].usd, 2) == 4.52
 
 
-def test_scheduler_logging_and_alerts_hand_computed(tmp_path: Path) -> None:
-    """One scheduled stage (every hour) and one stream stage at 1 record/s.
-
-    Scheduler: 1 job x $0.10 = $0.10; free tier: 3 jobs free -> $0
-    Logging: invocations = 2,628,000 (stream) + 730 (hourly) = 2,628,730 x 2,000 B = 4.896 GiB x $0.50 = $2.448; free: 50 GiB -> $0
-    Alerts: stream stage 3 conditions (dead letters, errors, lag) + schedule stage 3 (dead letters, errors, failures) = 6 x $1.50 = $9"""
-    spec = make_spec(tmp_path, [{"name": "pre", "trigger": {"stream": {}}}, {"name": "tick", "trigger": {"schedule": "rate(1 hour)"}}],
-                     rps=1, record_bytes=100)
-    paid, free = estimate(spec), estimate(spec, free_tier=True)
-    assert line(paid, "tick-trigger", "Cloud Scheduler job") == pytest.approx(0.10)
-    assert line(free, "tick-trigger", "Cloud Scheduler job") == 0
-    assert line(paid, "observability", "Cloud Logging") == pytest.approx(2_628_730 * 2000 / GB * 0.50)
-    assert line(free, "observability", "Cloud Logging") == 0
-    assert quantity(paid, "observability", "Cloud Monitoring alert conditions") == 6
-    assert line(paid, "observability", "Cloud Monitoring alert conditions") == pytest.approx(9.0)
+# ---- regions ---------------------------------------------------------------------------------------
 
 
-# ---- free tier, regions, the example ---------------------------------------------------------
+def test_six_regions_are_priced_with_sources_and_dates() -> None:
+    data = json.loads(pricing.PRICE_FILE.read_text())
+    assert len(data["regions"]) >= 6
+    for region in data["regions"]:
+        sheet = load_price_sheet(pricing.PRICE_FILE, "GCP", region)
+        for name, price in sheet.prices.items():
+            assert price.source.startswith("https://cloud.google.com/"), name
+            assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", price.retrieved), name
+            assert not price.verify or price.note, name  # a figure marked verify says why
 
 
-def test_free_tier_lowers_only_lines_with_allowances(tmp_path: Path) -> None:
-    spec = make_spec(tmp_path, [{"name": "pre", "trigger": {"stream": {}}, "memory_mb": 256}], rps=0.5, record_bytes=200)
-    paid, free = estimate(spec), estimate(spec, free_tier=True)
-    assert free.free_tier and not paid.free_tier
-    assert 0 < free.total < paid.total
-    for item in ("Cloud Run functions", "Pub/Sub publish", "Pub/Sub push", "Cloud Logging"):
-        assert by_service(paid, item) > 0
-        assert by_service(free, item) == 0, item
-    # Lines without a free allowance cost the same either way.
-    for item in ("Pub/Sub Cloud Storage subscription", "Pub/Sub topic retention", "Cloud Monitoring"):
-        assert by_service(paid, item) > 0
-        assert by_service(free, item) == pytest.approx(by_service(paid, item))
-
-
-def test_europe_west1_has_prices_but_no_free_storage(tmp_path: Path) -> None:
-    """Cloud Storage's Always Free 5 GB-months apply to US regions only."""
-    spec = make_spec(tmp_path, [{"name": "pre", "trigger": {"stream": {}}}], rps=5, record_bytes=500, region="europe-west1")
-    est = estimate(spec, free_tier=True)
-    assert est.region == "europe-west1" and est.total > 0
-    storage = next(x for x in est.lines if x.role == "raw-bucket" and x.item == "Cloud Storage Standard storage")
-    assert "free" not in storage.note and storage.monthly_usd == pytest.approx(storage.quantity * 0.020)
-
-
-def test_region_without_prices_is_a_clear_error(tmp_path: Path) -> None:
-    spec = make_spec(tmp_path, [{"name": "pre", "trigger": {"stream": {}}}], rps=1, record_bytes=100, region="asia-east1")
-    with pytest.raises(PipelineError) as caught:
+def test_known_region_without_prices_says_cost_unknown(tmp_path: Path) -> None:
+    spec = make_spec(tmp_path, [{"name": "pre", "trigger": {"stream": {}}}], rps=1, record_bytes=100, region="asia-northeast1")
+    assert backend(spec).check() == []
+    with pytest.raises(PipelineError, match=r"price sheets exist for: .*us-central1"):
         estimate(spec)
-    message = str(caught.value)
-    assert "asia-east1" in message and "europe-west1, us-central1" in message
 
 
-def test_price_sheet_entries_have_sources_and_dates() -> None:
-    data = json.loads(pricing.PRICE_FILE.read_text(encoding="utf-8"))
-    entries = [*data["global"].values(), *(e for region in data["regions"].values() for e in region.values())]
-    assert entries
-    for entry in entries:
-        assert entry["source"].startswith("https://cloud.google.com/"), entry
-        assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", entry["retrieved"]), entry
-        assert entry["unit"] and entry["usd"] >= 0
-    assert set(data["regions"]) == {"us-central1", "europe-west1"}
-    assert set(data["regions"]["us-central1"]) == set(data["regions"]["europe-west1"])
+def test_unknown_region_is_a_located_error(tmp_path: Path) -> None:
+    spec = make_spec(tmp_path, [{"name": "pre", "trigger": {"stream": {}}}], rps=1, record_bytes=100, region="us-east7")
+    [(path, message, hint)] = backend(spec).check()
+    assert path == ("clouds", "gcp", "region") and "us-east7" in message and "us-central1" in hint
+
+
+# ---- the example and its limits -------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
-def test_example_estimate_covers_every_costly_role(stack: str) -> None:
+def test_example_estimate_is_batched_and_complete(stack: str) -> None:
     loaded = load_spec(EXAMPLE, stack)
-    backend = GcpBackend(loaded.spec, stack, EXAMPLE.parent)
-    for free_tier in (False, True):
-        est = backend.estimate_cost(free_tier)
-        costly = {"stream", "raw-archive", "raw-bucket", "preprocess-function", "preprocess-trigger", "preprocess-bucket",
-                  "score-function", "score-trigger", "score-bucket", "calibrate-trigger", "observability"}
-        roles = est.by_role()
-        missing = costly - {role for role, usd in roles.items() if usd > 0 or (free_tier and role == "calibrate-trigger")}
-        assert not missing
-        assert {line.role for line in est.lines} >= costly | {"calibrate-function", "calibrate-bucket"}
-        assert est.total > 0
-        assert all(line.source.startswith("https://") for line in est.lines)
-        assert any("730 hours" in a for a in est.assumptions)
-        assert any("one message per request" in a for a in est.assumptions)
-    # Stream invocations are records, not batches: 1500 or 150 records/s x 2,628,000 s.
+    est = backend(loaded.spec).estimate_cost(False)
+    roles = {x.role for x in est.lines}
+    assert {"stream", "raw-archive", "preprocess-function", "preprocess-trigger", "score-function", "score-trigger", "observability"} <= roles
+    assert est.unpriced and est.assumptions
     records = loaded.spec.workload.records_per_second * SECONDS_PER_MONTH
-    assert quantity(backend.estimate_cost(False), "preprocess-function", "Cloud Run functions requests") == pytest.approx(records / 1e6)
-
-
-# ---- limits and resource types -----------------------------------------------------------------
+    assert quantity(est, "preprocess-function", "Cloud Run functions requests") * 1e6 == pytest.approx(records / 500)
+    assert plan(loaded, "gcp").sizing["stages"]["preprocess"]["records_per_invocation"] == 500
 
 
 def test_limits_of_the_example() -> None:
-    spec = load_spec(EXAMPLE, "dev").spec
-    got = GcpBackend(spec, "dev", EXAMPLE.parent).limits()
+    got = limits(load_spec(EXAMPLE, "dev").spec)
+    assert got.max_stage_timeout_s == 540  # stream/object stages behind push (the schedule allows 1,800 s)
     assert got.max_record_bytes == 10_000_000
-    assert got.max_stage_timeout_s == 540  # stream and object stages are in use
-    assert got.max_retention_hours == 744
-    assert got.delivery == "at least once"
-    assert got.ordering == "none unless ordering keys are used (not enabled)"
-    assert "dead-letter topic after 5 delivery attempts" in got.poison_records
-    assert "single failing records" in got.poison_records
-    assert all(s.startswith("https://cloud.google.com/") for s in got.sources)
+    assert got.http_max_request_bytes is None
 
 
-def test_schedule_only_timeout_is_the_scheduler_deadline(tmp_path: Path) -> None:
-    """A scheduled stage is an HTTP function (60 min), but Cloud Scheduler's HTTP attempt deadline is at most 30 min."""
-    spec = make_spec(tmp_path, [{"name": "tick", "trigger": {"schedule": "rate(1 hour)"}}], rps=1, record_bytes=100)
-    assert limits(spec).max_stage_timeout_s == 1800
+def test_http_limits(tmp_path: Path) -> None:
+    spec = make_spec(tmp_path, [{"name": "api", "trigger": {"http": {}}}], rps=1, record_bytes=100, **{"uploads": {}})
+    got = limits(spec)
+    assert (got.http_max_request_bytes, got.http_max_response_bytes, got.http_max_timeout_s) == (32 * MIB, 32 * MIB, 3600)
+    assert got.max_stage_timeout_s == 3600
 
 
-def test_identity_and_grant_types_match_the_plan() -> None:
-    planned = plan(load_spec(EXAMPLE, "dev"), "gcp")
-    types = {r.type for r in planned.cloud_resources}
-    iam_members = {t for t in types if t.lower().endswith("iammember")}
-    assert iam_members == GcpBackend.grant_types & types
-    assert GcpBackend.grant_types >= iam_members
-    assert GcpBackend.identity_types == {"gcp:serviceaccount/account:Account"} and GcpBackend.identity_types <= types
+def test_batch_bucket_outlives_the_event_age() -> None:
+    assert storage.batch_retention_days(3600) == 2
+    assert storage.batch_retention_days(86_400) == 2

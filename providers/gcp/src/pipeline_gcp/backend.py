@@ -8,12 +8,11 @@ from typing import Any, ClassVar
 
 from pipeline.backend import Backend, BucketSpec, FunctionCode, Grant, Handle, Limits, RoleContext, StageResources
 from pipeline.cost import CostEstimate
-from pipeline.errors import PipelineError
 from pipeline.packaging import Recipe
 from pipeline.sizing import Sizing, StageDemand, StageSizing, StreamSizing
 from pipeline.spec.model import StageSpec
 from pipeline.spec.schedule import Schedule
-from pipeline_gcp import credentials, functions, iam, limits, naming, observability, platform, pricing, sizing, storage, stream, triggers
+from pipeline_gcp import credentials, functions, iam, limits, naming, observability, platform, pricing, regions, sizing, storage, stream, triggers
 
 Problem = tuple[tuple[str | int, ...], str, str]
 
@@ -21,20 +20,24 @@ Problem = tuple[tuple[str | int, ...], str, str]
 # (https://cloud.google.com/functions/docs/configuring/env-var#runtime_environment_variables_set_automatically).
 RESERVED_ENV = frozenset({"PORT", "ENTRY_POINT", "GCP_PROJECT", "GCLOUD_PROJECT", "FUNCTION_TARGET", "FUNCTION_SIGNATURE_TYPE",
                           "FUNCTION_TRIGGER_TYPE", "FUNCTION_NAME", "FUNCTION_MEMORY_MB", "FUNCTION_TIMEOUT_SEC",
-                          "FUNCTION_IDENTITY", "FUNCTION_REGION"})
+                          "FUNCTION_IDENTITY", "FUNCTION_REGION",
+                          # set by this backend for functions-framework's gunicorn (functions.function)
+                          "WORKERS", "THREADS"})
 
 
 class GcpBackend(Backend):
     name = "gcp"
     title = "GCP"
-    # Resource types counted in comparisons: the service accounts we create (stage, push, scheduler and
-    # Eventarc identities), and every IAM member resource the backend binds (see iam.py, triggers.py, stream.py,
+    # Resource types counted in comparisons: the service accounts we create (stage, build, push, scheduler, caller and
+    # producer identities), and every IAM member resource the backend binds (see iam.py, triggers.py, stream.py,
     # platform.py, observability.py). Service agents (projects.ServiceIdentity) are Google's, not ours.
     identity_types: ClassVar[frozenset[str]] = frozenset({"gcp:serviceaccount/account:Account"})
     key_settings: ClassVar[dict[str, tuple[str, ...]]] = {
         "gcp:pubsub/topic:Topic": ("messageRetentionDuration",),
-        "gcp:pubsub/subscription:Subscription": ("ackDeadlineSeconds", "deadLetterPolicy.maxDeliveryAttempts", "retryPolicy.minimumBackoff"),
-        "gcp:cloudfunctionsv2/function:Function": ("serviceConfig.availableMemory", "serviceConfig.timeoutSeconds", "serviceConfig.maxInstanceCount", "buildConfig.runtime"),
+        "gcp:pubsub/subscription:Subscription": ("ackDeadlineSeconds", "deadLetterPolicy.maxDeliveryAttempts", "retryPolicy.minimumBackoff",
+                                                 "cloudStorageConfig.maxBytes", "cloudStorageConfig.maxDuration"),
+        "gcp:cloudfunctionsv2/function:Function": ("serviceConfig.availableMemory", "serviceConfig.timeoutSeconds", "serviceConfig.maxInstanceCount",
+                                                   "serviceConfig.maxInstanceRequestConcurrency", "serviceConfig.ingressSettings", "buildConfig.runtime"),
         "gcp:cloudscheduler/job:Job": ("schedule", "retryConfig.retryCount"),
     }
     grant_types: ClassVar[frozenset[str]] = frozenset({
@@ -69,18 +72,25 @@ class GcpBackend(Backend):
     # ---- checks and sizing ------------------------------------------------------------------
     def check(self) -> list[Problem]:
         problems: list[Problem] = []
-        if not self.spec.clouds.gcp.project:
+        gcp_settings = self.spec.clouds.gcp
+        if not gcp_settings.project:
             problems.append((("clouds", "gcp", "project"), "GCP needs a project to deploy into, and none is set",
                              "set clouds.gcp.project to your project ID, e.g. 'my-project-123'"))
+        if gcp_settings.region not in regions.KNOWN_REGIONS:
+            problems.append((("clouds", "gcp", "region"), f"{gcp_settings.region!r} is not a Google Cloud region Cloud Run functions run in",
+                             f"use one of: {', '.join(sorted(regions.KNOWN_REGIONS))}"))
+        for index, message, hint in triggers.invoker_problems(gcp_settings.http_invokers):
+            problems.append((("clouds", "gcp", "http_invokers", index), message, hint))
         for index, stage in enumerate(self.spec.stages):
             at: tuple[str | int, ...] = ("stages", index)
-            if not stage.trigger.schedule and stage.timeout_s > functions.EVENT_DRIVEN_MAX_TIMEOUT_S:
-                problems.append((
-                    (*at, "timeout_s"),
-                    f"timeout_s {stage.timeout_s} is above {functions.EVENT_DRIVEN_MAX_TIMEOUT_S} s, the longest an event-driven "
-                    f"Cloud Functions (gen2) invocation may run",
-                    f"use at most {functions.EVENT_DRIVEN_MAX_TIMEOUT_S}, or run long work on a schedule (HTTP functions may run longer)",
-                ))
+            longest = limits.MAX_TIMEOUT_S[stage.trigger.kind]
+            if stage.timeout_s > longest:
+                why = {"stream": "a push subscription's request timeout (ack deadline) is at most 600 s",
+                       "objects": "a push subscription's request timeout (ack deadline) is at most 600 s",
+                       "schedule": "Cloud Scheduler's HTTP attempt deadline is at most 30 min",
+                       "http": "an HTTP function runs at most 60 min"}[stage.trigger.kind]
+                problems.append(((*at, "timeout_s"), f"timeout_s {stage.timeout_s} is above {longest} s for a {stage.trigger.kind} stage on GCP: {why}",
+                                 f"use at most {longest}"))
             if stage.memory_mb > functions.MAX_MEMORY_MB:
                 problems.append(((*at, "memory_mb"), f"memory_mb {stage.memory_mb} is above the gen2 maximum of {functions.MAX_MEMORY_MB} MB",
                                  f"use at most {functions.MAX_MEMORY_MB}"))
@@ -89,7 +99,7 @@ class GcpBackend(Backend):
                     problems.append(((*at, "trigger", "schedule"), message, hint))
             for key in stage.environment:
                 if key.upper() in RESERVED_ENV or key.upper().startswith("X_GOOGLE_"):
-                    problems.append(((*at, "environment", key), f"{key!r} is set by Cloud Functions at run time and cannot be overridden",
+                    problems.append(((*at, "environment", key), f"{key!r} is set by Cloud Functions or this backend at run time and cannot be overridden",
                                      "choose another name"))
         return problems
 
@@ -97,7 +107,7 @@ class GcpBackend(Backend):
         return sizing.size_stream(self.spec, triggers.notes(self.spec))
 
     def size_stage(self, stage: StageSpec, demand: StageDemand, stream: StreamSizing | None) -> StageSizing:
-        return sizing.size_stage(self.spec, stage, demand, stream)
+        return sizing.size_stage(self.spec, stage, demand)
 
     def stack_config(self) -> dict[str, str]:
         return credentials.stack_config(self.spec)
@@ -124,9 +134,13 @@ class GcpBackend(Backend):
 
     # ---- roles ----------------------------------------------------------------------------
     def platform(self, role: RoleContext) -> list[Any]:
-        self._env = platform.platform(role, self.spec, self.stack)
-        self._env.sources = storage.sources_bucket(role, self._env)
-        return [self._env.provider]
+        env = self._env = platform.platform(role, self.spec, self.stack, self.delete_data)
+        env.sources = storage.sources_bucket(role, env)
+        assert env.builder is not None
+        # The build account reads the source archives: this bucket only.
+        env.build_bindings.append(iam.bucket_member(role, env, "build-sources-reader", env.sources.name, iam.OBJECT_READER,
+                                                    env.builder.extra["member"]))
+        return [env.provider]
 
     def stream(self, role: RoleContext, sizing: StreamSizing) -> Handle[Any]:
         return stream.stream(role, self.env, self.spec)
@@ -144,13 +158,10 @@ class GcpBackend(Backend):
         return iam.producer(role, self.env, source, grants)
 
     def http_trigger(self, role: RoleContext, stage: StageSpec, function: Handle[Any], identity: Handle[Any], dead_letter: Handle[Any]) -> Handle[Any]:
-        raise PipelineError("GCP HTTP stages are not built yet")
+        return triggers.http_trigger(role, self.env, self.spec, stage, function, identity)
 
     def identity(self, role: RoleContext, stage: StageSpec) -> Handle[Any]:
-        identity = iam.stage_identity(role, self.env, stage.name)
-        if stage.trigger.objects:
-            iam.trigger_identity(role, self.env, stage.name, identity)
-        return identity
+        return iam.stage_identity(role, self.env, stage.name)
 
     def grant(self, role: RoleContext, identity: Handle[Any], grants: Sequence[Grant]) -> None:
         iam.grant(role, self.env, identity, grants)
@@ -174,4 +185,4 @@ class GcpBackend(Backend):
         triggers.schedule_trigger(role, self.env, stage, schedule, function, identity, dead_letter)
 
     def observability(self, role: RoleContext, stages: Sequence[StageResources]) -> None:
-        observability.observability(role, self.env, stages)
+        observability.observability(role, self.env, self.spec, stages)

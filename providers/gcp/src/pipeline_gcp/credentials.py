@@ -87,13 +87,34 @@ def stack_config(spec: PipelineSpec) -> dict[str, str]:
 
 
 def test_record_hint(spec: PipelineSpec, stack: str, outputs: Mapping[str, Any]) -> str:
-    """The gcloud commands that publish one record to the deployed topic and list the final outputs."""
+    """gcloud/curl commands that feed the deployed pipeline as its producer identities and show the final outputs.
+
+    The producer and caller accounts (outputs `producers`, `http_callers`) are impersonated: the person running the
+    commands needs roles/iam.serviceAccountTokenCreator on them (granted by whoever administers the project)."""
     project = spec.clouds.gcp.project or "<project>"
-    topic = outputs.get("stream", "<topic>")
-    lines = ["Send a test record:", f"  gcloud pubsub topics publish {topic} --project {project} --message '{SAMPLE_RECORD}'"]
+    producers = outputs.get("producers") or {}
     buckets = outputs.get("buckets") or {}
+    lines: list[str] = []
+    if spec.stream is not None:
+        topic = outputs.get("stream", "<topic>")
+        who = producers.get("stream", "<producer service account>")
+        lines += ["Send a test record (as the stream producer):",
+                  f"  gcloud pubsub topics publish {topic} --project {project} --impersonate-service-account {who} --message '{SAMPLE_RECORD}'"]
+    if spec.uploads is not None:
+        name = spec.uploads.name
+        who = producers.get(name, "<producer service account>")
+        lines += ["Upload a file of JSON lines (as the uploads producer; .gz works too):",
+                  f"  echo '{SAMPLE_RECORD}' > sample.jsonl",
+                  f"  gcloud storage cp sample.jsonl gs://{buckets.get(name, '<uploads bucket>')}/{spec.uploads.prefix} --impersonate-service-account {who}"]
+    endpoints = outputs.get("endpoints") or {}
+    callers = outputs.get("http_callers") or {}
+    for stage, url in endpoints.items():
+        caller = callers.get(stage, "<caller service account>")
+        lines += [f"Call HTTP stage {stage} (as its caller account):",
+                  f"  curl -sS -X POST {url} -H \"Authorization: Bearer $(gcloud auth print-identity-token --impersonate-service-account "
+                  f"{caller} --audiences {url} --include-email)\" -H 'Content-Type: application/json' -d '[{SAMPLE_RECORD}]'"]
     finals = [s.name for s in spec.stages if not spec.consumers_of(s.name) and s.name in buckets]
     if finals:
-        lines.append("Then look for its results:")
+        lines.append("Then look for the results (stream batches close within a minute):")
         lines += [f"  gcloud storage ls --project {project} --recursive gs://{buckets[name]}/{name}/" for name in finals]
     return "\n".join(lines)

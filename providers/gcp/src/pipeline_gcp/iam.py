@@ -46,18 +46,19 @@ def _object_path(bucket: pulumi.Input[str], key: pulumi.Input[str]) -> pulumi.Ou
     return pulumi.Output.concat("projects/_/buckets/", bucket, "/objects/", key)
 
 
-def prefix_condition(bucket: pulumi.Input[str], prefix: str, title: str) -> dict[str, Any]:
-    return {"title": title[:100], "description": f"objects under {prefix}",
-            "expression": pulumi.Output.concat('resource.name.startsWith("', _object_path(bucket, prefix), '")')}
+def prefix_condition(bucket: pulumi.Input[str], prefix: str, title: str) -> gcp.storage.BucketIAMMemberConditionArgs:
+    return gcp.storage.BucketIAMMemberConditionArgs(
+        title=title[:100], description=f"objects under {prefix}",
+        expression=pulumi.Output.concat('resource.name.startsWith("', _object_path(bucket, prefix), '")'))
 
 
-def object_condition(bucket: pulumi.Input[str], key: pulumi.Input[str], title: str) -> dict[str, Any]:
-    return {"title": title[:100], "description": "one object",
-            "expression": pulumi.Output.concat('resource.name == "', _object_path(bucket, key), '"')}
+def object_condition(bucket: pulumi.Input[str], key: pulumi.Input[str], title: str) -> gcp.storage.BucketIAMMemberConditionArgs:
+    return gcp.storage.BucketIAMMemberConditionArgs(
+        title=title[:100], description="one object", expression=pulumi.Output.concat('resource.name == "', _object_path(bucket, key), '"'))
 
 
-def bucket_member(role: RoleContext, env: Env, suffix: str, bucket: pulumi.Input[str], iam_role: str, who: pulumi.Input[str],
-                  condition: Any = None, *after: Any) -> gcp.storage.BucketIAMMember:
+def bucket_member(role: RoleContext, env: Env, suffix: str, bucket: pulumi.Input[str], iam_role: pulumi.Input[str], who: pulumi.Input[str],
+                  condition: gcp.storage.BucketIAMMemberConditionArgs | None = None, *after: Any) -> gcp.storage.BucketIAMMember:
     return gcp.storage.BucketIAMMember(role.name(suffix), bucket=bucket, role=iam_role, member=who, condition=condition, opts=env.opts(role, *after))
 
 
@@ -67,20 +68,20 @@ def grant(role: RoleContext, env: Env, identity: Handle[gcp.serviceaccount.Accou
     for index, g in enumerate(grants):
         suffix = f"{g.access.value.replace('_', '-')}-{index}"
         if g.access is Access.READ_STREAM:
-            # Delivery is a push subscription (see triggers.stream_trigger): Pub/Sub calls the function,
-            # so the runtime identity needs no Pub/Sub role at all. The access is realised there as
-            # roles/run.invoker for the subscription's own push identity on this function only.
+            # The stage never reads Pub/Sub itself: its Cloud Storage subscription writes batch files to the stage's
+            # batch bucket (triggers.stream_trigger), where this access is realised as object reads under the stage's
+            # prefix, once that bucket exists.
             identity.extra["stream_grants"].append(g)
             continue
         bucket = g.target.name
+        binding: pulumi.Resource
         if g.access is Access.WRITE_STREAM:
             binding = gcp.pubsub.TopicIAMMember(role.name(suffix), topic=g.target.extra["id"], role=PUBLISHER, member=who, opts=env.opts(role))
         elif g.access is Access.LIST_OBJECTS:
-            # A list request is checked against the bucket, not an object, so an object-prefix condition cannot
-            # match it: the condition admits the bucket resource itself (listing its keys), and no object reads.
-            condition = {"title": f"list {g.prefix}"[:100], "description": "list keys; the runtime lists with this prefix",
-                         "expression": pulumi.Output.concat('resource.name == "projects/_/buckets/', bucket, '"')}
-            binding = bucket_member(role, env, suffix, bucket, OBJECT_READER, who, condition)
+            # storage.objects.list only (platform._lister_role), on the source bucket, which holds only that source's
+            # outputs: a list request is checked against the bucket, so an object-prefix condition could never match it.
+            assert env.lister_role is not None, "platform() creates the lister role when a schedule reads a source"
+            binding = bucket_member(role, env, suffix, bucket, env.lister_role, who)
         elif g.access is Access.READ_OBJECTS:
             binding = bucket_member(role, env, suffix, bucket, OBJECT_READER, who, prefix_condition(bucket, g.prefix, f"read {g.prefix}"))
         elif g.access is Access.WRITE_OBJECTS:
@@ -98,17 +99,8 @@ def invoker(role: RoleContext, env: Env, suffix: str, function: Handle[Any], who
                                            name=function.extra["service"], role="roles/run.invoker", member=who, opts=env.opts(role))
 
 
-def trigger_identity(role: RoleContext, env: Env, stage: str, identity: Handle[gcp.serviceaccount.Account]) -> None:
-    """Object stages: Eventarc delivers as its own service account, created before the function that names it."""
-    sa = service_account(role, env, "events-sa", naming.service_account_id(role.pipeline, role.stack, stage, "ev"),
-                         f"{role.pipeline} {stage} events ({role.stack})",
-                         f"Delivers storage events to stage {stage} of {role.pipeline} ({role.stack})")
-    # Required to receive Cloud Storage direct events, and project-level by design: an Eventarc trigger has
-    # no IAM policy of its own (https://cloud.google.com/eventarc/docs/roles-permissions; reference gcp.md §2).
-    receiver = gcp.projects.IAMMember(role.name("events-receiver"), project=env.project, role="roles/eventarc.eventReceiver",
-                                      member=sa.extra["member"], opts=env.opts(role))
-    identity.extra["trigger_sa"] = sa
-    identity.extra["trigger_bindings"] = [receiver]
+def topic_publisher(role: RoleContext, env: Env, suffix: str, topic: pulumi.Input[str], who: pulumi.Input[str]) -> gcp.pubsub.TopicIAMMember:
+    return gcp.pubsub.TopicIAMMember(role.name(suffix), topic=topic, role=PUBLISHER, member=who, opts=env.opts(role))
 
 
 def producer(role: RoleContext, env: Env, source: str, grants: Sequence[Grant]) -> Handle[gcp.serviceaccount.Account]:

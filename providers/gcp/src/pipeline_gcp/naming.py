@@ -48,6 +48,15 @@ def function_name(pipeline: str, stack: str, stage: str) -> str:
     return fit([pipeline, stack, stage], FUNCTION_MAX)
 
 
+def custom_role_id(pipeline: str, stack: str, purpose: str) -> str:
+    """Project-unique custom role id: camelCase letters and digits, 3-64 characters, no '-' (IAM's rule)."""
+    words = re.split(r"[^a-zA-Z0-9]+", f"{pipeline} {stack} {purpose}")
+    text = words[0].lower() + "".join(w[:1].upper() + w[1:].lower() for w in words[1:] if w)
+    if not text[:1].isalpha():
+        text = "p" + text
+    return text[:64]
+
+
 def label_value(text: str) -> str:
     """GCP label values: up to 63 lowercase letters, digits, '_' or '-'."""
     return re.sub(r"[^a-z0-9_-]", "-", text.lower())[:63]
@@ -130,6 +139,15 @@ def mock_resource(type_: str, logical: str, inputs: Mapping[str, Any], project: 
     if type_ == "gcp:monitoring/notificationChannel:NotificationChannel":
         out["name"] = f"projects/{p}/notificationChannels/{int(_digest(logical, 12), 16)}"
         return out["name"], out
+    if type_ == "gcp:projects/iAMCustomRole:IAMCustomRole":
+        out["name"] = f"projects/{p}/roles/{inputs['roleId']}"
+        return out["name"], out
+    if type_ == "gcp:storage/notification:Notification":
+        notification_id = str(int(_digest(logical, 6), 16) % 1000)
+        out.update(notificationId=notification_id, selfLink=f"https://www.googleapis.com/storage/v1/b/{inputs.get('bucket', '')}/notificationConfigs/{notification_id}")
+        return f"{inputs.get('bucket', '')}/notificationConfigs/{notification_id}", out
+    if type_ == "gcp:logging/metric:Metric":
+        return inputs.get("name", logical), out
     if "IAMMember" in type_ or "IamMember" in type_:
         target = next((str(inputs[k]) for k in ("bucket", "topic", "subscription", "name", "serviceAccountId", "project") if k in inputs), "")
         out["etag"] = f"BwY{_digest(logical, 8)}="

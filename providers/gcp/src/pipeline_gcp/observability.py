@@ -1,6 +1,18 @@
-"""Alert policies an operator needs: dead letters arriving, function errors, consumers falling behind, failed schedules.
+"""Alert policies an operator needs, and who is told.
 
-Notifications go to a Pub/Sub topic (like the AWS backend's SNS topic), from which any paging tool can subscribe.
+What is watched (one condition each, over every stage of the stack: Monitoring bills per condition, so one
+condition grouped by stage is cheaper than one per stage; https://cloud.google.com/monitoring/alerts/cost-control):
+
+* **runtime dead letters**: a log-based metric on the runtime's own JSON lines: "batch done" with
+  `dead_letters > 0` (poison records, while the invocation succeeds) and "retries exhausted; input
+  dead-lettered" (an input the runtime gave up on); see `pipeline.runtime.invoke`;
+* **dead-letter topics**: events that never reached the runtime (crashes, timeouts) pile up in a stage's hold subscription;
+* **function errors**: 5xx answers of the stages' Cloud Run services;
+* **backlog**: the oldest undelivered event or stream message is older than 5 minutes;
+* **schedule failures**: Cloud Scheduler logged a failed run after its retries.
+
+Who is told: a Pub/Sub topic channel (any paging tool can subscribe), every `alerts.emails` address and the
+`alerts.webhook` URL (kept secret in the deploy state), on every policy.
 """
 
 from __future__ import annotations
@@ -12,78 +24,135 @@ import pulumi
 import pulumi_gcp as gcp
 
 from pipeline.backend import RoleContext, StageResources
+from pipeline.spec.model import PipelineSpec
 from pipeline_gcp import iam, naming
 from pipeline_gcp.platform import Env
 
 PERIOD = "300s"
 LAG_ALERT_S = 5 * 60
+RUN_RESOURCE = "cloud_run_revision"  # gen2 functions log and report metrics as their Cloud Run service
+# The runtime's lines (pipeline.runtime.invoke): StageRunner._finish logs "batch done" with dead_letters, and
+# dead_letter_all logs this message when it gives up on a whole input.
+BATCH_DONE = "batch done"
+GAVE_UP = "retries exhausted; input dead-lettered"
 
 
-def _threshold(display: str, filter_: pulumi.Input[str], aligner: str, threshold: float, duration: str = "0s") -> dict[str, Any]:
-    return {
-        "display_name": display,
-        "condition_threshold": {
-            "filter": filter_,
-            "comparison": "COMPARISON_GT",
-            "threshold_value": threshold,
-            "duration": duration,
-            "aggregations": [{"alignment_period": PERIOD if duration == "0s" else "60s", "per_series_aligner": aligner}],
-            "trigger": {"count": 1},
-        },
-    }
+def dead_letter_log_filter(pipeline: str, functions: Sequence[str]) -> str:
+    """Cloud Logging filter for the runtime's dead-letter lines of this stack's functions (tested against real lines)."""
+    services = " OR ".join(f'"{name}"' for name in functions)
+    return (f'resource.type="{RUN_RESOURCE}" AND resource.labels.service_name=({services}) AND jsonPayload.pipeline="{pipeline}" AND '
+            f'((jsonPayload.message="{BATCH_DONE}" AND jsonPayload.dead_letters>0) OR jsonPayload.message="{GAVE_UP}")')
 
 
-def _policy(role: RoleContext, env: Env, suffix: str, display: str, doc: str, conditions: list[Any],
-            channels: list[Any], alert_strategy: Any = None) -> gcp.monitoring.AlertPolicy:
-    return gcp.monitoring.AlertPolicy(
-        role.name(suffix), display_name=f"{role.pipeline} ({role.stack}): {display}", combiner="OR", conditions=conditions,
-        notification_channels=channels, documentation={"content": doc, "mime_type": "text/markdown"}, severity="ERROR",
-        user_labels={"pipeline": naming.label_value(role.pipeline), "stack": naming.label_value(role.stack)},
-        alert_strategy=alert_strategy, opts=env.opts(role),
+def alert_policies(spec: PipelineSpec) -> list[str]:
+    """The policies `observability` creates for `spec` (one condition each): priced per condition."""
+    policies = ["runtime-dead-letters", "errors"]
+    if any(s.trigger.stream or s.trigger.objects for s in spec.stages):
+        policies += ["dead-letter-topics", "backlog"]
+    if any(s.trigger.schedule for s in spec.stages):
+        policies.append("schedule-failures")
+    return policies
+
+
+def _one_of(values: Sequence[pulumi.Input[str]]) -> pulumi.Output[str]:
+    return pulumi.Output.all(*values).apply(lambda names: "one_of(" + ", ".join(f'"{n}"' for n in names) + ")")
+
+
+def _threshold(display: str, filter_: pulumi.Input[str], aligner: str, threshold: float, *, group_by: Sequence[str] = (),
+               duration: str = "0s") -> gcp.monitoring.AlertPolicyConditionArgs:
+    return gcp.monitoring.AlertPolicyConditionArgs(
+        display_name=display,
+        condition_threshold=gcp.monitoring.AlertPolicyConditionConditionThresholdArgs(
+            filter=filter_, comparison="COMPARISON_GT", threshold_value=threshold, duration=duration,
+            aggregations=[gcp.monitoring.AlertPolicyConditionConditionThresholdAggregationArgs(
+                alignment_period=PERIOD if duration == "0s" else "60s", per_series_aligner=aligner,
+                cross_series_reducer="REDUCE_SUM" if group_by else None, group_by_fields=list(group_by) or None)],
+            trigger=gcp.monitoring.AlertPolicyConditionConditionThresholdTriggerArgs(count=1),
+        ),
     )
 
 
-def observability(role: RoleContext, env: Env, stages: Sequence[StageResources]) -> None:
+def channels(role: RoleContext, env: Env, spec: PipelineSpec) -> list[pulumi.Output[str]]:
+    """Notification channels: the alerts topic, each e-mail address, the webhook (its URL is a secret)."""
     topic = gcp.pubsub.Topic(role.name("alerts"), opts=env.opts(role))
     channel = gcp.monitoring.NotificationChannel(
-        role.name("alerts"), display_name=f"{role.pipeline} ({role.stack}) alerts", type="pubsub", labels={"topic": topic.id},
+        role.name("alerts"), display_name=f"{role.pipeline} ({role.stack}) alerts topic", type="pubsub", labels={"topic": topic.id},
         opts=env.opts(role),
     )
     # Monitoring publishes as its notification service agent, created with the first Pub/Sub channel (hence after it).
-    gcp.pubsub.TopicIAMMember(
-        role.name("alerts-publisher"), topic=topic.id, role="roles/pubsub.publisher",
-        member=iam.member(env.project_number.apply(lambda n: naming.service_agent(n, "monitoring"))),
-        opts=env.opts(role, channel),
-    )
-    channels = [channel.name]
-    for built in stages:
-        name = built.stage.name
-        dead = built.dead_letter.extra["subscription"]
-        _policy(role, env, f"{name}-dead-letters", f"{name} dead letters",
-                f"Events of stage `{name}` were dead-lettered; inspect the dead-letter subscription, fix, then replay.",
-                [_threshold("dead-letter backlog > 0", pulumi.Output.concat(
-                    'resource.type = "pubsub_subscription" AND resource.labels.subscription_id = "', dead,
-                    '" AND metric.type = "pubsub.googleapis.com/subscription/num_undelivered_messages"'), "ALIGN_MAX", 0)],
-                channels)
-        # A gen2 function is a Cloud Run service of the same name: its 5xx responses are failed invocations.
-        _policy(role, env, f"{name}-errors", f"{name} errors", f"Stage `{name}` failed invocations (HTTP 5xx).",
-                [_threshold("function errors > 0", pulumi.Output.concat(
-                    'resource.type = "cloud_run_revision" AND resource.labels.service_name = "', built.function.name,
-                    '" AND metric.type = "run.googleapis.com/request_count" AND metric.labels.response_code_class = "5xx"'),
-                    "ALIGN_DELTA", 0)],
-                channels)
-        push = env.push_subscriptions.get(name)
-        if push is not None:
-            _policy(role, env, f"{name}-lag", f"{name} lag", f"Stage `{name}` is more than {LAG_ALERT_S // 60} minutes behind the stream.",
-                    [_threshold("oldest unacked message age", pulumi.Output.concat(
-                        'resource.type = "pubsub_subscription" AND resource.labels.subscription_id = "', push,
-                        '" AND metric.type = "pubsub.googleapis.com/subscription/oldest_unacked_message_age"'),
-                        "ALIGN_MAX", LAG_ALERT_S, duration="300s")],
-                    channels)
-        job = env.scheduler_jobs.get(name)
-        if job is not None:
-            _policy(role, env, f"{name}-schedule-failures", f"{name} schedule failures",
-                    f"A scheduled run of stage `{name}` failed after its retries (Cloud Scheduler has no dead-letter destination).",
-                    [{"display_name": "scheduler job error logs", "condition_matched_log": {"filter": pulumi.Output.concat(
-                        'resource.type = "cloud_scheduler_job" AND resource.labels.job_id = "', job, '" AND severity >= ERROR')}}],
-                    channels, alert_strategy={"notification_rate_limit": {"period": PERIOD}})
+    iam.topic_publisher(role, env, "alerts-publisher", topic.id,
+                        iam.member(env.project_number.apply(lambda n: naming.service_agent(n, "monitoring"))))
+    found = [channel.name]
+    for index, address in enumerate(spec.alerts.emails):
+        email = gcp.monitoring.NotificationChannel(
+            role.name(f"email-{index}"), display_name=f"{role.pipeline} ({role.stack}) {address}"[:100], type="email",
+            labels={"email_address": address}, opts=env.opts(role))
+        found.append(email.name)
+    if spec.alerts.webhook:
+        hook = gcp.monitoring.NotificationChannel(
+            role.name("webhook"), display_name=f"{role.pipeline} ({role.stack}) webhook", type="webhook_tokenauth",
+            labels={"url": pulumi.Output.secret(spec.alerts.webhook)},  # the URL is the credential: secret in state and plans
+            opts=env.opts(role, additional_secret_outputs=["labels"]))
+        found.append(hook.name)
+    return found
+
+
+def observability(role: RoleContext, env: Env, spec: PipelineSpec, stages: Sequence[StageResources]) -> None:
+    targets = channels(role, env, spec)
+    functions = [naming.function_name(role.pipeline, role.stack, s.stage.name) for s in stages]
+    labels = {"pipeline": naming.label_value(role.pipeline), "stack": naming.label_value(role.stack)}
+
+    def policy(suffix: str, display: str, doc: str, condition: gcp.monitoring.AlertPolicyConditionArgs, *after: Any,
+               strategy: gcp.monitoring.AlertPolicyAlertStrategyArgs | None = None) -> None:
+        gcp.monitoring.AlertPolicy(
+            role.name(suffix), display_name=f"{role.pipeline} ({role.stack}): {display}", combiner="OR", conditions=[condition],
+            notification_channels=targets, severity="ERROR", user_labels=labels, alert_strategy=strategy,
+            documentation=gcp.monitoring.AlertPolicyDocumentationArgs(content=doc, mime_type="text/markdown"),
+            opts=env.opts(role, *after))
+
+    metric_name = naming.fit([role.pipeline, role.stack, "dead-letters"], 100)
+    metric = gcp.logging.Metric(
+        role.name("dead-letters"), name=metric_name, filter=dead_letter_log_filter(role.pipeline, functions),
+        description=f"Records and inputs the runtime of {role.pipeline} ({role.stack}) dead-lettered",
+        label_extractors={"stage": "EXTRACT(jsonPayload.stage)"},
+        metric_descriptor=gcp.logging.MetricMetricDescriptorArgs(
+            metric_kind="DELTA", value_type="INT64",
+            labels=[gcp.logging.MetricMetricDescriptorLabelArgs(key="stage", value_type="STRING", description="the stage")]),
+        opts=env.opts(role))
+    policy("runtime-dead-letters", "runtime dead letters",
+           "The runtime dead-lettered records or whole inputs (see the `stage` label). They are in the dead-letter bucket under "
+           "`<stage>/`, each with its error and original bytes: fix the handler or the data, then replay them.",
+           _threshold("dead-lettered records > 0", f'metric.type="logging.googleapis.com/user/{metric_name}" AND resource.type="{RUN_RESOURCE}"',
+                      "ALIGN_DELTA", 0, group_by=["metric.label.stage"]), metric)
+    services = _one_of(functions)
+    policy("errors", "function errors", "A stage answered 5xx (its input is retried, then dead-lettered). See the service's logs.",
+           _threshold("5xx responses > 0", pulumi.Output.concat(
+               f'resource.type="{RUN_RESOURCE}" AND resource.labels.service_name=', services,
+               ' AND metric.type="run.googleapis.com/request_count" AND metric.labels.response_code_class="5xx"'),
+               "ALIGN_DELTA", 0, group_by=["resource.label.service_name"]))
+    holds = [s.dead_letter.extra["subscription"] for s in stages if "subscription" in s.dead_letter.extra]
+    if holds:
+        policy("dead-letter-topics", "dead-letter topics",
+               "Events reached a stage's dead-letter topic: they never got through to the runtime (crash, timeout, 4xx). "
+               "Inspect the `hold` subscription, fix, then republish them to the stage's events topic.",
+               _threshold("dead-letter backlog > 0", pulumi.Output.concat(
+                   'resource.type="pubsub_subscription" AND resource.labels.subscription_id=', _one_of(holds),
+                   ' AND metric.type="pubsub.googleapis.com/subscription/num_undelivered_messages"'),
+                   "ALIGN_MAX", 0, group_by=["resource.label.subscription_id"]))
+        backlog = [*env.event_subscriptions.values(), *env.batch_subscriptions.values()]
+        policy("backlog", "backlog", f"Events or stream messages wait more than {LAG_ALERT_S // 60} minutes: a stage is failing or cannot keep up.",
+               _threshold("oldest unacked message age", pulumi.Output.concat(
+                   'resource.type="pubsub_subscription" AND resource.labels.subscription_id=', _one_of(backlog),
+                   ' AND metric.type="pubsub.googleapis.com/subscription/oldest_unacked_message_age"'),
+                   "ALIGN_MAX", LAG_ALERT_S, group_by=["resource.label.subscription_id"], duration="300s"))
+    jobs = list(env.scheduler_jobs.values())
+    if jobs:
+        names = pulumi.Output.all(*jobs).apply(lambda ids: " OR ".join(f'"{i}"' for i in ids))
+        policy("schedule-failures", "schedule failures",
+               "A scheduled run failed after its retries (Cloud Scheduler has no dead-letter destination): see the job's logs.",
+               gcp.monitoring.AlertPolicyConditionArgs(
+                   display_name="scheduler job error logs",
+                   condition_matched_log=gcp.monitoring.AlertPolicyConditionConditionMatchedLogArgs(
+                       filter=pulumi.Output.concat('resource.type="cloud_scheduler_job" AND resource.labels.job_id=(', names, ') AND severity>=ERROR'))),
+               strategy=gcp.monitoring.AlertPolicyAlertStrategyArgs(
+                   notification_rate_limit=gcp.monitoring.AlertPolicyAlertStrategyNotificationRateLimitArgs(period=PERIOD)))

@@ -1,4 +1,4 @@
-"""The provider, enabled APIs and the project's service agents: what every later role builds on."""
+"""The provider, enabled APIs, the project's service agents and the build identity: what every later role builds on."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from pipeline.spec.model import PipelineSpec
 from pipeline_gcp import naming
 
 # Cloud Functions gen2 builds with Cloud Build into Artifact Registry and runs on Cloud Run
-# (https://cloud.google.com/functions/docs/tutorials/pubsub, "Enable the APIs"); Eventarc carries storage
-# events; Monitoring holds the alert policies. IAM for the service accounts we create.
+# (https://cloud.google.com/functions/docs/tutorials/pubsub, "Enable the APIs"); Monitoring holds the alert
+# policies, Logging the log-based metrics. IAM for the service accounts and the custom role we create.
 BASE_APIS = (
     "pubsub.googleapis.com",
     "storage.googleapis.com",
@@ -26,8 +26,11 @@ BASE_APIS = (
     "monitoring.googleapis.com",
     "iam.googleapis.com",
 )
-EVENTARC_API = "eventarc.googleapis.com"
 SCHEDULER_API = "cloudscheduler.googleapis.com"
+# What a function build needs, and nothing else (https://cloud.google.com/functions/docs/securing/build-custom-sa):
+# write build logs, push the image to Artifact Registry (GCF creates its `gcf-artifacts` repository itself, so the
+# grant is project-level), and read the source archive (a bucket-level grant on the sources bucket, in storage.py).
+BUILD_PROJECT_ROLES = ("roles/logging.logWriter", "roles/artifactregistry.writer")
 
 
 @dataclass
@@ -40,11 +43,16 @@ class Env:
     apis: list[pulumi.Resource]
     pubsub_agent: pulumi.Output[str]  # service-N@gcp-sa-pubsub.iam.gserviceaccount.com
     project_number: pulumi.Output[str]
-    gcs_publisher: pulumi.Resource | None = None  # roles/pubsub.publisher for the GCS agent (object stages only)
+    gcs_agent: pulumi.Output[str] | None = None  # service-N@gs-project-accounts... (object notifications only)
+    builder: Handle[Any] | None = None  # the build service account of every function
+    build_bindings: list[pulumi.Resource] = field(default_factory=list)
+    lister_role: pulumi.Output[str] | None = None  # custom role with storage.objects.list only (schedules with `from`)
+    delete_data: bool = False  # data buckets deletable with their objects (`pipeline destroy --delete-data`)
     sources: Handle[Any] | None = None  # bucket that holds function source packages
     buckets: dict[str, Handle[Any]] = field(default_factory=dict)  # by BucketSpec.key
     dead_letters: dict[str, Handle[Any]] = field(default_factory=dict)  # by stage name
-    push_subscriptions: dict[str, pulumi.Output[str]] = field(default_factory=dict)  # by stage name
+    event_subscriptions: dict[str, pulumi.Output[str]] = field(default_factory=dict)  # push subscriptions, by stage
+    batch_subscriptions: dict[str, pulumi.Output[str]] = field(default_factory=dict)  # Cloud Storage subscriptions, by stream stage
     scheduler_jobs: dict[str, pulumi.Output[str]] = field(default_factory=dict)  # by stage name
 
     def opts(self, role: RoleContext, *after: Any, **kwargs: Any) -> pulumi.ResourceOptions:
@@ -57,14 +65,17 @@ def labels(spec: PipelineSpec, stack: str) -> dict[str, str]:
     return {**spec.tags, "pipeline": naming.label_value(spec.name), "stack": naming.label_value(stack), "managed-by": "pipeline-deployer"}
 
 
-def platform(role: RoleContext, spec: PipelineSpec, stack: str) -> Env:
+def notified(spec: PipelineSpec) -> bool:
+    """Whether any bucket sends object notifications: every stream and object stage is fed by them."""
+    return any(s.trigger.stream or s.trigger.objects for s in spec.stages)
+
+
+def platform(role: RoleContext, spec: PipelineSpec, stack: str, delete_data: bool) -> Env:
     project = spec.clouds.gcp.project
     assert project is not None, "check() reports a missing project before any role runs"
     region = spec.clouds.gcp.region
     provider = gcp.Provider(role.name("gcp"), project=project, region=region, default_labels=labels(spec, stack), opts=role.opts())
     apis_needed = list(BASE_APIS)
-    if any(s.trigger.objects for s in spec.stages):
-        apis_needed.append(EVENTARC_API)
     if any(s.trigger.schedule for s in spec.stages):
         apis_needed.append(SCHEDULER_API)
     apis: list[pulumi.Resource] = [
@@ -74,27 +85,62 @@ def platform(role: RoleContext, spec: PipelineSpec, stack: str) -> Env:
         for api in apis_needed
     ]
     # A resource (not an invoke): creates the Pub/Sub service agent if the project has none yet, and its
-    # email carries the project number, from which the other agents' documented emails follow.
+    # email carries the project number, from which the monitoring agent's documented email follows.
     pubsub = gcp.projects.ServiceIdentity(role.name("pubsub-agent"), project=project, service="pubsub.googleapis.com",
                                           opts=role.opts(provider=provider, depends_on=apis))
     number = pubsub.email.apply(naming.project_number_from_agent)
-    env = Env(project=project, region=region, provider=provider, apis=apis, pubsub_agent=pubsub.email, project_number=number)
-    if any(s.trigger.objects for s in spec.stages):
-        env.gcs_publisher = _gcs_agent_publisher(role, env)
+    env = Env(project=project, region=region, provider=provider, apis=apis, pubsub_agent=pubsub.email, project_number=number,
+              delete_data=delete_data)
+    if notified(spec):
+        env.gcs_agent = _gcs_agent(env)
+    build_identity(role, env)
+    if any(s.trigger.from_stage for s in spec.stages):
+        env.lister_role = _lister_role(role, env, spec, stack)
     return env
 
 
-def _gcs_agent_publisher(role: RoleContext, env: Env) -> pulumi.Resource:
-    """Cloud Storage direct events: the GCS service agent publishes to Eventarc's Pub/Sub transport topic.
+def _gcs_agent(env: Env) -> pulumi.Output[str]:
+    """The Cloud Storage service agent, which publishes object notifications.
 
-    Project-level on purpose: Eventarc creates (and names) that topic itself, so there is no narrower
-    resource to bind to (https://cloud.google.com/eventarc/docs/run/create-trigger-storage-gcloud,
-    reference gcp.md §2). The agent's email is the documented `service-N@gs-project-accounts...` format;
-    `gcp.storage.get_project_service_account` would also create the agent on a project that never used
-    it, but the offline planner's mock engine cannot serve invokes yet (see GcpBackend.mock_call).
+    It only exists once something asks for it: `storage.get_project_service_account` (the JSON API's
+    projects.serviceAccount.get) creates it on a fresh project, so a binding to it never precedes it
+    (https://cloud.google.com/storage/docs/projects#service-agents).
     """
-    email = env.project_number.apply(lambda n: naming.service_agent(n, "storage"))
-    return gcp.projects.IAMMember(
-        role.name("gcs-agent-publisher"), project=env.project, role="roles/pubsub.publisher",
-        member=pulumi.Output.concat("serviceAccount:", email), opts=env.opts(role),
+    result = gcp.storage.get_project_service_account_output(
+        project=env.project, opts=pulumi.InvokeOutputOptions(provider=env.provider, depends_on=env.apis))
+    return result.email_address
+
+
+def build_identity(role: RoleContext, env: Env) -> None:
+    """The account every function of this stack is built as (`build_config.service_account`)."""
+    from pipeline_gcp import iam
+
+    sa = iam.service_account(role, env, "build-sa", naming.service_account_id(role.pipeline, role.stack, "build"),
+                             f"{role.pipeline} builds ({role.stack})",
+                             f"Builds the functions of {role.pipeline} ({role.stack}): logs, images, sources; nothing at run time")
+    env.builder = sa
+    env.build_bindings = [
+        gcp.projects.IAMMember(role.name(f"build-{grant.split('.')[-1].lower()}"), project=env.project, role=grant,
+                               member=sa.extra["member"], opts=env.opts(role))
+        for grant in BUILD_PROJECT_ROLES
+    ]
+
+
+LISTER_PERMISSIONS = ("storage.objects.list",)
+
+
+def _lister_role(role: RoleContext, env: Env, spec: PipelineSpec, stack: str) -> pulumi.Output[str]:
+    """A custom role with `storage.objects.list` only, for schedules that read what a source wrote since their last run.
+
+    Cloud Storage checks a list request against the bucket, not an object (the request names no object), so
+    an IAM condition on an object prefix (`resource.name.startsWith(".../objects/<prefix>")`) never matches it;
+    `storage.objectViewer` without one would also grant reading every object. The narrowest grant is this role
+    on the source bucket alone, which holds only that source's outputs. Bound in iam.grant.
+    """
+    custom = gcp.projects.IAMCustomRole(
+        role.name("object-lister"), project=env.project, role_id=naming.custom_role_id(spec.name, stack, "lister"),
+        title=f"{spec.name} ({stack}) object lister"[:100],
+        description="List object names in one bucket (bound per bucket); no object reads", permissions=list(LISTER_PERMISSIONS),
+        stage="GA", opts=env.opts(role),
     )
+    return custom.name

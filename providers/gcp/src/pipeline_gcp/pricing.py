@@ -1,21 +1,21 @@
-"""Monthly cost of the GCP plan: one line per billing line and role, from `prices.json`.
+"""Monthly cost of the GCP plan: one line per billing line and role, from `prices.json`, priced from the Sizing.
 
 The formulas are Google's published billing rules, applied to the resources this backend plans:
 
 * Pub/Sub bills throughput per TiB (2^40 bytes) for the publish and again for every subscription's
   delivery, with at least 1000 bytes per publish/push/pull request (https://cloud.google.com/pubsub/pricing).
-  Our stream stages are invoked by a push subscription, and push delivers ONE message per request:
-  a stream stage runs once per record, and every record is billed at least 1000 bytes on delivery.
-  That is the main cost difference from clouds that hand a function a batch of records
-  (Kinesis -> Lambda, Event Hubs -> Functions): invocations, requests, logs and output objects all
-  scale with records here, not with batches.
-* Cloud Run functions (gen2) use Cloud Run request-based billing: requests, vCPU-seconds and
-  GiB-seconds of the configured CPU and memory while a request runs, rounded up to 100 ms
-  (https://cloud.google.com/run/pricing). The CPU is the tier `functions.cpu_for` configures.
-* Cloud Storage bills GB-months of Standard storage and Class A (writes) / Class B (reads)
-  operations (https://cloud.google.com/storage/pricing).
-* Eventarc events from Google sources are free, but ride on Pub/Sub (publish + push, billed);
-  Cloud Scheduler bills per job; Cloud Logging per GiB ingested; Cloud Monitoring per alert condition.
+  Cloud Storage subscriptions (the raw archive and each stream stage's batch files) bill their own rate
+  per TiB of message bytes instead of the delivery rate.
+* Stream stages run once per batch file (`Sizing.records_per_invocation` records), so invocations, reads,
+  output objects, events and log lines scale with batches, not records.
+* Object events are Cloud Storage notifications: one Pub/Sub publish plus one push delivery per object,
+  each a request of at least 1000 bytes.
+* Cloud Run functions (gen2) use Cloud Run request-based billing: requests, vCPU-seconds and GiB-seconds of
+  the configured CPU and memory while a request runs, rounded up to 100 ms (https://cloud.google.com/run/pricing).
+* Cloud Storage bills GB-months of Standard storage (plus 7 days of soft-deleted objects on data buckets) and
+  Class A (writes) / Class B (reads) operations (https://cloud.google.com/storage/pricing).
+* Cloud Scheduler bills per job; Cloud Logging per GiB ingested; Cloud Monitoring per alert condition and per
+  time series its queries return.
 
 Free tiers are monthly allowances shared by every line that draws on them (per billing account, or per
 project for Logging), so they are handed out to lines in order by `FreePool`.
@@ -40,11 +40,12 @@ from pipeline.cost import (
     output_rows_per_month,
     records_per_month,
     stored_gb_months,
+    uploads_per_month,
 )
 from pipeline.program import bucket_plan
-from pipeline.sizing import Sizing
+from pipeline.sizing import Sizing, StageSizing
 from pipeline.spec.model import PipelineSpec, StageSpec
-from pipeline_gcp import functions, stream, triggers
+from pipeline_gcp import functions, observability, sizing, storage, stream, triggers
 
 PRICE_FILE = Path(__file__).with_name("prices.json")
 
@@ -68,15 +69,16 @@ GCS_FREE_THOUSAND_CLASS_A = 5.0
 GCS_FREE_THOUSAND_CLASS_B = 50.0
 SCHEDULER_FREE_JOBS = 3.0  # per billing account (https://cloud.google.com/scheduler/pricing)
 LOGGING_FREE_GIB = 50.0  # per project (https://cloud.google.com/stackdriver/pricing)
-# Alerting (https://cloud.google.com/monitoring/alerts/cost-control): $ per condition plus $ per million time
-# series returned; we assume each condition returns one series per 30 s execution period.
+# Alerting (https://cloud.google.com/monitoring/alerts/cost-control): per condition (metric reference) plus per
+# million time-series points its query returns; one condition per policy here, each evaluated every 30 s.
 ALERT_EXECUTION_PERIOD_S = 30
-ALERT_SERIES_PER_CONDITION = 1
 
 # ---- workload assumptions (stated in every estimate) -----------------------------------------
-STORAGE_EVENT_BYTES = 1500  # a Cloud Storage notification: object metadata JSON + attributes (assumed)
-LOG_BYTES_PER_INVOCATION = 2000  # Cloud Run request log entry + the runtime's one "batch done" line (assumed)
-ARCHIVE_NEWLINE_BYTES = 1  # the Cloud Storage subscription's text format: one message per line
+NOTIFICATION_BYTES = 1200  # a JSON_API_V1 notification: the object resource JSON plus attributes (assumed)
+REQUEST_LOG_BYTES = 1000  # one Cloud Run request log entry (assumed)
+RUNTIME_LOG_BYTES = 400  # the runtime's one "batch done" line per invocation (assumed)
+ARCHIVE_NEWLINE_BYTES = 1  # the raw archive's text format: one message per line
+SOFT_DELETE_DAYS = storage.SOFT_DELETE_DATA_S / 86_400
 
 
 @dataclass
@@ -110,10 +112,11 @@ def run_billable_seconds(duration_ms: float) -> float:
     return math.ceil(duration_ms / RUN_BILLING_INCREMENT_MS) * RUN_BILLING_INCREMENT_MS / 1000
 
 
-def run_usage(invocations: float, duration_ms: float, memory_mb: int, vcpu: float) -> tuple[float, float]:
-    """(vCPU-seconds, GiB-seconds) of `invocations` with concurrency 1: billed time x configured CPU / memory."""
+def run_usage(invocations: float, duration_ms: float, memory_mb: int, vcpu: float, per_instance: int = 1) -> tuple[float, float]:
+    """(vCPU-seconds, GiB-seconds) of `invocations`: billed time x configured CPU / memory. An instance serving
+    `per_instance` requests at once (one per vCPU) is billed once for the time they overlap: divided here."""
     seconds = invocations * run_billable_seconds(duration_ms)
-    return seconds * vcpu, seconds * memory_mb / 1024
+    return seconds * vcpu / per_instance, seconds * memory_mb / 1024 / per_instance
 
 
 def archive_objects(bytes_month: float, max_duration_s: int = stream.ARCHIVE_MAX_DURATION_S, max_bytes: int = stream.ARCHIVE_MAX_BYTES) -> float:
@@ -123,15 +126,15 @@ def archive_objects(bytes_month: float, max_duration_s: int = stream.ARCHIVE_MAX
     return max(SECONDS_PER_MONTH / max_duration_s, bytes_month / max_bytes)
 
 
-def alert_time_series_millions(conditions: int, seconds: float = SECONDS_PER_MONTH, period_s: int = ALERT_EXECUTION_PERIOD_S,
-                               series_per_condition: int = ALERT_SERIES_PER_CONDITION) -> float:
-    """Millions of time series alert conditions return: one batch of series per execution period."""
+def alert_points_millions(conditions: int, series_per_condition: float = 1.0, seconds: float = SECONDS_PER_MONTH,
+                          period_s: int = ALERT_EXECUTION_PERIOD_S) -> float:
+    """Millions of time-series points alert conditions return: one per series per execution period."""
     return conditions * series_per_condition * seconds / period_s / 1e6
 
 
-def alert_conditions(spec: PipelineSpec) -> int:
-    """Conditions `observability` creates: dead letters and errors per stage, lag per stream stage, failures per schedule."""
-    return sum(2 + (1 if stage.trigger.stream else 0) + (1 if stage.trigger.schedule else 0) for stage in spec.stages)
+def soft_deleted_gb_months(bytes_month: float) -> float:
+    """Objects deleted by lifecycle (or overwritten) stay billable for the soft-delete window."""
+    return stored_gb_months(bytes_month, int(SOFT_DELETE_DAYS))
 
 
 # ---- the estimate -----------------------------------------------------------------------
@@ -145,17 +148,16 @@ def add_line(est: CostEstimate, role: str, item: str, quantity: float, price: Pr
         return
     billable = max(0.0, quantity - free)
     est.lines.append(CostLine(role, item, quantity, price.unit, price.usd, billable * price.usd, price.source,
-                              "; ".join(x for x in (note, free_label) if x)))
+                              "; ".join(x for x in (note, free_label) if x), price.verify))
 
 
 class _Estimator:
     """Adds the lines of one estimate; keeps the shared free-tier pools between lines."""
 
-    def __init__(self, spec: PipelineSpec, sizing: Sizing, sheet: PriceSheet, est: CostEstimate):
-        self.spec, self.sizing, self.sheet, self.est = spec, sizing, sheet, est
+    def __init__(self, spec: PipelineSpec, sizing_: Sizing, sheet: PriceSheet, est: CostEstimate):
+        self.spec, self.sizing, self.sheet, self.est = spec, sizing_, sheet, est
         self.records = records_per_month(spec)
         self.message_bytes = pubsub_message_bytes(spec.workload.record_bytes)
-        self.invocations = {name: stage.invocations_per_month for name, stage in sizing.stages.items()}
         gcs_free = sheet.region in GCS_FREE_REGIONS
         self.pubsub_free = FreePool(PUBSUB_FREE_TIB)
         self.run_requests_free = FreePool(RUN_FREE_MILLION_REQUESTS)
@@ -167,6 +169,9 @@ class _Estimator:
         self.scheduler_free = FreePool(SCHEDULER_FREE_JOBS)
         self.logging_free = FreePool(LOGGING_FREE_GIB)
 
+    def stage(self, name: str) -> StageSizing:
+        return self.sizing.stages[name]
+
     def free(self, pool: FreePool, quantity: float) -> float:
         return pool.take(quantity) if self.est.free_tier else 0.0
 
@@ -177,124 +182,177 @@ class _Estimator:
         add_line(self.est, role, item, tib, self.sheet["pubsub_throughput"], free=free, note=note,
                  free_label=f"{free * TB / GB:,.2f} GiB of the 10 GiB free tier" if free else "")
 
+    def class_a(self, role: str, item: str, operations: float, note: str) -> None:
+        free = self.free(self.gcs_a_free, operations / 1000)
+        add_line(self.est, role, item, operations / 1000, self.sheet["gcs_class_a"], free=free, note=note,
+                 free_label=f"{free * 1000:,.0f} operations free")
+
+    def class_b(self, role: str, item: str, operations: float, note: str) -> None:
+        free = self.free(self.gcs_b_free, operations / 1000)
+        add_line(self.est, role, item, operations / 1000, self.sheet["gcs_class_b"], free=free, note=note,
+                 free_label=f"{free * 1000:,.0f} operations free")
+
+    def storage(self, role: str, bytes_month: float, days: int, what: str, *, soft_delete: bool) -> None:
+        gb_months = stored_gb_months(bytes_month, days)
+        self.est.add(role, "Cloud Storage Standard storage", gb_months, self.sheet["gcs_standard_storage"],
+                     free=self.free(self.gcs_storage_free, gb_months), note=f"{what}, kept {days} days")
+        if soft_delete:
+            self.est.add(role, "Cloud Storage soft-deleted objects", soft_deleted_gb_months(bytes_month), self.sheet["gcs_standard_storage"],
+                         note=f"expired and overwritten objects stay restorable {SOFT_DELETE_DAYS:g} days (soft delete), billed as storage")
+
+    def notifications(self, role: str, events: float, what: str) -> None:
+        """Cloud Storage notifications: one publish and one push per object, each at least 1000 B."""
+        self.pubsub(role, "Pub/Sub object notifications (publish + push)", 2 * pubsub_billable_bytes(events, NOTIFICATION_BYTES),
+                    f"{events:,.0f} {what} x 2 requests x max(1000, {NOTIFICATION_BYTES}) B (notification size assumed)")
+
     # -- stream and archive --
     def stream(self) -> None:
         spec, sheet = self.spec, self.sheet
-        self.pubsub("stream", "Pub/Sub publish throughput", pubsub_billable_bytes(self.records, self.message_bytes),
-                    f"{self.records:,.0f} records x max(1000, {self.message_bytes:,.0f}) B, one record per publish request")
-        retained_gib = spec.workload.records_per_second * self.message_bytes * spec.stream.retention_hours * 3600 / GB
-        self.est.add("stream", "Pub/Sub topic retention storage", retained_gib, sheet["pubsub_storage"],
-                     note=f"the topic keeps {spec.stream.retention_hours} h of messages (message_retention_duration)")
-        if spec.stream.archive:
-            archived = self.records * self.message_bytes
-            self.est.add("raw-archive", "Pub/Sub Cloud Storage subscription throughput", archived / TB, sheet["pubsub_cloud_storage_subscription"],
-                         note="message bytes, no free tier; billed instead of the $40/TiB delivery")
+        assert spec.stream is not None
+        self.pubsub("stream", "Pub/Sub publish throughput", self.records * self.message_bytes,
+                    f"{self.records:,.0f} records x {self.message_bytes:,.0f} B, published in client-library batches (above the 1000 B minimum)")
+        if not spec.stream.archive:
+            retained_gib = spec.workload.records_per_second * self.message_bytes * spec.stream.retention_hours * 3600 / GB
+            self.est.add("stream", "Pub/Sub topic retention storage", retained_gib, sheet["pubsub_storage"],
+                         note=f"without an archive the topic keeps {spec.stream.retention_hours} h of messages for replay (message_retention_duration)")
+        else:
+            self.est.add("raw-archive", "Pub/Sub Cloud Storage subscription throughput", self.records * self.message_bytes / TB,
+                         sheet["pubsub_cloud_storage_subscription"], note="message bytes, no free tier; billed instead of the delivery rate")
 
     # -- functions --
     def function(self, stage: StageSpec) -> None:
         role = f"{stage.name}-function"
-        invocations = self.invocations[stage.name]
+        sized = self.stage(stage.name)
+        invocations = sized.invocations_per_month
         vcpu = float(functions.cpu_for(stage.memory_mb))
-        duration = self.sizing.stages[stage.name].invocation_ms
-        vcpu_s, gib_s = run_usage(invocations, duration, stage.memory_mb, vcpu)
-        why = ("one invocation per record (push delivers one message per request)" if stage.trigger.stream else
-               "one invocation per object the source stage writes" if stage.trigger.objects else "one invocation per scheduled run")
+        per_instance = functions.requests_per_instance(stage.memory_mb)
+        vcpu_s, gib_s = run_usage(invocations, sized.invocation_ms, stage.memory_mb, vcpu, per_instance)
+        why = {"stream": f"one per batch file of ~{sized.records_per_invocation:,.0f} records",
+               "objects": "one per object of the source", "schedule": "one per scheduled run",
+               "http": "one per HTTPS request"}[stage.trigger.kind]
         self.est.add(role, "Cloud Run functions requests", invocations / 1e6, self.sheet["run_requests"],
                      free=self.free(self.run_requests_free, invocations / 1e6), note=f"{invocations:,.0f} invocations: {why}")
-        billed = run_billable_seconds(duration)
+        billed = run_billable_seconds(sized.invocation_ms)
+        shared = f", {per_instance} requests share an instance" if per_instance > 1 else ""
         self.est.add(role, "Cloud Run functions CPU", vcpu_s, self.sheet["run_vcpu_second"], free=self.free(self.run_vcpu_free, vcpu_s),
-                     note=f"{duration:,.0f} ms billed as {billed:.1f} s x {vcpu} vCPU ({stage.memory_mb} MiB tier)")
+                     note=f"{sized.invocation_ms:,.0f} ms billed as {billed:.1f} s x {vcpu} vCPU ({stage.memory_mb} MiB tier){shared}")
         self.est.add(role, "Cloud Run functions memory", gib_s, self.sheet["run_gib_second"], free=self.free(self.run_gib_free, gib_s),
-                     note=f"{billed:.1f} s x {stage.memory_mb / 1024:g} GiB")
+                     note=f"{billed:.1f} s x {stage.memory_mb / 1024:g} GiB{shared}")
 
     # -- triggers --
     def trigger(self, stage: StageSpec) -> None:
         role = f"{stage.name}-trigger"
+        sized = self.stage(stage.name)
+        events = sized.invocations_per_month
         if stage.trigger.stream:
-            self.pubsub(role, "Pub/Sub push delivery throughput", pubsub_billable_bytes(self.records, self.message_bytes),
-                        f"{self.records:,.0f} pushes, one message each, billed at least 1000 B per request")
+            batch_bytes = self.records * (self.spec.workload.record_bytes + sizing.AVRO_METADATA_BYTES)
+            self.est.add(role, "Pub/Sub Cloud Storage subscription throughput (batch files)", self.records * self.message_bytes / TB,
+                         self.sheet["pubsub_cloud_storage_subscription"],
+                         note=f"{self.records:,.0f} records written as Avro batch files of ~{sized.records_per_invocation:,.0f}")
+            self.storage(role, batch_bytes, storage.batch_retention_days(stage.max_event_age_s), "batch files (Avro, with metadata)",
+                         soft_delete=False)
+            self.class_a(role, "Cloud Storage Class A operations (batch file writes)", events, f"{events:,.0f} batch files")
+            self.class_b(role, "Cloud Storage Class B operations (batch file reads)", events, "one read per invocation")
+            self.notifications(role, events, "batch files")
         elif stage.trigger.objects:
-            events = self.invocations[stage.name]
-            self.est.add(role, "Eventarc events (Cloud Storage source)", events, self.sheet["eventarc_google_events"],
-                         note="free for Google sources; its Pub/Sub transport is billed below")
-            self.pubsub(role, "Pub/Sub transport for storage events (publish + push)", 2 * pubsub_billable_bytes(events, STORAGE_EVENT_BYTES),
-                        f"{events:,.0f} events x 2 requests x max(1000, {STORAGE_EVENT_BYTES}) B (event size assumed)")
-        else:
+            self.notifications(role, events, "objects")
+            self.class_b(role, "Cloud Storage Class B operations (object reads)", events, "one read per invocation")
+        elif stage.trigger.schedule:
             self.est.add(role, "Cloud Scheduler job", 1, self.sheet["scheduler_job"], free=self.free(self.scheduler_free, 1),
                          note="executions are not billed")
+            if stage.trigger.from_stage:
+                runs = events
+                self.class_a(role, "Cloud Storage Class A operations (list)", runs, "one listing of the source prefix per run (more pages above 1,000 objects)")
+                objects = self._objects_per_month(stage.trigger.from_stage)
+                self.class_b(role, "Cloud Storage Class B operations (object reads)", objects + runs,
+                             "each accumulated object once, plus the watermark per run")
+        # HTTP stages: the requests are the function's request line; Cloud Run has no separate trigger charge.
+
+    def _objects_per_month(self, source: str) -> float:
+        if source == self.spec.uploads_name:
+            return uploads_per_month(self.spec)[0]
+        return self.stage(source).output_objects_per_month
 
     # -- buckets --
     def buckets(self) -> None:
         spec = self.spec
+        record = spec.workload.record_bytes
         for bucket in bucket_plan(spec):
             role = f"{bucket.key}-bucket"
             if bucket.key == "raw":
-                stored = self.records * (spec.workload.record_bytes + ARCHIVE_NEWLINE_BYTES)
-                writes = archive_objects(stored)
-                reads = 0.0
-                what = ("the Cloud Storage subscription writes uncompressed text (one record per line, no gzip)",
-                        f"a file every {stream.ARCHIVE_MAX_DURATION_S} s or {stream.ARCHIVE_MAX_BYTES // 2**20} MiB (a lower bound)")
+                stored = self.records * (record + ARCHIVE_NEWLINE_BYTES)
+                assert bucket.retention_days is not None
+                self.storage(role, stored, bucket.retention_days, "raw text files (one record per line, uncompressed)", soft_delete=True)
+                self.class_a(role, "Cloud Storage Class A operations (object writes)", archive_objects(stored),
+                             f"a file every {stream.ARCHIVE_MAX_DURATION_S} s or {stream.ARCHIVE_MAX_BYTES // 2**20} MiB (a lower bound)")
+            elif bucket.key == spec.uploads_name:
+                files, data = uploads_per_month(spec)
+                assert bucket.retention_days is not None
+                self.storage(role, data, bucket.retention_days, f"{files:,.0f} uploaded files", soft_delete=True)
+                self.class_a(role, "Cloud Storage Class A operations (uploads)", files, "one write per uploaded file (by producers)")
             elif bucket.key in {s.name for s in spec.stages}:
-                stage = spec.stage(bucket.key)
-                rows = output_rows_per_month(self.sizing.stages[stage.name])
-                stored = rows * spec.workload.record_bytes
-                writes = self.sizing.stages[stage.name].output_objects_per_month
-                reads = sum(self.invocations[c.name] for c in spec.consumers_of(stage.name))
-                what = (f"{rows:,.0f} output rows of ~{spec.workload.record_bytes} B (assumed record-sized)",
-                        "one object per invocation")
-            else:
-                continue  # dead letters (empty when healthy) and model artifacts (a few MB): cents at most
-            assert bucket.retention_days is not None
-            gb_months = stored_gb_months(stored, bucket.retention_days)
-            self.est.add(role, "Cloud Storage Standard storage", gb_months, self.sheet["gcs_standard_storage"],
-                         free=self.free(self.gcs_storage_free, gb_months), note=f"{what[0]}, kept {bucket.retention_days} days")
-            free_a = self.free(self.gcs_a_free, writes / 1000)
-            add_line(self.est, role, "Cloud Storage Class A operations (object writes)", writes / 1000, self.sheet["gcs_class_a"],
-                     free=free_a, note=f"{writes:,.0f} objects: {what[1]}", free_label=f"{free_a * 1000:,.0f} operations free")
-            if reads:
-                free_b = self.free(self.gcs_b_free, reads / 1000)
-                add_line(self.est, role, "Cloud Storage Class B operations (object reads)", reads / 1000, self.sheet["gcs_class_b"],
-                         free=free_b, note=f"{reads:,.0f} reads: one per consuming invocation", free_label=f"{free_b * 1000:,.0f} operations free")
+                sized = self.stage(bucket.key)
+                rows = output_rows_per_month(sized)
+                writes = sized.output_objects_per_month
+                if writes <= 0:
+                    continue
+                assert bucket.retention_days is not None
+                self.storage(role, rows * record, bucket.retention_days, f"{rows:,.0f} output rows of ~{record} B (assumed record-sized)",
+                             soft_delete=True)
+                self.class_a(role, "Cloud Storage Class A operations (object writes)", writes, f"{writes:,.0f} objects: one per invocation")
 
     # -- observability --
     def observability(self) -> None:
-        total = sum(self.invocations.values())
-        gib = total * LOG_BYTES_PER_INVOCATION / GB
+        total = sum(s.invocations_per_month for s in self.sizing.stages.values())
+        gib = total * (REQUEST_LOG_BYTES + RUNTIME_LOG_BYTES) / GB
         self.est.add("observability", "Cloud Logging ingestion", gib, self.sheet["logging_ingestion"], free=self.free(self.logging_free, gib),
-                     note=f"{total:,.0f} invocations x {LOG_BYTES_PER_INVOCATION} B (assumed: request log + one runtime line)")
-        conditions = alert_conditions(self.spec)
-        self.est.add("observability", "Cloud Monitoring alert conditions", conditions, self.sheet["monitoring_alert_condition"],
-                     note="dead letters and errors per stage, lag per stream stage, failures per schedule")
-        self.est.add("observability", "Cloud Monitoring alert time series returned", alert_time_series_millions(conditions),
+                     note=f"{total:,.0f} invocations x {REQUEST_LOG_BYTES + RUNTIME_LOG_BYTES:,} B (assumed: request log + the runtime's line)")
+        policies = observability.alert_policies(self.spec)
+        self.est.add("observability", "Cloud Monitoring alert conditions", len(policies), self.sheet["monitoring_alert_condition"],
+                     note="one condition per policy, each over every stage: " + ", ".join(policies))
+        series = len(self.spec.stages)  # grouped by stage / service / subscription: about one series per stage each
+        self.est.add("observability", "Cloud Monitoring alert time-series points returned", alert_points_millions(len(policies), series),
                      self.sheet["monitoring_alert_time_series"],
-                     note=f"{ALERT_SERIES_PER_CONDITION} series per condition every {ALERT_EXECUTION_PERIOD_S} s (assumed)")
+                     note=f"~{series} series per condition every {ALERT_EXECUTION_PERIOD_S} s (assumed)")
 
 
-def assumptions(spec: PipelineSpec, sizing: Sizing) -> list[str]:
-    return [
+def assumptions(spec: PipelineSpec) -> list[str]:
+    out = [
         f"a month is {HOURS_PER_MONTH} hours ({SECONDS_PER_MONTH:,} s), as Google's calculator uses",
         "Pub/Sub has no capacity units to pay for; it bills bytes moved and stored",
-        f"a Pub/Sub message is the record plus {PUBSUB_TIMESTAMP_BYTES} B timestamp and ~{PUBSUB_MESSAGE_ID_BYTES} B message_id, no attributes",
-        "producers publish one record per request (as stream sizing assumes); client-library batching would bring the publish line down to the message bytes",
-        "push subscriptions deliver one message per request, so a stream stage is invoked once per record (stream batch_size has no effect) and "
-        "each delivery is billed at least 1000 B: the main cost difference from clouds that batch records into one invocation",
-        "the raw archive is the Cloud Storage subscription's text output: uncompressed, one record per line",
-        f"every stage invocation writes one object of record-sized rows; every object-stage invocation reads one object; "
-        f"a Cloud Storage event is ~{STORAGE_EVENT_BYTES} B; each invocation logs ~{LOG_BYTES_PER_INVOCATION} B",
-        f"Cloud Run bills each request rounded up to {RUN_BILLING_INCREMENT_MS} ms with the CPU of the memory tier; cold starts and startup CPU are not included",
-        "not included: retries and dead letters (none when healthy), Cloud Build and Artifact Registry for function builds, "
-        "function sources and model artifacts (a few MB), same-region network (free)",
+        f"a Pub/Sub message is the record plus {PUBSUB_TIMESTAMP_BYTES} B timestamp and ~{PUBSUB_MESSAGE_ID_BYTES} B message_id, no attributes; "
+        "producers publish with the client library's default batching, so requests bill message bytes",
+        "stream stages get whole batch files (Cloud Storage subscription, Avro with metadata): one invocation, read, output object, "
+        "two notification requests and two log lines per batch, not per record",
+        f"every invocation that yields rows writes one object of record-sized rows; a notification is ~{NOTIFICATION_BYTES} B; "
+        f"each invocation logs ~{REQUEST_LOG_BYTES + RUNTIME_LOG_BYTES} B",
+        f"Cloud Run bills each request rounded up to {RUN_BILLING_INCREMENT_MS} ms with the CPU of the memory tier; cold starts are not included",
+        "stream retention: subscriptions keep unacknowledged messages for retention_hours (billed only for a backlog older than a "
+        "day, none when healthy); with archive on, replay comes from the raw archive, so the topic keeps no retained copy",
         "free tiers (when used) are per billing account (Pub/Sub 10 GiB, Cloud Run, Scheduler 3 jobs, Cloud Storage Always Free in US regions) "
         "or per project (Logging 50 GiB) and are assumed unused by other workloads",
     ]
+    attempts = sorted({triggers.delivery_attempts(s.retries) for s in spec.stages if triggers.pushed(s)})
+    if attempts:
+        out.append("retries and dead letters cost nothing when healthy: a failed delivery is billed again like the first")
+    return out
 
 
-def estimate(spec: PipelineSpec, sizing: Sizing, free_tier: bool) -> CostEstimate:
+UNPRICED = [
+    "Cloud Build and Artifact Registry for function builds (per deploy, not per month of traffic; first 2,500 build-minutes free)",
+    "function source archives and model artifacts (a few MB of storage)",
+    "dead-letter topics and buckets (empty when healthy; a dead letter is billed like any message or object)",
+    "the log-based dead-letter metric's samples (a few per month when healthy; within Monitoring's free metric allotment)",
+    "same-region network traffic (free)",
+]
+
+
+def estimate(spec: PipelineSpec, sizing_: Sizing, free_tier: bool) -> CostEstimate:
     """Monthly cost of the planned GCP resources for `spec.workload`; a region without prices raises PipelineError."""
     region = spec.clouds.gcp.region
     sheet = load_price_sheet(PRICE_FILE, "GCP", region)
-    est = CostEstimate("gcp", region, free_tier, assumptions=assumptions(spec, sizing))
-    builder = _Estimator(spec, sizing, sheet, est)
+    est = CostEstimate("gcp", region, free_tier, assumptions=assumptions(spec), unpriced=list(UNPRICED))
+    builder = _Estimator(spec, sizing_, sheet, est)
     if spec.stream is not None:
         builder.stream()
     for stage in spec.stages:
@@ -302,7 +360,4 @@ def estimate(spec: PipelineSpec, sizing: Sizing, free_tier: bool) -> CostEstimat
         builder.trigger(stage)
     builder.buckets()
     builder.observability()
-    attempts = sorted({triggers.delivery_attempts(s.retries) for s in spec.stages if s.trigger.stream})
-    if attempts:
-        est.assumptions.append(f"push subscriptions allow {', '.join(map(str, attempts))} delivery attempts; failed deliveries are billed again")
     return est

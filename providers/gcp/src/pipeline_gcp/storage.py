@@ -1,9 +1,20 @@
-"""Cloud Storage buckets (private, uniform access, expiring), model artifacts and function sources."""
+"""Cloud Storage buckets (private, uniform access, expiring), model artifacts and function sources.
+
+Destroy: data buckets (`BucketSpec.data`: outputs, uploads, raw archive, dead letters) outlive `pipeline
+destroy` (`retain_on_delete`) unless the backend's `delete_data` is set, which `pipeline destroy
+--delete-data` deploys first: then they are `force_destroy` (deleted with their objects) and not retained.
+Deploy artifacts (function sources, models) and the internal batch buckets are always deletable.
+
+Soft delete: Cloud Storage keeps deleted and overwritten objects for 7 days by default, billed as storage
+(https://cloud.google.com/storage/docs/soft-delete). Set explicitly: 7 days on data buckets (an output a
+redelivery overwrote, or an expired one, can still be restored), off on buckets whose objects are copies
+(batch files: the stream and the raw archive hold the records; sources and models: rebuilt from the spec).
+"""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
-from typing import Any
 
 import pulumi
 import pulumi_gcp as gcp
@@ -12,38 +23,56 @@ from pipeline.backend import BucketSpec, Handle, RoleContext
 from pipeline.packaging import Package
 from pipeline_gcp.platform import Env
 
+SOFT_DELETE_DATA_S = 7 * 86_400  # the default, made explicit; 7-90 days or 0 (pulumi-gcp BucketSoftDeletePolicyArgs)
+SOFT_DELETE_OFF = 0
 
-def _bucket(role: RoleContext, env: Env, key: str, retention_days: int | None, suffix: str = "") -> gcp.storage.Bucket:
-    rules: list[Any] = [
-        {"action": {"type": "AbortIncompleteMultipartUpload"}, "condition": {"age": 1}},
-    ]
+
+def _bucket(role: RoleContext, env: Env, key: str, retention_days: int | None, *, data: bool, suffix: str = "") -> gcp.storage.Bucket:
+    rules = [gcp.storage.BucketLifecycleRuleArgs(action=gcp.storage.BucketLifecycleRuleActionArgs(type="AbortIncompleteMultipartUpload"),
+                                                 condition=gcp.storage.BucketLifecycleRuleConditionArgs(age=1))]
     if retention_days is not None:
-        rules.append({"action": {"type": "Delete"}, "condition": {"age": retention_days}})
+        rules.append(gcp.storage.BucketLifecycleRuleArgs(action=gcp.storage.BucketLifecycleRuleActionArgs(type="Delete"),
+                                                         condition=gcp.storage.BucketLifecycleRuleConditionArgs(age=retention_days)))
+    keep = data and not env.delete_data
     # No `name`: Pulumi autonames (logical name + random suffix), which keeps names globally unique and
     # under 63 characters (pipeline <= 20 + key <= 20 + "-bucket" + 8).
     return gcp.storage.Bucket(
         role.name(suffix),
-        location=env.region,  # regional, in the functions' region: storage triggers must match the bucket location
+        location=env.region,  # regional, in the functions' region
         storage_class="STANDARD",
         uniform_bucket_level_access=True,  # IAM only (no ACLs); required for IAM Conditions on prefixes
         public_access_prevention="enforced",
-        force_destroy=False,
+        force_destroy=not keep,
+        soft_delete_policy=gcp.storage.BucketSoftDeletePolicyArgs(retention_duration_seconds=SOFT_DELETE_DATA_S if data else SOFT_DELETE_OFF),
         lifecycle_rules=rules,
-        labels={"bucket-role": key},
-        opts=env.opts(role),
+        labels={"bucket-role": key, "data": "true" if data else "false"},
+        opts=env.opts(role, retain_on_delete=keep),
     )
 
 
 def bucket(role: RoleContext, env: Env, spec: BucketSpec) -> Handle[gcp.storage.Bucket]:
-    b = _bucket(role, env, spec.key, spec.retention_days)
+    b = _bucket(role, env, spec.key, spec.retention_days, data=spec.data)
     handle: Handle[gcp.storage.Bucket] = Handle(b, b.name, {"url": b.url, "key": spec.key})
     env.buckets[spec.key] = handle
     return handle
 
 
+def batch_retention_days(max_event_age_s: int) -> int:
+    """Batch files must outlive every retry of their event (max_event_age_s), plus a day to read a dead letter's pointer."""
+    return math.ceil(max_event_age_s / 86_400) + 1
+
+
+def batch_bucket(role: RoleContext, env: Env, stage: str, max_event_age_s: int) -> Handle[gcp.storage.Bucket]:
+    """A stream stage's internal batch bucket: the Cloud Storage subscription writes batch files here, the stage reads
+    each once. Short retention, no soft delete, deletable on destroy: the records also live in the stream (and the raw
+    archive); a batch that gives up is dead-lettered record by record by the runtime."""
+    b = _bucket(role, env, f"{stage}-batches", batch_retention_days(max_event_age_s), data=False, suffix="batches")
+    return Handle(b, b.name, {"url": b.url, "key": f"{stage}-batches"})
+
+
 def sources_bucket(role: RoleContext, env: Env) -> Handle[gcp.storage.Bucket]:
     """Holds function source packages; kept (no expiry) because a function's source must outlive its build."""
-    b = _bucket(role, env, "sources", None, "sources")
+    b = _bucket(role, env, "sources", None, data=False, suffix="sources")
     return Handle(b, b.name, {"url": b.url, "key": "sources"})
 
 

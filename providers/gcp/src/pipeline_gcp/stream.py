@@ -20,7 +20,13 @@ def seconds(value: int) -> str:
 
 
 def stream(role: RoleContext, env: Env, spec: PipelineSpec) -> Handle[gcp.pubsub.Topic]:
-    topic = gcp.pubsub.Topic(role.name(), message_retention_duration=seconds(spec.stream.retention_hours * 3600), opts=env.opts(role))
+    """The topic. Retention: every subscription keeps its unacknowledged messages for `retention_hours`, so a stalled
+    consumer catches up (billed only for a backlog older than a day). Replaying what was already consumed needs the
+    records kept: the raw archive keeps them for `raw_days` when `archive` is on; without it the topic itself keeps
+    `retention_hours` of messages (topic retention, billed per GiB-month)."""
+    assert spec.stream is not None
+    retention = None if spec.stream.archive else seconds(spec.stream.retention_hours * 3600)
+    topic = gcp.pubsub.Topic(role.name(), message_retention_duration=retention, opts=env.opts(role))
     return Handle(topic, topic.name, {"id": topic.id})
 
 
@@ -31,6 +37,7 @@ def archive(role: RoleContext, env: Env, spec: PipelineSpec, source: Handle[gcp.
     and legacyBucketReader (storage.buckets.get, to read bucket metadata)
     (https://cloud.google.com/pubsub/docs/create-cloudstorage-subscription; reference gcp.md §2).
     """
+    assert spec.stream is not None
     agent = iam.member(env.pubsub_agent)
     writer = iam.bucket_member(role, env, "agent-writer", target.name, "roles/storage.objectCreator", agent)
     reader = iam.bucket_member(role, env, "agent-bucket-reader", target.name, "roles/storage.legacyBucketReader", agent)
@@ -39,14 +46,14 @@ def archive(role: RoleContext, env: Env, spec: PipelineSpec, source: Handle[gcp.
         topic=source.extra["id"],
         ack_deadline_seconds=ARCHIVE_ACK_DEADLINE_S,
         message_retention_duration=seconds(spec.stream.retention_hours * 3600),
-        expiration_policy={"ttl": ""},  # never expire, even through a quiet month
-        cloud_storage_config={
-            "bucket": target.name,
-            "filename_prefix": prefix,
-            "filename_datetime_format": ARCHIVE_DATETIME,
-            "filename_suffix": ".jsonl",
-            "max_duration": seconds(ARCHIVE_MAX_DURATION_S),
-            "max_bytes": ARCHIVE_MAX_BYTES,
-        },
+        expiration_policy=gcp.pubsub.SubscriptionExpirationPolicyArgs(ttl=""),  # never expire, even through a quiet month
+        cloud_storage_config=gcp.pubsub.SubscriptionCloudStorageConfigArgs(
+            bucket=target.name,
+            filename_prefix=prefix,
+            filename_datetime_format=ARCHIVE_DATETIME,
+            filename_suffix=".jsonl",
+            max_duration=seconds(ARCHIVE_MAX_DURATION_S),
+            max_bytes=ARCHIVE_MAX_BYTES,
+        ),
         opts=env.opts(role, writer, reader),
     )

@@ -1,37 +1,61 @@
-"""What invokes each stage, and where its failures go: push subscriptions, Eventarc, Cloud Scheduler, dead-letter topics."""
+"""What invokes each stage, and where its failures go.
+
+* **Object events** (a stage's outputs, the uploads bucket, a stream stage's batch files) travel as Cloud
+  Storage Pub/Sub notifications to a topic of the stage's own, and from there through **our own push
+  subscription** to the function: a dead-letter topic after bounded delivery attempts, exponential
+  backoff, an ack deadline longer than the function may run, and an OIDC identity allowed to invoke that
+  one function. (Eventarc's storage trigger owns its subscription, which takes no dead-letter topic: a
+  failing event would be retried for 24 h and dropped.)
+* **Stream stages**: a Cloud Storage subscription writes the stream into the stage's batch bucket, one Avro
+  file per batch (`max_bytes` = batch_size x record, `max_duration` = the window, at least 60 s); each
+  finished file is an object event as above, so the stage gets the whole batch in one invocation.
+* **Schedules**: Cloud Scheduler calls the function with an OIDC token of its own account.
+* **HTTP stages**: authenticated callers only (the pipeline's caller account and `http_invokers`).
+"""
 
 from __future__ import annotations
 
 import base64
 import json
 import re
+from typing import Any
 
+import pulumi
 import pulumi_gcp as gcp
 
 from pipeline.backend import Handle, RoleContext
 from pipeline.errors import PipelineError
 from pipeline.spec.model import PipelineSpec, StageSpec
 from pipeline.spec.schedule import Cron, Rate, Schedule
-from pipeline_gcp import iam, naming
+from pipeline_gcp import iam, naming, sizing, storage
 from pipeline_gcp.platform import Env
-from pipeline_gcp.stream import seconds
 
 # Pub/Sub bounds (reference gcp.md §1.3, §4).
 MIN_DELIVERY_ATTEMPTS, MAX_DELIVERY_ATTEMPTS = 5, 100
 MAX_ACK_DEADLINE_S = 600
+MIN_RETENTION_S, MAX_RETENTION_S = 600, 31 * 86_400
 MIN_BACKOFF, MAX_BACKOFF = "10s", "600s"
 # Cloud Scheduler bounds: retry_count 0-5; HTTP attempt deadline 15 s - 30 min.
 SCHEDULER_MAX_RETRIES = 5
 SCHEDULER_MAX_DEADLINE_S = 1800
-EVENTARC_RETENTION_S = 86_400  # Eventarc's own subscription keeps a failing event 24 h, then drops it
+BATCH_DATETIME = "YYYY-MM-DD/hh_mm_ssZ"  # <stage>/2026-11-01/10_00_00Z_<id>.avro
+BATCH_SUFFIX = ".avro"
 _MONTHS = {m: str(i + 1) for i, m in enumerate(["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"])}
 _DAYS = {d: str(i) for i, d in enumerate(["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"])}
 RATE_HINT = ("use a rate that divides an hour (1, 2, 3, 4, 5, 6, 10, 12, 15, 20 or 30 minutes), whole hours that divide a day "
              "(1, 2, 3, 4, 6, 8, 12 hours), rate(1 day), or write five cron fields")
+# IAM principal identifiers a caller list may name (https://cloud.google.com/iam/docs/principal-identifiers).
+INVOKER = re.compile(r"^(user|group|serviceAccount|domain):[^\s:]+$|^principal(Set)?://[^\s]+$")
+PUBLIC = ("allUsers", "allAuthenticatedUsers")
+
+
+def seconds(value: int) -> str:
+    return f"{value}s"
 
 
 def delivery_attempts(retries: int) -> int:
-    """Pub/Sub counts deliveries, not retries (1 + retries), and accepts 5-100."""
+    """Pub/Sub counts deliveries, not retries (1 + retries), and accepts 5-100. The runtime gives up itself after
+    `retries + 1` (dead-lettering record by record); Pub/Sub's dead-letter topic catches what never reached it."""
     return max(MIN_DELIVERY_ATTEMPTS, min(MAX_DELIVERY_ATTEMPTS, retries + 1))
 
 
@@ -41,41 +65,51 @@ def ack_deadline(stage: StageSpec) -> int:
     return max(10, min(MAX_ACK_DEADLINE_S, timeout + 30))
 
 
-def dead_letter(role: RoleContext, env: Env, spec: PipelineSpec, stage: StageSpec) -> Handle[gcp.pubsub.Topic]:
-    """A topic plus a subscription that holds its messages: messages published to a topic with no subscription are lost."""
-    topic = gcp.pubsub.Topic(role.name(), opts=env.opts(role))
+def event_retention_s(stage: StageSpec) -> int:
+    """An undelivered event must outlive its retries by age (max_event_age_s), or Pub/Sub would drop it unseen."""
+    return max(MIN_RETENTION_S, min(MAX_RETENTION_S, stage.max_event_age_s + 3600))
+
+
+def pushed(stage: StageSpec) -> bool:
+    """Stages fed by our push subscriptions (and so with a dead-letter topic)."""
+    return bool(stage.trigger.stream or stage.trigger.objects)
+
+
+def dead_letter(role: RoleContext, env: Env, spec: PipelineSpec, stage: StageSpec) -> Handle[Any]:
+    """Push-fed stages: a topic plus a subscription that holds its messages (a topic with no subscription loses them).
+
+    Schedules and HTTP stages have no queue to dead-letter from: what they give up on is the runtime's dead-letter
+    bucket prefix (records), the scheduler job's logs and the caller's 5xx (all alerted in observability)."""
+    if not pushed(stage):
+        dlq_bucket = env.buckets["dead-letter"]
+        handle: Handle[Any] = Handle(dlq_bucket.resource, pulumi.Output.concat("gs://", dlq_bucket.name, "/", stage.name, "/"), {})
+        env.dead_letters[stage.name] = handle
+        return handle
+    topic = gcp.pubsub.Topic(role.name(), message_retention_duration=seconds(spec.storage.dead_letter_days * 86_400), opts=env.opts(role))
     hold = gcp.pubsub.Subscription(
         role.name("hold"),
         topic=topic.id,
         message_retention_duration=seconds(spec.storage.dead_letter_days * 86_400),
         ack_deadline_seconds=MAX_ACK_DEADLINE_S,
-        expiration_policy={"ttl": ""},  # an unread dead-letter subscription must not expire after 31 idle days
+        expiration_policy=gcp.pubsub.SubscriptionExpirationPolicyArgs(ttl=""),  # an unread dead-letter subscription must not expire
         opts=env.opts(role),
     )
-    handle: Handle[gcp.pubsub.Topic] = Handle(topic, topic.name, {"id": topic.id, "subscription": hold.name, "hold": hold})
+    handle = Handle(topic, topic.name, {"id": topic.id, "subscription": hold.name, "hold": hold})
     env.dead_letters[stage.name] = handle
     return handle
 
 
-def _shim_dead_letters(role: RoleContext, env: Env, identity: Handle[gcp.serviceaccount.Account], dlq: Handle[gcp.pubsub.Topic]) -> None:
-    """The stage may publish what it gives up on (PIPELINE_DEAD_LETTER_TOPIC) to its own dead-letter topic only."""
-    gcp.pubsub.TopicIAMMember(role.name("dead-letter-publisher"), topic=dlq.extra["id"], role="roles/pubsub.publisher",
-                              member=identity.extra["member"], opts=env.opts(role))
-
-
-def stream_trigger(role: RoleContext, env: Env, spec: PipelineSpec, stage: StageSpec, source: Handle[gcp.pubsub.Topic],
-                   function: Handle[gcp.cloudfunctionsv2.Function], identity: Handle[gcp.serviceaccount.Account],
-                   dlq: Handle[gcp.pubsub.Topic]) -> None:
-    """Our own push subscription to the function's URL, not an Eventarc Pub/Sub trigger.
-
-    An Eventarc trigger (the function's `event_trigger`) creates and owns its subscription, which cannot take a
-    dead-letter policy: a message that keeps failing is retried for 24 h and then silently dropped. Our own
-    subscription gets a dead-letter topic after `retries`+1 deliveries, exponential backoff, an ack deadline
-    longer than the function's timeout, and an OIDC identity that may invoke this one function only.
-    functions-framework turns the raw push body into the same `messagePublished` CloudEvent Eventarc would send.
-    """
-    if not identity.extra["stream_grants"]:
-        raise PipelineError(f"stage {stage.name!r} has a stream trigger but the core granted it no READ_STREAM access")
+def deliver_objects(role: RoleContext, env: Env, stage: StageSpec, bucket: pulumi.Input[str], prefix: str,
+                    function: Handle[Any], dlq: Handle[Any]) -> gcp.pubsub.Subscription:
+    """Objects finalized in `bucket` under `prefix` -> notification topic -> our push subscription -> `function`."""
+    assert env.gcs_agent is not None, "platform() looks up the Cloud Storage agent when a stage is fed by object events"
+    topic = gcp.pubsub.Topic(role.name("events"), message_retention_duration=seconds(event_retention_s(stage)), opts=env.opts(role))
+    # The Cloud Storage service agent publishes the notifications: on this topic only.
+    gcs_publisher = iam.topic_publisher(role, env, "gcs-agent-publisher", topic.id, iam.member(env.gcs_agent))
+    gcp.storage.Notification(
+        role.name("notification"), bucket=bucket, topic=topic.id, payload_format="JSON_API_V1", event_types=["OBJECT_FINALIZE"],
+        object_name_prefix=prefix, opts=env.opts(role, gcs_publisher),
+    )
     pusher = iam.service_account(role, env, "push-sa", naming.service_account_id(role.pipeline, role.stack, stage.name, "push"),
                                  f"{role.pipeline} {stage.name} push ({role.stack})",
                                  f"Pub/Sub push identity for stage {stage.name} of {role.pipeline} ({role.stack}); may invoke only that function")
@@ -85,47 +119,77 @@ def stream_trigger(role: RoleContext, env: Env, spec: PipelineSpec, stage: Stage
     # created after 2021-04-08 through a project-level grant; explicit and narrower here, for older projects too).
     token = gcp.serviceaccount.IAMMember(role.name("push-token-creator"), service_account_id=pusher.resource.name,
                                          role="roles/iam.serviceAccountTokenCreator", member=agent, opts=env.opts(role))
-    # Dead-lettering runs as the Pub/Sub service agent: publish to the dead-letter topic, ack on the source subscription
+    # Dead-lettering runs as the Pub/Sub service agent: publish to the dead-letter topic, ack on this subscription
     # (without both, delivery attempts are not even counted: reliability.md §2.3).
-    forward = gcp.pubsub.TopicIAMMember(role.name("agent-dead-letter-publisher"), topic=dlq.extra["id"], role="roles/pubsub.publisher",
-                                        member=agent, opts=env.opts(role))
-    assert stage.trigger.stream is not None
+    forward = iam.topic_publisher(role, env, "agent-dead-letter-publisher", dlq.extra["id"], agent)
     subscription = gcp.pubsub.Subscription(
         role.name(),
-        topic=source.extra["id"],
+        topic=topic.id,
         ack_deadline_seconds=ack_deadline(stage),
-        message_retention_duration=seconds(spec.stream.retention_hours * 3600),
-        expiration_policy={"ttl": ""},
-        push_config={
-            "push_endpoint": function.extra["uri"],
-            "oidc_token": {"service_account_email": pusher.extra["email"], "audience": function.extra["uri"]},
-        },
-        dead_letter_policy={"dead_letter_topic": dlq.extra["id"], "max_delivery_attempts": delivery_attempts(stage.retries)},
-        retry_policy={"minimum_backoff": MIN_BACKOFF, "maximum_backoff": MAX_BACKOFF},
+        message_retention_duration=seconds(event_retention_s(stage)),
+        expiration_policy=gcp.pubsub.SubscriptionExpirationPolicyArgs(ttl=""),  # never expire, even through a quiet month
+        push_config=gcp.pubsub.SubscriptionPushConfigArgs(
+            push_endpoint=function.extra["uri"],
+            oidc_token=gcp.pubsub.SubscriptionPushConfigOidcTokenArgs(service_account_email=pusher.extra["email"], audience=function.extra["uri"]),
+        ),
+        dead_letter_policy=gcp.pubsub.SubscriptionDeadLetterPolicyArgs(dead_letter_topic=dlq.extra["id"],
+                                                                       max_delivery_attempts=delivery_attempts(stage.retries)),
+        retry_policy=gcp.pubsub.SubscriptionRetryPolicyArgs(minimum_backoff=MIN_BACKOFF, maximum_backoff=MAX_BACKOFF),
         opts=env.opts(role, invoke, token, forward),
     )
     gcp.pubsub.SubscriptionIAMMember(role.name("agent-subscriber"), subscription=subscription.name, role="roles/pubsub.subscriber",
                                      member=agent, opts=env.opts(role))
-    _shim_dead_letters(role, env, identity, dlq)
-    env.push_subscriptions[stage.name] = subscription.name
+    env.event_subscriptions[stage.name] = subscription.name
+    return subscription
+
+
+def stream_trigger(role: RoleContext, env: Env, spec: PipelineSpec, stage: StageSpec, source: Handle[gcp.pubsub.Topic],
+                   function: Handle[Any], identity: Handle[gcp.serviceaccount.Account], dlq: Handle[Any]) -> None:
+    """Batches: a Cloud Storage subscription writes the stream into the stage's batch bucket, one Avro file per batch
+    (with each message's id, publish time, ordering key and attributes); each file invokes the stage once."""
+    if not identity.extra["stream_grants"]:
+        raise PipelineError(f"stage {stage.name!r} has a stream trigger but the core granted it no READ_STREAM access")
+    assert stage.trigger.stream is not None and spec.stream is not None
+    batches = storage.batch_bucket(role, env, stage.name, stage.max_event_age_s)
+    prefix = f"{stage.name}/"
+    agent = iam.member(env.pubsub_agent)
+    # The Pub/Sub agent writes the files: create objects and read the bucket's metadata, on this bucket only
+    # (https://cloud.google.com/pubsub/docs/create-cloudstorage-subscription#assign_roles).
+    writer = iam.bucket_member(role, env, "agent-writer", batches.name, iam.OBJECT_CREATOR, agent)
+    reader = iam.bucket_member(role, env, "agent-bucket-reader", batches.name, "roles/storage.legacyBucketReader", agent)
+    # READ_STREAM, realised: the stage reads its own batch files.
+    identity.extra["bindings"].append(iam.bucket_member(role, env, "read-batches", batches.name, iam.OBJECT_READER, identity.extra["member"],
+                                                        iam.prefix_condition(batches.name, prefix, f"read {prefix} batches")))
+    duration = sizing.batch_duration_s(stage)
+    subscription = gcp.pubsub.Subscription(
+        role.name("batches"),
+        topic=source.extra["id"],
+        ack_deadline_seconds=max(duration, ack_deadline(stage)),  # max_duration may not exceed the ack deadline
+        message_retention_duration=seconds(spec.stream.retention_hours * 3600),
+        expiration_policy=gcp.pubsub.SubscriptionExpirationPolicyArgs(ttl=""),
+        cloud_storage_config=gcp.pubsub.SubscriptionCloudStorageConfigArgs(
+            bucket=batches.name,
+            filename_prefix=prefix,
+            filename_datetime_format=BATCH_DATETIME,
+            filename_suffix=BATCH_SUFFIX,
+            max_bytes=sizing.batch_max_bytes(spec, stage),
+            max_duration=seconds(duration),
+            avro_config=gcp.pubsub.SubscriptionCloudStorageConfigAvroConfigArgs(write_metadata=True),
+        ),
+        opts=env.opts(role, writer, reader),
+    )
+    env.batch_subscriptions[stage.name] = subscription.name
+    deliver_objects(role, env, stage, batches.name, prefix, function, dlq)
 
 
 def object_trigger(role: RoleContext, env: Env, stage: StageSpec, source: Handle[gcp.storage.Bucket], prefix: str,
-                   function: Handle[gcp.cloudfunctionsv2.Function], identity: Handle[gcp.serviceaccount.Account],
-                   dlq: Handle[gcp.pubsub.Topic]) -> None:
-    """The Eventarc storage trigger itself is the function's `event_trigger` (see functions.function); here: who may deliver.
-
-    Dead letters: Eventarc's managed subscription retries (RETRY_POLICY_RETRY, backoff 10-600 s) for 24 h and
-    accepts no dead-letter policy. The runtime shim therefore acknowledges an event older than
-    PIPELINE_MAX_EVENT_AGE_S (= max_event_age_s, below those 24 h) after publishing it to this stage's dead-letter
-    topic (PIPELINE_DEAD_LETTER_TOPIC); the dead-letter alert watches that topic's subscription.
-    """
+                   function: Handle[Any], identity: Handle[gcp.serviceaccount.Account], dlq: Handle[Any]) -> None:
+    """New objects of the source stage (or uploads) under its prefix, one invocation each."""
     assert stage.trigger.objects is not None
     expected = env.buckets.get(stage.trigger.objects.from_stage)
     if expected is not source:
-        raise PipelineError(f"stage {stage.name!r}: the object trigger's bucket is not the output bucket of {stage.trigger.objects.from_stage!r}")
-    iam.invoker(role, env, "events-invoker", function, identity.extra["trigger_sa"].extra["member"])
-    _shim_dead_letters(role, env, identity, dlq)
+        raise PipelineError(f"stage {stage.name!r}: the object trigger's bucket is not the bucket of {stage.trigger.objects.from_stage!r}")
+    deliver_objects(role, env, stage, source.name, prefix, function, dlq)
 
 
 def gcp_cron(schedule: Schedule) -> str:
@@ -176,13 +240,12 @@ def schedule_problems(schedule: Schedule) -> list[tuple[str, str]]:
     return []
 
 
-def schedule_trigger(role: RoleContext, env: Env, stage: StageSpec, schedule: Schedule, function: Handle[gcp.cloudfunctionsv2.Function],
-                     identity: Handle[gcp.serviceaccount.Account], dlq: Handle[gcp.pubsub.Topic]) -> None:
+def schedule_trigger(role: RoleContext, env: Env, stage: StageSpec, schedule: Schedule, function: Handle[Any],
+                     identity: Handle[gcp.serviceaccount.Account], dlq: Handle[Any]) -> None:
     """Cloud Scheduler calls the function over HTTPS with an OIDC token of its own account, allowed to invoke only it.
 
-    Scheduler has no dead-letter destination: a run that still fails after its retries is recorded in the job's
-    logs (alerted on in observability) and the shim may publish what it gives up on to the dead-letter topic.
-    """
+    Scheduler has no dead-letter destination: a run that still fails after its retries is logged by the job
+    (alerted in observability); rows the handler could not take are in the dead-letter bucket (alerted too)."""
     caller = iam.service_account(role, env, "scheduler-sa", naming.service_account_id(role.pipeline, role.stack, stage.name, "cron"),
                                  f"{role.pipeline} {stage.name} scheduler ({role.stack})",
                                  f"Cloud Scheduler identity for stage {stage.name} of {role.pipeline} ({role.stack}); may invoke only that function")
@@ -195,24 +258,51 @@ def schedule_trigger(role: RoleContext, env: Env, stage: StageSpec, schedule: Sc
         schedule=gcp_cron(schedule),
         time_zone="UTC",
         attempt_deadline=seconds(min(SCHEDULER_MAX_DEADLINE_S, stage.timeout_s + 30)),
-        retry_config={
-            "retry_count": min(stage.retries, SCHEDULER_MAX_RETRIES),
-            "max_retry_duration": seconds(stage.max_event_age_s),
-            "min_backoff_duration": MIN_BACKOFF,
-            "max_backoff_duration": MAX_BACKOFF,
-            "max_doublings": 5,
-        },
-        http_target={
-            "uri": function.extra["uri"],
-            "http_method": "POST",
-            "body": base64.b64encode(body.encode()).decode(),
-            "headers": {"Content-Type": "application/json"},
-            "oidc_token": {"service_account_email": caller.extra["email"], "audience": function.extra["uri"]},
-        },
+        retry_config=gcp.cloudscheduler.JobRetryConfigArgs(
+            retry_count=min(stage.retries, SCHEDULER_MAX_RETRIES),
+            max_retry_duration=seconds(stage.max_event_age_s),
+            min_backoff_duration=MIN_BACKOFF,
+            max_backoff_duration=MAX_BACKOFF,
+            max_doublings=5,
+        ),
+        http_target=gcp.cloudscheduler.JobHttpTargetArgs(
+            uri=function.extra["uri"],
+            http_method="POST",
+            body=base64.b64encode(body.encode()).decode(),
+            headers={"Content-Type": "application/json"},
+            oidc_token=gcp.cloudscheduler.JobHttpTargetOidcTokenArgs(service_account_email=caller.extra["email"], audience=function.extra["uri"]),
+        ),
         opts=env.opts(role, invoke),
     )
-    _shim_dead_letters(role, env, identity, dlq)
     env.scheduler_jobs[stage.name] = job.name
+
+
+def invoker_problems(members: list[str]) -> list[tuple[int, str, str]]:
+    """(index, message, hint) for each `http_invokers` entry that is not an IAM principal, or is public."""
+    problems = []
+    for index, who in enumerate(members):
+        if who in PUBLIC:
+            problems.append((index, f"{who!r} would make the HTTP stage public; HTTP stages only serve authenticated callers",
+                             "name the users, groups or service accounts that may call it, e.g. 'serviceAccount:app@my-project.iam.gserviceaccount.com'"))
+        elif not INVOKER.match(who):
+            problems.append((index, f"{who!r} is not an IAM principal identifier",
+                             "write user:EMAIL, group:EMAIL, serviceAccount:EMAIL, domain:DOMAIN or a principal:// / principalSet:// identifier"))
+    return problems
+
+
+def http_trigger(role: RoleContext, env: Env, spec: PipelineSpec, stage: StageSpec, function: Handle[Any],
+                 identity: Handle[gcp.serviceaccount.Account]) -> Handle[Any]:
+    """The function's HTTPS URL, callable only with a Google ID token of the pipeline's caller account or an `http_invokers` member.
+
+    No `allUsers` binding exists, so Cloud Run rejects unauthenticated requests (403) before any code runs. Ingress is
+    ALLOW_ALL (functions.function) because callers may be anywhere; the IAM check, not the network, keeps others out."""
+    caller = iam.service_account(role, env, "caller-sa", naming.service_account_id(role.pipeline, role.stack, stage.name, "call"),
+                                 f"{role.pipeline} {stage.name} caller ({role.stack})",
+                                 f"May call HTTP stage {stage.name} of {role.pipeline} ({role.stack}); impersonate it to get an ID token")
+    iam.invoker(role, env, "caller-invoker", function, caller.extra["member"])
+    for index, who in enumerate(spec.clouds.gcp.http_invokers):
+        iam.invoker(role, env, f"invoker-{index}", function, who)
+    return Handle(function.resource, function.extra["uri"], {"caller": caller.extra["email"]})
 
 
 def notes(spec: PipelineSpec) -> list[str]:
@@ -220,24 +310,15 @@ def notes(spec: PipelineSpec) -> list[str]:
     out: list[str] = []
     for stage in spec.stages:
         name = stage.name
-        if stage.trigger.stream:
-            t = stage.trigger.stream
-            if t.batch_size > 1:
-                out.append(f"{name}: Pub/Sub push delivers one message per invocation, so batch_size {t.batch_size} acts as 1 "
-                           f"(and max_batching_window_s {t.max_batching_window_s} as 0)")
+        if pushed(stage):
             attempts = delivery_attempts(stage.retries)
-            if attempts != stage.retries + 1:
-                out.append(f"{name}: retries {stage.retries} -> {attempts} delivery attempts before dead-lettering "
-                           f"(Pub/Sub allows {MIN_DELIVERY_ATTEMPTS}-{MAX_DELIVERY_ATTEMPTS})")
-            if t.starting_position == "earliest":
-                out.append(f"{name}: starting_position earliest: a new subscription receives messages published after it is "
-                           f"created (all of them on a first deploy); replay older ones with a subscription seek (topic keeps "
-                           f"{spec.stream.retention_hours} h)")
-            out.append(f"{name}: max_event_age_s {stage.max_event_age_s}: Pub/Sub dead-letters by attempts, not age; the shim "
-                       f"dead-letters older messages itself")
-        elif stage.trigger.objects:
-            out.append(f"{name}: Eventarc retries for at most 24 h and takes no dead-letter topic; the shim dead-letters events "
-                       f"older than {min(stage.max_event_age_s, EVENTARC_RETENTION_S)} s (retries {stage.retries} are bounded by age, not count)")
-        elif stage.retries > SCHEDULER_MAX_RETRIES:
+            out.append(f"{name}: failing events are retried with backoff (10-600 s); after {stage.retries + 1} deliveries or "
+                       f"{stage.max_event_age_s} s the runtime dead-letters them record by record; Pub/Sub's dead-letter topic takes what "
+                       f"never reached the runtime after {attempts} deliveries (Pub/Sub allows {MIN_DELIVERY_ATTEMPTS}-{MAX_DELIVERY_ATTEMPTS})")
+        if stage.trigger.stream and stage.trigger.stream.starting_position == "earliest":
+            assert spec.stream is not None
+            out.append(f"{name}: starting_position earliest: a new subscription receives messages published after it is "
+                       f"created; replay older ones with a subscription seek (the topic keeps {spec.stream.retention_hours} h)")
+        elif stage.trigger.schedule and stage.retries > SCHEDULER_MAX_RETRIES:
             out.append(f"{name}: retries {stage.retries} -> {SCHEDULER_MAX_RETRIES} (Cloud Scheduler's maximum)")
     return out
