@@ -63,7 +63,8 @@ stages:
     memory_mb: 4096
   - name: daily
     handler: h.py:handle
-    trigger: {{schedule: "0 6 * * *", from: clean}}
+    trigger: {{schedule: "*/10 * * * *", from: clean}}
+    memory_mb: 1024
   - name: tick
     handler: h.py:handle
     trigger: {{schedule: "rate(5 minutes)"}}
