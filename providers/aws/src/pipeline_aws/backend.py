@@ -11,9 +11,10 @@ import pulumi_aws as aws
 from pipeline.backend import Backend, BucketSpec, FunctionCode, Grant, Handle, Limits, RoleContext, StageResources, StreamSizing
 from pipeline.cost import CostEstimate
 from pipeline.packaging import Recipe
+from pipeline.scan import ScanMapping
 from pipeline.spec.model import StageSpec
 from pipeline.spec.schedule import Schedule
-from pipeline_aws import credentials, functions, iam, limits, naming, observability, pricing, sizing, storage, stream, triggers
+from pipeline_aws import credentials, functions, iam, limits, naming, observability, pricing, scan, sizing, storage, stream, triggers
 
 
 class AwsBackend(Backend):
@@ -71,6 +72,11 @@ class AwsBackend(Backend):
 
     def price(self, sizing: StreamSizing, free_tier: bool) -> CostEstimate:
         return pricing.estimate(self.spec, sizing, free_tier)
+
+    @classmethod
+    def scan_mapping(cls) -> ScanMapping:
+        """How this cloud's plans read as a Terraform plan for scanners (pipeline.scan.Scannable)."""
+        return scan.MAPPING
 
     def mock_resource(self, type_: str, name: str, inputs: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
         return naming.mock_resource(type_, name, inputs, self.region)
