@@ -46,6 +46,10 @@ class ScanResult:
     passed: list[Finding]
     resource_count: int  # resources checkov ran at least one check on
 
+    def merge(self, other: ScanResult) -> ScanResult:
+        """One result for several files of the same stack and cloud (e.g. one ARM template per overlay)."""
+        return ScanResult(self.path, self.failed + other.failed, self.passed + other.passed, self.resource_count + other.resource_count)
+
 
 def checkov_command() -> str:
     """The checkov console script: PIPELINE_CHECKOV, else the scanner venv, else PATH."""

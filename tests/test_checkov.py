@@ -1,8 +1,9 @@
 """Every bundled stack's plan, on every cloud, scanned by the real checkov CLI.
 
 Each stack (`stacks/*/pipeline.yaml`) is planned with each of its overlays on each installed
-cloud, converted by `pipeline.scan` (Terraform plan JSON for AWS and GCP, an ARM template for
-Azure) into one file per stack and cloud, and scanned by checkov once. Any failed check not in
+cloud and converted by `pipeline.scan`: one Terraform plan JSON per stack for AWS and GCP, one ARM
+template per stack and overlay for Azure (ARM names repeat across overlays). checkov scans all the
+files of a format in one run. Any failed check not in
 tests/checkov_skips.yaml fails the test; skips marked TODO(fix) are known defects, printed as
 warnings on every run until fixed.
 
@@ -19,13 +20,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-
+from bundled import bundled_plans, bundled_stacks
 from checkov_runner import Finding, ScanResult, scan
+
 from pipeline.backend import Backend, backend_names
 from pipeline.plan import Plan
 from pipeline.planner import plan
 from pipeline.program import Orchestrator
-from pipeline.scan import scan_document
+from pipeline.scan import ScanDocument, scan_document, scan_documents
 from pipeline.spec.load import load_spec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,17 +41,8 @@ class KnownDefectWarning(UserWarning):
     """A failed check on the skip list as TODO(fix): a real defect whose fix is in progress."""
 
 
-def bundled_stacks() -> list[tuple[str, Path, list[str | None]]]:
-    """(name, spec, overlays) of every bundled stack; a stack without overlays plans its default stack."""
-    found = []
-    for spec in sorted((REPO / "stacks").glob("*/pipeline.yaml")):
-        overlays: list[str | None] = [p.stem for p in sorted((spec.parent / "stacks").glob("*.yaml"))]
-        found.append((spec.parent.name, spec, overlays or [None]))
-    return found
-
-
-STACKS = bundled_stacks()
-CASES = [(name, cloud) for name, _, _ in STACKS for cloud in CLOUDS]
+STACKS = sorted(bundled_stacks())
+CASES = [(name, cloud) for name in STACKS for cloud in CLOUDS]
 
 
 def load_skips() -> dict[str, dict[str, str]]:
@@ -137,15 +130,18 @@ def scans(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], Sca
     """(stack name or 'insecure', cloud) -> checkov's result for that file."""
     folder = tmp_path_factory.mktemp("checkov")
     documents = []
-    for name, spec, overlays in STACKS:
+    documents: list[tuple[tuple[str, str], ScanDocument, Path]] = []
+    for name in STACKS:
         for cloud in CLOUDS:
-            plans = [plan(load_spec(spec, overlay), cloud) for overlay in overlays]
-            documents.append(((name, cloud), scan_document(plans, namespace=name), folder / f"{name}-{cloud}.json"))
+            for index, document in enumerate(scan_documents(bundled_plans(name, cloud), namespace=name)):
+                documents.append(((name, cloud), document, folder / f"{name}-{cloud}-{index}.json"))
     for cloud in INSECURE_PROGRAMS:
         if cloud in CLOUDS:
             documents.append(((INSECURE, cloud), scan_document([plan_insecure(cloud)], namespace=INSECURE), folder / f"{INSECURE}-{cloud}.json"))
-    results = scan([(document, path) for _, document, path in documents])
-    return {key: result for (key, _, _), result in zip(documents, results, strict=True)}
+    merged: dict[tuple[str, str], ScanResult] = {}
+    for (key, _, _), result in zip(documents, scan([(document, path) for _, document, path in documents]), strict=True):
+        merged[key] = merged[key].merge(result) if key in merged else result
+    return merged
 
 
 def unexpected(findings: list[Finding], skips: dict[str, str]) -> list[Finding]:
@@ -173,7 +169,7 @@ def test_bundled_stack_has_no_unexpected_findings(scans: dict[tuple[str, str], S
 def test_every_skip_is_still_needed(scans: dict[tuple[str, str], ScanResult], cloud: str) -> None:
     """A skip that no longer fails anywhere hides nothing today and would hide a regression tomorrow."""
     skips = load_skips().get(cloud, {})
-    failing = {f.check_id for name, _, _ in STACKS for f in scans[(name, cloud)].failed}
+    failing = {f.check_id for name in STACKS for f in scans[(name, cloud)].failed}
     stale = sorted(set(skips) - failing)
     assert not stale, f"{SKIPS_FILE.name}: {cloud} skips {', '.join(stale)}, which no bundled stack fails any more: remove them"
 
@@ -208,7 +204,7 @@ def test_insecure_resources_are_flagged(scans: dict[tuple[str, str], ScanResult]
     assert not wanted & set(skips), f"checks the insecure program must fail are skipped for {cloud}: {sorted(wanted & set(skips))}"
     caught = {(f.resource, f.check_id) for f in unexpected(result.failed, skips)}
     assert all((r, c) in caught for r, checks in expected.items() for c in checks)
-    for name, _, _ in STACKS:
+    for name in STACKS:
         bundled = scans[(name, cloud)]
         exercised = {f.check_id for f in bundled.passed} & wanted
         assert exercised, f"none of {sorted(wanted)} ran on stack {name} for {cloud}"

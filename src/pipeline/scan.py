@@ -71,6 +71,7 @@ class TerraformMapping:
     unscanned: Mapping[str, str] = field(default_factory=dict)  # type token -> why it has no Terraform counterpart
 
     framework = "terraform_plan"
+    plans_per_document = 0  # any number: addresses are prefixed with the stack
 
     def convert(self, plans: Sequence[Plan], namespace: str = "") -> ScanDocument:
         return _TerraformWriter(self, plans, namespace).document()
@@ -87,6 +88,8 @@ class ArmMapping:
     adjust: Callable[[str, dict[str, Any]], None] | None = None
 
     framework = "arm"
+    # ARM names are the resources' real names, which may repeat across stacks (each in its own resource group).
+    plans_per_document = 1
 
     def convert(self, plans: Sequence[Plan], namespace: str = "") -> ScanDocument:
         return _arm_document(self, plans)  # ARM names are the resources' real names: unique without a namespace
@@ -139,11 +142,23 @@ def scan_document(plans: Sequence[Plan], namespace: str = "") -> ScanDocument:
 
     Terraform addresses are built from the plans' logical names (prefixed with the stack when there are
     several plans); `namespace` prefixes them too, so documents scanned together in one run never share
-    an address (checkov connects resources by address across the files of a run)."""
+    an address (checkov connects resources by address across the files of a run). A format that holds
+    one plan per document (ARM) refuses several: use `scan_documents`."""
     clouds = {p.cloud for p in plans}
     if len(clouds) != 1:
         raise ValueError(f"a scan document holds plans of exactly one cloud, got {sorted(clouds)}")
-    return scan_mapping(clouds.pop()).convert(plans, namespace)
+    mapping = scan_mapping(clouds.pop())
+    if mapping.plans_per_document and len(plans) > mapping.plans_per_document:
+        raise ValueError(f"a {mapping.framework} document holds {mapping.plans_per_document} plan(s), got {len(plans)}: use scan_documents()")
+    return mapping.convert(plans, namespace)
+
+
+def scan_documents(plans: Sequence[Plan], namespace: str = "") -> list[ScanDocument]:
+    """Plans of one cloud in as few scanner files as the format allows (one, or one per plan)."""
+    if not plans:
+        return []
+    per = scan_mapping(plans[0].cloud).plans_per_document or len(plans)
+    return [scan_document(plans[i:i + per], namespace) for i in range(0, len(plans), per)]
 
 
 # ---- shared helpers ------------------------------------------------------------------------------
@@ -338,7 +353,10 @@ def _arm_document(mapping: ArmMapping, plans: Sequence[Plan]) -> ScanDocument:
             if depends:
                 arm["dependsOn"] = depends
             resources.append(arm)
-            origins[f"{arm['type']}.{arm['name']}"] = Origin(p.stack, r.urn, r.type)
+            key = f"{arm['type']}.{arm['name']}"
+            if key in origins:  # the scanner could not tell them apart, and Azure would not accept both
+                raise PipelineError(f"{key} is planned twice: {origins[key].urn} and {r.urn}")
+            origins[key] = Origin(p.stack, r.urn, r.type)
     content = {"$schema": ARM_SCHEMA, "contentVersion": "1.0.0.0", "parameters": {}, "variables": {}, "resources": resources}
     return ScanDocument(mapping.framework, content, origins, _unscanned(plans, mapping.unscanned))
 
