@@ -7,6 +7,7 @@ and ARM shapes are the ones the formats define.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -264,3 +265,16 @@ def test_planned_inputs_use_wire_names(cloud: str) -> None:
     """Checked here because the conversion would otherwise hide it (snake_case is what Terraform wants anyway)."""
     found = {f"{r.type}{key}" for stack in STACKS for p in bundled_plans(stack, cloud) for r in p.cloud_resources for key in snake_case_keys(r.inputs)}
     assert not found, f"inputs the engine gets with snake_case keys (a dict in a union-typed input is not translated): {sorted(found)}"
+
+
+# ---- the command ---------------------------------------------------------------------------------
+
+
+def test_plan_command_writes_the_scanner_format(run_cli: Any, example_spec: Any, tmp_path: Any) -> None:
+    target = tmp_path / "plan.json"
+    result = run_cli("plan", example_spec, "--stack", "dev", "--cloud", "aws", "--format", "scan", "--output", target)
+    assert result.returncode == 0, result.stderr
+    content = json.loads(target.read_text(encoding="utf-8"))
+    types = {r["type"] for r in content["planned_values"]["root_module"]["resources"]}
+    assert {"aws_s3_bucket", "aws_lambda_function", "aws_kinesis_stream"} <= types
+    assert f"checkov -f {target} --framework terraform_plan" in result.stderr

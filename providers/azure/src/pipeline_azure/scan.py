@@ -99,6 +99,7 @@ def adjust(token: str, resource: dict[str, Any]) -> None:
         criteria["odata.type"] = criteria.pop("odataType")
 
 
+@cache
 def mapping() -> ArmMapping:
     types = {
         token: ArmType(arm_type, api_version(token), name, _RENAMES.get(token, {}), _IN_PROPERTIES.get(token, frozenset()))
