@@ -164,12 +164,20 @@ def test_terraform_references_connect_resources_to_their_sources() -> None:
 
 def test_a_value_two_dependencies_hold_comes_from_the_one_that_does_not_consume_it() -> None:
     """A bucket policy depends on the bucket and on its public access block; both have the bucket's name as
-    their physical name, but only the bucket is its source (the block holds it as an input)."""
+    their physical name, but only the bucket is its source (the block depends on the bucket)."""
     bucket = resource("aws:s3/bucket:Bucket", "b", {}, physical="name-1")
     block = resource("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock", "b-block", {"bucket": "name-1"}, physical="name-1", dependencies=(bucket,))
     policy = resource("aws:s3/bucketPolicy:BucketPolicy", "b-policy", {"bucket": "name-1", "policy": "{}"}, physical="name-1", dependencies=(bucket, block))
     configured = by_address(scan_document([plan_of("aws", bucket, block, policy)]).content["configuration"]["root_module"]["resources"])
     assert configured["aws_s3_bucket_policy.b_policy"]["expressions"]["bucket"]["references"][0] == "aws_s3_bucket.b.id"
+
+
+def test_an_explicit_name_is_a_reference_to_the_resource_it_names() -> None:
+    log_group = resource("aws:cloudwatch/logGroup:LogGroup", "logs", {"name": "/aws/lambda/fn"}, physical="/aws/lambda/fn")
+    function = resource("aws:lambda/function:Function", "fn", {"loggingConfig": {"logGroup": "/aws/lambda/fn"}}, dependencies=(log_group,))
+    configured = by_address(scan_document([plan_of("aws", log_group, function)]).content["configuration"]["root_module"]["resources"])
+    assert configured["aws_lambda_function.fn"]["expressions"]["logging_config"] == [
+        {"log_group": {"references": ["aws_cloudwatch_log_group.logs.id", "aws_cloudwatch_log_group.logs"]}}]
 
 
 def test_values_from_non_dependencies_stay_literal() -> None:

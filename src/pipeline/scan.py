@@ -268,15 +268,16 @@ class _TerraformWriter:
         """Which dependency a string input came from, as a Terraform reference ('aws_s3_bucket.raw.id').
 
         Under the mock engine an input wired from another resource's output holds that output's value:
-        its name, or an id/ARN/URL ending in it. A dependency that itself has the same value as an input
-        (a bucket's policy and its public access block both hold the bucket name) consumed it too and is
-        not its source. Ambiguous or unknown values stay literal.
+        its name, or an id/ARN/URL ending in it. Of several dependencies with that name, one that depends
+        on another of them got the value from it and is not the source (a bucket policy depends on the
+        bucket and on its public access block, and all three carry the bucket's name). Ambiguous or
+        unknown values stay literal.
         """
         candidates = [d for d in dependencies if (stack, d.urn) in self.addresses and d.physical_name]
 
         def resolve(value: str) -> str | None:
             found = [d for d in candidates if _names(value, d.physical_name)]
-            sources = [d for d in found if value not in _top_level_strings(d.inputs)]
+            sources = [d for d in found if not any(other.urn in d.dependencies for other in found)]
             if len(sources) != 1:
                 return None
             address = self.addresses[(stack, sources[0].urn)]
@@ -322,10 +323,6 @@ class _TerraformWriter:
 def _names(value: str, name: str) -> bool:
     """`value` is `name`, or an id/ARN/URL whose last part is `name`."""
     return value == name or (value.endswith(name) and len(value) > len(name) and value[-len(name) - 1] in ":/")
-
-
-def _top_level_strings(inputs: Mapping[str, Any]) -> set[str]:
-    return {v for v in inputs.values() if isinstance(v, str)}
 
 
 # ---- ARM template ---------------------------------------------------------------------------------
