@@ -118,7 +118,7 @@ class Origin:
 
 @dataclass
 class ScanDocument:
-    """One file for one scanner run, and where each of its resources came from."""
+    """One file for a scanner, and where each of its resources came from."""
 
     framework: str  # checkov's --framework: "terraform_plan" or "arm"
     content: dict[str, Any]
