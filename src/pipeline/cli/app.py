@@ -41,6 +41,7 @@ class PlanFormat(StrEnum):
     table = "table"
     tree = "tree"
     json = "json"
+    scan = "scan"  # what a scanner reads: Terraform plan JSON (AWS, GCP) or an ARM template (Azure)
 
 
 def _fail(code: int, message: str) -> NoReturn:
@@ -115,7 +116,7 @@ def plan(
     spec: SpecArg = Path("pipeline.yaml"),
     stack: StackOpt = None,
     cloud: Annotated[str, typer.Option("--cloud", "-c", help="Target cloud: aws, gcp or azure.")] = "aws",
-    format: Annotated[PlanFormat, typer.Option("--format", "-f", help="table, tree or json.")] = PlanFormat.table,
+    format: Annotated[PlanFormat, typer.Option("--format", "-f", help="table, tree, json, or scan (Terraform plan JSON or an ARM template, for checkov).")] = PlanFormat.table,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file instead of the terminal.")] = None,
 ) -> None:
     """Show exactly what would be created on a cloud: offline, no credentials, no Pulumi CLI."""
@@ -126,12 +127,19 @@ def plan(
     with _reported(f"the spec cannot be planned for {cloud}"):
         result = make_plan(loaded, cloud)
     if format is PlanFormat.json:
-        text = result.to_json()
-        if output:
-            output.write_text(text + "\n", encoding="utf-8")
-            err.print(f"wrote {output}")
-        else:
-            sys.stdout.write(text + "\n")
+        _write_or_print(result.to_json() + "\n", output)
+        return
+    if format is PlanFormat.scan:
+        from collections import Counter
+
+        from pipeline.scan import scan_document
+
+        with _reported(f"the {cloud} plan cannot be written for a scanner"):
+            document = scan_document([result])
+        _write_or_print(document.to_json() + "\n", output)
+        for reason, count in sorted(Counter(reason for _, reason in document.unscanned).items()):
+            err.print(f"left out {count} resource(s): {reason}", markup=False, highlight=False)
+        err.print(f"scan it with: checkov -f {output or 'FILE'} --framework {document.framework}", markup=False, highlight=False)
         return
     console = Console(file=output.open("w", encoding="utf-8"), width=200) if output else out
     console.print(render.plan_tree(result) if format is PlanFormat.tree else render.plan_table(result))

@@ -12,10 +12,11 @@ from pipeline.backend import Backend, BucketSpec, FunctionCode, Grant, Handle, L
 from pipeline.cost import CostEstimate
 from pipeline.errors import PipelineError
 from pipeline.packaging import Recipe
+from pipeline.scan import ScanMapping
 from pipeline.sizing import Sizing, StageDemand, StageSizing, StreamSizing
 from pipeline.spec.model import StageSpec
 from pipeline.spec.schedule import Schedule
-from pipeline_aws import credentials, functions, iam, limits, naming, observability, pricing, sizing, storage, stream, triggers
+from pipeline_aws import credentials, functions, iam, limits, naming, observability, pricing, scan, sizing, storage, stream, triggers
 
 
 class AwsBackend(Backend):
@@ -77,6 +78,11 @@ class AwsBackend(Backend):
 
     def price(self, sizing: Sizing, free_tier: bool) -> CostEstimate:
         return pricing.estimate(self.spec, sizing, free_tier)
+
+    @classmethod
+    def scan_mapping(cls) -> ScanMapping:
+        """How this cloud's plans read as a Terraform plan for scanners (pipeline.scan.Scannable)."""
+        return scan.MAPPING
 
     def mock_resource(self, type_: str, name: str, inputs: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
         return naming.mock_resource(type_, name, inputs, self.region)

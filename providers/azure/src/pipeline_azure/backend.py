@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pipeline.backend import Backend, BucketSpec, FunctionCode, Grant, Handle, RoleContext, StageResources
 from pipeline.errors import PipelineError
 from pipeline.packaging import Recipe
+from pipeline.scan import ScanMapping
 from pipeline.sizing import Sizing, StageDemand, StageSizing, StreamSizing
 from pipeline.spec.model import StageSpec
 from pipeline.spec.schedule import Schedule
-from pipeline_azure import checks, credentials, functions, iam, naming, observability, sizing, storage, stream, triggers
+from pipeline_azure import checks, credentials, functions, iam, naming, observability, scan, sizing, storage, stream, triggers
 from pipeline_azure.platform import Platform, platform
 
 if TYPE_CHECKING:
@@ -83,6 +84,11 @@ class AzureBackend(Backend):  # type: ignore[misc]  # Backend is Any when mypy c
         from pipeline_azure import pricing
 
         return pricing.estimate(self.spec, sizing, free_tier)
+
+    @classmethod
+    def scan_mapping(cls) -> ScanMapping:
+        """How this cloud's plans read as an ARM template for scanners (pipeline.scan.Scannable)."""
+        return scan.mapping()
 
     def mock_resource(self, type_: str, name: str, inputs: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
         return naming.mock_resource(type_, name, inputs, self.location())

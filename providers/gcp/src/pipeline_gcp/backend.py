@@ -9,10 +9,11 @@ from typing import Any, ClassVar
 from pipeline.backend import Backend, BucketSpec, FunctionCode, Grant, Handle, Limits, RoleContext, StageResources
 from pipeline.cost import CostEstimate
 from pipeline.packaging import Recipe
+from pipeline.scan import ScanMapping
 from pipeline.sizing import Sizing, StageDemand, StageSizing, StreamSizing
 from pipeline.spec.model import StageSpec
 from pipeline.spec.schedule import Schedule
-from pipeline_gcp import credentials, functions, iam, limits, naming, observability, platform, pricing, regions, sizing, storage, stream, triggers
+from pipeline_gcp import credentials, functions, iam, limits, naming, observability, platform, pricing, regions, scan, sizing, storage, stream, triggers
 
 Problem = tuple[tuple[str | int, ...], str, str]
 
@@ -124,6 +125,11 @@ class GcpBackend(Backend):
 
     def price(self, sizing: Sizing, free_tier: bool) -> CostEstimate:
         return pricing.estimate(self.spec, sizing, free_tier)
+
+    @classmethod
+    def scan_mapping(cls) -> ScanMapping:
+        """How this cloud's plans read as a Terraform plan for scanners (pipeline.scan.Scannable)."""
+        return scan.MAPPING
 
     def mock_resource(self, type_: str, name: str, inputs: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
         return naming.mock_resource(type_, name, inputs, self.project, self.region)
