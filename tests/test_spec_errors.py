@@ -471,25 +471,26 @@ _HEADER = re.compile(r"error: the spec has [0-9,]+ problems?:")
 
 def test_mutated_example_through_the_console_script(example_spec: Path, tmp_path: Path, run_cli) -> None:
     """The same 200 mutations through `pipeline validate`: exit 0 with 'valid', or exit 2 with every
-    problem on one line that starts with the spec's or overlay's path; never a traceback, never a hang."""
+    problem on one line that starts with the spec's or overlay's path; never a traceback, never a hang.
+    (~0.4 s of CPU per run: 200 runs, two at a time.)"""
     from concurrent.futures import ThreadPoolExecutor
 
-    original = example_spec.read_text(encoding="utf-8")
-    mutations = _mutations(original, FUZZ_COUNT)
+    project = fuzz_project(example_spec, tmp_path)
+    mutations = _mutations(example_spec.read_text(encoding="utf-8"), FUZZ_COUNT)
 
-    def run(n: int) -> tuple[int, Mutation, Path, subprocess.CompletedProcess[str]]:
-        folder = tmp_path / f"m{n}"  # one project per mutation: they run two at a time
-        folder.mkdir()
-        project = fuzz_project(example_spec, folder)
+    def run(n: int) -> tuple[int, Path, subprocess.CompletedProcess[str]]:
         mutation = mutations[n]
-        (project / "pipeline.yaml").write_text(mutation.text, encoding="utf-8", newline="")
-        spec_file = mutation.spec_path(project)
+        spec_file = project / f"pipeline-{n}.yaml"  # one spec per mutation, side by side: they run two at a time
+        spec_file.write_text(mutation.text, encoding="utf-8", newline="")
+        if mutation.kind == "spec-file":
+            spec_file = mutation.spec_path(project)
         args = ["validate", str(spec_file)] + (["--stack", mutation.stack] if mutation.stack is not None else [])
-        return n, mutation, project, run_cli(*args, timeout=120)
+        return n, spec_file, run_cli(*args, timeout=120)
 
     codes: Counter[int] = Counter()
     with ThreadPoolExecutor(max_workers=2) as pool:
-        for n, mutation, project, result in pool.map(run, range(len(mutations))):
+        for n, spec_file, result in pool.map(run, range(len(mutations))):
+            mutation = mutations[n]
             codes[result.returncode] += 1
             where = f"mutation {n} ({mutation.kind}, spec {mutation.spec!r}, stack {mutation.stack!r}):\n{result.stderr[:3000]}"
             for stream in (result.stdout, result.stderr):
@@ -502,7 +503,6 @@ def test_mutated_example_through_the_console_script(example_spec: Path, tmp_path
             assert result.returncode == 2, where
             lines = result.stderr.splitlines()
             assert _HEADER.fullmatch(lines[0]), where
-            spec_file = mutation.spec_path(project)
             prefixes = (f"{spec_file}:", f"{project / 'stacks'}/", "<input>: ")
             for line in lines[1:]:
                 assert line.startswith(prefixes) or line.startswith("... and "), where
