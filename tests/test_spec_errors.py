@@ -4,12 +4,16 @@ a message a user can act on -- never a traceback or a bare pydantic/YAML message
 from __future__ import annotations
 
 import random
+import re
+import subprocess
 import textwrap
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import EllipsisType
 
 import pytest
+from hostile import Mutation, file_mutation, name_mutation, path_mutation, prepare_project
 
 from pipeline.errors import Problem, SpecError
 from pipeline.spec.load import load_spec
@@ -189,6 +193,8 @@ CASES: list[Case] = [
       ("greater than or equal to 24",)),
     c("partitions-0", one_stage(top="stream:\n  partitions: 0"), 8, "0", "stream.partitions", ("'auto' or a whole number from 1 to 1024",)),
     c("partitions-word", one_stage(top="stream:\n  partitions: many"), 8, "many", "stream.partitions", ("'auto'",)),
+    c("intermediate-days-0", one_stage(top="storage:\n  intermediate_days: 0"), 8, "0", "storage.intermediate_days",
+      ("greater than or equal to 1",)),
     c("dead-letter-30", one_stage(top="storage:\n  dead_letter_days: 30"), 8, "30", "storage.dead_letter_days",
       ("less than or equal to 14",)),
     c("records-per-second-0", one_stage(top="workload:\n  records_per_second: 0"), 8, "0", "workload.records_per_second",
@@ -376,58 +382,145 @@ def test_directory_instead_of_spec(tmp_path: Path) -> None:
     assert "directory" in info.value.problems[0].message
 
 
-def _mutations(text: str, count: int) -> list[str]:
+_GARBAGE = ["\x00", "\t", ":", "- ", "&a", "*a", "!", "{", "]", "'", '"', "\\", "#", "%", "@", "`", "|", ">", "? ", "é", "\ufeff",
+            "\u2028", "0x", "---", "...", "<<: *a", "~", " " * 7, "\r"]
+FUZZ_COUNT = 200
+
+
+def _text_mutation(text: str, rng: random.Random) -> str:
+    lines = text.splitlines(keepends=True)
+    for _ in range(rng.randint(1, 3)):
+        op = rng.choice(["delete", "duplicate", "insert", "swap"])
+        i = rng.randrange(len(lines)) if lines else 0
+        if op == "delete" and lines:
+            del lines[i]
+        elif op == "duplicate" and lines:
+            lines.insert(i, lines[i])
+        elif op == "swap" and len(lines) > 1:
+            j = rng.randrange(len(lines))
+            lines[i], lines[j] = lines[j], lines[i]
+        elif lines:
+            pos = rng.randrange(len(lines[i]) + 1)
+            lines[i] = lines[i][:pos] + rng.choice(_GARBAGE) + lines[i][pos:]
+    return "".join(lines)
+
+
+def _mutations(text: str, count: int) -> list[Mutation]:
+    """Half are YAML-level edits (delete, duplicate, swap lines, insert syntax); the rest are
+    hostile paths (see tests/hostile.py), spoiled names, and spec files or overlays that are
+    devices, FIFOs or links out of the project."""
     rng = random.Random(0)
-    garbage = ["\x00", "\t", ":", "- ", "&a", "*a", "!", "{", "]", "'", '"', "\\", "#", "%", "@", "`", "|", ">", "? ", "é", "\ufeff",
-               "\u2028", "0x", "---", "...", "<<: *a", "~", " " * 7, "\r"]
-    out: list[str] = []
+    out: list[Mutation] = []
     for _ in range(count):
-        lines = text.splitlines(keepends=True)
-        for _ in range(rng.randint(1, 3)):
-            op = rng.choice(["delete", "duplicate", "insert", "swap"])
-            i = rng.randrange(len(lines)) if lines else 0
-            if op == "delete" and lines:
-                del lines[i]
-            elif op == "duplicate" and lines:
-                lines.insert(i, lines[i])
-            elif op == "swap" and len(lines) > 1:
-                j = rng.randrange(len(lines))
-                lines[i], lines[j] = lines[j], lines[i]
-            elif lines:
-                pos = rng.randrange(len(lines[i]) + 1)
-                lines[i] = lines[i][:pos] + rng.choice(garbage) + lines[i][pos:]
-        out.append("".join(lines))
+        roll = rng.random()
+        if roll < 0.2:
+            out.append(path_mutation(text, rng))
+        elif roll < 0.4:
+            out.append(name_mutation(text, rng))
+        elif roll < 0.5:
+            out.append(file_mutation(text, rng))
+        else:
+            out.append(Mutation("text", _text_mutation(text, rng)))
     return out
+
+
+def fuzz_project(example_spec: Path, tmp_path: Path) -> Path:
+    """A copy of the example with the traps hostile paths point at (links out, FIFOs, devices)."""
+    import shutil
+
+    folder = tmp_path / "example"
+    shutil.copytree(example_spec.parent, folder, ignore=shutil.ignore_patterns(".pipeline", "__pycache__"))
+    prepare_project(folder)
+    return folder
+
+
+def test_mutations_cover_every_kind_of_hostile_input(example_spec: Path) -> None:
+    kinds = Counter(m.kind for m in _mutations(example_spec.read_text(encoding="utf-8"), FUZZ_COUNT))
+    assert set(kinds) == {"text", "path", "name", "spec-file", "overlay"} and min(kinds.values()) >= 5, kinds
+
+
+def _check_problems(exc: SpecError, mutation: Mutation, spec_file: Path, folder: Path, n: int) -> None:
+    assert exc.problems, f"mutation {n}: a SpecError without problems"
+    files = {str(spec_file)}
+    if mutation.stack is not None or n % 4 == 0:
+        files |= {str(folder / "stacks" / f"{mutation.stack or 'dev'}.yaml")}
+    for problem in exc.problems:
+        assert problem.message, f"mutation {n}: {problem}"
+        assert problem.file in files or (problem.file == "" and "stack name" in problem.message), f"mutation {n}: {problem}"
+        assert problem.line is None or 1 <= problem.line <= mutation.text.count("\n") + 2, f"mutation {n}: {problem}"
+        if problem.path:  # a field problem must say where the field is
+            assert problem.line is not None and problem.column is not None, f"mutation {n}: {problem}"
+        rendered = problem.render()
+        assert len(rendered) < 3000 and "\n" not in rendered and "\x1b" not in rendered, f"mutation {n}: {rendered[:3000]!r}"
 
 
 @pytest.mark.parametrize("loader", ["libyaml", "python"])
 def test_mutated_example_only_ever_raises_spec_error(example_spec: Path, tmp_path: Path, loader: str,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    """200 deterministic mutations of the example: load_spec returns or raises SpecError, nothing else."""
-    import shutil
-
+    """200 deterministic mutations of the example: load_spec returns or raises a located SpecError, nothing else."""
     import yaml
 
     if loader == "python":
         monkeypatch.delattr(yaml, "CSafeLoader", raising=False)
 
-    folder = tmp_path / "example"
-    shutil.copytree(example_spec.parent, folder)
+    folder = fuzz_project(example_spec, tmp_path)
     target = folder / "pipeline.yaml"
     original = example_spec.read_text(encoding="utf-8")
     outcomes = {"ok": 0, "spec-error": 0}
-    for n, mutated in enumerate(_mutations(original, 200)):
-        target.write_text(mutated, encoding="utf-8", newline="")
-        for stack in (None, "dev") if n % 4 == 0 else (None,):
+    for n, mutation in enumerate(_mutations(original, FUZZ_COUNT)):
+        target.write_text(mutation.text, encoding="utf-8", newline="")
+        spec_file = mutation.spec_path(folder)
+        stacks = [mutation.stack] if mutation.stack is not None else [None, "dev"] if n % 4 == 0 else [None]
+        for stack in stacks:
             try:
-                load_spec(target, stack)
+                load_spec(spec_file, stack)
                 outcomes["ok"] += 1
             except SpecError as exc:
                 outcomes["spec-error"] += 1
-                assert exc.problems, f"mutation {n}: a SpecError without problems"
-                for problem in exc.problems:
-                    assert problem.message and problem.file, f"mutation {n}: {problem}"
-                    assert problem.line is None or 1 <= problem.line <= mutated.count("\n") + 2, f"mutation {n}: {problem}"
+                _check_problems(exc, mutation, spec_file, folder, n)
             except Exception as exc:  # pragma: no cover - this is the failure being hunted
-                pytest.fail(f"mutation {n} raised {type(exc).__name__}: {exc}\n--- input ---\n{mutated}")
+                pytest.fail(f"mutation {n} raised {type(exc).__name__}: {exc}\n--- input ---\n{mutation}")
     assert outcomes["spec-error"] > 20 and outcomes["ok"] > 5, outcomes
+
+
+_HEADER = re.compile(r"error: the spec has [0-9,]+ problems?:")
+
+
+def test_mutated_example_through_the_console_script(example_spec: Path, tmp_path: Path, run_cli) -> None:
+    """The same 200 mutations through `pipeline validate`: exit 0 with 'valid', or exit 2 with every
+    problem on one line that starts with the spec's or overlay's path; never a traceback, never a hang.
+    (~0.4 s of CPU per run: 200 runs, two at a time.)"""
+    from concurrent.futures import ThreadPoolExecutor
+
+    project = fuzz_project(example_spec, tmp_path)
+    mutations = _mutations(example_spec.read_text(encoding="utf-8"), FUZZ_COUNT)
+
+    def run(n: int) -> tuple[int, Path, subprocess.CompletedProcess[str]]:
+        mutation = mutations[n]
+        spec_file = project / f"pipeline-{n}.yaml"  # one spec per mutation, side by side: they run two at a time
+        spec_file.write_text(mutation.text, encoding="utf-8", newline="")
+        if mutation.kind == "spec-file":
+            spec_file = mutation.spec_path(project)
+        args = ["validate", str(spec_file)] + (["--stack", mutation.stack] if mutation.stack is not None else [])
+        return n, spec_file, run_cli(*args, timeout=120)
+
+    codes: Counter[int] = Counter()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for n, spec_file, result in pool.map(run, range(len(mutations))):
+            mutation = mutations[n]
+            codes[result.returncode] += 1
+            where = f"mutation {n} ({mutation.kind}, spec {mutation.spec!r}, stack {mutation.stack!r}):\n{result.stderr[:3000]}"
+            for stream in (result.stdout, result.stderr):
+                assert "Traceback" not in stream and "internal error" not in stream, where
+                assert "\x1b" not in stream, where  # escape sequences from the input are shown escaped
+            assert len(result.stderr) < 200_000, where
+            if result.returncode == 0:
+                assert result.stdout.startswith("valid:"), where
+                continue
+            assert result.returncode == 2, where
+            lines = result.stderr.splitlines()
+            assert _HEADER.fullmatch(lines[0]), where
+            prefixes = (f"{spec_file}:", f"{project / 'stacks'}/", "<input>: ")
+            for line in lines[1:]:
+                assert line.startswith(prefixes) or line.startswith("... and "), where
+    assert codes[2] > 20 and codes[0] > 5 and set(codes) <= {0, 2}, codes

@@ -16,6 +16,7 @@ from pipeline.backend import ENTRY_POINT_GROUP, backend_class
 from pipeline.deploy.naming import stack_name
 from pipeline.errors import PipelineError
 from pipeline.spec.load import LoadedSpec, overlay_path, spec_problems
+from pipeline.spec.paths import UnsafePathError, project_tree, refused, resolve_in_project
 
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".pipeline", ".mypy_cache", ".pytest_cache")
 
@@ -67,15 +68,21 @@ Exported by `pipeline export`. It is a plain Pulumi Python project:
 
 def _referenced_files(loaded: LoadedSpec) -> list[Path]:
     """The spec, its overlay, and everything the stages reference (whole handler folders,
-    since handlers may import their neighbours)."""
+    since handlers may import their neighbours), re-checked to stay inside the project."""
     root = loaded.base_dir
     files = [loaded.path]
     if loaded.stack != "default":
         files.append(overlay_path(loaded.path, loaded.stack))
     for stage in loaded.spec.stages:
         handler_dir = (root / stage.handler_file).parent
-        files.extend(p for p in handler_dir.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
-        files.extend(root / extra for extra in (stage.requirements, stage.model) if extra)
+        try:
+            files.extend(handler_dir / name for name, _ in project_tree(root, handler_dir))
+            for extra in (stage.requirements, stage.model):
+                if extra:
+                    resolve_in_project(root, extra, "file")
+                    files.append(root / extra)
+        except UnsafePathError as exc:
+            raise refused(exc, handler_dir, f"export stage {stage.name}") from None
     return sorted(set(files))
 
 

@@ -20,11 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.backend import FunctionCode
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, Problem, SpecError
+from pipeline.spec.paths import SKIPPED_FOLDERS, UnsafePathError, project_tree, read_project_file, refused
 
 FIXED_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip can hold
 FILE_MODE = 0o644 << 16
-_SKIP_PARTS = {"__pycache__", ".pipeline", ".mypy_cache", ".pytest_cache", ".venv", "venv", ".git"}
+REQUIREMENTS_LIMIT = 1024 * 1024  # bytes of a stage's requirements file
 
 
 @dataclass(frozen=True)
@@ -40,16 +41,26 @@ class Package:
 def _tree(folder: Path, prefix: str) -> dict[str, bytes]:
     entries = {}
     for path in sorted(folder.rglob("*")):
-        if path.is_file() and not _SKIP_PARTS.intersection(path.relative_to(folder).parts) and path.suffix != ".pyc":
+        if path.is_file() and not SKIPPED_FOLDERS.intersection(path.relative_to(folder).parts) and path.suffix != ".pyc":
             entries[f"{prefix}{path.relative_to(folder).as_posix()}"] = path.read_bytes()
     return entries
 
 
 def handler_sources(code: FunctionCode) -> dict[str, bytes]:
-    """The handler's whole folder at its path relative to the spec (handlers may import neighbours)."""
+    """The handler's whole folder at its path relative to the spec (handlers may import neighbours).
+
+    Every file is re-checked as it is read (see spec.paths): a symlink leading out of the project,
+    or a file swapped for one after validation, is refused rather than shipped."""
     handler_dir = (code.root / code.handler_file).parent
     prefix = handler_dir.relative_to(code.root).as_posix()
-    return _tree(handler_dir, "" if prefix == "." else prefix + "/")
+    prefix = "" if prefix == "." else prefix + "/"
+    entries = {}
+    try:
+        for name, path in project_tree(code.root, handler_dir):
+            entries[prefix + name] = read_project_file(code.root, path)
+    except UnsafePathError as exc:
+        raise refused(exc, handler_dir, "package the handler folder") from None
+    return entries
 
 
 def runtime_sources(modules: Sequence[str]) -> dict[str, bytes]:
@@ -72,10 +83,17 @@ def runtime_sources(modules: Sequence[str]) -> dict[str, bytes]:
     return entries
 
 
-def requirement_lines(requirements: Path | None) -> list[str]:
+def requirement_lines(root: Path, requirements: Path | None) -> list[str]:
+    """The stage's requirements, re-checked to be a file inside the project `root` as it is read."""
     if requirements is None:
         return []
-    lines = [line.split("#", 1)[0].strip() for line in requirements.read_text(encoding="utf-8").splitlines()]
+    try:
+        text = read_project_file(root, requirements, REQUIREMENTS_LIMIT).decode("utf-8")
+    except UnsafePathError as exc:
+        raise refused(exc, requirements, "package the requirements file") from None
+    except UnicodeDecodeError:
+        raise SpecError([Problem("the requirements file is not UTF-8 text", file=str(requirements), hint="save it as UTF-8")]) from None
+    lines = [line.split("#", 1)[0].strip() for line in text.splitlines()]
     return [line for line in lines if line]
 
 
@@ -138,7 +156,7 @@ def stage_package(stage: str, code: FunctionCode, recipe: Recipe, target: Path, 
     """Assemble and write one stage's package. Dependencies are vendored only when deploying
     (`vendor_dependencies`): an offline plan must not reach PyPI."""
     entries = {**handler_sources(code), **runtime_sources(recipe.runtime_modules), **(recipe.layout or {})}
-    lines = [*requirement_lines(code.requirements), *recipe.runtime_requirements]
+    lines = [*requirement_lines(code.root, code.requirements), *recipe.runtime_requirements]
     if lines:
         entries["requirements.txt"] = ("\n".join(lines) + "\n").encode()
     if vendor_dependencies and recipe.vendor_platform and lines:

@@ -20,7 +20,7 @@ from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
 from pipeline.backend import Backend, backend_class
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, SpecError
 from pipeline.plan import Plan, PlannedResource
 from pipeline.program import ROLE_TYPE_PREFIX, Orchestrator, pipeline_program
 from pipeline.sizing import Sizing, capacity_problems
@@ -133,7 +133,7 @@ def plan(loaded: LoadedSpec, cloud: str, program: Callable[[Backend], Orchestrat
     try:
         with _without_source_positions():
             _sync_await(run_pulumi_func(lambda: built.append(program(backend))))
-    except PipelineError:
+    except (PipelineError, SpecError):  # SpecError: e.g. a shipped file changed since validation (spec.paths)
         raise
     except Exception as exc:  # a backend bug must still not surface as a raw traceback
         raise PipelineError(f"planning for {cloud} failed: {type(exc).__name__}: {exc}") from exc

@@ -17,6 +17,7 @@ import pulumi
 
 from pipeline.backend import Access, Backend, BucketSpec, FunctionCode, Grant, Handle, RoleContext, StageResources
 from pipeline.spec.model import PipelineSpec, StageSpec
+from pipeline.spec.paths import UnsafePathError, refused, resolve_in_project
 
 ROLE_TYPE_PREFIX = "pipeline:roles:"
 PIPELINE_TYPE = "pipeline:index:Pipeline"
@@ -76,6 +77,15 @@ def bucket_plan(spec: PipelineSpec) -> list[BucketSpec]:
     return buckets
 
 
+def shipped_model(root: Path, relative: str) -> Path:
+    """The model file's real path, re-checked (it may have changed since validation) to be a
+    regular file inside the project: only that is uploaded."""
+    try:
+        return resolve_in_project(root, relative, "model file")
+    except UnsafePathError as exc:
+        raise refused(exc, root / relative, "upload the model") from None
+
+
 def artifact_key(path: Path) -> str:
     """Content-addressed object key, so a changed model is a new object and a redeploy."""
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
@@ -105,6 +115,8 @@ class Orchestrator:
     def run(self) -> dict[str, Any]:
         backend, spec = self.backend, self.spec
         sizing = backend.sizing()
+        # Re-checked before any resource exists, so a refused model stops the program cleanly.
+        model_files = {stage.model: shipped_model(backend.base_dir, stage.model) for stage in spec.stages if stage.model}
         self.providers = backend.platform(self.role("Platform", "platform"))
 
         stream = backend.stream(self.role("Stream", "stream"), sizing.stream) if spec.stream is not None and sizing.stream else None
@@ -124,7 +136,7 @@ class Orchestrator:
         models: dict[str, Handle[Any]] = {}
         for stage in spec.stages:
             if stage.model and stage.model not in models:
-                path = self.backend.base_dir / stage.model
+                path = model_files[stage.model]
                 key = artifact_key(path)
                 models[stage.model] = backend.artifact(self.role("Artifact", f"model-{len(models) + 1}"), buckets["artifacts"], path, key)
 

@@ -7,6 +7,7 @@ what would be valid; callers never see a pydantic or YAML traceback.
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,12 +16,14 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from pipeline.errors import Problem, SpecError
+from pipeline.errors import Problem, SpecError, echo, odd_character
 from pipeline.spec.model import PipelineSpec, wiring_problems
-from pipeline.spec.safe_yaml import Located, load_yaml
+from pipeline.spec.paths import FileTooLargeError, NotRegularFileError, UnsafePathError, read_regular_file
+from pipeline.spec.safe_yaml import MAX_BYTES, Located, load_yaml
 from pipeline.spec.safe_yaml import Path as FieldPath
 
-STACK_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,15}$")
+STACK_PATTERN = re.compile(r"[a-z][a-z0-9-]{0,15}")  # fullmatch: '$' would accept a trailing newline
+_PLAIN_KEY = re.compile(r"[^\s.\[\]'\"]{1,60}")
 DEFAULT_STACK = "default"
 
 
@@ -46,21 +49,37 @@ class LoadedSpec:
 
 
 def format_path(path: FieldPath) -> str:
+    """`stages[0].environment.KEY`; a key that is long or holds spaces, dots, quotes or control
+    characters is shown quoted and shortened, `tags['a\\n']`, so a path is always one short line."""
     text = ""
     for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif _PLAIN_KEY.fullmatch(str(part)) and str(part).isascii() and str(part).isprintable():
+            text += f".{part}" if text else str(part)
+        else:
+            text += f"[{echo(str(part))}]"
     return text
 
 
 def _read(path: Path) -> bytes:
+    """The spec or an overlay: a regular file of at most MAX_BYTES, read without blocking or
+    reading more than that (a FIFO, /dev/zero or /dev/urandom must not hang or fill memory)."""
     try:
-        return path.read_bytes()
+        return read_regular_file(path, MAX_BYTES)
+    except FileTooLargeError as exc:
+        raise SpecError([Problem(f"the file is {exc.size:,} bytes{' or more' if exc.grew else ''}; a spec may be at most {MAX_BYTES:,} bytes", file=str(path),
+                                 hint="a spec is a short YAML file")]) from None
+    except NotRegularFileError as exc:
+        raise SpecError([Problem(f"this is {exc.kind}, not a spec file", file=str(path), hint="pass the path to a pipeline.yaml file")]) from None
     except FileNotFoundError:
         raise SpecError([Problem("no such file", file=str(path), hint="pass the path to your pipeline.yaml")]) from None
     except IsADirectoryError:
         raise SpecError([Problem("this is a directory, not a spec file", file=str(path), hint="pass the path to a pipeline.yaml file")]) from None
     except OSError as exc:
         raise SpecError([Problem(f"cannot read the file: {exc.strerror}", file=str(path))]) from None
+    except ValueError as exc:  # e.g. a NUL byte in the path
+        raise SpecError([Problem(f"cannot read the file: {exc}", file=echo(str(path)))]) from None
 
 
 def _positions(located: Located) -> dict[FieldPath, Position]:
@@ -158,18 +177,28 @@ def _field_names(model: type[BaseModel]) -> list[str]:
     return [f.alias or name for name, f in model.model_fields.items()]
 
 
+def _union_tag(part: str) -> bool:
+    return part in {"int", "float", "str", "bool", "[key]"} or part.startswith(("literal[", "constrained-", "function-"))
+
+
 def _problem_for(error: Any, values: dict[FieldPath, Position], keys: dict[FieldPath, Position], default_file: str) -> Problem:
     loc = tuple(error["loc"])
-    # pydantic adds the tagged-union member name for Literal|int unions; drop non-field parts.
-    path: FieldPath = tuple(p for p in loc if isinstance(p, int) or not str(p).startswith(("literal[", "int", "constrained", "[key]")))
+    # pydantic adds the union member's name for unions ("int", "literal['auto']") and "[key]" for
+    # dict keys; drop those non-field parts (exact names: a field like 'intermediate_days' stays).
+    path: FieldPath = tuple(p for p in loc if isinstance(p, int) or not _union_tag(str(p)))
     kind = error["type"]
     message, hint = error["msg"], ""
     is_key = "[key]" in loc
-    if kind == "extra_forbidden":
+    cause = error.get("ctx", {}).get("error")
+    if isinstance(cause, UnsafePathError):
+        message, hint = cause.message, cause.hint
+        pos = _nearest(path, values)
+    elif kind == "extra_forbidden":
         model = _model_at(path[:-1])
         allowed = _field_names(model) if model else []
-        close = difflib.get_close_matches(str(path[-1]), allowed, n=1)
-        message = f"unknown key {path[-1]!r}" + (f"; did you mean {close[0]!r}?" if close else "")
+        key = str(path[-1])
+        close = difflib.get_close_matches(key, allowed, n=1) if len(key) <= 60 else []
+        message = f"unknown key {echo(key)}{odd_character(key)}" + (f"; did you mean {close[0]!r}?" if close else "")
         hint = f"valid keys here: {', '.join(allowed)}" if allowed else ""
         pos = keys.get(path) or values.get(path)
     elif kind == "missing":
@@ -181,9 +210,10 @@ def _problem_for(error: Any, values: dict[FieldPath, Position], keys: dict[Field
         if kind.startswith("literal_error"):
             hint = "expected " + str(error.get("ctx", {}).get("expected", ""))
         pos = (keys.get(path) if is_key else None) or _nearest(path, values)
-    if kind in {"int_parsing", "int_type", "float_parsing", "bool_parsing", "string_type", "dict_type", "list_type", "int_from_float"}:
+    if kind in {"int_parsing", "int_type", "float_parsing", "bool_parsing", "string_type", "dict_type", "list_type", "int_from_float",
+                "string_pattern_mismatch"}:
         got = error.get("input")
-        message = f"{message} (got {got!r})" if not isinstance(got, (dict, list)) else f"{message} (got a {'mapping' if isinstance(got, dict) else 'list'})"
+        message = f"{message} (got {echo(got)}){odd_character(got)}" if not isinstance(got, (dict, list)) else f"{message} (got a {'mapping' if isinstance(got, dict) else 'list'})"
     return Problem(
         message,
         file=pos.file if pos else default_file,
@@ -205,20 +235,25 @@ def load_spec(path: str | Path, stack: str | None = None) -> LoadedSpec:
     """Read, merge and validate; raises SpecError listing every problem found."""
     spec_path = Path(path)
     located = load_yaml(_read(spec_path), str(spec_path))
+    # The project folder: where the spec really lives (paths in it are relative to that, and
+    # everything they name must stay inside it; see spec.paths).
+    real_spec = Path(os.path.realpath(spec_path))
+    project = real_spec.parent
     if not isinstance(located.data, dict):
         raise SpecError([Problem("the top level of a spec must be a mapping (key: value lines)", file=str(spec_path), line=1, column=1, hint="start with 'name: my-pipeline'")])
     data: dict[str, Any] = located.data
     values, keys = _positions(located), _key_positions(located)
 
     stack_name = stack or DEFAULT_STACK
-    if not STACK_PATTERN.match(stack_name):
-        raise SpecError([Problem(f"{stack_name!r} is not a valid stack name", hint="1-16 lowercase letters, digits or hyphens, starting with a letter")])
+    if not STACK_PATTERN.fullmatch(stack_name):
+        raise SpecError([Problem(f"{echo(stack_name)} is not a valid stack name{odd_character(stack_name)}",
+                                 hint="1-16 lowercase letters, digits or hyphens, starting with a letter")])
     if stack is not None:
         over_file = overlay_path(spec_path, stack)
-        if not over_file.is_file():
+        if not over_file.exists():
             known = available_stacks(spec_path)
             hint = f"available stacks: {', '.join(known)}" if known else f"create {over_file} to define it"
-            raise SpecError([Problem(f"no overlay for stack {stack!r}", file=str(over_file), hint=hint)])
+            raise SpecError([Problem(f"no overlay for stack {echo(stack)}", file=str(over_file), hint=hint)])
         overlay = load_yaml(_read(over_file), str(over_file))
         if not isinstance(overlay.data, dict):
             raise SpecError([Problem("an overlay's top level must be a mapping", file=str(over_file), line=1, column=1)])
@@ -226,10 +261,10 @@ def load_spec(path: str | Path, stack: str | None = None) -> LoadedSpec:
         data = merger.merge(data, overlay.data, (), (), _positions(overlay), _key_positions(overlay))
 
     try:
-        spec = PipelineSpec.model_validate(data, context={"base_dir": spec_path.parent})
+        spec = PipelineSpec.model_validate(data, context={"base_dir": project})
     except ValidationError as exc:
         raise SpecError([_problem_for(e, values, keys, str(spec_path)) for e in exc.errors()]) from None
-    loaded = LoadedSpec(spec=spec, path=spec_path.resolve(), stack=stack_name, positions=values)
+    loaded = LoadedSpec(spec=spec, path=real_spec, stack=stack_name, positions=values)
     wiring = wiring_problems(spec)
     if wiring:
         raise spec_problems(loaded, wiring)

@@ -15,34 +15,41 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, ValidationInfo, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
+from pipeline.errors import clip, echo, odd_character
+from pipeline.spec.numbers import refuse_booleans
+from pipeline.spec.paths import FileTooLargeError, check_tree, read_regular_file, resolve_in_project
 from pipeline.spec.schedule import CRON_HINT, Schedule, parse_schedule
 
 # Strictest common ground: GCP service accounts and Azure resources need a leading letter,
 # S3 and Azure storage need lowercase, and names are prefixes of longer cloud names.
-NAME_PATTERN = r"^[a-z][a-z0-9-]*[a-z0-9]$"
+# Every pattern here is matched with re.fullmatch: with re.match, '$' also matches before a
+# trailing newline, so 'demo\n' passed. (`pattern=` fields are matched by pydantic-core's Rust
+# regex, where '$' is the end of the text, but '\d' there is any Unicode digit: use [0-9].)
+NAME_PATTERN = r"[a-z][a-z0-9-]*[a-z0-9]"
 NAME_HINT = "3-20 characters: lowercase letters, digits and single hyphens, starting with a letter and ending with a letter or digit"
 STAGE_HINT = "2-20 characters: lowercase letters, digits and single hyphens, starting with a letter and ending with a letter or digit"
 RESERVED_STAGE_NAMES = frozenset({"raw", "dead-letter", "artifacts"})  # bucket keys the orchestrator uses
-_HANDLER = re.compile(r"^(?P<file>[^:]+\.py):(?P<function>[A-Za-z_][A-Za-z0-9_]*)$")
+_HANDLER = re.compile(r"(?P<file>[^:]+\.py):(?P<function>[A-Za-z_][A-Za-z0-9_]*)")
+HANDLER_SOURCE_LIMIT = 4 * 1024 * 1024  # bytes of a handler file parsed at validation
 
 
 def _tag_key(key: str) -> str:
-    if not re.match(r"^[a-z][a-z0-9_-]{0,62}$", key):
-        raise ValueError(f"tag key {key!r} is not portable; use up to 63 lowercase letters, digits, '_' or '-', starting with a letter (GCP label rules)")
+    if not re.fullmatch(r"[a-z][a-z0-9_-]{0,62}", key):
+        raise ValueError(f"tag key {echo(key)} is not portable{odd_character(key)}; use up to 63 lowercase letters, digits, '_' or '-', starting with a letter (GCP label rules)")
     return key
 
 
 def _tag_value(value: str) -> str:
-    if not re.match(r"^[a-z0-9_-]{0,63}$", value):
-        raise ValueError(f"tag value {value!r} is not portable; use up to 63 lowercase letters, digits, '_' or '-' (GCP label rules)")
+    if not re.fullmatch(r"[a-z0-9_-]{0,63}", value):
+        raise ValueError(f"tag value {echo(value)} is not portable{odd_character(value)}; use up to 63 lowercase letters, digits, '_' or '-' (GCP label rules)")
     return value
 
 
 def _env_key(key: str) -> str:
-    if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
-        raise ValueError(f"{key!r} is not a valid environment variable name; use letters, digits and '_', not starting with a digit")
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+        raise ValueError(f"{echo(key)} is not a valid environment variable name{odd_character(key)}; use letters, digits and '_', not starting with a digit")
     if key.upper().startswith(("PIPELINE_", "AWS_", "AZURE", "FUNCTIONS_", "GOOGLE_", "K_")):
-        raise ValueError(f"{key!r} uses a prefix reserved by the runtime or a cloud (PIPELINE_, AWS_, AZURE*, FUNCTIONS_, GOOGLE_, K_)")
+        raise ValueError(f"{echo(key)} uses a prefix reserved by the runtime or a cloud (PIPELINE_, AWS_, AZURE*, FUNCTIONS_, GOOGLE_, K_)")
     return key
 
 
@@ -52,7 +59,7 @@ def _partitions(value: object) -> str | int:
         return "auto"
     if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 1024:
         return value
-    raise ValueError(f"partitions must be 'auto' or a whole number from 1 to 1024 (got {value!r})")
+    raise ValueError(f"partitions must be 'auto' or a whole number from 1 to 1024 (got {echo(value)})")
 
 
 TagKey = Annotated[str, AfterValidator(_tag_key)]
@@ -62,13 +69,21 @@ Partitions = Annotated[Literal["auto"] | int, PlainValidator(_partitions, json_s
 
 
 def _check_name(value: str, low: int, high: int, hint: str) -> str:
-    if not (low <= len(value) <= high) or not re.match(NAME_PATTERN, value) or "--" in value:
-        raise ValueError(f"{value!r} is not a valid name; use {hint}")
+    if not (low <= len(value) <= high) or not re.fullmatch(NAME_PATTERN, value) or "--" in value:
+        raise ValueError(f"{echo(value)} is not a valid name{odd_character(value)}; use {hint}")
     return value
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False, validate_default=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_boolean_numbers(cls, value: object, info: ValidationInfo) -> object:
+        """`retries: true` is a mistake, not 1 (every field, in every model, including new ones)."""
+        if info.field_name is not None:
+            refuse_booleans(value, cls.model_fields[info.field_name].annotation, cls.__name__)
+        return value
 
 
 class StreamSpec(Strict):
@@ -183,20 +198,30 @@ class StageSpec(Strict):
     @field_validator("handler")
     @classmethod
     def _valid_handler(cls, value: str, info: ValidationInfo) -> str:
-        match = _HANDLER.match(value)
+        match = _HANDLER.fullmatch(value)
         if not match:
-            raise ValueError(f"{value!r} is not a handler; write 'path/to/file.py:function'")
+            raise ValueError(f"{echo(value)} is not a handler{odd_character(value)}; write 'path/to/file.py:function' (the function name in ASCII)")
         path = _existing_file(match.group("file"), info, "handler file")
         function = match.group("function")
         if path is not None:
+            base = Path((info.context or {})["base_dir"])
+            check_tree(base, (base / match.group("file")).parent)  # the whole folder is shipped
+            shown = clip(match.group("file"), 100)  # control characters were refused with the path
             try:
-                tree = ast.parse(path.read_bytes(), filename=str(path))
+                source = read_regular_file(path, HANDLER_SOURCE_LIMIT, no_follow=True)
+            except FileTooLargeError as exc:
+                raise ValueError(f"{shown} is {exc.size:,} bytes{' or more' if exc.grew else ''}; a handler file may be at most {exc.limit:,} bytes "
+                                 "(put data in the model file)") from None
+            try:
+                tree = ast.parse(source, filename=str(path))
             except (SyntaxError, ValueError) as exc:
-                raise ValueError(f"{match.group('file')} is not valid Python: {exc}") from None
+                raise ValueError(f"{shown} is not valid Python: {exc}") from None
+            except (RecursionError, MemoryError):
+                raise ValueError(f"{shown} is nested too deeply for Python to parse") from None
             defined = [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
             if function not in defined:
-                found = ", ".join(defined) or "none"
-                raise ValueError(f"{match.group('file')} defines no top-level function {function!r} (functions found: {found})")
+                found = clip(", ".join(defined) or "none", 200)
+                raise ValueError(f"{shown} defines no top-level function {echo(function)} (functions found: {found})")
         return value
 
     @field_validator("requirements", "model")
@@ -216,16 +241,11 @@ class StageSpec(Strict):
 
 
 def _existing_file(relative: str, info: ValidationInfo, what: str) -> Path | None:
-    """Resolve a path relative to the spec file; it must exist and stay inside the project."""
+    """Resolve a path relative to the spec file; it must be a file inside the project (see spec.paths)."""
     base = (info.context or {}).get("base_dir")
     if base is None:
         return None
-    if Path(relative).is_absolute():
-        raise ValueError(f"{relative!r} is absolute; write the {what} path relative to the spec file")
-    path = (Path(base) / relative).resolve()
-    if not path.is_file():
-        raise ValueError(f"{what} {relative!r} does not exist (looked for {path})")
-    return path
+    return resolve_in_project(Path(base), relative, what)
 
 
 class StorageSpec(Strict):
@@ -330,14 +350,14 @@ _INVOKERS = "Principals allowed to call HTTP stages, besides the pipeline's own 
 
 
 class AwsSettings(Strict):
-    region: str = Field("us-east-1", pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d$", description="AWS region, e.g. us-east-1.")
+    region: str = Field("us-east-1", pattern=r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$", description="AWS region, e.g. us-east-1.")
     stream_mode: Literal["provisioned", "on_demand"] = Field("provisioned", description="Kinesis capacity mode.")
     http_invokers: list[str] = Field(default_factory=list, max_length=50, description=f"{_INVOKERS} IAM role or user ARNs.")
 
 
 class GcpSettings(Strict):
     project: str | None = Field(None, pattern=r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$", description="GCP project ID (required to plan or deploy on GCP).")
-    region: str = Field("us-central1", pattern=r"^[a-z]+-[a-z]+\d$", description="GCP region, e.g. us-central1.")
+    region: str = Field("us-central1", pattern=r"^[a-z]+-[a-z]+[0-9]$", description="GCP region, e.g. us-central1.")
     http_invokers: list[str] = Field(default_factory=list, max_length=50,
                                      description=f"{_INVOKERS} IAM members: user:..., group:..., serviceAccount:... (never allUsers).")
 
@@ -428,10 +448,10 @@ def wiring_problems(spec: PipelineSpec) -> list[tuple[tuple[str | int, ...], str
             field_path = (*at, "trigger", "objects", "from") if trigger.objects else (*at, "trigger", "from")
             what = "an earlier stage that writes objects" + (f" or the uploads bucket {uploads!r}" if uploads else "")
             choices = ", ".join(readable) or "none: the first stage must read the stream, run on a schedule or serve HTTP"
-            problems.append((field_path, f"stage {stage.name!r} reads objects from {source!r}, which is not {what}", f"can read: {choices}"))
+            problems.append((field_path, f"stage {stage.name!r} reads objects from {echo(source)}, which is not {what}", f"can read: {choices}"))
         seen.append(stage.name)
         if not (trigger.http and not trigger.http.persist):
             readable.append(stage.name)  # an HTTP stage writes objects only with persist: true
     for name in sorted(set(spec.workload.stages) - set(seen)):
-        problems.append((("workload", "stages", name), f"{name!r} is not a stage", f"stages: {', '.join(seen)}"))
+        problems.append((("workload", "stages", name), f"{echo(name)} is not a stage", f"stages: {', '.join(seen)}"))
     return problems

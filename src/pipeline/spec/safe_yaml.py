@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from pipeline.errors import Problem, SpecError
+from pipeline.errors import ECHO_LIMIT, Problem, SpecError, clip, echo
 
 MAX_BYTES = 1024 * 1024
 MAX_DEPTH = 32
@@ -34,12 +34,13 @@ _STANDARD_TAGS = {
     "tag:yaml.org,2002:map",
     "tag:yaml.org,2002:seq",
 }
-_NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
+# Matched with fullmatch: '$' would also match before a trailing newline (`!!int "1\n"`).
+_NULL = re.compile(r"~|null|Null|NULL|")
 _BOOL = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
-_INT = re.compile(r"^[-+]?[0-9]+$")
-_OCT = re.compile(r"^0o[0-7]+$")
-_HEX = re.compile(r"^0x[0-9a-fA-F]+$")
-_FLOAT = re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$")
+_INT = re.compile(r"[-+]?[0-9]+")
+_OCT = re.compile(r"0o[0-7]+")
+_HEX = re.compile(r"0x[0-9a-fA-F]+")
+_FLOAT = re.compile(r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?")
 _SPECIAL_FLOAT = {".inf": math.inf, "+.inf": math.inf, "-.inf": -math.inf, ".nan": math.nan}
 
 
@@ -145,7 +146,7 @@ def _build(events: list[yaml.Event], file: str) -> _Node | None:
     for event in events:
         if isinstance(event, yaml.AliasEvent):
             if event.anchor not in anchors:
-                raise _fail(file, f"alias *{event.anchor} has no matching anchor", "define &name before using *name", _mark(event))
+                raise _fail(file, f"alias *{clip(str(event.anchor), ECHO_LIMIT)} has no matching anchor", "define &name before using *name", _mark(event))
             attach(anchors[event.anchor])
             continue
         if isinstance(event, yaml.ScalarEvent):
@@ -161,7 +162,7 @@ def _build(events: list[yaml.Event], file: str) -> _Node | None:
         else:
             continue
         if node.tag not in (None, "!") and node.tag not in _STANDARD_TAGS:
-            raise _fail(file, f"the tag {node.tag} is not allowed", "specs use plain YAML values only, without tags", node.mark)
+            raise _fail(file, f"the tag {clip(node.tag, ECHO_LIMIT)} is not allowed", "specs use plain YAML values only, without tags", node.mark)
         anchor = getattr(event, "anchor", None)
         if anchor:
             anchors[anchor] = node
@@ -182,26 +183,26 @@ def _scalar(node: _Node, file: str) -> Any:
         return text
     if tag == "tag:yaml.org,2002:str":
         return text
-    if _NULL.match(text) and tag in (None, "tag:yaml.org,2002:null"):
+    if _NULL.fullmatch(text) and tag in (None, "tag:yaml.org,2002:null"):
         return None
     if text in _BOOL and tag in (None, "tag:yaml.org,2002:bool"):
         return _BOOL[text]
     if tag in (None, "tag:yaml.org,2002:int"):
-        if _INT.match(text):
+        if _INT.fullmatch(text):
             if len(text) > 30:
                 raise _fail(file, "this number is too long", "use a number of at most 30 digits", node.mark)
             return int(text)
-        if _OCT.match(text):
+        if _OCT.fullmatch(text):
             return int(text[2:], 8)
-        if _HEX.match(text):
+        if _HEX.fullmatch(text):
             return int(text[2:], 16)
     if tag in (None, "tag:yaml.org,2002:float"):
-        if _FLOAT.match(text):
+        if _FLOAT.fullmatch(text):
             return float(text)
         if text.lower() in _SPECIAL_FLOAT:
             return _SPECIAL_FLOAT[text.lower()]
     if tag is not None:
-        raise _fail(file, f"{text!r} is not a valid {tag.rsplit(':', 1)[-1]}", mark=node.mark)
+        raise _fail(file, f"{echo(text)} is not a valid {echo(tag.rsplit(':', 1)[-1])}", mark=node.mark)
     return text
 
 
@@ -227,12 +228,12 @@ def _construct(root: _Node, located: Located) -> Any:
                 raise _fail(located.file, "mapping keys must be plain text", mark=key_node.mark)
             key = _scalar(key_node, located.file)
             if key is None or isinstance(key, bool) or not isinstance(key, (str, int, float)):
-                raise _fail(located.file, f"the key {key_node.value!r} is not text", "quote the key", key_node.mark)
+                raise _fail(located.file, f"the key {echo(key_node.value)} is not text", "quote the key", key_node.mark)
             key = str(key)
             if key in result:
                 first = located.keys.get(path + (key,))
                 where = f" (first defined on line {first[0]})" if first else ""
-                raise _fail(located.file, f"duplicate key {key!r}{where}", "each key may appear once in a mapping", key_node.mark)
+                raise _fail(located.file, f"duplicate key {echo(key)}{where}", "each key may appear once in a mapping", key_node.mark)
             located.keys[path + (key,)] = key_node.mark
             result[key] = build(value_node, path + (key,), active)
         return result

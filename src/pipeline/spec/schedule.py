@@ -9,7 +9,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_RATE = re.compile(r"^rate\(\s*(\d+)\s+(minute|minutes|hour|hours|day|days)\s*\)$")
+from pipeline.errors import echo, odd_character
+
+# ASCII only ([0-9], ' '), anchored to the whole text (fullmatch): '\d' and str.isdigit() accept
+# fullwidth and other Unicode digits, and '$' matches before a trailing newline.
+_RATE = re.compile(r"rate\( *([0-9]+) +(minute|minutes|hour|hours|day|days) *\)")
+_CRON_FIELD = re.compile(r"[0-9A-Za-z*/,-]+")
+_DAYS_IN_MONTH = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)  # February 29 does come, every leap year
+_MONTH_NAMES = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December")
 _MONTHS = {m: i + 1 for i, m in enumerate(["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"])}
 _DAYS = {d: i for i, d in enumerate(["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"])}
 # (name, low, high, names)
@@ -70,9 +77,9 @@ def _day_fraction(cron: Cron) -> float:
 
 
 def _number(token: str, low: int, high: int, names: dict[str, int], field: str) -> int:
-    value = names.get(token.upper()) if not token.isdigit() else int(token)
+    value = names.get(token.upper()) if not _is_number(token) else int(token)
     if value is None:
-        raise ValueError(f"{token!r} is not a valid {field}")
+        raise ValueError(f"{echo(token)} is not a valid {field}")
     if not low <= value <= high:
         raise ValueError(f"{field} {value} is out of range {low}-{high}")
     return value
@@ -84,8 +91,8 @@ def _expand(expr: str, low: int, high: int, names: dict[str, int], field: str = 
         step = 1
         if "/" in part:
             part, step_text = part.split("/", 1)
-            if not step_text.isdigit() or int(step_text) == 0:
-                raise ValueError(f"step {step_text!r} in the {field} field must be a positive number")
+            if not _is_number(step_text) or int(step_text) == 0:
+                raise ValueError(f"step {echo(step_text)} in the {field} field must be a positive number")
             step = int(step_text)
         if part == "*":
             start, end = low, high
@@ -93,7 +100,7 @@ def _expand(expr: str, low: int, high: int, names: dict[str, int], field: str = 
             a, b = part.split("-", 1)
             start, end = _number(a, low, high, names, field), _number(b, low, high, names, field)
             if start > end:
-                raise ValueError(f"range {part!r} in the {field} field runs backwards")
+                raise ValueError(f"range {echo(part)} in the {field} field runs backwards")
         else:
             start = _number(part, low, high, names, field)
             end = high if step > 1 else start
@@ -101,10 +108,36 @@ def _expand(expr: str, low: int, high: int, names: dict[str, int], field: str = 
     return values
 
 
+def _is_number(token: str) -> bool:
+    return token.isascii() and token.isdigit() and len(token) <= 4
+
+
+def _never_fires(fields: list[str]) -> str:
+    """Why a cron can never run ('' if it can): its days of the month exist in none of its months.
+
+    Only checked when day-of-week is '*': then every dialect (unix-cron, AWS with '?', NCRONTAB)
+    runs on the listed days of the month alone. A restricted day-of-week runs on those weekdays too
+    in unix-cron, and AWS refuses both restricted anyway."""
+    day_of_month, month, day_of_week = fields[2], fields[3], fields[4]
+    if day_of_week != "*" or day_of_month == "*":
+        return ""
+    days = _expand(day_of_month, 1, 31, {})
+    months = sorted(_expand(month, 1, 12, _MONTHS))
+    if any(day <= _DAYS_IN_MONTH[m - 1] for m in months for day in days):
+        return ""
+    listed = ", ".join(str(d) for d in sorted(days))
+    names = " or ".join(_MONTH_NAMES[m - 1] for m in months) if len(months) <= 4 else "any of its months"
+    return f"{echo(' '.join(fields))} never runs: day {listed} of the month does not occur in {names}"
+
+
 def parse_schedule(text: str) -> Schedule:
     """Parse and validate; raises ValueError with a message a user can act on."""
-    text = text.strip()
-    match = _RATE.match(text)
+    if len(text) > 200:
+        raise ValueError(f"{echo(text)} is too long for a schedule; {CRON_HINT}")
+    if any(not (" " <= char <= "~") for char in text):
+        raise ValueError(f"{echo(text)} is not a schedule{odd_character(text)}: write it in ASCII letters, digits, spaces and */,-(); {CRON_HINT}")
+    text = text.strip(" ")
+    match = _RATE.fullmatch(text)
     if match:
         value, unit = int(match.group(1)), match.group(2)
         if value < 1:
@@ -116,14 +149,20 @@ def parse_schedule(text: str) -> Schedule:
             raise ValueError(f"write rate(1 {unit[:-1]}) with a singular unit")
         return Rate(value, unit)
     if text.startswith("rate"):
-        raise ValueError(f"{text!r} is not a valid rate; write rate(5 minutes), rate(1 hour) or rate(2 days)")
+        raise ValueError(f"{echo(text)} is not a valid rate; write rate(5 minutes), rate(1 hour) or rate(2 days)")
     if text.startswith("cron("):
         raise ValueError("write the five cron fields without the AWS-style 'cron(...)' wrapper, e.g. '0 * * * *'")
-    fields = text.split()
+    fields = text.split(" ")
+    fields = [f for f in fields if f]
     if len(fields) != 5:
-        raise ValueError(f"{text!r} has {len(fields)} fields; a cron expression has exactly 5")
+        raise ValueError(f"{echo(text)} has {len(fields)} fields; a cron expression has exactly 5")
     for expr, (name, low, high, names) in zip(fields, _FIELDS, strict=True):
         if expr == "?":
             raise ValueError("'?' is AWS-only; use '*' in a day field")
+        if not _CRON_FIELD.fullmatch(expr):
+            raise ValueError(f"{echo(expr)} is not a valid {name} field; {CRON_HINT}")
         _expand(expr, low, high, names, name)
+    never = _never_fires(fields)
+    if never:
+        raise ValueError(f"{never}; pick days every chosen month has (1-28 always exist), or add a month that has them")
     return Cron(*fields)
