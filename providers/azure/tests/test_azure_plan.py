@@ -229,11 +229,12 @@ def test_object_stage_grants_read_source_prefix_and_exact_model(example: Plan) -
     model = by_scope[container_id(example, "artifacts")]
     assert re.search(r"StringEquals 'models/[0-9a-f]{16}/fraud-model.json'", model)
     assert not any(g["roleDefinitionId"] == role_def(iam.EVENT_HUBS_DATA_RECEIVER) for g in grants)
-    # No stage identity ever gets an account-wide data role.
+    # No identity gets an account-wide data role, except each app on its own host-storage account.
+    hosts = {r.inputs["accountName"] for r in example.of_type("azure-native:storage:StorageAccount") if r.name.endswith("-host")}
     for g in assignments(example):
         if g["roleDefinitionId"] in {role_def(iam.STORAGE_BLOB_DATA_CONTRIBUTOR), role_def(iam.STORAGE_BLOB_DATA_READER),
                                      role_def(iam.STORAGE_BLOB_DATA_OWNER)}:
-            assert "/blobServices/default/containers/" in g["scope"]
+            assert "/blobServices/default/containers/" in g["scope"] or g["scope"].rsplit("/", 1)[-1] in hosts
 
 
 def test_each_app_has_its_own_host_storage(example: Plan) -> None:
@@ -637,14 +638,15 @@ SOURCES = """
     uploads: {}
     stages:
       - {name: ingest, handler: "h.py:handle", trigger: {objects: {from: uploads}}}
-      - {name: daily, handler: "h.py:handle", trigger: {schedule: "0 6 * * *", from: ingest}}
+      - {name: daily, handler: "h.py:handle", trigger: {schedule: "0 6 * * *", from: ingest}, timeout_s: 900}
       - {name: lookup, handler: "h.py:handle", trigger: {http: {}}, timeout_s: 30}
       - {name: keep, handler: "h.py:handle", trigger: {http: {persist: true}}}
     workload:
       uploads: {files_per_hour: 12, records_per_file: 5000}
       http: {requests_per_second: 5, rows_per_request: 20}
+      stages: {daily: {ms_per_record: 0.01}}
     clouds:
-      azure: {http_invokers: [6f0a7c3e-1d2b-4c5d-8e9f-a0b1c2d3e4f5]}
+      azure: {http_invokers: [6f0a7c3e-1d2b-4c5d-8e9f-a0b1c2d3e4f5, "group:0b5d6a1c-2e3f-4a5b-8c7d-9e0f1a2b3c4d"]}
 """
 
 
@@ -702,14 +704,17 @@ def test_http_stage_needs_a_function_key_only_its_callers_can_read(tmp_path: Pat
     assert settings(p.one("azure-native:web:WebApp", "keep-function"))["PIPELINE_OUTPUT_BUCKET"] == "out-keep"
     role = p.one("azure-native:authorization:RoleDefinition", "lookup-trigger").inputs
     assert role["permissions"] == [{"actions": ["Microsoft.Web/sites/functions/listkeys/action", "Microsoft.Web/sites/functions/read"]}]
-    app_id = f"/subscriptions/{SUB}/resourceGroups/rg-feeds-dev/providers/Microsoft.Web/sites/{app.inputs['name']}"
+    app_id = f"/subscriptions/{SUB}/resourceGroups/rg-feeds-default/providers/Microsoft.Web/sites/{app.inputs['name']}"
     assert role["assignableScopes"] == [app_id] and role["scope"] == app_id
     granted = {g["principalId"]: g for g in assignments(p, "lookup-trigger")}
     caller = p.one("azure-native:managedidentity:UserAssignedIdentity", "lookup-trigger")
-    assert set(granted) == {naming.mock_uuid(caller.name, "principal"), "6f0a7c3e-1d2b-4c5d-8e9f-a0b1c2d3e4f5"}
+    assert set(granted) == {naming.mock_uuid(caller.name, "principal"), "6f0a7c3e-1d2b-4c5d-8e9f-a0b1c2d3e4f5",
+                            "0b5d6a1c-2e3f-4a5b-8c7d-9e0f1a2b3c4d"}
     assert all(g["scope"] == app_id and g["roleDefinitionId"].startswith(app_id + "/providers/Microsoft.Authorization/roleDefinitions/")
                for g in granted.values())
-    assert "principalType" not in granted["6f0a7c3e-1d2b-4c5d-8e9f-a0b1c2d3e4f5"]  # a user, group or service principal
+    assert granted["6f0a7c3e-1d2b-4c5d-8e9f-a0b1c2d3e4f5"]["principalType"] == "User"  # a bare object ID
+    assert granted["0b5d6a1c-2e3f-4a5b-8c7d-9e0f1a2b3c4d"]["principalType"] == "Group"
+    assert granted[naming.mock_uuid(caller.name, "principal")]["principalType"] == "ServicePrincipal"
 
 
 def test_http_invokers_must_be_object_ids(tmp_path: Path) -> None:

@@ -19,6 +19,18 @@ MAX_CONSUMER_GROUPS_STANDARD = 20  # per event hub, including $Default
 MAX_RETENTION_HOURS_STANDARD = 168
 MAX_EVENT_BYTES_STANDARD = 1_048_576
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+# An HTTP invoker is an Entra object ID, optionally prefixed with its kind: a role assignment must state the
+# principal type (ARM rejects a mismatch), and a bare ID is taken as a user.
+PRINCIPAL_TYPES = {"user": "User", "group": "Group", "sp": "ServicePrincipal"}
+
+
+def invoker(entry: str) -> tuple[str, str] | None:
+    """'group:<guid>' -> ('Group', '<guid>'); a bare GUID is a user; None when it is not an object ID."""
+    kind, _, object_id = entry.rpartition(":")
+    principal_type = PRINCIPAL_TYPES.get(kind.lower() or "user")
+    if principal_type is None or not GUID.match(object_id):
+        return None
+    return principal_type, object_id
 
 # Azure public-cloud regions (`az account list-locations`, physical regions). A name outside this list is
 # a typo; a listed region without a price sheet plans fine and says "cost unknown". Flex Consumption is
@@ -71,10 +83,11 @@ def problems(spec: PipelineSpec, stack: str, previous_outputs: Mapping[str, Any]
         found.append((("clouds", "azure", "location"), f"{settings.location!r} is not an Azure region",
                       f"use one of: {', '.join(sorted(REGIONS))}"))
     for index, principal in enumerate(settings.http_invokers):
-        if not GUID.match(principal):
+        if invoker(principal) is None:
             found.append((("clouds", "azure", "http_invokers", index), f"{principal!r} is not an Entra ID object ID",
-                          "give the object ID (a GUID such as 00000000-0000-0000-0000-000000000000) of a user, group, "
-                          "service principal or managed identity: `az ad user show --id <upn> --query id`"))
+                          "give the object ID (a GUID such as 00000000-0000-0000-0000-000000000000) of a user, or 'group:<id>' / "
+                          "'sp:<id>' for a group or a service principal (managed identities are service principals): "
+                          "`az ad user show --id <upn> --query id`"))
     found += _stream_problems(spec, previous_outputs or {})
     for index, stage in enumerate(spec.stages):
         if functions.flex_memory(stage.memory_mb) is None:

@@ -83,11 +83,11 @@ def assign(role: RoleContext, platform: Platform, suffix: str, principal_id: pul
 
 
 def assign_definition(role: RoleContext, suffix: str, principal_id: pulumi.Input[str], definition_id: pulumi.Input[str], scope: pulumi.Input[str],
-                      description: str, condition: str | None = None, principal_type: str | None = None,
+                      description: str, condition: str | None = None, principal_type: str = "ServicePrincipal",
                       opts: pulumi.ResourceOptions | None = None) -> authorization.RoleAssignment:
-    """Any role definition (built-in or custom). `principal_type` "ServicePrincipal" for managed identities
-    avoids failures while a new principal replicates; left unset for user-supplied object IDs (user, group
-    or service principal: Azure looks the type up)."""
+    """Any role definition (built-in or custom). `principal_type` must match the principal (ARM refuses a
+    mismatch; the SDK defaults to "User"): "ServicePrincipal" for managed identities, which also avoids
+    failures while a new principal replicates."""
     return authorization.RoleAssignment(
         role.name(suffix),
         principal_id=principal_id,

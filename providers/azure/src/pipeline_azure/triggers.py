@@ -236,7 +236,7 @@ def http_trigger(role: RoleContext, platform: Platform, stage: StageSpec, functi
     app, assigned to the pipeline's caller identity and to each `clouds.azure.http_invokers` object ID.
     (Entra ID Easy Auth would need an app registration azure-native cannot create, and was documented as
     not enforced on Flex Consumption; a function key is enforced by the Functions host itself.)"""
-    from pipeline_azure import functions, iam
+    from pipeline_azure import checks, functions, iam
 
     released = functions.release(function, after=[])
     caller = managedidentity.UserAssignedIdentity(
@@ -256,9 +256,11 @@ def http_trigger(role: RoleContext, platform: Platform, stage: StageSpec, functi
     )
     assignments = [iam.assign_definition(role, "caller-invoke", caller.principal_id, definition.id, app_id,
                                          f"call HTTP stage {stage.name}", principal_type="ServicePrincipal", opts=role.opts(depends_on=[released]))]
-    for index, principal in enumerate(invokers):
+    for index, entry in enumerate(invokers):
+        principal_type, principal = checks.invoker(entry) or ("User", entry)  # check() refused anything else
         assignments.append(iam.assign_definition(role, f"invoker-{index}", principal, definition.id, app_id,
-                                                 f"clouds.azure.http_invokers: call HTTP stage {stage.name}", opts=role.opts(depends_on=[released])))
+                                                 f"clouds.azure.http_invokers: call HTTP stage {stage.name}", principal_type=principal_type,
+                                                 opts=role.opts(depends_on=[released])))
     url = pulumi.Output.concat("https://", function.extra["app_name"], ".azurewebsites.net/api/", stage.name)
     return Handle(function.resource, url, {"caller": caller.client_id, "caller_id": caller.id, "assignments": assignments})
 
