@@ -177,7 +177,7 @@ def test_event_hub_batch_is_dead_lettered_on_the_last_retry(blob_service: Any, c
     for attempt in range(3):  # attempts 0..2 of max 3: raise so the policy retries
         with pytest.raises(BatchFailedError):
             process_events(events, InvocationContext(attempt, 3))
-    assert names_in(blob_service, containers["dead"], "flaky/") == []
+    assert names_in(blob_service, containers["dead"], "flaky/1/") == []
     result = process_events(events, InvocationContext(3, 3))  # the last attempt: dead-letter, do not raise
     assert result is not None and result.dead_letters == 4
     key = "flaky/1/00000000000000000040-00000000000000000043.jsonl"

@@ -123,8 +123,11 @@ def runner() -> StageRunner:
 
 def last_attempt(context: Any) -> bool:
     """Whether this is the retry policy's last attempt (`retry_count` counts from 0 to `max_retry_count`;
-    https://learn.microsoft.com/azure/azure-functions/functions-bindings-error-pages). Without a retry
-    context (no policy, or called outside the host) every attempt is the last."""
+    https://learn.microsoft.com/azure/azure-functions/functions-bindings-error-pages). Without an invocation
+    context (called outside the host) the caller retries: not the last. A context without a retry context
+    (no policy) gets no other attempt: the last."""
+    if context is None:
+        return False
     retry = getattr(context, "retry_context", None)
     if retry is None:
         return True
