@@ -318,3 +318,18 @@ def test_identity_and_grant_types_match_planned_resources() -> None:
     assert len(p.of_type(identity_type)) == 3 + 1  # one per stage, and the stream producer
     assert p.of_type(grant_type)
     assert sizing.MAX_TU_STANDARD == 40
+
+
+def test_http_limits_and_the_smallest_trigger_maximum(tmp_path: Path) -> None:
+    spec = spec_of(tmp_path, """
+        name: api
+        uploads: {}
+        stages:
+          - {name: lookup, handler: h.py:handle, trigger: {http: {}}, timeout_s: 30}
+          - {name: nightly, handler: h.py:handle, trigger: {schedule: "0 2 * * *"}, timeout_s: 900}
+    """)
+    limits = backend(spec, tmp_path).limits()
+    assert limits.http_max_request_bytes == 104_857_600 and limits.http_max_timeout_s == 230
+    assert limits.max_stage_timeout_s == 230  # HTTP answers within 230 s; the timer could run 3,600 s
+    only_timer = spec.model_copy(update={"stages": spec.stages[1:]})
+    assert backend(only_timer, tmp_path).limits().max_stage_timeout_s == 3600

@@ -35,14 +35,17 @@ def invoker(entry: str) -> tuple[str, str] | None:
 # Azure public-cloud regions (`az account list-locations`, physical regions). A name outside this list is
 # a typo; a listed region without a price sheet plans fine and says "cost unknown". Flex Consumption is
 # not offered everywhere: `az functionapp list-flexconsumption-locations` tells at deploy time.
-REGIONS = frozenset("""
-australiacentral australiacentral2 australiaeast australiasoutheast austriaeast belgiumcentral brazilsouth brazilsoutheast
-canadacentral canadaeast centralindia centralus chilecentral eastasia eastus eastus2 francecentral francesouth germanynorth
-germanywestcentral indonesiacentral israelcentral italynorth japaneast japanwest jioindiacentral jioindiawest koreacentral
-koreasouth malaysiawest mexicocentral newzealandnorth northcentralus northeurope norwayeast norwaywest polandcentral qatarcentral
-southafricanorth southafricawest southcentralus southeastasia southindia spaincentral swedencentral switzerlandnorth
-switzerlandwest uaecentral uaenorth uksouth ukwest westcentralus westeurope westindia westus westus2 westus3
-""".split())
+REGIONS = frozenset({
+    "australiacentral", "australiacentral2", "australiaeast", "australiasoutheast", "austriaeast", "belgiumcentral",
+    "brazilsouth", "brazilsoutheast", "canadacentral", "canadaeast", "centralindia", "centralus", "chilecentral",
+    "eastasia", "eastus", "eastus2", "francecentral", "francesouth", "germanynorth", "germanywestcentral",
+    "indonesiacentral", "israelcentral", "italynorth", "japaneast", "japanwest", "jioindiacentral", "jioindiawest",
+    "koreacentral", "koreasouth", "malaysiawest", "mexicocentral", "newzealandnorth", "northcentralus", "northeurope",
+    "norwayeast", "norwaywest", "polandcentral", "qatarcentral", "southafricanorth", "southafricawest",
+    "southcentralus", "southeastasia", "southindia", "spaincentral", "swedencentral", "switzerlandnorth",
+    "switzerlandwest", "uaecentral", "uaenorth", "uksouth", "ukwest", "westcentralus", "westeurope", "westindia",
+    "westus", "westus2", "westus3",
+})
 
 
 def _stream_problems(spec: PipelineSpec, previous_outputs: Mapping[str, Any]) -> list[Problem]:

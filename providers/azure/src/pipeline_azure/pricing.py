@@ -197,7 +197,6 @@ def estimate(spec: PipelineSpec, full: Sizing, free_tier: bool, sheet: PriceShee
     sheet = sheet or load_price_sheet(PRICES, "Azure", location)
     est = CostEstimate("azure", location, free_tier)
     stages = _stages(spec, full)
-    work = spec.workload
     blobs = _Storage(est, sheet)
 
     if spec.stream is not None and full.stream is not None:
