@@ -82,7 +82,8 @@ def test_record_hint(spec: PipelineSpec, stack: str, outputs: Mapping[str, Any])
     buckets = outputs.get("buckets") or {}
     stream = str(outputs.get("stream") or "")
     if stream:
-        host, _, hub = stream.partition("/")
+        # The stream output is "<namespace>.servicebus.windows.net/<hub>" (older stacks: the hub alone).
+        host, _, hub = stream.rpartition("/") if "/" in stream else ("<namespace>.servicebus.windows.net", "", stream)
         lines += [f"Send a test record (as producer identity {producers.get('stream', '<client id>')}, which has "
                   f"'Azure Event Hubs Data Sender' on the hub):",
                   f"  az rest --method post --resource https://eventhubs.azure.net "
