@@ -117,7 +117,7 @@ def runner() -> StageRunner:
     stage = cached_runner(_data_store, root, model_store=_artifact_store)
     log: JsonLogger = stage.logger
     if not isinstance(getattr(log, "_stream", None), LoggingStream):
-        log._stream = LoggingStream()  # the runner and its handler context share this logger
+        log._stream = LoggingStream()  # type: ignore[assignment]  # write() and flush() are all JsonLogger uses; shared with the handler context
     return stage
 
 
