@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -131,8 +131,9 @@ def test_timer_runs_the_schedule_stage_once_per_firing(blob_service: Any, contai
     from pipeline_azure.runtime import process_timer
 
     stage_env("calibrate", "schedule", "handlers/calibrate.py:calibrate", containers["calibrate"], containers["dead"],
-              model_bucket=containers["artifacts"], model_key=MODEL_KEY)
-    fired = datetime(2026, 11, 2, 6, 0, 0, 250000, tzinfo=UTC)
+              model_bucket=containers["artifacts"], model_key=MODEL_KEY, PIPELINE_SCHEDULE="0 0 6 * * *")
+    # The host fired 3 minutes late (or this is a retry): the run is still named by its scheduled occurrence.
+    fired = datetime(2026, 11, 2, 6, 3, 7, 250000, tzinfo=UTC)
     result = process_timer(None, now=fired)
     assert result.output_key == "calibrate/tick/20261102T060000Z.jsonl"
     [row] = read_jsonl(read(blob_service, containers["calibrate"], result.output_key))
@@ -143,8 +144,152 @@ def test_build_app_registers_one_function_with_the_stage_trigger(stage_env: Any,
     pytest.importorskip("azure.functions")
     from pipeline_azure.runtime import build_app
 
-    for trigger, binding in (("stream", "eventHubTrigger"), ("objects", "eventGridTrigger"), ("schedule", "timerTrigger")):
+    for trigger, binding in (("stream", "eventHubTrigger"), ("objects", "eventGridTrigger"), ("schedule", "timerTrigger"), ("http", "httpTrigger")):
         monkeypatch.setenv("PIPELINE_TRIGGER", trigger)
         [function] = build_app().get_functions()
         assert function.get_function_name() == "stage"
         assert function.get_trigger().get_binding_name() == binding
+
+
+class RetryContext:
+    """azure.functions.RetryContext: retry_count counts attempts from 0 up to max_retry_count."""
+
+    def __init__(self, retry_count: int, max_retry_count: int) -> None:
+        self.retry_count, self.max_retry_count = retry_count, max_retry_count
+
+
+class InvocationContext:
+    def __init__(self, retry_count: int, max_retry_count: int) -> None:
+        self.retry_context = RetryContext(retry_count, max_retry_count)
+
+
+def test_event_hub_batch_is_dead_lettered_on_the_last_retry(blob_service: Any, containers: dict[str, str], stage_env: Any,
+                                                             tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Event Hubs host checkpoints past a batch once the retry policy gives up: the last attempt must keep it."""
+    from pipeline_azure.runtime import process_events
+
+    from pipeline.runtime.errors import BatchFailedError
+
+    monkeypatch.setenv("AzureWebJobsScriptRoot", str(write_flaky(tmp_path)))
+    stage_env("flaky", "stream", "handlers/flaky.py:passthrough", containers["preprocess"], containers["dead"], FAIL_AT_TXN="t2")
+    meta = {"PartitionContext": {"PartitionId": "1"}}
+    events = [EventHubEvent(json.dumps({"txn_id": f"t{i}"}).encode(), 40 + i, metadata=meta if i == 0 else None) for i in range(4)]
+    for attempt in range(3):  # attempts 0..2 of max 3: raise so the policy retries
+        with pytest.raises(BatchFailedError):
+            process_events(events, InvocationContext(attempt, 3))
+    assert names_in(blob_service, containers["dead"], "flaky/1/") == []
+    result = process_events(events, InvocationContext(3, 3))  # the last attempt: dead-letter, do not raise
+    assert result is not None and result.dead_letters == 4
+    key = "flaky/1/00000000000000000040-00000000000000000043.jsonl"
+    dead = read_jsonl(read(blob_service, containers["dead"], key))
+    assert [d["reason"] for d in dead] == ["retries exhausted"] * 4
+    assert [json.loads(base64.b64decode(d["data_base64"]))["txn_id"] for d in dead] == ["t0", "t1", "t2", "t3"]
+    assert dead[0]["input"]["record_id"] == "1:40" and "downstream is down" in json.dumps(dead[0]["error"])
+
+
+def test_uploaded_gzip_file_is_processed_from_its_blob_created_event(blob_service: Any, containers: dict[str, str], stage_env: Any,
+                                                                      tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import gzip
+
+    from pipeline_azure.runtime import process_blob_created
+
+    if not blob_service.get_container_client("in-uploads").exists():
+        blob_service.create_container("in-uploads")
+    monkeypatch.setenv("AzureWebJobsScriptRoot", str(write_flaky(tmp_path)))
+    stage_env("ingest", "objects", "handlers/flaky.py:copy_rows", containers["preprocess"], containers["dead"], source=("in-uploads", "uploads"))
+    body = gzip.compress(b'{"txn_id": "u1"}\n{"txn_id": "u2"}\n')
+    name = "uploads/2026/11/01/batch-7.jsonl.gz"
+    uploaded = blob_service.get_blob_client("in-uploads", name).upload_blob(body, overwrite=True)
+    result = process_blob_created(EventGridEvent("devstoreaccount1", "in-uploads", name, uploaded["etag"]))
+    assert result is not None and result.output_key == "ingest/2026/11/01/batch-7.jsonl"
+    assert [r["txn_id"] for r in read_jsonl(read(blob_service, containers["preprocess"], result.output_key))] == ["u1", "u2"]
+
+
+def test_blob_store_lists_a_prefix_with_modification_times(blob_service: Any, containers: dict[str, str]) -> None:
+    from pipeline_azure.runtime import BlobStore
+
+    store = BlobStore(client=blob_service)
+    for name in ("acc/a.jsonl", "acc/b.jsonl", "other/c.jsonl"):
+        store.put(containers["preprocess"], name, b"{}\n")
+    listed = dict(store.list(containers["preprocess"], "acc/"))
+    assert sorted(listed) == ["acc/a.jsonl", "acc/b.jsonl"]
+    assert all(abs(modified - datetime.now(UTC).timestamp()) < 600 for modified in listed.values())
+
+
+def test_schedule_reads_what_its_source_wrote_since_the_last_run(blob_service: Any, containers: dict[str, str], stage_env: Any,
+                                                                 tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline_azure.runtime import process_timer
+
+    for name in ("daily", "src"):
+        if not blob_service.get_container_client(name).exists():
+            blob_service.create_container(name)
+    store = blob_service.get_container_client("src")
+    store.upload_blob("score/3/1-2.jsonl", b'{"txn_id": "a"}\n{"txn_id": "b"}\n', overwrite=True)
+    monkeypatch.setenv("AzureWebJobsScriptRoot", str(write_flaky(tmp_path)))
+    stage_env("daily", "schedule", "handlers/flaky.py:copy_rows", "daily", containers["dead"], source=("src", "score"),
+              PIPELINE_STATE_BUCKET="daily", PIPELINE_STATE_PREFIX="_state/daily/", PIPELINE_SCHEDULE="0 0 6 * * *")
+    later = datetime.now(UTC) + timedelta(days=1)
+    result = process_timer(None, now=later)
+    rows = read_jsonl(read(blob_service, "daily", result.output_key))
+    assert sorted(r["txn_id"] for r in rows) == ["a", "b"] and all(r["copied"] for r in rows)
+    assert names_in(blob_service, "daily", "_state/daily/")  # the watermark moved
+    again = process_timer(None, now=later + timedelta(days=1))  # nothing new since: no rows
+    assert again.rows == 0
+
+
+def test_http_request_rows_in_rows_out(blob_service: Any, containers: dict[str, str], stage_env: Any,
+                                       tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline_azure.runtime import process_http
+
+    monkeypatch.setenv("AzureWebJobsScriptRoot", str(write_flaky(tmp_path)))
+    stage_env("lookup", "http", "handlers/flaky.py:copy_rows", "", containers["dead"])
+    monkeypatch.delenv("PIPELINE_OUTPUT_BUCKET")
+    status, body = process_http(b'[{"txn_id": "h1"}, {"txn_id": "h2"}]', "application/json")
+    assert status == 200 and [r["txn_id"] for r in body["rows"]] == ["h1", "h2"] and body["output"] is None
+    status, body = process_http(b'{"txn_id": "h3"}\n', "application/x-ndjson")
+    assert status == 200 and body["rows"][0]["copied"] is True
+    assert process_http(b"not json", "application/json")[0] == 400
+
+
+def test_http_function_answers_through_azure_functions(stage_env: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       blob_service: Any, containers: dict[str, str]) -> None:
+    func = pytest.importorskip("azure.functions")
+    from pipeline_azure.runtime import _http_stage
+
+    monkeypatch.setenv("AzureWebJobsScriptRoot", str(write_flaky(tmp_path)))
+    stage_env("lookup", "http", "handlers/flaky.py:copy_rows", "", containers["dead"])
+    monkeypatch.delenv("PIPELINE_OUTPUT_BUCKET")
+    request = func.HttpRequest("POST", "https://app.azurewebsites.net/api/lookup", body=b'[{"id": 1}]',
+                               headers={"content-type": "application/json"})
+    response = _http_stage(request)
+    assert response.status_code == 200 and json.loads(response.get_body())["rows"] == [{"id": 1, "copied": True}]
+
+
+def test_runtime_log_lines_reach_python_logging_and_match_the_dead_letter_alert(blob_service: Any, containers: dict[str, str],
+                                                                                stage_env: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """The alert query must match what the runtime really logs when it dead-letters (issue: it looked for text never written)."""
+    from pipeline_azure.observability import dead_letter_line, dead_letter_query
+    from pipeline_azure.runtime import LOGGER_NAME, process_events
+
+    stage_env("preprocess", "stream", "handlers/preprocess.py:preprocess", containers["preprocess"], containers["dead"], CURRENCY="USD")
+    lines = example_lines(5)  # line 1 is malformed: dead-lettered
+    with caplog.at_level("INFO", logger=LOGGER_NAME):
+        process_events([EventHubEvent(line, 900 + i, metadata={"PartitionContext": {"PartitionId": "0"}} if i == 0 else None)
+                        for i, line in enumerate(lines)])
+        process_events([EventHubEvent(lines[1], 950, metadata={"PartitionContext": {"PartitionId": "0"}})])  # a clean batch
+    messages = [r.getMessage() for r in caplog.records if r.name == LOGGER_NAME]
+    matched = [m for m in messages if dead_letter_line(m)]
+    assert len(matched) == 1 and json.loads(matched[0])["dead_letters"] == 1
+    assert not any(dead_letter_line(m) for m in messages if m not in matched)  # the clean batch's "batch done" does not alert
+    query = dead_letter_query("func-x")
+    assert "Message contains '\"dead_letters\"'" in query and "toint(entry.dead_letters) > 0" in query
+
+
+def test_scheduled_time_is_the_latest_occurrence() -> None:
+    from pipeline_azure.runtime import scheduled_time
+
+    now = datetime(2026, 11, 4, 10, 7, 30, tzinfo=UTC)  # a Wednesday
+    assert scheduled_time("0 */15 * * * *", now) == datetime(2026, 11, 4, 10, 0, tzinfo=UTC)
+    assert scheduled_time("0 0 6 * * *", now) == datetime(2026, 11, 4, 6, 0, tzinfo=UTC)
+    assert scheduled_time("0 30 2 * * 1,2,3,4,5", datetime(2026, 11, 8, 12, 0, tzinfo=UTC)) == datetime(2026, 11, 6, 2, 30, tzinfo=UTC)
+    assert scheduled_time("0 0 0 * * 0", now) == datetime(2026, 11, 1, 0, 0, tzinfo=UTC)  # Sunday

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pipeline_azure import iam, naming, sizing, triggers
+from pipeline_azure import checks, iam, naming, observability, sizing, triggers
+from pipeline_azure.backend import AzureBackend
 
 from pipeline.errors import SpecError
 from pipeline.plan import Plan, PlannedResource
@@ -61,34 +62,53 @@ def example() -> Plan:
 
 
 # ---- platform and storage ---------------------------------------------------------------------
-def test_storage_accounts_are_hardened_and_named_within_limits(example: Plan) -> None:
-    accounts = {r.name.rsplit("-", 1)[-1]: r for r in example.of_type("azure-native:storage:StorageAccount")}
-    assert set(accounts) == {"data", "functions"}
+def test_storage_accounts_are_hardened_zone_redundant_and_named_within_limits(example: Plan) -> None:
+    accounts = {r.role + "/" + r.name.rsplit("-", 1)[-1]: r for r in example.of_type("azure-native:storage:StorageAccount")}
+    assert set(accounts) == {"platform/data", "platform/artifacts", "preprocess-function/host", "score-function/host", "calibrate-function/host"}
     for account in accounts.values():
         i = account.inputs
         assert re.fullmatch(r"[a-z0-9]{3,24}", i["accountName"])
-        assert i["kind"] == "StorageV2" and i["sku"] == {"name": "Standard_LRS"}
+        assert i["kind"] == "StorageV2" and i["sku"] == {"name": "Standard_ZRS"}  # multi-zone, like S3 and GCS
         assert i["enableHttpsTrafficOnly"] is True and i["minimumTlsVersion"] == "TLS1_2"
         assert i["allowBlobPublicAccess"] is False and i["defaultToOAuthAuthentication"] is True
-    assert accounts["data"].inputs["allowSharedKeyAccess"] is False
-    # Pulumi's storage.Blob uploads with the account key (pulumi-azure-native#2015), so only the
-    # functions account (packages, models, host state) keeps it.
-    assert accounts["functions"].inputs["allowSharedKeyAccess"] is True
+    # Only the artifacts account (code packages and models, uploaded by Pulumi's storage.Blob with the
+    # account key: pulumi-azure-native#2015) keeps shared keys; data and every host account have none.
+    keyed = sorted(name for name, account in accounts.items() if account.inputs["allowSharedKeyAccess"])
+    assert keyed == ["platform/artifacts"]
+    names = [a.inputs["accountName"] for a in accounts.values()]
+    assert len(set(names)) == len(names)
 
 
-def test_storage_names_are_deterministic_and_unique_per_stack() -> None:
-    a = naming.storage_account_name("a-very-long-pipeline", "production-stack", "dat")
-    assert a == naming.storage_account_name("a-very-long-pipeline", "production-stack", "dat")
-    assert a != naming.storage_account_name("a-very-long-pipeline", "staging", "dat")
-    assert re.fullmatch(r"[a-z0-9]{3,24}", a)
-    ns = naming.namespace_name("a-very-long-pipeline", "production-stack")
+def test_globally_unique_names_carry_the_stacks_random_suffix(example: Plan) -> None:
+    (suffix,) = example.of_type(naming.RANDOM_ID)
+    assert suffix.inputs["byteLength"] == naming.SUFFIX_BYTES
+    hex_ = hashlib.sha256(suffix.name.encode()).digest()[: naming.SUFFIX_BYTES].hex()  # the mock engine's stand-in
+    named = [r.inputs["accountName"] for r in example.of_type("azure-native:storage:StorageAccount")]
+    named += [example.one("azure-native:eventhub:Namespace").inputs["namespaceName"]]
+    named += [r.inputs["name"] for r in example.of_type("azure-native:web:WebApp")]
+    assert all(n.endswith(hex_) for n in named), named
+    # and the suffix resource is what those names wait for (drawn once, kept in the stack state)
+    account = next(r for r in example.of_type("azure-native:storage:StorageAccount") if r.name.endswith("-data"))
+    assert suffix.urn in account.dependencies
+
+
+def test_storage_names_stay_within_azure_limits() -> None:
+    suffix = "0123abcd"
+    a = naming.storage_account_name("a-very-long-pipeline", "dat", suffix)
+    assert re.fullmatch(r"[a-z0-9]{3,24}", a) and a.endswith(suffix)
+    h1 = naming.host_account_name("a-very-long-pipeline", "a-very-long-stage-nm", suffix)
+    h2 = naming.host_account_name("a-very-long-pipeline", "another-stage", suffix)
+    assert re.fullmatch(r"[a-z0-9]{3,24}", h1) and h1 != h2
+    ns = naming.namespace_name("a-very-long-pipeline", "production-stack", suffix)
     assert 6 <= len(ns) <= 50 and ns[0].isalpha() and ns[-1].isalnum()
-    app = naming.function_app_name("a-very-long-pipeline", "production-stack", "a-very-long-stage-nm")
-    assert len(app) <= 60 and not app.endswith("-")
-    assert len(naming.host_id(app, "a-very-long-stage-nm")) <= 32
+    app = naming.function_app_name("a-very-long-pipeline", "production-stack", "a-very-long-stage-nm", suffix)
+    assert len(app) <= 60 and not app.endswith("-") and "a-very-long-stage-nm" in app
+    assert len(naming.host_id("a-very-long-pipeline", "production-stack", "a-very-long-stage-nm")) <= 32
 
 
 def test_explicit_provider_and_resource_group(example: Plan) -> None:
+    assert [r.type for r in example.resources if r.type.startswith("pulumi:providers:")] == ["pulumi:providers:azure-native",
+                                                                                            "pulumi:providers:random"]
     providers = [r for r in example.resources if r.type == "pulumi:providers:azure-native"]
     assert len(providers) == 1 and providers[0].inputs["location"] == "eastus"
     assert example.one("azure-native:resources:ResourceGroup").inputs["resourceGroupName"] == "rg-txn-scoring-dev"
@@ -120,12 +140,12 @@ def test_lifecycle_policy_is_unique(example: Plan) -> None:
 # ---- stream -----------------------------------------------------------------------------------
 def test_event_hubs_namespace_hub_and_capture(example: Plan) -> None:
     ns = example.one("azure-native:eventhub:Namespace").inputs
-    assert ns["sku"] == {"name": "Standard", "tier": "Standard", "capacity": example.sizing["units"]}
+    assert ns["sku"] == {"name": "Standard", "tier": "Standard", "capacity": example.sizing["stream"]["units"]}
     assert ns["disableLocalAuth"] is True and ns["minimumTlsVersion"] == "1.2"
     assert ns["identity"] == {"type": "SystemAssigned"}
     hub = example.one("azure-native:eventhub:EventHub")
     assert hub.role == "stream"
-    assert hub.inputs["partitionCount"] == example.sizing["partitions"] == 4
+    assert hub.inputs["partitionCount"] == example.sizing["stream"]["partitions"] == 2
     assert hub.inputs["retentionDescription"] == {"cleanupPolicy": "Delete", "retentionTimeInHours": 24}
     capture = hub.inputs["captureDescription"]
     assert capture["enabled"] is True
@@ -151,11 +171,11 @@ def test_one_consumer_group_per_stream_stage(example: Plan) -> None:
 
 def test_sizing_follows_per_tu_limits(tmp_path: Path) -> None:
     prod = plan(load_spec(str(EXAMPLE), "prod"), "azure")
-    # 1,500 events/s x 1.25 / 1,000 per TU = 2 TU; bytes are 1.05 MB/s x 1.25 = 2 TU.
-    assert prod.sizing["units"] == 2 and prod.sizing["partitions"] == 4
+    # 1,500 events/s x 1.25 / 1,000 per TU = 2 TU; bytes are 1.05 MB/s x 1.25 = 2 TU; 2 partitions carry the stage.
+    assert prod.sizing["stream"]["units"] == 2 and prod.sizing["stream"]["partitions"] == 2
     assert prod.one("azure-native:eventhub:Namespace").inputs["sku"]["capacity"] == 2
     assert prod.one("azure-native:eventhub:EventHub").inputs["retentionDescription"]["retentionTimeInHours"] == 168
-    assert any("1,000 events/s per TU" in line for line in prod.sizing["reasoning"])
+    assert any("1,000 events/s per TU" in line for line in prod.sizing["stream"]["reasoning"])
     big = write_spec(tmp_path, """
         name: big
         workload: {records_per_second: 30000, record_bytes: 500}
@@ -164,6 +184,24 @@ def test_sizing_follows_per_tu_limits(tmp_path: Path) -> None:
     """)
     sized = sizing.size_stream(load_spec(str(big)).spec)
     assert sized.units == 38 and sized.partitions == 32  # 30,000 x 1.25 / 1,000 = 37.5 -> 38; partitions capped at 32
+    assert sized.capacity_records_per_second == 32_000  # a partition takes ~1 TU of ingress
+
+
+def test_partitions_are_kept_from_the_last_deploy(tmp_path: Path) -> None:
+    """Event Hubs Standard cannot change partitions: a workload change must not replace the hub."""
+    spec = load_spec(str(EXAMPLE), "prod").spec
+    fresh = sizing.size_stream(spec)
+    kept = sizing.size_stream(spec, {"stream_sizing": {"units": 1, "partitions": 6, "mode": "standard"}})
+    assert fresh.partitions == 2 and kept.partitions == 6
+    assert any("kept from this stack's event hub" in line for line in kept.reasoning)
+    backend = AzureBackend(spec, "prod", EXAMPLE.parent)
+    backend.previous_outputs = {"stream_sizing": {"units": 2, "partitions": 6}}
+    assert backend.sizing().stream is not None and backend.sizing().stream.partitions == 6
+    assert backend.sizing().stages["preprocess"].concurrency == 6
+    # An explicit, different count is refused with the reason, not silently applied.
+    pinned = spec.model_copy(update={"stream": spec.stream.model_copy(update={"partitions": 8})})
+    problems = checks.problems(pinned, "prod", {"stream_sizing": {"partitions": 6}})
+    assert any(path == ("stream", "partitions") and "cannot change" in message for path, message, _ in problems)
 
 
 # ---- identities and grants --------------------------------------------------------------------
@@ -191,17 +229,30 @@ def test_object_stage_grants_read_source_prefix_and_exact_model(example: Plan) -
     model = by_scope[container_id(example, "artifacts")]
     assert re.search(r"StringEquals 'models/[0-9a-f]{16}/fraud-model.json'", model)
     assert not any(g["roleDefinitionId"] == role_def(iam.EVENT_HUBS_DATA_RECEIVER) for g in grants)
-    # No stage identity ever gets an account-wide data role.
+    # No identity gets an account-wide data role, except each app on its own host-storage account.
+    hosts = {r.inputs["accountName"] for r in example.of_type("azure-native:storage:StorageAccount") if r.name.endswith("-host")}
     for g in assignments(example):
         if g["roleDefinitionId"] in {role_def(iam.STORAGE_BLOB_DATA_CONTRIBUTOR), role_def(iam.STORAGE_BLOB_DATA_READER),
                                      role_def(iam.STORAGE_BLOB_DATA_OWNER)}:
-            assert "/blobServices/default/containers/" in g["scope"]
+            assert "/blobServices/default/containers/" in g["scope"] or g["scope"].rsplit("/", 1)[-1] in hosts
 
 
-def test_function_host_roles_are_container_scoped(example: Plan) -> None:
+def test_each_app_has_its_own_host_storage(example: Plan) -> None:
+    """Stage isolation: an app's identity owns its own host account only (keys, leases, checkpoints of no other app)."""
+    owners = [r for r in example.of_type(RA) if r.inputs["roleDefinitionId"] == role_def(iam.STORAGE_BLOB_DATA_OWNER)]
+    assert sorted(r.role for r in owners) == ["calibrate-function", "preprocess-function", "score-function"]
+    identities = {r.role: r for r in example.of_type("azure-native:managedidentity:UserAssignedIdentity")}
+    for owner in owners:
+        stage = owner.role.removesuffix("-function")
+        host = example.one("azure-native:storage:StorageAccount", owner.role)
+        assert owner.inputs["scope"].endswith(f"/storageAccounts/{host.inputs['accountName']}")
+        principal = naming.mock_uuid(identities[f"{stage}-identity"].name, "principal")
+        assert owner.inputs["principalId"] == principal
+        app = example.one("azure-native:web:WebApp", owner.role)
+        assert settings(app)["AzureWebJobsStorage__accountName"] == host.inputs["accountName"]
+        # no other stage's identity has any role on this account
+        assert [r for r in example.of_type(RA) if host.inputs["accountName"] in r.inputs["scope"]] == [owner]
     grants = assignments(example, "score-function")
-    owner = sorted(g["scope"].rsplit("/", 1)[-1] for g in grants if g["roleDefinitionId"] == role_def(iam.STORAGE_BLOB_DATA_OWNER))
-    assert owner == ["azure-webjobs-eventhub", "azure-webjobs-hosts", "azure-webjobs-secrets"]
     deploy = [g for g in grants if g["roleDefinitionId"] == role_def(iam.STORAGE_BLOB_DATA_CONTRIBUTOR)]
     assert [g["scope"].rsplit("/", 1)[-1] for g in deploy] == ["deploy-score"]
     telemetry = [g for g in grants if g["roleDefinitionId"] == role_def(iam.MONITORING_METRICS_PUBLISHER)]
@@ -257,7 +308,8 @@ def test_stream_stage_batch_and_retry_settings(example: Plan) -> None:
     s = settings(example.one("azure-native:web:WebApp", "preprocess-function"))
     host = "AzureFunctionsJobHost__extensions__eventHubs__"
     assert s[f"{host}maxEventBatchSize"] == "500" and s["PIPELINE_BATCH_SIZE"] == "500"
-    assert s[f"{host}maxWaitTime"] == "00:00:05" and s[f"{host}minEventBatchSize"] == "500"
+    # minEventBatchSize must be below maxEventBatchSize; it turns on maxWaitTime (the batching window)
+    assert s[f"{host}maxWaitTime"] == "00:00:05" and s[f"{host}minEventBatchSize"] == "499"
     assert s[f"{host}initialOffsetOptions__type"] == "fromEnd"
     assert s["PIPELINE_MAX_RETRIES"] == "3"
     assert s["PIPELINE_CONSUMER_GROUP"] == "preprocess" and s["PIPELINE_EVENT_HUB"] == "records"
@@ -281,7 +333,8 @@ def test_code_is_uploaded_then_released_with_one_deploy(example: Plan) -> None:
         release = example.one("azure-native:resources:Deployment", role)
         template = release.inputs["properties"]["template"]
         (ext,) = template["resources"]
-        assert ext["type"] == "Microsoft.Web/sites/extensions" and ext["name"].endswith("/onedeploy")
+        assert ext["type"] == "Microsoft.Web/sites/extensions" and ext["name"] == "[concat(parameters('site'), '/onedeploy')]"
+        assert release.inputs["properties"]["parameters"]["site"]["value"] == example.one("azure-native:web:WebApp", role).inputs["name"]
         assert template["variables"]["packageSha256"] == blob.inputs["metadata"]["sha256"]
         assert release.inputs["properties"]["parameters"]["packageUri"]["value"].endswith(f"/deploy-{stage}/released-package.zip")
         app = example.one("azure-native:web:WebApp", role)
@@ -354,10 +407,10 @@ def test_chained_object_stages(tmp_path: Path) -> None:
     # each object stage reads exactly its source prefix
     ab_reads = [g["scope"] for g in assignments(p, "ab-identity") if g["roleDefinitionId"] == role_def(iam.STORAGE_BLOB_DATA_READER)]
     assert ab_reads == [container_id(p, "out-clean")]
-    # alerts: errors for every stage, Event Grid dead letters for object stages
+    # alerts: errors and runtime dead letters for every stage, Event Grid dead letters for object stages
     alerts = {r.name for r in p.of_type("azure-native:monitor:MetricAlert")}
-    assert {"chain-observability-clean-dead-letters", "chain-observability-report-dead-letters"} <= alerts
-    assert len(p.of_type("azure-native:monitor:ScheduledQueryRule")) == 6 + 3  # errors x6, runtime dead letters for non-object stages x3
+    assert {"chain-observability-clean-undelivered", "chain-observability-report-undelivered"} <= alerts
+    assert len(p.of_type("azure-native:monitor:ScheduledQueryRule")) == 6 * 2
 
 
 def test_plans_are_deterministic(tmp_path: Path) -> None:
@@ -446,3 +499,229 @@ def test_mock_ids_are_realistic(example: Plan) -> None:
     assert app.physical_name == app.inputs["name"]
     for r in example.cloud_resources:
         assert r.physical_name, r.urn
+
+
+# ---- issue 10: alerts, destroy, network, soft delete --------------------------------------------
+def test_metric_alerts_use_the_provider_property_names(example: Plan) -> None:
+    """`criteria` is a union-typed input: a plain dict reached the provider as all_of/odata_type/metric_name."""
+    throttled = next(r for r in example.of_type("azure-native:monitor:MetricAlert") if r.name.endswith("stream-throttled"))
+    criteria = throttled.inputs["criteria"]
+    assert criteria["odataType"] == "Microsoft.Azure.Monitor.SingleResourceMultipleMetricCriteria"
+    (criterion,) = criteria["allOf"]
+    assert criterion["metricName"] == "ThrottledRequests" and criterion["metricNamespace"] == "Microsoft.EventHub/namespaces"
+    assert criterion["criterionType"] == "StaticThresholdCriterion" and criterion["timeAggregation"] == "Total"
+    assert criterion["dimensions"] == [{"name": "EntityName", "operator": "Include", "values": ["records"]}]
+    group = example.one("azure-native:monitor:ActionGroup")
+    assert throttled.inputs["actions"] == [{"actionGroupId": group.physical_name if group.physical_name.startswith("/") else
+                                            throttled.inputs["actions"][0]["actionGroupId"]}]
+    assert throttled.inputs["actions"][0]["actionGroupId"].endswith(f"/actionGroups/{group.inputs['actionGroupName']}")
+    rule = next(r for r in example.of_type("azure-native:monitor:ScheduledQueryRule") if r.name.endswith("preprocess-dead-letters"))
+    (condition,) = rule.inputs["criteria"]["allOf"]
+    assert condition["timeAggregation"] == "Count" and condition["failingPeriods"] == {"minFailingPeriodsToAlert": 1, "numberOfEvaluationPeriods": 1}
+    app = example.one("azure-native:web:WebApp", "preprocess-function").inputs["name"]
+    assert condition["query"] == observability.dead_letter_query(app)
+    assert rule.inputs["actions"]["actionGroups"][0].endswith(f"/actionGroups/{group.inputs['actionGroupName']}")
+
+
+def test_every_stage_alerts_on_dead_letters_and_object_stages_on_undelivered_events(example: Plan) -> None:
+    rules = {r.name.removeprefix("txn-scoring-observability-") for r in example.of_type("azure-native:monitor:ScheduledQueryRule")}
+    assert rules == {f"{s}-{kind}" for s in ("preprocess", "score", "calibrate") for kind in ("errors", "dead-letters")}
+    metric = {r.name.removeprefix("txn-scoring-observability-"): r for r in example.of_type("azure-native:monitor:MetricAlert")}
+    assert set(metric) == {"stream-throttled", "score-undelivered"}
+    (criterion,) = metric["score-undelivered"].inputs["criteria"]["allOf"]
+    assert criterion["metricName"] == "DeadLetteredCount"
+    assert metric["score-undelivered"].inputs["scopes"] == [example.one("azure-native:eventgrid:SystemTopic").physical_name
+                                                           if example.one("azure-native:eventgrid:SystemTopic").physical_name.startswith("/")
+                                                           else metric["score-undelivered"].inputs["scopes"][0]]
+
+
+ALERTS = """
+    name: alerting
+    stream: {archive: false}
+    stages:
+      - {name: one, handler: "h.py:handle", trigger: {stream: {}}}
+    alerts:
+      emails: [oncall@example.com, data-team@example.org]
+      webhook: https://hooks.example.com/services/T000/B000/XXXX
+"""
+
+
+def test_alert_receivers_are_the_specs_emails_and_webhook(tmp_path: Path) -> None:
+    p = plan_of(write_spec(tmp_path, ALERTS))
+    group = p.one("azure-native:monitor:ActionGroup").inputs
+    assert group["emailReceivers"] == [
+        {"emailAddress": "oncall@example.com", "name": "email-0", "useCommonAlertSchema": True},
+        {"emailAddress": "data-team@example.org", "name": "email-1", "useCommonAlertSchema": True},
+    ]
+    (hook,) = group["webhookReceivers"]
+    assert hook["name"] == "webhook" and hook["useCommonAlertSchema"] is True
+    assert hook["serviceUri"] == "[secret]"  # the URL often carries a token: kept as a secret in the state
+
+
+def _retained(spec_path: Path, delete_data: bool, monkeypatch: pytest.MonkeyPatch) -> dict[str, bool]:
+    """Resource name -> retainOnDelete, as registered with the engine (plans do not keep resource options)."""
+    from pipeline import planner
+
+    seen: dict[str, bool] = {}
+    original = planner._RecordingMonitor.RegisterResource
+
+    def record(self: Any, request: Any) -> Any:
+        seen[f"{request.type}::{request.name}"] = bool(request.retainOnDelete)
+        return original(self, request)
+
+    monkeypatch.setattr(planner._RecordingMonitor, "RegisterResource", record)
+    loaded = load_spec(str(spec_path), "dev")
+
+    class Deleting(AzureBackend):
+        def __init__(self, *args: Any) -> None:
+            super().__init__(*args)
+            self.delete_data = delete_data
+
+    monkeypatch.setattr(planner, "backend_class", lambda name: Deleting)
+    plan(loaded, "azure")
+    return seen
+
+
+def test_data_survives_destroy_unless_delete_data(monkeypatch: pytest.MonkeyPatch) -> None:
+    kept = _retained(EXAMPLE, False, monkeypatch)
+    data = {k for k, v in kept.items() if v}
+    # The group too: deleting a resource group deletes every account in it, retained or not.
+    assert "azure-native:resources:ResourceGroup::txn-scoring-platform-rg" in data
+    assert "azure-native:storage:StorageAccount::txn-scoring-platform-data" in data
+    assert "azure-native:storage:BlobServiceProperties::txn-scoring-platform-data-soft-delete" in data
+    assert "azure-native:storage:ManagementPolicy::txn-scoring-platform-data-lifecycle" in data
+    for bucket in ("raw", "preprocess", "score", "calibrate", "dead-letter"):
+        assert f"azure-native:storage:BlobContainer::txn-scoring-{bucket}-bucket" in data
+    # Deploy artifacts and everything else go: the artifacts container and account, apps, host accounts, the stream.
+    assert not kept["azure-native:storage:BlobContainer::txn-scoring-artifacts-bucket"]
+    assert not kept["azure-native:storage:StorageAccount::txn-scoring-platform-artifacts"]
+    assert not kept["azure-native:eventhub:Namespace::txn-scoring-stream-namespace"]
+    assert not kept["azure-native:storage:StorageAccount::txn-scoring-score-function-host"]
+    deleting = _retained(EXAMPLE, True, monkeypatch)
+    assert not any(deleting.values())
+
+
+def test_data_account_has_blob_and_container_soft_delete(example: Plan) -> None:
+    (props,) = example.of_type("azure-native:storage:BlobServiceProperties")
+    data = next(r for r in example.of_type("azure-native:storage:StorageAccount") if r.name.endswith("-data"))
+    assert props.inputs["accountName"] == data.inputs["accountName"] and props.inputs["blobServicesName"] == "default"
+    assert props.inputs["deleteRetentionPolicy"] == {"days": 7, "enabled": True}
+    assert props.inputs["containerDeleteRetentionPolicy"] == {"days": 7, "enabled": True}
+
+
+def test_inbound_network_is_limited_to_the_callers_each_trigger_needs(example: Plan) -> None:
+    for stage in ("preprocess", "calibrate"):  # pulled or fired inside the platform: nothing may call in
+        site = example.one("azure-native:web:WebApp", f"{stage}-function").inputs["siteConfig"]
+        assert site["ipSecurityRestrictionsDefaultAction"] == "Deny" and "ipSecurityRestrictions" not in site
+    score = example.one("azure-native:web:WebApp", "score-function").inputs["siteConfig"]
+    assert score["ipSecurityRestrictionsDefaultAction"] == "Deny"
+    assert score["ipSecurityRestrictions"] == [{"action": "Allow", "description": "Event Grid deliveries (BlobCreated)", "ipAddress": "AzureEventGrid",
+                                                "name": "event-grid", "priority": 100, "tag": "ServiceTag"}]
+    for app in example.of_type("azure-native:web:WebApp"):
+        assert app.inputs["siteConfig"]["scmIpSecurityRestrictionsUseMain"] is False
+    basic = {(r.type, r.role) for r in example.of_type("azure-native:web:WebAppScmAllowed") + example.of_type("azure-native:web:WebAppFtpAllowed")
+             if r.inputs["allow"] is False}
+    assert len(basic) == 6
+
+
+def test_stage_scale_limits_come_from_the_sizing(example: Plan) -> None:
+    for stage, sized in example.sizing["stages"].items():
+        app = example.one("azure-native:web:WebApp", f"{stage}-function")
+        assert app.inputs["functionAppConfig"]["scaleAndConcurrency"]["maximumInstanceCount"] == sized["settings"]["maximumInstanceCount"]
+    assert example.sizing["stages"]["preprocess"]["settings"]["maximumInstanceCount"] == example.sizing["stream"]["partitions"]
+    assert example.sizing["stages"]["calibrate"]["settings"]["maximumInstanceCount"] == 1
+
+
+# ---- issue 11: uploads, HTTP, schedules over accumulated outputs --------------------------------
+SOURCES = """
+    name: feeds
+    uploads: {}
+    stages:
+      - {name: ingest, handler: "h.py:handle", trigger: {objects: {from: uploads}}}
+      - {name: daily, handler: "h.py:handle", trigger: {schedule: "0 6 * * *", from: ingest}, timeout_s: 900}
+      - {name: lookup, handler: "h.py:handle", trigger: {http: {}}, timeout_s: 30}
+      - {name: keep, handler: "h.py:handle", trigger: {http: {persist: true}}}
+    workload:
+      uploads: {files_per_hour: 12, records_per_file: 5000}
+      http: {requests_per_second: 5, rows_per_request: 20}
+      stages: {daily: {ms_per_record: 0.01}}
+    clouds:
+      azure: {http_invokers: [6f0a7c3e-1d2b-4c5d-8e9f-a0b1c2d3e4f5, "group:0b5d6a1c-2e3f-4a5b-8c7d-9e0f1a2b3c4d"]}
+"""
+
+
+def test_uploads_landing_container_triggers_the_object_stage(tmp_path: Path) -> None:
+    p = plan_of(write_spec(tmp_path, SOURCES))
+    assert not p.of_type("azure-native:eventhub:Namespace")  # no stream
+    landing = container_id(p, "in-uploads")
+    sub = p.one("azure-native:eventgrid:SystemTopicEventSubscription", "ingest-trigger").inputs
+    assert sub["filter"]["subjectBeginsWith"] == "/blobServices/default/containers/in-uploads/blobs/uploads/"
+    assert sub["destination"]["resourceId"].endswith(f"/sites/{p.one('azure-native:web:WebApp', 'ingest-function').inputs['name']}/functions/stage")
+    (write,) = assignments(p, "uploads-producer")
+    assert write["scope"] == landing and write["roleDefinitionId"] == role_def(iam.STORAGE_BLOB_DATA_CONTRIBUTOR)
+    assert write["condition"] == iam.path_condition(iam.BLOB_WRITE_ACTIONS, "StringStartsWith", "uploads/")
+    producer = p.one("azure-native:managedidentity:UserAssignedIdentity", "uploads-producer")
+    assert write["principalId"] == naming.mock_uuid(producer.name, "principal")
+    reads = [g for g in assignments(p, "ingest-identity") if g["roleDefinitionId"] == role_def(iam.STORAGE_BLOB_DATA_READER)]
+    assert [g["scope"] for g in reads] == [landing] and "StringStartsWith 'uploads/'" in reads[0]["condition"]
+    policy = p.one("azure-native:storage:ManagementPolicy").inputs["policy"]["rules"]
+    assert {"in-uploads/"} <= {r["definition"]["filters"]["prefixMatch"][0] for r in policy}
+
+
+def test_stream_producer_may_only_send_to_the_hub(example: Plan) -> None:
+    (send,) = assignments(example, "stream-producer")
+    hub = example.one("azure-native:eventhub:EventHub")
+    assert send["roleDefinitionId"] == role_def(iam.EVENT_HUBS_DATA_SENDER)
+    assert send["scope"].endswith(f"/namespaces/{hub.inputs['namespaceName']}/eventhubs/records") and "condition" not in send
+
+
+def test_schedule_over_accumulated_outputs_lists_exactly_the_source_prefix(tmp_path: Path) -> None:
+    p = plan_of(write_spec(tmp_path, SOURCES))
+    grants = assignments(p, "daily-identity")
+    source, own = container_id(p, "out-ingest"), container_id(p, "out-daily")
+    lists = [g for g in grants if g["scope"] == source and "Blob.List" in (g.get("condition") or "")]
+    assert len(lists) == 1 and lists[0]["roleDefinitionId"] == role_def(iam.STORAGE_BLOB_DATA_READER)
+    condition = lists[0]["condition"]
+    # the documented "read or list blobs ... with a path" form (storage-auth-abac-examples), scoped to ingest/
+    assert condition == (
+        "((!(ActionMatches{'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read'} AND NOT SubOperationMatches{'Blob.List'})) "
+        "OR (@Resource[Microsoft.Storage/storageAccounts/blobServices/containers/blobs:path] StringStartsWith 'ingest/')) AND "
+        "((!(ActionMatches{'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read'} AND SubOperationMatches{'Blob.List'})) "
+        "OR (@Request[Microsoft.Storage/storageAccounts/blobServices/containers/blobs:prefix] StringStartsWith 'ingest/'))")
+    state = [g for g in grants if g["scope"] == own and "_state/daily/" in (g.get("condition") or "")]
+    assert {g["roleDefinitionId"] for g in state} == {role_def(iam.STORAGE_BLOB_DATA_READER), role_def(iam.STORAGE_BLOB_DATA_CONTRIBUTOR)}
+    s = settings(p.one("azure-native:web:WebApp", "daily-function"))
+    assert s["PIPELINE_STATE_PREFIX"] == "_state/daily/" and s["PIPELINE_INPUT_PREFIX"] == "ingest/" and s["PIPELINE_SCHEDULE"] == "0 0 6 * * *"
+
+
+def test_http_stage_needs_a_function_key_only_its_callers_can_read(tmp_path: Path) -> None:
+    p = plan_of(write_spec(tmp_path, SOURCES))
+    app = p.one("azure-native:web:WebApp", "lookup-function")
+    site = app.inputs["siteConfig"]
+    assert site["ipSecurityRestrictionsDefaultAction"] == "Allow"  # callers come from anywhere, with a key
+    assert app.inputs["functionAppConfig"]["scaleAndConcurrency"]["triggers"] == {"http": {"perInstanceConcurrency": 1}}
+    assert "PIPELINE_OUTPUT_BUCKET" not in settings(app)  # no persist: answers only
+    assert settings(p.one("azure-native:web:WebApp", "keep-function"))["PIPELINE_OUTPUT_BUCKET"] == "out-keep"
+    role = p.one("azure-native:authorization:RoleDefinition", "lookup-trigger").inputs
+    assert role["permissions"] == [{"actions": ["Microsoft.Web/sites/functions/listkeys/action", "Microsoft.Web/sites/functions/read"]}]
+    app_id = f"/subscriptions/{SUB}/resourceGroups/rg-feeds-default/providers/Microsoft.Web/sites/{app.inputs['name']}"
+    assert role["assignableScopes"] == [app_id] and role["scope"] == app_id
+    granted = {g["principalId"]: g for g in assignments(p, "lookup-trigger")}
+    caller = p.one("azure-native:managedidentity:UserAssignedIdentity", "lookup-trigger")
+    assert set(granted) == {naming.mock_uuid(caller.name, "principal"), "6f0a7c3e-1d2b-4c5d-8e9f-a0b1c2d3e4f5",
+                            "0b5d6a1c-2e3f-4a5b-8c7d-9e0f1a2b3c4d"}
+    assert all(g["scope"] == app_id and g["roleDefinitionId"].startswith(app_id + "/providers/Microsoft.Authorization/roleDefinitions/")
+               for g in granted.values())
+    assert granted["6f0a7c3e-1d2b-4c5d-8e9f-a0b1c2d3e4f5"]["principalType"] == "User"  # a bare object ID
+    assert granted["0b5d6a1c-2e3f-4a5b-8c7d-9e0f1a2b3c4d"]["principalType"] == "Group"
+    assert granted[naming.mock_uuid(caller.name, "principal")]["principalType"] == "ServicePrincipal"
+
+
+def test_http_invokers_must_be_object_ids(tmp_path: Path) -> None:
+    text = _problems(tmp_path, SOURCES.replace("6f0a7c3e-1d2b-4c5d-8e9f-a0b1c2d3e4f5", "alice@example.com"))
+    assert "http_invokers" in text and "object ID" in text
+
+
+def test_unknown_location_lists_the_regions(tmp_path: Path) -> None:
+    text = _problems(tmp_path, ALERTS + "    clouds: {azure: {location: mars}}\n")
+    assert "location" in text and "'mars' is not an Azure region" in text and "westeurope" in text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import textwrap
 from pathlib import Path
 
@@ -99,10 +100,10 @@ def test_event_hubs_ingress_events_count_per_64_kb() -> None:
 
 
 def test_hand_computed_stream_stage(tmp_path: Path) -> None:
-    """100 records/s of 1 KB, one stream stage (batch 100, window 5 s), no archive, 512 MB, 200 ms default run.
+    """100 records/s of 1 KB, one stream stage (batch 100, window 5 s), no archive, 512 MB, default work (100 ms + 1 ms/record).
 
-    Records a month: 100 x 2,628,000 s = 262,800,000. Sizing: 1 TU, 4 partitions -> 25 records/s per
-    partition x 5 s = 125 >= 100, so batches are full: 2,628,000 invocations (1 per second).
+    Records a month: 100 x 2,628,000 s = 262,800,000. Sizing: 1 TU, 2 partitions -> 50 records/s per
+    partition x 5 s = 250 >= 100, so batches are full (100 records, 200 ms): 2,628,000 invocations (1 per second).
     """
     spec = spec_of(tmp_path, STREAM_ONLY)
     est = backend(spec, tmp_path).estimate_cost(free_tier=False)
@@ -112,11 +113,14 @@ def test_hand_computed_stream_stage(tmp_path: Path) -> None:
     # instance-month 2,628,000 s) = 2,628,000 instance-s x 0.5 GB = 1,314,000 GB-s x $0.000026 = $34.164.
     assert line(est, "clean-function", "Flex Consumption on-demand execution time") == pytest.approx(1_314_000 * 0.000026)
     assert line(est, "clean-function", "Flex Consumption on-demand executions") == pytest.approx(2.628 * 0.40)  # $1.0512
-    assert line(est, "clean-bucket", "Blob write operations") == pytest.approx(262.8 * 0.05)  # 2,628,000 / 10,000 x $0.05
-    # Outputs: 262,800,000 x 1,024 B = 250.63 GiB a month, kept 365 days -> x 365 / (730/24) = x 12 GB-months.
-    assert line(est, "clean-bucket", "Blob Hot LRS storage") == pytest.approx(262_800_000 * 1024 / 1024**3 * 12 * 0.0208)
-    # Host storage: 2,628,000 checkpoints + 4 partitions x 0.1 lease renewals/s x 2,628,000 s = 3,679,200 ops x $0.004/10k.
-    assert line(est, "clean-trigger", "Host storage operations") == pytest.approx(367.92 * 0.004)
+    assert line(est, "clean-bucket", "Blob write operations") == pytest.approx(262.8 * 0.0625)  # 2,628,000 / 10,000 x $0.0625 (ZRS)
+    # Outputs: 262,800,000 x 1,024 B = 250.63 GiB a month, kept 365 days -> x 365 / (730/24) = x 12 GB-months, Hot ZRS.
+    gib = 262_800_000 * 1024 / 1024**3
+    assert line(est, "clean-bucket", "Blob Hot ZRS storage (stage outputs)") == pytest.approx(gib * 12 * 0.026)
+    # ... and each expired blob stays soft-deleted 7 more days: 250.63 x 7 / 30.42 GB-months.
+    assert line(est, "clean-bucket", "Blob Hot ZRS storage (soft-deleted") == pytest.approx(gib * 7 / (730 / 24) * 0.026)
+    # Host storage: 2,628,000 checkpoints + 2 partitions x 0.1 lease renewals/s x 2,628,000 s = 3,153,600 ops x $0.004/10k.
+    assert line(est, "clean-trigger", "Host storage operations") == pytest.approx(315.36 * 0.004)
     # Telemetry: 2,628,000 x 3 KiB = 7.52 GiB x $2.30.
     assert line(est, "observability", "Log Analytics ingestion") == pytest.approx(2_628_000 * 3 / 1024**2 * 2.30)
     # Alerts: errors + dead-letters (log, 5 min) = 2 x $1.50; stream throttling metric = 1 series x $0.10.
@@ -124,6 +128,7 @@ def test_hand_computed_stream_stage(tmp_path: Path) -> None:
     assert line(est, "observability", "Metric alert time series") == pytest.approx(0.10)
     assert not [x for x in est.lines if x.role in ("raw-archive", "raw-bucket", "platform")]  # no Capture, no Event Grid
     assert any("730 hours" in a for a in est.assumptions)
+    assert est.unpriced and any("egress" in u for u in est.unpriced)
 
 
 def test_free_tier_takes_each_grant_once(tmp_path: Path) -> None:
@@ -149,15 +154,85 @@ def test_free_grant_is_shared_between_stages(tmp_path: Path) -> None:
     assert billed == pytest.approx(sum(x.quantity for x in executions) - 250_000)
 
 
-def test_effective_batch_explained(tmp_path: Path) -> None:
-    """Dev example: 150 records/s over 4 partitions = 37.5/s; a 5 s window gathers 187.5 < 500 -> batches of 187.5,
-    so 150 x 2,628,000 / 187.5 = 2,102,400 invocations; prod (1,500/s) fills 500 -> 7,884,000."""
-    for stack, invocations in (("dev", 2_102_400), ("prod", 7_884_000)):
+def test_stream_batches_explained(tmp_path: Path) -> None:
+    """Dev example: 150 records/s over 2 partitions = 75/s; a 5 s window gathers 375 < 500 -> batches of 375,
+    so 150 x 2,628,000 / 375 = 1,051,200 invocations; prod (1,500/s over 2 partitions) fills 500 -> 7,884,000."""
+    for stack, invocations in (("dev", 1_051_200), ("prod", 7_884_000)):
         loaded = load_spec(str(EXAMPLE), stack)
         est = AzureBackend(loaded.spec, stack, loaded.base_dir).estimate_cost(free_tier=False)
         execs = next(x for x in est.lines if x.role == "preprocess-function" and x.item.endswith("executions"))
         assert execs.quantity == pytest.approx(invocations)
-        assert "effective batch" in execs.note
+        assert "events per batch" in execs.note
+
+
+@pytest.mark.parametrize("rate", [1, 150, 1_500, 50_000])
+def test_invocations_objects_and_logs_do_not_scale_per_record(tmp_path: Path, rate: float) -> None:
+    """Per-record model: with batch_size 500 and a 5 s window, a stream stage's invocations (and so its output
+    objects and telemetry) are records / batch, never one per record; object stages run once per object."""
+    body = f"""
+        name: scale
+        stream: {{archive: false, partitions: 32}}
+        stages:
+          - {{name: clean, handler: h.py:handle, trigger: {{stream: {{batch_size: 500, max_batching_window_s: 5}}}}}}
+          - {{name: score, handler: h.py:handle, trigger: {{objects: {{from: clean}}}}}}
+        workload:
+          records_per_second: {rate}
+          record_bytes: 200
+          stages: {{clean: {{ms_per_record: 0.05, ms_per_invocation: 50}}, score: {{ms_per_record: 0.05, ms_per_invocation: 50}}}}
+    """
+    spec = spec_of(tmp_path, body)
+    b = backend(spec, tmp_path)
+    sized = b.sizing().stages
+    per_partition = rate / 32
+    expected_batch = min(500.0, max(1.0, per_partition * 5))
+    assert sized["clean"].records_per_invocation == pytest.approx(expected_batch)
+    est = b.estimate_cost(free_tier=False)
+    records = rate * 2_628_000
+    invocations = next(x for x in est.lines if x.role == "clean-function" and x.item.endswith("executions")).quantity
+    assert invocations == pytest.approx(records / expected_batch)
+    if per_partition * 5 >= 500:
+        assert invocations == pytest.approx(records / 500)  # full batches
+    writes = next(x for x in est.lines if x.role == "clean-bucket" and x.item.startswith("Blob write")).quantity
+    assert writes == pytest.approx(invocations)
+    score = next(x for x in est.lines if x.role == "score-function" and x.item.endswith("executions")).quantity
+    assert score == pytest.approx(invocations)  # one per object, not per row
+    logs = next(x for x in est.lines if x.item == "Log Analytics ingestion (telemetry of clean)").quantity
+    assert logs == pytest.approx(invocations * pricing.TELEMETRY_BYTES_PER_INVOCATION / 1024**3)
+
+
+def test_uploads_http_and_accumulating_schedule_are_priced(tmp_path: Path) -> None:
+    spec = spec_of(tmp_path, """
+        name: feeds
+        uploads: {}
+        stages:
+          - {name: ingest, handler: h.py:handle, trigger: {objects: {from: uploads}}}
+          - {name: daily, handler: h.py:handle, trigger: {schedule: "0 6 * * *", from: ingest}, timeout_s: 900}
+          - {name: lookup, handler: h.py:handle, trigger: {http: {}}}
+        workload:
+          record_bytes: 500
+          uploads: {files_per_hour: 10, records_per_file: 1000}
+          http: {requests_per_second: 2, rows_per_request: 10}
+          stages: {daily: {ms_per_record: 0.01}}
+    """)
+    b = backend(spec, tmp_path)
+    est = b.estimate_cost(free_tier=False)
+    runs = b.sizing().stages["daily"].invocations_per_month
+    files = 10 * 730
+    assert next(x for x in est.lines if x.role == "uploads-bucket" and x.item.startswith("Blob write")).quantity == files
+    assert next(x for x in est.lines if x.role == "uploads-bucket" and x.item.startswith("Blob read")).quantity == files
+    assert next(x for x in est.lines if x.role == "ingest-function" and x.item.endswith("executions")).quantity == pytest.approx(files)
+    # Event Grid: every upload and every output object is published; uploads are delivered to ingest.
+    published = next(x for x in est.lines if x.role == "platform" and x.item.startswith("Event Grid")).quantity
+    assert published == pytest.approx(files + files + 2 * runs)  # uploads + ingest outputs + daily's output and watermark
+    # HTTP: one execution per request, the per-request price.
+    requests = 2 * 2_628_000
+    http = next(x for x in est.lines if x.role == "lookup-function" and x.item.endswith("executions"))
+    assert http.quantity == pytest.approx(requests) and http.unit_usd == pytest.approx(0.40 / 1e6)
+    assert not [x for x in est.lines if x.role == "lookup-bucket"]  # no persist: no objects
+    # The daily run lists ingest's prefix (7 days of objects, 5,000 per page) and reads each new object once.
+    kept = 10 / 3600 * 7 * 86_400
+    lists = next(x for x in est.lines if x.role == "ingest-bucket" and x.item.startswith("Blob list"))
+    assert lists.quantity == pytest.approx(runs * math.ceil(kept / 5000))
 
 
 def test_object_stage_event_grid_counts_every_blob_created(tmp_path: Path) -> None:
@@ -169,25 +244,30 @@ def test_object_stage_event_grid_counts_every_blob_created(tmp_path: Path) -> No
     delivered = next(x for x in est.lines if x.role == "score-trigger" and x.item.startswith("Event Grid"))
     writes = sum(x.quantity for x in est.lines if x.item.startswith("Blob write operations"))
     assert published.quantity == pytest.approx(writes)
-    assert delivered.quantity == pytest.approx(2_102_400)
+    assert delivered.quantity == pytest.approx(1_051_200)
 
 
 # ---- regions, example, limits, types --------------------------------------------------------------
 
 
 def test_region_without_prices_is_a_clear_error(tmp_path: Path) -> None:
-    spec = spec_of(tmp_path, STREAM_ONLY + "    clouds: {azure: {location: northeurope}}\n")
-    with pytest.raises(PipelineError, match=r"no Azure price sheet for region 'northeurope'.*eastus, westeurope"):
+    spec = spec_of(tmp_path, STREAM_ONLY + "    clouds: {azure: {location: japaneast}}\n")
+    with pytest.raises(PipelineError, match=r"no Azure price sheet for region 'japaneast'.*eastus, eastus2, northeurope"):
         backend(spec, tmp_path).estimate_cost(free_tier=False)
 
 
-def test_every_price_has_source_and_date() -> None:
-    for region in ("eastus", "westeurope"):
+def test_every_price_has_source_and_date_and_says_why_it_needs_verifying() -> None:
+    regions = ("eastus", "eastus2", "westus2", "westeurope", "northeurope", "southeastasia", "uksouth")
+    for region in regions:
         sheet = load_price_sheet(pricing.PRICES, "Azure", region)
         for name, price in sheet.prices.items():
             assert price.usd > 0 and price.unit, name
             assert price.source.startswith("https://"), name
             assert len(price.retrieved) == 10 and price.retrieved[4] == "-", name
+            if price.verify:
+                assert price.note, (region, name)
+    east = load_price_sheet(pricing.PRICES, "Azure", "eastus")
+    assert [n for n, p in east.prices.items() if p.verify] == ["blob_hot_zrs_list_ops"]
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
@@ -209,7 +289,10 @@ def test_memory_is_the_flex_instance_size() -> None:
     est = AzureBackend(loaded.spec, "prod", loaded.base_dir).estimate_cost(free_tier=False)
     gbs = next(x for x in est.lines if x.role == "score-function" and x.item.endswith("execution time"))
     assert "2048 MB instance size" in gbs.note
-    assert gbs.quantity == pytest.approx(7_884_000 * 0.35 * 2)
+    sized = AzureBackend(loaded.spec, "prod", loaded.base_dir).sizing().stages["score"]
+    # 7,884,000 objects of 475 rows (500 x 0.95) a month, each 150 ms + 475 x 0.5 ms = 387.5 ms, on 2 GB.
+    assert sized.invocation_ms == pytest.approx(387.5) and sized.invocations_per_month == pytest.approx(7_884_000)
+    assert gbs.quantity == pytest.approx(7_884_000 * 0.3875 * 2)
 
 
 def test_limits() -> None:
@@ -217,7 +300,9 @@ def test_limits() -> None:
     limits = AzureBackend(loaded.spec, "dev", loaded.base_dir).limits()
     assert limits.max_record_bytes == 1_048_576
     assert limits.max_retention_hours == 168
-    assert limits.max_stage_timeout_s == 300  # the configured value (calibrate); Flex has no platform maximum
+    # stream and schedule: 60-minute grace (functionTimeout is unbounded); objects: Event Grid waits 30 s -> the smallest
+    assert limits.max_stage_timeout_s == 30
+    assert limits.http_max_request_bytes is None and limits.http_max_timeout_s is None
     assert limits.delivery.startswith("at least once") and "30 s" in limits.delivery
     assert limits.ordering.startswith("per partition")
     assert "dead-letter" in limits.poison_records
@@ -230,6 +315,21 @@ def test_identity_and_grant_types_match_planned_resources() -> None:
     p = plan(load_spec(str(EXAMPLE), "dev"), "azure")
     (identity_type,) = AzureBackend.identity_types
     (grant_type,) = AzureBackend.grant_types
-    assert len(p.of_type(identity_type)) == 3  # one per stage
+    assert len(p.of_type(identity_type)) == 3 + 1  # one per stage, and the stream producer
     assert p.of_type(grant_type)
     assert sizing.MAX_TU_STANDARD == 40
+
+
+def test_http_limits_and_the_smallest_trigger_maximum(tmp_path: Path) -> None:
+    spec = spec_of(tmp_path, """
+        name: api
+        uploads: {}
+        stages:
+          - {name: lookup, handler: h.py:handle, trigger: {http: {}}, timeout_s: 30}
+          - {name: nightly, handler: h.py:handle, trigger: {schedule: "0 2 * * *"}, timeout_s: 900}
+    """)
+    limits = backend(spec, tmp_path).limits()
+    assert limits.http_max_request_bytes == 104_857_600 and limits.http_max_timeout_s == 230
+    assert limits.max_stage_timeout_s == 230  # HTTP answers within 230 s; the timer could run 3,600 s
+    only_timer = spec.model_copy(update={"stages": spec.stages[1:]})
+    assert backend(only_timer, tmp_path).limits().max_stage_timeout_s == 3600

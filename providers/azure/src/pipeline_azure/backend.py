@@ -1,8 +1,10 @@
 """The Azure backend: maps each role of the core's program to pulumi-azure-native v3 resources.
 
 Event Hubs (Standard) -> Capture to blob; one Flex Consumption function app per stage, each with its
-own user-assigned identity; Event Grid for object triggers; timers for schedules; blob containers for
-buckets. The backend keeps the platform (resource group, accounts, monitoring) between role calls.
+own user-assigned identity and its own host storage; Event Grid for object triggers (stage outputs
+and uploads); timers for schedules; HTTP triggers with function keys; blob containers for buckets.
+The backend keeps the platform (resource group, accounts, monitoring) between role calls. See
+providers/azure/README.md for the design and its reasons.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pipeline.backend import Backend, BucketSpec, FunctionCode, Grant, Handle, RoleContext, StageResources
-from pipeline.errors import PipelineError
 from pipeline.packaging import Recipe
 from pipeline.scan import ScanMapping
 from pipeline.sizing import Sizing, StageDemand, StageSizing, StreamSizing
@@ -42,6 +43,7 @@ class AzureBackend(Backend):  # type: ignore[misc]  # Backend is Any when mypy c
         "azure-native:web:WebApp": ("functionAppConfig.scaleAndConcurrency.instanceMemoryMB", "functionAppConfig.scaleAndConcurrency.maximumInstanceCount",
                                     "functionAppConfig.runtime.version"),
         "azure-native:eventgrid:SystemTopicEventSubscription": ("retryPolicy.maxDeliveryAttempts", "retryPolicy.eventTimeToLiveInMinutes"),
+        "azure-native:storage:StorageAccount": ("sku.name", "allowSharedKeyAccess"),
     }
     grant_types: ClassVar[frozenset[str]] = frozenset({"azure-native:authorization:RoleAssignment"})
 
@@ -52,10 +54,10 @@ class AzureBackend(Backend):  # type: ignore[misc]  # Backend is Any when mypy c
         return str(self.spec.clouds.azure.location)
 
     def check(self) -> list[tuple[tuple[str | int, ...], str, str]]:
-        return checks.problems(self.spec, self.stack)
+        return checks.problems(self.spec, self.stack, self.previous_outputs)
 
     def size_stream(self) -> StreamSizing:
-        return sizing.size_stream(self.spec)
+        return sizing.size_stream(self.spec, self.previous_outputs)
 
     def size_stage(self, stage: StageSpec, demand: StageDemand, stream: StreamSizing | None) -> StageSizing:
         return sizing.size_stage(self.spec, stage, demand, stream)
@@ -64,7 +66,7 @@ class AzureBackend(Backend):  # type: ignore[misc]  # Backend is Any when mypy c
         return iam.producer(role, self.platform_state, source, grants)
 
     def http_trigger(self, role: RoleContext, stage: StageSpec, function: Handle[Any], identity: Handle[Any], dead_letter: Handle[Any]) -> Handle[Any]:
-        raise PipelineError("Azure HTTP stages are not built yet")
+        return triggers.http_trigger(role, self.platform_state, stage, function, list(self.spec.clouds.azure.http_invokers))
 
     def stack_config(self) -> dict[str, str]:
         return credentials.stack_config(self.spec)
@@ -103,7 +105,7 @@ class AzureBackend(Backend):  # type: ignore[misc]  # Backend is Any when mypy c
         return self._platform
 
     def platform(self, role: RoleContext) -> list[Any]:
-        self._platform = platform(role, self.location(), self.tags())
+        self._platform = platform(role, self.location(), self.tags(), retain_data=not self.delete_data)
         return [self._platform.provider]
 
     def stream(self, role: RoleContext, sizing: StreamSizing) -> Handle[Any]:
@@ -111,7 +113,7 @@ class AzureBackend(Backend):  # type: ignore[misc]  # Backend is Any when mypy c
         return self._stream
 
     def bucket(self, role: RoleContext, bucket: BucketSpec) -> Handle[Any]:
-        return storage.bucket(role, self.platform_state, bucket)
+        return storage.bucket(role, self.platform_state, bucket, uploads=bucket.key == self.spec.uploads_name)
 
     def archive(self, role: RoleContext, source: Handle[Any], bucket: Handle[Any], prefix: str) -> None:
         stream.archive(role, self.platform_state, source, bucket, prefix)
@@ -129,8 +131,8 @@ class AzureBackend(Backend):  # type: ignore[misc]  # Backend is Any when mypy c
         return triggers.dead_letter(self.platform_state, stage)
 
     def function(self, role: RoleContext, stage: StageSpec, identity: Handle[Any], code: FunctionCode, env: Mapping[str, Any]) -> Handle[Any]:
-        assert self._stream is not None
-        return functions.function(role, self.platform_state, self.spec, stage, identity, self.package(stage, code), env, self._stream)
+        return functions.function(role, self.platform_state, self.spec, stage, identity, self.package(stage, code), env, self._stream,
+                                  self.sizing().stages[stage.name])
 
     def package_recipe(self, stage: StageSpec, code: FunctionCode) -> Recipe:
         return functions.recipe(stage)
@@ -145,4 +147,4 @@ class AzureBackend(Backend):  # type: ignore[misc]  # Backend is Any when mypy c
         triggers.schedule_trigger(function)
 
     def observability(self, role: RoleContext, stages: Sequence[StageResources]) -> None:
-        observability.observability(role, self.platform_state, self._stream, stages)
+        observability.observability(role, self.platform_state, self._stream, stages, self.spec.alerts)

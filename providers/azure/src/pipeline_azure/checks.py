@@ -7,23 +7,64 @@ is an error with a hint.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
+from typing import Any
+
 from pipeline.spec.model import PipelineSpec
-from pipeline_azure import functions, naming, sizing, triggers
+from pipeline_azure import functions, limits, sizing, triggers
 
 Problem = tuple[tuple[str | int, ...], str, str]
 MAX_CONSUMER_GROUPS_STANDARD = 20  # per event hub, including $Default
 MAX_RETENTION_HOURS_STANDARD = 168
 MAX_EVENT_BYTES_STANDARD = 1_048_576
+GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+# An HTTP invoker is an Entra object ID, optionally prefixed with its kind: a role assignment must state the
+# principal type (ARM rejects a mismatch), and a bare ID is taken as a user.
+PRINCIPAL_TYPES = {"user": "User", "group": "Group", "sp": "ServicePrincipal"}
 
 
-def problems(spec: PipelineSpec, stack: str) -> list[Problem]:
+def invoker(entry: str) -> tuple[str, str] | None:
+    """'group:<guid>' -> ('Group', '<guid>'); a bare GUID is a user; None when it is not an object ID."""
+    kind, _, object_id = entry.rpartition(":")
+    principal_type = PRINCIPAL_TYPES.get(kind.lower() or "user")
+    if principal_type is None or not GUID.match(object_id):
+        return None
+    return principal_type, object_id
+
+# Azure public-cloud regions (`az account list-locations`, physical regions). A name outside this list is
+# a typo; a listed region without a price sheet plans fine and says "cost unknown". Flex Consumption is
+# not offered everywhere: `az functionapp list-flexconsumption-locations` tells at deploy time.
+REGIONS = frozenset({
+    "australiacentral", "australiacentral2", "australiaeast", "australiasoutheast", "austriaeast", "belgiumcentral",
+    "brazilsouth", "brazilsoutheast", "canadacentral", "canadaeast", "centralindia", "centralus", "chilecentral",
+    "eastasia", "eastus", "eastus2", "francecentral", "francesouth", "germanynorth", "germanywestcentral",
+    "indonesiacentral", "israelcentral", "italynorth", "japaneast", "japanwest", "jioindiacentral", "jioindiawest",
+    "koreacentral", "koreasouth", "malaysiawest", "mexicocentral", "newzealandnorth", "northcentralus", "northeurope",
+    "norwayeast", "norwaywest", "polandcentral", "qatarcentral", "southafricanorth", "southafricawest",
+    "southcentralus", "southeastasia", "southindia", "spaincentral", "swedencentral", "switzerlandnorth",
+    "switzerlandwest", "uaecentral", "uaenorth", "uksouth", "ukwest", "westcentralus", "westeurope", "westindia",
+    "westus", "westus2", "westus3",
+})
+
+
+def _stream_problems(spec: PipelineSpec, previous_outputs: Mapping[str, Any]) -> list[Problem]:
     found: list[Problem] = []
-    if spec.stream.retention_hours > MAX_RETENTION_HOURS_STANDARD:
+    stream = spec.stream
+    if stream is None:
+        return found
+    if stream.retention_hours > MAX_RETENTION_HOURS_STANDARD:
         found.append((("stream", "retention_hours"), f"Event Hubs Standard keeps events at most {MAX_RETENTION_HOURS_STANDARD} hours (7 days)",
                       "set retention_hours to 168 or less"))
-    if isinstance(spec.stream.partitions, int) and spec.stream.partitions > sizing.MAX_PARTITIONS_STANDARD:
+    if isinstance(stream.partitions, int) and stream.partitions > sizing.MAX_PARTITIONS_STANDARD:
         found.append((("stream", "partitions"), f"an Event Hubs Standard event hub has at most {sizing.MAX_PARTITIONS_STANDARD} partitions",
                       f"set partitions to {sizing.MAX_PARTITIONS_STANDARD} or less, or 'auto'"))
+    before = sizing.previous_partitions(previous_outputs)
+    if isinstance(stream.partitions, int) and before is not None and stream.partitions != before:
+        found.append((("stream", "partitions"),
+                      f"this stack's event hub has {before} partitions; a Standard event hub cannot change its partition count, "
+                      f"so {stream.partitions} would replace the hub and lose the events it holds",
+                      f"set partitions to {before} (or 'auto', which keeps it), or destroy the stream first"))
     units, _ = sizing.needed_units(spec)
     if units > sizing.MAX_TU_STANDARD:
         found.append((("workload", "records_per_second"),
@@ -35,14 +76,31 @@ def problems(spec: PipelineSpec, stack: str) -> list[Problem]:
     if len(stream_stages) > MAX_CONSUMER_GROUPS_STANDARD - 1:
         found.append((("stages",), f"{len(stream_stages)} stream stages need as many consumer groups; Event Hubs Standard allows "
                       f"{MAX_CONSUMER_GROUPS_STANDARD} per event hub including $Default", "chain stages with object triggers instead"))
+    return found
+
+
+def problems(spec: PipelineSpec, stack: str, previous_outputs: Mapping[str, Any] | None = None) -> list[Problem]:
+    found: list[Problem] = []
+    settings = spec.clouds.azure
+    if settings.location not in REGIONS:
+        found.append((("clouds", "azure", "location"), f"{settings.location!r} is not an Azure region",
+                      f"use one of: {', '.join(sorted(REGIONS))}"))
+    for index, principal in enumerate(settings.http_invokers):
+        if invoker(principal) is None:
+            found.append((("clouds", "azure", "http_invokers", index), f"{principal!r} is not an Entra ID object ID",
+                          "give the object ID (a GUID such as 00000000-0000-0000-0000-000000000000) of a user, or 'group:<id>' / "
+                          "'sp:<id>' for a group or a service principal (managed identities are service principals): "
+                          "`az ad user show --id <upn> --query id`"))
+    found += _stream_problems(spec, previous_outputs or {})
     for index, stage in enumerate(spec.stages):
         if functions.flex_memory(stage.memory_mb) is None:
             found.append((("stages", index, "memory_mb"), f"{stage.memory_mb} MB is more than the largest Flex Consumption instance "
                           f"({functions.FLEX_MEMORY_MB[-1]} MB)", f"use at most {functions.FLEX_MEMORY_MB[-1]} MB"))
+        if stage.trigger.http and stage.timeout_s > limits.HTTP_TIMEOUT_S:
+            found.append((("stages", index, "timeout_s"), f"an HTTP-triggered function must answer within {limits.HTTP_TIMEOUT_S} s "
+                          "(the Azure load balancer's idle timeout), whatever its functionTimeout",
+                          f"set timeout_s to {limits.HTTP_TIMEOUT_S} or less, or move the work to an object or schedule stage"))
         if stage.trigger.schedule:
             for message, hint in triggers.schedule_problems(stage.trigger.parsed_schedule):
                 found.append((("stages", index, "trigger", "schedule"), message, hint))
-        app = naming.function_app_name(spec.name, stack, stage.name)
-        if len(app) > naming.FUNCTION_APP_MAX:  # pragma: no cover - naming bounds it
-            found.append((("stages", index, "name"), f"function app name {app!r} is too long", "use a shorter stage name"))
     return found

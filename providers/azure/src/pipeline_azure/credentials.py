@@ -64,27 +64,46 @@ def stack_config(spec: PipelineSpec) -> dict[str, str]:
     return {"azure-native:location": spec.clouds.azure.location}
 
 
-def test_record_hint(spec: PipelineSpec, stack: str, outputs: Mapping[str, Any]) -> str:
-    """Commands that send one event to the deployed hub and list the final outputs.
+DATA_ACCOUNT_OUTPUT = "azure_data_account"  # exported by the backend (observability role): the data account's name
 
-    The Azure CLI has no "send an event" command for Event Hubs, and the namespace accepts only
-    Entra ID (no SAS keys), so the event goes through the Event Hubs REST API with `az rest`,
-    which signs the request with the CLI's login. The caller needs the
-    "Azure Event Hubs Data Sender" role on the namespace.
+
+def test_record_hint(spec: PipelineSpec, stack: str, outputs: Mapping[str, Any]) -> str:
+    """Commands that feed the deployed pipeline once (a stream record, an uploaded file, an HTTP request)
+    and list the final outputs, with the real names in `outputs`.
+
+    The Azure CLI has no "send an event" command for Event Hubs, and the namespace accepts only Entra ID
+    (no SAS keys), so the event goes through the Event Hubs REST API with `az rest`, signed with the CLI's
+    login. Run the commands as the producer identity (`producers` output: its client id), or as a user
+    given the same role. HTTP stages take a function key that only their callers may read.
     """
-    namespace = naming.namespace_name(spec.name, stack)
-    hub = outputs.get("stream", "<event hub>")
-    lines = [
-        f"Send a test record (needs the 'Azure Event Hubs Data Sender' role on {namespace}):",
-        f"  az rest --method post --resource https://eventhubs.azure.net "
-        f"--url 'https://{namespace}.servicebus.windows.net/{hub}/messages?api-version=2014-01' "
-        f"--headers 'Content-Type=application/atom+xml;type=entry;charset=utf-8' --body '{SAMPLE_RECORD}'",
-    ]
+    lines: list[str] = []
+    account = str(outputs.get(DATA_ACCOUNT_OUTPUT) or "<data account>")
+    producers = outputs.get("producers") or {}
     buckets = outputs.get("buckets") or {}
+    stream = str(outputs.get("stream") or "")
+    if stream:
+        # The stream output is "<namespace>.servicebus.windows.net/<hub>" (older stacks: the hub alone).
+        host, _, hub = stream.rpartition("/") if "/" in stream else ("<namespace>.servicebus.windows.net", "", stream)
+        lines += [f"Send a test record (as producer identity {producers.get('stream', '<client id>')}, which has "
+                  f"'Azure Event Hubs Data Sender' on the hub):",
+                  f"  az rest --method post --resource https://eventhubs.azure.net "
+                  f"--url 'https://{host}/{hub}/messages?api-version=2014-01' "
+                  f"--headers 'Content-Type=application/atom+xml;type=entry;charset=utf-8' --body '{SAMPLE_RECORD}'"]
+    if spec.uploads is not None and spec.uploads.name in buckets:
+        name = spec.uploads.name
+        lines += [f"Upload a JSON-lines file (as producer identity {producers.get(name, '<client id>')}: write access under {name}/ only):",
+                  f"  printf '%s\\n' '{SAMPLE_RECORD}' > sample.jsonl",
+                  f"  az storage blob upload --auth-mode login --account-name {account} --container-name {buckets[name]} "
+                  f"--name {name}/sample.jsonl --file sample.jsonl"]
+    for stage, url in (outputs.get("endpoints") or {}).items():
+        lines += [f"Call HTTP stage {stage} (as its caller identity {(outputs.get('http_callers') or {}).get(stage, '<client id>')} or an "
+                  "http_invoker: they may read its function key):",
+                  f"  KEY=$(az functionapp function keys list --resource-group {naming.resource_group_name(spec.name, stack)} "
+                  f"--name {url.split('/')[2].split('.')[0]} --function-name stage --query default -o tsv)",
+                  f"  curl -sS -H \"x-functions-key: $KEY\" -H 'Content-Type: application/json' -d '[{SAMPLE_RECORD}]' {url}"]
     finals = [s.name for s in spec.stages if not spec.consumers_of(s.name) and s.name in buckets]
     if finals:
-        account = naming.storage_account_name(spec.name, stack, "dat")
-        lines.append("Then look for its results (needs 'Storage Blob Data Reader'):")
+        lines.append("Then look for the results (needs 'Storage Blob Data Reader' on the data account):")
         lines += [f"  az storage blob list --auth-mode login --account-name {account} --container-name {buckets[name]} --prefix {name}/ -o table"
                   for name in finals]
     return "\n".join(lines)

@@ -10,11 +10,13 @@ Deploying code (Flex has no code property and azure-native no One Deploy resourc
 
 1. `function()` uploads the stage's package (handler folder, the runtime shim, `function_app.py`,
    `host.json`, and, when deploying, the wheels in `.python_packages`; see `pipeline.packaging`) as `released-package.zip` - the name Flex One
-   Deploy expects - into the app's own deployment container `deploy-<stage>` (the container that
+   Deploy expects - into the app's own deployment container `deploy-<stage>` in the artifacts account (the container that
    `function_app_config.deployment.storage` names, read by the app with its identity). The package's
    SHA-256 goes into the blob's metadata; a changed package is a changed blob.
-2. The app is created after its identity holds every role (host containers, deployment container,
-   telemetry, and the core's grants), so the host starts with its permissions.
+2. The app gets a host-storage account of its own (Blob Data Owner on that account only, as the
+   Functions docs require for `AzureWebJobsStorage`), so stages cannot read each other's keys or
+   checkpoints. It is created after its identity holds every role (host storage, deployment
+   container, telemetry, and the core's grants), so the host starts with its permissions.
 3. `release()` - called by the trigger role once the trigger's own resources exist (the consumer
    group for stream stages) - creates an ARM deployment of `Microsoft.Web/sites/extensions`
    `onedeploy` with the package URI. The package hash is part of the template, so a new package
@@ -23,6 +25,9 @@ Deploying code (Flex has no code property and azure-native no One Deploy resourc
    destination must name a function that already exists.
 
 So one `pulumi up` creates, deploys and wires everything.
+
+Inbound network: see `inbound()` - only HTTP stages accept traffic from anywhere (with a function
+key); object stages accept only Event Grid (`AzureEventGrid` service tag); the rest accept none.
 """
 
 from __future__ import annotations
@@ -36,13 +41,13 @@ from pulumi_azure_native import managedidentity, resources, storage, web
 
 from pipeline.backend import Handle, RoleContext
 from pipeline.packaging import Package, Recipe
+from pipeline.sizing import StageSizing
 from pipeline.spec.model import PipelineSpec, StageSpec
-from pipeline_azure import iam, naming, triggers
-from pipeline_azure.platform import Platform, blob_endpoint
+from pipeline_azure import iam, naming, sizing, triggers
+from pipeline_azure.platform import Platform, account, blob_endpoint
 
 PYTHON_VERSION = "3.12"
 FLEX_MEMORY_MB = (512, 2048, 4096)
-MAX_INSTANCES = 40  # the lowest limit Flex allows; bounds cost (stream stages use at most one instance per partition)
 ENTRY_FUNCTION = "stage"  # the function name inside each app (Event Grid destinations name it)
 PACKAGE_BLOB = "released-package.zip"
 ONEDEPLOY_API_VERSION = "2024-04-01"
@@ -86,7 +91,7 @@ def recipe(stage: StageSpec) -> Recipe:
                   limit_bytes=PACKAGE_LIMIT_ZIPPED)
 
 
-def trigger_settings(spec: PipelineSpec, stage: StageSpec, platform: Platform, stream: Handle[Any], client_id: pulumi.Input[str]) -> dict[str, Any]:
+def trigger_settings(stage: StageSpec, stream: Handle[Any] | None, client_id: pulumi.Input[str]) -> dict[str, Any]:
     """App settings the trigger binding and the runtime read; `AzureFunctionsJobHost__*` override host.json."""
     trigger = stage.trigger
     settings: dict[str, Any] = {
@@ -94,7 +99,9 @@ def trigger_settings(spec: PipelineSpec, stage: StageSpec, platform: Platform, s
         "PIPELINE_MAX_EVENT_AGE_S": str(stage.max_event_age_s),
     }
     if trigger.stream:
+        assert stream is not None
         batch = trigger.stream
+        most, least, wait = sizing.max_event_batch(stage)
         host = "AzureFunctionsJobHost__extensions__eventHubs__"
         settings.update({
             "EventHubConnection__fullyQualifiedNamespace": stream.extra["fqdn"],
@@ -105,45 +112,63 @@ def trigger_settings(spec: PipelineSpec, stage: StageSpec, platform: Platform, s
             "PIPELINE_BATCH_SIZE": str(batch.batch_size),
             "PIPELINE_MAX_BATCHING_WINDOW_S": str(batch.max_batching_window_s),
             "PIPELINE_STARTING_POSITION": batch.starting_position,
-            f"{host}maxEventBatchSize": str(batch.batch_size),
-            f"{host}prefetchCount": str(max(300, 2 * batch.batch_size)),
-            f"{host}batchCheckpointFrequency": "1",
+            f"{host}maxEventBatchSize": str(most),
+            f"{host}prefetchCount": str(max(300, 2 * most)),
+            f"{host}batchCheckpointFrequency": "1",  # >1 misleads target-based scaling (host.json reference)
             f"{host}initialOffsetOptions__type": "fromEnd" if batch.starting_position == "latest" else "fromStart",
         })
-        if batch.max_batching_window_s > 0 and batch.batch_size > 1:
-            # Wait up to the window for a full batch (minEventBatchSize is honoured only with maxWaitTime).
-            settings[f"{host}minEventBatchSize"] = str(batch.batch_size)
-            settings[f"{host}maxWaitTime"] = _timespan(batch.max_batching_window_s)
+        if least is not None and wait is not None:
+            # Wait up to the window for a full batch: maxWaitTime counts only when minEventBatchSize > 1, and
+            # minEventBatchSize must be below maxEventBatchSize (host.json reference for Event Hubs).
+            settings[f"{host}minEventBatchSize"] = str(least)
+            settings[f"{host}maxWaitTime"] = _timespan(wait)
     elif trigger.schedule:
         settings["PIPELINE_SCHEDULE"] = triggers.ncrontab(trigger.parsed_schedule)
         settings["PIPELINE_SCHEDULE_SOURCE"] = trigger.schedule
     return settings
 
 
+def inbound(stage: StageSpec) -> tuple[str, list[web.IpSecurityRestrictionArgs]]:
+    """Who may reach the app's public endpoint: the default action and the allow rules.
+
+    Stream and schedule stages are pulled/fired inside the platform and need no inbound traffic: deny
+    all. Object stages are pushed by Event Grid over the public endpoint: only the `AzureEventGrid`
+    service tag. HTTP stages serve their callers from anywhere, authenticated by a function key.
+    The deployment (SCM) site is not affected: One Deploy goes through Azure Resource Manager."""
+    if stage.trigger.http:
+        return web.DefaultAction.ALLOW, []
+    if stage.trigger.objects:
+        return web.DefaultAction.DENY, [web.IpSecurityRestrictionArgs(
+            name="event-grid", description="Event Grid deliveries (BlobCreated)", action="Allow", priority=100,
+            tag=web.IpFilterTag.SERVICE_TAG, ip_address="AzureEventGrid")]
+    return web.DefaultAction.DENY, []
+
+
 def function(role: RoleContext, platform: Platform, spec: PipelineSpec, stage: StageSpec, identity: Handle[managedidentity.UserAssignedIdentity],
-             package: Package, env: Mapping[str, Any], stream: Handle[Any]) -> Handle[web.WebApp]:
-    app_name = naming.function_app_name(role.pipeline, role.stack, stage.name)
+             package: Package, env: Mapping[str, Any], stream: Handle[Any] | None, sized: StageSizing) -> Handle[web.WebApp]:
+    app_name = platform.name(lambda s: naming.function_app_name(role.pipeline, role.stack, stage.name, s))
     memory = flex_memory(stage.memory_mb)
     if memory is None:  # check() reports this before planning
         raise ValueError(f"stage {stage.name}: {stage.memory_mb} MB is above the largest Flex Consumption instance (4096 MB)")
     principal, client_id = identity.extra["principal_id"], identity.extra["client_id"]
     rg = platform.rg_name
 
+    # The app's own host storage (keys, leases, timer state, Event Hubs checkpoints): no other stage can reach it.
+    host = account(role.name("host"), platform.name(lambda s: naming.host_account_name(role.pipeline, stage.name, s)), rg,
+                   platform.location, platform.tags, shared_key=False, opts=role.opts())
+    host_role = iam.assign(role, platform, "host", principal, iam.STORAGE_BLOB_DATA_OWNER, host.id,
+                           f"Functions host storage of {stage.name} (its own account: keys, leases, checkpoints)")
     deploy = storage.BlobContainer(
-        role.name("deploy"), account_name=platform.functions.name, resource_group_name=rg, container_name=f"deploy-{stage.name}",
+        role.name("deploy"), account_name=platform.artifacts.name, resource_group_name=rg, container_name=f"deploy-{stage.name}",
         public_access=storage.PublicAccess.NONE, opts=role.opts(),
     )
     sha256 = package.sha256
     blob = storage.Blob(
-        role.name("package"), account_name=platform.functions.name, container_name=deploy.name, resource_group_name=rg,
-        blob_name=PACKAGE_BLOB, source=pulumi.FileAsset(str(package.path)), type=storage.BlobType.BLOCK, content_type="application/zip", metadata={"sha256": sha256},
-        opts=role.opts(),
+        role.name("package"), account_name=platform.artifacts.name, container_name=deploy.name, resource_group_name=rg,
+        blob_name=PACKAGE_BLOB, source=pulumi.FileAsset(str(package.path)), type=storage.BlobType.BLOCK, content_type="application/zip",
+        metadata={"sha256": sha256}, opts=role.opts(),
     )
-    host_roles = [
-        iam.assign(role, platform, f"host-{index}", principal, iam.STORAGE_BLOB_DATA_OWNER, container.id,
-                   f"Functions host state of {stage.name} (leases, checkpoints, keys)")
-        for index, container in enumerate(platform.host_containers)
-    ]
+    # Flex reads (and One Deploy writes) released-package.zip here with the app's identity.
     deploy_role = iam.assign(role, platform, "deployment", principal, iam.STORAGE_BLOB_DATA_CONTRIBUTOR, deploy.id,
                              f"Flex deployment storage of {stage.name}")
     telemetry = iam.assign(role, platform, "telemetry", principal, iam.MONITORING_METRICS_PUBLISHER, platform.insights.id,
@@ -152,44 +177,48 @@ def function(role: RoleContext, platform: Platform, spec: PipelineSpec, stage: S
     data_endpoint = blob_endpoint(platform.data)
     settings: dict[str, Any] = {
         # Host storage, identity-based (no connection string anywhere).
-        "AzureWebJobsStorage__accountName": platform.functions.name,
+        "AzureWebJobsStorage__accountName": host.name,
         "AzureWebJobsStorage__credential": "managedidentity",
         "AzureWebJobsStorage__clientId": client_id,
-        "AzureFunctionsWebHost__hostid": naming.host_id(app_name, stage.name),
+        "AzureFunctionsWebHost__hostid": naming.host_id(role.pipeline, role.stack, stage.name),
         "AzureFunctionsJobHost__functionTimeout": _timespan(stage.timeout_s),
         "APPLICATIONINSIGHTS_CONNECTION_STRING": platform.insights.connection_string,
         "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": pulumi.Output.concat("ClientId=", client_id, ";Authorization=AAD"),
         "AZURE_CLIENT_ID": client_id,  # DefaultAzureCredential in the runtime picks the stage's identity
         # The runtime's connection to pipeline data (outputs, inputs, dead letters).
-        "PipelineData__blobServiceUri": data_endpoint,
-        "PipelineData__credential": "managedidentity",
-        "PipelineData__clientId": client_id,
         "PIPELINE_DATA_BLOB_ENDPOINT": data_endpoint,
-        "PIPELINE_ARTIFACTS_BLOB_ENDPOINT": blob_endpoint(platform.functions),
+        "PIPELINE_ARTIFACTS_BLOB_ENDPOINT": blob_endpoint(platform.artifacts),
         "PIPELINE_MEMORY_MB_REQUESTED": str(stage.memory_mb),
-        **trigger_settings(spec, stage, platform, stream, client_id),
+        **trigger_settings(stage, stream, client_id),
         **env,
     }
     plan = web.AppServicePlan(
-        role.name("plan"), name=f"plan-{app_name[len('func-'):]}", resource_group_name=rg, location=platform.location,
-        kind="functionapp", reserved=True, sku={"name": "FC1", "tier": "FlexConsumption"}, tags=platform.tags, opts=role.opts(),
+        role.name("plan"), name=naming.plan_name(role.pipeline, role.stack, stage.name), resource_group_name=rg, location=platform.location,
+        kind="functionapp", reserved=True, sku=web.SkuDescriptionArgs(name="FC1", tier="FlexConsumption"), tags=platform.tags, opts=role.opts(),
     )
-    app_identity: Any = {"type": "UserAssigned", "user_assigned_identities": [identity.extra["id"]]}
-    function_app_config: Any = {
-        "deployment": {"storage": {
-            "type": "blobContainer",
-            "value": pulumi.Output.concat(blob_endpoint(platform.functions), deploy.name),
-            "authentication": {"type": "UserAssignedIdentity", "user_assigned_identity_resource_id": identity.extra["id"]},
-        }},
-        "runtime": {"name": "python", "version": PYTHON_VERSION},
-        "scale_and_concurrency": {"instance_memory_mb": memory, "maximum_instance_count": MAX_INSTANCES},
-    }
-    site_config: Any = {
-        "min_tls_version": "1.2",
-        "ftps_state": "Disabled",
-        "http20_enabled": True,
-        "app_settings": [{"name": k, "value": v} for k, v in settings.items()],
-    }
+    instances = int(sized.settings.get("maximumInstanceCount", 1))
+    http = web.FunctionsScaleAndConcurrencyTriggersArgs(http=web.FunctionsScaleAndConcurrencyTriggersHttpArgs(
+        per_instance_concurrency=int(sized.settings["perInstanceConcurrency"]))) if stage.trigger.http else None
+    function_app_config = web.FunctionAppConfigArgs(
+        deployment=web.FunctionsDeploymentArgs(storage=web.FunctionsDeploymentStorageArgs(
+            type=web.FunctionsDeploymentStorageType.BLOB_CONTAINER,
+            value=pulumi.Output.concat(blob_endpoint(platform.artifacts), deploy.name),
+            authentication=web.FunctionsDeploymentStorageAuthenticationArgs(
+                type=web.AuthenticationType.USER_ASSIGNED_IDENTITY, user_assigned_identity_resource_id=identity.extra["id"]),
+        )),
+        runtime=web.FunctionsRuntimeArgs(name=web.RuntimeName.PYTHON, version=PYTHON_VERSION),
+        scale_and_concurrency=web.FunctionsScaleAndConcurrencyArgs(instance_memory_mb=memory, maximum_instance_count=instances, triggers=http),
+    )
+    default_action, allowed = inbound(stage)
+    site_config = web.SiteConfigArgs(
+        min_tls_version=web.SupportedTlsVersions.SUPPORTED_TLS_VERSIONS_1_2,
+        ftps_state=web.FtpsState.DISABLED,
+        http20_enabled=True,
+        ip_security_restrictions=allowed or None,
+        ip_security_restrictions_default_action=default_action,
+        scm_ip_security_restrictions_use_main=False,
+        app_settings=[web.NameValuePairArgs(name=k, value=v) for k, v in settings.items()],
+    )
     app = web.WebApp(
         role.name(),
         name=app_name,
@@ -199,15 +228,18 @@ def function(role: RoleContext, platform: Platform, spec: PipelineSpec, stage: S
         server_farm_id=plan.id,
         https_only=True,
         client_affinity_enabled=False,
-        identity=app_identity,
+        identity=web.ManagedServiceIdentityArgs(type=web.ManagedServiceIdentityType.USER_ASSIGNED, user_assigned_identities=[identity.extra["id"]]),
         function_app_config=function_app_config,
         site_config=site_config,
         tags={**platform.tags, "stage": stage.name, "memory-mb": f"{stage.memory_mb} requested, {memory} instance"},
-        opts=role.opts(depends_on=[*host_roles, deploy_role, telemetry, *identity.extra["assignments"]]),
+        opts=role.opts(depends_on=[host_role, deploy_role, telemetry, *identity.extra["assignments"]]),
     )
+    # Publishing with basic credentials (FTP, SCM user/password) off: deployments authenticate with Entra ID.
+    for method, resource in (("ftp", web.WebAppFtpAllowed), ("scm", web.WebAppScmAllowed)):
+        resource(role.name(f"no-basic-{method}"), name=app.name, resource_group_name=rg, allow=False, opts=role.opts())
     return Handle(app, app.name, {
-        "id": app.id, "app_name": app_name, "role": role, "platform": platform, "package": blob, "sha256": sha256,
-        "memory_mb": memory, "released": None,
+        "id": app.id, "app_name": app.name, "role": role, "platform": platform, "package": blob, "sha256": sha256,
+        "memory_mb": memory, "released": None, "host_account": host,
     })
 
 
@@ -222,19 +254,22 @@ def release(function: Handle[web.WebApp], after: list[pulumi.Resource]) -> resou
     template = {
         "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
         "contentVersion": "1.0.0.0",
-        "parameters": {"packageUri": {"type": "string"}},
+        "parameters": {"packageUri": {"type": "string"}, "site": {"type": "string"}},
         "variables": {"packageSha256": function.extra["sha256"]},
         "resources": [{
             "type": "Microsoft.Web/sites/extensions",
             "apiVersion": ONEDEPLOY_API_VERSION,
-            "name": f"{function.extra['app_name']}/onedeploy",
+            "name": "[concat(parameters('site'), '/onedeploy')]",
             "properties": {"packageUri": "[parameters('packageUri')]", "remoteBuild": False},
         }],
     }
-    properties: Any = {"mode": "Incremental", "template": template, "parameters": {"packageUri": {"value": blob.url}}}
+    properties = resources.DeploymentPropertiesArgs(
+        mode=resources.DeploymentMode.INCREMENTAL, template=template,
+        parameters={"packageUri": resources.DeploymentParameterArgs(value=blob.url),
+                    "site": resources.DeploymentParameterArgs(value=function.extra["app_name"])})
     deployment = resources.Deployment(
         role.name("release"),
-        deployment_name=f"{function.extra['app_name']}-release"[:64],
+        deployment_name=f"{role.pipeline}-{role.stack}-{role.key}"[:64],
         resource_group_name=platform.rg_name,
         properties=properties,
         opts=role.opts(depends_on=[function.resource, blob, *after]),

@@ -5,8 +5,9 @@ role assignment exists before the app starts. Built-in role GUIDs from
 https://learn.microsoft.com/azure/role-based-access-control/built-in-roles. Blob access is scoped to
 the container and narrowed to the core's prefix with an attribute-based condition on the blob path
 (https://learn.microsoft.com/azure/storage/blobs/storage-auth-abac-attributes); every data action of
-the role is listed in the condition, so none escapes it. Listing blobs carries no path and is
-therefore denied, which the stages do not need.
+the role is listed in the condition, so none escapes it. Listing blobs carries no path, so a path
+condition denies it; the one grant that lists (LIST_OBJECTS, schedules over accumulated outputs)
+conditions it on the request's prefix instead (`list_condition`).
 """
 
 from __future__ import annotations
@@ -56,26 +57,44 @@ def path_condition(actions: Sequence[str], operator: str, value: str) -> str:
 
 
 def list_condition(prefix: str) -> str:
-    """Listing only with a `prefix` request parameter under `prefix` (the documented ABAC pattern for
-    'list blobs in a named prefix': https://learn.microsoft.com/azure/storage/blobs/storage-auth-abac-examples),
-    and no blob reads at all."""
+    """List blobs only with a `prefix` request parameter under `prefix`, and read blobs only under it.
+
+    This is the documented "Read or list blobs in named containers with a path" condition for Storage
+    Blob Data Reader (https://learn.microsoft.com/azure/storage/blobs/storage-auth-abac-examples), without
+    the container-name clause because the assignment's scope is the container itself. List Blobs is the
+    `blobs/read` data action with the `Blob.List` suboperation and has no blob path, so it is matched by
+    the request's prefix; every other read (no `Blob.List`) by the blob's path. A listing without a
+    prefix, or with a prefix outside `prefix`, is denied. The read half grants nothing beyond the
+    READ_OBJECTS grant the core gives alongside (same prefix); it keeps the condition in the documented,
+    validated form (a condition must end in an attribute expression, not a bare action test)."""
     if "'" in prefix:
         raise ValueError(f"a blob prefix in a condition cannot contain a quote: {prefix!r}")
-    reads = f"ActionMatches{{'{_BLOBS}/read'}}"
-    no_blob_reads = f"!({reads} AND NOT SubOperationMatches{{'Blob.List'}})"
-    list_under_prefix = f"(!({reads} AND SubOperationMatches{{'Blob.List'}}) OR {LIST_PREFIX} StringStartsWith '{prefix}')"
-    return f"(({no_blob_reads}) AND {list_under_prefix})"
+    read = f"ActionMatches{{'{_BLOBS}/read'}}"
+    reads = f"((!({read} AND NOT SubOperationMatches{{'Blob.List'}})) OR ({PATH} StringStartsWith '{prefix}'))"
+    lists = f"((!({read} AND SubOperationMatches{{'Blob.List'}})) OR ({LIST_PREFIX} StringStartsWith '{prefix}'))"
+    return f"{reads} AND {lists}"
 
 
 def assign(role: RoleContext, platform: Platform, suffix: str, principal_id: pulumi.Input[str], guid: str, scope: pulumi.Input[str],
            description: str, condition: str | None = None, opts: pulumi.ResourceOptions | None = None) -> authorization.RoleAssignment:
+    """A built-in role (by GUID) for a managed identity on `scope`, optionally with an ABAC condition."""
+    return assign_definition(role, suffix, principal_id, platform.role_definition(guid), scope, f"{ROLE_NAMES.get(guid, guid)}: {description}",
+                             condition=condition, principal_type="ServicePrincipal", opts=opts)
+
+
+def assign_definition(role: RoleContext, suffix: str, principal_id: pulumi.Input[str], definition_id: pulumi.Input[str], scope: pulumi.Input[str],
+                      description: str, condition: str | None = None, principal_type: str = "ServicePrincipal",
+                      opts: pulumi.ResourceOptions | None = None) -> authorization.RoleAssignment:
+    """Any role definition (built-in or custom). `principal_type` must match the principal (ARM refuses a
+    mismatch; the SDK defaults to "User"): "ServicePrincipal" for managed identities, which also avoids
+    failures while a new principal replicates."""
     return authorization.RoleAssignment(
         role.name(suffix),
         principal_id=principal_id,
-        principal_type="ServicePrincipal",  # managed identities; avoids failures while the principal replicates
-        role_definition_id=platform.role_definition(guid),
+        principal_type=principal_type,
+        role_definition_id=definition_id,
         scope=scope,
-        description=f"{ROLE_NAMES.get(guid, guid)}: {description}"[:1024],
+        description=description[:1024],
         condition=condition,
         condition_version=CONDITION_VERSION if condition else None,
         opts=opts or role.opts(),
@@ -125,7 +144,9 @@ def role_for(g: Grant) -> tuple[str, str | None]:
 
 def producer(role: RoleContext, platform: Platform, source: str, grants: Sequence[Grant]) -> Handle[managedidentity.UserAssignedIdentity]:
     """A user-assigned identity producers run as (attach it to their app, or federate a workload to it):
-    Event Hubs Data Sender on the hub, or Blob Data Contributor narrowed to the landing prefix."""
+    Azure Event Hubs Data Sender on the event hub itself (not the namespace), or Storage Blob Data
+    Contributor on the landing container with a path condition on every blob data action
+    (`<uploads>/` only: write, create, read back, delete its own files; no listing)."""
     uami = managedidentity.UserAssignedIdentity(
         role.name(), resource_name_=f"id-{role.pipeline}-{role.stack}-{source}-in", resource_group_name=platform.rg_name,
         location=platform.location, tags=platform.tags, opts=role.opts(),

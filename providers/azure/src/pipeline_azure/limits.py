@@ -1,21 +1,32 @@
 """The limits a user weighs when choosing Azure, as this backend's plan configures the services.
 
 Event Hubs Standard: events up to 1 MB, retention up to 7 days (168 h), order kept per partition
-(https://learn.microsoft.com/azure/event-hubs/event-hubs-quotas). Flex Consumption: functionTimeout
-defaults to 30 minutes and has no platform maximum, so the longest a stage may run is what the plan
-configures - each stage's `timeout_s`, written to host.json and `AzureFunctionsJobHost__functionTimeout`
-(https://learn.microsoft.com/azure/azure-functions/functions-scale#timeout). Event Grid waits 30 s
-for a delivery to be acknowledged before queuing a retry, so object stages that run longer are
-delivered again (https://learn.microsoft.com/azure/event-grid/delivery-and-retry).
+(https://learn.microsoft.com/azure/event-hubs/event-hubs-quotas).
+
+Longest invocation per trigger kind on Flex Consumption (https://learn.microsoft.com/azure/azure-functions/functions-scale#timeout):
+functionTimeout has no maximum ("Unbounded"), but an execution gets a 60-minute grace period when
+its instance is scaled in (10 minutes during platform updates), so 3,600 s is the longest a stream or
+schedule stage can count on; an HTTP-triggered function must answer within 230 s (load balancer idle
+timeout). Object stages are pushed by Event Grid, which waits 30 s for the answer before it queues a
+retry (and withdraws that retry, best effort, only if the answer comes within 3 minutes;
+https://learn.microsoft.com/azure/event-grid/delivery-and-retry): a run longer than 30 s is not lost
+or cut, but may run twice. `max_stage_timeout_s` is the smallest of these over the kinds the spec uses.
+
+HTTP: requests up to 100 MB (104,857,600 bytes; the Functions host's HTTP request limit,
+https://learn.microsoft.com/azure/azure-functions/functions-bindings-http-webhook-trigger#limits).
+No separate response limit is documented; the request limit is reported for both.
 """
 
 from __future__ import annotations
 
 from pipeline.backend import Limits
 from pipeline.spec.model import PipelineSpec
-from pipeline_azure import checks
+from pipeline_azure import checks, sizing
 
-EVENT_GRID_ACK_S = 30
+HTTP_TIMEOUT_S = 230
+HTTP_MAX_REQUEST_BYTES = 104_857_600
+FLEX_GRACE_S = 3600
+MAX_TIMEOUT_S = {"stream": FLEX_GRACE_S, "schedule": FLEX_GRACE_S, "objects": sizing.EVENT_GRID_ACK_S, "http": HTTP_TIMEOUT_S}
 SOURCES = (
     "https://learn.microsoft.com/azure/event-hubs/event-hubs-quotas",
     "https://learn.microsoft.com/azure/azure-functions/functions-scale#timeout",
@@ -23,24 +34,30 @@ SOURCES = (
     "https://learn.microsoft.com/azure/azure-functions/functions-reliable-event-processing",
     "https://learn.microsoft.com/azure/azure-functions/functions-bindings-error-pages",
     "https://learn.microsoft.com/azure/event-grid/delivery-and-retry",
+    "https://learn.microsoft.com/azure/azure-functions/functions-bindings-http-webhook-trigger#limits",
 )
 
 
 def limits(spec: PipelineSpec) -> Limits:
-    """Limits of the services as planned for `spec` (the timeout is the configured one: Flex sets no maximum)."""
-    object_stages = [s for s in spec.stages if s.trigger.objects]
-    delivery = "at least once (Event Hubs trigger checkpoints after each batch; Event Grid retries deliveries)"
-    if object_stages:
-        delivery += (f"; Event Grid redelivers an object event not acknowledged within {EVENT_GRID_ACK_S} s, so object stages "
-                     "that run longer see duplicates")
+    """Limits of the services as planned for `spec`."""
+    kinds = {s.trigger.kind for s in spec.stages}
+    delivery = "at least once (the Event Hubs trigger checkpoints after each batch; Event Grid and timers retry)"
+    if "objects" in kinds:
+        delivery += (f"; Event Grid queues a retry when a delivery is not answered within {sizing.EVENT_GRID_ACK_S} s, so an object "
+                     "stage that runs longer may process an object twice (outputs are overwritten, not duplicated)")
+    http = "http" in kinds
     return Limits(
         max_record_bytes=checks.MAX_EVENT_BYTES_STANDARD,
-        max_stage_timeout_s=max(s.timeout_s for s in spec.stages),
+        max_stage_timeout_s=min(MAX_TIMEOUT_S[kind] for kind in kinds),
         max_retention_hours=checks.MAX_RETENTION_HOURS_STANDARD,
         delivery=delivery,
         ordering="per partition (partition key): events with the same key keep their order, and the trigger runs one batch "
-                 "per partition at a time; none across partitions, none for object or schedule stages",
-        poison_records="finite retry policy (retries per stage), then the runtime writes the event to the dead-letter container "
-                       "under <stage>/; Event Grid dead-letters undeliverable blob events to blob (dead-letter container)",
+                 "per partition at a time; none across partitions, none for object, schedule or HTTP stages",
+        poison_records="a failing record is dead-lettered alone by the runtime; a batch that still fails on the retry policy's last "
+                       "attempt is written whole to the dead-letter container under <stage>/ (the Event Hubs host checkpoints past it); "
+                       "Event Grid dead-letters object events it could not deliver; every dead letter raises an alert",
         sources=SOURCES,
+        http_max_request_bytes=HTTP_MAX_REQUEST_BYTES if http else None,
+        http_max_response_bytes=HTTP_MAX_REQUEST_BYTES if http else None,
+        http_max_timeout_s=HTTP_TIMEOUT_S if http else None,
     )

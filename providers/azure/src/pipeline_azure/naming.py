@@ -4,8 +4,12 @@ Name rules (https://learn.microsoft.com/azure/azure-resource-manager/management/
 storage accounts 3-24 lowercase letters and digits, globally unique; Event Hubs namespaces 6-50
 letters, digits and hyphens, starting with a letter, globally unique (`*.servicebus.windows.net`);
 function apps (sites) 2-60, globally unique (`*.azurewebsites.net`); blob containers 3-63 lowercase
-letters, digits and single hyphens. Globally unique names carry a short hash of pipeline + stack so
-they are deterministic (same plan every time, same name on redeploy) but do not collide across stacks.
+letters, digits and single hyphens.
+
+Globally unique names end in a random suffix (`SUFFIX_CHARS` hex digits) that a `pulumi_random.RandomId`
+resource draws once and keeps in the stack's state: a redeploy keeps every name, while two stacks
+or two users deploying the same spec (the bundled example, say) never collide. Offline plans get a
+deterministic mock value for it (`mock_resource`), so plans stay reproducible.
 """
 
 from __future__ import annotations
@@ -23,7 +27,10 @@ MOCK_TENANT = "11111111-1111-1111-1111-111111111111"
 STORAGE_ACCOUNT_MAX = 24
 NAMESPACE_MAX = 50
 FUNCTION_APP_MAX = 60
-HOST_ID_MAX = 32  # the Functions host id; apps that share host storage must not share it
+HOST_ID_MAX = 32  # the Functions host id (each app has its own host storage; explicit anyway, see host_id)
+SUFFIX_BYTES = 4  # RandomId byte_length: 8 hex characters, 4 billion values per pipeline name
+SUFFIX_CHARS = 2 * SUFFIX_BYTES
+RANDOM_ID = "random:index/randomId:RandomId"
 
 
 def short_hash(*parts: str, length: int = 8) -> str:
@@ -34,10 +41,18 @@ def alnum(text: str) -> str:
     return re.sub(r"[^a-z0-9]", "", text.lower())
 
 
-def storage_account_name(pipeline: str, stack: str, kind: str) -> str:
-    """e.g. 'txnscoringdat1a2b3c4d5e': readable prefix + kind + 10-hex hash of pipeline/stack/kind."""
-    name = f"{alnum(pipeline)[:10]}{kind[:3]}{short_hash(pipeline, stack, kind, length=10)}"
-    assert 3 <= len(name) <= STORAGE_ACCOUNT_MAX and name.isalnum() and name.islower()
+def storage_account_name(pipeline: str, kind: str, suffix: str) -> str:
+    """e.g. 'txnscoringdat1a2b3c4d': readable prefix (<= 13) + kind (3) + the stack's random suffix (8)."""
+    name = f"{alnum(pipeline)[:STORAGE_ACCOUNT_MAX - 3 - SUFFIX_CHARS]}{kind[:3]}{suffix}"
+    assert 3 <= len(name) <= STORAGE_ACCOUNT_MAX and name.isalnum() and name.islower(), name
+    return name
+
+
+def host_account_name(pipeline: str, stage: str, suffix: str) -> str:
+    """A stage's own host-storage account: 'h' + a 4-hex hash of the stage keeps stages apart
+    within the 24 characters (pipeline prefix 11 + 'h' + 4 + suffix 8)."""
+    name = f"{alnum(pipeline)[:STORAGE_ACCOUNT_MAX - 5 - SUFFIX_CHARS]}h{short_hash(pipeline, stage, length=4)}{suffix}"
+    assert 3 <= len(name) <= STORAGE_ACCOUNT_MAX and name.isalnum() and name.islower(), name
     return name
 
 
@@ -50,24 +65,35 @@ def resource_group_name(pipeline: str, stack: str) -> str:
     return f"rg-{pipeline}-{stack}"
 
 
-def namespace_name(pipeline: str, stack: str) -> str:
-    """Event Hubs namespace: 6-50, letter first, letter/digit last, must not end in '-sb' or '-mgmt'."""
-    return _bounded(f"evhns-{pipeline}-{stack}", short_hash(pipeline, stack, "evhns", length=6), NAMESPACE_MAX)
+def namespace_name(pipeline: str, stack: str, suffix: str) -> str:
+    """Event Hubs namespace: 6-50, letter first, letter/digit last, must not end in '-sb' or '-mgmt'
+    (it ends in the hex suffix, so it never does)."""
+    return _bounded(f"evhns-{pipeline}-{stack}", suffix, NAMESPACE_MAX)
 
 
-def function_app_name(pipeline: str, stack: str, stage: str) -> str:
-    return _bounded(f"func-{pipeline}-{stack}-{stage}", short_hash(pipeline, stack, stage, length=6), FUNCTION_APP_MAX)
+def function_app_name(pipeline: str, stack: str, stage: str, suffix: str) -> str:
+    """Sites: 2-60, letters, digits and hyphens; the stage is kept whole (readable in the portal)."""
+    head = _bounded(f"func-{pipeline}-{stack}", short_hash(pipeline, stack, stage, length=4), FUNCTION_APP_MAX - len(stage) - len(suffix) - 2)
+    return f"{head}-{stage}-{suffix}"
 
 
-def host_id(app_name: str, stage: str) -> str:
-    """Explicit Functions host id (<= 32 chars). The default is the app name cut to 32 characters, which
-    collides when several apps share one host storage account and their names share a long prefix."""
-    return _bounded(stage, short_hash(app_name, length=10), HOST_ID_MAX)
+def plan_name(pipeline: str, stack: str, stage: str) -> str:
+    """Flex plans are scoped to the resource group, so no suffix is needed (1-60 characters)."""
+    return _bounded(f"plan-{pipeline}-{stack}-{stage}", short_hash(pipeline, stack, stage, length=6), FUNCTION_APP_MAX)
 
 
-def container_name(key: str) -> str:
-    """Stage outputs get 'out-<stage>' so a stage can never collide with 'raw', 'dead-letter' or 'artifacts'
-    and two-letter stage names still meet the 3-character minimum."""
+def host_id(pipeline: str, stack: str, stage: str) -> str:
+    """Explicit Functions host id (<= 32 chars, lowercase letters, digits and hyphens). The default is
+    the app name cut to 32 characters; each app has its own host storage, so this only keeps the id
+    stable and readable (it names the app's keys and leases in that storage)."""
+    return _bounded(stage, short_hash(pipeline, stack, stage, length=10), HOST_ID_MAX)
+
+
+def container_name(key: str, uploads: bool = False) -> str:
+    """Stage outputs get 'out-<stage>' and the uploads landing container 'in-<name>', so neither can collide
+    with 'raw', 'dead-letter' or 'artifacts' and two-letter names still meet the 3-character minimum."""
+    if uploads:
+        return f"in-{key}"
     return key if key in {"raw", "dead-letter", "artifacts"} else f"out-{key}"
 
 
@@ -100,6 +126,9 @@ _KNOWN: dict[str, tuple[str, str]] = {
     "azure-native:monitor:MetricAlert": ("ruleName", _RG + "Microsoft.Insights/metricAlerts/{name}"),
     "azure-native:monitor:ScheduledQueryRule": ("ruleName", _RG + "Microsoft.Insights/scheduledQueryRules/{name}"),
     "azure-native:resources:Deployment": ("deploymentName", _RG + "Microsoft.Resources/deployments/{name}"),
+    "azure-native:storage:BlobServiceProperties": ("blobServicesName", _RG + "Microsoft.Storage/storageAccounts/{accountName}/blobServices/{name}"),
+    "azure-native:web:WebAppFtpAllowed": ("name", _RG + "Microsoft.Web/sites/{name}/basicPublishingCredentialsPolicies/ftp"),
+    "azure-native:web:WebAppScmAllowed": ("name", _RG + "Microsoft.Web/sites/{name}/basicPublishingCredentialsPolicies/scm"),
 }
 
 
@@ -119,11 +148,21 @@ def mock_resource(type_: str, logical: str, inputs: Mapping[str, Any], location:
     outputs: dict[str, Any] = dict(inputs)
     fields = {k: v for k, v in inputs.items() if isinstance(v, str)}
     fields.update(sub=MOCK_SUBSCRIPTION, rg=str(inputs.get("resourceGroupName", "")))
+    if type_ == RANDOM_ID:
+        # Deterministic offline stand-in for the random suffix (a real deploy draws it once per stack).
+        digest = hashlib.sha256(logical.encode()).digest()[: int(inputs.get("byteLength", SUFFIX_BYTES))]
+        outputs.update(hex=digest.hex(), dec=str(int.from_bytes(digest, "big")), b64Url=digest.hex())
+        return f"{logical}-id", outputs
     if type_ == "azure-native:authorization:RoleAssignment":
         name = str(inputs.get("roleAssignmentName") or mock_uuid(logical))
         outputs["name"] = name
         rid = f"{inputs.get('scope', '')}/providers/Microsoft.Authorization/roleAssignments/{name}"
         outputs["id"] = rid
+        return rid, outputs
+    if type_ == "azure-native:authorization:RoleDefinition":
+        guid = str(inputs.get("roleDefinitionId") or mock_uuid(logical))
+        rid = f"{inputs.get('scope', '')}/providers/Microsoft.Authorization/roleDefinitions/{guid}"
+        outputs.update(name=guid, id=rid)
         return rid, outputs
     if type_ not in _KNOWN:
         return f"{logical}-id", outputs

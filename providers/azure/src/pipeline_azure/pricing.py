@@ -12,9 +12,13 @@ The formulas follow how each service bills (sources on every price in the sheet)
   instances are configured, so there is no baseline charge.
 * Event Grid: every BlobCreated the data account raises is an ingress operation of the system topic
   (filters do not reduce ingress), every delivery to an object stage another; first 100,000 free.
-* Blob storage (Hot LRS, data account): GB-months at steady state from each container's retention;
-  write operations (one per Capture file, one per stage output); read operations (object stages);
-  Functions host operations (Event Hubs checkpoints and partition leases).
+* Blob storage (Hot ZRS, data account): GB-months at steady state from each container's retention,
+  plus the soft-deleted copy each expired blob leaves for `SOFT_DELETE_DAYS`; write operations (one
+  per Capture file, upload, stage output, watermark); read operations (object stages, schedules over
+  accumulated outputs); list operations (a schedule with `from` walks its source prefix each run);
+  Functions host operations (Event Hubs checkpoints and partition leases, in each app's host storage).
+* HTTP stages: the same Flex meters (one execution per request); the execution meter is the
+  per-request price.
 * Log Analytics (workspace-based Application Insights): GB ingested; first 5 GB per billing account free.
 * Alerts: log search rules per rule-month (5-minute frequency), metric alerts per monitored time series.
 
@@ -40,10 +44,12 @@ from pipeline.cost import (
     output_rows_per_month,
     records_per_month,
     stored_gb_months,
+    uploads_per_month,
 )
-from pipeline.sizing import Sizing, StreamSizing
+from pipeline.sizing import Sizing, StageSizing, StreamSizing
 from pipeline.spec.model import PipelineSpec, StageSpec
 from pipeline_azure import functions, stream
+from pipeline_azure.platform import SOFT_DELETE_DAYS
 
 PRICES = Path(__file__).with_name("prices.json")
 
@@ -63,6 +69,9 @@ AVRO_OVERHEAD_BYTES_PER_EVENT = 120
 # columns), the host's "Executing"/"Executed" AppTraces rows and the runtime's one summary log line.
 TELEMETRY_BYTES_PER_INVOCATION = 3 * 1024
 HOST_LEASE_RENEWALS_PER_PARTITION_S = 1 / 10  # the Event Hubs processor renews each partition lease about every 10 s
+SINGLE_PUT_BYTES = 64 * 1024 * 1024  # azure-storage-blob max_single_put_size default
+BLOCK_BYTES = 4 * 1024 * 1024  # azure-storage-blob max_block_size default
+LIST_PAGE = 5000  # List Blobs returns at most 5,000 blobs per call
 
 
 class _Grant:
@@ -89,20 +98,6 @@ def per_unit(price: Price, per: float, unit: str) -> Price:
 def billable_events(records: float, record_bytes: int) -> float:
     """Event Hubs ingress events: one per started 64 KB of each event."""
     return records * max(1, math.ceil(record_bytes / EVENT_BILLING_BYTES))
-
-
-def effective_batch(stage: StageSpec, records_per_second: float, partitions: int, duration_s: float) -> float:
-    """Events per invocation of an Event Hubs-triggered stage.
-
-    The trigger reads each partition separately and runs one batch per partition at a time. With a
-    batching window the backend sets minEventBatchSize = maxEventBatchSize = batch_size and
-    maxWaitTime = window, so a batch closes when it is full or the window has passed; without one,
-    a batch holds what arrived while the previous batch ran. Either way a batch is what one partition
-    receives in max(window, run time), at least one event and at most batch_size."""
-    assert stage.trigger.stream is not None
-    per_partition = records_per_second / max(1, partitions)
-    fill_s = max(stage.trigger.stream.max_batching_window_s, duration_s)
-    return min(float(stage.trigger.stream.batch_size), max(1.0, per_partition * fill_s))
 
 
 def flex_billed_seconds(invocations: float, duration_s: float) -> float:
@@ -139,37 +134,108 @@ class _Stage:
     """What the estimate needs of one stage."""
 
     spec: StageSpec
-    invocations: float
+    sized: StageSizing
     memory_mb: int
-    duration_s: float
-    batch: float | None  # events per invocation (stream stages)
+
+    @property
+    def invocations(self) -> float:
+        return self.sized.invocations_per_month
+
+    @property
+    def duration_s(self) -> float:
+        return self.sized.invocation_ms / 1000
 
 
 def _stages(spec: PipelineSpec, sizing: Sizing) -> list[_Stage]:
-    result = []
-    for stage in spec.stages:
-        sized = sizing.stages[stage.name]
-        memory = functions.flex_memory(stage.memory_mb) or functions.FLEX_MEMORY_MB[-1]  # check() rejects larger sizes
-        batch = sized.records_per_invocation if stage.trigger.stream else None
-        result.append(_Stage(stage, sized.invocations_per_month, memory, sized.invocation_ms / 1000, batch))
-    return result
+    return [_Stage(stage, sizing.stages[stage.name], functions.flex_memory(stage.memory_mb) or functions.FLEX_MEMORY_MB[-1])
+            for stage in spec.stages]  # check() rejects sizes above the largest instance
+
+
+def write_operations(object_bytes: float) -> float:
+    """Blob write operations for one upload: a single Put Blob up to the SDK's 64 MiB single-put limit,
+    otherwise one Put Block per 4 MiB block plus Put Block List (azure-storage-blob defaults)."""
+    if object_bytes <= SINGLE_PUT_BYTES:
+        return 1.0
+    return math.ceil(object_bytes / BLOCK_BYTES) + 1.0
+
+
+def list_calls(objects_kept: float) -> float:
+    """List Blobs calls to walk a prefix holding `objects_kept` blobs (5,000 per page)."""
+    return max(1.0, math.ceil(objects_kept / LIST_PAGE))
+
+
+class _Storage:
+    """Blob lines of the data account (ZRS): storage at steady state, soft-deleted copies after expiry, operations."""
+
+    def __init__(self, est: CostEstimate, sheet: PriceSheet):
+        self.est = est
+        self.stored = sheet["blob_hot_zrs_stored"]
+        self.writes = per_unit(sheet["blob_hot_zrs_write_ops"], 1e4, "operation")
+        self.reads = per_unit(sheet["blob_hot_zrs_read_ops"], 1e4, "operation")
+        self.lists = per_unit(sheet["blob_hot_zrs_list_ops"], 1e4, "operation")
+        self.other = per_unit(sheet["blob_hot_other_ops"], 1e4, "operation")
+        self.blob_created = 0.0  # BlobCreated events the data account publishes (Event Grid ingress)
+
+    def keep(self, role: str, what: str, bytes_month: float, days: int) -> None:
+        self.est.add(role, f"Blob Hot ZRS storage ({what})", stored_gb_months(bytes_month, days), self.stored,
+                     note=f"{bytes_month / GB:,.2f} GB a month kept {days} days")
+        # Lifecycle deletion with soft delete on: each expired blob stays (billed) SOFT_DELETE_DAYS more.
+        self.est.add(role, f"Blob Hot ZRS storage (soft-deleted {what}, {SOFT_DELETE_DAYS} days after expiry)",
+                     stored_gb_months(bytes_month, SOFT_DELETE_DAYS), self.stored,
+                     note="soft delete keeps expired, deleted or overwritten blobs recoverable for a week")
+
+    def write(self, role: str, what: str, operations: float, creates: float) -> None:
+        self.est.add(role, f"Blob write operations ({what})", operations, self.writes)
+        self.blob_created += creates
 
 
 def estimate(spec: PipelineSpec, full: Sizing, free_tier: bool, sheet: PriceSheet | None = None) -> CostEstimate:
-    """The monthly estimate of the plan the backend builds for `spec` with `sizing`.
+    """The monthly estimate of the plan the backend builds for `spec` with `full` (its sizing).
 
     Raises the core's PipelineError when the location has no price sheet (never a silent zero)."""
     location = str(spec.clouds.azure.location)
     sheet = sheet or load_price_sheet(PRICES, "Azure", location)
     est = CostEstimate("azure", location, free_tier)
     stages = _stages(spec, full)
+    blobs = _Storage(est, sheet)
+
+    if spec.stream is not None and full.stream is not None:
+        _stream_lines(est, spec, full.stream, sheet, blobs)
+    files, upload_bytes = uploads_per_month(spec)
+    if spec.uploads is not None:
+        name = spec.uploads.name
+        per_file = upload_bytes / files if files else 0.0
+        blobs.keep(f"{name}-bucket", "uploaded files", upload_bytes, spec.storage.uploads_days)
+        blobs.write(f"{name}-bucket", "producers upload files", files * write_operations(per_file), files)
+
+    gb_s_grant, exec_grant = _Grant(FLEX_FREE_GB_S), _Grant(FLEX_FREE_EXECUTIONS)
+    for st in stages:
+        _stage_lines(est, spec, st, full, sheet, blobs, gb_s_grant, exec_grant)
+
+    # ---- Event Grid: the data account's system topic exists only with an object stage ------------------
+    object_stages = [st for st in stages if st.spec.trigger.objects]
+    if object_stages:
+        ops = per_unit(sheet["eventgrid_operations"], 1e6, "operation")
+        grid_grant = _Grant(EVENT_GRID_FREE_OPERATIONS)
+        published = event_grid_operations(blobs.blob_created, 0)
+        est.add("platform", "Event Grid operations (BlobCreated published by the data account)", published, ops,
+                free=grid_grant.take(published),
+                note="every blob created in the data account (Capture files, uploads, stage outputs) is published; filters only limit delivery")
+        for st in object_stages:
+            est.add(f"{st.spec.name}-trigger", "Event Grid operations (deliveries)", st.invocations, ops, free=grid_grant.take(st.invocations),
+                    note="one delivery per source object; retries (failures) not included")
+
+    _observability_lines(est, spec, stages, sheet)
+    est.assumptions.extend(_assumptions(spec, full.stream, free_tier))
+    est.unpriced.extend(UNPRICED)
+    return est
+
+
+def _stream_lines(est: CostEstimate, spec: PipelineSpec, sizing: StreamSizing, sheet: PriceSheet, blobs: _Storage) -> None:
+    assert spec.stream is not None
     work = spec.workload
-    assert full.stream is not None  # TODO(uploads-only pipelines): price without a stream
-    sizing = full.stream
     tus = sizing.units
     records = records_per_month(spec)
-
-    # ---- stream ------------------------------------------------------------------------------
     est.add("stream", "Event Hubs Standard throughput units", tus * HOURS_PER_MONTH, sheet["eventhubs_standard_tu"],
             note=f"{tus} TU x {HOURS_PER_MONTH} h (auto-inflate off)")
     per_event = max(1, math.ceil(work.record_bytes / EVENT_BILLING_BYTES))
@@ -181,110 +247,111 @@ def estimate(spec: PipelineSpec, full: Sizing, free_tier: bool, sheet: PriceShee
     if excess_gb > 0:
         est.add("stream", "Event Hubs storage above the included 84 GB per TU", excess_gb, sheet["blob_hot_lrs_stored"],
                 note=f"{retained_gb:,.1f} GB kept for {spec.stream.retention_hours} h - {RETENTION_GB_PER_TU * tus} GB included; "
-                     "billed at the LRS blob rate per the Event Hubs pricing FAQ (rate tier not verified)")
-
-    # ---- raw archive (Capture) ------------------------------------------------------------------
-    writes = per_unit(sheet["blob_hot_lrs_write_ops"], 1e4, "operation")
-    reads = per_unit(sheet["blob_hot_read_ops"], 1e4, "operation")
-    other = per_unit(sheet["blob_hot_other_ops"], 1e4, "operation")
-    blob_created = 0.0  # BlobCreated events the data account raises (Event Grid ingress)
+                     "billed at the LRS blob rate per the Event Hubs pricing FAQ")
     if spec.stream.archive:
         est.add("raw-archive", "Event Hubs Capture", tus * HOURS_PER_MONTH, sheet["eventhubs_standard_capture"],
                 note=f"{tus} TU x {HOURS_PER_MONTH} h")
         raw_bytes = bytes_per_month(spec) + records * AVRO_OVERHEAD_BYTES_PER_EVENT
-        est.add("raw-bucket", "Blob Hot LRS storage (Capture Avro files)", stored_gb_months(raw_bytes, spec.storage.raw_days),
-                sheet["blob_hot_lrs_stored"],
-                note=f"{spec.storage.raw_days} days kept; Avro adds ~{AVRO_OVERHEAD_BYTES_PER_EVENT} B per event (estimate)")
+        blobs.keep("raw-bucket", "Capture Avro files", raw_bytes, spec.storage.raw_days)
         files = capture_files(spec, sizing)
-        est.add("raw-bucket", "Blob write operations (Capture files)", files, writes,
-                note=f"one file per partition per {stream.CAPTURE_INTERVAL_S} s window x {sizing.partitions} partitions; "
-                     "Capture may commit a file in several blocks (more writes)")
-        blob_created += files
+        blobs.write("raw-bucket", f"Capture files: one per partition per {stream.CAPTURE_INTERVAL_S} s window x {sizing.partitions} partitions",
+                    files, files)
 
-    # ---- stages ---------------------------------------------------------------------------------
-    gb_s_grant, exec_grant = _Grant(FLEX_FREE_GB_S), _Grant(FLEX_FREE_EXECUTIONS)
-    for st in stages:
-        name, role = st.spec.name, f"{st.spec.name}-function"
-        billed_s = flex_billed_seconds(st.invocations, st.duration_s)
-        gbs = gb_seconds(st.memory_mb, billed_s)
-        how = (f"{st.invocations:,.0f} invocations x {st.duration_s * 1000:,.0f} ms at the {st.memory_mb} MB instance size "
-               f"(spec asks {st.spec.memory_mb} MB); {billed_s:,.0f} instance-s billed")
-        est.add(role, "Flex Consumption on-demand execution time", gbs, sheet["flex_on_demand_execution_time"], free=gb_s_grant.take(gbs), note=how)
-        est.add(role, "Flex Consumption on-demand executions", st.invocations, per_unit(sheet["flex_on_demand_executions"], 1e6, "execution"),
-                free=exec_grant.take(st.invocations), note=_invocation_note(st))
 
-        # Outputs: one object per invocation, each output row ~ one input record in size (assumed).
+def _stage_lines(est: CostEstimate, spec: PipelineSpec, st: _Stage, full: Sizing, sheet: PriceSheet, blobs: _Storage,
+                 gb_s_grant: _Grant, exec_grant: _Grant) -> None:
+    name, role = st.spec.name, f"{st.spec.name}-function"
+    billed_s = flex_billed_seconds(st.invocations, st.duration_s)
+    gbs = gb_seconds(st.memory_mb, billed_s)
+    how = (f"{st.invocations:,.0f} invocations x {st.duration_s * 1000:,.0f} ms at the {st.memory_mb} MB instance size "
+           f"(spec asks {st.spec.memory_mb} MB); {billed_s:,.0f} instance-s billed")
+    est.add(role, "Flex Consumption on-demand execution time", gbs, sheet["flex_on_demand_execution_time"], free=gb_s_grant.take(gbs), note=how)
+    est.add(role, "Flex Consumption on-demand executions", st.invocations, per_unit(sheet["flex_on_demand_executions"], 1e6, "execution"),
+            free=exec_grant.take(st.invocations), note=_invocation_note(st))
+
+    work = spec.workload
+    rows = output_rows_per_month(st.sized)
+    objects = st.sized.output_objects_per_month
+    if objects > 0:
         consumed = bool(spec.consumers_of(name))
         days = spec.storage.intermediate_days if consumed else spec.storage.final_days
-        rows = output_rows_per_month(full.stages[name])
-        out_bytes = rows * work.record_bytes
-        est.add(f"{name}-bucket", "Blob Hot LRS storage (stage outputs)", stored_gb_months(out_bytes, days), sheet["blob_hot_lrs_stored"],
-                note=f"{rows:,.0f} rows of ~{work.record_bytes} B a month, kept {days} days")
-        est.add(f"{name}-bucket", "Blob write operations (one output object per invocation)", st.invocations, writes)
-        blob_created += st.invocations
+        # Each output row is assumed to be about one input record in size.
+        blobs.keep(f"{name}-bucket", "stage outputs", rows * work.record_bytes, days)
+        blobs.write(f"{name}-bucket", "one output object per invocation", objects, objects)
 
-        if st.spec.trigger.objects:
-            source = st.spec.trigger.objects.from_stage
-            est.add(f"{source}-bucket", f"Blob read operations (stage {name} reads each object)", st.invocations, reads)
-        if st.spec.trigger.stream:
-            # The Functions host checkpoints every batch (batchCheckpointFrequency 1) and renews partition leases.
-            host_ops = st.invocations + sizing.partitions * HOST_LEASE_RENEWALS_PER_PARTITION_S * SECONDS_PER_MONTH
-            est.add(f"{name}-trigger", "Host storage operations (checkpoints, partition leases)", host_ops, other,
-                    note="one checkpoint per batch + a lease renewal per partition every ~10 s; meter class not verified")
+    trigger = st.spec.trigger
+    source = trigger.source
+    if trigger.objects and source:
+        est.add(f"{source}-bucket", f"Blob read operations (stage {name} reads each object)", st.invocations, blobs.reads)
+    if trigger.schedule and source:
+        # Each run lists the source prefix (everything it still keeps), reads the new objects, reads and writes its watermark.
+        kept_days = spec.storage.uploads_days if source == spec.uploads_name else (
+            spec.storage.intermediate_days if spec.consumers_of(source) else spec.storage.final_days)
+        objects_per_s = (work.uploads.files_per_hour / 3600) if source == spec.uploads_name else full.stages[source].output_objects_per_second
+        kept = objects_per_s * kept_days * 86_400
+        est.add(f"{source}-bucket", f"Blob list operations (stage {name} lists the prefix each run)",
+                st.invocations * list_calls(kept), blobs.lists, note=f"~{kept:,.0f} objects kept, 5,000 per List Blobs page")
+        est.add(f"{source}-bucket", f"Blob read operations (stage {name} reads each new object)", objects_per_s * SECONDS_PER_MONTH, blobs.reads)
+        est.add(f"{name}-bucket", f"Blob operations (stage {name} reads and advances its watermark)", st.invocations, blobs.reads)
+        blobs.write(f"{name}-bucket", "watermark after each run", st.invocations, st.invocations)
+    if trigger.stream and full.stream is not None:
+        # The Functions host checkpoints every batch (batchCheckpointFrequency 1) and renews partition leases, in the app's host storage.
+        host_ops = st.invocations + full.stream.partitions * HOST_LEASE_RENEWALS_PER_PARTITION_S * SECONDS_PER_MONTH
+        est.add(f"{name}-trigger", "Host storage operations (checkpoints, partition leases)", host_ops, blobs.other,
+                note="one checkpoint (blob metadata update) per batch + a lease renewal per partition every ~10 s")
 
-    # ---- Event Grid: the data account's system topic exists only with an object stage ------------------
-    object_stages = [st for st in stages if st.spec.trigger.objects]
-    if object_stages:
-        ops = per_unit(sheet["eventgrid_operations"], 1e6, "operation")
-        grid_grant = _Grant(EVENT_GRID_FREE_OPERATIONS)
-        published = event_grid_operations(blob_created, 0)
-        est.add("platform", "Event Grid operations (BlobCreated published by the data account)", published, ops,
-                free=grid_grant.take(published),
-                note="every blob created in the data account (Capture files, all stage outputs) is published; filters only limit delivery")
-        for st in object_stages:
-            est.add(f"{st.spec.name}-trigger", "Event Grid operations (deliveries)", st.invocations, ops, free=grid_grant.take(st.invocations),
-                    note="one delivery per source object; retries (failures) not included")
 
-    # ---- observability --------------------------------------------------------------------------
+def _observability_lines(est: CostEstimate, spec: PipelineSpec, stages: list[_Stage], sheet: PriceSheet) -> None:
     log_grant = _Grant(LOG_FREE_GB)
     for st in stages:
         gb = st.invocations * TELEMETRY_BYTES_PER_INVOCATION / GB
         est.add("observability", f"Log Analytics ingestion (telemetry of {st.spec.name})", gb, sheet["log_analytics_ingestion"],
                 free=log_grant.take(gb), note=f"~{TELEMETRY_BYTES_PER_INVOCATION // 1024} KB per invocation (assumed), no sampling")
-    log_rules = len(stages) + sum(1 for st in stages if not st.spec.trigger.objects)  # errors per stage + log dead-letter alerts
-    metric_series = 1 + len(object_stages)  # stream throttling + Event Grid dead letters per object stage
+    log_rules = 2 * len(stages)  # errors + runtime dead letters, per stage
+    metric_series = (1 if spec.stream is not None else 0) + sum(1 for st in stages if st.spec.trigger.objects)
     est.add("observability", "Log search alert rules (5-minute frequency)", log_rules, sheet["monitor_log_alert_5min"])
-    est.add("observability", "Metric alert time series", metric_series, sheet["monitor_metric_alert_series"])
-
-    est.assumptions.extend(_assumptions(spec, sizing, stages, free_tier))
-    return est
+    if metric_series:
+        est.add("observability", "Metric alert time series", metric_series, sheet["monitor_metric_alert_series"])
 
 
 def _invocation_note(st: _Stage) -> str:
     trigger = st.spec.trigger
-    if trigger.stream and st.batch is not None:
-        return (f"Event Hubs trigger: effective batch {st.batch:,.1f} events (batch_size {trigger.stream.batch_size}, "
+    if trigger.stream:
+        return (f"Event Hubs trigger: {st.sized.records_per_invocation:,.1f} events per batch (batch_size {trigger.stream.batch_size}, "
                 f"window {trigger.stream.max_batching_window_s} s, per partition)")
     if trigger.objects:
-        return f"one invocation per object stage {trigger.objects.from_stage} writes (Event Grid, one event per delivery)"
+        return f"one invocation per object of {trigger.objects.from_stage} (Event Grid, one event per delivery)"
+    if trigger.http:
+        return f"one invocation per HTTP request ({st.sized.records_per_invocation:,.0f} rows each)"
     return f"timer: {st.invocations:,.1f} runs a month"
 
 
-def _assumptions(spec: PipelineSpec, sizing: StreamSizing, stages: list[_Stage], free_tier: bool) -> list[str]:
-    notes = [
-        f"a month is {HOURS_PER_MONTH} hours ({SECONDS_PER_MONTH:,} s), as Azure's calculator assumes",
-        f"steady workload: {spec.workload.records_per_second:,.0f} records/s of {spec.workload.record_bytes} B; stream sized at "
-        f"{sizing.units} TU, {sizing.partitions} partitions",
+UNPRICED = [
+    "artifacts account (ZRS): code packages and model files, a few MB per stage - cents a month",
+    "host storage accounts (one per stage): the host's keys, leases and timer state - a few KB; stream stages' checkpoint "
+    "and lease operations are priced",
+    "retries, redeliveries, dead letters and the soft-deleted copies overwrites leave behind (failures only)",
+    "Internet egress of HTTP responses (the first 100 GB a month are free) and Event Grid dead-letter writes",
+    "identities, role assignments, custom roles, Flex plans, the resource group and action group: no charge",
+    "alert notifications (e-mails and webhooks: the first 1,000 e-mails and 100,000 webhooks a month are free)",
+]
+
+
+def _assumptions(spec: PipelineSpec, sizing: StreamSizing | None, free_tier: bool) -> list[str]:
+    notes = [f"a month is {HOURS_PER_MONTH} hours ({SECONDS_PER_MONTH:,} s), as Azure's calculator assumes"]
+    if sizing is not None:
+        notes.append(f"steady workload: {spec.workload.records_per_second:,.0f} records/s of {spec.workload.record_bytes} B; stream sized at "
+                     f"{sizing.units} TU, {sizing.partitions} partitions")
+    notes += [
         "Flex Consumption on demand only: no always-ready instances are configured, so no baseline charge; "
         "instance memory is the Flex size the backend configures (512/2048/4096 MB), not the spec's memory_mb",
         "Flex billed time assumes one instance carries a sparse stage; the Event Hubs trigger may spread partitions over "
         "several instances, each with its own 1 s minimum periods",
-        "each output row is about one input record in size; one output object per invocation",
+        "storage is Hot ZRS (three zones, like S3 Standard and GCS regional buckets); each output row is about one input record "
+        "in size; one output object per invocation",
         "no failures: retries, dead letters and Event Grid redeliveries are not priced",
         f"telemetry ~{TELEMETRY_BYTES_PER_INVOCATION // 1024} KB per invocation (assumed); Log Analytics retention is the "
         "included 31 days (30 configured)",
-        "not priced (negligible or free): the functions storage account's code packages and model artifacts, "
-        "the resource group, identities, role assignments, Flex plans themselves, egress within the region",
     ]
     if free_tier:
         notes.append("free grants applied once per subscription/billing account: Flex 100,000 GB-s + 250,000 executions, "

@@ -8,36 +8,48 @@
 `build_app()` binds the trigger the stage's app settings name (PIPELINE_TRIGGER):
 
 * stream: Event Hubs, `cardinality="many"`, with the stage's retry policy. The Event Hubs trigger
-  checkpoints whether or not the function threw, so per-event isolation matters most here:
-  poison events are dead-lettered by the runtime; a transient failure raises, and the retry
-  policy re-runs the same batch (same partition and sequence range, so the same output key).
-* objects: Event Grid `Microsoft.Storage.BlobCreated` (Event Grid retries and dead-letters).
-* schedule: timer (NCRONTAB from PIPELINE_SCHEDULE), named by the minute it fired.
+  checkpoints whether or not the function threw, so a batch that still fails on the policy's last
+  attempt (`context.retry_context`) is written to the dead-letter container here, before the host
+  checkpoints past it; earlier attempts raise so the policy re-runs the same batch (same partition
+  and sequence range, so the same output key). Poison records are dead-lettered one by one.
+* objects: Event Grid `Microsoft.Storage.BlobCreated` (stage outputs or uploaded files; Event Grid
+  retries and dead-letters the event itself).
+* schedule: timer (NCRONTAB from PIPELINE_SCHEDULE), named by the scheduled occurrence it runs for,
+  so a late or retried run reads and writes exactly what the on-time run would have; its last
+  attempt dead-letters the run.
+* http: POST rows (JSON array or JSON lines), answered with the handler's rows; authLevel FUNCTION.
 
-`process_events`, `process_blob_created` and `process_timer` take event-shaped objects, so they
-run (and are tested) without `azure.functions`, which is imported only by `build_app()`.
-Storage: azure-storage-blob with `DefaultAzureCredential` (the stage's user-assigned identity via
-AZURE_CLIENT_ID); a connection string in PIPELINE_DATA_CONNECTION_STRING wins (Azurite, tests).
+`process_*` take event-shaped objects, so they run (and are tested) without `azure.functions`,
+which is imported only by `build_app()`. Storage: azure-storage-blob with `DefaultAzureCredential`
+(the stage's user-assigned identity via AZURE_CLIENT_ID); a connection string in
+PIPELINE_DATA_CONNECTION_STRING wins (Azurite, tests). The runtime's JSON log lines go through
+Python `logging`, which the Functions worker forwards to Application Insights (AppTraces), where the
+dead-letter alert finds them (see observability.py).
 """
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from pipeline.runtime import keys
 from pipeline.runtime.entry import cached_runner, tick_name, wanted
+from pipeline.runtime.errors import BatchFailedError
 from pipeline.runtime.invoke import BatchResult, StageRunner
 from pipeline.runtime.records import Record
 
 if TYPE_CHECKING:
-    from datetime import datetime
+    from pipeline.runtime.logs import JsonLogger
 
 BLOB_CREATED = "Microsoft.Storage.BlobCreated"
+LOGGER_NAME = "pipeline"
 
 
 class BlobStore:
-    """ObjectStore over Blob Storage: bucket = container. Uploading a block blob with overwrite is atomic."""
+    """ListingStore over Blob Storage: bucket = container. Uploading a block blob with overwrite is atomic."""
 
     def __init__(self, account_url: str | None = None, connection_string: str | None = None, client: Any = None) -> None:
         if client is None:
@@ -62,6 +74,33 @@ class BlobStore:
 
         self.client.get_blob_client(bucket, key).upload_blob(data, overwrite=True, content_settings=ContentSettings(content_type="application/x-ndjson"))
 
+    def list(self, bucket: str, prefix: str) -> Iterator[tuple[str, float]]:
+        """(name, last modified epoch) under `prefix`: List Blobs with the prefix parameter, which is what the
+        stage's role assignment condition allows (`iam.list_condition`)."""
+        for blob in self.client.get_container_client(bucket).list_blobs(name_starts_with=prefix):
+            yield blob.name, blob.last_modified.timestamp()
+
+
+class LoggingStream:
+    """A text stream for the runtime's JsonLogger that hands each JSON line to Python `logging`
+    (level from the line), which the Functions Python worker forwards to the host and Application Insights."""
+
+    LEVELS = {'"level": "ERROR"': logging.ERROR, '"level": "CRITICAL"': logging.CRITICAL,
+              '"level": "WARNING"': logging.WARNING, '"level": "DEBUG"': logging.DEBUG}
+
+    def __init__(self, logger: logging.Logger | None = None) -> None:
+        self.logger = logger or logging.getLogger(LOGGER_NAME)
+
+    def write(self, text: str) -> int:
+        for line in text.splitlines():
+            if line.strip():
+                level = next((lvl for marker, lvl in self.LEVELS.items() if marker in line), logging.INFO)
+                self.logger.log(level, line)
+        return len(text)
+
+    def flush(self) -> None:
+        """Nothing is buffered."""
+
 
 def _data_store() -> BlobStore:
     return BlobStore(os.environ.get("PIPELINE_DATA_BLOB_ENDPOINT"), os.environ.get("PIPELINE_DATA_CONNECTION_STRING"))
@@ -75,9 +114,30 @@ def _artifact_store() -> BlobStore:
 def runner() -> StageRunner:
     """The app's code root is the folder of function_app.py (the working directory on Azure)."""
     root = os.environ.get("AzureWebJobsScriptRoot")  # noqa: SIM112 - the host sets this exact name
-    return cached_runner(_data_store, root, model_store=_artifact_store)
+    stage = cached_runner(_data_store, root, model_store=_artifact_store)
+    log: JsonLogger = stage.logger
+    if not isinstance(getattr(log, "_stream", None), LoggingStream):
+        log._stream = LoggingStream()  # type: ignore[assignment]  # write() and flush() are all JsonLogger uses; shared with the handler context
+    return stage
 
 
+def last_attempt(context: Any) -> bool:
+    """Whether this is the retry policy's last attempt (`retry_count` counts from 0 to `max_retry_count`;
+    https://learn.microsoft.com/azure/azure-functions/functions-bindings-error-pages). Without an invocation
+    context (called outside the host) the caller retries: not the last. A context without a retry context
+    (no policy) gets no other attempt: the last."""
+    if context is None:
+        return False
+    retry = getattr(context, "retry_context", None)
+    if retry is None:
+        return True
+    try:
+        return int(retry.retry_count) >= int(retry.max_retry_count)
+    except (TypeError, ValueError):
+        return True
+
+
+# ---- stream --------------------------------------------------------------------------------------
 def _partition(events: list[Any]) -> str:
     """The partition id the batch came from: in the trigger metadata of a `many` batch."""
     metadata = getattr(events[0], "metadata", None) or {}
@@ -95,17 +155,26 @@ def event_record(event: Any, partition: str) -> Record:
     )
 
 
-def process_events(events: list[Any]) -> BatchResult | None:
-    """Event Hubs trigger, cardinality many: one partition, a contiguous sequence range."""
+def process_events(events: list[Any], context: Any = None) -> BatchResult | None:
+    """Event Hubs trigger, cardinality many: one partition, a contiguous sequence range.
+
+    A whole-batch failure raises for the retry policy, except on its last attempt: then the batch is
+    dead-lettered (the host checkpoints past it either way) and the invocation succeeds."""
     if not events:
         return None
     stage = runner()
     partition = _partition(events)
     records = [event_record(event, partition) for event in events]
-    first, last = events[0].sequence_number, events[-1].sequence_number
-    return stage.run_stream(records, keys.stream_batch(partition, int(first), int(last)))
+    batch_id = keys.stream_batch(partition, int(events[0].sequence_number), int(events[-1].sequence_number))
+    try:
+        return stage.run_stream(records, batch_id)
+    except BatchFailedError as exc:
+        if not last_attempt(context):
+            raise
+        return stage.dead_letter_all(batch_id, [r.data for r in records], [r.describe() for r in records], exc.cause or exc)
 
 
+# ---- objects (stage outputs and uploads) -----------------------------------------------------------
 def blob_location(event: Any) -> tuple[str, str]:
     """(container, blob name) from the event subject `/blobServices/default/containers/C/blobs/NAME` or the data url."""
     subject = getattr(event, "subject", "") or ""
@@ -122,7 +191,8 @@ def blob_location(event: Any) -> tuple[str, str]:
 
 
 def process_blob_created(event: Any) -> BatchResult | None:
-    """Event Grid BlobCreated (EventGridSchema). Raises to have Event Grid retry it."""
+    """Event Grid BlobCreated (EventGridSchema): a stage's output object or an uploaded file (JSON lines,
+    gzip or not, any name under the uploads prefix). Raises to have Event Grid retry it."""
     stage = runner()
     if getattr(event, "event_type", BLOB_CREATED) != BLOB_CREATED:
         return None
@@ -134,24 +204,72 @@ def process_blob_created(event: Any) -> BatchResult | None:
     return stage.run_object(container, name, generation=etag)
 
 
-def process_timer(timer: Any = None, now: datetime | None = None) -> BatchResult:
-    """Timer trigger: one run named by the minute it fired (a retry of the same firing reuses it)."""
-    from datetime import datetime
+# ---- schedule -----------------------------------------------------------------------------------
+def _field_matches(expr: str, value: int) -> bool:
+    """One NCRONTAB field as `triggers.ncrontab` writes them: '*', '*/n' or a list of numbers."""
+    if expr == "*":
+        return True
+    if expr.startswith("*/"):
+        return value % int(expr[2:]) == 0
+    return value in {int(part) for part in expr.split(",")}
 
-    moment = (now or datetime.now().astimezone()).replace(second=0, microsecond=0)
-    return runner().run_schedule(tick_name(moment))
+
+def scheduled_time(ncrontab: str, now: datetime, horizon_days: int = 32) -> datetime:
+    """The latest occurrence of the six-field NCRONTAB `ncrontab` at or before `now` (UTC, whole minutes):
+    the run a timer invocation stands for, even when it fires late or is retried."""
+    second, minute, hour, day, month, weekday = ncrontab.split()
+    moment = now.astimezone(UTC).replace(second=int(second) if second.isdigit() else 0, microsecond=0)
+    if moment > now:
+        moment -= timedelta(minutes=1)
+    for _ in range(horizon_days * 24 * 60):
+        if (_field_matches(minute, moment.minute) and _field_matches(hour, moment.hour) and _field_matches(day, moment.day)
+                and _field_matches(month, moment.month) and _field_matches(weekday, (moment.weekday() + 1) % 7)):
+            return moment
+        moment -= timedelta(minutes=1)
+    return now.astimezone(UTC).replace(second=0, microsecond=0)  # pragma: no cover - every schedule fires within a month
 
 
-def _stream_stage(events: list[Any]) -> None:
-    process_events(events)
+def process_timer(timer: Any = None, now: datetime | None = None, context: Any = None) -> BatchResult:
+    """Timer trigger: one run named by its scheduled occurrence; the policy's last failing attempt
+    dead-letters the run (its name and error) instead of raising again."""
+    stage = runner()
+    moment = now or datetime.now(UTC)
+    expression = os.environ.get("PIPELINE_SCHEDULE", "")
+    tick = tick_name(scheduled_time(expression, moment) if expression else moment.replace(second=0, microsecond=0))
+    try:
+        return stage.run_schedule(tick)
+    except BatchFailedError as exc:
+        if not last_attempt(context):
+            raise
+        return stage.dead_letter_all(keys.schedule_batch(tick), [], [], exc.cause or exc)
+
+
+# ---- http ---------------------------------------------------------------------------------------
+def process_http(body: bytes, content_type: str = "") -> tuple[int, dict[str, Any]]:
+    """POST rows -> (status, JSON body) from `StageRunner.run_http` (200 rows, 400 bad body, 500 retryable)."""
+    return runner().run_http(body, content_type)
+
+
+# ---- the function app ------------------------------------------------------------------------------
+def _stream_stage(events: list[Any], context: Any) -> None:
+    process_events(events, context)
 
 
 def _object_stage(event: Any) -> None:
     process_blob_created(event)
 
 
-def _schedule_stage(timer: Any) -> None:
-    process_timer(timer)
+def _schedule_stage(timer: Any, context: Any) -> None:
+    process_timer(timer, context=context)
+
+
+def _http_stage(req: Any) -> Any:
+    import json
+
+    import azure.functions as func
+
+    status, answer = process_http(req.get_body(), req.headers.get("content-type", ""))
+    return func.HttpResponse(json.dumps(answer, default=str), status_code=status, mimetype="application/json")
 
 
 def build_app() -> Any:
@@ -168,6 +286,8 @@ def build_app() -> Any:
                                                  consumer_group="%PIPELINE_CONSUMER_GROUP%", cardinality="many")(function)
     elif trigger == "objects":
         function = app.event_grid_trigger(arg_name="event")(_object_stage)
+    elif trigger == "http":
+        function = app.route(route=os.environ.get("PIPELINE_STAGE", "stage"), methods=["POST"], auth_level=func.AuthLevel.FUNCTION)(_http_stage)
     else:
         function = app.retry(strategy="exponential_backoff", max_retry_count=retries, minimum_interval="00:00:10",
                              maximum_interval="00:05:00")(_schedule_stage)

@@ -1,16 +1,34 @@
-"""Event Hubs Standard throughput units and partitions from the workload, next to the published limits.
+"""Event Hubs Standard throughput units and partitions, and each stage's batching, concurrency and
+trigger wait on Flex Consumption, from the workload (see `pipeline.sizing` for the shared model).
 
-Limits (https://learn.microsoft.com/azure/event-hubs/event-hubs-quotas, event-hubs-scalability):
+Stream (https://learn.microsoft.com/azure/event-hubs/event-hubs-quotas, event-hubs-scalability):
 one throughput unit (TU) takes 1 MB/s or 1,000 events/s of ingress, whichever comes first, and
-serves 2 MB/s or 4,096 events/s of egress shared by all consumer groups. Capture does not count
-against egress. A Standard namespace holds at most 40 TUs and an event hub at most 32 partitions;
-partitions are fixed at creation on Standard, so we pick them with room to grow (default 4) and
-never fewer than the TUs (a partition carries about one TU of ingress). Headroom is 25 %, as on AWS.
+serves 2 MB/s or 4,096 events/s of egress shared by all consumer groups; Capture does not count
+against egress. A Standard namespace holds at most 40 TUs and an event hub at most 32 partitions.
+A partition takes about one TU of ingress, and partitions **cannot change after creation** on
+Standard (https://learn.microsoft.com/azure/event-hubs/dynamically-add-partitions): so the count
+is chosen once (enough for the TUs and for the stream stages' concurrency) and then kept from the
+stack's last deploy (`previous_outputs["stream_sizing"]`) unless the spec fixes it.
+
+Stages on Flex Consumption:
+
+* stream: the Event Hubs trigger reads each partition separately and runs one batch per partition
+  at a time; target-based scaling gives at most one instance per partition
+  (https://learn.microsoft.com/azure/azure-functions/functions-target-based-scaling). A batch closes
+  when it holds `maxEventBatchSize` events or `maxWaitTime` has passed (minEventBatchSize just
+  below the maximum turns the wait on; host.json reference for Event Hubs). Concurrency = partitions.
+* objects (stage outputs or uploads): Event Grid pushes one BlobCreated event per object; the app
+  scales out one execution per instance up to `maximumInstanceCount`, sized here from the demand.
+* http: requests run one at a time per instance (`perInstanceConcurrency` 1: the handlers are CPU
+  bound Python) on up to `maximumInstanceCount` instances.
+* schedule: the timer trigger holds a singleton lock: one run at a time.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 from pipeline.sizing import StageDemand, StageSizing, StreamSizing, invocation_ms, needed_concurrency, schedule_interval_s, stage_sizing
 from pipeline.spec.model import PipelineSpec, StageSpec
@@ -22,7 +40,17 @@ EGRESS_EVENTS_PER_TU = 4096
 HEADROOM = 1.25
 MAX_TU_STANDARD = 40
 MAX_PARTITIONS_STANDARD = 32
-DEFAULT_PARTITIONS = 4
+MIN_PARTITIONS = 2  # a floor so two instances can share the stream (partitions can never be added later)
+MAX_INSTANCES = 1000  # Flex maximumInstanceCount 1-1000 (event-driven-scaling#limit-scale-out)
+MAX_WAIT_S = 600  # maxWaitTime: "The longest allowed wait time is 10 minutes"
+# Event Grid: "sub-second end-to-end latency" for push delivery (event-grid overview); a cold Flex
+# instance adds seconds. Both are estimates, not SLAs.
+EVENT_GRID_DELIVERY_S = 1.0
+COLD_START_S = 5.0
+# Event Grid waits 30 s for the endpoint's answer, then queues a retry; it tries to withdraw that retry
+# if the answer comes within 3 minutes (https://learn.microsoft.com/azure/event-grid/delivery-and-retry).
+EVENT_GRID_ACK_S = 30
+EVENT_GRID_WITHDRAW_S = 180
 
 
 def _mbps(value: float) -> str:
@@ -45,51 +73,127 @@ def needed_units(spec: PipelineSpec) -> tuple[int, list[str]]:
     return max(1, by_bytes, by_events, by_egress, by_egress_events), reasoning
 
 
-def size_stream(spec: PipelineSpec) -> StreamSizing:
+def previous_partitions(previous_outputs: Mapping[str, Any]) -> int | None:
+    """The partition count the stack's event hub was created with, if it was deployed before."""
+    sized = previous_outputs.get("stream_sizing")
+    value = sized.get("partitions") if isinstance(sized, Mapping) else None
+    return int(value) if isinstance(value, (int, float)) and value >= 1 else None
+
+
+def stream_stage_batch(stage: StageSpec, records_per_second: float, partitions: int, duration_s: float) -> float:
+    """Events per invocation of an Event Hubs-triggered stage: what one partition receives in
+    max(batching window, run time), at least one event and at most batch_size (see module doc)."""
+    assert stage.trigger.stream is not None
+    per_partition = records_per_second / max(1, partitions)
+    fill_s = max(stage.trigger.stream.max_batching_window_s, duration_s)
+    return min(float(stage.trigger.stream.batch_size), max(1.0, per_partition * fill_s))
+
+
+def _settled_batch(spec: PipelineSpec, stage: StageSpec, records_per_second: float, partitions: int) -> float:
+    batch = 1.0
+    for _ in range(6):  # a batch is what arrives while the previous one runs: settle the fixed point
+        batch = stream_stage_batch(stage, records_per_second, partitions, invocation_ms(spec, stage, batch) / 1000)
+    return batch
+
+
+def stream_concurrency_needed(spec: PipelineSpec, partitions: int) -> int:
+    """Partitions the stream stages need to carry the demand with headroom, with `partitions` partitions."""
+    needed = 1
+    for stage in spec.stages:
+        if stage.trigger.stream:
+            batch = _settled_batch(spec, stage, spec.workload.records_per_second, partitions)
+            needed = max(needed, needed_concurrency(spec.workload.records_per_second, batch, invocation_ms(spec, stage, batch)))
+    return needed
+
+
+def size_stream(spec: PipelineSpec, previous_outputs: Mapping[str, Any] | None = None) -> StreamSizing:
+    assert spec.stream is not None
     units, reasoning = needed_units(spec)
     if units > MAX_TU_STANDARD:  # check() reports this before planning; keep sizing total
         reasoning.append(f"needs {units} TU, above the {MAX_TU_STANDARD} a Standard namespace allows")
+    before = previous_partitions(previous_outputs or {})
     if isinstance(spec.stream.partitions, int):
         partitions = spec.stream.partitions
-        note = "" if partitions >= min(units, MAX_PARTITIONS_STANDARD) else f" (fewer than the {units} TU: partitions cap throughput)"
-        reasoning.append(f"partitions fixed by the spec: {partitions}{note}")
+        reasoning.append(f"partitions fixed by the spec: {partitions}")
+    elif before is not None:
+        partitions = before
+        reasoning.append(f"partitions: {partitions}, kept from this stack's event hub (a Standard event hub cannot change its "
+                         "partition count after creation; set stream.partitions and recreate the stream to change it)")
     else:
-        partitions = min(MAX_PARTITIONS_STANDARD, max(DEFAULT_PARTITIONS, units))
-        reasoning.append(
-            f"partitions: max(default {DEFAULT_PARTITIONS}, {units} TU) = {partitions} "
-            f"(fixed at creation on Standard; caps consumer parallelism; max {MAX_PARTITIONS_STANDARD})"
-        )
+        # Enough partitions for the ingress TUs and for the stream stages' concurrency (one batch per
+        # partition at a time); more partitions only make each batch smaller.
+        partitions = min(MAX_PARTITIONS_STANDARD, max(MIN_PARTITIONS, units))
+        while partitions < MAX_PARTITIONS_STANDARD and stream_concurrency_needed(spec, partitions) > partitions:
+            partitions += 1
+        reasoning.append(f"partitions: max({MIN_PARTITIONS}, {units} TU, the stream stages' concurrency) = {partitions}; fixed at "
+                         f"creation on Standard, so later deploys keep it (max {MAX_PARTITIONS_STANDARD})")
+    usable = min(units, partitions)  # a partition takes about one TU of ingress
+    if partitions < units:
+        reasoning.append(f"{partitions} partition(s) carry at most ~{partitions} TU of ingress: capacity is {usable} TU")
     reasoning.append(f"=> Standard namespace with {units} TU (auto-inflate off: it never scales back down), {partitions} partitions")
     return StreamSizing(
         units=units, unit_name="throughput unit", mode="standard", partitions=partitions,
-        capacity_records_per_second=units * INGRESS_EVENTS_PER_TU,
-        capacity_bytes_per_second=units * INGRESS_BYTES_PER_TU,
+        capacity_records_per_second=usable * INGRESS_EVENTS_PER_TU,
+        capacity_bytes_per_second=usable * INGRESS_BYTES_PER_TU,
         reasoning=reasoning,
     )
 
 
-EVENT_GRID_DELIVERY_S = 2.0  # Blob Storage -> Event Grid -> function, typically seconds
+def max_event_batch(stage: StageSpec) -> tuple[int, int | None, int | None]:
+    """(maxEventBatchSize, minEventBatchSize, maxWaitTime seconds) for the Event Hubs trigger.
+
+    minEventBatchSize "must be less than maxEventBatchSize" and maxWaitTime is "only considered when
+    minEventBatchSize is larger than 1", so a window needs batch_size >= 3 to have any effect."""
+    assert stage.trigger.stream is not None
+    batch, window = stage.trigger.stream.batch_size, stage.trigger.stream.max_batching_window_s
+    if window > 0 and batch >= 3:
+        return batch, batch - 1, min(window, MAX_WAIT_S)
+    return batch, None, None
+
+
+def _instances(needed: int) -> int:
+    return max(1, min(MAX_INSTANCES, needed))
 
 
 def size_stage(spec: PipelineSpec, stage: StageSpec, demand: StageDemand, stream: StreamSizing | None) -> StageSizing:
-    """Flex Consumption: an Event Hubs trigger runs one batch per partition at a time; other triggers scale out instances."""
-    from pipeline_azure.functions import MAX_INSTANCES
-    from pipeline_azure.pricing import effective_batch
-
     trigger = stage.trigger
-    if trigger.stream and stream is not None and trigger.stream is not None:
-        batch = 1.0
-        for _ in range(4):  # a batch is what arrives while the previous one runs: settle the fixed point
-            batch = effective_batch(stage, demand.records_per_second, stream.partitions, invocation_ms(spec, stage, batch) / 1000)
-        window = trigger.stream.max_batching_window_s
-        return stage_sizing(spec, stage, demand, records_per_invocation=batch, concurrency=stream.partitions,
-                            latency_s=window / 2, latency_max_s=float(window) or 1.0,
-                            reasoning=[f"Event Hubs trigger: one batch per partition at a time ({stream.partitions} partitions)"])
+    if trigger.stream is not None and stream is not None:
+        partitions = stream.partitions
+        batch = _settled_batch(spec, stage, demand.records_per_second, partitions)
+        most, least, wait = max_event_batch(stage)
+        per_partition = demand.records_per_second / max(1, partitions)
+        full_after = most / per_partition if per_partition else math.inf
+        fill = min(float(wait), full_after) if wait else 0.0
+        return stage_sizing(
+            spec, stage, demand, records_per_invocation=batch, concurrency=partitions,
+            latency_s=fill / 2, latency_max_s=fill,
+            reasoning=[f"Event Hubs trigger: one batch per partition at a time, {partitions} partitions (at most one instance each); "
+                       f"a batch closes at {most} events or after {wait or 0} s" + (" (up to twice that right after a scale-out)" if wait else "")],
+            settings={"partitions": partitions, "maxEventBatchSize": most, "minEventBatchSize": least, "maxWaitTime_s": wait,
+                      "maximumInstanceCount": _instances(partitions)},
+        )
     if trigger.schedule:
         interval = schedule_interval_s(stage)
+        source = f"; reads what {trigger.from_stage} wrote since the last run" if trigger.from_stage else ""
         return stage_sizing(spec, stage, demand, records_per_invocation=0, concurrency=1,
-                            latency_s=interval / 2, latency_max_s=interval, reasoning=["timer trigger: one run at a time"])
-    needed = needed_concurrency(demand.records_per_second, demand.records_per_event, invocation_ms(spec, stage, demand.records_per_event))
-    return stage_sizing(spec, stage, demand, records_per_invocation=0, concurrency=MAX_INSTANCES,
-                        latency_s=EVENT_GRID_DELIVERY_S, latency_max_s=EVENT_GRID_DELIVERY_S * 5,
-                        reasoning=[f"Event Grid: one event per object; {needed:,} concurrent needed, up to {MAX_INSTANCES} instances"])
+                            latency_s=interval / 2, latency_max_s=interval,
+                            reasoning=[f"timer trigger: one run at a time (singleton lock), every {interval:,.0f} s{source}"],
+                            settings={"maximumInstanceCount": 1})
+    per_event = demand.records_per_event
+    duration = invocation_ms(spec, stage, per_event)
+    needed = needed_concurrency(demand.records_per_second, per_event, duration)
+    instances = _instances(needed)
+    if trigger.http:
+        return stage_sizing(spec, stage, demand, records_per_invocation=0, concurrency=instances, latency_s=0.0, latency_max_s=COLD_START_S,
+                            reasoning=[f"HTTP trigger (function key): one request per instance at a time, {needed:,} concurrent needed "
+                                       f"-> maximumInstanceCount {instances}; a cold instance adds ~{COLD_START_S:.0f} s (estimate)"],
+                            settings={"maximumInstanceCount": instances, "perInstanceConcurrency": 1})
+    lines = [f"Event Grid: one BlobCreated event per object, pushed (~{EVENT_GRID_DELIVERY_S:.0f} s, more on a cold instance); "
+             f"{needed:,} concurrent needed -> maximumInstanceCount {instances}"]
+    if duration > EVENT_GRID_ACK_S * 1000:
+        lines.append(f"an invocation takes {duration / 1000:,.0f} s: Event Grid queues a retry after {EVENT_GRID_ACK_S} s without an answer"
+                     + (" and keeps it after 3 minutes, so every object is processed twice (outputs are idempotent)"
+                        if duration > EVENT_GRID_WITHDRAW_S * 1000 else ", so some objects are processed twice (outputs are idempotent)"))
+    return stage_sizing(spec, stage, demand, records_per_invocation=0, concurrency=instances,
+                        latency_s=EVENT_GRID_DELIVERY_S, latency_max_s=EVENT_GRID_DELIVERY_S + COLD_START_S,
+                        reasoning=lines, settings={"maximumInstanceCount": instances})

@@ -6,6 +6,12 @@ and `lifecycle_policy()` - called from `observability()`, the last role the core
 one policy with a delete rule per container (`prefix_match=["<container>/"]`), parented to the
 platform role where the account lives and depending on every container. Adding a stage later
 updates that policy in place.
+
+Data containers (`BucketSpec.data`) and the policy are kept when the stack is destroyed unless the
+backend's `delete_data` is set (see platform.py for why the account and resource group are kept
+too); deleting a container deletes its blobs, so `delete_data` needs no force flag on Azure.
+Retention rules delete blobs after `retention_days`; with soft delete on the account a deleted blob
+stays recoverable (and billed) for `platform.SOFT_DELETE_DAYS` more days.
 """
 
 from __future__ import annotations
@@ -21,14 +27,15 @@ from pipeline_azure import naming
 from pipeline_azure.platform import Platform, blob_endpoint
 
 
-def bucket(role: RoleContext, platform: Platform, spec: BucketSpec) -> Handle[storage.BlobContainer]:
+def bucket(role: RoleContext, platform: Platform, spec: BucketSpec, uploads: bool = False) -> Handle[storage.BlobContainer]:
     # Model artifacts are uploaded by Pulumi, which needs shared-key access (see platform.py): they live
-    # in the functions account. Everything else is pipeline data in the key-less data account.
-    account = platform.functions if spec.key == "artifacts" else platform.data
-    name = naming.container_name(spec.key)
+    # in the artifacts account. Everything else is pipeline data in the key-less data account.
+    account = platform.data if spec.data else platform.artifacts
+    name = naming.container_name(spec.key, uploads=uploads)
     container = storage.BlobContainer(
         role.name(), account_name=account.name, resource_group_name=platform.rg_name, container_name=name,
-        public_access=storage.PublicAccess.NONE, metadata={"purpose": spec.purpose[:200]}, opts=role.opts(),
+        public_access=storage.PublicAccess.NONE, metadata={"purpose": spec.purpose[:200]},
+        opts=platform.data_opts(role) if spec.data else role.opts(),
     )
     handle = Handle(container, container.name, {
         "id": container.id, "container": name, "account": account.name, "account_id": account.id,
@@ -39,9 +46,9 @@ def bucket(role: RoleContext, platform: Platform, spec: BucketSpec) -> Handle[st
     return handle
 
 
-def lifecycle_rules(buckets: dict[str, Handle[Any]]) -> list[dict[str, Any]]:
+def lifecycle_rules(buckets: dict[str, Handle[Any]]) -> list[storage.ManagementPolicyRuleArgs]:
     """One delete rule per container with a retention; rule names are alphanumeric and unique."""
-    rules: list[dict[str, Any]] = []
+    rules: list[storage.ManagementPolicyRuleArgs] = []
     seen: set[str] = set()
     for handle in buckets.values():
         days = handle.extra["retention_days"]
@@ -52,15 +59,17 @@ def lifecycle_rules(buckets: dict[str, Handle[Any]]) -> list[dict[str, Any]]:
         while name in seen:
             name += "x"
         seen.add(name)
-        rules.append({
-            "name": name,
-            "type": "Lifecycle",
-            "enabled": True,
-            "definition": {
-                "filters": {"blob_types": ["blockBlob", "appendBlob"], "prefix_match": [f"{container}/"]},
-                "actions": {"base_blob": {"delete": {"days_after_modification_greater_than": days}}},
-            },
-        })
+        rules.append(storage.ManagementPolicyRuleArgs(
+            name=name,
+            type=storage.RuleType.LIFECYCLE,
+            enabled=True,
+            definition=storage.ManagementPolicyDefinitionArgs(
+                filters=storage.ManagementPolicyFilterArgs(blob_types=["blockBlob", "appendBlob"], prefix_match=[f"{container}/"]),
+                actions=storage.ManagementPolicyActionArgs(
+                    base_blob=storage.ManagementPolicyBaseBlobArgs(delete=storage.DateAfterModificationArgs(days_after_modification_greater_than=days)),
+                ),
+            ),
+        ))
     return rules
 
 
@@ -68,15 +77,14 @@ def lifecycle_policy(platform: Platform) -> storage.ManagementPolicy | None:
     rules = lifecycle_rules(platform.buckets)
     if not rules:
         return None
-    policy: Any = {"rules": rules}
     containers = [h.resource for h in platform.buckets.values() if h.extra["in_data_account"]]
     return storage.ManagementPolicy(
         platform.role.name("data-lifecycle"),
         account_name=platform.data.name,
         resource_group_name=platform.rg_name,
         management_policy_name="default",  # the only name Azure accepts: one policy per account
-        policy=policy,
-        opts=platform.opts(depends_on=containers),
+        policy=storage.ManagementPolicySchemaArgs(rules=rules),
+        opts=platform.data_opts(depends_on=containers),
     )
 
 

@@ -15,7 +15,8 @@ from typing import Any
 import pulumi
 from pulumi_azure_native import eventhub
 
-from pipeline.backend import Handle, RoleContext, StreamSizing
+from pipeline.backend import Handle, RoleContext
+from pipeline.sizing import StreamSizing
 from pipeline.spec.model import PipelineSpec
 from pipeline_azure import iam, naming
 from pipeline_azure.platform import Platform
@@ -33,16 +34,18 @@ class LazyHub:
         self.role, self.platform, self.spec, self.sizing, self.namespace = role, platform, spec, sizing, namespace
         self._hub: eventhub.EventHub | None = None
 
-    def build(self, capture: Any = None, after: list[pulumi.Resource] | None = None) -> eventhub.EventHub:
+    def build(self, capture: eventhub.CaptureDescriptionArgs | None = None, after: list[pulumi.Resource] | None = None) -> eventhub.EventHub:
         if self._hub is not None:
             raise RuntimeError("the event hub was already created")
-        retention: Any = {"cleanup_policy": "Delete", "retention_time_in_hours": self.spec.stream.retention_hours}
+        assert self.spec.stream is not None
+        retention = eventhub.RetentionDescriptionArgs(cleanup_policy=eventhub.CleanupPolicyRetentionDescription.DELETE,
+                                                      retention_time_in_hours=self.spec.stream.retention_hours)
         self._hub = eventhub.EventHub(
             self.role.name("hub"),
             event_hub_name=EVENT_HUB_NAME,
             namespace_name=self.namespace.name,
             resource_group_name=self.platform.rg_name,
-            partition_count=self.sizing.partitions,
+            partition_count=self.sizing.partitions,  # fixed at creation on Standard: sizing keeps it across deploys
             # Hours exactly as the spec says (message_retention_in_days would round to whole days).
             retention_description=retention,
             capture_description=capture,
@@ -57,18 +60,19 @@ class LazyHub:
 
 
 def stream(role: RoleContext, platform: Platform, spec: PipelineSpec, sizing: StreamSizing) -> Handle[Any]:
-    sku: Any = {"name": "Standard", "tier": "Standard", "capacity": sizing.units}
-    identity: Any = {"type": "SystemAssigned"} if spec.stream.archive else None
+    assert spec.stream is not None
+    sku = eventhub.SkuArgs(name=eventhub.SkuName.STANDARD, tier=eventhub.SkuTier.STANDARD, capacity=sizing.units)
+    identity = eventhub.IdentityArgs(type=eventhub.ManagedServiceIdentityType.SYSTEM_ASSIGNED) if spec.stream.archive else None
     namespace = eventhub.Namespace(
         role.name("namespace"),
-        namespace_name=naming.namespace_name(role.pipeline, role.stack),
+        namespace_name=platform.name(lambda s: naming.namespace_name(role.pipeline, role.stack, s)),
         resource_group_name=platform.rg_name,
         location=platform.location,
         sku=sku,
         is_auto_inflate_enabled=False,
         disable_local_auth=True,  # Entra ID only: no SAS keys to leak
         minimum_tls_version="1.2",
-        public_network_access="Enabled",
+        public_network_access=eventhub.PublicNetworkAccess.ENABLED,  # producers and Capture reach it; Entra ID only
         identity=identity,
         tags=platform.tags,
         opts=role.opts(),
@@ -78,7 +82,8 @@ def stream(role: RoleContext, platform: Platform, spec: PipelineSpec, sizing: St
         lazy.build()
     fqdn = pulumi.Output.concat(namespace.name, ".servicebus.windows.net")
     extra: dict[str, Any] = {"lazy": lazy, "namespace": namespace, "fqdn": fqdn, "hub_name": EVENT_HUB_NAME}
-    return Handle(namespace, EVENT_HUB_NAME, extra)
+    # The stream output names the hub with its namespace, which carries the stack's random suffix.
+    return Handle(namespace, pulumi.Output.concat(fqdn, "/", EVENT_HUB_NAME), extra)
 
 
 def hub(handle: Handle[Any]) -> eventhub.EventHub:
@@ -96,18 +101,18 @@ def archive(role: RoleContext, platform: Platform, source: Handle[Any], target: 
         # Capture writes only below the prefix (the archive name format starts with it).
         iam.path_condition(iam.BLOB_WRITE_ACTIONS, "StringStartsWith", prefix),
     )
-    capture: Any = {
-        "enabled": True,
-        "encoding": "Avro",
-        "interval_in_seconds": CAPTURE_INTERVAL_S,
-        "size_limit_in_bytes": CAPTURE_SIZE_BYTES,
-        "skip_empty_archives": True,
-        "destination": {
-            "name": "EventHubArchive.AzureBlockBlob",
-            "storage_account_resource_id": target.extra["account_id"],
-            "blob_container": target.extra["container"],
-            "archive_name_format": prefix + ARCHIVE_TOKENS,
-            "identity": {"type": "SystemAssigned"},
-        },
-    }
+    capture = eventhub.CaptureDescriptionArgs(
+        enabled=True,
+        encoding=eventhub.EncodingCaptureDescription.AVRO,
+        interval_in_seconds=CAPTURE_INTERVAL_S,
+        size_limit_in_bytes=CAPTURE_SIZE_BYTES,
+        skip_empty_archives=True,
+        destination=eventhub.DestinationArgs(
+            name="EventHubArchive.AzureBlockBlob",
+            storage_account_resource_id=target.extra["account_id"],
+            blob_container=target.extra["container"],
+            archive_name_format=prefix + ARCHIVE_TOKENS,
+            identity=eventhub.CaptureIdentityArgs(type=eventhub.CaptureIdentityType.SYSTEM_ASSIGNED),
+        ),
+    )
     source.extra["lazy"].build(capture, after=[target.resource, write])

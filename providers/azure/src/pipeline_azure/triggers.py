@@ -12,6 +12,7 @@
   by Event Grid into the dead-letter container using the system topic's own identity.
 * Schedule stages: a timer trigger in the app; the NCRONTAB expression (six fields, with seconds)
   is the `PIPELINE_SCHEDULE` app setting that the binding reads as `%PIPELINE_SCHEDULE%`.
+* HTTP stages: an HTTP trigger with a function key; see `http_trigger` for who may read the key.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import math
 from typing import Any
 
 import pulumi
-from pulumi_azure_native import eventgrid, eventhub, web
+from pulumi_azure_native import authorization, eventgrid, eventhub, managedidentity, web
 
 from pipeline.backend import Handle, RoleContext
 from pipeline.spec.model import StageSpec
@@ -161,7 +162,7 @@ def system_topic(platform: Platform) -> eventgrid.SystemTopic:
             location=platform.location,
             source=platform.data.id,
             topic_type="Microsoft.Storage.StorageAccounts",
-            identity={"type": "SystemAssigned"},  # dead-letters with its own identity: the data account has no keys
+            identity=eventgrid.IdentityInfoArgs(type=eventgrid.IdentityType.SYSTEM_ASSIGNED),  # dead-letters with its own identity: no keys
             tags=platform.tags,
             opts=platform.opts(),
         )
@@ -182,6 +183,8 @@ def subject_prefix(container: str, prefix: str) -> str:
 
 def object_trigger(role: RoleContext, platform: Platform, stage: StageSpec, source: Handle[Any], prefix: str,
                    function: Handle[web.WebApp], dead: Handle[Any]) -> None:
+    """BlobCreated events of the source container (a stage's outputs or the uploads landing container),
+    filtered to its prefix, pushed one at a time to the stage's function."""
     from pipeline_azure import functions
 
     if not source.extra["in_data_account"]:
@@ -193,33 +196,73 @@ def object_trigger(role: RoleContext, platform: Platform, stage: StageSpec, sour
         event_subscription_name=f"{stage.name}-objects",
         system_topic_name=topic.name,
         resource_group_name=platform.rg_name,
-        destination={
-            "endpoint_type": "AzureFunction",
-            "resource_id": pulumi.Output.concat(function.extra["id"], "/functions/", functions.ENTRY_FUNCTION),
-            "max_events_per_batch": 1,
-            "preferred_batch_size_in_kilobytes": 64,
-        },
-        filter={
-            "included_event_types": ["Microsoft.Storage.BlobCreated"],
-            "subject_begins_with": subject_prefix(source.extra["container"], prefix),
-            "is_subject_case_sensitive": True,
-        },
-        event_delivery_schema="EventGridSchema",
-        retry_policy={
-            "max_delivery_attempts": min(EVENT_GRID_MAX_ATTEMPTS, stage.retries + 1),
-            "event_time_to_live_in_minutes": min(EVENT_GRID_MAX_TTL_MIN, math.ceil(stage.max_event_age_s / 60)),
-        },
-        dead_letter_with_resource_identity={
-            "identity": {"type": "SystemAssigned"},
-            "dead_letter_destination": {
-                "endpoint_type": "StorageBlob",
-                "resource_id": dead.extra["account_id"],
-                "blob_container_name": dead.extra["container"],
-            },
-        },
+        # A union-typed input: the typed Args class is what makes the SDK send endpointType/resourceId.
+        destination=eventgrid.AzureFunctionEventSubscriptionDestinationArgs(
+            endpoint_type="AzureFunction",
+            resource_id=pulumi.Output.concat(function.extra["id"], "/functions/", functions.ENTRY_FUNCTION),
+            max_events_per_batch=1,
+            preferred_batch_size_in_kilobytes=64,
+        ),
+        filter=eventgrid.EventSubscriptionFilterArgs(
+            included_event_types=["Microsoft.Storage.BlobCreated"],
+            subject_begins_with=subject_prefix(source.extra["container"], prefix),
+            is_subject_case_sensitive=True,
+        ),
+        event_delivery_schema=eventgrid.EventDeliverySchema.EVENT_GRID_SCHEMA,
+        retry_policy=eventgrid.RetryPolicyArgs(
+            max_delivery_attempts=min(EVENT_GRID_MAX_ATTEMPTS, stage.retries + 1),
+            event_time_to_live_in_minutes=min(EVENT_GRID_MAX_TTL_MIN, math.ceil(stage.max_event_age_s / 60)),
+        ),
+        dead_letter_with_resource_identity=eventgrid.DeadLetterWithResourceIdentityArgs(
+            identity=eventgrid.EventSubscriptionIdentityArgs(type=eventgrid.EventSubscriptionIdentityType.SYSTEM_ASSIGNED),
+            dead_letter_destination=eventgrid.StorageBlobDeadLetterDestinationArgs(
+                endpoint_type="StorageBlob", resource_id=dead.extra["account_id"], blob_container_name=dead.extra["container"]),
+        ),
         # The function must exist (code deployed) before Event Grid accepts it as a destination.
         opts=role.opts(depends_on=[released, platform.system_topic_grant]),
     )
+
+
+# Listing a function's keys through Azure Resource Manager (POST .../functions/stage/listkeys) is all a
+# caller needs to call an HTTP stage; nothing else of the app (no host or master keys).
+LIST_FUNCTION_KEYS = ("Microsoft.Web/sites/functions/listkeys/action", "Microsoft.Web/sites/functions/read")
+
+
+def http_trigger(role: RoleContext, platform: Platform, stage: StageSpec, function: Handle[web.WebApp],
+                 invokers: list[str]) -> Handle[Any]:
+    """An HTTPS endpoint with authLevel FUNCTION: a request needs the function's key (x-functions-key).
+
+    Who may call = who may read that key: a custom role holding only LIST_FUNCTION_KEYS, scoped to this
+    app, assigned to the pipeline's caller identity and to each `clouds.azure.http_invokers` object ID.
+    (Entra ID Easy Auth would need an app registration azure-native cannot create, and was documented as
+    not enforced on Flex Consumption; a function key is enforced by the Functions host itself.)"""
+    from pipeline_azure import checks, functions, iam
+
+    released = functions.release(function, after=[])
+    caller = managedidentity.UserAssignedIdentity(
+        role.name("caller"), resource_name_=f"id-{role.pipeline}-{role.stack}-{stage.name}-caller", resource_group_name=platform.rg_name,
+        location=platform.location, tags=platform.tags, opts=role.opts(),
+    )
+    app_id = function.extra["id"]
+    definition = authorization.RoleDefinition(
+        role.name("invoke-role"),
+        role_name=platform.name(lambda s: f"{role.pipeline}-{role.stack}-{stage.name}-invoke-{s}"),  # unique in the tenant
+        description=f"Read the function key of HTTP stage {stage.name} of {role.pipeline} ({role.stack}), to call it",
+        role_type="CustomRole",
+        permissions=[authorization.PermissionArgs(actions=list(LIST_FUNCTION_KEYS))],
+        assignable_scopes=[app_id],
+        scope=app_id,
+        opts=role.opts(),
+    )
+    assignments = [iam.assign_definition(role, "caller-invoke", caller.principal_id, definition.id, app_id,
+                                         f"call HTTP stage {stage.name}", principal_type="ServicePrincipal", opts=role.opts(depends_on=[released]))]
+    for index, entry in enumerate(invokers):
+        principal_type, principal = checks.invoker(entry) or ("User", entry)  # check() refused anything else
+        assignments.append(iam.assign_definition(role, f"invoker-{index}", principal, definition.id, app_id,
+                                                 f"clouds.azure.http_invokers: call HTTP stage {stage.name}", principal_type=principal_type,
+                                                 opts=role.opts(depends_on=[released])))
+    url = pulumi.Output.concat("https://", function.extra["app_name"], ".azurewebsites.net/api/", stage.name)
+    return Handle(function.resource, url, {"caller": caller.client_id, "caller_id": caller.id, "assignments": assignments})
 
 
 def schedule_trigger(function: Handle[web.WebApp]) -> None:
