@@ -638,11 +638,11 @@ SOURCES = """
     uploads: {}
     stages:
       - {name: ingest, handler: "h.py:handle", trigger: {objects: {from: uploads}}}
-      - {name: daily, handler: "h.py:handle", trigger: {schedule: "0 6 * * *", from: ingest}, timeout_s: 900}
+      - {name: daily, handler: "h.py:handle", trigger: {schedule: "0 6 * * *", from: ingest}, timeout_s: 900, memory_mb: 4096}
       - {name: lookup, handler: "h.py:handle", trigger: {http: {}}, timeout_s: 30}
       - {name: keep, handler: "h.py:handle", trigger: {http: {persist: true}}}
     workload:
-      uploads: {files_per_hour: 12, records_per_file: 5000}
+      uploads: {files_per_hour: 2, records_per_file: 5000}
       http: {requests_per_second: 5, rows_per_request: 20}
       stages: {daily: {ms_per_record: 0.01}}
     clouds:
