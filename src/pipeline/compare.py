@@ -91,6 +91,8 @@ class Comparison:
                 others = ", ".join(f"{c.title} ${c.cost.total:,.2f} (+${c.cost.total - best.cost.total:,.2f}, "
                                    f"{_percent(c.cost.total, best.cost.total)})" for c in priced[1:] if c.cost)
                 lines.append(f"Cheapest: {best.title} at ${best.cost.total:,.2f}/month; {others}.")
+            elif len(self.columns) == 1:  # one cloud asked for: an answer, not a failure
+                lines.append(f"{best.title}: ${best.cost.total:,.2f}/month.")
             else:
                 lines.append(f"Only {best.title} could be priced: ${best.cost.total:,.2f}/month.")
         for column in self.columns:
@@ -143,7 +145,8 @@ class Comparison:
                     "role": key,
                     "kind": kind,
                     "clouds": {
-                        c.cloud: [{"type": r.type, "name": r.physical_name} for r in c.plan.by_role().get(key, [])]
+                        c.cloud: [{"type": r.type, "name": r.physical_name, "logical": r.name, "inputs_sha256": c.plan.inputs_sha256(r)}  # for `pipeline diff`
+                                  for r in c.plan.by_role().get(key, [])]
                         for c in self.planned()
                         if c.plan
                     },
