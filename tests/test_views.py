@@ -13,7 +13,7 @@ import pytest
 
 from pipeline.cli.output import json_errors_requested
 from pipeline.diff import Threshold, diff, markdown
-from pipeline.summary import summarize
+from pipeline.summary import latency_lines, sizing_reasoning, summarize
 
 
 def comparison(**cloud_extra: Any) -> dict[str, Any]:
@@ -57,7 +57,7 @@ def test_summary_marks_the_cheapest_and_capacity_below_demand() -> None:
 def test_summary_shows_stage_capacity_latency_workload_and_notes_when_the_comparison_has_them() -> None:
     stages = {"preprocess": {"capacity_records_per_second": 5000, "demand_records_per_second": 150, "records_per_invocation": 500},
               "score": {"capacity_records_per_second": 90, "demand_records_per_second": 150}}
-    data = comparison(AWS={"stages": stages, "latency": {"end_to_end_s": 6.5, "end_to_end_max_s": 70, "path": []},
+    data = comparison(AWS={"stages": stages, "latency": {"end_to_end_s": 6.5, "end_to_end_max_s": 70, "path": ["stream", "preprocess"]},
                            "unpriced": ["KMS requests"], "verify": ["Firehose price"], "assumptions": ["a month is 730 h"]})
     data["workload"] = {"records_per_second": 2000, "record_bytes": 1024, "from_spec": False}
     summary = summarize(data)
@@ -65,9 +65,24 @@ def test_summary_shows_stage_capacity_latency_workload_and_notes_when_the_compar
     assert row(summary, "score rec/s") == {"aws": ("90 / 150", "bad"), "gcp": ("-", "")}
     assert row(summary, "Latency (e2e)") == {"aws": ("6.5 s (≤70 s)", ""), "gcp": ("-", "")}
     assert row(summary, "Stream rec/s")["gcp"] == ("100 / 2,000", "bad")  # demand comes from the workload field
-    assert "2,000 records/s of 1 KiB (the default: the spec sets no workload)" in summary.verdict[0].text
+    assert [f.text for f in summary.verdict] == data["verdicts"]  # newer comparisons name the workload in the verdict itself
+    assert "2,000 records/s of 1 KiB (the default: the spec sets no workload)" in summary.workload
+    assert latency_lines(data["clouds"]["aws"]) == ["~6.5 s (max 70 s): stream -> preprocess"]
     notes = summary.notes["aws"]
     assert notes.unpriced == ["KMS requests"] and notes.verify == ["Firehose price"] and notes.assumptions == ["a month is 730 h", "AWS assumes"]
+
+
+def test_comparisons_without_a_stream_have_no_stream_rows_and_v2_reasoning_is_read() -> None:
+    data = comparison()
+    for cloud in data["clouds"].values():
+        del cloud["sizing"]
+        cloud["stream"] = None
+        cloud["stages"] = {"process": {"capacity_records_per_second": 50, "demand_records_per_second": 10, "reasoning": ["12 concurrent"]},
+                           "report": {"capacity_records_per_second": 5, "demand_records_per_second": 0}}
+    summary = summarize(data)
+    assert [r.label for r in summary.section("capacity")] == ["process rec/s", "report rec/s"]
+    assert row(summary, "report rec/s")["aws"] == ("no rows", "")
+    assert sizing_reasoning(data["clouds"]["aws"]) == ["process: 12 concurrent"]
 
 
 def test_a_cloud_that_cannot_plan_reads_as_such() -> None:

@@ -21,7 +21,7 @@ from typing import Any
 
 from pipeline.errors import PipelineError
 from pipeline.plan import Plan, PlannedResource, short_type
-from pipeline.spec.model import PipelineSpec
+from pipeline.spec.model import PipelineSpec, StageSpec
 
 MAX_LINES_PER_NODE = 6
 _KIND_STYLE = {
@@ -52,6 +52,15 @@ def delivered(cloud: Mapping[str, Any]) -> dict[str, float]:
             if isinstance(info, Mapping) and info.get("records_per_invocation") is not None}
 
 
+def _source(stage: StageSpec) -> str | None:
+    """The stage or bucket whose objects a stage reads (objects triggers; schedules that read accumulated rows)."""
+    trigger = stage.trigger
+    if trigger.objects:
+        return trigger.objects.from_stage
+    source = getattr(trigger, "from_stage", None)  # schedule `from` (newer specs)
+    return source if isinstance(source, str) else None
+
+
 def _batch_label(stage: str, batch_size: int, per_invocation: Mapping[str, float]) -> str:
     if stage in per_invocation:
         n = per_invocation[stage]
@@ -63,15 +72,17 @@ def edges(spec: PipelineSpec, per_invocation: Mapping[str, float] | None = None)
     """(from role, to role, label, style) for the pipeline's data flow and control."""
     per_invocation = per_invocation or {}
     result = []
-    if spec.stream.archive:
+    if spec.stream is not None and spec.stream.archive:
         result += [("stream", "raw-archive", "records", "solid"), ("raw-archive", "raw-bucket", "raw/", "solid")]
     for stage in spec.stages:
         name, trigger = stage.name, stage.trigger
+        source = _source(stage)
         if trigger.stream:
             result.append(("stream", f"{name}-trigger", _batch_label(name, trigger.stream.batch_size, per_invocation), "solid"))
-        elif trigger.objects:
-            source = trigger.objects.from_stage
+        elif trigger.objects and source:
             result.append((f"{source}-bucket", f"{name}-trigger", f"each new {source}/ object", "solid"))
+        elif source:  # a schedule that reads what accumulated since its last run
+            result.append((f"{source}-bucket", f"{name}-trigger", f"{source}/ objects since the last run", "dotted"))
         result += [
             (f"{name}-trigger", f"{name}-function", "invokes", "bold"),
             (f"{name}-function", f"{name}-bucket", f"{name}/", "solid"),
@@ -92,10 +103,11 @@ def access_edges(spec: PipelineSpec) -> list[tuple[str, str, str, str]]:
         result += [(identity, f"{stage.name}-function", "used by", "bold"),
                    (identity, f"{stage.name}-bucket", f"write {stage.name}/", "solid"),
                    (identity, "dead-letter-bucket", f"write {stage.name}/", "dashed")]
+        source = _source(stage)
         if trigger.stream:
             result.append((identity, "stream", "read", "solid"))
-        elif trigger.objects:
-            result.append((identity, f"{trigger.objects.from_stage}-bucket", f"read {trigger.objects.from_stage}/", "solid"))
+        elif source:
+            result.append((identity, f"{source}-bucket", f"read {source}/", "solid"))
         if stage.model:
             result.append((identity, "artifacts-bucket", "read the model", "dotted"))
     return result

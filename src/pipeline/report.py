@@ -19,7 +19,7 @@ from typing import Any
 from pipeline.backend import backend_class
 from pipeline.compare import Comparison
 from pipeline.plan import PlannedResource, short_type
-from pipeline.summary import COST_GROUPS, GROUP_ORDER, Summary, clouds_phrase, money, of_comparison
+from pipeline.summary import COST_GROUPS, GROUP_ORDER, Summary, clouds_phrase, latency_lines, money, of_comparison, sizing_reasoning
 
 CHART_COLORS = {  # cost group -> colour (distinct, readable on white)
     "stream": "#d97706", "archive": "#facc15", "storage": "#2563eb", "functions": "#059669", "triggers": "#7c3aed",
@@ -128,12 +128,13 @@ def _markdown_notes(summary: Summary, data: dict[str, Any]) -> list[str]:
     out = []
     for head in summary.clouds:
         notes = summary.notes[head.cloud]
-        reasoning = (data["clouds"][head.cloud].get("sizing") or {}).get("reasoning", [])
-        if not (notes or reasoning):
+        reasoning, latency = sizing_reasoning(data["clouds"][head.cloud]), latency_lines(data["clouds"][head.cloud])
+        if not (notes or reasoning or latency):
             continue
         out += [f"**{head.title}**", ""]
         out += [f"- Not priced: {_md(x)}" for x in notes.unpriced] + [f"- Verify: {_md(x)}" for x in notes.verify]
-        out += [f"- Sizing: {_md(x)}" for x in reasoning] + [f"- {_md(x)}" for x in notes.assumptions] + [""]
+        out += [f"- Latency: {_md(x)}" for x in latency] + [f"- Sizing: {_md(x)}" for x in reasoning]
+        out += [f"- {_md(x)}" for x in notes.assumptions] + [""]
     return out
 
 
@@ -295,9 +296,10 @@ def html(comparison: Comparison, diagrams: dict[str, dict[str, str]]) -> str:
     notes = []
     for c in clouds:
         n = summary.notes[c.cloud]
-        reasoning = (data["clouds"][c.cloud].get("sizing") or {}).get("reasoning", [])
+        reasoning, latency = sizing_reasoning(data["clouds"][c.cloud]), latency_lines(data["clouds"][c.cloud])
         entries = ([f"<li class='warn'>Not priced: {escape(x)}</li>" for x in n.unpriced] + [f"<li class='warn'>Verify: {escape(x)}</li>" for x in n.verify]
-                   + [f"<li>Sizing: {escape(x)}</li>" for x in reasoning] + [f"<li>{escape(x)}</li>" for x in n.assumptions])
+                   + [f"<li>Latency: {escape(x)}</li>" for x in latency] + [f"<li>Sizing: {escape(x)}</li>" for x in reasoning]
+                   + [f"<li>{escape(x)}</li>" for x in n.assumptions])
         if entries:
             notes.append(f"<h3>{escape(c.title)}</h3><ul>{''.join(entries)}</ul>")
     pictures = []

@@ -143,8 +143,27 @@ def workload_phrase(data: dict[str, Any], fallback_rps: float | None = None, fal
     return f"{text}, {hours} h/month, {'with' if data.get('free_tier') else 'without'} free tiers"
 
 
+def stream_sizing(cloud: dict[str, Any]) -> dict[str, Any] | None:
+    """A cloud's stream sizing: `stream` (comparison JSON v2; null without a stream) or `sizing` (v1)."""
+    return cloud.get("stream") if "stream" in cloud else cloud.get("sizing")
+
+
+def sizing_reasoning(cloud: dict[str, Any]) -> list[str]:
+    """Why each cloud is sized as it is: the stream's reasoning, then each stage's."""
+    lines = list((stream_sizing(cloud) or {}).get("reasoning", []))
+    for name, stage in (cloud.get("stages") or {}).items():
+        lines += [f"{name}: {line}" for line in stage.get("reasoning", [])]
+    return lines
+
+
+def latency_lines(cloud: dict[str, Any]) -> list[str]:
+    """Each data path's latency end to end, e.g. "~6.5 s (max 70 s): stream -> preprocess -> score"."""
+    paths = cloud.get("latency_paths") or ([cloud["latency"]] if cloud.get("latency") else [])
+    return [f"~{seconds(p['end_to_end_s'])} (max {seconds(p.get('end_to_end_max_s'))}): {' -> '.join(p.get('path', []))}" for p in paths]
+
+
 def _stage_rows(data: dict[str, Any], clouds: list[str]) -> list[Row]:
-    """'capacity vs demand' per stage when the comparison carries per-stage data."""
+    """'capacity / demand' per stage when the comparison carries per-stage data."""
     stages: list[str] = []
     for cloud in clouds:
         stages += [s for s in (data["clouds"][cloud].get("stages") or {}) if s not in stages]
@@ -157,7 +176,10 @@ def _stage_rows(data: dict[str, Any], clouds: list[str]) -> list[Row]:
                 cells[cloud] = Cell("-")
                 continue
             capacity, demand = info.get("capacity_records_per_second"), info.get("demand_records_per_second")
-            short = capacity is not None and demand is not None and capacity < demand
+            if not demand:
+                cells[cloud] = Cell("no rows")  # a schedule that reads nothing
+                continue
+            short = capacity is not None and capacity < demand
             cells[cloud] = Cell(f"{rate(capacity)} / {rate(demand)}", "bad" if short else "")
         rows.append(Row(f"{stage} rec/s", cells, "capacity"))
     return rows
@@ -208,12 +230,13 @@ def _monthly(cloud: dict[str, Any]) -> float:
 
 
 def _tone(line: str) -> str:
-    if line.startswith(("Cheapest", "Only")) or ": $" in line.split(";")[0]:
-        return "good"
-    if "cannot run" in line or "exceeded" in line or "exceed" in line:
+    """Colour for a verdict line (the text says it all; this only helps the eye)."""
+    if "cannot run" in line or "exceed" in line:
         return "bad"
-    if "unknown" in line:
+    if "unknown" in line or "is slower" in line:
         return "warn"
+    if line.startswith(("Cheapest", "Only")) or " costs $" in line or ": $" in line.split(";")[0]:
+        return "good"
     return ""
 
 
@@ -250,7 +273,7 @@ def summarize(data: dict[str, Any], *, records_per_second: float | None = None, 
     each("Identities/grants", "totals", lambda c: Cell(f"{totals[c].get('identities', '-')} / {totals[c].get('permission_grants', '-')}"))
 
     def units(c: str) -> Cell:
-        sizing = columns[c].get("sizing") or {}
+        sizing = stream_sizing(columns[c]) or {}
         count, unit, mode = sizing.get("units") or 0, sizing.get("unit_name", "unit"), sizing.get("mode", "")
         if not count:
             return Cell(mode or "-")
@@ -260,12 +283,13 @@ def summarize(data: dict[str, Any], *, records_per_second: float | None = None, 
     demand = (data.get("workload") or {}).get("records_per_second", records_per_second)
 
     def stream_capacity(c: str) -> Cell:
-        capacity = (columns[c].get("sizing") or {}).get("capacity_records_per_second")
+        capacity = (stream_sizing(columns[c]) or {}).get("capacity_records_per_second")
         short = capacity is not None and demand is not None and capacity < demand
         return Cell(f"{rate(capacity)} / {rate(demand)}", "bad" if short else "")
 
-    each("Stream", "capacity", units)
-    each("Stream rec/s", "capacity", stream_capacity)
+    if any(stream_sizing(columns[c]) for c in names):  # specs without a stream (uploads, HTTP) have no stream rows
+        each("Stream", "capacity", units)
+        each("Stream rec/s", "capacity", stream_capacity)
     rows += _stage_rows(data, names)
     latency = _latency_row(data, names)
     if latency:
@@ -279,7 +303,8 @@ def summarize(data: dict[str, Any], *, records_per_second: float | None = None, 
     each("Max retention", "limits", limit("max_retention_hours", lambda h: f"{h / 24:,.0f} days" if h >= 48 else f"{h} h"))
     rows += _cost_rows(data, names)
 
-    verdict = [Finding(f"Priced for {workload_phrase(data, records_per_second, record_bytes)}.")]
+    # Newer comparisons name the workload in the verdict itself ("Cheapest for 150 records/s of ..."); older ones do not.
+    verdict = [] if "workload" in data else [Finding(f"Priced for {workload_phrase(data, records_per_second, record_bytes)}.")]
     verdict += [Finding(line, _tone(line)) for line in data.get("verdicts", [])]
     return Summary(data["pipeline"], data["stack"], heads, workload_phrase(data, records_per_second, record_bytes), rows,
                    {c: _notes(columns[c]) for c in names}, verdict, bool(data.get("free_tier")))
@@ -287,4 +312,5 @@ def summarize(data: dict[str, Any], *, records_per_second: float | None = None, 
 
 def of_comparison(comparison: Any) -> Summary:
     """`summarize` for a live `pipeline.compare.Comparison`."""
-    return summarize(comparison.to_dict(), records_per_second=comparison.records_per_second, record_bytes=comparison.record_bytes)
+    return summarize(comparison.to_dict(), records_per_second=getattr(comparison, "records_per_second", None),
+                     record_bytes=getattr(comparison, "record_bytes", None))

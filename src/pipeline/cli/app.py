@@ -542,6 +542,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         exc.show()
         code = exc.exit_code
     except (KeyboardInterrupt, typer.Abort):
+        if json_wanted:
+            emit_json_error("interrupted", "interrupted", EXIT_INTERRUPTED)
         err.print("interrupted")
         code = EXIT_INTERRUPTED
     except Exception as exc:  # last resort: a bug, reported in one line with a pointer

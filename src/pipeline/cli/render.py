@@ -13,7 +13,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from pipeline.plan import Plan, PlannedResource, short_type
-from pipeline.summary import Cell, Summary
+from pipeline.summary import Cell, Summary, latency_lines, sizing_reasoning
 
 _SKIP_INPUTS = {"tags", "tagsAll", "labels", "effectiveLabels", "__defaults"}
 _MAX_SETTINGS = 5
@@ -172,7 +172,9 @@ def detail_texts(comparison: Any, summary: Summary) -> list[RenderableType]:
         for label, key in (("Delivery", "delivery"), ("Ordering", "ordering"), ("Poison records", "poison_records")):
             if key in limits:
                 grid.add_row(Text(label, style="bold"), str(limits[key]))
-        for line in (cloud.get("sizing") or {}).get("reasoning", []):
+        for line in latency_lines(cloud):
+            grid.add_row(Text("Latency", style="bold"), line)
+        for line in sizing_reasoning(cloud):
             grid.add_row(Text("Sizing", style="bold"), line)
         notes = summary.notes[head.cloud]
         for label, items, style in (("Not priced", notes.unpriced, "yellow"), ("Verify", notes.verify, "yellow"), ("Assumes", notes.assumptions, "")):
