@@ -150,9 +150,12 @@ MEASURE = r"""<script>
   r.segments = [...new Set([...document.querySelectorAll('#cost-chart rect.segment')].map(x => x.dataset.group))];
   r.bars = [...document.querySelectorAll('#cost-chart rect.segment')].map(x => x.getBoundingClientRect().width);
   r.diagrams = [...document.querySelectorAll('.diagram svg')].map(svg => {
-    const px = [...svg.querySelectorAll('text')].map(t => parseFloat(getComputedStyle(t).fontSize) * t.getScreenCTM().a).sort((a, b) => a - b);
+    const texts = [...svg.querySelectorAll('text')];
+    const px = texts.map(t => parseFloat(getComputedStyle(t).fontSize) * t.getScreenCTM().a).sort((a, b) => a - b);
+    // Graphviz placed every label for its own font size; page CSS that changes it makes labels overflow their boxes.
+    const restyled = texts.filter(t => t.hasAttribute('font-size') && parseFloat(getComputedStyle(t).fontSize) !== parseFloat(t.getAttribute('font-size')));
     return {cloud: svg.closest('section').id, view: svg.parentElement.dataset.view, shown: svg.getBoundingClientRect().width,
-            natural: svg.width.baseVal.value, texts: px.length, smallest_px: px[0]};
+            natural: svg.width.baseVal.value, texts: px.length, smallest_px: px[0], restyled: restyled.length};
   });
   r.billing = [...document.querySelectorAll('#billing-lines tr')].slice(1).map(tr => ({
     role: tr.querySelector('td').firstChild.textContent,
@@ -195,6 +198,7 @@ def test_html_report_is_readable_in_headless_chromium(tmp_path: Path) -> None:
         assert picture["texts"] > 10, picture
         assert abs(picture["shown"] - picture["natural"]) < 1, f"{picture} is scaled"
         assert picture["smallest_px"] >= 12, f"{picture} has text smaller than 12 px at 100 %"
+        assert picture["restyled"] == 0, f"{picture}: page CSS changes the diagram's font sizes"
 
     # Billing lines pair the clouds role by role, each with quantity x unit price = cost and a source.
     stream = next(row for row in seen["billing"] if row["role"] == "stream")

@@ -199,8 +199,9 @@ def cost_chart_svg(comparison: Comparison, width: int = 860) -> str:
     top = max((col["totals"]["monthly_usd"] for _, col in priced), default=0.0) or 1.0
     left, bar_h, gap, label_w = 110, 24, 12, 120
     span = width - left - label_w
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="HEIGHT" role="img" aria-label="Monthly cost by cloud and by role">',
-             '<style>text{font:13px "DejaVu Sans",Arial,sans-serif;fill:#111827} .h{font-weight:bold}</style>']
+    # The style is scoped to this chart: a <style> inside inline SVG applies to the whole page (and would re-size diagram text).
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="cost-chart" width="{width}" height="HEIGHT" role="img" aria-label="Monthly cost by cloud and by role">',
+             '<style>.cost-chart text{font:13px "DejaVu Sans",Arial,sans-serif;fill:#111827} .cost-chart .h{font-weight:bold}</style>']
     y = 18
     parts.append(f'<text class="h" x="0" y="{y}">Total per month (one scale)</text>')
     y += 10
