@@ -36,15 +36,13 @@ def templates() -> dict[str, Path]:
 
 
 def describe(template: Path) -> str:
-    """The first comment lines of the template's spec: what it is."""
-    lines = []
-    for line in (template / "pipeline.yaml").read_text(encoding="utf-8").splitlines():
-        if not line.startswith("#"):
-            break
-        text = line.lstrip("# ").strip()
-        if text and not text.lower().startswith("try it"):
-            lines.append(text)
-    return " ".join(lines) or template.name
+    """What a template is: its spec's `description`, else its first comment line."""
+    text = (template / "pipeline.yaml").read_text(encoding="utf-8")
+    found = re.search(r"^description:\s*(.+?)\s*$", text, re.MULTILINE)
+    if found:
+        return found.group(1).strip("'\"")
+    comment = next((line.lstrip("# ").strip() for line in text.splitlines() if line.startswith("#") and line.strip("# ")), "")
+    return comment or template.name
 
 
 def project_name(folder: Path) -> str:
@@ -88,7 +86,7 @@ def init_project(target: Path, template: str = "transactions", name: str | None 
     spec = target / "pipeline.yaml"
     text = spec.read_text(encoding="utf-8")
     text = _NAME_LINE.sub(f"name: {pipeline_name}", text, count=1)
-    text = re.sub(r"pipeline plan \S*pipeline\.yaml", "pipeline plan pipeline.yaml", text)
+    text = text.replace(f"stacks/{template}/", "")  # the template's "Try it" commands, from the new project's folder
     spec.write_text(text, encoding="utf-8")
     ignore = target / ".gitignore"
     if not ignore.exists():
@@ -97,16 +95,26 @@ def init_project(target: Path, template: str = "transactions", name: str | None 
     return written
 
 
+def _run_hint(spec: Path) -> str | None:
+    """The template's own `pipeline run ...` example (from its spec's comments), else one built from its sample data."""
+    for line in spec.read_text(encoding="utf-8").splitlines():
+        found = re.search(r"(pipeline run .+)$", line) if line.startswith("#") else None
+        if found:
+            return found.group(1).replace(" pipeline.yaml", "", 1).strip()
+    return None
+
+
 def next_steps(written: list[Path], target: Path) -> str:
     """What `init` prints: what it made and the commands of the everyday loop."""
     data = next((p.relative_to(target).as_posix() for p in written if p.parent.name == "data" and p.suffix == ".jsonl"), None)
     handlers = sum(1 for p in written if p.parent.name == "handlers" and p.suffix == ".py")
     tests = [p.relative_to(target).as_posix() for p in written if p.name.startswith("test_") and p.suffix == ".py"]
-    enter = "" if target.resolve() == Path.cwd().resolve() else f"  cd {target}\n"
+    run = _run_hint(target / "pipeline.yaml") or (f"pipeline run --input {data}" if data else None)
+    enter = None if target.resolve() == Path.cwd().resolve() else f"  cd {target}"
     lines = [f"created {target}: pipeline.yaml, {handlers} handlers{', sample data' if data else ''}{', a handler test' if tests else ''} "
-             f"({len(written)} files)", "", "next:", enter.rstrip("\n") if enter else None,
-             "  pipeline validate                       # check the spec",
-             f"  pipeline run --input {data}" if data else None,
-             "  python -m pytest tests                  # the handler test" if tests else None,
-             "  pipeline compare --stack dev            # cost, capacity and limits on AWS, GCP and Azure"]
+             f"({len(written)} files)", "", "next:", enter,
+             "  pipeline validate                  # check the spec",
+             f"  {run}" if run else None,
+             "  python -m pytest tests             # the handler test" if tests else None,
+             "  pipeline compare --stack dev       # cost, capacity and limits on AWS, GCP and Azure"]
     return "\n".join(line for line in lines if line is not None)

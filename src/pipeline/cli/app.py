@@ -151,7 +151,7 @@ def validate(spec: SpecArg = Path("pipeline.yaml"), stack: StackOpt = None,
         return
     kinds = ", ".join(f"{st.name} ({st.trigger.kind})" for st in s.stages)
     checked = f"; {', '.join(clouds)} can express it" if clouds else ""
-    out.print(f"[green]valid[/green]: {s.name} (stack {loaded.stack}): {len(s.stages)} stage(s): {kinds}{checked}", highlight=False)
+    out.print(f"[green]valid[/green]: {s.name} (stack {loaded.stack}): {len(s.stages)} stage(s): {kinds}{checked}", highlight=False, soft_wrap=True)
 
 
 # ---- plan ---------------------------------------------------------------------------------
@@ -483,13 +483,13 @@ def init(
 
     if list_templates:
         for found, path in starter.templates().items():
-            out.print(f"{found}: {starter.describe(path)}", markup=False, highlight=False)
+            out.print(f"{found}: {starter.describe(path)}", markup=False, highlight=False, soft_wrap=True)
         return
     try:
         created = starter.init_project(directory, template, name)
     except starter.InitError as exc:
         fail(EXIT_BAD_INPUT, f"error: {exc}")
-    out.print(starter.next_steps(created, directory), markup=False, highlight=False)
+    out.print(starter.next_steps(created, directory), markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()

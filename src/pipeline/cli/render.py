@@ -115,9 +115,8 @@ def notes_lines(summary: Summary, width: int) -> list[Text]:
     assumptions = sum(len(summary.notes[c.cloud].assumptions) for c in summary.clouds)
     counts = [f"{assumptions} assumptions"] if assumptions else []
     if verify:
-        counts.append("prices to verify: " + ", ".join(f"{title} {n}" for title, n in verify.items()))
-    tail = "; ".join(counts)
-    lines.append(Text(f"Notes: {tail + ' - ' if tail else ''}all in --detail and --format markdown|html|json.", style="dim"))
+        counts.append(f"{sum(verify.values())} prices to verify ({', '.join(verify)})")
+    lines.append(Text(f"Notes: {', '.join(counts) + '; ' if counts else ''}--detail lists them all.", style="dim"))
     for line in lines:
         line.truncate(width, overflow="ellipsis")
     return lines
