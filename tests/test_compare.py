@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import html as html_module
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -141,13 +143,39 @@ def test_compare_command_formats(tmp_path: Path) -> None:
     markdown = cli("compare", str(EXAMPLE), "--stack", "dev", "--clouds", "aws,gcp", "--format", "markdown")
     assert markdown.returncode == 0
     assert "| | AWS (us-east-1) | GCP (us-central1) |" in markdown.stdout
-    table = cli("compare", str(EXAMPLE), "--clouds", "aws")
+    table = cli("compare", str(EXAMPLE), "--clouds", "aws", "--detail")  # the old spelling of --cloud still works
     assert table.returncode == 0 and "By role" in table.stdout
     unknown = cli("compare", str(EXAMPLE), "--clouds", "aws,nosuch")
     assert unknown.returncode == 2 and "no backend named 'nosuch'" in unknown.stderr
 
 
-def test_html_report_renders_in_headless_chromium(tmp_path: Path) -> None:
+# Injected into a copy of the report: measures what a reader sees and leaves it in the DOM for --dump-dom.
+MEASURE = r"""<script>
+(function () {
+  const r = {};
+  r.legend = [...document.querySelectorAll('#cost-chart .legend-item text')].map(t => t.textContent);
+  r.segments = [...new Set([...document.querySelectorAll('#cost-chart rect.segment')].map(x => x.dataset.group))];
+  r.bars = [...document.querySelectorAll('#cost-chart rect.segment')].map(x => x.getBoundingClientRect().width);
+  r.diagrams = [...document.querySelectorAll('.diagram svg')].map(svg => {
+    const texts = [...svg.querySelectorAll('text')];
+    const px = texts.map(t => parseFloat(getComputedStyle(t).fontSize) * t.getScreenCTM().a).sort((a, b) => a - b);
+    // Graphviz placed every label for its own font size; page CSS that changes it makes labels overflow their boxes.
+    const restyled = texts.filter(t => t.hasAttribute('font-size') && parseFloat(getComputedStyle(t).fontSize) !== parseFloat(t.getAttribute('font-size')));
+    return {cloud: svg.closest('section').id, view: svg.parentElement.dataset.view, shown: svg.getBoundingClientRect().width,
+            natural: svg.width.baseVal.value, texts: px.length, smallest_px: px[0], restyled: restyled.length};
+  });
+  r.billing = [...document.querySelectorAll('#billing-lines tr')].slice(1).map(tr => ({
+    role: tr.querySelector('td').firstChild.textContent,
+    lines: [...tr.querySelectorAll('td')].slice(1).map(td => td.querySelectorAll('.line').length),
+    sources: tr.querySelectorAll('.line a[href^="https://"]').length,
+    priced: [...tr.querySelectorAll('.line')].every(l => / × \$[0-9]/.test(l.textContent) && /= \$[0-9]/.test(l.textContent))}));
+  r.assumptions = [...document.querySelectorAll('#notes h3')].map(h => [h.textContent, h.nextElementSibling.querySelectorAll('li').length]);
+  const out = document.createElement('pre'); out.id = 'measured'; out.textContent = JSON.stringify(r); document.body.appendChild(out);
+})();
+</script>"""
+
+
+def test_html_report_is_readable_in_headless_chromium(tmp_path: Path) -> None:
     chromium = needs("chromium")
     needs("dot")
     from PIL import Image
@@ -157,11 +185,36 @@ def test_html_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
              "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1400,1800"]
-    dom = subprocess.run([chromium, *flags, "--dump-dom", report.as_uri()], capture_output=True, text=True, timeout=120, check=True).stdout
-    assert dom.count('class="cloud"') >= 6  # AWS, GCP and Azure headers in the totals and role tables
+    measured_page = tmp_path / "measured.html"
+    measured_page.write_text(report.read_text(encoding="utf-8").replace("</body>", MEASURE + "</body>"), encoding="utf-8")
+    dom = subprocess.run([chromium, *flags, "--dump-dom", measured_page.as_uri()], capture_output=True, text=True, timeout=120, check=True).stdout
     for title in ("AWS", "GCP", "Azure"):
         assert f'data-cloud="{title.lower()}">{title}' in dom
-    assert dom.count("<svg") >= 4  # three architecture diagrams and the cost chart
+    found = re.search(r'<pre id="measured">(.*?)</pre>', dom, re.S)
+    assert found, "the measuring script did not run"
+    seen = json.loads(html_module.unescape(found.group(1)))
+
+    # The cost chart's legend names every group a bar shows, and every bar segment can be seen.
+    assert seen["segments"] and set(seen["segments"]) <= set(seen["legend"]), seen
+    assert {"stream", "storage", "functions"} <= set(seen["legend"])
+    assert min(seen["bars"]) >= 0.5
+
+    # Each cloud's data path and identity view, at natural size (never shrunk), text at least 12 px.
+    assert {(d["cloud"], d["view"]) for d in seen["diagrams"]} == {(f"diagram-{c}", v) for c in CLOUDS for v in ("data", "identity")}
+    for picture in seen["diagrams"]:
+        assert picture["texts"] > 10, picture
+        assert abs(picture["shown"] - picture["natural"]) < 1, f"{picture} is scaled"
+        assert picture["smallest_px"] >= 12, f"{picture} has text smaller than 12 px at 100 %"
+        assert picture["restyled"] == 0, f"{picture}: page CSS changes the diagram's font sizes"
+
+    # Billing lines pair the clouds role by role, each with quantity x unit price = cost and a source.
+    stream = next(row for row in seen["billing"] if row["role"] == "stream")
+    assert all(n >= 1 for n in stream["lines"]) and stream["sources"] == sum(stream["lines"])
+    assert all(row["priced"] for row in seen["billing"])
+
+    # An assumptions section per cloud.
+    assert {title for title, count in seen["assumptions"] if count >= 3} == {"AWS", "GCP", "Azure"}
+
     shot = tmp_path / "shot.png"
     subprocess.run([chromium, *flags, f"--screenshot={shot}", report.as_uri()], capture_output=True, timeout=120, check=True)
     image = Image.open(shot).convert("L")

@@ -205,7 +205,8 @@ class Comparison:
                     "role": key,
                     "kind": kind,
                     "clouds": {
-                        c.cloud: [{"type": r.type, "name": r.physical_name} for r in c.plan.by_role().get(key, [])]
+                        c.cloud: [{"type": r.type, "name": r.physical_name, "logical": r.name, "inputs_sha256": c.plan.inputs_sha256(r)}  # for `pipeline diff`
+                                  for r in c.plan.by_role().get(key, [])]
                         for c in self.planned()
                         if c.plan
                     },

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -16,6 +18,19 @@ def short_type(type_: str) -> str:
         return type_
     module = parts[1].split("/")[0]
     return f"{module}.{parts[2]}"
+
+
+def portable(value: Any, root: str) -> Any:
+    """`value` with local file references ({"asset"|"archive": path, "sha256": ...}) made relative to `root`."""
+    if isinstance(value, list):
+        return [portable(v, root) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if "sha256" in value and len(value) == 2:
+        kind = next((k for k in ("asset", "archive") if isinstance(value.get(k), str)), None)
+        if kind and root and os.path.isabs(value[kind]):
+            return {kind: os.path.relpath(value[kind], root).replace(os.sep, "/"), "sha256": value["sha256"]}
+    return {k: portable(v, root) for k, v in value.items()}
 
 
 @dataclass
@@ -42,6 +57,7 @@ class Plan:
     sizing: dict[str, Any]
     resources: list[PlannedResource]
     outputs: dict[str, Any] = field(default_factory=dict)
+    root: str = ""  # the spec's folder: local files (assets, packages) are shown relative to it
 
     @property
     def cloud_resources(self) -> list[PlannedResource]:
@@ -53,6 +69,13 @@ class Plan:
         for resource in self.cloud_resources:
             groups.setdefault(resource.role, []).append(resource)
         return groups
+
+    def role_resources(self, key: str, last: frozenset[str] = frozenset()) -> list[PlannedResource]:
+        """A role's resources for people to read: the one named after the role first (the function
+        app before its role assignments, the bucket before its settings), types in `last` (grants) last."""
+        main = f"{self.pipeline}-{key}"
+        resources = self.by_role().get(key, [])
+        return sorted(resources, key=lambda r: (0 if r.name == main else 2 if r.type in last else 1))
 
     def roles(self) -> list[tuple[str, str]]:
         """(role key, role kind) in plan order."""
@@ -71,7 +94,17 @@ class Plan:
         return next(r for r in self.resources if r.urn == urn)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"schema_version": SCHEMA_VERSION, **asdict(self)}
+        """The JSON plan: the same bytes in every checkout and on every machine (no local paths)."""
+        data = asdict(self)
+        root = data.pop("root")
+        for resource in data["resources"]:
+            resource["inputs"] = portable(resource["inputs"], root)
+        return {"schema_version": SCHEMA_VERSION, **data}
+
+    def inputs_sha256(self, resource: PlannedResource) -> str:
+        """A fingerprint of a resource's inputs as the JSON plan shows them (for diffs)."""
+        text = json.dumps(portable(resource.inputs, self.root), sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True, default=str)

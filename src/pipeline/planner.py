@@ -8,8 +8,10 @@ ARNs in the plan look like the real thing. Several clouds can be planned one aft
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from google.protobuf import json_format
@@ -37,7 +39,8 @@ SECRET_MASK = "[secret]"
 
 
 def plain(value: Any) -> Any:
-    """Wire-format value -> plain JSON: secrets masked, assets summarised, refs as URNs."""
+    """Wire-format value -> plain JSON: secrets masked, refs as URNs, assets and archives as their
+    path plus a content hash (`Plan.to_dict` shows the path relative to the spec)."""
     if isinstance(value, list):
         return [plain(v) for v in value]
     if isinstance(value, float) and value.is_integer():
@@ -50,11 +53,31 @@ def plain(value: Any) -> Any:
     if sig == _RESOURCE_REF:
         return value.get("urn", "")
     if sig == _ASSET:
-        return {"asset": value.get("path") or value.get("uri") or "text"}
+        return _file_reference("asset", value["path"]) if value.get("path") else {"asset": value.get("uri") or "text"}
     if sig == _ARCHIVE:
         assets = value.get("assets")
-        return {"archive": sorted(assets) if isinstance(assets, dict) else value.get("path") or value.get("uri")}
+        if isinstance(assets, dict):
+            return {"archive": sorted(assets)}
+        return _file_reference("archive", value["path"]) if value.get("path") else {"archive": value.get("uri")}
     return {k: plain(v) for k, v in sorted(value.items())}
+
+
+def _file_reference(kind: str, path: str) -> dict[str, Any]:
+    """{"asset": "/.../models/fraud-model.json", "sha256": "..."}: where it is, and what it holds."""
+    return {kind: path, "sha256": content_sha256(Path(path))}
+
+
+def content_sha256(path: Path) -> str:
+    """Hash of a file, or of a folder's files (relative names and bytes, sorted); "" when it does not exist."""
+    digest = hashlib.sha256()
+    if path.is_file():
+        digest.update(path.read_bytes())
+    elif path.is_dir():
+        for item in sorted(p for p in path.rglob("*") if p.is_file()):
+            digest.update(item.relative_to(path).as_posix().encode() + b"\0" + item.read_bytes() + b"\0")
+    else:
+        return ""
+    return digest.hexdigest()
 
 
 @contextmanager
@@ -182,4 +205,5 @@ def _to_plan(loaded: LoadedSpec, backend: Backend, sizing: Sizing, monitor: _Rec
         location=backend.location(),
         sizing=sizing_dict,
         resources=resources,
+        root=str(loaded.base_dir),
     )

@@ -1,40 +1,160 @@
 """The `pipeline` command: thin Typer commands over library calls.
 
-Exit codes: 0 success, 1 a check or operation failed, 2 bad usage or a bad spec.
-Heavy imports (pydantic, Pulumi, cloud SDKs) happen inside commands so `--help` is instant.
+Exit codes: 0 success, 1 a check or operation failed, 2 bad usage or a bad spec, 130 interrupted.
+A command asked for JSON (`--format json`, `--json`) writes a JSON object on stdout even when it
+fails (see `pipeline.cli.output`). Heavy imports (pydantic, Pulumi, cloud SDKs) happen inside
+commands so `--help` is instant.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
-from rich.console import Console
 
 from pipeline import __version__
-from pipeline.cli import lifecycle
+from pipeline.cli import help_text, lifecycle
+from pipeline.cli.output import EXIT_BAD_INPUT, EXIT_FAILED, err, fail, out, spec_failure, want_json_errors, working, wrote
 
-EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
+if TYPE_CHECKING:
+    from pipeline.spec.load import LoadedSpec
+
+__all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "app", "err", "main", "out"]
 
 app = typer.Typer(
     name="pipeline",
-    help="Describe a streaming pipeline once; validate, plan and compare it for AWS, GCP and Azure.",
+    help="Describe a streaming pipeline once; validate, plan, compare, run and deploy it on AWS, GCP and Azure.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-out = Console()
-err = Console(stderr=True, soft_wrap=True)  # never hard-wrap file:line:col messages
 
-SpecArg = Annotated[Path, typer.Argument(help="The pipeline spec (YAML).", show_default=True)]
-StackOpt = Annotated[str | None, typer.Option("--stack", "-s", help="Merge stacks/NAME.yaml (next to the spec) over the spec.")]
+SpecArg = Annotated[Path, typer.Argument(help="The pipeline spec (YAML).", show_default=True, metavar="SPEC")]
+StackOpt = Annotated[str | None, typer.Option("--stack", "-s", metavar="NAME", help="Merge stacks/NAME.yaml (next to the spec) over the spec.")]
+CloudOpt = Annotated[str, typer.Option("--cloud", "-c", metavar="CLOUD", help="Target cloud: aws, gcp or azure.")]
+CloudsOpt = Annotated[list[str] | None, typer.Option(
+    "--cloud", "-c", metavar="CLOUD[,CLOUD]", help="Clouds to use: repeat the option or give a comma list (default: aws,gcp,azure).")]
+OutputOpt = Annotated[Path | None, typer.Option("--output", "-o", metavar="FILE", help="Write to this file instead of the terminal.")]
+DEFAULT_CLOUDS = ("aws", "gcp", "azure")
+
+
+def _fail(code: int, message: str) -> NoReturn:
+    """Kept for the commands that call it by this name (lifecycle, run)."""
+    fail(code, message)
+
+
+def parse_clouds(values: Sequence[str] | None, default: Sequence[str] = DEFAULT_CLOUDS) -> list[str]:
+    """`--cloud aws --cloud gcp` and `--cloud aws,gcp` mean the same; order kept, repeats dropped."""
+    names = [name.strip().lower() for value in values or () for name in value.split(",") if name.strip()]
+    return list(dict.fromkeys(names)) or list(default)
+
+
+def _one_cloud(value: str, command: str) -> str:
+    names = parse_clouds([value], default=())
+    if len(names) != 1:
+        fail(EXIT_BAD_INPUT, f"error: {command} works on one cloud at a time (got {value!r}); run it once per cloud, or use `pipeline compare` for several")
+    return names[0]
+
+
+@contextmanager
+def _reported(what: str) -> Iterator[None]:
+    """One mapping from library errors to messages and exit codes: a spec a cloud cannot express is
+    a bad spec (2), an unknown cloud is bad usage (2); any other explained failure is a failed operation (1)."""
+    from pipeline.errors import PipelineError, SpecError, UnknownBackendError
+
+    try:
+        yield
+    except SpecError as exc:
+        spec_failure(what, exc.problems)
+    except UnknownBackendError as exc:
+        fail(EXIT_BAD_INPUT, f"error: {exc}")
+    except PipelineError as exc:
+        fail(EXIT_FAILED, f"error: {exc}")
+
+
+def _load(spec: Path, stack: str | None) -> LoadedSpec:
+    from pipeline.errors import SpecError
+    from pipeline.spec.load import load_spec
+
+    try:
+        return load_spec(spec, stack)
+    except SpecError as exc:
+        count = len(exc.problems)
+        spec_failure(f"the spec has {count} problem{'s' if count != 1 else ''}", exc.problems)
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"pipeline {__version__}")
+        raise typer.Exit(0)
+
+
+def _no_colour(value: bool) -> None:
+    if value:
+        from pipeline.cli.output import disable_colour
+
+        disable_colour()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")] = False,
+    no_color: Annotated[bool, typer.Option("--no-color", callback=_no_colour, is_eager=True,
+                                           help="No colour (also: NO_COLOR=1; off anyway when not a terminal). Accepted after any command too.")] = False,
+) -> None:
+    """Multi-cloud pipeline deployer."""
+
+
+# ---- validate ----------------------------------------------------------------------------
+
+
+class TextFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
+@app.command()
+def validate(spec: SpecArg = Path("pipeline.yaml"), stack: StackOpt = None,
+             cloud: Annotated[list[str] | None, typer.Option("--cloud", "-c", metavar="CLOUD[,CLOUD]",
+                                                             help="Also check what these clouds can express (repeatable or a comma list).")] = None,
+             format: Annotated[TextFormat, typer.Option("--format", "-f", help="text, or json (every problem, located).")] = TextFormat.text) -> None:
+    """Check a spec (and, with --cloud, that each cloud can express it) without planning."""
+    import json
+
+    from pipeline.backend import backend_class
+    from pipeline.errors import PipelineError
+    from pipeline.spec.load import spec_problems
+
+    want_json_errors(format is TextFormat.json, valid=False)
+    loaded = _load(spec, stack)
+    clouds = parse_clouds(cloud, default=())
+    problems = []
+    for name in clouds:
+        try:
+            backend = backend_class(name)(loaded.spec, loaded.stack, loaded.base_dir)
+        except PipelineError as exc:
+            fail(EXIT_BAD_INPUT, f"error: {exc}")
+        problems += spec_problems(loaded, backend.check(), prefix=f"{backend.title}: ").problems
+    if problems:
+        spec_failure(f"{len(problems)} problem{'s' if len(problems) != 1 else ''} for {', '.join(clouds)}", problems)
+    s = loaded.spec
+    if format is TextFormat.json:
+        stages = [{"name": st.name, "trigger": st.trigger.kind} for st in s.stages]
+        sys.stdout.write(json.dumps({"valid": True, "pipeline": s.name, "stack": loaded.stack, "stages": stages, "clouds_checked": clouds,
+                                     "problems": []}, indent=2) + "\n")
+        return
+    kinds = ", ".join(f"{st.name} ({st.trigger.kind})" for st in s.stages)
+    checked = f"; {', '.join(clouds)} can express it" if clouds else ""
+    out.print(f"[green]valid[/green]: {s.name} (stack {loaded.stack}): {len(s.stages)} stage(s): {kinds}{checked}", highlight=False, soft_wrap=True)
+
+
+# ---- plan ---------------------------------------------------------------------------------
 
 
 class PlanFormat(StrEnum):
@@ -44,90 +164,25 @@ class PlanFormat(StrEnum):
     scan = "scan"  # what a scanner reads: Terraform plan JSON (AWS, GCP) or an ARM template (Azure)
 
 
-def _fail(code: int, message: str) -> NoReturn:
-    err.print(message, markup=False, highlight=False)
-    raise typer.Exit(code)
-
-
-@contextmanager
-def _reported(what: str) -> Iterator[None]:
-    """One mapping from library errors to messages and exit codes: a spec a cloud cannot express or
-    an unknown cloud is bad input (2); any other explained failure is a failed operation (1)."""
-    from pipeline.errors import PipelineError, SpecError, UnknownBackendError
-
-    try:
-        yield
-    except SpecError as exc:
-        _fail(EXIT_BAD_INPUT, f"error: {what}:\n{exc}")
-    except UnknownBackendError as exc:
-        _fail(EXIT_BAD_INPUT, f"error: {exc}")
-    except PipelineError as exc:
-        _fail(EXIT_FAILED, f"error: {exc}")
-
-
-def _load(spec: Path, stack: str | None) -> Any:
-    from pipeline.errors import SpecError
-    from pipeline.spec.load import load_spec
-
-    try:
-        return load_spec(spec, stack)
-    except SpecError as exc:
-        count = len(exc.problems)
-        _fail(EXIT_BAD_INPUT, f"error: the spec has {count} problem{'s' if count != 1 else ''}:\n{exc}")
-
-
-def _version(value: bool) -> None:
-    if value:
-        out.print(f"pipeline {__version__}")
-        raise typer.Exit(0)
-
-
-@app.callback()
-def _root(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")] = False,
-) -> None:
-    """Multi-cloud pipeline deployer."""
-
-
-@app.command()
-def validate(spec: SpecArg = Path("pipeline.yaml"), stack: StackOpt = None,
-             cloud: Annotated[list[str] | None, typer.Option("--cloud", "-c", help="Also check what this cloud can express (repeatable).")] = None) -> None:
-    """Check a spec (and, with --cloud, that a cloud can express it) without planning."""
-    from pipeline.backend import backend_class
-    from pipeline.errors import PipelineError
-    from pipeline.spec.load import spec_problems
-
-    loaded = _load(spec, stack)
-    for name in cloud or []:
-        try:
-            backend = backend_class(name)(loaded.spec, loaded.stack, loaded.base_dir)
-        except PipelineError as exc:
-            _fail(EXIT_BAD_INPUT, f"error: {exc}")
-        problems = backend.check()
-        if problems:
-            _fail(EXIT_BAD_INPUT, f"error: {backend.title} cannot express this spec:\n{spec_problems(loaded, problems)}")
-    s = loaded.spec
-    kinds = ", ".join(f"{st.name} ({st.trigger.kind})" for st in s.stages)
-    out.print(f"[green]valid[/green]: {s.name} (stack {loaded.stack}): {len(s.stages)} stage(s): {kinds}")
-
-
 @app.command()
 def plan(
     spec: SpecArg = Path("pipeline.yaml"),
     stack: StackOpt = None,
-    cloud: Annotated[str, typer.Option("--cloud", "-c", help="Target cloud: aws, gcp or azure.")] = "aws",
-    format: Annotated[PlanFormat, typer.Option("--format", "-f", help="table, tree, json, or scan (Terraform plan JSON or an ARM template, for checkov).")] = PlanFormat.table,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file instead of the terminal.")] = None,
+    cloud: CloudOpt = "aws",
+    format: Annotated[PlanFormat, typer.Option("--format", "-f", help="table, tree, json (stable) or scan (for checkov).")] = PlanFormat.table,
+    output: OutputOpt = None,
 ) -> None:
     """Show exactly what would be created on a cloud: offline, no credentials, no Pulumi CLI."""
     from pipeline.cli import render
     from pipeline.planner import plan as make_plan
 
+    want_json_errors(format is PlanFormat.json)
+    cloud = _one_cloud(cloud, "plan")
     loaded = _load(spec, stack)
-    with _reported(f"the spec cannot be planned for {cloud}"):
+    with _reported(f"the spec cannot be planned for {cloud}"), working(f"planning {cloud}"):
         result = make_plan(loaded, cloud)
     if format is PlanFormat.json:
-        _write_or_print(result.to_json() + "\n", output)
+        _write_or_print(result.to_json(), output)
         return
     if format is PlanFormat.scan:
         from collections import Counter
@@ -136,14 +191,39 @@ def plan(
 
         with _reported(f"the {cloud} plan cannot be written for a scanner"):
             document = scan_document([result])
-        _write_or_print(document.to_json() + "\n", output)
+        _write_or_print(document.to_json(), output)
         for reason, count in sorted(Counter(reason for _, reason in document.unscanned).items()):
             err.print(f"left out {count} resource(s): {reason}", markup=False, highlight=False)
         err.print(f"scan it with: checkov -f {output or 'FILE'} --framework {document.framework}", markup=False, highlight=False)
         return
-    console = Console(file=output.open("w", encoding="utf-8"), width=200) if output else out
-    console.print(render.plan_tree(result) if format is PlanFormat.tree else render.plan_table(result))
-    console.print(render.plan_summary(result))
+    with _console(output, 200) as console:
+        console.print(render.plan_tree(result) if format is PlanFormat.tree else render.plan_table(result))
+        console.print(render.plan_summary(result))
+
+
+@contextmanager
+def _console(output: Path | None, width: int) -> Iterator[Any]:
+    """The terminal, or a file written with a fixed width and no colour."""
+    from rich.console import Console
+
+    if output is None:
+        yield out
+        return
+    with output.open("w", encoding="utf-8") as handle:
+        yield Console(file=handle, width=width, no_color=True, force_terminal=False)
+    wrote(output)
+
+
+def _write_or_print(text: str, output: Path | None) -> None:
+    text = text if text.endswith("\n") else text + "\n"
+    if output:
+        output.write_text(text, encoding="utf-8")
+        wrote(output)
+    else:
+        sys.stdout.write(text)
+
+
+# ---- compare ------------------------------------------------------------------------------
 
 
 class CompareFormat(StrEnum):
@@ -153,31 +233,26 @@ class CompareFormat(StrEnum):
     html = "html"
 
 
-def _write_or_print(text: str, output: Path | None) -> None:
-    if output:
-        output.write_text(text, encoding="utf-8")
-        err.print(f"wrote {output}")
-    else:
-        sys.stdout.write(text if text.endswith("\n") else text + "\n")
-
-
 @app.command()
 def compare(
     spec: SpecArg = Path("pipeline.yaml"),
     stack: StackOpt = None,
-    clouds: Annotated[str, typer.Option("--clouds", help="Comma-separated clouds to compare.")] = "aws,gcp,azure",
-    format: Annotated[CompareFormat, typer.Option("--format", "-f", help="table, json, markdown or html.")] = CompareFormat.table,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file instead of the terminal.")] = None,
+    cloud: CloudsOpt = None,
+    clouds: Annotated[str | None, typer.Option("--clouds", hidden=True, help="Old spelling of --cloud aws,gcp.")] = None,
+    format: Annotated[CompareFormat, typer.Option("--format", "-f", help="table (a one-screen summary), json, markdown or html.")] = CompareFormat.table,
+    output: OutputOpt = None,
+    detail: Annotated[bool, typer.Option("--detail", "-d", help="Also show every role's resources, limits in words, sizing reasoning and all notes.")] = False,
     free_tier: Annotated[bool, typer.Option("--free-tier/--no-free-tier", help="Subtract each cloud's monthly free tier.")] = False,
 ) -> None:
     """Plan, size and price the spec on several clouds and show them side by side, offline."""
-    from pipeline.cli import render
     from pipeline.compare import compare as make_comparison
 
+    want_json_errors(format is CompareFormat.json)
+    names = parse_clouds([*(cloud or []), *([clouds] if clouds else [])])
     loaded = _load(spec, stack)
-    names = [c.strip() for c in clouds.split(",") if c.strip()]
     with _reported("no cloud can plan this spec"):
-        result = make_comparison(loaded, names, free_tier)
+        with working(f"planning and pricing {', '.join(names)}"):
+            result = make_comparison(loaded, names, free_tier)
         if format is CompareFormat.json:
             import json
 
@@ -190,33 +265,139 @@ def compare(
             from pipeline import diagram
             from pipeline.report import html
 
-            pictures = {c.cloud: diagram.svg(c.plan, loaded.spec) for c in result.planned() if c.plan}
+            data = result.to_dict()
+            with working("drawing diagrams"):
+                pictures = {c.cloud: diagram.report_views(c.plan, loaded.spec, diagram.delivered(data["clouds"][c.cloud]))
+                            for c in result.planned() if c.plan}
             _write_or_print(html(result, pictures), output)
         else:
-            console = Console(file=output.open("w", encoding="utf-8"), width=200) if output else out
-            for part in render.comparison_tables(result):
+            _print_comparison(result, output, detail)
+
+
+def _print_comparison(result: Any, output: Path | None, detail: bool) -> None:
+    from pipeline.cli import render
+    from pipeline.summary import of_comparison
+
+    summary = of_comparison(result)
+    with _console(output, 120) as console:
+        if detail:
+            console.print(render.role_table(result))
+            for part in render.detail_texts(result, summary):
                 console.print(part)
+        for part in render.comparison_summary(summary, console.width):
+            console.print(part)
+
+
+# ---- diff ---------------------------------------------------------------------------------
+
+
+class DiffFormat(StrEnum):
+    table = "table"
+    json = "json"
+    markdown = "markdown"
+
+
+@app.command()
+def diff(
+    spec: SpecArg = Path("pipeline.yaml"),
+    stack: StackOpt = None,
+    against: Annotated[Path | None, typer.Option("--against", "-a", metavar="SPEC|JSON",
+                                                 help="The baseline: another spec, or a saved `compare --format json` (default: SPEC itself).")] = None,
+    against_stack: Annotated[str | None, typer.Option("--against-stack", metavar="NAME", help="The baseline's stack (default: --stack).")] = None,
+    cloud: CloudsOpt = None,
+    format: Annotated[DiffFormat, typer.Option("--format", "-f", help="table, json or markdown (for a pull-request comment).")] = DiffFormat.table,
+    output: OutputOpt = None,
+    fail_above: Annotated[str | None, typer.Option("--fail-above", metavar="USD|PCT%",
+                                                   help="Exit 1 when any cloud's monthly cost rises by more than this: 5 (USD) or 10% (of the baseline).")] = None,
+    free_tier: Annotated[bool | None, typer.Option("--free-tier/--no-free-tier", help="Subtract free tiers (default: as the saved baseline, else no).")] = None,
+) -> None:
+    """Cost and resource difference between a baseline (a spec, a stack or a saved comparison) and SPEC now."""
+    import json
+
+    from pipeline import diff as diffs
+    from pipeline.compare import compare as make_comparison
+
+    want_json_errors(format is DiffFormat.json)
+    threshold = None
+    if fail_above is not None:
+        try:
+            threshold = diffs.Threshold.parse(fail_above)
+        except ValueError as exc:
+            fail(EXIT_BAD_INPUT, f"error: --fail-above: {exc}")
+    if against is None and against_stack is None:
+        fail(EXIT_BAD_INPUT, "error: say what to diff against: --against OTHER.yaml, --against SAVED.json (from compare --format json) or --against-stack NAME")
+    baseline_file = against if against is not None else spec
+    saved = baseline_file.suffix.lower() == ".json"
+    base_data: dict[str, Any] | None = None
+    if saved:
+        try:
+            base_data = diffs.read_saved(baseline_file)
+        except diffs.DiffInputError as exc:
+            fail(EXIT_BAD_INPUT, f"error: {exc}")
+    names = parse_clouds(cloud, default=list(base_data["clouds"]) if base_data else DEFAULT_CLOUDS)
+    tier = free_tier if free_tier is not None else bool(base_data and base_data.get("free_tier"))
+    loaded = _load(spec, stack)
+    with _reported("the spec cannot be compared"), working(f"planning and pricing {', '.join(names)}"):
+        if base_data is None:
+            base_loaded = _load(baseline_file, against_stack if against_stack is not None else stack)
+            base_data = make_comparison(base_loaded, names, tier).to_dict()
+            base_label = diffs.label_for(base_loaded.path, base_loaded.stack)
+        else:
+            base_label = f"{baseline_file.name} (saved compare of {base_data.get('pipeline')} {base_data.get('stack')})"
+        head_data = make_comparison(loaded, names, tier).to_dict()
+    result = diffs.diff(base_data, head_data, base_label, diffs.label_for(loaded.path, loaded.stack), names)
+    over = result.over(threshold) if threshold else []
+    if format is DiffFormat.json:
+        _write_or_print(json.dumps(result.to_dict(threshold), indent=2, sort_keys=True), output)
+    elif format is DiffFormat.markdown:
+        _write_or_print(diffs.markdown(result, threshold), output)
+    else:
+        from pipeline.cli import render
+
+        with _console(output, 120) as console:
+            for part in render.diff_view(result, threshold):
+                console.print(part)
+    if over:
+        rises = ", ".join(f"{c.title} {c.change_text()}" for c in over)
+        err.print(f"[bold red]failed[/bold red]: monthly cost rises by more than --fail-above {threshold}: {rises}", highlight=False)
+        raise typer.Exit(EXIT_FAILED)
+
+
+# ---- diagram ------------------------------------------------------------------------------
+
+
+class DiagramView(StrEnum):
+    all = "all"
+    data = "data"
+    identity = "identity"
 
 
 @app.command()
 def diagram(
     spec: SpecArg = Path("pipeline.yaml"),
     stack: StackOpt = None,
-    cloud: Annotated[str, typer.Option("--cloud", "-c", help="Target cloud: aws, gcp or azure.")] = "aws",
-    output: Annotated[Path, typer.Option("--output", "-o", help="file.svg, file.png or file.dot.")] = Path("pipeline.svg"),
+    cloud: CloudOpt = "aws",
+    output: Annotated[Path, typer.Option("--output", "-o", metavar="FILE", help="FILE.svg, FILE.png or FILE.dot.")] = Path("pipeline.svg"),
+    view: Annotated[DiagramView, typer.Option("--view", help="all, data (the data path) or identity (who may do what).")] = DiagramView.all,
+    detail: Annotated[bool, typer.Option("--detail", "-d", help="List every resource of a role (bucket settings, grants) instead of collapsing them.")] = False,
 ) -> None:
     """Draw the planned architecture: nodes by role with real resource names, edges for data flow."""
     from pipeline import diagram as diagrams
-    from pipeline.planner import plan as make_plan
+    from pipeline.compare import compare as make_comparison
 
+    cloud = _one_cloud(cloud, "diagram")
     fmt = output.suffix.lstrip(".").lower()
     if fmt not in ("svg", "png", "dot"):
-        _fail(EXIT_BAD_INPUT, f"error: --output must end in .svg, .png or .dot (got {output.name})")
+        fail(EXIT_BAD_INPUT, f"error: --output must end in .svg, .png or .dot (got {output.name})")
     loaded = _load(spec, stack)
-    with _reported(f"the spec cannot be planned for {cloud}"):
-        source = diagrams.to_dot(make_plan(loaded, cloud), loaded.spec)
+    with _reported(f"the spec cannot be planned for {cloud}"), working(f"planning {cloud} and drawing"):
+        comparison = make_comparison(loaded, [cloud])  # the plan plus what the cloud really delivers per invocation
+        column = comparison.columns[0]
+        assert column.plan is not None
+        delivered = diagrams.delivered(comparison.to_dict()["clouds"][cloud])
+        source = diagrams.to_dot(column.plan, loaded.spec, view=view.value, detail=detail, delivered=delivered)
         output.write_bytes(source.encode() if fmt == "dot" else diagrams.render(source, fmt))
-    err.print(f"wrote {output}")
+    wrote(output)
 
 
 @app.command()
@@ -250,24 +431,37 @@ def run(
 def package(
     spec: SpecArg = Path("pipeline.yaml"),
     stack: StackOpt = None,
-    cloud: Annotated[str, typer.Option("--cloud", "-c", help="Target cloud: aws, gcp or azure.")] = "aws",
+    cloud: CloudOpt = "aws",
     deps: Annotated[bool, typer.Option("--deps/--no-deps", help="Install requirements into packages that ship them (needs PyPI).")] = True,
+    format: Annotated[PlanFormat, typer.Option("--format", "-f", help="table or json.")] = PlanFormat.table,
 ) -> None:
     """Build every stage's function package (deterministic zip) and report its size, as deploy would."""
+    import json
+
     from rich.table import Table
 
     from pipeline.backend import FunctionCode, backend_class
 
+    want_json_errors(format is PlanFormat.json)
+    cloud = _one_cloud(cloud, "package")
     loaded = _load(spec, stack)
-    table = Table(title=f"{loaded.spec.name} ({loaded.stack}) packages for {cloud}")
-    for column in ("Stage", "Files", "Zipped", "Unpacked", "SHA-256", "Path"):
-        table.add_column(column, overflow="fold")
+    built = []
     with _reported(f"the spec cannot be packaged for {cloud}"):
         backend = backend_class(cloud)(loaded.spec, loaded.stack, loaded.base_dir)
         backend.vendor_dependencies = deps
         for stage in loaded.spec.stages:
-            built = backend.package(stage, FunctionCode.for_stage(loaded.base_dir, stage))
-            table.add_row(stage.name, str(built.files), f"{built.size / 1e6:,.2f} MB", f"{built.unpacked / 1e6:,.2f} MB", built.sha256[:12], str(built.path))
+            with working(f"building the {stage.name} package for {cloud}" + (" (installing requirements)" if deps and stage.requirements else "")):
+                built.append(backend.package(stage, FunctionCode.for_stage(loaded.base_dir, stage)))
+    if format is PlanFormat.json:
+        rows = [{"stage": b.stage, "files": b.files, "bytes": b.size, "unpacked_bytes": b.unpacked, "sha256": b.sha256,
+                 "path": b.path.relative_to(loaded.base_dir).as_posix()} for b in built]
+        sys.stdout.write(json.dumps({"cloud": cloud, "pipeline": loaded.spec.name, "stack": loaded.stack, "packages": rows}, indent=2) + "\n")
+        return
+    table = Table(title=f"{loaded.spec.name} ({loaded.stack}) packages for {cloud}")
+    for column in ("Stage", "Files", "Zipped", "Unpacked", "SHA-256", "Path"):
+        table.add_column(column, overflow="fold")
+    for b in built:
+        table.add_row(b.stage, str(b.files), f"{b.size / 1e6:,.2f} MB", f"{b.unpacked / 1e6:,.2f} MB", b.sha256[:12], str(b.path))
     out.print(table)
 
 
@@ -275,18 +469,40 @@ def package(
 def export(
     spec: SpecArg = Path("pipeline.yaml"),
     stack: StackOpt = None,
-    cloud: Annotated[str, typer.Option("--cloud", "-c", help="Target cloud: aws, gcp or azure.")] = "aws",
-    output: Annotated[Path, typer.Option("--output", "-o", help="A new or empty folder for the Pulumi project.")] = Path("exported"),
+    cloud: CloudOpt = "aws",
+    output: Annotated[Path, typer.Option("--output", "-o", metavar="DIR", help="A new or empty folder for the Pulumi project.")] = Path("exported"),
 ) -> None:
     """Write a standalone Pulumi project (program, spec, vendored library) for plain `pulumi up`."""
     from pipeline.export import export as write_project
 
+    cloud = _one_cloud(cloud, "export")
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
-        _fail(EXIT_BAD_INPUT, f"error: {output} is not empty; export into a new or empty folder")
+        fail(EXIT_BAD_INPUT, f"error: {output} is not empty; export into a new or empty folder")
     loaded = _load(spec, stack)
-    with _reported(f"the spec cannot be exported for {cloud}"):
+    with _reported(f"the spec cannot be exported for {cloud}"), working(f"exporting for {cloud}"):
         files = write_project(loaded, cloud, output)
-    out.print(f"wrote {len(files)} files to {output}; run it with: cd {output} && pulumi up (see its README.md)")
+    out.print(f"wrote {len(files)} files to {output}; run it with: cd {output} && pulumi up (see its README.md)", markup=False, highlight=False)
+
+
+@app.command()
+def init(
+    directory: Annotated[Path, typer.Argument(help="A new or empty folder for the project.", metavar="DIR")] = Path("."),
+    template: Annotated[str, typer.Option("--template", "-t", metavar="NAME", help="The bundled stack to start from (see --list).")] = "transactions",
+    name: Annotated[str | None, typer.Option("--name", "-n", metavar="NAME", help="Pipeline name (default: from the folder's name).")] = None,
+    list_templates: Annotated[bool, typer.Option("--list", help="List the templates and exit.")] = False,
+) -> None:
+    """Start a new project from a template: spec, stack overlays, handlers, sample data and a handler test."""
+    from pipeline import init as starter
+
+    if list_templates:
+        for found, path in starter.templates().items():
+            out.print(f"{found}: {starter.describe(path)}", markup=False, highlight=False, soft_wrap=True)
+        return
+    try:
+        created = starter.init_project(directory, template, name)
+    except starter.InitError as exc:
+        fail(EXIT_BAD_INPUT, f"error: {exc}")
+    out.print(starter.next_steps(created, directory), markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -311,13 +527,42 @@ def backends() -> None:
 lifecycle.register(app)  # preview, deploy, outputs, refresh, destroy, cancel
 
 
-def main() -> None:
-    """Console-script entry: never let a traceback reach the user."""
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console-script entry: readable help, `--no-color` anywhere, JSON errors when JSON was asked
+    for, and never a traceback."""
+    from pipeline.cli.output import EXIT_INTERRUPTED, disable_colour, emit_json_error, json_errors_requested
+
+    try:  # Typer >= 0.2x carries its own copy of click; older Typer uses click itself
+        from typer._click.exceptions import ClickException
+    except ImportError:
+        from click.exceptions import ClickException  # type: ignore[assignment]
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    cut = args.index("--") if "--" in args else len(args)
+    if "--no-color" in args[:cut]:  # a global flag: accepted before or after the command
+        args = [a for i, a in enumerate(args) if not (a == "--no-color" and i < cut)]
+        disable_colour()
+    json_wanted = json_errors_requested(args)
+    command = typer.main.get_command(app)
+    help_text.polish(command)
     try:
-        app()
-    except KeyboardInterrupt:
+        code = command.main(args=args, prog_name="pipeline", standalone_mode=False)
+    except typer.Exit as exc:
+        code = exc.exit_code
+    except ClickException as exc:  # usage errors: unknown option, bad value, missing argument
+        if json_wanted:
+            emit_json_error("usage", exc.format_message(), exc.exit_code)
+        exc.show()
+        code = exc.exit_code
+    except (KeyboardInterrupt, typer.Abort):
+        if json_wanted:
+            emit_json_error("interrupted", "interrupted", EXIT_INTERRUPTED)
         err.print("interrupted")
-        sys.exit(130)
+        code = EXIT_INTERRUPTED
     except Exception as exc:  # last resort: a bug, reported in one line with a pointer
-        err.print(f"internal error: {type(exc).__name__}: {exc}\nplease report this with the command you ran", markup=False)
-        sys.exit(EXIT_FAILED)
+        message = f"internal error: {type(exc).__name__}: {exc}"
+        if json_wanted:
+            emit_json_error("internal", message, EXIT_FAILED)
+        err.print(f"{message}\nplease report this with the command you ran", markup=False)
+        code = EXIT_FAILED
+    sys.exit(code if isinstance(code, int) else 0)

@@ -43,6 +43,12 @@ def _fail(code: int, message: str) -> NoReturn:
     fail(code, message)
 
 
+def _json_errors(enabled: bool) -> None:
+    from pipeline.cli.output import want_json_errors
+
+    want_json_errors(enabled)
+
+
 def _require_yes(verb: str, yes: bool) -> None:
     """Changing or unlocking cloud resources needs a person's yes, or --yes where no person can answer."""
     from pipeline.deploy.preflight import is_interactive
@@ -85,9 +91,8 @@ def _prepare(verb: str, spec: Path, stack: str | None, cloud: str, backend_url: 
     interactive = preflight.is_interactive()
     cli, found = preflight.environment_problems(backend, url, secrets, credentials=credentials, passphrase=passphrase, interactive=interactive)
     if found or cli is None:
-        for problem in found:
-            err.print(f"error: {problem}", markup=False, highlight=False)
-        _fail(EXIT_FAILED, f"{verb} did not start: {len(found)} problem{'s' if len(found) != 1 else ''} to fix first")
+        listed = "".join(f"\n  - {problem}" for problem in found)
+        _fail(EXIT_FAILED, f"error: {verb} did not start: {len(found)} problem{'s' if len(found) != 1 else ''} to fix first:{listed}")
     target = Target(loaded, cloud, url, secrets, cli)
     if passphrase and interactive and preflight.passphrase_problem(url, secrets, interactive=False) is not None:
         target.passphrase = err.input(f"Passphrase for the secrets of stack {target.stack}: ", password=True)
@@ -152,6 +157,7 @@ def _print_plan(outcome: Outcome) -> None:
 def preview(cloud: CloudOpt, spec: SpecArg = Path("pipeline.yaml"), stack: StackOpt = None, backend_url: BackendOpt = None,
             secrets_provider: SecretsOpt = None, json_output: JsonOpt = False) -> None:
     """Show what deploy would change on the cloud (a real Pulumi preview: needs the CLI and credentials)."""
+    _json_errors(json_output)
     from pipeline.cli.app import out
     from pipeline.deploy.summary import counts_line, plan_table
 
@@ -169,6 +175,7 @@ def preview(cloud: CloudOpt, spec: SpecArg = Path("pipeline.yaml"), stack: Stack
 def deploy(cloud: CloudOpt, spec: SpecArg = Path("pipeline.yaml"), stack: StackOpt = None, backend_url: BackendOpt = None,
            secrets_provider: SecretsOpt = None, yes: YesOpt = False, json_output: JsonOpt = False) -> None:
     """Create or update the pipeline on a cloud: preview, confirm, deploy with live progress, then show outputs."""
+    _json_errors(json_output)
     from pipeline.cli.app import err
     from pipeline.deploy.summary import has_changes
 
@@ -201,6 +208,7 @@ def outputs(cloud: CloudOpt, spec: SpecArg = Path("pipeline.yaml"), stack: Stack
             json_output: JsonOpt = False,
             show_secrets: Annotated[bool, typer.Option("--show-secrets", help="Show secret outputs instead of [secret].")] = False) -> None:
     """Print a deployed stack's outputs (stream, buckets, functions, dead letters); --json for scripts."""
+    _json_errors(json_output)
     import json
 
     from pipeline.cli.app import out
@@ -230,6 +238,7 @@ def refresh(cloud: CloudOpt, spec: SpecArg = Path("pipeline.yaml"), stack: Stack
             clear_pending_creates: Annotated[bool, typer.Option(
                 "--clear-pending-creates", help="Forget creates an interrupted run left pending (use when they were not created).")] = False) -> None:
     """Bring the stack's state in line with what exists in the cloud (after an interrupted run or manual changes)."""
+    _json_errors(json_output)
     target = _prepare("refresh", spec, stack, cloud, backend_url, None, credentials=True, passphrase=True)
     engine = _open(target, create=False)
     outcome = _run(target, "refresh", lambda model: engine.refresh(model, clear_pending_creates))
@@ -242,6 +251,7 @@ def destroy(cloud: CloudOpt, spec: SpecArg = Path("pipeline.yaml"), stack: Stack
                 "--delete-data", help="Also delete the data buckets and every object in them (kept by default).")] = False) -> None:
     """Delete every resource of the stack (state, history and config are kept). Data buckets (uploads, outputs,
     raw archive, dead letters) are kept with their objects unless --delete-data is given."""
+    _json_errors(json_output)
     from pipeline.cli.app import err
     from pipeline.deploy import naming
 

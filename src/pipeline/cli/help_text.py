@@ -1,0 +1,68 @@
+"""`--help` that reads well: an example for every command and plain metavars (`NAME`, not `<str>`).
+
+Applied once to the click command tree in `main`, so commands defined anywhere (lifecycle, run)
+get the same treatment without repeating it in each decorator.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+SPEC = "stacks/transactions/pipeline.yaml"
+
+EXAMPLES: dict[str, list[str]] = {
+    "init": ["pipeline init my-pipeline", "pipeline init --list"],
+    "validate": [f"pipeline validate {SPEC} --stack dev --cloud aws,gcp", "pipeline validate --format json"],
+    "plan": [f"pipeline plan {SPEC} --stack dev --cloud gcp", f"pipeline plan {SPEC} --cloud aws --format json -o plan.json"],
+    "compare": [f"pipeline compare {SPEC} --stack dev", f"pipeline compare {SPEC} --cloud aws,azure --detail",
+                f"pipeline compare {SPEC} --stack dev --format html -o report.html"],
+    "diff": [f"pipeline diff {SPEC} --stack prod --against-stack dev", "pipeline diff new.yaml --against old.yaml --format markdown",
+             "pipeline compare --format json -o base.json   # on the main branch, then on the change:",
+             "pipeline diff --against base.json --fail-above 10%"],
+    "diagram": [f"pipeline diagram {SPEC} --cloud azure -o azure.svg", f"pipeline diagram {SPEC} --cloud aws --view identity -o iam.png"],
+    "run": [f"pipeline run {SPEC} --stack dev --input stacks/transactions/data/transactions.jsonl", "cat events.jsonl | pipeline run --input -"],
+    "package": [f"pipeline package {SPEC} --cloud azure", f"pipeline package {SPEC} --cloud gcp --no-deps --format json"],
+    "export": [f"pipeline export {SPEC} --cloud aws --stack dev -o exported-aws"],
+    "schema": ["pipeline schema > pipeline.schema.json"],
+    "backends": ["pipeline backends"],
+    "preview": [f"pipeline preview {SPEC} --cloud aws --stack dev"],
+    "deploy": [f"pipeline deploy {SPEC} --cloud aws --stack dev", f"pipeline deploy {SPEC} --cloud gcp --stack prod --yes --json"],
+    "outputs": [f"pipeline outputs {SPEC} --cloud aws --stack dev --json"],
+    "refresh": [f"pipeline refresh {SPEC} --cloud aws --stack dev"],
+    "destroy": [f"pipeline destroy {SPEC} --cloud aws --stack dev"],
+    "cancel": [f"pipeline cancel {SPEC} --cloud aws --stack dev --yes"],
+}
+
+
+def _choices(param: Any) -> list[str]:
+    """A parameter's choices, with Typer's own parameter classes (Typer >= 0.2x) or click's."""
+    descriptor = getattr(param, "type_descriptor", None)
+    if descriptor is not None:
+        return [str(getattr(c, "value", c)) for c in (descriptor.choices or ())] if descriptor.is_choice else []
+    return [str(getattr(c, "value", c)) for c in getattr(getattr(param, "type", None), "choices", ())]
+
+
+def _metavar(param: Any) -> str | None:
+    """A readable placeholder: choices spelled out, otherwise the parameter's name in capitals."""
+    choices = _choices(param)
+    if choices:
+        return "|".join(choices)
+    return param.name.upper().replace("_", "-") if param.name else None
+
+
+def polish(group: Any) -> None:
+    """Examples as epilogs (`\b` keeps the formatter from re-wrapping them) and a metavar for every
+    value option that has none (`NAME`, `table|json`, never `<str>`)."""
+    for name, command in group.commands.items():
+        examples = EXAMPLES.get(name)
+        if examples and not command.epilog:
+            command.epilog = "Examples:\n\n\b\n" + "\n".join(f"  {line}" for line in examples)
+        for param in command.params:
+            if param.param_type_name == "option" and (getattr(param, "is_flag", False) or getattr(param, "count", False)):
+                continue
+            if param.param_type_name == "argument":
+                param.metavar = param.metavar or _metavar(param)
+                if hasattr(param, "display_type_rich"):  # Typer appends "<path>" to an argument's name otherwise
+                    param.display_type_rich = lambda ctx: None
+            elif param.metavar is None or param.metavar.startswith("<"):
+                param.metavar = _metavar(param)
