@@ -121,12 +121,15 @@ def producer(role: RoleContext, source: str, grants: Sequence[Grant]) -> Handle[
 
 
 def url_invoke_statements(function_arn: Any) -> list[dict[str, Any]]:
-    """What a caller's identity needs to call one function URL with IAM auth, and nothing else."""
+    """What a caller's identity needs to call one function URL with IAM auth: both actions since October 2025,
+    on exactly this function. InvokeFunctionUrl is held to IAM-authenticated URLs; InvokeFunction carries no
+    `lambda:InvokedViaFunctionUrl` condition here, because AWS documents that key for the function's resource
+    policy (AddPermission's InvokedViaFunctionUrl) and a condition on a key absent from the request would deny
+    every call. The resource-policy grants for `http_invokers` do carry it."""
     return [
         statement("InvokeThroughTheUrl", ["lambda:InvokeFunctionUrl"], [function_arn],
                   {"StringEquals": {"lambda:FunctionUrlAuthType": URL_AUTH_TYPE}}),
-        statement("InvokeOnlyViaTheUrl", ["lambda:InvokeFunction"], [function_arn],
-                  {"Bool": {"lambda:InvokedViaFunctionUrl": "true"}}),
+        statement("InvokeTheFunction", ["lambda:InvokeFunction"], [function_arn]),
     ]
 
 
