@@ -74,9 +74,6 @@ class AwsBackend(Backend):
             if not iam.PRINCIPAL_ARN.match(principal):
                 problems.append((("clouds", "aws", "http_invokers", index), f"{principal!r} is not an IAM role or user ARN",
                                  "write arn:aws:iam::<12-digit account>:role/<name> or arn:aws:iam::<account>:user/<name>"))
-        if settings.http_invokers and not has_http:
-            problems.append((("clouds", "aws", "http_invokers"), "http_invokers is set, but no stage has an http trigger",
-                             "remove it, or add a stage with trigger: {http: {}}"))
         for index, stage in enumerate(self.spec.stages):
             if stage.trigger.schedule:
                 for message in triggers.schedule_problems(stage.trigger.parsed_schedule):

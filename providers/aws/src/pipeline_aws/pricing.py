@@ -177,6 +177,12 @@ def estimate(spec: PipelineSpec, sizing: Sizing, free_tier: bool) -> CostEstimat
             est.add("raw-archive", "Firehose ingestion (5 KB rounding per record)", firehose_gb(records, work.record_bytes),
                     prices["firehose-gb-ingested"],
                     note=f"{records:,.0f} records x {ceil_units(work.record_bytes, FIREHOSE_ROUNDING_BYTES) * 5} KB billed")
+            billed = ceil_units(work.record_bytes, FIREHOSE_ROUNDING_BYTES) * FIREHOSE_ROUNDING_BYTES
+            if billed >= 2 * work.record_bytes:
+                est.assumptions.append(
+                    f"the raw archive is Firehose, which bills each {work.record_bytes:,}-byte record as {billed // KB} KB "
+                    f"({billed / work.record_bytes:.1f}x its size); a batching Lambda archiver would pay for the bytes only, but the plan keeps "
+                    "Firehose for its managed buffering, retries and delivery")
     _functions(est, prices, spec, sizing)
     _storage(est, prices, spec, sizing)
     _triggers(est, prices, spec, sizing)
