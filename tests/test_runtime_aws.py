@@ -180,3 +180,225 @@ def test_scheduled_event_runs_once_per_scheduled_time(s3_client: Any, buckets: A
     assert keys_in(s3_client, buckets["calibrate"]) == ["calibrate/tick/20261102T060000Z.jsonl"]
     [row] = read_jsonl(get(s3_client, buckets["calibrate"], "calibrate/tick/20261102T060000Z.jsonl"))
     assert row["model"] == "fraud-logreg"
+
+
+# ---- listing, HTTP requests, uploads, scheduled runs over accumulated outputs, dead-letter alerts ----------
+
+import gzip  # noqa: E402
+import re  # noqa: E402
+import time  # noqa: E402
+import uuid  # noqa: E402
+from datetime import UTC, datetime, timedelta  # noqa: E402
+
+
+def fresh_bucket(s3: Any, role: str) -> str:
+    """A bucket of its own for one test (the moto server lives for the whole session)."""
+    name = f"txn-{role}-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=name)
+    return name
+
+
+def function_url_event(body: bytes | str, *, method: str = "POST", content_type: str = "application/json", base64_body: bool = False) -> dict[str, Any]:
+    """A function URL request as Lambda delivers it (payload format 2.0, IAM auth: requestContext.authorizer.iam)."""
+    raw = body if isinstance(body, bytes) else body.encode()
+    return {
+        "version": "2.0", "routeKey": "$default", "rawPath": "/", "rawQueryString": "",
+        "headers": {"content-type": content_type, "host": "abc123.lambda-url.us-east-1.on.aws", "x-forwarded-proto": "https"},
+        "requestContext": {
+            "accountId": "123456789012", "apiId": "abc123", "domainName": "abc123.lambda-url.us-east-1.on.aws", "domainPrefix": "abc123",
+            "authorizer": {"iam": {"accessKey": "AKIAEXAMPLE", "accountId": "210987654321", "callerId": "AROAEXAMPLE:caller",
+                                   "userArn": "arn:aws:sts::210987654321:assumed-role/analytics-caller/caller", "userId": "AROAEXAMPLE"}},
+            "http": {"method": method, "path": "/", "protocol": "HTTP/1.1", "sourceIp": "203.0.113.9", "userAgent": "curl/8.5.0"},
+            "requestId": "c0ffee00-0000-4000-8000-000000000001", "routeKey": "$default", "stage": "$default",
+            "time": "02/Nov/2026:06:00:00 +0000", "timeEpoch": 1793599200000,
+        },
+        "body": base64.b64encode(raw).decode() if base64_body else raw.decode(),
+        "isBase64Encoded": base64_body,
+    }
+
+
+def test_s3_store_lists_every_page_with_modification_times(s3_client: Any, buckets: Any) -> None:
+    from pipeline_aws.runtime import S3Store
+
+    bucket = fresh_bucket(s3_client, "list")
+    for i in range(5):
+        s3_client.put_object(Bucket=bucket, Key=f"preprocess/s/{i}.jsonl", Body=b"{}\n")
+    s3_client.put_object(Bucket=bucket, Key="other/x.jsonl", Body=b"{}\n")
+    store = S3Store(s3_client, page_size=2)  # three pages of ListObjectsV2
+    listed = dict(store.list(bucket, "preprocess/"))
+    assert sorted(listed) == [f"preprocess/s/{i}.jsonl" for i in range(5)]
+    assert all(abs(modified - time.time()) < 600 for modified in listed.values())
+
+
+def test_s3_store_reports_a_missing_key_as_missing_even_when_s3_says_403(s3_client: Any, buckets: Any) -> None:
+    """Without ListBucket on the whole bucket S3 answers 403 for a missing key; the prefix-scoped ListBucket the
+    plan grants lets the store tell "no watermark yet" apart from a real denial."""
+    import botocore.exceptions
+    from pipeline_aws.runtime import S3Store
+
+    class PrefixScoped:
+        """moto does not enforce IAM: this client answers GetObject like S3 does for a role without ListBucket."""
+
+        def __init__(self, real: Any) -> None:
+            self.real = real
+
+        def get_object(self, **kwargs: Any) -> Any:
+            try:
+                return self.real.get_object(**kwargs)
+            except self.real.exceptions.NoSuchKey:
+                raise botocore.exceptions.ClientError({"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}, "GetObject") from None
+
+        def list_objects_v2(self, **kwargs: Any) -> Any:
+            return self.real.list_objects_v2(**kwargs)
+
+    bucket = fresh_bucket(s3_client, "state")
+    store = S3Store(PrefixScoped(s3_client))
+    with pytest.raises(FileNotFoundError):
+        store.get(bucket, "_state/calibrate/watermark.json")
+    s3_client.put_object(Bucket=bucket, Key="_state/calibrate/watermark.json", Body=b'{"until": 1}')
+    assert store.get(bucket, "_state/calibrate/watermark.json") == b'{"until": 1}'
+    with pytest.raises(FileNotFoundError):
+        S3Store(s3_client).get(bucket, "_state/calibrate/missing.json")  # plain 404
+
+
+def test_function_url_request_returns_the_handlers_rows(s3_client: Any, buckets: Any, stage_env: Any, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline_aws.runtime import handler
+
+    monkeypatch.setenv("LAMBDA_TASK_ROOT", str(write_flaky(tmp_path)))
+    stage_env("lookup", "http", "handlers/flaky.py:copy_rows", "", buckets["dead"])
+    monkeypatch.delenv("PIPELINE_OUTPUT_BUCKET")  # an HTTP stage without persist has no output bucket
+
+    response = handler(function_url_event(json.dumps([{"id": 1}, {"id": 2}])), None)
+    assert response["statusCode"] == 200 and response["headers"]["content-type"] == "application/json"
+    body = json.loads(response["body"])
+    assert body["rows"] == [{"id": 1, "copied": True}, {"id": 2, "copied": True}] and body["failed"] == [] and body["output"] is None
+
+    # A binary-safe client sends the body base64-encoded; JSON lines work too.
+    lines = b'{"id": 3}\n{"id": 4}\n'
+    response = handler(function_url_event(lines, content_type="application/x-ndjson", base64_body=True), None)
+    assert [r["id"] for r in json.loads(response["body"])["rows"]] == [3, 4]
+
+    assert handler(function_url_event("not rows"), None)["statusCode"] == 400
+    refused = handler(function_url_event("", method="GET"), None)
+    assert refused["statusCode"] == 405 and refused["headers"]["allow"] == "POST"
+    bad = function_url_event("x", base64_body=True)
+    bad["body"] = "%%%"
+    assert handler(bad, None)["statusCode"] == 400
+    assert keys_in(s3_client, buckets["dead"], "lookup/") == []
+
+
+def test_function_url_request_with_persist_writes_its_rows(s3_client: Any, buckets: Any, stage_env: Any, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline_aws.runtime import handler
+
+    monkeypatch.setenv("LAMBDA_TASK_ROOT", str(write_flaky(tmp_path)))
+    stage_env("lookup", "http", "handlers/flaky.py:copy_rows", buckets["score"], buckets["dead"])
+    body = json.loads(handler(function_url_event('[{"id": 9}]'), None)["body"])
+    assert keys_in(s3_client, buckets["score"], "lookup/") == [body["output"]]
+    assert read_jsonl(get(s3_client, buckets["score"], body["output"])) == [{"id": 9, "copied": True}]
+
+
+def test_uploaded_gzip_file_runs_the_object_stage(s3_client: Any, buckets: Any, stage_env: Any, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline_aws.runtime import handler
+
+    monkeypatch.setenv("LAMBDA_TASK_ROOT", str(write_flaky(tmp_path)))
+    uploads = fresh_bucket(s3_client, "uploads")
+    stage_env("files", "objects", "handlers/flaky.py:copy_rows", buckets["score"], buckets["dead"], source=(uploads, "uploads"))
+    payload = gzip.compress(b'{"id": "a"}\n{"id": "b"}\n')
+    s3_client.put_object(Bucket=uploads, Key="uploads/2026/batch one.jsonl.gz", Body=payload)
+
+    result = handler(object_created(uploads, "uploads/2026/batch one.jsonl.gz", len(payload)), None)
+    assert result["rows"] == 2 and result["dead_letters"] == 0
+    assert [r["id"] for r in read_jsonl(get(s3_client, buckets["score"], result["output"]))] == ["a", "b"]
+    # A URL-encoded key (S3's classic notification format) still finds the object.
+    again = handler(object_created(uploads, "uploads/2026/batch+one.jsonl.gz", len(payload)), None)
+    assert again["output"] == result["output"]
+
+
+def test_scheduler_run_reads_what_the_source_wrote_since_the_last_run(s3_client: Any, buckets: Any, stage_env: Any, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """EventBridge Scheduler's input carries the scheduled time; each run reads the objects written since the
+    previous run's cut-off (scheduled time - 60 s), and a retried run reads the same ones."""
+    from pipeline_aws.runtime import S3Store, handler
+
+    monkeypatch.setenv("LAMBDA_TASK_ROOT", str(write_flaky(tmp_path)))
+    source, own = fresh_bucket(s3_client, "source"), fresh_bucket(s3_client, "calibrate")
+    stage_env("calibrate", "schedule", "handlers/flaky.py:copy_rows", own, buckets["dead"], source=(source, "preprocess"),
+              PIPELINE_STATE_BUCKET=own, PIPELINE_STATE_PREFIX="_state/calibrate/")
+    store = S3Store(s3_client)
+
+    def modified(key: str) -> datetime:
+        return datetime.fromtimestamp(dict(store.list(source, key))[key], UTC)
+
+    def tick(at: datetime) -> dict[str, Any]:
+        return {"scheduled_time": at.strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+    def run_after(key: str) -> datetime:
+        """The first whole-second scheduled time whose cut-off (60 s earlier) includes `key`."""
+        written = modified(key)
+        return written.replace(microsecond=0) + timedelta(seconds=60 + (1 if written.microsecond else 0))
+
+    s3_client.put_object(Bucket=source, Key="preprocess/s/1-1.jsonl", Body=b'{"n": 1}\n')
+    first_at = run_after("preprocess/s/1-1.jsonl")
+    first = handler(tick(first_at), None)
+    assert first == {"output": f"calibrate/tick/{first_at:%Y%m%dT%H%M%SZ}.jsonl", "rows": 1}
+
+    time.sleep(1.1)  # S3 times are to the second: the next object must be newer than the first run's cut-off
+    s3_client.put_object(Bucket=source, Key="preprocess/s/2-2.jsonl", Body=b'{"n": 2}\n')
+    second_at = run_after("preprocess/s/2-2.jsonl")
+    second = handler(tick(second_at), None)
+    assert read_jsonl(get(s3_client, own, first["output"])) == [{"n": 1, "copied": True}]
+    assert read_jsonl(get(s3_client, own, second["output"])) == [{"n": 2, "copied": True}]
+    watermark = json.loads(get(s3_client, own, "_state/calibrate/watermark.json"))
+    assert watermark["until"] == second_at.timestamp() - 60
+
+    with pytest.raises(ValueError, match="no scheduled time"):
+        handler({"scheduled_time": "<aws.scheduler.scheduled-time>"}, None)
+
+
+# CloudWatch Logs JSON filter patterns (https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/FilterAndPatternSyntax.html):
+# `{ SELECTOR OPERATOR NUMBER }` matches a log event that is a JSON object in which the selector names a
+# numeric value satisfying the comparison; events that are not JSON, or lack the selector, never match.
+_NUMERIC = re.compile(r"^\{\s*\$\.(?P<path>[A-Za-z_][\w.]*)\s*(?P<op>=|!=|>=|<=|>|<)\s*(?P<number>-?\d+(\.\d+)?)\s*\}$")
+_OPS = {"=": float.__eq__, "!=": float.__ne__, ">": float.__gt__, "<": float.__lt__, ">=": float.__ge__, "<=": float.__le__}
+
+
+def cloudwatch_json_match(pattern: str, event: str) -> bool:
+    found = _NUMERIC.match(pattern)
+    assert found, f"pattern outside the numeric JSON subset this helper evaluates: {pattern}"
+    try:
+        value: Any = json.loads(event)
+    except ValueError:
+        return False
+    for part in found["path"].split("."):
+        if not isinstance(value, dict) or part not in value:
+            return False
+        value = value[part]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return bool(_OPS[found["op"]](float(value), float(found["number"])))
+
+
+def test_the_dead_letter_alarm_filter_matches_the_runtimes_own_log_line(s3_client: Any, buckets: Any, stage_env: Any,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """Run the runtime on a batch with a poison record, capture the JSON lines it writes (Lambda ships them to
+    CloudWatch Logs unchanged), and evaluate the plan's metric filter pattern on them."""
+    from pipeline_aws.observability import DEAD_LETTER_PATTERN
+    from pipeline_aws.runtime import handler
+
+    stage_env("preprocess", "stream", "handlers/preprocess.py:preprocess", buckets["preprocess"], buckets["dead"], CURRENCY="USD")
+    capsys.readouterr()
+    handler(kinesis_event(example_lines(20)), None)  # line 1 of the example is malformed
+    handler(kinesis_event(example_lines(20)[1:], first_sequence=7), None)  # a clean batch
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+    matched = [json.loads(line) for line in lines if cloudwatch_json_match(DEAD_LETTER_PATTERN, line)]
+    assert [(m["message"], m["dead_letters"], m["stage"]) for m in matched] == [("batch done", 1, "preprocess")]
+    done = [json.loads(line) for line in lines if json.loads(line).get("message") == "batch done"]
+    assert len(done) == 2  # the clean batch logged too, and did not match
+    # Lambda's own JSON platform lines and plain text never match.
+    assert not cloudwatch_json_match(DEAD_LETTER_PATTERN, '{"time":"2026-11-02T06:00:00Z","type":"platform.report","record":{}}')
+    assert not cloudwatch_json_match(DEAD_LETTER_PATTERN, "dead_letters > 0")
+    # The dimension the filter publishes (`$.stage`) is in the line, as the alarm expects.
+    assert matched[0]["stage"] == "preprocess"

@@ -62,11 +62,11 @@ def test_stream_is_encrypted_and_sized_from_the_workload(dev: Plan) -> None:
     stream = physical(dev, "aws:kinesis/stream:Stream", "stream")
     assert stream.inputs["encryptionType"] == "KMS"
     assert stream.inputs["kmsKeyId"] == "alias/aws/kinesis"
-    assert stream.inputs["shardCount"] == dev.sizing["units"] == 1
+    assert stream.inputs["shardCount"] == dev.sizing["stream"]["units"] == 1
     assert stream.inputs["retentionPeriod"] == 24
     prod = plan(load_spec(EXAMPLE, "prod"), "aws")
     # 1500 rec/s x 700 B = 1.0 MiB/s; x1.25 headroom -> 2 shards by bytes and by records.
-    assert physical(prod, "aws:kinesis/stream:Stream", "stream").inputs["shardCount"] == prod.sizing["units"] == 2
+    assert physical(prod, "aws:kinesis/stream:Stream", "stream").inputs["shardCount"] == prod.sizing["stream"]["units"] == 2
     assert physical(prod, "aws:kinesis/stream:Stream", "stream").inputs["retentionPeriod"] == 168
 
 
@@ -79,6 +79,8 @@ def test_stream_stage_has_an_event_source_mapping_not_a_permission(dev: Plan) ->
     assert esm["maximumRetryAttempts"] == 3
     assert esm["maximumRecordAgeInSeconds"] == 3600
     assert esm["batchSize"] == 500 and esm["maximumBatchingWindowInSeconds"] == 5
+    sized = dev.sizing["stages"]["preprocess"]
+    assert esm["parallelizationFactor"] == sized["settings"]["parallelization_factor"] == 1
     assert esm["destinationConfig"]["onFailure"]["destinationArn"] == arn(dev, "aws:sqs/queue:Queue", "preprocess-dead-letter")
     assert not [p for p in dev.of_type("aws:lambda/permission:Permission") if "kinesis" in p.inputs["principal"]]
 
@@ -103,7 +105,7 @@ def test_object_stage_rule_names_the_source_bucket_and_prefix(dev: Plan) -> None
     assert permission["sourceArn"] == rule_arn
     queue_policy = json.loads(physical(dev, "aws:sqs/queuePolicy:QueuePolicy", "score-trigger").inputs["policy"])
     assert queue_policy["Statement"][0]["Condition"] == {"ArnEquals": {"aws:SourceArn": rule_arn}}
-    # S3 -> EventBridge is on for the source bucket only, and no CloudTrail is involved.
+    # S3 -> EventBridge is on for the source bucket only (the core marks it `notify`), and no CloudTrail is involved.
     notifications = dev.of_type("aws:s3/bucketNotification:BucketNotification")
     assert [(n.role, n.inputs["eventbridge"]) for n in notifications] == [("preprocess-bucket", True)]
     assert not [r for r in dev.resources if r.type.startswith("aws:cloudtrail")]
@@ -165,6 +167,7 @@ def test_no_wildcard_actions_no_wildcard_resources_no_managed_policies(dev: Plan
 
 def test_buckets_are_private_encrypted_tls_only_and_expire(dev: Plan) -> None:
     expected_days = {"raw-bucket": 7, "preprocess-bucket": 7, "score-bucket": 30, "calibrate-bucket": 30, "dead-letter-bucket": 14}
+    assert {b.role for b in dev.of_type("aws:s3/bucket:Bucket")} == {*expected_days, "artifacts-bucket"}
     for b in dev.of_type("aws:s3/bucket:Bucket"):
         role = b.role
         block = physical(dev, "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock", role).inputs
@@ -176,7 +179,7 @@ def test_buckets_are_private_encrypted_tls_only_and_expire(dev: Plan) -> None:
         assert policy["Statement"][0]["Effect"] == "Deny"
         assert policy["Statement"][0]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
         rules = physical(dev, "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration", role).inputs["rules"]
-        expiry = [r["expiration"]["days"] for r in rules if "expiration" in r]
+        expiry = [r["expiration"]["days"] for r in rules if "days" in r.get("expiration", {})]
         assert expiry == ([expected_days[role]] if role in expected_days else []), role
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pipeline_aws import pricing
+from pipeline_aws import pricing, sizing
 from pipeline_aws.backend import AwsBackend
 from pipeline_aws.limits import limits
 
@@ -38,7 +38,7 @@ def make_spec(**overrides: Any) -> PipelineSpec:
         "stream": {"archive": False},
         "stages": [{"name": "work", "handler": "h.py:handle", "trigger": {"stream": {"batch_size": 1, "max_batching_window_s": 0}},
                     "memory_mb": 128}],
-        "workload": {"records_per_second": 1, "record_bytes": 100},
+        "workload": {"records_per_second": 1, "record_bytes": 100, "stages": {"work": {"ms_per_record": 0, "ms_per_invocation": 200}}},
     }
     for key, value in overrides.items():
         body[key] = {**body[key], **value} if isinstance(body.get(key), dict) and isinstance(value, dict) else value
@@ -69,7 +69,7 @@ def test_lambda_pricing_page_example_1_mobile_backend() -> None:
     spec = make_spec(stages=[{"name": "work", "handler": "h.py:handle", "memory_mb": 1536,
                               "trigger": {"stream": {"batch_size": 1, "max_batching_window_s": 0}}}],
                      workload={"records_per_second": 3_000_000 / SECONDS_PER_MONTH, "record_bytes": 100,
-                               "stage_duration_ms": {"work": 120}})
+                               "stages": {"work": {"ms_per_record": 0, "ms_per_invocation": 120}}})
     est = backend(spec).estimate_cost(free_tier=True)
     fn = lines(est, "work-function")
     assert fn["Lambda requests"].quantity == pytest.approx(3_000_000)
@@ -182,42 +182,74 @@ def test_extended_retention_adds_shard_hours_only_above_24_hours() -> None:
     assert "Kinesis extended retention shard-hours" not in lines(dev, "stream")
 
 
-def test_effective_batch_fills_at_rate_times_window() -> None:
+def test_records_per_batch_fills_at_rate_times_window() -> None:
     """Prod: 1,500 records/s over 2 shards = 750/s per shard x 5 s window = 3,750 >= batch_size 500 -> 500.
     A quiet stream: 2 records/s on 1 shard x 5 s = 10 records per invocation, below batch_size.
     No window still waits for the 1 s poll: 2/s -> 2. Big records: 6 MB / 1 MiB caps a batch at 6."""
-    assert pricing.effective_batch(500, 5, 750, 700) == 500
-    assert pricing.effective_batch(500, 5, 2, 700) == 10
-    assert pricing.effective_batch(500, 0, 2, 700) == 2
-    assert pricing.effective_batch(100, 5, 0.01, 700) == 1
-    assert pricing.effective_batch(10_000, 300, 1000, 1024 * 1024) == 6
+    assert sizing.records_per_batch(500, 5, 750, 700) == 500
+    assert sizing.records_per_batch(500, 5, 2, 700) == 10
+    assert sizing.records_per_batch(500, 0, 2, 700) == 2
+    assert sizing.records_per_batch(100, 5, 0.01, 700) == 1
+    assert sizing.records_per_batch(10_000, 300, 1000, 1024 * 1024) == 6
 
 
 def test_example_dev_quantities_hand_computed() -> None:
     """Dev: 150 records/s x 2,628,000 s = 394,200,000 records; 1 shard, 150/s x 5 s = 750 -> batch 500;
-    preprocess invocations = 394,200,000 / 500 = 788,400, and score runs once per preprocess object.
-    preprocess GB-s = 0.5 GB x 0.12 s x 788,400 = 47,304; score (dev: 512 MB) 0.5 x 0.35 x 788,400 = 137,970.
+    preprocess invocations = 394,200,000 / 500 = 788,400 of 80 + 500 x 0.2 = 180 ms; score runs once per
+    preprocess object (475 rows: output_ratio 0.95) for 150 + 475 x 0.5 = 387.5 ms.
+    preprocess GB-s = 0.5 GB x 0.18 s x 788,400 = 70,956; score (dev: 512 MB) 0.5 x 0.3875 x 788,400 = 152,752.5.
     Raw archive: 394,200,000 x 700 B / 4 (gzip) = 64.2 GiB a month, kept 7 of 30.4167 days = 14.79 GB-months.
     Firehose: 300 s x 150 x 700 B = 31.5 MB < 64 MB, so one object per 300 s: 2,628,000 / 300 = 8,760 PUTs."""
     est = backend(load_spec(EXAMPLE, "dev").spec, "dev").estimate_cost(free_tier=False)
     assert lines(est, "preprocess-function")["Lambda requests"].quantity == pytest.approx(788_400)
     assert lines(est, "score-function")["Lambda requests"].quantity == pytest.approx(788_400)
-    assert lines(est, "preprocess-function")["Lambda duration (arm64)"].quantity == pytest.approx(47_304)
-    assert lines(est, "score-function")["Lambda duration (arm64)"].quantity == pytest.approx(137_970)
+    assert lines(est, "preprocess-function")["Lambda duration (arm64)"].quantity == pytest.approx(70_956)
+    assert lines(est, "score-function")["Lambda duration (arm64)"].quantity == pytest.approx(152_752.5)
     raw = lines(est, "raw-bucket")
     assert raw["S3 Standard storage"].quantity == pytest.approx(394_200_000 * 700 / 4 / GB * 7 / (730 / 24))
     assert raw["S3 PUT requests"].quantity == pytest.approx(8_760)
     # S3: PUT $0.005 per 1,000 and GET $0.0004 per 1,000 -> 788,400 PUTs = $3.942, 788,400 GETs = $0.31536.
     assert lines(est, "preprocess-bucket")["S3 PUT requests"].monthly_usd == pytest.approx(3.942)
-    assert lines(est, "preprocess-bucket")["S3 GET requests"].monthly_usd == pytest.approx(0.31536)
-    # EventBridge: one Object Created event per preprocess object: 788,400 x $1.00/M = $0.7884.
-    assert lines(est, "score-trigger")["EventBridge S3 Object Created events"].monthly_usd == pytest.approx(0.7884)
+    assert lines(est, "preprocess-bucket")["S3 GET requests (score)"].monthly_usd == pytest.approx(0.31536)
+    # Versioned outputs stay 3 more days: 394,200,000 x 0.95 rows x 700 B kept 7 + 3 days.
+    stored = 394_200_000 * 0.95 * 700 / GB * 10 / (730 / 24)
+    assert lines(est, "preprocess-bucket")["S3 Standard storage"].quantity == pytest.approx(stored)
+    # EventBridge: created, expired and noncurrent-deleted event per preprocess object: 3 x 788,400 x $1.00/M.
+    assert lines(est, "score-trigger")["EventBridge S3 events"].monthly_usd == pytest.approx(2.3652)
     # SQS: 0.1 % of 788,400 invocations x 3 requests = 2,365.2 requests x $0.40/M.
     assert lines(est, "preprocess-dead-letter")["SQS requests"].quantity == pytest.approx(2_365.2)
-    # Alarms: errors + dead letters for 3 stages, + lag for the stream stage = 7 x $0.10.
-    assert lines(est, "observability")["CloudWatch standard alarms"].monthly_usd == pytest.approx(0.70)
-    # Logs: 788,400 x 1 KiB = 0.7519 GB x $0.50.
-    assert lines(est, "preprocess-function")["CloudWatch Logs ingestion"].quantity == pytest.approx(788_400 * 1024 / GB)
+    # Alarms: SQS dead letters, runtime dead letters, errors for 3 stages + lag for the stream stage = 10 x $0.10.
+    obs = lines(est, "observability")
+    assert obs["CloudWatch standard alarms"].monthly_usd == pytest.approx(1.00)
+    assert obs["CloudWatch custom metrics (dead letters from logs)"].monthly_usd == pytest.approx(0.90)
+    assert obs["KMS customer-managed key (alarm topic)"].monthly_usd == pytest.approx(1.00)
+    # Logs: 788,400 x 1 KiB = 0.7519 GB x $0.50, under the observability role like every cloud.
+    assert obs["CloudWatch Logs ingestion (preprocess)"].quantity == pytest.approx(788_400 * 1024 / GB)
+    assert not [line for line in est.lines if line.role.endswith("-function") and "Logs" in line.item]
+
+
+@pytest.mark.parametrize("rate", [1, 150, 1500, 50_000])
+def test_invocations_objects_and_logs_follow_batches_not_records(rate: int) -> None:
+    """A stream stage batching 500 records in a 5 s window: invocations (hence object writes, downstream
+    events and log volume) are records / batch, where the batch is what a shard collects in the window."""
+    spec = make_spec(stream={"archive": False},
+                     stages=[{"name": "work", "handler": "h.py:handle", "trigger": {"stream": {"batch_size": 500, "max_batching_window_s": 5}}},
+                             {"name": "next", "handler": "h.py:handle", "trigger": {"objects": {"from": "work"}}}],
+                     workload={"records_per_second": rate, "record_bytes": 700,
+                               "stages": {"work": {"ms_per_record": 0.2, "ms_per_invocation": 80}}})
+    aws = backend(spec)
+    sized = aws.sizing()
+    shards = sized.stream.units if sized.stream else 1
+    batch = min(500, rate / shards / sized.stages["work"].settings["parallelization_factor"] * 5)
+    records = rate * SECONDS_PER_MONTH
+    est = aws.estimate_cost(free_tier=False)
+    invocations = lines(est, "work-function")["Lambda requests"].quantity
+    assert invocations == pytest.approx(records / batch)
+    assert lines(est, "work-bucket")["S3 PUT requests"].quantity == pytest.approx(invocations)
+    assert lines(est, "next-function")["Lambda requests"].quantity == pytest.approx(invocations)
+    assert lines(est, "observability")["CloudWatch Logs ingestion (work)"].quantity == pytest.approx(invocations * 1024 / GB)
+    if rate >= 150:
+        assert invocations <= records / 500 * 1.0001  # full batches once a shard fills one in the window
 
 
 # ---- free tier ---------------------------------------------------------------------------------
@@ -259,21 +291,34 @@ def test_shared_free_splits_in_proportion_and_never_exceeds_use() -> None:
 # ---- regions and price sheet --------------------------------------------------------------------
 
 
-def test_region_without_prices_is_a_clear_error() -> None:
+def test_known_region_without_prices_says_cost_unknown_and_lists_priced_regions() -> None:
     spec = make_spec(clouds={"aws": {"region": "ap-south-1"}})
-    with pytest.raises(PipelineError, match=r"no aws price sheet for region 'ap-south-1'.*eu-west-1, us-east-1"):
+    assert backend(spec).check() == []  # a real region: it plans
+    with pytest.raises(PipelineError, match=r"no aws price sheet for region 'ap-south-1'.*ap-northeast-1, eu-central-1, eu-west-1, "
+                                            r"us-east-1, us-east-2, us-west-2"):
         backend(spec).estimate_cost(free_tier=True)
 
 
-def test_eu_west_1_is_priced() -> None:
-    spec = load_spec(EXAMPLE, "dev").spec.model_copy(update={"clouds": make_spec(clouds={"aws": {"region": "eu-west-1"}}).clouds})
+@pytest.mark.parametrize("region", ["us-east-1", "us-east-2", "us-west-2", "eu-west-1", "eu-central-1", "ap-northeast-1"])
+def test_six_regions_are_priced(region: str) -> None:
+    spec = load_spec(EXAMPLE, "dev").spec.model_copy(update={"clouds": make_spec(clouds={"aws": {"region": region}}).clouds})
     est = backend(spec).estimate_cost(free_tier=True)
-    assert est.region == "eu-west-1" and est.total > 0
+    assert est.region == region and est.total > 0
+    verified = [line for line in est.lines if not line.verify]
+    assert verified, "every region has confirmed figures"
+
+
+def test_unverified_prices_say_why() -> None:
+    data = json.loads(pricing.PRICES_FILE.read_text())
+    entries = [e for region in data["regions"].values() for e in region.values()] + list(data["global"].values())
+    assert all(e["note"] for e in entries if e.get("verify"))
+    us = data["regions"]["us-east-1"]
+    assert not [key for key, e in us.items() if e.get("verify")]  # us-east-1 is fully confirmed
 
 
 def test_every_price_has_a_source_and_a_retrieval_date() -> None:
     data = json.loads(pricing.PRICES_FILE.read_text())
-    assert set(data["regions"]["us-east-1"]) == set(data["regions"]["eu-west-1"])
+    assert all(set(data["regions"]["us-east-1"]) == set(prices) for prices in data["regions"].values())
     entries = [e for region in data["regions"].values() for e in region.values()] + list(data["global"].values())
     for entry in entries:
         assert entry["usd"] > 0
@@ -306,8 +351,8 @@ def test_cost_and_plan_use_the_same_sizing(stack: str) -> None:
     planned = plan(loaded, "aws")
     est = backend_class("aws")(loaded.spec, stack, loaded.base_dir).estimate_cost(free_tier=True)
     shard_hours = lines(est, "stream")["Kinesis shard-hours"].quantity
-    assert shard_hours / HOURS_PER_MONTH == planned.sizing["units"]
-    assert planned.one("aws:kinesis/stream:Stream", "stream").inputs["shardCount"] == planned.sizing["units"]
+    assert shard_hours / HOURS_PER_MONTH == planned.sizing["stream"]["units"]
+    assert planned.one("aws:kinesis/stream:Stream", "stream").inputs["shardCount"] == planned.sizing["stream"]["units"]
 
 
 # ---- limits and resource classes -------------------------------------------------------------------
@@ -315,8 +360,9 @@ def test_cost_and_plan_use_the_same_sizing(stack: str) -> None:
 
 def test_limits() -> None:
     spec = load_spec(EXAMPLE, "dev").spec
-    lim = backend(spec).limits()
-    assert lim == limits(spec)
+    aws = backend(spec)
+    lim = aws.limits()
+    assert lim == limits(spec, aws.sizing())
     assert lim.max_record_bytes == 1024 * 1024
     assert lim.max_stage_timeout_s == 900
     assert lim.max_retention_hours == 8760
@@ -325,6 +371,14 @@ def test_limits() -> None:
     assert "bisect" in lim.poison_records and "SQS" in lim.poison_records and "(3)" in lim.poison_records
     assert all(src.startswith("https://docs.aws.amazon.com/") for src in lim.sources)
     assert max(s.timeout_s for s in spec.stages) <= lim.max_stage_timeout_s
+    assert lim.http_max_request_bytes is None and lim.http_max_timeout_s is None  # no HTTP stage
+
+
+def test_http_limits_are_the_function_urls() -> None:
+    spec = make_spec(stages=[{"name": "api", "handler": "h.py:handle", "trigger": {"http": {}}}])
+    lim = backend(spec).limits()
+    assert lim.http_max_request_bytes == lim.http_max_response_bytes == 6 * 1024 * 1024
+    assert lim.http_max_timeout_s == 900
 
 
 def test_identity_and_grant_types_exist_in_the_plan() -> None:

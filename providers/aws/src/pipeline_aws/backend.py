@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -10,38 +11,47 @@ import pulumi_aws as aws
 
 from pipeline.backend import Backend, BucketSpec, FunctionCode, Grant, Handle, Limits, RoleContext, StageResources
 from pipeline.cost import CostEstimate
-from pipeline.errors import PipelineError
 from pipeline.packaging import Recipe
+from pipeline.plan import Plan
 from pipeline.scan import ScanMapping
 from pipeline.sizing import Sizing, StageDemand, StageSizing, StreamSizing
 from pipeline.spec.model import StageSpec
 from pipeline.spec.schedule import Schedule
-from pipeline_aws import credentials, functions, iam, limits, naming, observability, pricing, scan, sizing, storage, stream, triggers
+from pipeline_aws import credentials, environment, functions, iam, limits, naming, observability, pricing, regions, scan, sizing, storage, stream, triggers
 
 
 class AwsBackend(Backend):
     name = "aws"
     title = "AWS"
-    # Every identity the plan creates is an IAM role (stage functions, Firehose, Scheduler).
+    # Identities the plan creates: IAM roles (stage functions, Firehose, Scheduler) and the customer-managed
+    # policies outside producers and HTTP callers attach.
     identity_types: ClassVar[frozenset[str]] = frozenset({"aws:iam/role:Role", "aws:iam/policy:Policy"})
     key_settings: ClassVar[dict[str, tuple[str, ...]]] = {
         "aws:kinesis/stream:Stream": ("shardCount", "streamModeDetails.streamMode", "retentionPeriod"),
         "aws:kinesis/firehoseDeliveryStream:FirehoseDeliveryStream": ("extendedS3Configuration.bufferingSize", "extendedS3Configuration.bufferingInterval"),
-        "aws:lambda/function:Function": ("memorySize", "timeout", "runtime"),
-        "aws:lambda/eventSourceMapping:EventSourceMapping": ("batchSize", "maximumBatchingWindowInSeconds", "maximumRetryAttempts", "bisectBatchOnFunctionError"),
+        "aws:lambda/function:Function": ("memorySize", "timeout", "runtime", "reservedConcurrentExecutions"),
+        "aws:lambda/eventSourceMapping:EventSourceMapping": ("batchSize", "maximumBatchingWindowInSeconds", "parallelizationFactor",
+                                                            "maximumRetryAttempts", "bisectBatchOnFunctionError"),
+        "aws:lambda/functionUrl:FunctionUrl": ("authorizationType", "invokeMode"),
         "aws:cloudwatch/eventTarget:EventTarget": ("retryPolicy.maximumRetryAttempts", "retryPolicy.maximumEventAgeInSeconds"),
         "aws:scheduler/schedule:Schedule": ("scheduleExpression", "target.retryPolicy.maximumRetryAttempts"),
         "aws:sqs/queue:Queue": ("messageRetentionSeconds",),
     }
-    # What grants access: inline identity policies, and the resource policies that let EventBridge
-    # invoke a function and send undeliverable events to a queue. The plan's BucketPolicy is left
-    # out on purpose: it only denies (insecure transport) and grants nothing.
+    # What grants access: identity policies (inline and managed), and the resource policies that let
+    # EventBridge invoke a function, outside principals call a function URL, EventBridge send undeliverable
+    # events to a queue, CloudWatch publish to the alarm topic and use its key. The buckets' policies only deny.
     grant_types: ClassVar[frozenset[str]] = frozenset({
         "aws:iam/rolePolicy:RolePolicy",
         "aws:iam/policy:Policy",
         "aws:lambda/permission:Permission",
         "aws:sqs/queuePolicy:QueuePolicy",
+        "aws:sns/topicPolicy:TopicPolicy",
+        "aws:kms/key:Key",
     })
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._reserved = 0  # concurrency reserved by the stages sized so far (one account's pool)
 
     @property
     def region(self) -> str:
@@ -50,20 +60,40 @@ class AwsBackend(Backend):
     def location(self) -> str:
         return self.region
 
+    # ---- checks and sizing -----------------------------------------------------------------------------
     def check(self) -> list[tuple[tuple[str | int, ...], str, str]]:
         problems: list[tuple[tuple[str | int, ...], str, str]] = []
+        settings = self.spec.clouds.aws
+        if settings.region not in regions.AWS_REGIONS:
+            problems.append((("clouds", "aws", "region"), f"{settings.region!r} is not an AWS region",
+                             f"known regions: {', '.join(sorted(regions.AWS_REGIONS))}"))
+        has_http = any(stage.trigger.http for stage in self.spec.stages)
+        if has_http and settings.region in triggers.NO_FUNCTION_URLS:
+            problems.append((("clouds", "aws", "region"), f"HTTP stages are served by Lambda function URLs, which {settings.region} does not offer",
+                             f"choose another region (function URLs are missing in: {', '.join(sorted(triggers.NO_FUNCTION_URLS))})"))
+        for index, principal in enumerate(settings.http_invokers):
+            if not iam.PRINCIPAL_ARN.match(principal):
+                problems.append((("clouds", "aws", "http_invokers", index), f"{principal!r} is not an IAM role or user ARN",
+                                 "write arn:aws:iam::<12-digit account>:role/<name> or arn:aws:iam::<account>:user/<name>"))
         for index, stage in enumerate(self.spec.stages):
             if stage.trigger.schedule:
                 for message in triggers.schedule_problems(stage.trigger.parsed_schedule):
                     problems.append((("stages", index, "trigger", "schedule"), message, ""))
+            too_big = environment.environment_problem(self.spec, self.stack, stage, self.base_dir)
+            if too_big:
+                problems.append((("stages", index, "environment"), *too_big))
         return problems
 
     def size_stream(self) -> StreamSizing:
-        return sizing.size_stream(self.spec)
+        return sizing.size_stream(self.spec, self.previous_outputs.get("stream_sizing") or {})
 
     def size_stage(self, stage: StageSpec, demand: StageDemand, stream: StreamSizing | None) -> StageSizing:
-        return sizing.size_stage(self.spec, stage, demand, stream)
+        sized = sizing.size_stage(self.spec, stage, demand, stream)
+        note = sizing.reserved_total_note(self._reserved, sized)
+        self._reserved += int(sized.settings.get("reserved_concurrency", 0))
+        return dataclasses.replace(sized, reasoning=[*sized.reasoning, note]) if note else sized
 
+    # ---- deploying -------------------------------------------------------------------------------------
     def stack_config(self) -> dict[str, str]:
         return credentials.stack_config(self.spec)
 
@@ -73,8 +103,9 @@ class AwsBackend(Backend):
     def test_record_hint(self, outputs: Mapping[str, Any]) -> str:
         return credentials.test_record_hint(self.spec, self.stack, outputs)
 
+    # ---- comparison ------------------------------------------------------------------------------------
     def limits(self) -> Limits:
-        return limits.limits(self.spec)
+        return limits.limits(self.spec, self.sizing())
 
     def price(self, sizing: Sizing, free_tier: bool) -> CostEstimate:
         return pricing.estimate(self.spec, sizing, free_tier)
@@ -84,21 +115,33 @@ class AwsBackend(Backend):
         """How this cloud's plans read as a Terraform plan for scanners (pipeline.scan.Scannable)."""
         return scan.MAPPING
 
+    def count_grants(self, plan: Plan) -> int:
+        """A policy document counts once per resource each Allow statement names; a Lambda permission once."""
+        return sum(iam.grants_in(r.type, r.inputs) for r in plan.cloud_resources if r.type in self.grant_types)
+
     def mock_resource(self, type_: str, name: str, inputs: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
         return naming.mock_resource(type_, name, inputs, self.region)
+
+    def mock_call(self, token: str, args: Mapping[str, Any]) -> dict[str, Any]:
+        return naming.mock_call(token, args, self.region)
 
     def tags(self) -> dict[str, str]:
         return {**self.spec.tags, "pipeline": self.spec.name, "stack": self.stack, "managed-by": "pipeline-deployer"}
 
+    # ---- roles -----------------------------------------------------------------------------------------
     def platform(self, role: RoleContext) -> list[Any]:
-        provider = aws.Provider(role.name("aws"), region=self.region, default_tags={"tags": self.tags()}, opts=role.opts())
+        provider = aws.Provider(role.name("aws"), region=self.region, default_tags=aws.ProviderDefaultTagsArgs(tags=self.tags()),
+                                opts=role.opts())
         return [provider]
 
     def stream(self, role: RoleContext, sizing: StreamSizing) -> Handle[Any]:
         return stream.stream(role, self.spec, sizing)
 
     def bucket(self, role: RoleContext, bucket: BucketSpec) -> Handle[Any]:
-        return storage.bucket(role, bucket)
+        # Stage outputs are versioned: a redelivery or a re-run overwrites an output, and the old version stays
+        # recoverable for a few days (storage.NONCURRENT_DAYS).
+        versioned = bucket.data and bucket.key in {s.name for s in self.spec.stages}
+        return storage.bucket(role, bucket, versioned=versioned, delete_data=self.delete_data)
 
     def archive(self, role: RoleContext, source: Handle[Any], bucket: Handle[Any], prefix: str) -> None:
         stream.archive(role, source, bucket, prefix)
@@ -108,9 +151,6 @@ class AwsBackend(Backend):
 
     def producer(self, role: RoleContext, source: str, grants: Sequence[Grant]) -> Handle[Any]:
         return iam.producer(role, source, grants)
-
-    def http_trigger(self, role: RoleContext, stage: StageSpec, function: Handle[Any], identity: Handle[Any], dead_letter: Handle[Any]) -> Handle[Any]:
-        raise PipelineError("AWS HTTP stages are not built yet")
 
     def identity(self, role: RoleContext, stage: StageSpec) -> Handle[Any]:
         return iam.lambda_identity(role, stage.name)
@@ -122,13 +162,14 @@ class AwsBackend(Backend):
         return triggers.dead_letter(role, self.spec)
 
     def function(self, role: RoleContext, stage: StageSpec, identity: Handle[Any], code: FunctionCode, env: Mapping[str, Any]) -> Handle[Any]:
-        return functions.function(role, stage, identity, self.package(stage, code), env)
+        reserved = int(self.sizing().stages[stage.name].settings["reserved_concurrency"])
+        return functions.function(role, stage, identity, self.package(stage, code), env, reserved)
 
     def package_recipe(self, stage: StageSpec, code: FunctionCode) -> Recipe:
         return functions.recipe()
 
     def stream_trigger(self, role: RoleContext, stage: StageSpec, stream: Handle[Any], function: Handle[Any], identity: Handle[Any], dead_letter: Handle[Any]) -> None:
-        triggers.stream_trigger(role, stage, self.spec, stream, function, identity, dead_letter)
+        triggers.stream_trigger(role, stage, self.spec, self.sizing().stages[stage.name], stream, function, identity, dead_letter)
 
     def object_trigger(self, role: RoleContext, stage: StageSpec, bucket: Handle[Any], prefix: str, function: Handle[Any], identity: Handle[Any], dead_letter: Handle[Any]) -> None:
         triggers.object_trigger(role, stage, bucket, prefix, function, identity, dead_letter)
@@ -136,5 +177,8 @@ class AwsBackend(Backend):
     def schedule_trigger(self, role: RoleContext, stage: StageSpec, schedule: Schedule, function: Handle[Any], identity: Handle[Any], dead_letter: Handle[Any]) -> None:
         triggers.schedule_trigger(role, stage, schedule, function, identity, dead_letter)
 
+    def http_trigger(self, role: RoleContext, stage: StageSpec, function: Handle[Any], identity: Handle[Any], dead_letter: Handle[Any]) -> Handle[Any]:
+        return triggers.http_trigger(role, stage, list(self.spec.clouds.aws.http_invokers), function)
+
     def observability(self, role: RoleContext, stages: Sequence[StageResources]) -> None:
-        observability.observability(role, stages)
+        observability.observability(role, self.region, self.spec.alerts, stages)

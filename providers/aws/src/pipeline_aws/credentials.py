@@ -55,15 +55,37 @@ def stack_config(spec: PipelineSpec) -> dict[str, str]:
 
 
 def test_record_hint(spec: PipelineSpec, stack: str, outputs: Mapping[str, Any]) -> str:
-    """The AWS CLI commands that put one record on the deployed stream and list the final outputs."""
+    """AWS CLI / curl commands that feed the deployed pipeline (a record, a file, a request) and list its results.
+
+    Each source names the customer-managed policy (from the outputs) the identity running the command needs.
+    """
     region = spec.clouds.aws.region
-    stream = outputs.get("stream", "<stream>")
-    lines = [
-        "Send a test record:",
-        f"  aws kinesis put-record --region {region} --stream-name {stream} --partition-key test-1 "
-        f"--cli-binary-format raw-in-base64-out --data '{SAMPLE_RECORD}'",
-    ]
+    producers = outputs.get("producers") or {}
     buckets = outputs.get("buckets") or {}
+    lines: list[str] = []
+    if spec.stream is not None:
+        stream = outputs.get("stream", "<stream>")
+        lines += [
+            f"Send a test record (as an identity with the policy {producers.get('stream', '<producer policy>')} attached):",
+            f"  aws kinesis put-record --region {region} --stream-name {stream} --partition-key test-1 "
+            f"--cli-binary-format raw-in-base64-out --data '{SAMPLE_RECORD}'",
+        ]
+    if spec.uploads is not None:
+        name = spec.uploads.name
+        bucket = buckets.get(name, "<uploads bucket>")
+        lines += [
+            f"Upload a test file (as an identity with the policy {producers.get(name, '<producer policy>')} attached):",
+            f"  echo '{SAMPLE_RECORD}' > test.jsonl && aws s3 cp --region {region} test.jsonl s3://{bucket}/{spec.uploads.prefix}test.jsonl",
+        ]
+    endpoints = outputs.get("endpoints") or {}
+    callers = outputs.get("http_callers") or {}
+    for stage_name, url in endpoints.items():
+        lines += [
+            f"Call the HTTP stage {stage_name} (as an identity with the policy {callers.get(stage_name, '<caller policy>')} attached; "
+            "the request is signed with SigV4):",
+            f"  curl --aws-sigv4 'aws:amz:{region}:lambda' --user \"$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY\" "
+            f"-H \"x-amz-security-token: $AWS_SESSION_TOKEN\" -H 'content-type: application/json' -d '[{SAMPLE_RECORD}]' {url}",
+        ]
     finals = [s.name for s in spec.stages if not spec.consumers_of(s.name) and s.name in buckets]
     if finals:
         lines.append("Then look for its results:")

@@ -35,7 +35,10 @@ def recipe() -> Recipe:
                   vendor_python=RUNTIME.removeprefix("python"), limit_bytes=PACKAGE_LIMIT_ZIPPED, limit_unpacked=PACKAGE_LIMIT_UNZIPPED)
 
 
-def function(role: RoleContext, stage: StageSpec, identity: Handle[aws.iam.Role], package: Package, env: Mapping[str, Any]) -> Handle[aws.lambda_.Function]:
+def function(role: RoleContext, stage: StageSpec, identity: Handle[aws.iam.Role], package: Package, env: Mapping[str, Any],
+             reserved_concurrency: int) -> Handle[aws.lambda_.Function]:
+    """The stage's function with the reserved concurrency its sizing provisions (pipeline_aws.sizing): the same
+    cap GCP and Azure set with max instances, and a guard that one stage cannot starve the account."""
     name = function_name(role, stage)
     # Created first so Lambda never auto-creates a group without retention.
     log_group = aws.cloudwatch.LogGroup(role.name("logs"), name=f"/aws/lambda/{name}", retention_in_days=LOG_RETENTION_DAYS, opts=role.opts())
@@ -52,8 +55,10 @@ def function(role: RoleContext, stage: StageSpec, identity: Handle[aws.iam.Role]
         code=pulumi.FileArchive(str(package.path)),
         memory_size=stage.memory_mb,
         timeout=stage.timeout_s,
-        environment={"variables": dict(env)},
-        logging_config={"log_format": "JSON", "log_group": log_group.name, "application_log_level": "INFO", "system_log_level": "WARN"},
+        reserved_concurrent_executions=reserved_concurrency,
+        environment=aws.lambda_.FunctionEnvironmentArgs(variables=dict(env)),
+        logging_config=aws.lambda_.FunctionLoggingConfigArgs(log_format="JSON", log_group=log_group.name,
+                                                             application_log_level="INFO", system_log_level="WARN"),
         opts=role.opts(depends_on=[log_group, logs, *identity.extra["policies"]]),
     )
-    return Handle(fn, fn.name, {"arn": fn.arn})
+    return Handle(fn, fn.name, {"arn": fn.arn, "log_group": log_group})

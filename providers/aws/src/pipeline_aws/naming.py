@@ -24,7 +24,11 @@ _KNOWN: dict[str, tuple[str, str]] = {
     "aws:scheduler/schedule:Schedule": ("name", "arn:aws:scheduler:{region}:{account}:schedule/default/{name}"),
     "aws:sns/topic:Topic": ("name", "arn:aws:sns:{region}:{account}:{name}"),
     "aws:s3/bucketObjectv2:BucketObjectv2": ("key", "arn:aws:s3:::{bucket}/{name}"),
+    "aws:iam/policy:Policy": ("name", "arn:aws:iam::{account}:policy/{name}"),
+    "aws:kms/key:Key": ("keyId", "arn:aws:kms:{region}:{account}:key/{name}"),
+    "aws:lambda/functionUrl:FunctionUrl": ("urlId", "arn:aws:lambda:{region}:{account}:function-url/{name}"),
 }
+CALLER_IDENTITY = "aws:index/getCallerIdentity:getCallerIdentity"
 
 
 def mock_resource(type_: str, logical: str, inputs: Mapping[str, Any], region: str) -> tuple[str, dict[str, Any]]:
@@ -43,4 +47,14 @@ def mock_resource(type_: str, logical: str, inputs: Mapping[str, Any], region: s
         return outputs["url"], outputs
     if type_ == "aws:lambda/function:Function":
         outputs["invokeArn"] = f"arn:aws:apigateway:{region}:lambda:path/2015-03-31/functions/{outputs['arn']}/invocations"
+    if type_ == "aws:lambda/functionUrl:FunctionUrl":
+        outputs["urlId"] = name = hashlib.sha256(logical.encode()).hexdigest()[:32]
+        outputs["functionUrl"] = f"https://{name}.lambda-url.{region}.on.aws/"
     return name, outputs
+
+
+def mock_call(token: str, args: Mapping[str, Any], region: str) -> dict[str, Any]:
+    """Data sources the plan reads: the account it deploys into (a placeholder offline)."""
+    if token == CALLER_IDENTITY:
+        return {"accountId": MOCK_ACCOUNT, "arn": f"arn:aws:iam::{MOCK_ACCOUNT}:user/planner", "userId": "AIDAPLANNER", "id": MOCK_ACCOUNT}
+    return {}

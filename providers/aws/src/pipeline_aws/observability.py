@@ -1,37 +1,130 @@
-"""Alarms an operator needs: dead letters arriving, function errors, stream consumers falling behind."""
+"""Alarms an operator needs, and the people and systems they reach.
+
+* Dead letters: the SQS queues (events Lambda or EventBridge gave up on) and, from the function logs,
+  every record the runtime itself dead-lettered: a poison record goes to the dead-letter bucket while
+  the invocation succeeds, so neither the queues nor the Errors metric ever see it. A metric filter
+  on the runtime's JSON log line (`{"message": "batch done", ..., "dead_letters": N}` and
+  `"retries exhausted; input dead-lettered"`, see pipeline.runtime.invoke) turns it into a metric.
+* Function errors, and stream consumers falling behind (iterator age).
+* The alarm topic is encrypted with a customer-managed KMS key whose policy lets CloudWatch use it:
+  CloudWatch cannot publish to a topic encrypted with the AWS-managed `alias/aws/sns` key, so with that
+  key no alarm would ever notify (https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html#compatibility-with-aws-services).
+* The topic policy lets only this account's CloudWatch alarms publish; `alerts.emails` get e-mail
+  subscriptions and `alerts.webhook` an HTTPS subscription whose URL is kept as a secret.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import pulumi
 import pulumi_aws as aws
 
 from pipeline.backend import RoleContext, StageResources
+from pipeline.spec.model import AlertsSpec
 
 ITERATOR_AGE_ALARM_MS = 5 * 60 * 1000
+DEAD_LETTER_PATTERN = "{ $.dead_letters > 0 }"  # CloudWatch Logs JSON filter pattern on the runtime's log lines
+DEAD_LETTER_METRIC = "DeadLetters"
+KEY_DELETION_DAYS = 30
 
 
-def observability(role: RoleContext, stages: Sequence[StageResources]) -> None:
-    topic = aws.sns.Topic(role.name("alerts"), kms_master_key_id="alias/aws/sns", opts=role.opts())
+def metric_namespace(pipeline: str, stack: str) -> str:
+    return f"Pipeline/{pipeline}/{stack}"
+
+
+def alarm_name(role: RoleContext, stage: str, what: str) -> str:
+    """Explicit names, `<pipeline>-<stack>-<stage>-<what>`, so the key and topic policies can name exactly this stack's alarms."""
+    return f"{role.pipeline}-{role.stack}-{stage}-{what}"
+
+
+def _alarm_arns(role: RoleContext, account: pulumi.Output[str], region: str) -> pulumi.Output[str]:
+    return pulumi.Output.concat("arn:aws:cloudwatch:", region, ":", account, ":alarm:", role.pipeline, "-", role.stack, "-*")
+
+
+def _from_these_alarms(role: RoleContext, account: pulumi.Output[str], region: str) -> dict[str, object]:
+    """Confused-deputy guard: CloudWatch acts only for this stack's alarms in this account (both keys are
+    supported for CloudWatch alarm actions on SNS and on the topic's KMS key)."""
+    return {"StringEquals": {"aws:SourceAccount": account}, "ArnLike": {"aws:SourceArn": _alarm_arns(role, account, region)}}
+
+
+def _alarm_key(role: RoleContext, account: pulumi.Output[str], region: str) -> aws.kms.Key:
+    """A customer-managed key for the alarm topic: the account administers it; CloudWatch may use it
+    (GenerateDataKey*, Decrypt) for this stack's alarms only."""
+    key_policy = pulumi.Output.json_dumps({
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "AccountAdministersTheKey", "Effect": "Allow",
+             "Principal": {"AWS": pulumi.Output.concat("arn:aws:iam::", account, ":root")}, "Action": "kms:*", "Resource": "*"},
+            {"Sid": "CloudWatchAlarmsPublish", "Effect": "Allow", "Principal": {"Service": "cloudwatch.amazonaws.com"},
+             "Action": ["kms:Decrypt", "kms:GenerateDataKey*"], "Resource": "*", "Condition": _from_these_alarms(role, account, region)},
+        ],
+    })
+    return aws.kms.Key(role.name("alerts-key"), description=f"Encrypts the alarm topic of {role.pipeline} ({role.stack})",
+                       enable_key_rotation=True, deletion_window_in_days=KEY_DELETION_DAYS, policy=key_policy, opts=role.opts())
+
+
+def _topic(role: RoleContext, region: str, alerts: AlertsSpec) -> aws.sns.Topic:
+    account = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=role.component)).account_id
+    key = _alarm_key(role, account, region)
+    topic = aws.sns.Topic(role.name("alerts"), kms_master_key_id=key.arn, opts=role.opts())
+    aws.sns.TopicPolicy(role.name("alerts-policy"), arn=topic.arn, policy=pulumi.Output.json_dumps({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "CloudWatchAlarmsPublish", "Effect": "Allow", "Principal": {"Service": "cloudwatch.amazonaws.com"},
+            "Action": "sns:Publish", "Resource": topic.arn, "Condition": _from_these_alarms(role, account, region),
+        }],
+    }), opts=role.opts())
+    for index, email in enumerate(alerts.emails):
+        # Each address gets a confirmation mail from SNS and receives alerts once it confirms.
+        aws.sns.TopicSubscription(role.name(f"email-{index}"), topic=topic.arn, protocol="email", endpoint=email, opts=role.opts())
+    if alerts.webhook:
+        # The endpoint must confirm the subscription (SNS POSTs a SubscriptionConfirmation with a SubscribeURL).
+        aws.sns.TopicSubscription(role.name("webhook"), topic=topic.arn, protocol="https", endpoint=pulumi.Output.secret(alerts.webhook),
+                                  opts=role.opts())
+    return topic
+
+
+def observability(role: RoleContext, region: str, alerts: AlertsSpec, stages: Sequence[StageResources]) -> None:
+    topic = _topic(role, region, alerts)
     actions = [topic.arn]
+    namespace = metric_namespace(role.pipeline, role.stack)
     for built in stages:
         name = built.stage.name
         aws.cloudwatch.MetricAlarm(
-            role.name(f"{name}-dead-letters"), alarm_description=f"Events of stage {name} were dead-lettered",
+            role.name(f"{name}-dead-letters"), name=alarm_name(role, name, "dead-letters"), alarm_description=f"Events of stage {name} were dead-lettered (SQS)",
             namespace="AWS/SQS", metric_name="ApproximateNumberOfMessagesVisible", dimensions={"QueueName": built.dead_letter.name},
             statistic="Maximum", period=300, evaluation_periods=1, threshold=0, comparison_operator="GreaterThanThreshold",
             treat_missing_data="notBreaching", alarm_actions=actions, opts=role.opts(),
         )
+        log_group = built.function.extra["log_group"]
+        aws.cloudwatch.LogMetricFilter(
+            role.name(f"{name}-dead-letter-records"), log_group_name=log_group.name, pattern=DEAD_LETTER_PATTERN,
+            metric_transformation=aws.cloudwatch.LogMetricFilterMetricTransformationArgs(
+                name=DEAD_LETTER_METRIC, namespace=namespace, value="$.dead_letters", unit="Count", dimensions={"Stage": "$.stage"}),
+            opts=role.opts(),
+        )
         aws.cloudwatch.MetricAlarm(
-            role.name(f"{name}-errors"), alarm_description=f"Stage {name} raised errors",
+            role.name(f"{name}-dead-letter-records"), name=alarm_name(role, name, "dead-letter-records"), alarm_description=f"Stage {name} wrote records to the dead-letter bucket",
+            namespace=namespace, metric_name=DEAD_LETTER_METRIC, dimensions={"Stage": name},
+            statistic="Sum", period=300, evaluation_periods=1, threshold=0, comparison_operator="GreaterThanThreshold",
+            treat_missing_data="notBreaching", alarm_actions=actions, opts=role.opts(),
+        )
+        aws.cloudwatch.MetricAlarm(
+            role.name(f"{name}-errors"), name=alarm_name(role, name, "errors"), alarm_description=f"Stage {name} raised errors",
             namespace="AWS/Lambda", metric_name="Errors", dimensions={"FunctionName": built.function.name},
             statistic="Sum", period=300, evaluation_periods=1, threshold=0, comparison_operator="GreaterThanThreshold",
             treat_missing_data="notBreaching", alarm_actions=actions, opts=role.opts(),
         )
         if built.stage.trigger.stream:
             aws.cloudwatch.MetricAlarm(
-                role.name(f"{name}-lag"), alarm_description=f"Stage {name} is more than 5 minutes behind the stream",
+                role.name(f"{name}-lag"), name=alarm_name(role, name, "lag"), alarm_description=f"Stage {name} is more than 5 minutes behind the stream",
                 namespace="AWS/Lambda", metric_name="IteratorAge", dimensions={"FunctionName": built.function.name},
                 statistic="Maximum", period=60, evaluation_periods=5, threshold=ITERATOR_AGE_ALARM_MS,
                 comparison_operator="GreaterThanThreshold", treat_missing_data="notBreaching", alarm_actions=actions, opts=role.opts(),
             )
+
+
+def alarms_per_stage(stream: bool) -> int:
+    """Alarms observability() creates for one stage (pricing counts them the same way)."""
+    return 4 if stream else 3

@@ -1,23 +1,24 @@
 """Monthly cost of the AWS plan, one line per billing line and role, from `prices.json`.
 
-The estimate prices exactly what the plan builds (see `pipeline.program` and this package):
-a Kinesis stream (provisioned shards or on-demand), a Firehose archive to S3, one arm64 Lambda
-per stage, an EventBridge rule per object stage (S3 -> EventBridge), a Scheduler schedule per
-scheduled stage, an SQS dead-letter queue per stage, S3 buckets with lifecycle expiry, and
-CloudWatch log groups and alarms. The workload comes from the spec's `workload` through the
-core's neutral helpers, so every cloud prices the same month.
+The estimate prices exactly what the plan builds, from the very sizing the plan is built with
+(`pipeline.sizing` + `pipeline_aws.sizing`): a Kinesis stream (provisioned shards or on-demand), a
+Firehose archive to S3, one arm64 Lambda per stage (invocations and their duration as sized), S3
+buckets (storage for their retention, PUT/GET/LIST requests), S3 -> EventBridge events for buckets
+that trigger stages, EventBridge Scheduler invocations, SQS dead-letter queues, and under
+`observability` the CloudWatch Logs, alarms, the dead-letter metric and the alarm topic's KMS key.
 
 The billing formulas are small pure functions (`kinesis_provisioned`, `firehose_gb`, ...) so the
 tests can reproduce the worked examples AWS publishes on its pricing pages with them.
 
 Free allowances that AWS gives per account (Lambda's 1 M requests and 400,000 GB-s, SQS's 1 M
-requests, Scheduler's 14 M invocations, CloudWatch's 10 alarms and 5 GB of logs) are applied once
-across the pipeline, shared between roles in proportion to their use; with `free_tier=False` we
-model an account whose allowances are already spent elsewhere.
+requests, Scheduler's 14 M invocations, CloudWatch's 10 alarms, 10 metrics and 5 GB of logs) are
+applied once across the pipeline, shared between roles in proportion to their use; with
+`free_tier=False` we model an account whose allowances are already spent elsewhere.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,11 +35,12 @@ from pipeline.cost import (
     output_rows_per_month,
     records_per_month,
     stored_gb_months,
+    uploads_per_month,
 )
 from pipeline.program import bucket_plan
 from pipeline.sizing import Sizing, StreamSizing
-from pipeline.spec.model import PipelineSpec, StageSpec
-from pipeline_aws import functions, stream
+from pipeline.spec.model import PipelineSpec
+from pipeline_aws import functions, observability, storage, stream
 
 PRICES_FILE = Path(__file__).with_name("prices.json")
 KB = 1024
@@ -50,7 +52,7 @@ PUT_PAYLOAD_UNIT_BYTES = 25_000
 ON_DEMAND_ROUNDING_BYTES = KB  # Kinesis on-demand: each record rounded up to the nearest 1 KB (1,024 bytes)
 FIREHOSE_ROUNDING_BYTES = 5 * KB  # Firehose: each record rounded up to 5 KB
 DEFAULT_RETENTION_HOURS = 24  # Kinesis retention included in the shard-hour / stream-hour price
-LAMBDA_MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # an ESM batch also flushes at 6 MB of payload
+LIST_PAGE_KEYS = 1000  # ListObjectsV2 returns at most 1,000 keys a request
 
 # ---- free allowances per account and month (applied once, only when free_tier is on) ---------
 LAMBDA_FREE_REQUESTS = 1_000_000
@@ -58,6 +60,7 @@ LAMBDA_FREE_GB_SECONDS = 400_000
 SQS_FREE_REQUESTS = 1_000_000
 SCHEDULER_FREE_INVOCATIONS = 14_000_000
 CLOUDWATCH_FREE_ALARMS = 10
+CLOUDWATCH_FREE_METRICS = 10
 LOGS_FREE_GB = 5.0  # 5 GB of log data (ingestion + archive + scan) per the Price List dump
 
 # ---- documented workload assumptions ----------------------------------------------------------
@@ -66,7 +69,7 @@ OUTPUT_BYTES_PER_ROW_FACTOR = 1.0  # a stage's output row (JSON line) is about a
 FAILURE_RATE = 0.001  # 0.1 % of records and of invocations end up dead-lettered
 DEAD_LETTER_OVERHEAD_BYTES = 1 * KB  # error, traceback and identity stored with each dead record
 SQS_REQUESTS_PER_DEAD_LETTER = 3  # SendMessage by Lambda/EventBridge, then ReceiveMessage + DeleteMessage by an operator
-LOG_BYTES_PER_INVOCATION = 1 * KB  # Lambda START/END/REPORT platform lines (JSON) plus a few handler lines
+LOG_BYTES_PER_INVOCATION = 1 * KB  # Lambda's platform start/report lines (JSON) plus the runtime's "batch done" line
 LOG_RETENTION_DAYS = functions.LOG_RETENTION_DAYS
 DAYS_PER_MONTH = HOURS_PER_MONTH / 24
 
@@ -130,19 +133,6 @@ def lambda_gb_seconds(memory_mb: int, duration_ms: float, invocations: float) ->
     return memory_mb / 1024 * duration_ms / 1000 * invocations
 
 
-def effective_batch(batch_size: int, window_s: int, records_per_second_per_shard: float, record_bytes: int) -> float:
-    """Records per invocation of a Kinesis event source mapping.
-
-    Lambda polls each shard about once a second and invokes when the batch is full, the batching
-    window has passed or the payload reaches 6 MB. A shard receives `records_per_second_per_shard`,
-    so in a window of `window_s` seconds (at least the 1 s poll) a batch collects that many records
-    times the window, capped by `batch_size` and by the 6 MB payload limit, and never below one.
-    """
-    collected = records_per_second_per_shard * max(window_s, 1)
-    cap = min(batch_size, LAMBDA_MAX_PAYLOAD_BYTES // max(record_bytes, 1))
-    return max(1.0, min(float(cap), collected))
-
-
 def shared_free(total_free: float, usage: Mapping[str, float]) -> dict[str, float]:
     """Split an account-wide allowance between roles in proportion to their use (never above it)."""
     used = sum(usage.values())
@@ -152,20 +142,24 @@ def shared_free(total_free: float, usage: Mapping[str, float]) -> dict[str, floa
     return {key: value * share for key, value in usage.items()}
 
 
+def list_requests(runs: float, keys_in_prefix: float) -> float:
+    """ListObjectsV2 requests of `runs` listings of a prefix holding `keys_in_prefix` keys (1,000 a page)."""
+    return runs * max(1, math.ceil(keys_in_prefix / LIST_PAGE_KEYS))
+
+
+def events_per_object(versioned: bool) -> int:
+    """S3 sends every event of a bucket to EventBridge once enabled: the Object Created, then the lifecycle's
+    Object Deleted (and, on a versioned bucket, the noncurrent version's permanent deletion too)
+    (https://docs.aws.amazon.com/AmazonS3/latest/userguide/EventBridge.html)."""
+    return 3 if versioned else 2
+
+
 # ---- the estimate -----------------------------------------------------------------------------
-
-
-def stream_batch(spec: PipelineSpec, sizing: StreamSizing, stage: StageSpec) -> float:
-    """Records per invocation of a stream stage's event source mapping (see `effective_batch`)."""
-    assert stage.trigger.stream is not None
-    shards = sizing.units if sizing.mode == "provisioned" else sizing.partitions
-    per_shard = spec.workload.records_per_second / max(1, shards)
-    return effective_batch(stage.trigger.stream.batch_size, stage.trigger.stream.max_batching_window_s, per_shard,
-                           spec.workload.record_bytes)
 
 
 def stream_consumers(spec: PipelineSpec) -> int:
     """Standard (shared-throughput) readers of the stream: each stream stage's ESM and the archive."""
+    assert spec.stream is not None
     return sum(1 for s in spec.stages if s.trigger.stream) + (1 if spec.stream.archive else 0)
 
 
@@ -176,40 +170,54 @@ def estimate(spec: PipelineSpec, sizing: Sizing, free_tier: bool) -> CostEstimat
     est = CostEstimate("aws", region, free_tier)
     work = spec.workload
     records = records_per_month(spec)
-    raw_bytes = bytes_per_month(spec)
-    invocations = {name: stage.invocations_per_month for name, stage in sizing.stages.items()}
 
-    if sizing.stream is not None:
+    if sizing.stream is not None and spec.stream is not None:
         _stream(est, prices, spec, sizing.stream, records)
-    if spec.stream is not None and spec.stream.archive:
-        est.add("raw-archive", "Firehose ingestion (5 KB rounding per record)", firehose_gb(records, work.record_bytes),
-                prices["firehose-gb-ingested"], note=f"{records:,.0f} records x {ceil_units(work.record_bytes, FIREHOSE_ROUNDING_BYTES) * 5} KB billed")
+        if spec.stream.archive:
+            est.add("raw-archive", "Firehose ingestion (5 KB rounding per record)", firehose_gb(records, work.record_bytes),
+                    prices["firehose-gb-ingested"],
+                    note=f"{records:,.0f} records x {ceil_units(work.record_bytes, FIREHOSE_ROUNDING_BYTES) * 5} KB billed")
+            billed = ceil_units(work.record_bytes, FIREHOSE_ROUNDING_BYTES) * FIREHOSE_ROUNDING_BYTES
+            if billed >= 2 * work.record_bytes:
+                est.assumptions.append(
+                    f"the raw archive is Firehose, which bills each {work.record_bytes:,}-byte record as {billed // KB} KB "
+                    f"({billed / work.record_bytes:.1f}x its size); a batching Lambda archiver would pay for the bytes only, but the plan keeps "
+                    "Firehose for its managed buffering, retries and delivery")
     _functions(est, prices, spec, sizing)
-    _storage(est, prices, spec, sizing, raw_bytes)
-    _triggers(est, prices, spec, invocations)
-    _observability(est, prices, spec, invocations)
+    _storage(est, prices, spec, sizing)
+    _triggers(est, prices, spec, sizing)
+    _observability(est, prices, spec, sizing)
 
     est.assumptions.extend([
-        f"a month is {HOURS_PER_MONTH} hours ({SECONDS_PER_MONTH:,} s); the workload is steady at "
-        f"{work.records_per_second:,.0f} records/s of {work.record_bytes:,} bytes",
+        f"a month is {HOURS_PER_MONTH} hours ({SECONDS_PER_MONTH:,} s); the workload is steady at the spec's rates",
         f"prices: {region} list prices from prices.json (sources and retrieval dates on every line); tiered prices use their first tier",
         "free tier " + ("on: AWS's per-account allowances (Lambda 1 M requests + 400,000 GB-s, SQS 1 M requests, Scheduler 14 M "
-                        "invocations, 10 alarms, 5 GB logs) are applied once and shared between roles in proportion to use"
+                        "invocations, 10 alarms, 10 metrics, 5 GB logs) are applied once and shared between roles in proportion to use"
                         if free_tier else "off: the account's free allowances are assumed to be used elsewhere"),
-        "stream stage batches: records/s per shard x batching window (at least the 1 s poll), capped by batch_size and 6 MB; "
-        "each invocation writes one object, which invokes each consumer stage once",
-        f"raw archive objects are gzip JSON at {GZIP_RATIO:g}:1; stage outputs are uncompressed JSON lines of about the input record's size",
+        "invocations, records per invocation and output objects are the plan's sizing (see each stage's reasoning); "
+        "every invocation that yields rows writes one object, which triggers each consumer once",
+        f"raw archive objects are gzip JSON at {GZIP_RATIO:g}:1; stage outputs and uploads are uncompressed JSON lines of about the record's size",
+        f"stage output buckets are versioned: data stays {storage.NONCURRENT_DAYS} days longer as a noncurrent version after it expires",
         f"{FAILURE_RATE:.1%} of records and of invocations are dead-lettered (SQS: {SQS_REQUESTS_PER_DEAD_LETTER} requests per dead letter: "
         "send, receive, delete; S3: one dead-letter object per invocation with a failed row, each row plus 1 KB of error detail)",
         f"{LOG_BYTES_PER_INVOCATION:,} bytes of CloudWatch Logs per invocation, kept {LOG_RETENTION_DAYS} days",
-        "S3 'Object Created' events to EventBridge are billed at $1.00 per million (unverified: AWS lists only management events as free)",
-        "not priced (negligible or not usage-driven): the model artifact object and its GETs on cold starts, Firehose error logs, "
-        "SNS alarm notifications, KMS use of AWS-managed keys, data transfer inside the region (free)",
+        "S3 -> EventBridge: every event of a bucket that triggers a stage is billed as an opt-in data event (Object Created, "
+        "and the lifecycle's Object Deleted)",
+        "HTTP stages: a Lambda function URL adds no charge of its own beyond Lambda's requests and duration",
+    ])
+    est.unpriced.extend([
+        "model artifacts in S3 and their GETs on cold starts (a few objects)",
+        "KMS requests: the alarm topic's key on each alarm notification, the AWS-managed stream key (Kinesis caches data keys)",
+        "SNS deliveries of alarms (e-mail: first 1,000 a month free; HTTPS: $0.60 per million)",
+        "Firehose's error logs in CloudWatch Logs (only on delivery errors)",
+        "noncurrent versions of outputs overwritten by a redelivery (rare, kept 3 days)",
+        "data transfer out to the internet of HTTP responses (billed per GB like every cloud's egress)",
     ])
     return est
 
 
 def _stream(est: CostEstimate, prices: PriceSheet, spec: PipelineSpec, sizing: StreamSizing, records: float) -> None:
+    assert spec.stream is not None
     work, retention = spec.workload, spec.stream.retention_hours
     if sizing.mode == "provisioned":
         k = kinesis_provisioned(sizing.units, HOURS_PER_MONTH, records, work.record_bytes, retention)
@@ -238,45 +246,78 @@ def _functions(est: CostEstimate, prices: PriceSheet, spec: PipelineSpec, sizing
     free_gb_s = shared_free(LAMBDA_FREE_GB_SECONDS, gb_s)
     share = "account free tier shared between functions in proportion to use"
     for s in spec.stages:
-        role = f"{s.name}-function"
+        role, sized = f"{s.name}-function", sizing.stages[s.name]
         est.add(role, "Lambda requests", invocations[s.name], prices["lambda-request"], free=free_requests[s.name],
-                note=share if est.free_tier else "")
+                note=f"{sized.records_per_invocation:,.1f} records per invocation" + (f"; {share}" if est.free_tier else ""))
         est.add(role, "Lambda duration (arm64)", gb_s[s.name], prices["lambda-gb-second-arm64"], free=free_gb_s[s.name],
-                note=f"{s.memory_mb} MB x {sizing.stages[s.name].invocation_ms:,.0f} ms x {invocations[s.name]:,.0f} invocations"
+                note=f"{s.memory_mb} MB x {sized.invocation_ms:,.0f} ms x {invocations[s.name]:,.0f} invocations"
                      + (f"; {share}" if est.free_tier else ""))
 
 
-def _storage(est: CostEstimate, prices: PriceSheet, spec: PipelineSpec, sizing: Sizing, raw_bytes: float) -> None:
-    invocations = {name: stage.invocations_per_month for name, stage in sizing.stages.items()}
+@dataclass(frozen=True)
+class _Source:
+    """What one bucket holds and gets: objects and bytes written a month, and how long they stay."""
+
+    objects: float
+    bytes: float
+    days: int
+    versioned: bool
+
+    @property
+    def keys_kept(self) -> float:
+        """Keys under the prefix at any time (what a listing walks)."""
+        return self.objects / SECONDS_PER_MONTH * self.days * 86_400
+
+
+def _sources(spec: PipelineSpec, sizing: Sizing) -> dict[str, _Source]:
+    """Every bucket other stages read from: the uploads bucket and each stage that writes objects."""
+    retention = {b.key: b.retention_days or 0 for b in bucket_plan(spec)}
+    found: dict[str, _Source] = {}
+    if spec.uploads is not None:
+        files, upload_bytes = uploads_per_month(spec)
+        found[spec.uploads.name] = _Source(files, upload_bytes, retention[spec.uploads.name], False)
+    for s in spec.stages:
+        if s.name in retention:
+            sized = sizing.stages[s.name]
+            out_bytes = output_rows_per_month(sized) * spec.workload.record_bytes * OUTPUT_BYTES_PER_ROW_FACTOR
+            found[s.name] = _Source(sized.output_objects_per_month, out_bytes, retention[s.name], True)
+    return found
+
+
+def _storage(est: CostEstimate, prices: PriceSheet, spec: PipelineSpec, sizing: Sizing) -> None:
     storage_price, put, get = prices["s3-standard-gb-month"], prices["s3-put-request"], prices["s3-get-request"]
-    retention = {b.key: b.retention_days for b in bucket_plan(spec)}
+    retention = {b.key: b.retention_days or 0 for b in bucket_plan(spec)}
     if spec.stream is not None and spec.stream.archive:
-        days = retention["raw"] or 0
+        raw_bytes, days = bytes_per_month(spec), retention["raw"]
         est.add("raw-bucket", "S3 Standard storage", stored_gb_months(raw_bytes / GZIP_RATIO, days), storage_price,
                 note=f"gzip {GZIP_RATIO:g}:1, kept {days} days")
         objects = firehose_objects(SECONDS_PER_MONTH, raw_bytes, stream.ARCHIVE_BUFFER_MB, stream.ARCHIVE_BUFFER_SECONDS)
         est.add("raw-bucket", "S3 PUT requests", objects, put,
                 note=f"one object per Firehose flush ({stream.ARCHIVE_BUFFER_MB} MB or {stream.ARCHIVE_BUFFER_SECONDS} s)")
+    for key, source in _sources(spec, sizing).items():
+        role = f"{key}-bucket"
+        days = source.days + (storage.NONCURRENT_DAYS if source.versioned else 0)
+        est.add(role, "S3 Standard storage", stored_gb_months(source.bytes, days), storage_price,
+                note=f"kept {source.days} days" + (f" + {storage.NONCURRENT_DAYS} as noncurrent versions" if source.versioned else ""))
+        uploaded = spec.uploads is not None and key == spec.uploads.name
+        est.add(role, "S3 PUT requests", source.objects, put,
+                note="producers' uploads (billed to the bucket owner)" if uploaded else "one output object per invocation")
+        for reader in spec.consumers_of(key):
+            est.add(role, f"S3 GET requests ({reader.name})", source.objects, get, note=f"{reader.name} reads each object once")
+            if reader.trigger.schedule:
+                runs = sizing.stages[reader.name].invocations_per_month
+                est.add(role, f"S3 LIST requests ({reader.name})", list_requests(runs, source.keys_kept), put,
+                        note=f"each of {runs:,.0f} runs lists the {source.keys_kept:,.0f} keys kept under {key}/ (1,000 a request)")
     for s in spec.stages:
-        if s.name not in retention:
-            continue
-        days = retention[s.name] or 0
-        out_bytes = output_rows_per_month(sizing.stages[s.name]) * spec.workload.record_bytes * OUTPUT_BYTES_PER_ROW_FACTOR
-        est.add(f"{s.name}-bucket", "S3 Standard storage", stored_gb_months(out_bytes, days), storage_price, note=f"kept {days} days")
-        est.add(f"{s.name}-bucket", "S3 PUT requests", sizing.stages[s.name].output_objects_per_month, put,
-                note="one output object per invocation")
-        readers = spec.consumers_of(s.name)
-        if readers:
-            gets = sum(invocations[r.name] for r in readers)
-            est.add(f"{s.name}-bucket", "S3 GET requests", gets, get,
-                    note=f"{', '.join(r.name for r in readers)} read(s) each object once")
+        if s.trigger.from_stage:
+            runs = sizing.stages[s.name].invocations_per_month
+            est.add(f"{s.name}-bucket", "S3 requests (watermark)", runs, put, note="one watermark PUT per run (its GET is $0.0004/1,000)")
     failed_records, dead_objects = dead_letters(spec, sizing)
     dead_bytes = failed_records * (spec.workload.record_bytes + DEAD_LETTER_OVERHEAD_BYTES)
-    days = retention["dead-letter"] or 0
+    days = retention["dead-letter"]
     est.add("dead-letter-bucket", "S3 Standard storage", stored_gb_months(dead_bytes, days), storage_price,
             note=f"{FAILURE_RATE:.1%} of input rows dead-lettered, kept {days} days")
-    est.add("dead-letter-bucket", "S3 PUT requests", dead_objects, put,
-            note="one dead-letter object per invocation with at least one failed row")
+    est.add("dead-letter-bucket", "S3 PUT requests", dead_objects, put, note="one dead-letter object per invocation with at least one failed row")
 
 
 def dead_letters(spec: PipelineSpec, sizing: Sizing) -> tuple[float, float]:
@@ -288,36 +329,42 @@ def dead_letters(spec: PipelineSpec, sizing: Sizing) -> tuple[float, float]:
     rows = objects = 0.0
     for stage in spec.stages:
         sized = sizing.stages[stage.name]
-        inputs = max(sized.records_per_month, sized.invocations_per_month if stage.trigger.schedule else 0.0)
         calls = sized.invocations_per_month
+        inputs = sized.records_per_month
         per_call = inputs / calls if calls else 0.0
         rows += inputs * FAILURE_RATE
         objects += calls * (1 - (1 - FAILURE_RATE) ** per_call)
     return rows, objects
 
 
-def _triggers(est: CostEstimate, prices: PriceSheet, spec: PipelineSpec, invocations: Mapping[str, float]) -> None:
+def _triggers(est: CostEstimate, prices: PriceSheet, spec: PipelineSpec, sizing: Sizing) -> None:
+    invocations = {name: stage.invocations_per_month for name, stage in sizing.stages.items()}
     sqs_usage = {s.name: invocations[s.name] * FAILURE_RATE * SQS_REQUESTS_PER_DEAD_LETTER for s in spec.stages}
     sqs_free = shared_free(SQS_FREE_REQUESTS, sqs_usage)
     for s in spec.stages:
         est.add(f"{s.name}-dead-letter", "SQS requests", sqs_usage[s.name], prices["sqs-request"], free=sqs_free[s.name],
                 note=f"{FAILURE_RATE:.1%} of invocations fail after retries; {SQS_REQUESTS_PER_DEAD_LETTER} requests each")
-    # S3 sends every object created in a bucket with EventBridge on to the bus once, however many rules match.
-    billed_sources: set[str] = set()
+    # A bucket with EventBridge on sends each of its events to the bus once, however many rules match.
+    sources = _sources(spec, sizing)
+    billed: set[str] = set()
     schedules = {s.name: invocations[s.name] for s in spec.stages if s.trigger.schedule}
     scheduler_free = shared_free(SCHEDULER_FREE_INVOCATIONS, schedules)
     for s in spec.stages:
-        if s.trigger.objects and s.trigger.objects.from_stage not in billed_sources:
-            source = s.trigger.objects.from_stage
-            billed_sources.add(source)
-            est.add(f"{s.name}-trigger", "EventBridge S3 Object Created events", invocations[source], prices["eventbridge-event"],
-                    note=f"objects written by {source}; rate unverified (S3 opt-in data events)")
+        source_key = s.trigger.objects.from_stage if s.trigger.objects else None
+        if source_key is not None and source_key not in billed:
+            billed.add(source_key)
+            source = sources[source_key]
+            per_object = events_per_object(source.versioned)
+            est.add(f"{s.name}-trigger", "EventBridge S3 events", source.objects * per_object, prices["eventbridge-event"],
+                    note=f"{source.objects:,.0f} objects in {source_key} x {per_object} events (created, expired"
+                         + (", noncurrent deleted)" if source.versioned else ")"))
         elif s.trigger.schedule:
             est.add(f"{s.name}-trigger", "EventBridge Scheduler invocations", invocations[s.name], prices["scheduler-invocation"],
                     free=scheduler_free[s.name])
 
 
-def _observability(est: CostEstimate, prices: PriceSheet, spec: PipelineSpec, invocations: Mapping[str, float]) -> None:
+def _observability(est: CostEstimate, prices: PriceSheet, spec: PipelineSpec, sizing: Sizing) -> None:
+    invocations = {name: stage.invocations_per_month for name, stage in sizing.stages.items()}
     log_gb = {s.name: invocations[s.name] * LOG_BYTES_PER_INVOCATION / GB for s in spec.stages}
     stored = {name: gb * LOG_RETENTION_DAYS / DAYS_PER_MONTH for name, gb in log_gb.items()}
     # The 5 GB allowance covers ingestion first (the dearer line), then storage.
@@ -325,11 +372,15 @@ def _observability(est: CostEstimate, prices: PriceSheet, spec: PipelineSpec, in
     left = max(0.0, LOGS_FREE_GB - sum(free_ingest.values()))
     free_store = shared_free(left, stored)
     for s in spec.stages:
-        role = f"{s.name}-function"
-        est.add(role, "CloudWatch Logs ingestion", log_gb[s.name], prices["logs-ingested-gb"], free=free_ingest[s.name],
-                note=f"{LOG_BYTES_PER_INVOCATION:,} bytes per invocation")
-        est.add(role, "CloudWatch Logs storage", stored[s.name], prices["logs-stored-gb-month"], free=free_store[s.name],
-                note=f"kept {LOG_RETENTION_DAYS} days")
-    alarms = sum(3 if s.trigger.stream else 2 for s in spec.stages)  # dead letters + errors (+ iterator age)
+        est.add("observability", f"CloudWatch Logs ingestion ({s.name})", log_gb[s.name], prices["logs-ingested-gb"],
+                free=free_ingest[s.name], note=f"{LOG_BYTES_PER_INVOCATION:,} bytes per invocation")
+        est.add("observability", f"CloudWatch Logs storage ({s.name})", stored[s.name], prices["logs-stored-gb-month"],
+                free=free_store[s.name], note=f"kept {LOG_RETENTION_DAYS} days")
+    alarms = sum(observability.alarms_per_stage(bool(s.trigger.stream)) for s in spec.stages)
     est.add("observability", "CloudWatch standard alarms", alarms, prices["cloudwatch-alarm-month"],
-            free=min(alarms, CLOUDWATCH_FREE_ALARMS), note="dead-letter and error alarm per stage, lag alarm per stream stage")
+            free=min(alarms, CLOUDWATCH_FREE_ALARMS),
+            note="per stage: SQS dead letters, runtime dead letters, errors (+ iterator age for stream stages)")
+    metrics = len(spec.stages)
+    est.add("observability", "CloudWatch custom metrics (dead letters from logs)", metrics, prices["cloudwatch-custom-metric-month"],
+            free=min(metrics, CLOUDWATCH_FREE_METRICS), note="one DeadLetters metric per stage, from its log metric filter")
+    est.add("observability", "KMS customer-managed key (alarm topic)", 1, prices["kms-key-month"])

@@ -1,16 +1,21 @@
 """The AWS Lambda entry point of every stage: `pipeline_aws.runtime.handler`.
 
-One handler for the three event shapes the stage's trigger delivers:
+One handler for the event shapes the stage's trigger delivers:
 
 * Kinesis (event source mapping): base64 records of one shard. Poison records are dead-lettered
   by the runtime; a transient failure returns the partial batch response
   `{"batchItemFailures": [{"itemIdentifier": <sequence number>}]}` so Lambda resumes at the first
   record not done (the mapping must enable ReportBatchItemFailures); a failure before any record
   is done raises, so Lambda retries (and bisects) the batch.
-* EventBridge `Object Created` from S3: reads the object and runs the handler on its rows;
-  failures raise so Lambda's async retries and on-failure destination apply.
-* A scheduled event (EventBridge Scheduler or a rule): runs the handler once, named by the
-  event's scheduled `time`.
+* EventBridge `Object Created` from S3 (a stage's outputs, or a file dropped into the uploads
+  bucket): reads the object and runs the handler on its rows; failures raise so Lambda's async
+  retries and on-failure destination apply.
+* An HTTP request through the function URL (or an API Gateway HTTP API: the same payload format
+  2.0): the body (base64 when `isBase64Encoded`) holds rows as a JSON array or JSON lines; the
+  response is the handler's rows as JSON.
+* A scheduled run: EventBridge Scheduler passes `{"scheduled_time": "<aws.scheduler.scheduled-time>"}`
+  (filled in by Scheduler), an EventBridge rule sends a `Scheduled Event` with `time`; the run is named
+  by that time, so a retried run overwrites its own output and reads the same accumulated inputs.
 
 Only the standard library and boto3 (already in the Lambda runtime) are imported, boto3 lazily.
 """
@@ -18,8 +23,11 @@ Only the standard library and boto3 (already in the Lambda runtime) are imported
 from __future__ import annotations
 
 import base64
+import json
 import os
+from collections.abc import Iterator
 from typing import Any
+from urllib.parse import unquote_plus
 
 from pipeline.runtime import keys
 from pipeline.runtime.entry import cached_runner, tick_name, wanted
@@ -27,23 +35,54 @@ from pipeline.runtime.errors import BatchFailedError
 from pipeline.runtime.invoke import StageRunner
 from pipeline.runtime.records import Record
 
+JSON_HEADERS = {"content-type": "application/json"}
+
+
+def _code(exc: BaseException) -> str:
+    response = getattr(exc, "response", None)
+    return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
+
 
 class S3Store:
-    """ObjectStore over S3. A PUT replaces an object atomically, which is all the runtime needs."""
+    """ObjectStore (and ListingStore) over S3. A PUT replaces an object atomically, which is all the runtime needs."""
 
-    def __init__(self, client: Any = None) -> None:
+    def __init__(self, client: Any = None, page_size: int = 1000) -> None:
         if client is None:
             import boto3
 
             client = boto3.client("s3", endpoint_url=os.environ.get("PIPELINE_S3_ENDPOINT_URL") or None)
         self.client = client
+        self.page_size = page_size  # ListObjectsV2 returns at most 1,000 keys a request
 
     def get(self, bucket: str, key: str) -> bytes:
-        body: bytes = self.client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        """The object's bytes. A missing key raises FileNotFoundError, also when S3 answers 403 because the
+        role may list only a prefix (S3 says 404 only to callers with ListBucket; a prefix-scoped ListBucket
+        lets us ask whether the key exists instead)."""
+        try:
+            body: bytes = self.client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        except Exception as exc:
+            if _code(exc) in {"NoSuchKey", "404"} or (_code(exc) in {"AccessDenied", "403"} and not self.exists(bucket, key)):
+                raise FileNotFoundError(f"s3://{bucket}/{key}") from exc
+            raise
         return body
+
+    def exists(self, bucket: str, key: str) -> bool:
+        """Whether `key` exists, by listing it (works with a ListBucket scoped to the key's prefix)."""
+        try:
+            found = self.client.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1).get("Contents", [])
+        except Exception:
+            return True  # cannot tell: report the original error, not a missing object
+        return any(item["Key"] == key for item in found)
 
     def put(self, bucket: str, key: str, data: bytes) -> None:
         self.client.put_object(Bucket=bucket, Key=key, Body=data, ContentType="application/x-ndjson")
+
+    def list(self, bucket: str, prefix: str) -> Iterator[tuple[str, float]]:
+        """Every key under `prefix` with its last-modified time (ListObjectsV2, 1,000 keys a page)."""
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": self.page_size}):
+            for item in page.get("Contents", []):
+                yield item["Key"], item["LastModified"].timestamp()
 
 
 def runner() -> StageRunner:
@@ -58,7 +97,9 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
         return kinesis(stage, records)
     if event.get("source") == "aws.s3" and event.get("detail-type") == "Object Created":
         return object_created(stage, event)
-    if stage.settings.trigger == "schedule" or event.get("detail-type") == "Scheduled Event":
+    if isinstance(event.get("requestContext"), dict) and "http" in event["requestContext"]:
+        return http_request(stage, event)
+    if "scheduled_time" in event or event.get("detail-type") == "Scheduled Event":
         return scheduled(stage, event)
     raise ValueError(f"stage {stage.settings.stage}: unrecognised event (keys: {', '.join(sorted(event))})")
 
@@ -86,19 +127,55 @@ def kinesis(stage: StageRunner, items: list[dict[str, Any]]) -> dict[str, Any]:
     return {"batchItemFailures": []}
 
 
+def _stored_key(stage: StageRunner, bucket: str, key: str) -> str:
+    """The key as stored. EventBridge sends S3 keys as they are; S3's classic notifications URL-encode them
+    ("red flower.jpg" -> "red+flower.jpg"), so a key that only exists decoded is used decoded."""
+    decoded = unquote_plus(key)
+    if decoded == key or not isinstance(stage.store, S3Store) or stage.store.exists(bucket, key):
+        return key
+    return decoded if stage.store.exists(bucket, decoded) else key
+
+
 def object_created(stage: StageRunner, event: dict[str, Any]) -> dict[str, Any]:
+    """A new object of the source stage, or a file a producer uploaded (JSON lines, gzip or not)."""
     detail = event["detail"]
     bucket, key = detail["bucket"]["name"], detail["object"]["key"]
     if not wanted(stage.settings, bucket, key):
         stage.logger.info("ignored object outside the input prefix", bucket=bucket, key=key)
         return {"ignored": key}
+    key = _stored_key(stage, bucket, key)
     version = detail["object"].get("version-id") or detail["object"].get("etag")
     result = stage.run_object(bucket, key, generation=version)
     return {"output": result.output_key, "rows": result.rows, "dead_letters": result.dead_letters}
 
 
+def _response(status: int, body: dict[str, Any]) -> dict[str, Any]:
+    return {"statusCode": status, "headers": dict(JSON_HEADERS), "body": json.dumps(body, default=str, ensure_ascii=False)}
+
+
+def http_request(stage: StageRunner, event: dict[str, Any]) -> dict[str, Any]:
+    """A function URL (payload format 2.0) request: POST rows, get the handler's rows back as JSON."""
+    method = str(event["requestContext"]["http"].get("method", "")).upper()
+    if method != "POST":
+        response = _response(405, {"error": f"{method or 'this method'} is not supported; POST the rows as a JSON array or JSON lines"})
+        response["headers"]["allow"] = "POST"
+        return response
+    raw = event.get("body") or ""
+    try:
+        body = base64.b64decode(raw, validate=True) if event.get("isBase64Encoded") else raw.encode("utf-8")
+    except ValueError:
+        return _response(400, {"error": "the request body is not valid base64"})
+    headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
+    status, answer = stage.run_http(body, headers.get("content-type", ""))
+    return _response(status, answer)
+
+
 def scheduled(stage: StageRunner, event: dict[str, Any]) -> dict[str, Any]:
-    result = stage.run_schedule(tick_name(event.get("time")))
+    """One run, named by its scheduled time (Scheduler's context attribute, or a rule event's `time`)."""
+    when = event.get("scheduled_time") or event.get("time")
+    if not when or str(when).startswith("<aws.scheduler"):
+        raise ValueError(f"stage {stage.settings.stage}: the scheduled event carries no scheduled time ({event!r})")
+    result = stage.run_schedule(tick_name(str(when)))
     return {"output": result.output_key, "rows": result.rows}
 
 

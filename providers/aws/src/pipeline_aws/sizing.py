@@ -1,56 +1,180 @@
-"""Kinesis capacity from the workload, next to the published per-shard limits.
+"""How the AWS plan carries the workload: Kinesis shards, event source mapping batches and Lambda concurrency.
 
-Limits (https://docs.aws.amazon.com/streams/latest/dev/service-sizes-and-limits.html):
-each shard takes 1 MiB/s or 1,000 records/s of writes and serves 2 MiB/s of reads shared by
-all standard (non-EFO) consumers. We keep 25 % headroom so bursts and uneven partition
-keys do not throttle producers.
+Figures (each cited where it is used):
+
+* a shard takes 1 MiB/s or 1,000 records/s of writes and serves 2 MiB/s of reads shared by every
+  standard consumer (https://docs.aws.amazon.com/streams/latest/dev/service-sizes-and-limits.html);
+* a new on-demand stream starts at 4 MiB/s of writes and 8 MiB/s of reads, and scales by doubling its
+  recent peak; pre-warming it ("warm throughput") needs the account-level On-demand Advantage commitment
+  (https://docs.aws.amazon.com/kinesis/latest/APIReference/API_UpdateStreamWarmThroughput.html);
+* the Kinesis event source mapping polls each shard about once a second and invokes when the batch is
+  full, the batching window ends or the payload reaches 6 MB; `ParallelizationFactor` (1-10) runs up to
+  that many batches of one shard at once (https://docs.aws.amazon.com/lambda/latest/dg/with-kinesis.html);
+* S3 -> EventBridge events "are typically delivered in seconds but can sometimes take a minute or longer"
+  (https://docs.aws.amazon.com/AmazonS3/latest/userguide/NotificationHowTo.html);
+* an account has 1,000 concurrent Lambda executions per region by default, and reservations must leave
+  100 unreserved (https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html).
+
+Every stage gets a reserved concurrency from this sizing, so the plan caps Lambda like GCP and Azure cap
+instances, and what is priced is exactly what is provisioned.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
-from pipeline.sizing import StageDemand, StageSizing, StreamSizing, schedule_interval_s, stage_sizing
+from pipeline.sizing import HEADROOM, StageDemand, StageSizing, StreamSizing, invocation_ms, needed_concurrency, schedule_interval_s, stage_sizing
 from pipeline.spec.model import PipelineSpec, StageSpec
 
-WRITE_BYTES_PER_SHARD = 1024 * 1024
+MIB = 1024 * 1024
+WRITE_BYTES_PER_SHARD = MIB
 WRITE_RECORDS_PER_SHARD = 1000
-READ_BYTES_PER_SHARD = 2 * 1024 * 1024
-HEADROOM = 1.25
-ON_DEMAND_INITIAL_WRITE_BYTES = 4 * 1024 * 1024  # new on-demand streams start at 4 MB/s writes
+READ_BYTES_PER_SHARD = 2 * MIB
+ON_DEMAND_INITIAL_WRITE_BYTES = 4 * MIB  # a new on-demand stream: 4 MiB/s and 4,000 records/s of writes
+ON_DEMAND_INITIAL_READ_BYTES = 8 * MIB
+ON_DEMAND_INITIAL_SHARDS = 4
+MAX_SHARDS = 1000  # the smallest default regional shard quota (1,000; 20,000 in us-east-1, us-west-2, eu-west-1)
+
+POLL_INTERVAL_S = 1.0  # the mapping polls each shard about once a second
+MAX_PARALLELIZATION = 10
+LAMBDA_PAYLOAD_BYTES = 6 * 1024 * 1024  # a mapping's batch also closes at 6 MB of payload
+EVENT_DELIVERY_S = 2.0  # S3 -> EventBridge -> Lambda: "typically ... in seconds"
+EVENT_DELIVERY_MAX_S = 60.0  # "... can sometimes take a minute or longer"
+SCHEDULE_SETTLE_S = 60.0  # the runtime leaves objects younger than this for the next run (pipeline.runtime.invoke.SETTLE_S)
+ACCOUNT_CONCURRENCY = 1000
+UNRESERVED_MINIMUM = 100
+RESERVABLE = ACCOUNT_CONCURRENCY - UNRESERVED_MINIMUM
 
 
-def _mbps(value: float) -> str:
-    return f"{value / 1024 / 1024:.2f} MiB/s"
+def _mib(value: float) -> str:
+    return f"{value / MIB:,.2f} MiB/s"
 
 
-def size_stream(spec: PipelineSpec) -> StreamSizing:
+# ---- the stream -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StreamBatch:
+    """How one stream stage's event source mapping runs on a given number of shards."""
+
+    parallelization: int
+    records_per_invocation: float
+    invocation_ms: float
+    needed: int  # concurrent batches the stage needs (with headroom)
+
+    def concurrency_for(self, shards: int) -> int:
+        return shards * self.parallelization
+
+
+def records_per_batch(batch_size: int, window_s: int, records_per_second: float, record_bytes: int) -> float:
+    """Records in one invocation of a mapping reading `records_per_second` (one shard, or one of its
+    parallel batchers): what arrives in the window (at least the 1 s poll), capped by `batch_size` and
+    by the 6 MB payload limit, never below one."""
+    collected = records_per_second * max(window_s, POLL_INTERVAL_S)
+    cap = min(batch_size, LAMBDA_PAYLOAD_BYTES // max(record_bytes, 1))
+    return max(1.0, min(float(cap), collected))
+
+
+def plan_stream_stage(spec: PipelineSpec, stage: StageSpec, shards: int) -> StreamBatch:
+    """The smallest ParallelizationFactor whose concurrent batches carry the stage on `shards` shards.
+
+    A larger factor splits each shard's records between more batchers, so batches get smaller and
+    invocations more numerous: the smallest factor that carries the load batches best. When even 10
+    does not, the result says so through `needed > shards * 10`.
+    """
+    assert stage.trigger.stream is not None
+    trigger, work = stage.trigger.stream, spec.workload
+    per_shard = work.records_per_second / max(shards, 1)
+    best: StreamBatch | None = None
+    for factor in range(1, MAX_PARALLELIZATION + 1):
+        batch = records_per_batch(trigger.batch_size, trigger.max_batching_window_s, per_shard / factor, work.record_bytes)
+        duration = invocation_ms(spec, stage, batch)
+        needed = needed_concurrency(work.records_per_second, batch, duration)
+        best = StreamBatch(factor, batch, duration, needed)
+        if needed <= shards * factor:
+            return best
+    assert best is not None
+    return best
+
+
+def _shards_for_stages(spec: PipelineSpec, shards: int) -> tuple[int, list[str]]:
+    """Raise `shards` until every stream stage fits in shards x 10 concurrent batches (or MAX_SHARDS)."""
+    lines: list[str] = []
+    for stage in spec.stages:
+        if not stage.trigger.stream:
+            continue
+        start = shards
+        while shards < MAX_SHARDS and plan_stream_stage(spec, stage, shards).needed > shards * MAX_PARALLELIZATION:
+            shards += 1
+        if shards > start:
+            lines.append(f"stage {stage.name}: {start} shard(s) x {MAX_PARALLELIZATION} parallel batches cannot carry its work; "
+                         f"raised to {shards} shard(s)")
+    return shards, lines
+
+
+def _stepped(target: int, previous: Mapping[str, Any]) -> tuple[int, list[str]]:
+    """Kinesis changes a provisioned stream's shard count at most 2x up or down per update
+    (https://docs.aws.amazon.com/kinesis/latest/APIReference/API_UpdateShardCount.html): step toward
+    the target from the last deployed count and say that another deploy continues."""
+    before = previous.get("units") if previous.get("mode") == "provisioned" else None
+    if not isinstance(before, int) or before <= 0 or before == target:
+        return target, []
+    low, high = math.ceil(before / 2), before * 2
+    step = min(max(target, low), high)
+    if step == target:
+        return target, [f"last deploy had {before} shard(s): {before} -> {target} is within the 2x step UpdateShardCount allows"]
+    return step, [f"last deploy had {before} shard(s): UpdateShardCount moves at most 2x per update, so this deploy sets {step} "
+                  f"and a later deploy continues to {target} (until then capacity is {step} shard(s))"]
+
+
+def size_stream(spec: PipelineSpec, previous: Mapping[str, Any]) -> StreamSizing:
+    """The shards (or on-demand stream) that carry the workload with 25 % headroom, and why."""
+    assert spec.stream is not None
     work = spec.workload
     readers = sum(1 for s in spec.stages if s.trigger.stream) + (1 if spec.stream.archive else 0)
+    write_bytes, write_records = work.bytes_per_second * HEADROOM, work.records_per_second * HEADROOM
+    read_bytes = work.bytes_per_second * readers * HEADROOM
+    reasoning: list[str] = []
     if spec.clouds.aws.stream_mode == "on_demand":
-        return StreamSizing(
-            units=0, unit_name="shard", mode="on-demand", partitions=4,
-            capacity_records_per_second=4 * WRITE_RECORDS_PER_SHARD,
-            capacity_bytes_per_second=ON_DEMAND_INITIAL_WRITE_BYTES,
-            reasoning=[f"on-demand: starts at {_mbps(ON_DEMAND_INITIAL_WRITE_BYTES)} writes and scales with traffic; "
-                       f"workload {_mbps(work.bytes_per_second)}"],
-        )
-    by_bytes = math.ceil(work.bytes_per_second * HEADROOM / WRITE_BYTES_PER_SHARD)
-    by_records = math.ceil(work.records_per_second * HEADROOM / WRITE_RECORDS_PER_SHARD)
-    by_reads = math.ceil(work.bytes_per_second * readers * HEADROOM / READ_BYTES_PER_SHARD)
-    needed = max(1, by_bytes, by_records, by_reads)
-    reasoning = [
-        f"writes: {_mbps(work.bytes_per_second)} x {HEADROOM} headroom / 1 MiB/s per shard = {by_bytes} shard(s)",
+        fits = (write_bytes <= ON_DEMAND_INITIAL_WRITE_BYTES and write_records <= ON_DEMAND_INITIAL_SHARDS * WRITE_RECORDS_PER_SHARD
+                and read_bytes <= ON_DEMAND_INITIAL_READ_BYTES)
+        if fits:
+            return StreamSizing(
+                units=0, unit_name="shard", mode="on-demand", partitions=ON_DEMAND_INITIAL_SHARDS,
+                capacity_records_per_second=ON_DEMAND_INITIAL_SHARDS * WRITE_RECORDS_PER_SHARD,
+                capacity_bytes_per_second=ON_DEMAND_INITIAL_WRITE_BYTES,
+                reasoning=[f"on-demand: a new stream takes {_mib(ON_DEMAND_INITIAL_WRITE_BYTES)} and 4,000 records/s of writes "
+                           f"({ON_DEMAND_INITIAL_SHARDS} shards); the workload needs {_mib(write_bytes)} and {write_records:,.0f} records/s "
+                           f"with {HEADROOM} headroom, and {readers} reader(s) need {_mib(read_bytes)} of the {_mib(ON_DEMAND_INITIAL_READ_BYTES)} read"],
+            )
+        reasoning.append(f"on-demand asked for, but a new on-demand stream starts at {_mib(ON_DEMAND_INITIAL_WRITE_BYTES)}, 4,000 records/s "
+                         f"and {_mib(ON_DEMAND_INITIAL_READ_BYTES)} of reads, below the {_mib(write_bytes)}, {write_records:,.0f} records/s "
+                         f"and {_mib(read_bytes)} of reads this workload needs: it would be throttled until on-demand scaling catches up")
+        reasoning.append("pre-warming it (warm throughput) needs the account-level On-demand Advantage commitment (25 MiB/s minimum), "
+                         "so the plan provisions shards instead")
+    by_bytes = math.ceil(write_bytes / WRITE_BYTES_PER_SHARD)
+    by_records = math.ceil(write_records / WRITE_RECORDS_PER_SHARD)
+    by_reads = math.ceil(read_bytes / READ_BYTES_PER_SHARD)
+    reasoning += [
+        f"writes: {_mib(work.bytes_per_second)} x {HEADROOM} headroom / 1 MiB/s per shard = {by_bytes} shard(s)",
         f"records: {work.records_per_second:,.0f}/s x {HEADROOM} / 1,000 records/s per shard = {by_records} shard(s)",
-        f"reads: {readers} consumer(s) x {_mbps(work.bytes_per_second)} x {HEADROOM} / 2 MiB/s per shard = {by_reads} shard(s)",
+        f"reads: {readers} standard consumer(s) x {_mib(work.bytes_per_second)} x {HEADROOM} / 2 MiB/s per shard = {by_reads} shard(s)",
     ]
-    shards = needed
+    needed = max(1, by_bytes, by_records, by_reads)
+    needed, stage_lines = _shards_for_stages(spec, needed)
+    reasoning += stage_lines
     if isinstance(spec.stream.partitions, int):
-        shards = spec.stream.partitions
-        note = "" if shards >= needed else f" (below the {needed} the workload needs: expect throttling)"
-        reasoning.append(f"fixed by the spec: {shards} shard(s){note}")
+        target = spec.stream.partitions
+        note = "" if target >= needed else f" (below the {needed} the workload needs: expect throttling)"
+        reasoning.append(f"fixed by the spec: {target} shard(s){note}")
     else:
-        reasoning.append(f"=> {shards} shard(s)")
+        target = needed
+    shards, step_lines = _stepped(target, previous)
+    reasoning += step_lines
+    reasoning.append(f"=> {shards} provisioned shard(s)")
     return StreamSizing(
         units=shards, unit_name="shard", mode="provisioned", partitions=shards,
         capacity_records_per_second=shards * WRITE_RECORDS_PER_SHARD,
@@ -59,30 +183,73 @@ def size_stream(spec: PipelineSpec) -> StreamSizing:
     )
 
 
-# ---- stages ------------------------------------------------------------------------------------------
-ACCOUNT_CONCURRENCY = 1000  # default regional Lambda concurrency quota shared by every function of the account
-POLL_INTERVAL_S = 1.0  # the event source mapping polls each shard about once a second
-EVENT_DELIVERY_S = 1.0  # S3 -> EventBridge -> Lambda asynchronous invoke, typically under a second or two
+def stream_shards(stream: StreamSizing) -> int:
+    """Shards the mapping reads: the provisioned count, or an on-demand stream's initial four."""
+    return stream.units if stream.mode == "provisioned" else stream.partitions
+
+
+# ---- stages -----------------------------------------------------------------------------------------
+
+
+def _reserve(needed: int, lines: list[str]) -> int:
+    """Concurrency reserved for one function: what it needs, within what an account can reserve."""
+    if needed > RESERVABLE:
+        lines.append(f"needs {needed:,} concurrent executions; one function can reserve at most {RESERVABLE:,} of the default "
+                     f"{ACCOUNT_CONCURRENCY:,} (ask AWS for a higher Lambda concurrency quota)")
+        return RESERVABLE
+    return needed
 
 
 def size_stage(spec: PipelineSpec, stage: StageSpec, demand: StageDemand, stream: StreamSizing | None) -> StageSizing:
-    """Lambda: a Kinesis ESM invokes one batch per shard at a time; other triggers share the account's concurrency."""
-    from pipeline_aws.pricing import stream_batch
-
+    """Records per invocation, reserved concurrency and trigger wait of one stage on Lambda."""
     trigger = stage.trigger
-    if trigger.stream and stream is not None and trigger.stream is not None:
-        batch = stream_batch(spec, stream, stage)
-        shards = stream.units if stream.mode == "provisioned" else stream.partitions
-        window = trigger.stream.max_batching_window_s
-        fill = batch / max(demand.records_per_second / max(shards, 1), 1e-9)
-        return stage_sizing(spec, stage, demand, records_per_invocation=batch, concurrency=max(1, shards),
-                            latency_s=min(window, fill) + POLL_INTERVAL_S / 2, latency_max_s=window + POLL_INTERVAL_S,
-                            reasoning=[f"event source mapping: one concurrent batch per shard ({shards} shard(s)), "
-                                       f"{batch:,.0f} records per batch"])
+    if trigger.stream is not None:
+        assert stream is not None
+        shards = stream_shards(stream)
+        batch = plan_stream_stage(spec, stage, shards)
+        concurrency = batch.concurrency_for(shards)
+        per_batcher = demand.records_per_second / max(concurrency, 1)
+        fill = batch.records_per_invocation / per_batcher if per_batcher > 0 else float(trigger.stream.max_batching_window_s)
+        wait = min(float(trigger.stream.max_batching_window_s), fill)
+        notes = [f"event source mapping: {shards} shard(s) x ParallelizationFactor {batch.parallelization} = {concurrency} concurrent "
+                 f"batch(es), {batch.records_per_invocation:,.0f} records each (batch_size {trigger.stream.batch_size}, window "
+                 f"{trigger.stream.max_batching_window_s} s, 6 MB cap); reserved concurrency {concurrency}"]
+        if batch.needed > concurrency:
+            notes.append(f"needs {batch.needed} concurrent batches, more than {shards} shard(s) x {MAX_PARALLELIZATION}")
+        return stage_sizing(spec, stage, demand, records_per_invocation=batch.records_per_invocation, concurrency=concurrency,
+                            latency_s=wait / 2 + POLL_INTERVAL_S / 2, latency_max_s=wait + POLL_INTERVAL_S, reasoning=notes,
+                            settings={"parallelization_factor": batch.parallelization, "reserved_concurrency": concurrency,
+                                      "shards": shards})
+    per_event = demand.records_per_event
+    duration = invocation_ms(spec, stage, per_event)
+    lines: list[str] = []
     if trigger.schedule:
         interval = schedule_interval_s(stage)
+        settle = SCHEDULE_SETTLE_S if trigger.from_stage else 0.0
+        lines.append("EventBridge Scheduler (flexible window off) invokes one run at a time: reserved concurrency 1 "
+                     "(an overlapping run waits in Lambda's async queue, so the watermark never races)")
         return stage_sizing(spec, stage, demand, records_per_invocation=0, concurrency=1,
-                            latency_s=interval / 2, latency_max_s=interval, reasoning=["EventBridge Scheduler: one run at a time"])
-    return stage_sizing(spec, stage, demand, records_per_invocation=0, concurrency=ACCOUNT_CONCURRENCY,
-                        latency_s=EVENT_DELIVERY_S, latency_max_s=EVENT_DELIVERY_S * 5,
-                        reasoning=[f"unreserved: shares the account's {ACCOUNT_CONCURRENCY:,} concurrent executions"])
+                            latency_s=interval / 2 + settle, latency_max_s=interval + settle, reasoning=lines,
+                            settings={"reserved_concurrency": 1})
+    needed = needed_concurrency(demand.records_per_second, per_event, duration) if demand.events_per_second else 1
+    concurrency = _reserve(needed, lines)
+    if trigger.http:
+        lines.insert(0, f"Lambda function URL (IAM auth), one synchronous invocation per request; reserved concurrency {concurrency} "
+                        "(requests beyond it get 429 Too Many Requests)")
+        return stage_sizing(spec, stage, demand, records_per_invocation=0, concurrency=concurrency, latency_s=0.0, latency_max_s=0.0,
+                            reasoning=lines, settings={"reserved_concurrency": concurrency})
+    lines.insert(0, f"S3 -> EventBridge -> Lambda (asynchronous), one invocation per object; reserved concurrency {concurrency} "
+                    "(a burst beyond it waits in Lambda's async queue)")
+    return stage_sizing(spec, stage, demand, records_per_invocation=0, concurrency=concurrency,
+                        latency_s=EVENT_DELIVERY_S, latency_max_s=EVENT_DELIVERY_MAX_S, reasoning=lines,
+                        settings={"reserved_concurrency": concurrency})
+
+
+def reserved_total_note(reserved_before: int, sized: StageSizing) -> str | None:
+    """One account reserves at most 900 of its default 1,000 concurrent executions across all functions:
+    the stage whose reservation crosses that line says so (an account with a raised quota is fine)."""
+    total = reserved_before + int(sized.settings.get("reserved_concurrency", 0))
+    if reserved_before <= RESERVABLE < total:
+        return (f"the stages so far reserve {total:,} concurrent Lambda executions; an account reserves at most {RESERVABLE:,} of its "
+                f"default {ACCOUNT_CONCURRENCY:,} per region: raise the Lambda concurrency quota before deploying")
+    return None

@@ -1,7 +1,19 @@
-"""S3 buckets with every v7 side resource a reviewer expects, and artifact uploads."""
+"""S3 buckets with every v7 side resource a reviewer expects, and artifact uploads.
+
+Each bucket is private (public access blocked, ACLs disabled), encrypted (SSE-S3), TLS-only and
+expires its data after the spec's retention. On top of that:
+
+* a bucket a stage is triggered from (`BucketSpec.notify`) sends its events to EventBridge;
+* stage output buckets are versioned, so an overwritten output can be recovered for a few days
+  (`NONCURRENT_DAYS`), while current objects still expire after the retention;
+* data buckets survive `pipeline destroy` with their configuration (`retain_on_delete`), unless the
+  backend's `delete_data` is set, in which case S3 deletes them with every object version
+  (`force_destroy`).
+"""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -10,28 +22,60 @@ import pulumi_aws as aws
 
 from pipeline.backend import BucketSpec, Handle, RoleContext
 
+BUCKET_PREFIX_MAX = 37  # `bucket_prefix` limit: S3 names are 3-63 characters and the provider appends 26
+NONCURRENT_DAYS = 3  # an overwritten output stays recoverable this long
+ABORT_MULTIPART_DAYS = 1
 
-def bucket(role: RoleContext, spec: BucketSpec) -> Handle[aws.s3.Bucket]:
-    """Private (public access blocked, ACLs disabled), encrypted, TLS-only, expiring."""
-    b = aws.s3.Bucket(role.name(), bucket_prefix=f"{role.pipeline}-{role.stack}-{spec.key}-"[:37], force_destroy=False, opts=role.opts())
+
+def bucket_prefix(pipeline: str, stack: str, key: str) -> str:
+    """`<pipeline>-<stack>-<key>-`, shortened so the key (the bucket's role) always stays whole.
+
+    Autonaming appends a 26-character suffix after at most 37 characters. A plain cut at 37 dropped the
+    key for long pipeline and stack names, so every bucket of such a pipeline shared one prefix. Here the
+    `<pipeline>-<stack>` head is cut instead, with 4 hex of its hash so two long stacks stay apart.
+    """
+    head = f"{pipeline}-{stack}"
+    room = BUCKET_PREFIX_MAX - len(key) - 2  # "-" between head and key, "-" before the suffix
+    if len(head) > room:
+        digest = hashlib.sha256(head.encode()).hexdigest()[:4]
+        head = f"{head[:max(1, room - 5)].rstrip('-')}-{digest}"
+    return f"{head}-{key}-"
+
+
+def bucket(role: RoleContext, spec: BucketSpec, *, versioned: bool, delete_data: bool) -> Handle[aws.s3.Bucket]:
+    """A private, encrypted, TLS-only bucket with lifecycle expiry (see the module docstring)."""
+    keep = spec.data and not delete_data
+
+    def opts(**kwargs: Any) -> pulumi.ResourceOptions:
+        # A kept bucket keeps its protections and expiry too: deleting the public access block or the
+        # lifecycle of a retained bucket would leave it less private, and its data forever.
+        return role.opts(retain_on_delete=keep, **kwargs)
+
+    b = aws.s3.Bucket(role.name(), bucket_prefix=bucket_prefix(role.pipeline, role.stack, spec.key),
+                      force_destroy=spec.data and delete_data, opts=opts())
     block = aws.s3.BucketPublicAccessBlock(
         role.name("public-access"), bucket=b.id,
         block_public_acls=True, block_public_policy=True, ignore_public_acls=True, restrict_public_buckets=True,
-        opts=role.opts(),
+        opts=opts(),
     )
-    aws.s3.BucketOwnershipControls(role.name("ownership"), bucket=b.id, rule={"object_ownership": "BucketOwnerEnforced"}, opts=role.opts())
+    aws.s3.BucketOwnershipControls(role.name("ownership"), bucket=b.id,
+                                   rule=aws.s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"), opts=opts())
     aws.s3.BucketServerSideEncryptionConfiguration(
         role.name("encryption"), bucket=b.id,
-        rules=[{"apply_server_side_encryption_by_default": {"sse_algorithm": "AES256"}}],
-        opts=role.opts(),
+        rules=[aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
+            apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
+                sse_algorithm="AES256"),
+        )],
+        opts=opts(),
     )
-    rules: list[Any] = [{
-        "id": "abort-incomplete-uploads", "status": "Enabled", "filter": {},
-        "abort_incomplete_multipart_upload": {"days_after_initiation": 1},
-    }]
-    if spec.retention_days is not None:
-        rules.append({"id": f"expire-after-{spec.retention_days}-days", "status": "Enabled", "filter": {}, "expiration": {"days": spec.retention_days}})
-    aws.s3.BucketLifecycleConfiguration(role.name("lifecycle"), bucket=b.id, rules=rules, opts=role.opts())
+    versioning = None
+    if versioned:
+        versioning = aws.s3.BucketVersioning(
+            role.name("versioning"), bucket=b.id,
+            versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(status="Enabled"), opts=opts(),
+        )
+    aws.s3.BucketLifecycleConfiguration(role.name("lifecycle"), bucket=b.id, rules=lifecycle_rules(spec.retention_days, versioned),
+                                        opts=opts(depends_on=[versioning] if versioning else []))
     tls_only = pulumi.Output.json_dumps({
         "Version": "2012-10-17",
         "Statement": [{
@@ -41,17 +85,32 @@ def bucket(role: RoleContext, spec: BucketSpec) -> Handle[aws.s3.Bucket]:
         }],
     })
     # The policy waits for the public access block so S3 never sees a policy it would call public.
-    aws.s3.BucketPolicy(role.name("tls-only"), bucket=b.id, policy=tls_only, opts=role.opts(depends_on=[block]))
-    return Handle(b, b.bucket, {"arn": b.arn, "id": b.id, "role": role, "eventbridge": False})
+    aws.s3.BucketPolicy(role.name("tls-only"), bucket=b.id, policy=tls_only, opts=opts(depends_on=[block]))
+    if spec.notify:
+        # One BucketNotification per bucket (S3 replaces the whole configuration); EventBridge rules fan out from it.
+        aws.s3.BucketNotification(role.name("eventbridge"), bucket=b.id, eventbridge=True, opts=opts())
+    return Handle(b, b.bucket, {"arn": b.arn, "id": b.id, "eventbridge": spec.notify, "versioned": versioned})
 
 
-def enable_eventbridge(source: Handle[aws.s3.Bucket]) -> None:
-    """S3 -> EventBridge delivery; one BucketNotification per bucket (S3 replaces the whole config)."""
-    if source.extra["eventbridge"]:
-        return
-    bucket_role: RoleContext = source.extra["role"]
-    aws.s3.BucketNotification(bucket_role.name("eventbridge"), bucket=source.extra["id"], eventbridge=True, opts=bucket_role.opts())
-    source.extra["eventbridge"] = True
+def lifecycle_rules(retention_days: int | None, versioned: bool) -> list[aws.s3.BucketLifecycleConfigurationRuleArgs]:
+    """Abort stale multipart uploads; expire objects after the retention; on a versioned bucket also delete
+    versions NONCURRENT_DAYS after they were replaced or expired, and the delete markers left behind."""
+    rule = aws.s3.BucketLifecycleConfigurationRuleArgs
+    everything = aws.s3.BucketLifecycleConfigurationRuleFilterArgs()  # empty: every object (the SDK docstring example)
+    rules = [rule(id="abort-incomplete-uploads", status="Enabled", filter=everything,
+                  abort_incomplete_multipart_upload=aws.s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
+                      days_after_initiation=ABORT_MULTIPART_DAYS))]
+    if retention_days is not None:
+        rules.append(rule(id=f"expire-after-{retention_days}-days", status="Enabled", filter=everything,
+                          expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(days=retention_days)))
+    if versioned:
+        rules.append(rule(id=f"noncurrent-after-{NONCURRENT_DAYS}-days", status="Enabled", filter=everything,
+                          noncurrent_version_expiration=aws.s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
+                              noncurrent_days=NONCURRENT_DAYS)))
+        # `expired_object_delete_marker` cannot share a rule with `days` (S3 rejects the combination).
+        rules.append(rule(id="remove-expired-delete-markers", status="Enabled", filter=everything,
+                          expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(expired_object_delete_marker=True)))
+    return rules
 
 
 def artifact(role: RoleContext, target: Handle[aws.s3.Bucket], path: Path, key: str) -> Handle[aws.s3.BucketObjectv2]:

@@ -1,4 +1,4 @@
-"""What invokes each stage, and where its failures go: ESM, EventBridge rules, Scheduler, SQS."""
+"""What invokes each stage, and where its failures go: ESM, EventBridge rules, Scheduler, function URLs, SQS."""
 
 from __future__ import annotations
 
@@ -6,14 +6,18 @@ import pulumi
 import pulumi_aws as aws
 
 from pipeline.backend import Handle, RoleContext
+from pipeline.sizing import StageSizing
 from pipeline.spec.model import PipelineSpec, StageSpec
 from pipeline.spec.schedule import Cron, Rate, Schedule
-from pipeline_aws import iam, storage
+from pipeline_aws import iam
 
 # EventBridge / Lambda async invocation bounds (eb-rule-retry-policy, invocation-retries docs).
 LAMBDA_ASYNC_MAX_RETRIES = 2
 LAMBDA_ASYNC_MAX_AGE_S = 21_600
 ESM_MAX_RECORD_AGE_S = 604_800
+# EventBridge Scheduler replaces this context attribute in the target input with the run's scheduled time, so a
+# retried run keeps its name (https://docs.aws.amazon.com/scheduler/latest/UserGuide/managing-schedule-context-attributes.html).
+SCHEDULED_TIME_INPUT = '{"scheduled_time": "<aws.scheduler.scheduled-time>"}'
 _DAY_NAMES = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN"]
 
 
@@ -40,14 +44,16 @@ def _async_failures(role: RoleContext, stage: StageSpec, function: Handle[aws.la
         function_name=function.name,
         maximum_retry_attempts=min(stage.retries, LAMBDA_ASYNC_MAX_RETRIES),
         maximum_event_age_in_seconds=min(stage.max_event_age_s, LAMBDA_ASYNC_MAX_AGE_S),
-        destination_config={"on_failure": {"destination": dlq.extra["arn"]}},
+        destination_config=aws.lambda_.FunctionEventInvokeConfigDestinationConfigArgs(
+            on_failure=aws.lambda_.FunctionEventInvokeConfigDestinationConfigOnFailureArgs(destination=dlq.extra["arn"])),
         opts=role.opts(depends_on=after),
     )
 
 
-def stream_trigger(role: RoleContext, stage: StageSpec, spec: PipelineSpec, source: Handle[aws.kinesis.Stream],
+def stream_trigger(role: RoleContext, stage: StageSpec, spec: PipelineSpec, sized: StageSizing, source: Handle[aws.kinesis.Stream],
                    function: Handle[aws.lambda_.Function], identity: Handle[aws.iam.Role], dlq: Handle[aws.sqs.Queue]) -> None:
-    assert stage.trigger.stream is not None
+    """A Kinesis event source mapping with the ParallelizationFactor the sizing chose (see pipeline_aws.sizing)."""
+    assert stage.trigger.stream is not None and spec.stream is not None
     trigger = stage.trigger.stream
     send = _send_to_dead_letter(role, identity, dlq)
     max_age = min(stage.max_event_age_s, spec.stream.retention_hours * 3600, ESM_MAX_RECORD_AGE_S)
@@ -58,11 +64,13 @@ def stream_trigger(role: RoleContext, stage: StageSpec, spec: PipelineSpec, sour
         starting_position="LATEST" if trigger.starting_position == "latest" else "TRIM_HORIZON",
         batch_size=trigger.batch_size,
         maximum_batching_window_in_seconds=trigger.max_batching_window_s,
+        parallelization_factor=int(sized.settings["parallelization_factor"]),
         function_response_types=["ReportBatchItemFailures"],
         bisect_batch_on_function_error=True,
         maximum_retry_attempts=stage.retries,
         maximum_record_age_in_seconds=max(60, max_age),
-        destination_config={"on_failure": {"destination_arn": dlq.extra["arn"]}},
+        destination_config=aws.lambda_.EventSourceMappingDestinationConfigArgs(
+            on_failure=aws.lambda_.EventSourceMappingDestinationConfigOnFailureArgs(destination_arn=dlq.extra["arn"])),
         # The mapping validates the role's Kinesis and SQS permissions when it is created.
         opts=role.opts(depends_on=[send, *identity.extra["policies"]]),
     )
@@ -87,8 +95,9 @@ def _allow_events_to_queue(role: RoleContext, dlq: Handle[aws.sqs.Queue], source
 
 def object_trigger(role: RoleContext, stage: StageSpec, source: Handle[aws.s3.Bucket], prefix: str,
                    function: Handle[aws.lambda_.Function], identity: Handle[aws.iam.Role], dlq: Handle[aws.sqs.Queue]) -> None:
-    """S3 -> EventBridge 'Object Created' on the source bucket and prefix only (no CloudTrail)."""
-    storage.enable_eventbridge(source)
+    """S3 -> EventBridge 'Object Created' on the source bucket and prefix only (no CloudTrail); the bucket
+    sends its events to EventBridge because the core marks it `notify` (see storage.bucket)."""
+    assert source.extra["eventbridge"], "the source bucket of an object stage must be a notify bucket"
     pattern = pulumi.Output.json_dumps({
         "source": ["aws.s3"],
         "detail-type": ["Object Created"],
@@ -100,8 +109,9 @@ def object_trigger(role: RoleContext, stage: StageSpec, source: Handle[aws.s3.Bu
         role.name("target"),
         rule=rule.name,
         arn=function.extra["arn"],
-        retry_policy={"maximum_retry_attempts": stage.retries, "maximum_event_age_in_seconds": stage.max_event_age_s},
-        dead_letter_config={"arn": dlq.extra["arn"]},
+        retry_policy=aws.cloudwatch.EventTargetRetryPolicyArgs(maximum_retry_attempts=stage.retries,
+                                                               maximum_event_age_in_seconds=stage.max_event_age_s),
+        dead_letter_config=aws.cloudwatch.EventTargetDeadLetterConfigArgs(arn=dlq.extra["arn"]),
         opts=role.opts(),
     )
     aws.lambda_.Permission(role.name("invoke"), action="lambda:InvokeFunction", function=function.name,
@@ -157,13 +167,49 @@ def schedule_trigger(role: RoleContext, stage: StageSpec, schedule: Schedule, fu
         role.name(),
         schedule_expression=aws_schedule_expression(schedule),
         schedule_expression_timezone="UTC",
-        flexible_time_window={"mode": "OFF"},
-        target={
-            "arn": function.extra["arn"],
-            "role_arn": scheduler_role.arn,
-            "retry_policy": {"maximum_retry_attempts": stage.retries, "maximum_event_age_in_seconds": stage.max_event_age_s},
-            "dead_letter_config": {"arn": dlq.extra["arn"]},
-        },
+        flexible_time_window=aws.scheduler.ScheduleFlexibleTimeWindowArgs(mode="OFF"),
+        target=aws.scheduler.ScheduleTargetArgs(
+            arn=function.extra["arn"],
+            role_arn=scheduler_role.arn,
+            input=SCHEDULED_TIME_INPUT,
+            retry_policy=aws.scheduler.ScheduleTargetRetryPolicyArgs(maximum_retry_attempts=stage.retries,
+                                                                     maximum_event_age_in_seconds=stage.max_event_age_s),
+            dead_letter_config=aws.scheduler.ScheduleTargetDeadLetterConfigArgs(arn=dlq.extra["arn"]),
+        ),
         opts=role.opts(depends_on=[invoke]),
     )
     _async_failures(role, stage, function, dlq, [_send_to_dead_letter(role, identity, dlq)])
+
+
+# ---- HTTP ----------------------------------------------------------------------------------------------
+# Why a Lambda function URL and not an API Gateway HTTP API with IAM authorization (both authenticate the
+# caller's SigV4 signature against IAM; https://docs.aws.amazon.com/lambda/latest/dg/furls-http-invoke-decision.html):
+# * timeout: a function URL runs for the function's own timeout (up to 900 s); an HTTP API integration
+#   stops after 30 s (https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-quotas.html),
+#   shorter than the timeout_s a stage may ask for;
+# * price: a function URL adds nothing to the Lambda request and duration; an HTTP API bills every request
+#   on top ($1.00 per million in us-east-1);
+# * throttling: the stage's reserved concurrency caps a function URL (callers beyond it get 429), which is
+#   what the sizing provisions; an HTTP API would add per-route throttles of its own;
+# * payload: a function URL takes 6 MB each way (a buffered invocation), an HTTP API 10 MB; limits() reports 6 MB.
+URL_PAYLOAD_BYTES = 6 * 1024 * 1024
+URL_TIMEOUT_S = 900
+# Regions without function URLs (https://docs.aws.amazon.com/lambda/latest/dg/urls-invocation.html).
+NO_FUNCTION_URLS = frozenset({"ap-south-2", "ap-southeast-4", "ap-southeast-5", "ap-southeast-6", "ap-southeast-7", "ap-east-2",
+                              "ca-west-1", "eu-south-2", "eu-central-2", "il-central-1", "me-central-1"})
+
+
+def http_trigger(role: RoleContext, stage: StageSpec, invokers: list[str], function: Handle[aws.lambda_.Function]) -> Handle[aws.lambda_.FunctionUrl]:
+    """A function URL with IAM auth (never NONE); the pipeline's own caller policy; `http_invokers` by exact ARN."""
+    url = aws.lambda_.FunctionUrl(role.name(), function_name=function.name, authorization_type=iam.URL_AUTH_TYPE,
+                                  invoke_mode="BUFFERED", opts=role.opts())
+    caller = iam.managed_policy(role, f"Lets its holder call the HTTP stage {stage.name} of {role.pipeline} ({role.stack})",
+                                iam.url_invoke_statements(function.extra["arn"]))
+    for index, principal in enumerate(invokers):
+        # Another account's principal needs this resource policy as well as its own identity policy; a
+        # same-account one could do with the identity policy alone, but the grant is explicit either way.
+        aws.lambda_.Permission(role.name(f"invoker-{index}-url"), function=function.name, action="lambda:InvokeFunctionUrl",
+                               principal=principal, function_url_auth_type=iam.URL_AUTH_TYPE, opts=role.opts())
+        aws.lambda_.Permission(role.name(f"invoker-{index}-invoke"), function=function.name, action="lambda:InvokeFunction",
+                               principal=principal, invoked_via_function_url=True, opts=role.opts())
+    return Handle(url, url.function_url, {"caller": caller.name, "policy": caller.resource})

@@ -1,0 +1,77 @@
+"""The size of the environment a stage's Lambda function really gets, against Lambda's 4 KB limit.
+
+The spec lets `environment` hold 4,000 characters, but the orchestrator (`pipeline.program`) adds its own
+PIPELINE_* variables: bucket names, prefixes, the handler, the model key. Lambda refuses the whole set
+above 4 KB, measured on its JSON text (its error quotes "String measured: {...}";
+https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html "4 KB, for all environment
+variables associated with the function, in aggregate"). This module rebuilds that set before planning:
+exact values where the spec fixes them, exact lengths for autonamed buckets (their prefix plus the
+26-character suffix S3 autonaming appends), so `check()` can point at the stage's `environment`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pipeline.program import artifact_key, stage_prefix, state_prefix, writes_objects
+from pipeline.spec.model import PipelineSpec, StageSpec
+from pipeline_aws.storage import bucket_prefix
+
+LIMIT_BYTES = 4096
+AUTONAME_SUFFIX = 26  # the provider's unique suffix after `bucket_prefix` (S3 names are at most 63 characters)
+
+
+def _bucket(spec: PipelineSpec, stack: str, key: str) -> str:
+    """A stand-in of the real length: the bucket's prefix plus the autonaming suffix."""
+    return bucket_prefix(spec.name, stack, key) + "x" * AUTONAME_SUFFIX
+
+
+def _model_key(base_dir: Path, model: str) -> str:
+    path = base_dir / model
+    return artifact_key(path) if path.is_file() else f"models/{'0' * 16}/{Path(model).name}"
+
+
+def pipeline_variables(spec: PipelineSpec, stack: str, stage: StageSpec, base_dir: Path) -> dict[str, str]:
+    """The PIPELINE_* variables `pipeline.program.Orchestrator._stage` sets for `stage` (values of the real length)."""
+    env = {
+        "PIPELINE_NAME": spec.name,
+        "PIPELINE_STACK": stack,
+        "PIPELINE_STAGE": stage.name,
+        "PIPELINE_TRIGGER": stage.trigger.kind,
+        "PIPELINE_HANDLER": stage.handler,
+        "PIPELINE_DEAD_LETTER_BUCKET": _bucket(spec, stack, "dead-letter"),
+        "PIPELINE_DEAD_LETTER_PREFIX": stage_prefix(stage.name),
+    }
+    if writes_objects(stage):
+        env["PIPELINE_OUTPUT_BUCKET"] = _bucket(spec, stack, stage.name)
+        env["PIPELINE_OUTPUT_PREFIX"] = stage_prefix(stage.name)
+    source = stage.trigger.source
+    if source is not None:
+        env["PIPELINE_INPUT_BUCKET"] = _bucket(spec, stack, source)
+        env["PIPELINE_INPUT_PREFIX"] = stage_prefix(source)
+    if stage.trigger.from_stage:
+        env["PIPELINE_STATE_BUCKET"] = _bucket(spec, stack, stage.name)
+        env["PIPELINE_STATE_PREFIX"] = state_prefix(stage.name)
+    if stage.model:
+        env["PIPELINE_MODEL_BUCKET"] = _bucket(spec, stack, "artifacts")
+        env["PIPELINE_MODEL_KEY"] = _model_key(base_dir, stage.model)
+    return env
+
+
+def measured(variables: dict[str, str]) -> int:
+    """Bytes Lambda counts: the JSON object of the variables."""
+    return len(json.dumps(variables, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+
+
+def environment_problem(spec: PipelineSpec, stack: str, stage: StageSpec, base_dir: Path) -> tuple[str, str] | None:
+    """(message, hint) when the stage's whole environment is over 4 KB, else None."""
+    own = pipeline_variables(spec, stack, stage, base_dir)
+    total = measured({**own, **stage.environment})
+    if total <= LIMIT_BYTES:
+        return None
+    room = LIMIT_BYTES - measured(own)
+    return (f"stage {stage.name!r}: its Lambda function would get {total:,} bytes of environment variables ({measured(own):,} of "
+            f"them the pipeline's own PIPELINE_* variables: bucket names, prefixes, handler), over Lambda's 4 KB ({LIMIT_BYTES:,} bytes, "
+            "measured as JSON)",
+            f"shorten `environment`: it has about {max(room, 0):,} bytes left (keys, values and JSON quoting)")
