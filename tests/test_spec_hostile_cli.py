@@ -324,10 +324,11 @@ def test_every_name_field_refuses_spoiled_values(run_cli, write_spec, spoil: Any
 def test_names_compared_to_stage_names_refuse_spoiled_values(run_cli, write_spec, spoil: Any) -> None:
     text = (MINIMAL + "  - name: second\n    handler: handlers/h.py:handle\n"
             f"    trigger: {{objects: {{from: {_q(spoil('first'))}}}}}\n"
-            f"workload: {{stage_duration_ms: {{{_q(spoil('first'))}: 10}}}}\n")
+            f"workload: {{stages: {{{_q(spoil('first'))}: {{ms_per_record: 1}}}}}}\n")
     spec = write_spec(text)
     result = run_cli("validate", spec)
     assert "not an earlier stage" in located(result, spec, "stages[1].trigger.objects.from")
+    assert "is not a stage" in result.stderr
     assert len(problem_lines(result)) == 2
 
 
@@ -426,6 +427,10 @@ def _booleans_everywhere(model: type[BaseModel]) -> tuple[dict[str, Any], list[s
             data[key], paths = True, [*paths, key]
         elif get_origin(annotation) is dict and _wants_number(get_args(annotation)[1]):
             data[key], paths = {"first": True}, [*paths, f"{key}.first"]
+        elif get_origin(annotation) is dict and (value_model := _model_in(get_args(annotation)[1])) is not None:
+            inner, inner_paths = _booleans_everywhere(value_model)
+            if inner:
+                data[key], paths = {"first": inner}, [*paths, *(f"{key}.first.{p}" for p in inner_paths)]
         elif (sub := _model_in(annotation)) is not None:
             inner, inner_paths = _booleans_everywhere(sub)
             if inner:
@@ -447,7 +452,8 @@ def test_booleans_are_refused_for_every_number_field(run_cli, write_spec) -> Non
     """Found by walking the spec models, so number fields added later are covered too."""
     data, paths = _booleans_everywhere(PipelineSpec)
     assert {"stages[0].retries", "stages[0].memory_mb", "stages[0].timeout_s", "stream.partitions",
-            "stages[0].trigger.stream.batch_size", "workload.records_per_second", "workload.stage_duration_ms.first"} <= set(paths)
+            "stages[0].trigger.stream.batch_size", "workload.records_per_second", "workload.stages.first.ms_per_record",
+            "workload.http.rows_per_request", "storage.uploads_days"} <= set(paths)
     spec = write_spec(yaml.safe_dump(_merge(yaml.safe_load(MINIMAL), data), sort_keys=False))
     result = run_cli("validate", spec)
     for path in paths:

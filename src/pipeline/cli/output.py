@@ -91,8 +91,10 @@ def fail(code: int, message: str, *, kind: str = "", problems: Sequence[Problem]
 
 
 def spec_failure(message: str, problems: Sequence[Problem]) -> NoReturn:
-    """A spec that cannot be used (exit 2): every problem, located."""
-    text = "\n".join(p.render() for p in problems)
+    """A spec that cannot be used (exit 2): every problem located (on a terminal, the first ones and a count of the rest)."""
+    from pipeline.errors import SpecError
+
+    text = str(SpecError(list(problems)))
     fail(EXIT_BAD_INPUT, f"error: {message}:\n{text}", kind="spec", problems=problems)
 
 
