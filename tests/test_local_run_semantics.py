@@ -8,55 +8,14 @@ import base64
 import json
 import os
 import subprocess
-import textwrap
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from local_project import STREAM_STAGE, dead_letters, project, rows, run, store_of
 
 from pipeline.runtime.lines import LineSplitter
-
-
-def project(folder: Path, handlers: str, stages: str, records: list[dict[str, Any]]) -> tuple[Path, Path]:
-    """A spec with `stages` (YAML list items), handlers/h.py and an input of `records`."""
-    (folder / "handlers").mkdir(parents=True)
-    (folder / "handlers" / "h.py").write_text(textwrap.dedent(handlers), encoding="utf-8")
-    spec = folder / "pipeline.yaml"
-    spec.write_text("name: semantics\nstream: {archive: false}\nstages:\n" + textwrap.dedent(stages), encoding="utf-8")
-    data = folder / "input.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-    return spec, data
-
-
-def run(env: dict[str, str], exe: str, *args: str | Path, stdin: Any = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([exe, "run", *map(str, args)], env=env, capture_output=True, text=True, timeout=timeout, check=False,
-                          stdin=stdin if stdin is not None else subprocess.DEVNULL)
-
-
-def store_of(spec: Path) -> Path:
-    return spec.parent / ".pipeline" / "local" / "semantics" / "default"
-
-
-def jsonl(path: Path) -> list[Any]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()] if path.exists() else []
-
-
-def dead_letters(spec: Path, stage: str) -> list[dict[str, Any]]:
-    return [entry for path in sorted((store_of(spec) / "dead-letter" / stage).rglob("*.jsonl")) for entry in jsonl(path)]
-
-
-def rows(spec: Path, stage: str) -> list[Any]:
-    return [row for path in sorted((store_of(spec) / stage / stage).rglob("*.jsonl")) for row in jsonl(path)]
-
-
-STREAM_STAGE = """\
-  - name: parse
-    handler: handlers/h.py:parse
-    retries: 1
-    timeout_s: {timeout}
-    trigger: {{stream: {{batch_size: 10, max_batching_window_s: 1}}}}
-"""
 
 
 @pytest.mark.parametrize("how", ["sys.exit(0)", "os._exit(0)", "sys.exit(3)"])

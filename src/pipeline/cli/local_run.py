@@ -106,24 +106,31 @@ class Runner:
         model file, or the input changes (polling; the journal decides whether it is a new run)."""
         import typer
 
-        from pipeline.runtime.watch import wait_for_change, watched_files
+        from pipeline.runtime.watch import snapshot, wait_for_change, watched_files
 
         options = self.options
+
+        def watched() -> list[Path]:
+            return watched_files(options.spec, options.stack, loaded, options.source)
+
+        before = snapshot(watched())
         code = self.once(loaded, options.fresh)
-        while code < 128:
-            self.err.print("watching the spec, its overlay, the handlers' folders and the input for changes (Ctrl-C to stop)",
-                           markup=False, highlight=False)
+        while code < 128:  # Ctrl-C while waiting ends the watch with the last run's exit code
             try:
-                changed = wait_for_change(lambda current=loaded: watched_files(options.spec, options.stack, current, options.source))
+                self.err.print("watching the spec, its overlay, the handlers' folders and the input for changes (Ctrl-C to stop)",
+                               markup=False, highlight=False)
+                changed = wait_for_change(watched, before)
+                self.err.print("changed: " + ", ".join(str(p) for p in changed[:5]) + ("..." if len(changed) > 5 else "")
+                               + "; running again", markup=False, highlight=False)
+                before = snapshot(watched())
+                try:
+                    loaded = self.load(options.spec, options.stack)
+                except typer.Exit as exc:  # a bad spec: already reported; wait for the fix
+                    code = exc.exit_code
+                    continue
+                before = snapshot(watched())  # now with the files the new spec names
             except KeyboardInterrupt:
                 return code
-            self.err.print("changed: " + ", ".join(str(p) for p in changed[:5]) + ("..." if len(changed) > 5 else "") + "; running again",
-                           markup=False, highlight=False)
-            try:
-                loaded = self.load(options.spec, options.stack)
-            except typer.Exit as exc:  # a bad spec: already reported; wait for the fix
-                code = exc.exit_code
-                continue
             code = self.once(loaded, fresh=False)
         return code
 

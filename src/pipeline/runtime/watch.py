@@ -84,12 +84,12 @@ def snapshot(paths: Iterable[Path]) -> Snapshot:
     return state
 
 
-def wait_for_change(files: Callable[[], list[Path]], interval_s: float = 0.5) -> list[Path]:
-    """Block until a file of `files()` (asked again on every poll, so new files count) changes; return which."""
-    before = snapshot(files())
+def wait_for_change(files: Callable[[], list[Path]], since: Snapshot, interval_s: float = 0.5) -> list[Path]:
+    """Block until a file of `files()` (asked again on every poll, so new files count) differs from
+    `since` (taken before the last run started, so an edit made during a run counts); return which."""
     while True:
-        time.sleep(interval_s)
-        after = snapshot(files())
-        changed = sorted(p for p in before.keys() | after.keys() if before.get(p) != after.get(p))
+        now = snapshot(files())
+        changed = sorted(p for p in since.keys() | now.keys() if since.get(p) != now.get(p))
         if changed:
             return changed
+        time.sleep(interval_s)
