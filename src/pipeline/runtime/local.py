@@ -561,6 +561,8 @@ class LocalRun:
         """Install requirements, start every stage's worker and wait until each imported its handler:
         a handler that cannot even be imported stops the run before any input is taken."""
         base = self.loaded.base_dir
+        # This shell's environment, less the runtime's own settings: a stage sees only its own wiring.
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_") or k == "PIPELINE_LOG_LEVEL"}
         for stage in self.spec.stages:
             paths = []
             if stage.requirements:
@@ -571,7 +573,7 @@ class LocalRun:
                     raise LocalRunError(f"stage {stage.name}: {exc}") from None
                 if installed is not None:
                     paths.append(str(installed))
-            process = StageProcess(stage.name, {**os.environ, **self.envs[stage.name]}, base, paths, stage.timeout_s,
+            process = StageProcess(stage.name, {**inherited, **self.envs[stage.name]}, base, paths, stage.timeout_s,
                                    self.run_log.worker_line)
             self.processes[stage.name] = process
             process.spawn()
@@ -613,10 +615,10 @@ class LocalRun:
         assert reply is not None
         if reply.status != "ok":
             raws, identities = inputs()
-            result = self.dead_letterers[stage.name].dead_letter_all(batch_id, raws, identities, _RemoteError(reply.error or {}))
+            failed = self.dead_letterers[stage.name].dead_letter_all(batch_id, raws, identities, _RemoteError(reply.error or {}))
             entry["failed_batches"] = entry.get("failed_batches", 0) + 1
-            entry["items"] = entry.get("items", 0) + result.items
-            entry["dead_letters"] = entry.get("dead_letters", 0) + result.dead_letters
+            entry["items"] = entry.get("items", 0) + failed.items
+            entry["dead_letters"] = entry.get("dead_letters", 0) + failed.dead_letters
             return
         result = reply.result
         output: bytes | None = None

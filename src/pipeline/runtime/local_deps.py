@@ -53,6 +53,14 @@ def installed_path(requirements: Path, shown: str, notify: Callable[[str], None]
     target = folder / _key(requirements)
     if (target / DONE_MARKER).is_file():
         return target
+    try:
+        return _install(requirements, shown, folder, target, notify)
+    except OSError as exc:
+        raise RequirementsError(f"cannot install {shown} into the cache {exc.filename or folder}: {exc.strerror or exc}; "
+                                "set PIPELINE_CACHE_DIR to a writable folder with free space") from exc
+
+
+def _install(requirements: Path, shown: str, folder: Path, target: Path, notify: Callable[[str], None]) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / f"{target.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another run installing the same file: wait for it, then use its folder

@@ -156,11 +156,12 @@ def main() -> None:
         write_frame(replies, ("error", error_info(exc)))
         sys.stderr.flush()
         os._exit(1)
-    names = {"pipeline": env.get("PIPELINE_NAME", ""), "stage": settings.stage}
-    context = Context(settings.stage, logger=JsonLogger(sys.stderr, level, **names), env=env,
-                      model_path=env.get("PIPELINE_MODEL_PATH"), trigger=settings.trigger)
+    pipeline = env.get("PIPELINE_NAME", "")
+    handler_log = JsonLogger(sys.stderr, level, pipeline=pipeline, stage=settings.stage)
+    runtime_log = handler_log.bind(logger="runtime")  # the runner shows these only from WARNING up
+    context = Context(settings.stage, logger=handler_log, env=env, model_path=env.get("PIPELINE_MODEL_PATH"), trigger=settings.trigger)
     store = _ReturnedStore()
-    runner = _LocalStageRunner(settings, handler, store, context, JsonLogger(sys.stderr, level, logger="runtime", **names))
+    runner = _LocalStageRunner(settings, handler, store, context, runtime_log)
     write_frame(replies, ("ready",))
 
     while True:
