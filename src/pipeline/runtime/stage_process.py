@@ -28,7 +28,9 @@ from pipeline.runtime.lines import LineSplitter
 from pipeline.runtime.worker import read_frame, write_frame
 
 _RUNTIME_DIR = os.path.dirname(os.path.abspath(__file__))
-_BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from pipeline.runtime.worker import main; main()"
+# The worker imports the same `pipeline` as this process, then takes that folder off its path again:
+# a handler's imports must resolve as they would anywhere else (site-packages after the stdlib).
+_BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from pipeline.runtime.worker import main; sys.path.remove(sys.argv[1]); main()"
 _PIPE_SIZE = 1 << 20
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 _FRAME = re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+) in (?P<name>\S+)')
