@@ -221,6 +221,7 @@ def test_watch_runs_again_when_a_handler_or_the_input_changes(tmp_path: Path, pi
         assert b"run.log" in _read_until(process.stdout, b"run.log", timeout=60)
         assert {r["x"] for r in rows(spec, "parse")} == {2}
 
+        # Same size, likely the same second: stale bytecode (.pyc keys on whole seconds and size) must not run.
         (spec.parent / "handlers" / "h.py").write_text(handlers.replace('"x": 2', '"x": 3'))
         assert b"run.log" in _read_until(process.stdout, b"run.log", timeout=60)
         assert {r["x"] for r in rows(spec, "parse")} == {3}

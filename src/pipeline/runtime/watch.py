@@ -91,5 +91,10 @@ def wait_for_change(files: Callable[[], list[Path]], since: Snapshot, interval_s
         now = snapshot(files())
         changed = sorted(p for p in since.keys() | now.keys() if since.get(p) != now.get(p))
         if changed:
-            return changed
+            while True:  # settle: an editor or a copy may still be writing (a half-written file is no input)
+                time.sleep(interval_s)
+                settled = snapshot(files())
+                if settled == now:
+                    return sorted(p for p in since.keys() | now.keys() if since.get(p) != now.get(p))
+                now = settled
         time.sleep(interval_s)

@@ -130,6 +130,24 @@ def _exit_info(exc: BaseException) -> dict[str, Any]:
     return info
 
 
+def _drop_stale_bytecode(folder: str) -> None:
+    """A .pyc names its source by modification time in whole seconds and by size, so an edit within
+    the same second that keeps the size (`--watch`, a quick fix) would run the old code. Bytecode
+    no newer than its source is dropped before the handler is imported."""
+    for current, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".") and d not in ("node_modules", "site-packages")]
+        if os.path.basename(current) != "__pycache__":
+            continue
+        for name in files:
+            source = os.path.join(os.path.dirname(current), name.split(".", 1)[0] + ".py")
+            compiled = os.path.join(current, name)
+            try:
+                if name.endswith(".pyc") and os.stat(source).st_mtime_ns >= os.stat(compiled).st_mtime_ns:
+                    os.unlink(compiled)
+            except OSError:  # no source (or not ours to delete): leave it
+                continue
+
+
 def _watch_parent(parent: int) -> None:
     """A worker whose runner died (kill -9) ends itself, even while a handler hangs."""
     while os.getppid() == parent:
@@ -150,6 +168,8 @@ def main() -> None:
     settings = Settings.from_env()
     env = os.environ
     level = env.get("PIPELINE_LOG_LEVEL", "INFO")
+    sys.dont_write_bytecode = True  # handler modules are compiled afresh by every worker: a few milliseconds
+    _drop_stale_bytecode(os.path.dirname(os.path.join(config["root"], settings.handler.partition(":")[0])))
     try:
         handler = load_handler(settings.handler, config["root"])
     except BaseException as exc:  # whatever the module does while importing (even sys.exit), the runner must hear of it
