@@ -406,25 +406,19 @@ def run(
     stack: StackOpt = None,
     input: Annotated[str, typer.Option("--input", "-i", help="JSON-lines records to stream in: a file, or - for stdin.")] = "-",
     tick: Annotated[float | None, typer.Option("--tick", min=0.1, help="Run schedule stages every this many seconds (they always run once at the end).")] = None,
-    store: Annotated[Path | None, typer.Option("--store", help="Local object store (default: .pipeline/local/<stack>/ next to the spec).")] = None,
-    fresh: Annotated[bool, typer.Option("--fresh", help="Delete the local store first instead of resuming an interrupted run.")] = False,
+    store: Annotated[Path | None, typer.Option("--store", help="Local object store (default: .pipeline/local/<name>/<stack>/ next to the spec).")] = None,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Start a new run instead of resuming (a new input or changed code starts one anyway).")] = False,
     fsync: Annotated[bool, typer.Option("--fsync/--no-fsync", help="fsync every object (survives power loss; kill -9 safety needs no fsync).")] = True,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not show handler logs and tracebacks on stderr (run.log keeps them).")] = False,
+    watch: Annotated[bool, typer.Option("--watch", help="Run again whenever the spec, a handler or the input changes.")] = False,
 ) -> None:
     """Run the whole pipeline on this machine with the functions' runtime; resumable after a crash."""
-    from pipeline.runtime.local import LocalRun, LocalRunError
-    from pipeline.runtime.report import progress_bar, summary_lines, summary_table
+    from pipeline.cli.local_run import RunOptions, run_command
 
-    loaded = _load(spec, stack)
-    if input != "-" and not Path(input).is_file():
-        _fail(EXIT_BAD_INPUT, f"error: input file {input} does not exist")
-    try:
-        with progress_bar(err, input) as progress:
-            summary = LocalRun(loaded, store, tick, durable=fsync, fresh=fresh, progress=progress).run(input)
-    except LocalRunError as exc:
-        _fail(EXIT_FAILED, f"error: {exc}")
-    out.print(summary_table(summary))
-    for line in summary_lines(summary):
-        out.print(line, markup=False, highlight=False)
+    options = RunOptions(spec, stack, input, tick, store, fresh, fsync, quiet)
+    code = run_command(options, watch, _load, out, err)
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command()

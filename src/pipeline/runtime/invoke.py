@@ -11,6 +11,9 @@ delivery semantics on every cloud and locally.
   the result says where the platform must resume instead.
 * Rows become one JSON-lines object at a key derived from the input's identity; dead letters go
   to one object per input in the dead-letter bucket, so a redelivery overwrites both.
+* Rows must be strict JSON (no NaN or Infinity, no sets, bytes or other objects): a row that is
+  not is an error of the record that produced it, which is dead-lettered with that error, so what
+  lands in a bucket always parses and a redelivery writes the same bytes.
 """
 
 from __future__ import annotations
@@ -33,8 +36,43 @@ from pipeline.runtime.store import ObjectStore
 Handler = Callable[[Any, Context], Any]
 
 # One encoder, built once: json.dumps with options builds a new encoder per call.
-_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode  # dead letters: always writable
 _TRACE_FRAMES = 5
+
+
+def _strict_encoder() -> Callable[[Any], str]:
+    """Output rows: no NaN or Infinity, nothing `default` would have to convert.
+
+    JSONEncoder.encode builds its C encoder on every call; building it once saves a third of the
+    time per row. Without the circular-reference markers a cycle raises RecursionError instead.
+    """
+    encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # an interpreter without the C accelerator
+        return encoder.encode
+    encode_chunks = make(None, encoder.default, json.encoder.encode_basestring, None, ":", ",", False, False, False)
+    join = "".join
+    return lambda row: join(encode_chunks(row, 0))
+
+
+_encode_strict = _strict_encoder()
+
+
+class RowNotJSONError(TypeError):
+    """An output row that is not strict JSON; dead-letters the record that produced it."""
+
+
+def encode_row(row: Any) -> bytes:
+    """One output row as a strict JSON line (UTF-8, no newline), or RowNotJSONError."""
+    try:
+        return _encode_strict(row).encode("utf-8")
+    except (TypeError, ValueError, RecursionError, UnicodeEncodeError) as exc:
+        try:
+            shown = repr(row)
+        except Exception:  # a broken __repr__ must not hide the real problem
+            shown = f"<{type(row).__name__}>"
+        raise RowNotJSONError(f"output row is not JSON ({exc}): {shown[:200]}; rows must be made of dict, list, str, int, "
+                              "float (not NaN or Infinity), bool and None") from None
 
 
 class Settings(NamedTuple):
@@ -130,10 +168,6 @@ class BatchResult:
         self.retry_from: int | None = None  # partial mode: index of the first item the platform must redeliver
         self.error = error
         self.poisoned: list[int] = []
-        # The written rows, for an in-process consumer (the local runner): `lines` as written, and the
-        # row objects when JSON gives them back unchanged in value (no `default=str` conversion was needed).
-        self.lines: list[str] = []
-        self.objects: list[Any] | None = None
 
     def __repr__(self) -> str:
         return (f"BatchResult({self.batch_id!r}, items={self.items}, rows={self.rows}, output={self.output_key!r}, "
@@ -175,11 +209,11 @@ class _Feed:
 
 
 class _Outcome:
-    """Rows kept, poison records, and `cut`: items [0, cut) are done, the rest must be redelivered."""
+    """Rows kept (encoded JSON lines), poison records, and `cut`: items [0, cut) are done, the rest must be redelivered."""
 
     __slots__ = ("cut", "error", "poison", "rows")
 
-    def __init__(self, rows: list[Any], poison: dict[int, BaseException], cut: int, error: BaseException | None = None) -> None:
+    def __init__(self, rows: list[bytes], poison: dict[int, BaseException], cut: int, error: BaseException | None = None) -> None:
         self.rows, self.poison, self.cut, self.error = rows, poison, cut, error
 
 
@@ -195,19 +229,10 @@ def _trace(exc: BaseException) -> list[str]:
 
 
 def error_info(exc: BaseException) -> dict[str, Any]:
+    carried = getattr(exc, "error_info", None)  # an error described in another process (the local runner's worker)
+    if isinstance(carried, dict):
+        return carried
     return {"type": type(exc).__name__, "message": str(exc), "traceback": _trace(exc)}
-
-
-class _Encoder:
-    """JSON lines for rows; notes whether any value needed `str()` (then rows do not round-trip)."""
-
-    def __init__(self) -> None:
-        self.converted = False
-        self.encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=self._default).encode
-
-    def _default(self, value: Any) -> str:
-        self.converted = True
-        return str(value)
 
 
 class StageRunner:
@@ -225,29 +250,37 @@ class StageRunner:
     # -- the core: per-record isolation ---------------------------------------------------------
 
     def apply(self, items: Sequence[Any], partial: bool = False) -> _Outcome:
-        """Call the handler on `items`, re-running it past each poison record; see the module doc."""
+        """Call the handler on `items`, re-running it past each poison record; see the module doc.
+
+        Rows are encoded as they arrive, so a row that is not JSON fails like an exception raised
+        while the handler holds the record that produced it.
+        """
         n = len(items)
-        out: list[Any] = []
+        out: list[bytes] = []
         marks = [0] * (n + 1)
         poison: dict[int, BaseException] = {}
         start, productive = 0, -1
-        handler, context = self.handler, self.context
+        handler, context, encode = self.handler, self.context, encode_row
         while True:
             feed = _Feed(items, start, poison, out, marks, productive)
+            base = len(out)
             try:
                 result = handler(feed, context)
                 if result is not None:
                     if isinstance(result, (dict, str, bytes)):
                         raise TypeError(f"handler returned a {type(result).__name__}; return or yield an iterable of rows")
                     if isinstance(result, list) and not self.is_generator:
-                        out.extend(result)
+                        out.extend([encode(row) for row in result])
                     else:
                         append = out.append
                         for row in result:
-                            append(row)
+                            append(encode(row))
                 return _Outcome(out, poison, n)
             except Exception as exc:
                 current = feed.current
+                if current is None and isinstance(exc, RowNotJSONError):
+                    del out[base:]
+                    return self._isolate(items, start, poison, out, exc)
                 if current is None or is_retryable(exc):
                     cut = feed.productive + 1 if partial else 0
                     if cut <= 0:
@@ -261,28 +294,38 @@ class StageRunner:
                 if start == 0:
                     out.clear()
 
+    def _isolate(self, items: Sequence[Any], start: int, poison: dict[int, BaseException], out: list[bytes],
+                 error: RowNotJSONError) -> _Outcome:
+        """A row that is not JSON came after the handler took its last record (a returned list, or rows
+        yielded at the end): run the handler on each remaining record alone to find the one that made it."""
+        left = [i for i in range(start, len(items)) if i not in poison]
+        if not left:  # no record to blame (a schedule run): the invocation fails
+            raise BatchFailedError(self.settings.stage, "", error) from error
+        if len(left) == 1:
+            poison[left[0]] = error
+            return _Outcome(out, poison, len(items))
+        for i in left:
+            alone = self.apply([items[i]])
+            out.extend(alone.rows)
+            if alone.poison:
+                poison[i] = alone.poison[0]
+        return _Outcome(out, poison, len(items))
+
     # -- writing -----------------------------------------------------------------------------------
 
-    def _write(self, result: BatchResult, rows: list[Any], dead: list[dict[str, Any]]) -> None:
+    def _write(self, result: BatchResult, lines: list[bytes], dead: list[dict[str, Any]]) -> None:
         settings = self.settings
         if dead:
             key = keys.dead_letter_key(settings.dead_letter_prefix, result.batch_id)
             body = "".join(_encode(entry) + "\n" for entry in dead).encode("utf-8")
             self.store.put(settings.dead_letter_bucket, key, body)
             result.dead_letters, result.dead_letter_key = len(dead), key
-        if rows and settings.output_bucket:
-            encoder = _Encoder()
-            encode = encoder.encode
-            try:
-                lines = [encode(row) for row in rows]
-            except ValueError as exc:  # a circular structure: nothing sensible to write
-                raise BatchFailedError(settings.stage, result.batch_id, exc) from exc
+        if lines and settings.output_bucket:  # an HTTP stage without persist answers with its rows instead
             key = keys.output_key(settings.output_prefix, result.batch_id)
-            lines.append("")
-            self.store.put(settings.output_bucket, key, "\n".join(lines).encode("utf-8"))
+            lines.append(b"")
+            self.store.put(settings.output_bucket, key, b"\n".join(lines))
             lines.pop()
-            result.rows, result.output_key, result.lines = len(rows), key, lines
-            result.objects = None if encoder.converted else rows
+            result.rows, result.output_key = len(lines), key
 
     def _dead_entry(self, batch_id: str, index: int, raw: bytes, identity: dict[str, Any], exc: BaseException | None,
                     reason: str = "handler raised") -> dict[str, Any]:
@@ -328,13 +371,21 @@ class StageRunner:
 
     @staticmethod
     def parse_object(data: bytes) -> tuple[list[Any], list[bytes], dict[int, BaseException]]:
-        """JSON lines (gzip-compressed or not) -> rows; a line that is not JSON is a poison record of its own."""
+        """JSON lines (gzip-compressed or not) -> rows; a line that is not JSON is a poison record of its own.
+
+        UTF-8 (what every stage writes) is decoded once for the whole object: parsing str lines
+        skips json's per-call encoding detection. Anything else is parsed line by line as bytes.
+        """
         data = decompress(data)
         rows: list[Any] = []
         raws: list[bytes] = []
         bad: dict[int, BaseException] = {}
         loads = json.loads
-        for line in data.split(b"\n"):
+        try:
+            lines: list[Any] = data.decode("utf-8").split("\n")
+        except UnicodeDecodeError:
+            lines = data.split(b"\n")
+        for line in lines:
             if not line.strip():
                 continue
             try:
@@ -342,24 +393,15 @@ class StageRunner:
             except ValueError as exc:
                 bad[len(raws)] = exc
                 rows.append(None)
-            raws.append(line)
+            raws.append(line.encode("utf-8") if isinstance(line, str) else line)
         return rows, raws, bad
 
-    def run_object(self, bucket: str, key: str, generation: str | None = None, data: bytes | None = None,
-                   rows: list[Any] | None = None, lines: list[str] | None = None) -> BatchResult:
-        """One new object of the source stage: read it, run the handler on its rows.
-
-        The local runner passes the rows it just wrote (`rows` + `lines`) instead of the bytes, which
-        saves parsing them again; they are exactly what parsing would give (see BatchResult.objects).
-        """
+    def run_object(self, bucket: str, key: str, generation: str | None = None, data: bytes | None = None) -> BatchResult:
+        """One new object of the source stage: read it (unless its bytes are given), run the handler on its rows."""
         batch_id = keys.object_batch(key, self.settings.input_prefix)
         source = {"bucket": bucket, "key": key, "generation": generation}
         try:
-            if rows is not None and lines is not None:
-                raws: Sequence[Any] = lines
-                bad: dict[int, BaseException] = {}
-            else:
-                rows, raws, bad = self.parse_object(self.store.get(bucket, key) if data is None else data)
+            rows, raws, bad = self.parse_object(self.store.get(bucket, key) if data is None else data)
         except Exception as exc:  # reading failed: retry the event
             self.logger.log("ERROR", "could not read the input object; it will be retried", batch=batch_id, source=source, exc_info=exc)
             raise BatchFailedError(self.settings.stage, batch_id, exc) from exc
@@ -371,12 +413,8 @@ class StageRunner:
             self.logger.log("ERROR", "object failed; it will be retried", batch=batch_id, source=source, exc_info=exc.cause)
             raise BatchFailedError(self.settings.stage, batch_id, exc.cause) from exc.cause
 
-        def raw(i: int) -> bytes:
-            value = raws[i]
-            return value.encode("utf-8") if isinstance(value, str) else bytes(value)
-
-        extra = [self._dead_entry(batch_id, i, raw(i), {**source, "line": i}, exc, "not JSON") for i, exc in sorted(bad.items())]
-        return self._finish(batch_id, len(raws), outcome, lambda i: raw(good[i]), lambda i: {**source, "line": good[i]}, extra)
+        extra = [self._dead_entry(batch_id, i, raws[i], {**source, "line": i}, exc, "not JSON") for i, exc in sorted(bad.items())]
+        return self._finish(batch_id, len(raws), outcome, lambda i: raws[good[i]], lambda i: {**source, "line": good[i]}, extra)
 
     def run_schedule(self, tick: str) -> BatchResult:
         """One scheduled run, named by its scheduled time (`tick`, as `entry.tick_name` gives it).
@@ -433,7 +471,8 @@ class StageRunner:
         raws = [_encode(row).encode("utf-8") for row in rows]
         result = self._finish(batch_id, len(rows), outcome, lambda i: raws[i], lambda i: {"request": batch_id, "row": i})
         failed = [{"index": i, **error_info(exc)} for i, exc in sorted(outcome.poison.items())]
-        return 200, {"rows": outcome.rows, "failed": failed, "output": result.output_key, "dead_letters": result.dead_letter_key}
+        rows_out = [json.loads(line) for line in outcome.rows]  # the strictly encoded rows, as the caller receives them
+        return 200, {"rows": rows_out, "failed": failed, "output": result.output_key, "dead_letters": result.dead_letter_key}
 
     def dead_letter_all(self, batch_id: str, raws: Sequence[bytes], identities: Sequence[dict[str, Any]], exc: BaseException) -> BatchResult:
         """Retries exhausted: every item of the input goes to the dead-letter bucket with the batch's error."""

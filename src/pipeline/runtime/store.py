@@ -7,6 +7,7 @@ runner uses `LocalStore`, which lays buckets and keys out on disk the same way.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from typing import Protocol
@@ -62,14 +63,21 @@ class LocalStore:
         tmp = f"{target}.{os.getpid()}{self.TMP_SUFFIX}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            if self.durable:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, target)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                if self.durable:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, target)
+        except OSError as exc:  # disk full, say: leave no half-written file behind, and say which object failed
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            if exc.filename is None:
+                raise OSError(exc.errno, exc.strerror, target) from exc
+            raise
 
     def list(self, bucket: str, prefix: str) -> Iterator[tuple[str, float]]:
         """Keys under `prefix` with their modification times, like the clouds' list calls."""

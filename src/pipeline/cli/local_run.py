@@ -1,0 +1,163 @@
+"""The `pipeline run` command's work: one run (or, with --watch, a run per change) and what it shows.
+
+Exit codes: 0 every record went through; 1 something was dead-lettered or failed, or the machine
+got in the way (disk full, read-only store, closed stdin); 2 bad usage or a bad spec; 130/143
+interrupted by Ctrl-C / SIGTERM (the store is consistent and the same command resumes).
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from rich.console import Console
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+@dataclass
+class RunOptions:
+    spec: Path
+    stack: str | None
+    source: str
+    tick: float | None
+    store: Path | None
+    fresh: bool
+    fsync: bool
+    quiet: bool
+
+
+@contextmanager
+def _stop_on_sigterm() -> Iterator[None]:
+    """SIGTERM stops a run like Ctrl-C does: workers stopped, queued writes landed, a resume hint."""
+    from pipeline.runtime.local import Stopped
+
+    def stop(number: int, frame: FrameType | None) -> None:
+        raise Stopped(number)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class Runner:
+    """Runs the spec once per call and prints the outcome; `load` is the CLI's spec loader (exits 2 on a bad spec)."""
+
+    def __init__(self, options: RunOptions, load: Callable[[Path, str | None], Any], out: Console, err: Console) -> None:
+        self.options, self.load, self.out, self.err = options, load, out, err
+
+    def note(self, message: str) -> None:
+        self.err.print(f"note: {message}", markup=False, highlight=False)
+
+    def show_log(self, entry: dict[str, Any]) -> None:
+        from pipeline.runtime.report import log_text
+
+        text = log_text(entry)
+        if text is None or self.options.quiet:
+            return
+        try:
+            if self.err.is_terminal:  # above the progress bar
+                self.err.print(text, markup=False, highlight=False)
+            else:
+                sys.stderr.write(text + "\n")
+                sys.stderr.flush()
+        except OSError:  # stderr went away (a closed pipe): the run goes on, run.log keeps the lines
+            self.options.quiet = True
+
+    def once(self, loaded: Any, fresh: bool) -> int:
+        from pipeline.runtime.local import LocalRun, LocalRunError, LocalRunInterrupted, StoreConflictError
+        from pipeline.runtime.report import progress_bar, summary_lines, summary_table
+
+        options = self.options
+        try:
+            with progress_bar(self.err, options.source) as progress:
+                run = LocalRun(loaded, options.store, options.tick, durable=options.fsync, fresh=fresh, progress=progress,
+                               on_log=None if options.quiet else self.show_log, notify=self.note)
+                summary = run.run(options.source)
+        except LocalRunInterrupted as exc:
+            self.err.print(str(exc), markup=False, highlight=False)
+            return 128 + exc.signal_number
+        except StoreConflictError as exc:
+            self.err.print(f"error: {exc}", markup=False, highlight=False)
+            return EXIT_BAD_INPUT
+        except LocalRunError as exc:
+            self.err.print(f"error: {exc}", markup=False, highlight=False)
+            return EXIT_FAILED
+        self.out.print(summary_table(summary))
+        for line in summary_lines(summary):
+            self.out.print(line, markup=False, highlight=False)
+        self.out.file.flush()
+        if summary.failed:
+            self.err.print(f"error: {summary.dead_letters:,} dead letters (listed above); the run did not process everything",
+                           markup=False, highlight=False)
+            return EXIT_FAILED
+        return EXIT_OK
+
+    def watch(self, loaded: Any) -> int:
+        """Run, then run again whenever the spec, its overlay, a handler's folder, a requirements or
+        model file, or the input changes (polling; the journal decides whether it is a new run)."""
+        import typer
+
+        from pipeline.runtime.watch import snapshot, wait_for_change, watched_files
+
+        options = self.options
+
+        def watched() -> list[Path]:
+            return watched_files(options.spec, options.stack, loaded, options.source)
+
+        before = snapshot(watched())
+        code = self.once(loaded, options.fresh)
+        while code < 128:  # Ctrl-C while waiting ends the watch with the last run's exit code
+            try:
+                self.err.print("watching the spec, its overlay, the handlers' folders and the input for changes (Ctrl-C to stop)",
+                               markup=False, highlight=False)
+                changed = wait_for_change(watched, before)
+                self.err.print("changed: " + ", ".join(str(p) for p in changed[:5]) + ("..." if len(changed) > 5 else "")
+                               + "; running again", markup=False, highlight=False)
+                before = snapshot(watched())
+                try:
+                    loaded = self.load(options.spec, options.stack)
+                except typer.Exit as exc:  # a bad spec: already reported; wait for the fix
+                    code = exc.exit_code
+                    continue
+                before = snapshot(watched())  # now with the files the new spec names
+            except KeyboardInterrupt:
+                return code
+            code = self.once(loaded, fresh=False)
+        return code
+
+
+def run_command(options: RunOptions, watch: bool, load: Callable[[Path, str | None], Any], out: Console, err: Console) -> int:
+    try:
+        with _stop_on_sigterm():
+            return _run_command(options, watch, load, out, err)
+    except KeyboardInterrupt:  # before a run took the store, or between runs: nothing to resume
+        err.print("interrupted")
+        return 130
+
+
+def _run_command(options: RunOptions, watch: bool, load: Callable[[Path, str | None], Any], out: Console, err: Console) -> int:
+    if watch and options.source == "-":
+        err.print("error: --watch needs --input FILE (standard input cannot be read again)")
+        return EXIT_BAD_INPUT
+    if options.source != "-" and not Path(options.source).is_file():
+        err.print(f"error: input file {options.source} does not exist", markup=False, highlight=False)
+        return EXIT_BAD_INPUT
+    loaded = load(options.spec, options.stack)
+    if options.source == "-":
+        if sys.stdin is None:
+            err.print("error: --input - reads standard input, but it is closed; pipe the records in, or pass --input FILE")
+            return EXIT_FAILED
+        if sys.stdin.isatty():
+            err.print("reading JSON-lines records from standard input, one per line; end with Ctrl-D "
+                      "(pass --input FILE to read a file)", markup=False, highlight=False)
+    runner = Runner(options, load, out, err)
+    return runner.watch(loaded) if watch else runner.once(loaded, options.fresh)

@@ -1,0 +1,208 @@
+"""The process a stage's handler runs in under `pipeline run`: what a function container is in the cloud.
+
+The local runner starts one per stage (see `stage_process.py`) with the stage's environment, so a
+handler that calls `sys.exit()` or `os._exit()`, crashes the interpreter or hangs ends or blocks
+only this process. The runner notices, starts a new one (module state is gone, as in a new
+container) and retries the input, then dead-letters it, as every cloud does.
+
+A worker never writes to the store: outputs and dead letters go back to the runner, which owns
+the store and the journal, so crash safety stays in one place.
+
+Protocol, on two pipes whose fds are on the command line, frames of an 8-byte length + a pickle:
+
+    runner -> worker   ("stream", batch_id, datas, lines, arrival) | ("object", bucket, key, data) | ("schedule", tick)
+    worker -> runner   first ("ready",) or ("error", info); then one reply per request:
+                       ("ok", result, puts) | ("failed", info) | ("exited", info, code)
+
+What the handler prints and the JSON log lines go to stdout/stderr, which the runner reads and shows.
+Standard library only: starting a worker must stay cheap.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import json
+import os
+import pickle
+import signal
+import struct
+import sys
+import threading
+import time
+from typing import Any
+
+from pipeline.runtime.context import Context
+from pipeline.runtime.errors import BatchFailedError
+from pipeline.runtime.invoke import BatchResult, Settings, StageRunner, error_info, load_handler
+from pipeline.runtime.lines import LineRecord
+from pipeline.runtime.logs import JsonLogger
+
+_HEADER = struct.Struct("!Q")
+
+
+def write_frame(fd: int, message: Any) -> None:
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    view = memoryview(_HEADER.pack(len(data)) + data) if len(data) < 65536 else None
+    if view is None:  # big frames: no copy to prepend the header
+        _write_all(fd, memoryview(_HEADER.pack(len(data))))
+        view = memoryview(data)
+    _write_all(fd, view)
+
+
+def _write_all(fd: int, view: memoryview) -> None:
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def read_frame(fd: int) -> Any:
+    """The next message, or None when the other side closed the pipe (or died) before sending one whole."""
+    header = _read_exactly(fd, _HEADER.size)
+    if header is None:
+        return None
+    data = _read_exactly(fd, _HEADER.unpack(header)[0])
+    return None if data is None else pickle.loads(data)
+
+
+def _read_exactly(fd: int, size: int) -> bytes | None:
+    parts: list[bytes] = []
+    left = size
+    while left:
+        part = os.read(fd, min(left, 1 << 20))
+        if not part:
+            return None
+        parts.append(part)
+        left -= len(part)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+class _ReturnedStore:
+    """The runner's store, seen from the worker: writes are collected and sent back with the reply."""
+
+    def __init__(self) -> None:
+        self.puts: list[tuple[str, str, bytes]] = []
+
+    def put(self, bucket: str, key: str, data: bytes) -> None:
+        self.puts.append((bucket, key, data))
+
+    def get(self, bucket: str, key: str) -> bytes:
+        raise RuntimeError("the local worker reads no objects; the runner sends their bytes")
+
+
+class _LocalStageRunner(StageRunner):
+    """Logs each dead-lettered record with its traceback, so it shows while the run goes on."""
+
+    def _dead_entry(self, batch_id: str, index: int, raw: bytes, identity: dict[str, Any], exc: BaseException | None,
+                    reason: str = "handler raised") -> dict[str, Any]:
+        if exc is not None:
+            self.logger.log("ERROR", f"record dead-lettered ({reason})", batch=batch_id, index=index, exc_info=exc)
+        return super()._dead_entry(batch_id, index, raw, identity, exc, reason)
+
+
+def _result(result: BatchResult) -> dict[str, Any]:
+    return {"items": result.items, "rows": result.rows, "dead_letters": result.dead_letters, "output_key": result.output_key}
+
+
+def _handle(runner: StageRunner, request: tuple[Any, ...]) -> BatchResult:
+    kind = request[0]
+    if kind == "stream":
+        _, batch_id, datas, lines, arrival = request
+        return runner.run_stream([LineRecord(data, line, arrival) for data, line in zip(datas, lines, strict=True)], batch_id)
+    if kind == "object":
+        _, bucket, key, data = request
+        return runner.run_object(bucket, key, data=data)
+    if kind == "schedule":
+        return runner.run_schedule(request[1])
+    raise ValueError(f"unknown request {kind!r}")
+
+
+def _exit_code(exc: BaseException) -> int:
+    if isinstance(exc, SystemExit):
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return 1
+
+
+def _exit_info(exc: BaseException) -> dict[str, Any]:
+    info = error_info(exc)
+    if isinstance(exc, SystemExit):
+        info["message"] = f"the handler called sys.exit({exc.code!r}), which ends its process"
+    else:
+        info["message"] = f"{type(exc).__name__} ended the handler's process: {exc}"
+    return info
+
+
+def _drop_stale_bytecode(folder: str) -> None:
+    """A .pyc names its source by modification time in whole seconds and by size, so an edit within
+    the same second that keeps the size (`--watch`, a quick fix) would run the old code. Bytecode
+    no newer than its source is dropped before the handler is imported."""
+    for current, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".") and d not in ("node_modules", "site-packages")]
+        if os.path.basename(current) != "__pycache__":
+            continue
+        for name in files:
+            source = os.path.join(os.path.dirname(current), name.split(".", 1)[0] + ".py")
+            compiled = os.path.join(current, name)
+            try:
+                if name.endswith(".pyc") and os.stat(source).st_mtime_ns >= os.stat(compiled).st_mtime_ns:
+                    os.unlink(compiled)
+            except OSError:  # no source (or not ours to delete): leave it
+                continue
+
+
+def _watch_parent(parent: int) -> None:
+    """A worker whose runner died (kill -9) ends itself, even while a handler hangs."""
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
+
+
+def main() -> None:
+    config = json.loads(sys.argv[-1])
+    requests, replies = int(config["requests"]), int(config["replies"])
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the runner's: it stops workers itself
+    faulthandler.enable()  # a crash in native code shows where it happened
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # the runner asks where a handler hangs before it kills it
+    threading.Thread(target=_watch_parent, args=(os.getppid(),), name="pipeline-parent-watch", daemon=True).start()
+    for path in reversed(config.get("paths", [])):  # the stage's requirements, ahead of everything else installed
+        sys.path.insert(0, path)
+
+    settings = Settings.from_env()
+    env = os.environ
+    level = env.get("PIPELINE_LOG_LEVEL", "INFO")
+    sys.dont_write_bytecode = True  # handler modules are compiled afresh by every worker: a few milliseconds
+    _drop_stale_bytecode(os.path.dirname(os.path.join(config["root"], settings.handler.partition(":")[0])))
+    try:
+        handler = load_handler(settings.handler, config["root"])
+    except BaseException as exc:  # whatever the module does while importing (even sys.exit), the runner must hear of it
+        write_frame(replies, ("error", error_info(exc)))
+        sys.stderr.flush()
+        os._exit(1)
+    pipeline = env.get("PIPELINE_NAME", "")
+    handler_log = JsonLogger(sys.stderr, level, pipeline=pipeline, stage=settings.stage)
+    runtime_log = handler_log.bind(logger="runtime")  # the runner shows these only from WARNING up
+    context = Context(settings.stage, logger=handler_log, env=env, model_path=env.get("PIPELINE_MODEL_PATH"), trigger=settings.trigger)
+    store = _ReturnedStore()
+    runner = _LocalStageRunner(settings, handler, store, context, runtime_log)
+    write_frame(replies, ("ready",))
+
+    while True:
+        request = read_frame(requests)
+        if request is None:  # the runner is done with this stage
+            return
+        store.puts = []
+        reply: tuple[Any, ...]
+        try:
+            reply = ("ok", _result(_handle(runner, request)), store.puts)
+        except BatchFailedError as exc:
+            reply = ("failed", error_info(exc.cause))
+        except Exception as exc:  # the runtime itself failed on this input: retried like any failure
+            reply = ("failed", error_info(exc))
+        except BaseException as exc:  # SystemExit, KeyboardInterrupt... in a handler: the process ends, as a function's would
+            sys.stdout.flush()
+            sys.stderr.flush()
+            write_frame(replies, ("exited", _exit_info(exc), _exit_code(exc)))
+            os._exit(_exit_code(exc))
+        write_frame(replies, reply)
+
+
+if __name__ == "__main__":
+    main()
