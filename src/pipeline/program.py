@@ -9,15 +9,17 @@ through the Automation API.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
 import pulumi
 
-from pipeline.backend import Access, Backend, BucketSpec, FunctionCode, Grant, Handle, RoleContext, StageResources
-from pipeline.spec.model import PipelineSpec, StageSpec
+from pipeline.backend import Access, Backend, FunctionCode, Grant, Handle, RoleContext, StageResources
+from pipeline.spec.model import StageSpec
 from pipeline.spec.paths import UnsafePathError, refused, resolve_in_project
+from pipeline.wiring import artifact_key, bucket_plan, stage_env, stage_prefix, state_prefix, writes_objects
+
+__all__ = ["artifact_key", "bucket_plan", "pipeline_program", "stage_prefix", "state_prefix", "writes_objects"]
 
 ROLE_TYPE_PREFIX = "pipeline:roles:"
 PIPELINE_TYPE = "pipeline:index:Pipeline"
@@ -39,44 +41,6 @@ class RoleComponent(pulumi.ComponentResource):
         super().__init__(ROLE_TYPE_PREFIX + kind, name, None, opts)
 
 
-def stage_prefix(stage: str) -> str:
-    """Every bucket keeps its data under `<key>/`: a stage's outputs, the uploads, dead letters per stage."""
-    return f"{stage}/"
-
-
-def state_prefix(stage: str) -> str:
-    """Where a schedule stage keeps its watermark, in its own output bucket (outside its output prefix,
-    so it never triggers a consumer)."""
-    return f"_state/{stage}/"
-
-
-def writes_objects(stage: StageSpec) -> bool:
-    """HTTP stages answer their caller and write objects only with `persist: true`."""
-    return not (stage.trigger.http and not stage.trigger.http.persist)
-
-
-def bucket_plan(spec: PipelineSpec) -> list[BucketSpec]:
-    """The buckets a pipeline needs: raw archive, uploads, one per stage's output, dead letters, models."""
-    read = {s.trigger.source for s in spec.stages if s.trigger.objects}
-    buckets = []
-    if spec.stream is not None and spec.stream.archive:
-        buckets.append(BucketSpec("raw", "raw stream records", spec.storage.raw_days))
-    if spec.uploads is not None:
-        name = spec.uploads.name
-        buckets.append(BucketSpec(name, "files uploaded by producers", spec.storage.uploads_days, notify=name in read))
-    for stage in spec.stages:
-        consumed = bool(spec.consumers_of(stage.name))
-        days = spec.storage.intermediate_days if consumed else spec.storage.final_days
-        kind = "intermediate" if consumed else "final"
-        # A schedule stage's watermark lives in its own bucket, so even a schedule that yields nothing has one.
-        if writes_objects(stage) or stage.trigger.from_stage:
-            buckets.append(BucketSpec(stage.name, f"{kind} outputs of stage {stage.name}", days, notify=stage.name in read))
-    buckets.append(BucketSpec("dead-letter", "records and events that kept failing", spec.storage.dead_letter_days))
-    if any(stage.model for stage in spec.stages):
-        buckets.append(BucketSpec("artifacts", "model artifacts", None, data=False))
-    return buckets
-
-
 def shipped_model(root: Path, relative: str) -> Path:
     """The model file's real path, re-checked (it may have changed since validation) to be a
     regular file inside the project: only that is uploaded."""
@@ -84,12 +48,6 @@ def shipped_model(root: Path, relative: str) -> Path:
         return resolve_in_project(root, relative, "model file")
     except UnsafePathError as exc:
         raise refused(exc, root / relative, "upload the model") from None
-
-
-def artifact_key(path: Path) -> str:
-    """Content-addressed object key, so a changed model is a new object and a redeploy."""
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-    return f"models/{digest}/{path.name}"
 
 
 _TRIGGER_ROLES = {"stream": "StreamTrigger", "objects": "ObjectTrigger", "schedule": "ScheduleTrigger", "http": "HttpTrigger"}
@@ -167,42 +125,25 @@ class Orchestrator:
         output = buckets.get(stage.name)
 
         grants = [Grant(Access.WRITE_OBJECTS, buckets["dead-letter"], stage_prefix(stage.name), "write poison records")]
-        env: dict[str, Any] = {
-            "PIPELINE_NAME": self.spec.name,
-            "PIPELINE_STACK": backend.stack,
-            "PIPELINE_STAGE": stage.name,
-            "PIPELINE_TRIGGER": stage.trigger.kind,
-            "PIPELINE_HANDLER": stage.handler,
-            "PIPELINE_DEAD_LETTER_BUCKET": buckets["dead-letter"].name,
-            "PIPELINE_DEAD_LETTER_PREFIX": stage_prefix(stage.name),
-        }
+        trigger = stage.trigger
         if output is not None and writes_objects(stage):
             grants.insert(0, Grant(Access.WRITE_OBJECTS, output, stage_prefix(stage.name), "write this stage's outputs"))
-            env["PIPELINE_OUTPUT_BUCKET"] = output.name
-            env["PIPELINE_OUTPUT_PREFIX"] = stage_prefix(stage.name)
-        trigger = stage.trigger
         if trigger.stream:
             assert stream is not None  # wiring_problems refuses a stream trigger without a stream
             grants.append(Grant(Access.READ_STREAM, stream, reason="consume stream batches"))
         source = trigger.source
         if source is not None:
             grants.append(Grant(Access.READ_OBJECTS, buckets[source], stage_prefix(source), f"read objects of {source}"))
-            env["PIPELINE_INPUT_BUCKET"] = buckets[source].name
-            env["PIPELINE_INPUT_PREFIX"] = stage_prefix(source)
         if trigger.from_stage:
             assert output is not None
             grants.append(Grant(Access.LIST_OBJECTS, buckets[trigger.from_stage], stage_prefix(trigger.from_stage),
                                 f"find the objects {trigger.from_stage} wrote since the last run"))
             grants.append(Grant(Access.READ_OBJECTS, output, state_prefix(stage.name), "read the watermark of the last successful run"))
             grants.append(Grant(Access.WRITE_OBJECTS, output, state_prefix(stage.name), "advance the watermark after a successful run"))
-            env["PIPELINE_STATE_BUCKET"] = output.name
-            env["PIPELINE_STATE_PREFIX"] = state_prefix(stage.name)
-        if stage.model:
-            model = models[stage.model]
+        model = models[stage.model] if stage.model else None
+        if model is not None:
             grants.append(Grant(Access.READ_OBJECT, buckets["artifacts"], model.name, "load the model artifact"))
-            env["PIPELINE_MODEL_BUCKET"] = buckets["artifacts"].name
-            env["PIPELINE_MODEL_KEY"] = model.name
-        env.update(stage.environment)
+        env = stage_env(self.spec, backend.stack, stage, lambda key: buckets[key].name, model.name if model is not None else None)
         backend.grant(identity_role, identity, grants)
 
         code = FunctionCode.for_stage(backend.base_dir, stage)

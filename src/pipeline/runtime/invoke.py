@@ -572,7 +572,9 @@ def accumulated(store: Any, settings: Settings, tick: str) -> Window:
         if not _missing(exc):
             raise
         since = float("-inf")
-    until = datetime.strptime(tick, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC).timestamp() - SETTLE_S if tick[:1].isdigit() else _now() - SETTLE_S
+    settle = float(os.environ.get("PIPELINE_SCHEDULE_SETTLE_S", SETTLE_S))
+    scheduled = datetime.strptime(tick, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC).timestamp() if tick[:1].isdigit() else _now()
+    until = scheduled - settle
     found = sorted((modified, key) for key, modified in store.list(settings.input_bucket, settings.input_prefix)
                    if since < modified <= until and not key.endswith("/"))
     return Window(settings, since, until, [key for _, key in found])

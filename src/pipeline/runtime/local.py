@@ -107,27 +107,15 @@ def describe_os_error(exc: OSError, path: Path) -> str:
 
 
 def stage_env(loaded: LoadedSpec, stage: StageSpec) -> dict[str, str]:
-    """The environment the orchestrator gives the stage's function, with local bucket names
-    (the bucket role keys: `raw`, one per stage, `dead-letter`)."""
-    spec = loaded.spec
-    env = {
-        "PIPELINE_NAME": spec.name,
-        "PIPELINE_STACK": loaded.stack,
-        "PIPELINE_STAGE": stage.name,
-        "PIPELINE_TRIGGER": stage.trigger.kind,
-        "PIPELINE_HANDLER": stage.handler,
-        "PIPELINE_OUTPUT_BUCKET": stage.name,
-        "PIPELINE_OUTPUT_PREFIX": f"{stage.name}/",
-        "PIPELINE_DEAD_LETTER_BUCKET": DEAD_LETTER_BUCKET,
-        "PIPELINE_DEAD_LETTER_PREFIX": f"{stage.name}/",
-    }
-    if stage.trigger.objects:
-        source = stage.trigger.objects.from_stage
-        env["PIPELINE_INPUT_BUCKET"] = source
-        env["PIPELINE_INPUT_PREFIX"] = f"{source}/"
+    """The environment the orchestrator gives the stage's function (`pipeline.wiring.stage_env`), with local
+    bucket names (the bucket role keys) and the model as a local file."""
+    from pipeline.wiring import stage_env as wired
+
+    env = {key: str(value) for key, value in wired(loaded.spec, loaded.stack, stage, lambda key: key).items()}
     if stage.model:
         env["PIPELINE_MODEL_PATH"] = str(loaded.base_dir / stage.model)
-    env.update(stage.environment)
+    if stage.trigger.from_stage:
+        env["PIPELINE_SCHEDULE_SETTLE_S"] = "0"  # local objects are complete once written: a run takes all of them
     return env
 
 
@@ -643,6 +631,8 @@ class LocalRun:
             return raws, [{"bucket": bucket, "key": key, "line": i} for i in range(len(raws))]
 
         for consumer in self.spec.consumers_of(stage.name):
+            if not consumer.trigger.objects:
+                continue  # a schedule reading these objects takes them on its next run
             self._invoke(consumer, ("object", bucket, key, data), keys.object_batch(key, f"{bucket}/"), inputs, stats)
 
     def _stream_stage(self, stage: StageSpec) -> Callable[[Sequence[LineRecord], str], dict[str, dict[str, int]]]:

@@ -14,8 +14,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pipeline.program import artifact_key, stage_prefix, state_prefix, writes_objects
 from pipeline.spec.model import PipelineSpec, StageSpec
+from pipeline.wiring import artifact_key, stage_env
 from pipeline_aws.storage import bucket_prefix
 
 LIMIT_BYTES = 4096
@@ -33,30 +33,10 @@ def _model_key(base_dir: Path, model: str) -> str:
 
 
 def pipeline_variables(spec: PipelineSpec, stack: str, stage: StageSpec, base_dir: Path) -> dict[str, str]:
-    """The PIPELINE_* variables `pipeline.program.Orchestrator._stage` sets for `stage` (values of the real length)."""
-    env = {
-        "PIPELINE_NAME": spec.name,
-        "PIPELINE_STACK": stack,
-        "PIPELINE_STAGE": stage.name,
-        "PIPELINE_TRIGGER": stage.trigger.kind,
-        "PIPELINE_HANDLER": stage.handler,
-        "PIPELINE_DEAD_LETTER_BUCKET": _bucket(spec, stack, "dead-letter"),
-        "PIPELINE_DEAD_LETTER_PREFIX": stage_prefix(stage.name),
-    }
-    if writes_objects(stage):
-        env["PIPELINE_OUTPUT_BUCKET"] = _bucket(spec, stack, stage.name)
-        env["PIPELINE_OUTPUT_PREFIX"] = stage_prefix(stage.name)
-    source = stage.trigger.source
-    if source is not None:
-        env["PIPELINE_INPUT_BUCKET"] = _bucket(spec, stack, source)
-        env["PIPELINE_INPUT_PREFIX"] = stage_prefix(source)
-    if stage.trigger.from_stage:
-        env["PIPELINE_STATE_BUCKET"] = _bucket(spec, stack, stage.name)
-        env["PIPELINE_STATE_PREFIX"] = state_prefix(stage.name)
-    if stage.model:
-        env["PIPELINE_MODEL_BUCKET"] = _bucket(spec, stack, "artifacts")
-        env["PIPELINE_MODEL_KEY"] = _model_key(base_dir, stage.model)
-    return env
+    """The PIPELINE_* variables the orchestrator sets for `stage` (`pipeline.wiring.stage_env`), values of the real length."""
+    model = _model_key(base_dir, stage.model) if stage.model else None
+    env = stage_env(spec, stack, stage, lambda key: _bucket(spec, stack, key), model)
+    return {key: value for key, value in env.items() if key not in stage.environment}
 
 
 def measured(variables: dict[str, str]) -> int:

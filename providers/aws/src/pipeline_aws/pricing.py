@@ -37,9 +37,9 @@ from pipeline.cost import (
     stored_gb_months,
     uploads_per_month,
 )
-from pipeline.program import bucket_plan
 from pipeline.sizing import Sizing, StreamSizing
 from pipeline.spec.model import PipelineSpec
+from pipeline.wiring import bucket_plan
 from pipeline_aws import functions, observability, storage, stream
 
 PRICES_FILE = Path(__file__).with_name("prices.json")

@@ -42,9 +42,9 @@ from pipeline.cost import (
     stored_gb_months,
     uploads_per_month,
 )
-from pipeline.program import bucket_plan
 from pipeline.sizing import Sizing, StageSizing
 from pipeline.spec.model import PipelineSpec, StageSpec
+from pipeline.wiring import bucket_plan
 from pipeline_gcp import functions, observability, sizing, storage, stream, triggers
 
 PRICE_FILE = Path(__file__).with_name("prices.json")
