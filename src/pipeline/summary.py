@@ -287,7 +287,8 @@ def summarize(data: dict[str, Any], *, records_per_second: float | None = None, 
         short = capacity is not None and demand is not None and capacity < demand
         return Cell(f"{rate(capacity)} / {rate(demand)}", "bad" if short else "")
 
-    if any(stream_sizing(columns[c]) for c in names):  # specs without a stream (uploads, HTTP) have no stream rows
+    has_stream = any(stream_sizing(columns[c]) for c in names)
+    if has_stream:  # specs without a stream (uploads, HTTP) have no stream rows
         each("Stream", "capacity", units)
         each("Stream rec/s", "capacity", stream_capacity)
     rows += _stage_rows(data, names)
@@ -298,9 +299,13 @@ def summarize(data: dict[str, Any], *, records_per_second: float | None = None, 
     def limit(key: str, fmt: Any) -> Any:
         return lambda c: Cell(fmt(columns[c]["limits"][key]) if columns[c].get("limits") else "-")
 
-    each("Max record", "limits", limit("max_record_bytes", size))
+    if has_stream:  # a stream's limits mean nothing to a pipeline fed by uploads alone
+        each("Max record", "limits", limit("max_record_bytes", size))
     each("Max stage run", "limits", limit("max_stage_timeout_s", seconds))
-    each("Max retention", "limits", limit("max_retention_hours", lambda h: f"{h / 24:,.0f} days" if h >= 48 else f"{h} h"))
+    if has_stream:
+        each("Max retention", "limits", limit("max_retention_hours", lambda h: f"{h / 24:,.0f} days" if h >= 48 else f"{h} h"))
+    if any((columns[c].get("limits") or {}).get("http_max_request_bytes") for c in names):
+        each("Max request", "limits", limit("http_max_request_bytes", lambda b: size(b) if b else "-"))
     rows += _cost_rows(data, names)
 
     # Newer comparisons name the workload in the verdict itself ("Cheapest for 150 records/s of ..."); older ones do not.
