@@ -2,8 +2,8 @@
 
 * S3: moto's ThreadedMotoServer (boto3 talks HTTP to it, like to S3).
 * GCS: gcp-storage-emulator (PyPI), in memory; google-cloud-storage finds it via STORAGE_EMULATOR_HOST.
-* Azure Blob: Azurite from npm (installed into .ci/node_modules by .ci/setup-emulators, run here if
-  missing), in memory. Skipped only when Node.js itself is missing.
+* Azure Blob and Queue: Azurite from npm (installed into .ci/node_modules by .ci/setup-emulators, run
+  here if missing), in memory, one process per service. Skipped only when Node.js itself is missing.
 
 Use from a test module with `pytest_plugins = ["conftest_emulators"]`; helpers live in emulators.py.
 """
@@ -89,39 +89,61 @@ def gcs_client(gcs_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Any:
     return storage.Client(project="test-project", credentials=AnonymousCredentials())
 
 
-def _azurite_command() -> list[str]:
-    local = REPO / ".ci" / "node_modules" / ".bin" / "azurite-blob"
-    if not local.exists() and shutil.which("azurite-blob") is None:
+def _azurite_command(service: str) -> list[str]:
+    """`azurite-blob` or `azurite-queue` (each Azurite service is its own command)."""
+    name = f"azurite-{service}"
+    local = REPO / ".ci" / "node_modules" / ".bin" / name
+    if not local.exists() and shutil.which(name) is None:
         setup = subprocess.run([str(REPO / ".ci" / "setup-emulators")], capture_output=True, text=True, check=False)
         if setup.returncode != 0 or not local.exists():
             pytest.fail(f"Azurite is not installed and .ci/setup-emulators failed:\n{setup.stdout}{setup.stderr}")
-    return [str(local) if local.exists() else str(shutil.which("azurite-blob"))]
+    return [str(local) if local.exists() else str(shutil.which(name))]
 
 
-@pytest.fixture(scope="session")
-def azurite_connection_string(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Azurite's blob service on a free port, in memory; the well-known dev account."""
-    if shutil.which("node") is None:
-        pytest.skip("Node.js is not installed: Azurite (the Azure Storage emulator) needs it")
+def _start_azurite(service: str, workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
-    workdir = tmp_path_factory.mktemp("azurite")
+    log = workdir / f"azurite-{service}.log"
     process = subprocess.Popen(
-        [*_azurite_command(), "--blobHost", "127.0.0.1", "--blobPort", str(port), "--inMemoryPersistence", "--skipApiVersionCheck",
-         "--silent"],
-        stdout=subprocess.DEVNULL, stderr=(workdir / "azurite.log").open("wb"), cwd=workdir,
+        [*_azurite_command(service), f"--{service}Host", "127.0.0.1", f"--{service}Port", str(port), "--inMemoryPersistence",
+         "--skipApiVersionCheck", "--silent"],
+        stdout=subprocess.DEVNULL, stderr=log.open("wb"), cwd=workdir,
     )
     try:
         wait_for_port(port)
     except RuntimeError:
         process.kill()
-        raise RuntimeError(f"Azurite did not start: {(workdir / 'azurite.log').read_text(errors='replace')}") from None
-    yield (f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={AZURITE_KEY};"
-           f"BlobEndpoint=http://127.0.0.1:{port}/devstoreaccount1;")
-    process.terminate()
+        raise RuntimeError(f"Azurite {service} did not start: {log.read_text(errors='replace')}") from None
+    return process, port
+
+
+@pytest.fixture(scope="session")
+def azurite_connection_string(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Azurite's blob and queue services on free ports, in memory; the well-known dev account."""
+    if shutil.which("node") is None:
+        pytest.skip("Node.js is not installed: Azurite (the Azure Storage emulator) needs it")
+    workdir = tmp_path_factory.mktemp("azurite")
+    blob, blob_port = _start_azurite("blob", workdir)
     try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
+        queue, queue_port = _start_azurite("queue", workdir)
+    except RuntimeError:
+        blob.terminate()
+        raise
+    yield (f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={AZURITE_KEY};"
+           f"BlobEndpoint=http://127.0.0.1:{blob_port}/devstoreaccount1;QueueEndpoint=http://127.0.0.1:{queue_port}/devstoreaccount1;")
+    for process in (queue, blob):
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.fixture
+def queue_service(azurite_connection_string: str) -> Any:
+    """azure-storage-queue against Azurite's queue service."""
+    from azure.storage.queue import QueueServiceClient
+
+    return QueueServiceClient.from_connection_string(azurite_connection_string)
 
 
 @pytest.fixture

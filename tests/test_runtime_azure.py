@@ -1,5 +1,6 @@
-"""The Azure Functions entry points against Azurite (Blob), driven by event-shaped objects
-(azure.functions' EventHubEvent / EventGridEvent attributes) in Azure's documented shapes."""
+"""The Azure Functions entry points against Azurite (Blob and Queue), driven by event-shaped objects
+(azure.functions' EventHubEvent / EventGridEvent attributes, real azure.functions.QueueMessage objects built
+from messages read back from Azurite's queue service) in Azure's documented shapes."""
 
 from __future__ import annotations
 
@@ -144,11 +145,16 @@ def test_build_app_registers_one_function_with_the_stage_trigger(stage_env: Any,
     pytest.importorskip("azure.functions")
     from pipeline_azure.runtime import build_app
 
-    for trigger, binding in (("stream", "eventHubTrigger"), ("objects", "eventGridTrigger"), ("schedule", "timerTrigger"), ("http", "httpTrigger")):
+    for trigger, binding in (("stream", "eventHubTrigger"), ("objects", "queueTrigger"), ("schedule", "timerTrigger"), ("http", "httpTrigger")):
         monkeypatch.setenv("PIPELINE_TRIGGER", trigger)
         [function] = build_app().get_functions()
         assert function.get_function_name() == "stage"
         assert function.get_trigger().get_binding_name() == binding
+        if trigger == "objects":  # the queue and the identity-based connection the deployer configures (object_queue)
+            from pipeline_azure import object_queue
+
+            queue = function.get_trigger().get_dict_repr()
+            assert queue["queueName"] == f"%{object_queue.QUEUE_SETTING}%" and queue["connection"] == object_queue.CONNECTION
 
 
 class RetryContext:
@@ -293,3 +299,125 @@ def test_scheduled_time_is_the_latest_occurrence() -> None:
     assert scheduled_time("0 0 6 * * *", now) == datetime(2026, 11, 4, 6, 0, tzinfo=UTC)
     assert scheduled_time("0 30 2 * * 1,2,3,4,5", datetime(2026, 11, 8, 12, 0, tzinfo=UTC)) == datetime(2026, 11, 6, 2, 30, tzinfo=UTC)
     assert scheduled_time("0 0 0 * * 0", now) == datetime(2026, 11, 1, 0, 0, tzinfo=UTC)  # Sunday
+
+
+# ---- object stages: Event Grid -> Storage queue -> queue trigger ----------------------------------------
+def event_grid_message(event: EventGridEvent, encode: bool = True) -> str:
+    """The queue message Event Grid writes for a BlobCreated event (EventGridSchema), Base64 as Event Grid writes it."""
+    body = json.dumps({"id": event.id, "topic": event.topic, "subject": event.subject, "eventType": event.event_type,
+                       "eventTime": event.event_time.isoformat(), "data": event.get_json(), "dataVersion": "", "metadataVersion": "1"})
+    return base64.b64encode(body.encode()).decode() if encode else body
+
+
+def receive(queue: Any) -> Any:
+    """The next message as the queue trigger hands it to Python: the worker's QueueMessage with Azurite's metadata."""
+    from azure.functions.queue import QueueMessage
+
+    [message] = list(queue.receive_messages(max_messages=1, visibility_timeout=30))
+    return message, QueueMessage(id=message.id, body=message.content, dequeue_count=message.dequeue_count,
+                                      insertion_time=message.inserted_on, pop_receipt=message.pop_receipt)
+
+
+@pytest.fixture
+def object_queue(queue_service: Any) -> Any:
+    queue = queue_service.get_queue_client("objects")
+    try:
+        queue.create_queue()
+    except Exception:
+        queue.clear_messages()
+    return queue
+
+
+def test_queued_blob_created_event_scores_the_blob(blob_service: Any, containers: dict[str, str], stage_env: Any, object_queue: Any) -> None:
+    pytest.importorskip("azure.functions")
+    from pipeline_azure.runtime import process_queue_message
+
+    name = "preprocess/1/00000000000000000100-00000000000000000101.jsonl"
+    features = [{"txn_id": f"q{i}", "card_id": "c1", "timestamp": "2026-11-01T12:00:00+00:00", "amount": 15.0, "merchant_category": "5411",
+                 "amount_log": 2.7, "is_foreign": 0, "is_night": 0, "card_present": 1, "velocity_1h": 1} for i in range(2)]
+    uploaded = blob_service.get_blob_client(containers["preprocess"], name).upload_blob("".join(json.dumps(f) + "\n" for f in features).encode(),
+                                                                                       overwrite=True)
+    stage_env("score", "objects", "handlers/score.py:score", containers["score"], containers["dead"], source=(containers["preprocess"], "preprocess"),
+              model_bucket=containers["artifacts"], model_key=MODEL_KEY, PIPELINE_MAX_DEQUEUE_COUNT="4")
+    event = EventGridEvent("devstoreaccount1", containers["preprocess"], name, uploaded["etag"])
+    for encode in (True, False):  # Event Grid writes Base64; plain JSON is read too (messageEncoding none)
+        object_queue.send_message(event_grid_message(event, encode))
+        raw, message = receive(object_queue)
+        assert message.dequeue_count == 1
+        result = process_queue_message(message)
+        object_queue.delete_message(raw)  # the trigger completes the message when the function returns
+        assert result is not None and result.output_key == "score/1/00000000000000000100-00000000000000000101.jsonl"
+        assert [r["txn_id"] for r in read_jsonl(read(blob_service, containers["score"], result.output_key))] == ["q0", "q1"]
+
+
+def test_failing_object_is_retried_then_dead_lettered_on_the_last_dequeue(blob_service: Any, containers: dict[str, str], stage_env: Any,
+                                                                         object_queue: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """maxDequeueCount 3: dequeues 1 and 2 raise (the host makes the message visible again); dequeue 3 dead-letters the
+    object and completes, so nothing reaches the poison queue."""
+    pytest.importorskip("azure.functions")
+    from pipeline_azure.runtime import process_queue_message
+
+    from pipeline.runtime.errors import BatchFailedError
+
+    monkeypatch.setenv("AzureWebJobsScriptRoot", str(write_flaky(tmp_path)))
+    stage_env("flaky", "objects", "handlers/flaky.py:broken_setup", containers["score"], containers["dead"], source=(containers["preprocess"], "preprocess"),
+              PIPELINE_MAX_DEQUEUE_COUNT="3")
+    name = "preprocess/2/00000000000000000007-00000000000000000009.jsonl"
+    uploaded = blob_service.get_blob_client(containers["preprocess"], name).upload_blob(
+        b"".join(json.dumps({"txn_id": f"t{i}"}).encode() + b"\n" for i in range(4)), overwrite=True)
+    object_queue.send_message(event_grid_message(EventGridEvent("devstoreaccount1", containers["preprocess"], name, uploaded["etag"])))
+    key = "flaky/2/00000000000000000007-00000000000000000009.jsonl"
+    for attempt in (1, 2):
+        raw, message = receive(object_queue)
+        assert message.dequeue_count == attempt
+        with pytest.raises(BatchFailedError, match="model store unreachable"):
+            process_queue_message(message)
+        object_queue.update_message(raw, visibility_timeout=0)  # the host releases a failed message (visibilityTimeout)
+        assert names_in(blob_service, containers["dead"], "flaky/2/") == []
+    raw, message = receive(object_queue)
+    assert message.dequeue_count == 3
+    result = process_queue_message(message)
+    object_queue.delete_message(raw)
+    assert result is not None and result.dead_letters == 1
+    [dead] = read_jsonl(read(blob_service, containers["dead"], key))
+    assert dead["reason"] == "retries exhausted" and "model store unreachable" in json.dumps(dead["error"])
+    assert dead["input"] == {"bucket": containers["preprocess"], "key": name, "generation": uploaded["etag"]}
+    assert names_in(blob_service, containers["score"], "flaky/2/") == []
+    assert list(object_queue.peek_messages()) == []
+
+
+def test_old_or_unreadable_queue_messages_are_dead_lettered(blob_service: Any, containers: dict[str, str], stage_env: Any, object_queue: Any,
+                                                            tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("azure.functions")
+    from pipeline_azure.runtime import last_dequeue, process_queue_message
+
+    monkeypatch.setenv("AzureWebJobsScriptRoot", str(write_flaky(tmp_path)))
+    stage_env("flaky", "objects", "handlers/flaky.py:broken_setup", containers["score"], containers["dead"], source=(containers["preprocess"], "preprocess"),
+              PIPELINE_MAX_DEQUEUE_COUNT="5", PIPELINE_MAX_EVENT_AGE_S="600")
+    name = "preprocess/4/00000000000000000001-00000000000000000001.jsonl"
+    uploaded = blob_service.get_blob_client(containers["preprocess"], name).upload_blob(b'{"txn_id": "t0"}\n', overwrite=True)
+    object_queue.send_message(event_grid_message(EventGridEvent("devstoreaccount1", containers["preprocess"], name, uploaded["etag"])))
+    raw, message = receive(object_queue)
+    # queued longer ago than max_event_age_s: the first failure is the last attempt
+    later = message.insertion_time + timedelta(seconds=601)
+    assert not last_dequeue(message) and last_dequeue(message, now=later)
+    result = process_queue_message(message, now=later)
+    object_queue.delete_message(raw)
+    assert result is not None and result.dead_letters == 1
+    assert names_in(blob_service, containers["dead"], "flaky/4/") == ["flaky/4/00000000000000000001-00000000000000000001.jsonl"]
+
+    object_queue.send_message("not an event")
+    raw, message = receive(object_queue)
+    result = process_queue_message(message)  # never retried into the poison queue: it can never succeed
+    assert result is not None and result.dead_letters == 1
+    [dead] = [n for n in names_in(blob_service, containers["dead"], "flaky/unreadable/")]
+    assert raw.id in dead
+    [entry] = read_jsonl(read(blob_service, containers["dead"], dead))
+    assert base64.b64decode(entry["data_base64"]) == b"not an event"
+
+
+def test_runtime_names_match_the_deployers() -> None:
+    from pipeline_azure import object_queue, runtime
+
+    assert runtime.OBJECT_QUEUE_CONNECTION == object_queue.CONNECTION
+    assert runtime.OBJECT_QUEUE_SETTING == object_queue.QUEUE_SETTING and runtime.DEQUEUE_SETTING == object_queue.DEQUEUE_SETTING

@@ -262,13 +262,7 @@ def snake_case_keys(value: Any, path: str = "") -> set[str]:
     return found
 
 
-@pytest.mark.parametrize("cloud", [
-    pytest.param(cloud, marks=pytest.mark.xfail(strict=True, reason=(
-        "TODO(fix): known defect, being fixed in the azure backend: MetricAlert criteria are a dict given to a union-typed input, "
-        "so the engine gets all_of/odata_type instead of allOf/odata.type; use monitor.MetricAlertSingleResourceMultipleMetricCriteriaArgs"
-    ))) if cloud == "azure" else cloud
-    for cloud in CLOUDS
-])
+@pytest.mark.parametrize("cloud", CLOUDS)
 def test_planned_inputs_use_wire_names(cloud: str) -> None:
     """Checked here because the conversion would otherwise hide it (snake_case is what Terraform wants anyway)."""
     found = {f"{r.type}{key}" for stack in STACKS for p in bundled_plans(stack, cloud) for r in p.cloud_resources for key in snake_case_keys(r.inputs)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import textwrap
 import zipfile
@@ -250,8 +251,12 @@ def test_each_app_has_its_own_host_storage(example: Plan) -> None:
         assert owner.inputs["principalId"] == principal
         app = example.one("azure-native:web:WebApp", owner.role)
         assert settings(app)["AzureWebJobsStorage__accountName"] == host.inputs["accountName"]
-        # no other stage's identity has any role on this account
-        assert [r for r in example.of_type(RA) if host.inputs["accountName"] in r.inputs["scope"]] == [owner]
+        # no other stage's identity has any role on this account; an object stage's queue roles are on its own queues only
+        on_account = [r for r in example.of_type(RA) if host.inputs["accountName"] in r.inputs["scope"]]
+        assert owner in on_account
+        for other in on_account:
+            if other is not owner:
+                assert other.role in (f"{stage}-function", f"{stage}-trigger") and "/queueServices/default/queues/" in other.inputs["scope"]
     grants = assignments(example, "score-function")
     deploy = [g for g in grants if g["roleDefinitionId"] == role_def(iam.STORAGE_BLOB_DATA_CONTRIBUTOR)]
     assert [g["scope"].rsplit("/", 1)[-1] for g in deploy] == ["deploy-score"]
@@ -344,27 +349,76 @@ def test_code_is_uploaded_then_released_with_one_deploy(example: Plan) -> None:
 
 
 # ---- object and schedule triggers -------------------------------------------------------------
-def test_event_grid_subscription_filters_container_and_prefix(example: Plan) -> None:
+def queue_id(p: Plan, stage: str, name: str) -> str:
+    host = p.one("azure-native:storage:StorageAccount", f"{stage}-function").inputs
+    return (f"/subscriptions/{SUB}/resourceGroups/{host['resourceGroupName']}/providers/Microsoft.Storage/storageAccounts/"
+            f"{host['accountName']}/queueServices/default/queues/{name}")
+
+
+def test_event_grid_writes_object_events_to_the_stages_queue(example: Plan) -> None:
+    """BlobCreated -> Event Grid -> the stage's own queue (identity-based delivery) -> the queue-triggered function."""
     (topic,) = example.of_type("azure-native:eventgrid:SystemTopic")
     assert topic.inputs["topicType"] == "Microsoft.Storage.StorageAccounts" and topic.inputs["identity"] == {"type": "SystemAssigned"}
+    topic_principal = naming.mock_uuid(topic.name, "principal")
+    host = example.one("azure-native:storage:StorageAccount", "score-function").inputs["accountName"]
+    queues = {r.inputs["queueName"]: r for r in example.of_type("azure-native:storage:Queue")}
+    assert set(queues) == {"objects", "objects-poison"} and {q.inputs["accountName"] for q in queues.values()} == {host}
+    work = queue_id(example, "score", "objects")
+
     sub = example.one("azure-native:eventgrid:SystemTopicEventSubscription")
     i = sub.inputs
+    assert "destination" not in i  # delivered with the topic's identity, not as an anonymous endpoint
+    delivery = i["deliveryWithResourceIdentity"]
+    assert delivery["identity"] == {"type": "SystemAssigned"}
+    assert delivery["destination"] == {"endpointType": "StorageQueue", "queueName": "objects", "queueMessageTimeToLiveInSeconds": -1,
+                                       "resourceId": work.split("/queueServices/")[0]}
     assert i["filter"]["includedEventTypes"] == ["Microsoft.Storage.BlobCreated"]
     assert i["filter"]["subjectBeginsWith"] == "/blobServices/default/containers/out-preprocess/blobs/preprocess/"
-    assert i["destination"]["endpointType"] == "AzureFunction"
-    assert i["destination"]["resourceId"].endswith("/Microsoft.Web/sites/" + example.one("azure-native:web:WebApp", "score-function").inputs["name"]
-                                                   + "/functions/stage")
-    assert i["retryPolicy"] == {"maxDeliveryAttempts": 4, "eventTimeToLiveInMinutes": 60}
+    assert i["retryPolicy"] == {"maxDeliveryAttempts": 30, "eventTimeToLiveInMinutes": 1440}  # writing to a queue: Event Grid's maximum
     dl = i["deadLetterWithResourceIdentity"]
     assert dl["identity"] == {"type": "SystemAssigned"}
-    assert dl["deadLetterDestination"]["blobContainerName"] == "dead-letter"
-    assert dl["deadLetterDestination"]["endpointType"] == "StorageBlob"
-    # the topic's identity may write dead letters; the function is deployed before the subscription
-    topic_grants = [g for g in example.of_type(RA) if g.role == "platform"]
-    assert [(g.inputs["roleDefinitionId"], g.inputs["scope"]) for g in topic_grants] == [
-        (role_def(iam.STORAGE_BLOB_DATA_CONTRIBUTOR), container_id(example, "dead-letter"))]
-    release = example.one("azure-native:resources:Deployment", "score-function")
-    assert {release.urn, topic_grants[0].urn} <= set(sub.dependencies)
+    assert dl["deadLetterDestination"]["blobContainerName"] == "dead-letter" and dl["deadLetterDestination"]["endpointType"] == "StorageBlob"
+
+    # The topic's identity: dead letters (platform) and Message Sender on exactly this queue (the stage's trigger role).
+    topic_grants = {(g.role, g.inputs["roleDefinitionId"], g.inputs["scope"]) for g in example.of_type(RA) if g.inputs["principalId"] == topic_principal}
+    assert topic_grants == {("platform", role_def(iam.STORAGE_BLOB_DATA_CONTRIBUTOR), container_id(example, "dead-letter")),
+                            ("score-trigger", role_def(iam.STORAGE_QUEUE_DATA_MESSAGE_SENDER), work)}
+    sender = next(g for g in example.of_type(RA) if g.role == "score-trigger")
+    assert sender.inputs["principalType"] == "ServicePrincipal"
+    assert {sender.urn, queues["objects"].urn} <= set(sub.dependencies)
+
+
+def test_object_stage_consumes_its_queue_with_exact_rights(example: Plan) -> None:
+    work, poison = queue_id(example, "score", "objects"), queue_id(example, "score", "objects-poison")
+    identity = example.one("azure-native:managedidentity:UserAssignedIdentity", "score-identity")
+    principal = naming.mock_uuid(identity.name, "principal")
+    (consumer,) = [r for r in example.of_type("azure-native:authorization:RoleDefinition") if r.role == "score-function"]
+    assert consumer.inputs["roleType"] == "CustomRole" and consumer.inputs["assignableScopes"] == [work] and consumer.inputs["scope"] == work
+    (perms,) = consumer.inputs["permissions"]
+    assert perms == {"actions": ["Microsoft.Storage/storageAccounts/queueServices/queues/read"],
+                     "dataActions": ["Microsoft.Storage/storageAccounts/queueServices/queues/messages/read",
+                                     "Microsoft.Storage/storageAccounts/queueServices/queues/messages/process/action",
+                                     "Microsoft.Storage/storageAccounts/queueServices/queues/messages/write"]}
+    on_queues = {(g.inputs["roleDefinitionId"], g.inputs["scope"]) for g in example.of_type(RA)
+                 if g.inputs["principalId"] == principal and "/queueServices/" in g.inputs["scope"]}
+    consumer_id = f"{work}/providers/Microsoft.Authorization/roleDefinitions/{consumer.inputs.get('roleDefinitionId') or naming.mock_uuid(consumer.name)}"
+    assert on_queues == {(consumer_id, work), (role_def(iam.STORAGE_QUEUE_DATA_MESSAGE_SENDER), poison)}
+    app = example.one("azure-native:web:WebApp", "score-function")
+    queue_grants = {g.urn for g in example.of_type(RA) if g.role == "score-function" and "/queueServices/" in g.inputs["scope"]}
+    assert len(queue_grants) == 2 and queue_grants <= set(app.dependencies)  # the trigger starts with its rights
+    s = settings(app)
+    host = example.one("azure-native:storage:StorageAccount", "score-function").inputs["accountName"]
+    assert s["ObjectQueue__queueServiceUri"] == f"https://{host}.queue.core.windows.net/"
+    assert s["ObjectQueue__credential"] == "managedidentity" and s["ObjectQueue__clientId"] == naming.mock_uuid(identity.name, "client")
+    assert s["PIPELINE_OBJECT_QUEUE"] == "objects" and s["PIPELINE_MAX_DEQUEUE_COUNT"] == "4"  # retries 3 + the first attempt
+    # host.json: one message per instance at a time, maxDequeueCount from retries, a fixed delay between attempts
+    blob = example.one("azure-native:storage:Blob", "score-function")
+    with zipfile.ZipFile(Path(blob.inputs["source"]["asset"])) as archive:
+        host_json = json.loads(archive.read("host.json"))
+    assert host_json["extensions"]["queues"] == {"batchSize": 1, "newBatchThreshold": 0, "maxDequeueCount": 4, "visibilityTimeout": "00:05:00",
+                                                 "maxPollingInterval": "00:00:02", "messageEncoding": "none"}
+    with zipfile.ZipFile(Path(example.one("azure-native:storage:Blob", "preprocess-function").inputs["source"]["asset"])) as archive:
+        assert "extensions" not in json.loads(archive.read("host.json"))
 
 
 CHAINED = """
@@ -389,7 +443,11 @@ def test_chained_object_stages(tmp_path: Path) -> None:
         "ab-trigger": "/blobServices/default/containers/out-clean/blobs/clean/",
         "report-trigger": "/blobServices/default/containers/out-ab/blobs/ab/",
     }
-    assert subs["clean-trigger"]["retryPolicy"] == {"maxDeliveryAttempts": 1, "eventTimeToLiveInMinutes": 1440}
+    # retries 0 and a day's max age: one attempt (maxDequeueCount 1), no retry delay to spread
+    clean = settings(p.one("azure-native:web:WebApp", "clean-function"))
+    assert clean["PIPELINE_MAX_DEQUEUE_COUNT"] == "1"
+    assert {s["queueName"] for s in (v["deliveryWithResourceIdentity"]["destination"] for v in subs.values())} == {"objects"}
+    assert len({v["deliveryWithResourceIdentity"]["destination"]["resourceId"] for v in subs.values()}) == 3  # each stage its own account
     # no archive: no Capture, no namespace identity, no raw container
     hub = p.one("azure-native:eventhub:EventHub")
     assert "captureDescription" not in hub.inputs
@@ -410,7 +468,7 @@ def test_chained_object_stages(tmp_path: Path) -> None:
     # alerts: errors and runtime dead letters for every stage, Event Grid dead letters for object stages
     alerts = {r.name for r in p.of_type("azure-native:monitor:MetricAlert")}
     assert {"chain-observability-clean-undelivered", "chain-observability-report-undelivered"} <= alerts
-    assert len(p.of_type("azure-native:monitor:ScheduledQueryRule")) == 6 * 2
+    assert len(p.of_type("azure-native:monitor:ScheduledQueryRule")) == 6 * 2 + 3  # + a poison-queue alert per object stage
 
 
 def test_plans_are_deterministic(tmp_path: Path) -> None:
@@ -524,15 +582,21 @@ def test_metric_alerts_use_the_provider_property_names(example: Plan) -> None:
 
 
 def test_every_stage_alerts_on_dead_letters_and_object_stages_on_undelivered_events(example: Plan) -> None:
-    rules = {r.name.removeprefix("txn-scoring-observability-") for r in example.of_type("azure-native:monitor:ScheduledQueryRule")}
-    assert rules == {f"{s}-{kind}" for s in ("preprocess", "score", "calibrate") for kind in ("errors", "dead-letters")}
+    rules = {r.name.removeprefix("txn-scoring-observability-"): r for r in example.of_type("azure-native:monitor:ScheduledQueryRule")}
+    assert set(rules) == {f"{s}-{kind}" for s in ("preprocess", "score", "calibrate") for kind in ("errors", "dead-letters")} | {"score-poison"}
+    app = example.one("azure-native:web:WebApp", "score-function").inputs["name"]
+    (condition,) = rules["score-poison"].inputs["criteria"]["allOf"]
+    assert condition["query"] == observability.poison_query(app, "objects-poison")
+    # the line the queue extension logs when it moves a message (QueueProcessor.CopyMessageToPoisonQueueAsync)
+    line = "Message has reached MaxDequeueCount of 4. Moving message to queue 'objects-poison'."
+    assert observability.POISON_MARKER in line and "objects-poison" in line
     metric = {r.name.removeprefix("txn-scoring-observability-"): r for r in example.of_type("azure-native:monitor:MetricAlert")}
     assert set(metric) == {"stream-throttled", "score-undelivered"}
     (criterion,) = metric["score-undelivered"].inputs["criteria"]["allOf"]
     assert criterion["metricName"] == "DeadLetteredCount"
-    assert metric["score-undelivered"].inputs["scopes"] == [example.one("azure-native:eventgrid:SystemTopic").physical_name
-                                                           if example.one("azure-native:eventgrid:SystemTopic").physical_name.startswith("/")
-                                                           else metric["score-undelivered"].inputs["scopes"][0]]
+    assert criterion["dimensions"] == [{"name": "EventSubscriptionName", "operator": "Include", "values": ["SCORE-OBJECTS", "score-objects"]}]
+    topic = example.one("azure-native:eventgrid:SystemTopic")
+    assert metric["score-undelivered"].inputs["scopes"][0].endswith(f"/systemTopics/{topic.inputs['systemTopicName']}")
 
 
 ALERTS = """
@@ -609,19 +673,24 @@ def test_data_account_has_blob_and_container_soft_delete(example: Plan) -> None:
     assert props.inputs["containerDeleteRetentionPolicy"] == {"days": 7, "enabled": True}
 
 
-def test_inbound_network_is_limited_to_the_callers_each_trigger_needs(example: Plan) -> None:
-    for stage in ("preprocess", "calibrate"):  # pulled or fired inside the platform: nothing may call in
-        site = example.one("azure-native:web:WebApp", f"{stage}-function").inputs["siteConfig"]
-        assert site["ipSecurityRestrictionsDefaultAction"] == "Deny" and "ipSecurityRestrictions" not in site
-    score = example.one("azure-native:web:WebApp", "score-function").inputs["siteConfig"]
-    assert score["ipSecurityRestrictionsDefaultAction"] == "Deny"
-    assert score["ipSecurityRestrictions"] == [{"action": "Allow", "description": "Event Grid deliveries (BlobCreated)", "ipAddress": "AzureEventGrid",
-                                                "name": "event-grid", "priority": 100, "tag": "ServiceTag"}]
-    for app in example.of_type("azure-native:web:WebApp"):
-        assert app.inputs["siteConfig"]["scmIpSecurityRestrictionsUseMain"] is False
+def closed_to_inbound(app: PlannedResource) -> bool:
+    site = app.inputs["siteConfig"]
+    return (app.inputs["publicNetworkAccess"] == "Disabled" and site["publicNetworkAccess"] == "Disabled"
+            and site["ipSecurityRestrictionsDefaultAction"] == "Deny" and "ipSecurityRestrictions" not in site
+            and site["scmIpSecurityRestrictionsUseMain"] is True and site["scmIpSecurityRestrictionsDefaultAction"] == "Deny")
+
+
+def test_apps_without_an_http_trigger_take_no_inbound_traffic(example: Plan) -> None:
+    """Event Hubs and queue triggers poll, timers fire in the host: no app of the example has a public endpoint."""
+    apps = example.of_type("azure-native:web:WebApp")
+    assert len(apps) == 3 and all(closed_to_inbound(app) for app in apps)
     basic = {(r.type, r.role) for r in example.of_type("azure-native:web:WebAppScmAllowed") + example.of_type("azure-native:web:WebAppFtpAllowed")
              if r.inputs["allow"] is False}
     assert len(basic) == 6
+    # Deployment still works: One Deploy is an ARM deployment (control plane), not a call to the app's SCM endpoint.
+    for release in example.of_type("azure-native:resources:Deployment"):
+        (ext,) = release.inputs["properties"]["template"]["resources"]
+        assert ext["type"] == "Microsoft.Web/sites/extensions"
 
 
 def test_stage_scale_limits_come_from_the_sizing(example: Plan) -> None:
@@ -656,7 +725,12 @@ def test_uploads_landing_container_triggers_the_object_stage(tmp_path: Path) -> 
     landing = container_id(p, "in-uploads")
     sub = p.one("azure-native:eventgrid:SystemTopicEventSubscription", "ingest-trigger").inputs
     assert sub["filter"]["subjectBeginsWith"] == "/blobServices/default/containers/in-uploads/blobs/uploads/"
-    assert sub["destination"]["resourceId"].endswith(f"/sites/{p.one('azure-native:web:WebApp', 'ingest-function').inputs['name']}/functions/stage")
+    assert sub["deliveryWithResourceIdentity"]["destination"]["resourceId"] == queue_id(p, "ingest", "objects").split("/queueServices/")[0]
+    # only the HTTP stages have a public endpoint (authenticated by a function key)
+    apps = {r.role.removesuffix("-function"): r for r in p.of_type("azure-native:web:WebApp")}
+    assert {s for s, app in apps.items() if closed_to_inbound(app)} == {"ingest", "daily"}
+    for stage in ("lookup", "keep"):
+        assert apps[stage].inputs["publicNetworkAccess"] == "Enabled" and apps[stage].inputs["siteConfig"]["publicNetworkAccess"] == "Enabled"
     (write,) = assignments(p, "uploads-producer")
     assert write["scope"] == landing and write["roleDefinitionId"] == role_def(iam.STORAGE_BLOB_DATA_CONTRIBUTOR)
     assert write["condition"] == iam.path_condition(iam.BLOB_WRITE_ACTIONS, "StringStartsWith", "uploads/")

@@ -267,7 +267,7 @@ def test_every_price_has_source_and_date_and_says_why_it_needs_verifying() -> No
             if price.verify:
                 assert price.note, (region, name)
     east = load_price_sheet(pricing.PRICES, "Azure", "eastus")
-    assert [n for n, p in east.prices.items() if p.verify] == ["blob_hot_zrs_list_ops"]
+    assert sorted(n for n, p in east.prices.items() if p.verify) == ["blob_hot_zrs_list_ops", "queue_operations"]
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
@@ -300,10 +300,11 @@ def test_limits() -> None:
     limits = AzureBackend(loaded.spec, "dev", loaded.base_dir).limits()
     assert limits.max_record_bytes == 1_048_576
     assert limits.max_retention_hours == 168
-    # stream and schedule: 60-minute grace (functionTimeout is unbounded); objects: Event Grid waits 30 s -> the smallest
-    assert limits.max_stage_timeout_s == 30
+    # stream, objects (queue trigger: the message stays invisible while the run goes on) and schedule: the Flex
+    # 60-minute scale-in grace (functionTimeout is unbounded); nothing in the example is capped at Event Grid's 30 s any more
+    assert limits.max_stage_timeout_s == 3600
     assert limits.http_max_request_bytes is None and limits.http_max_timeout_s is None
-    assert limits.delivery.startswith("at least once") and "30 s" in limits.delivery
+    assert limits.delivery.startswith("at least once") and "30 s" not in limits.delivery and "Storage queue" in limits.delivery
     assert limits.ordering.startswith("per partition")
     assert "dead-letter" in limits.poison_records
     assert all(s.startswith("https://learn.microsoft.com/") for s in limits.sources)
@@ -333,3 +334,31 @@ def test_http_limits_and_the_smallest_trigger_maximum(tmp_path: Path) -> None:
     assert limits.max_stage_timeout_s == 230  # HTTP answers within 230 s; the timer could run 3,600 s
     only_timer = spec.model_copy(update={"stages": spec.stages[1:]})
     assert backend(only_timer, tmp_path).limits().max_stage_timeout_s == 3600
+
+
+def test_object_stages_price_their_queue_and_event_grid_per_object() -> None:
+    """Per object: one Event Grid delivery and three queue operations (put, get, delete); plus the estimated queue reads."""
+    loaded = load_spec(str(EXAMPLE), "prod")
+    backend_ = AzureBackend(loaded.spec, "prod", loaded.base_dir)
+    est = backend_.estimate_cost(free_tier=False)
+    objects = backend_.sizing().stages["score"].invocations_per_month
+    lines = {x.item: x for x in est.lines if x.role == "score-trigger"}
+    assert lines["Event Grid operations (deliveries to the stage's queue)"].quantity == pytest.approx(objects)
+    per_object = lines["Storage queue operations (per object)"]
+    assert per_object.quantity == pytest.approx(objects * 3) and per_object.unit_usd == pytest.approx(0.004 / 1e4)
+    probes = lines["Storage queue operations (polling and queue-length reads, estimate)"]
+    assert probes.quantity == pytest.approx(2_628_000 / 10)
+    assert per_object.verify and probes.verify  # the queue meter is marked for verification
+    # a run longer than 5 minutes renews its message's visibility once per 5 minutes
+    assert pricing.QUEUE_OPS_PER_OBJECT + 900 // pricing.QUEUE_RENEWAL_S == 6
+
+
+def test_object_stage_sizing_pulls_from_its_queue() -> None:
+    loaded = load_spec(str(EXAMPLE), "prod")
+    sized = AzureBackend(loaded.spec, "prod", loaded.base_dir).sizing().stages["score"]
+    assert sized.settings["batchSize"] == 1 and sized.settings["newBatchThreshold"] == 0 and sized.settings["maxDequeueCount"] == 4
+    # instances for demand x 1.25 headroom, each message taking its run + the trigger's 100 ms pause: 3 objects/s x 1.25 x 0.4875 s
+    assert sized.concurrency == sized.settings["maximumInstanceCount"] == 2
+    assert sized.capacity_records_per_second >= sized.demand_records_per_second
+    # Event Grid (~1 s) + half of the 2 s polling interval; at worst + the full interval and a cold start
+    assert sized.latency_s == pytest.approx(2.0) and sized.latency_max_s == pytest.approx(8.0)

@@ -1,8 +1,8 @@
 """The Azure backend: maps each role of the core's program to pulumi-azure-native v3 resources.
 
 Event Hubs (Standard) -> Capture to blob; one Flex Consumption function app per stage, each with its
-own user-assigned identity and its own host storage; Event Grid for object triggers (stage outputs
-and uploads); timers for schedules; HTTP triggers with function keys; blob containers for buckets.
+own user-assigned identity and its own host storage; Event Grid into a Storage queue per object stage
+(stage outputs and uploads), read by a queue trigger; timers for schedules; HTTP triggers with function keys; blob containers for buckets.
 The backend keeps the platform (resource group, accounts, monitoring) between role calls. See
 providers/azure/README.md for the design and its reasons.
 """
@@ -32,7 +32,7 @@ class AzureBackend(Backend):  # type: ignore[misc]  # Backend is Any when mypy c
     title = "Azure"
 
     # Identities are the stages' user-assigned identities. The system-assigned identities of the Event
-    # Hubs namespace (Capture) and the Event Grid system topic (dead-lettering) are identities too, but
+    # Hubs namespace (Capture) and the Event Grid system topic (queue delivery, dead-lettering) are identities too, but
     # they are a property of those resources, not resources of their own, so they cannot be counted by
     # type without counting the namespace and topic as identities; their permissions still show up as
     # role assignments, which are the grants.
@@ -135,13 +135,14 @@ class AzureBackend(Backend):  # type: ignore[misc]  # Backend is Any when mypy c
                                   self.sizing().stages[stage.name])
 
     def package_recipe(self, stage: StageSpec, code: FunctionCode) -> Recipe:
-        return functions.recipe(stage)
+        # host.json carries the queue trigger's sized settings for object stages, so the recipe takes the sizing.
+        return functions.recipe(stage, self.sizing().stages[stage.name])
 
     def stream_trigger(self, role: RoleContext, stage: StageSpec, stream: Handle[Any], function: Handle[Any], identity: Handle[Any], dead_letter: Handle[Any]) -> None:
         triggers.stream_trigger(role, self.platform_state, stage, stream, function)
 
     def object_trigger(self, role: RoleContext, stage: StageSpec, bucket: Handle[Any], prefix: str, function: Handle[Any], identity: Handle[Any], dead_letter: Handle[Any]) -> None:
-        triggers.object_trigger(role, self.platform_state, stage, bucket, prefix, function, dead_letter)
+        triggers.object_trigger(role, self.platform_state, stage, bucket, prefix, function)
 
     def schedule_trigger(self, role: RoleContext, stage: StageSpec, schedule: Schedule, function: Handle[Any], identity: Handle[Any], dead_letter: Handle[Any]) -> None:
         triggers.schedule_trigger(function)

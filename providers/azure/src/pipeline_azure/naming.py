@@ -109,6 +109,7 @@ _KNOWN: dict[str, tuple[str, str]] = {
     "azure-native:storage:StorageAccount": ("accountName", _RG + "Microsoft.Storage/storageAccounts/{name}"),
     "azure-native:storage:BlobContainer": ("containerName", _RG + "Microsoft.Storage/storageAccounts/{accountName}/blobServices/default/containers/{name}"),
     "azure-native:storage:ManagementPolicy": ("managementPolicyName", _RG + "Microsoft.Storage/storageAccounts/{accountName}/managementPolicies/{name}"),
+    "azure-native:storage:Queue": ("queueName", _RG + "Microsoft.Storage/storageAccounts/{accountName}/queueServices/default/queues/{name}"),
     "azure-native:storage:Blob": ("blobName", "https://{accountName}.blob.core.windows.net/{containerName}/{name}"),
     "azure-native:eventhub:Namespace": ("namespaceName", _RG + "Microsoft.EventHub/namespaces/{name}"),
     "azure-native:eventhub:EventHub": ("eventHubName", _RG + "Microsoft.EventHub/namespaces/{namespaceName}/eventhubs/{name}"),

@@ -11,8 +11,13 @@ Dead letters, two sources:
   "retries exhausted; input dead-lettered" (pipeline.runtime.invoke). The shim hands those lines to
   Python logging, so they land in AppTraces with the line as `Message`; the log alert parses it
   (`dead_letter_query`). Every stage gets this alert.
-* Event Grid dead-letters the BlobCreated events it could not deliver (metric DeadLetteredCount of
-  the system topic, per subscription): object stages get this alert too.
+* Event Grid dead-letters the BlobCreated events it could not write to a stage's queue (metric
+  DeadLetteredCount of the system topic, per subscription): object stages get this alert too.
+* The queue trigger moves a message that never completed (a crash or timeout on its last attempt) to
+  the poison queue and logs a warning, "Message has reached MaxDequeueCount of N. Moving message to
+  queue 'objects-poison'." (QueueProcessor in the queue extension); the log alert `poison_query`
+  fires on that line. Storage's queue metrics cannot: QueueMessageCount is per account, hourly, and
+  would count the stage's work queue too.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from pulumi_azure_native import monitor
 
 from pipeline.backend import RoleContext, StageResources
 from pipeline.spec.model import AlertsSpec
-from pipeline_azure import credentials, storage, stream
+from pipeline_azure import credentials, object_queue, storage, stream
 from pipeline_azure.platform import Platform
 
 DEAD_LETTER_FIELD = "dead_letters"  # the runtime's count of inputs it dead-lettered, on every "batch done" line
@@ -36,6 +41,15 @@ def dead_letter_query(app_name: str) -> str:
     """KQL over AppTraces: runtime log lines of `app_name` whose JSON says it dead-lettered something."""
     return (f"AppTraces | where AppRoleName =~ '{app_name}' and Message contains '\"{DEAD_LETTER_FIELD}\"' "
             f"| extend entry = parse_json(Message) | where toint(entry.{DEAD_LETTER_FIELD}) > 0")
+
+
+POISON_MARKER = "Moving message to queue"
+
+
+def poison_query(app_name: str, poison_queue: str) -> str:
+    """KQL over AppTraces: the queue trigger of `app_name` moved a message to `poison_queue`."""
+    return (f"AppTraces | where AppRoleName =~ '{app_name}' and Message has '{POISON_MARKER}' "
+            f"and Message has '{poison_queue}'")
 
 
 def dead_letter_line(message: str) -> bool:
@@ -144,7 +158,9 @@ def observability(role: RoleContext, platform: Platform, source: Any, stages: Se
         _log_alert(role, platform, f"{name}-dead-letters", f"Stage {name} dead-lettered records or inputs",
                    pulumi.Output.from_input(app).apply(dead_letter_query), actions)
         if built.stage.trigger.objects:
+            _log_alert(role, platform, f"{name}-poison", f"Stage {name}: a queue message never completed and went to the poison queue",
+                       pulumi.Output.from_input(app).apply(lambda a: poison_query(a, object_queue.POISON_QUEUE_NAME)), actions)
             subscription = f"{name}-objects"
-            _metric_alert(role, platform, f"{name}-undelivered", f"Event Grid dead-lettered blob events for stage {name}",
+            _metric_alert(role, platform, f"{name}-undelivered", f"Event Grid dead-lettered blob events it could not queue for stage {name}",
                           platform.system_topic.id, "Microsoft.EventGrid/systemTopics", "DeadLetteredCount", actions,
                           [monitor.MetricDimensionArgs(name="EventSubscriptionName", operator="Include", values=[subscription.upper(), subscription])])

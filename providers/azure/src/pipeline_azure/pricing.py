@@ -11,7 +11,10 @@ The formulas follow how each service bills (sources on every price in the sheet)
   Free grant per subscription and month: 100,000 GB-s and 250,000 executions. No always-ready
   instances are configured, so there is no baseline charge.
 * Event Grid: every BlobCreated the data account raises is an ingress operation of the system topic
-  (filters do not reduce ingress), every delivery to an object stage another; first 100,000 free.
+  (filters do not reduce ingress), every delivery to an object stage's queue another; first 100,000 free.
+* Storage queues (object stages): per object Event Grid's Put Message, the trigger's Get Messages and
+  Delete Message, and an Update Message per 5 minutes of a run (visibility renewal); plus an estimated
+  queue read every 10 s around the clock (polling by a warm instance, queue-length reads for scaling).
 * Blob storage (Hot ZRS, data account): GB-months at steady state from each container's retention,
   plus the soft-deleted copy each expired blob leaves for `SOFT_DELETE_DAYS`; write operations (one
   per Capture file, upload, stage output, watermark); read operations (object stages, schedules over
@@ -72,6 +75,9 @@ HOST_LEASE_RENEWALS_PER_PARTITION_S = 1 / 10  # the Event Hubs processor renews 
 SINGLE_PUT_BYTES = 64 * 1024 * 1024  # azure-storage-blob max_single_put_size default
 BLOCK_BYTES = 4 * 1024 * 1024  # azure-storage-blob max_block_size default
 LIST_PAGE = 5000  # List Blobs returns at most 5,000 blobs per call
+QUEUE_OPS_PER_OBJECT = 3  # Put Message (Event Grid) + Get Messages + Delete Message (the trigger, batchSize 1)
+QUEUE_RENEWAL_S = 300  # the trigger takes a message for 10 minutes and renews it at half that while the run goes on
+QUEUE_PROBE_S = 10  # estimate (no published cadence): one queue read every 10 s - idle polling or a scale-controller length read
 
 
 class _Grant:
@@ -221,9 +227,17 @@ def estimate(spec: PipelineSpec, full: Sizing, free_tier: bool, sheet: PriceShee
         est.add("platform", "Event Grid operations (BlobCreated published by the data account)", published, ops,
                 free=grid_grant.take(published),
                 note="every blob created in the data account (Capture files, uploads, stage outputs) is published; filters only limit delivery")
+        queue_ops = per_unit(sheet["queue_operations"], 1e4, "operation")
         for st in object_stages:
-            est.add(f"{st.spec.name}-trigger", "Event Grid operations (deliveries)", st.invocations, ops, free=grid_grant.take(st.invocations),
+            role = f"{st.spec.name}-trigger"
+            est.add(role, "Event Grid operations (deliveries to the stage's queue)", st.invocations, ops, free=grid_grant.take(st.invocations),
                     note="one delivery per source object; retries (failures) not included")
+            per_object = QUEUE_OPS_PER_OBJECT + math.floor(st.duration_s / QUEUE_RENEWAL_S)
+            est.add(role, "Storage queue operations (per object)", st.invocations * per_object, queue_ops,
+                    note=f"{per_object} per object: Event Grid's Put Message, the trigger's Get and Delete Message"
+                         + (", visibility renewals of a long run" if per_object > QUEUE_OPS_PER_OBJECT else ""))
+            est.add(role, "Storage queue operations (polling and queue-length reads, estimate)", SECONDS_PER_MONTH / QUEUE_PROBE_S, queue_ops,
+                    note=f"one read every {QUEUE_PROBE_S} s around the clock (assumed: no published scale-controller cadence)")
 
     _observability_lines(est, spec, stages, sheet)
     est.assumptions.extend(_assumptions(spec, full.stream, free_tier))
@@ -307,7 +321,8 @@ def _observability_lines(est: CostEstimate, spec: PipelineSpec, stages: list[_St
         gb = st.invocations * TELEMETRY_BYTES_PER_INVOCATION / GB
         est.add("observability", f"Log Analytics ingestion (telemetry of {st.spec.name})", gb, sheet["log_analytics_ingestion"],
                 free=log_grant.take(gb), note=f"~{TELEMETRY_BYTES_PER_INVOCATION // 1024} KB per invocation (assumed), no sampling")
-    log_rules = 2 * len(stages)  # errors + runtime dead letters, per stage
+    # errors + runtime dead letters per stage, + messages moved to the poison queue per object stage
+    log_rules = 2 * len(stages) + sum(1 for st in stages if st.spec.trigger.objects)
     metric_series = (1 if spec.stream is not None else 0) + sum(1 for st in stages if st.spec.trigger.objects)
     est.add("observability", "Log search alert rules (5-minute frequency)", log_rules, sheet["monitor_log_alert_5min"])
     if metric_series:
@@ -320,7 +335,7 @@ def _invocation_note(st: _Stage) -> str:
         return (f"Event Hubs trigger: {st.sized.records_per_invocation:,.1f} events per batch (batch_size {trigger.stream.batch_size}, "
                 f"window {trigger.stream.max_batching_window_s} s, per partition)")
     if trigger.objects:
-        return f"one invocation per object of {trigger.objects.from_stage} (Event Grid, one event per delivery)"
+        return f"one invocation per object of {trigger.objects.from_stage} (one queue message per object, one message per instance at a time)"
     if trigger.http:
         return f"one invocation per HTTP request ({st.sized.records_per_invocation:,.0f} rows each)"
     return f"timer: {st.invocations:,.1f} runs a month"
@@ -330,7 +345,7 @@ UNPRICED = [
     "artifacts account (ZRS): code packages and model files, a few MB per stage - cents a month",
     "host storage accounts (one per stage): the host's keys, leases and timer state - a few KB; stream stages' checkpoint "
     "and lease operations are priced",
-    "retries, redeliveries, dead letters and the soft-deleted copies overwrites leave behind (failures only)",
+    "retries, redeliveries, dead letters, poison-queue messages and the soft-deleted copies overwrites leave behind (failures only)",
     "Internet egress of HTTP responses (the first 100 GB a month are free) and Event Grid dead-letter writes",
     "identities, role assignments, custom roles, Flex plans, the resource group and action group: no charge",
     "alert notifications (e-mails and webhooks: the first 1,000 e-mails and 100,000 webhooks a month are free)",
@@ -349,7 +364,9 @@ def _assumptions(spec: PipelineSpec, sizing: StreamSizing | None, free_tier: boo
         "several instances, each with its own 1 s minimum periods",
         "storage is Hot ZRS (three zones, like S3 Standard and GCS regional buckets); each output row is about one input record "
         "in size; one output object per invocation",
-        "no failures: retries, dead letters and Event Grid redeliveries are not priced",
+        "no failures: retries, dead letters and redeliveries are not priced",
+        f"object stages: queue reads every {QUEUE_PROBE_S} s around the clock are an estimate (polling while an instance is up, "
+        "queue-length reads for scaling); no published cadence",
         f"telemetry ~{TELEMETRY_BYTES_PER_INVOCATION // 1024} KB per invocation (assumed); Log Analytics retention is the "
         "included 31 days (30 configured)",
     ]

@@ -12,8 +12,11 @@
   attempt (`context.retry_context`) is written to the dead-letter container here, before the host
   checkpoints past it; earlier attempts raise so the policy re-runs the same batch (same partition
   and sequence range, so the same output key). Poison records are dead-lettered one by one.
-* objects: Event Grid `Microsoft.Storage.BlobCreated` (stage outputs or uploaded files; Event Grid
-  retries and dead-letters the event itself).
+* objects: a Storage queue message holding Event Grid's `Microsoft.Storage.BlobCreated` event (stage
+  outputs or uploaded files). A failure raises, so the queue trigger makes the message visible again
+  after host.json's visibilityTimeout; on the last dequeue (`DequeueCount` = maxDequeueCount, from
+  PIPELINE_MAX_DEQUEUE_COUNT) or past max_event_age_s, the object is dead-lettered (a pointer to it
+  with the error) and the message completes, like a stream batch on its last retry.
 * schedule: timer (NCRONTAB from PIPELINE_SCHEDULE), named by the scheduled occurrence it runs for,
   so a late or retried run reads and writes exactly what the on-time run would have; its last
   attempt dead-letters the run.
@@ -29,6 +32,9 @@ dead-letter alert finds them (see observability.py).
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import logging
 import os
 from collections.abc import Iterator
@@ -46,6 +52,10 @@ if TYPE_CHECKING:
 
 BLOB_CREATED = "Microsoft.Storage.BlobCreated"
 LOGGER_NAME = "pipeline"
+# Names the deployer's object_queue module sets (that module imports Pulumi, so it is not shipped): kept equal by a test.
+OBJECT_QUEUE_CONNECTION = "ObjectQueue"
+OBJECT_QUEUE_SETTING = "PIPELINE_OBJECT_QUEUE"
+DEQUEUE_SETTING = "PIPELINE_MAX_DEQUEUE_COUNT"
 
 
 class BlobStore:
@@ -190,9 +200,11 @@ def blob_location(event: Any) -> tuple[str, str]:
     return container, name
 
 
-def process_blob_created(event: Any) -> BatchResult | None:
-    """Event Grid BlobCreated (EventGridSchema): a stage's output object or an uploaded file (JSON lines,
-    gzip or not, any name under the uploads prefix). Raises to have Event Grid retry it."""
+def process_blob_created(event: Any, last_attempt: bool = False) -> BatchResult | None:
+    """A BlobCreated event (EventGridSchema): a stage's output object or an uploaded file (JSON lines,
+    gzip or not, any name under the uploads prefix). A failure raises to have the event retried, except on
+    the last attempt: then the object is dead-lettered (a pointer to it, which stays in its container for
+    the container's retention, with the error) and the event completes."""
     stage = runner()
     if getattr(event, "event_type", BLOB_CREATED) != BLOB_CREATED:
         return None
@@ -201,7 +213,77 @@ def process_blob_created(event: Any) -> BatchResult | None:
         stage.logger.info("ignored blob outside the input prefix", bucket=container, key=name)
         return None
     etag = (event.get_json() or {}).get("eTag")
-    return stage.run_object(container, name, generation=etag)
+    try:
+        return stage.run_object(container, name, generation=etag)
+    except BatchFailedError as exc:
+        if not last_attempt:
+            raise
+        source = {"bucket": container, "key": name, "generation": etag}
+        return stage.dead_letter_all(keys.object_batch(name, stage.settings.input_prefix), [b""], [source], exc.cause or exc)
+
+
+class QueuedEvent:
+    """An Event Grid event (EventGridSchema) read from a queue message, with EventGridEvent's attributes."""
+
+    def __init__(self, event: dict[str, Any]) -> None:
+        self.id = event.get("id")
+        self.subject = event.get("subject", "")
+        self.event_type = event.get("eventType", "")
+        self.event_time = event.get("eventTime")
+        self._data = event.get("data") or {}
+
+    def get_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = self._data
+        return data
+
+
+def queued_event(body: bytes | str) -> QueuedEvent:
+    """The event a queue message holds, as JSON or as Base64 of JSON. host.json sets messageEncoding `none`,
+    so the text arrives as written: Event Grid has written Base64 (MicrosoftDocs/azure-docs#102923) where its
+    quickstart once said plain text; both are read. Anything else raises ValueError."""
+    text = body.decode("utf-8") if isinstance(body, bytes) else body
+    text = text.strip()
+    if not text.startswith("{"):
+        try:
+            text = base64.b64decode(text, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError) as exc:
+            raise ValueError("the queue message is neither JSON nor Base64") from exc
+    event = json.loads(text)
+    if not isinstance(event, dict):
+        raise ValueError("the queue message does not hold one Event Grid event")
+    return QueuedEvent(event)
+
+
+def last_dequeue(message: Any, now: datetime | None = None) -> bool:
+    """Whether this is the message's last attempt: its dequeue count reached host.json's maxDequeueCount (the
+    host moves it to the poison queue if it fails now), or it was queued longer ago than max_event_age_s."""
+    most = int(os.environ.get(DEQUEUE_SETTING, "1"))
+    count = getattr(message, "dequeue_count", None)
+    if isinstance(count, int) and count >= most:
+        return True
+    inserted = getattr(message, "insertion_time", None)
+    if not isinstance(inserted, datetime):
+        return False
+    if inserted.tzinfo is None:  # the worker's metadata parser may give naive UTC times
+        inserted = inserted.replace(tzinfo=UTC)
+    max_age = float(os.environ.get("PIPELINE_MAX_EVENT_AGE_S", "3600"))
+    return ((now or datetime.now(UTC)) - inserted).total_seconds() > max_age
+
+
+def process_queue_message(message: Any, now: datetime | None = None) -> BatchResult | None:
+    """Queue trigger of an object stage: the message holds the BlobCreated event Event Grid wrote.
+
+    A message that holds no event can never succeed: it is dead-lettered at once (its text, under
+    `unreadable/<message id>`) rather than retried into the poison queue."""
+    body = message.get_body()
+    try:
+        event = queued_event(body)
+    except ValueError as exc:
+        stage = runner()
+        raw = body if isinstance(body, bytes) else str(body).encode()
+        ident = str(getattr(message, "id", None) or "message")
+        return stage.dead_letter_all(keys.safe(f"unreadable/{ident}", keep_slash=True), [raw], [{"queue_message_id": ident}], exc)
+    return process_blob_created(event, last_attempt=last_dequeue(message, now))
 
 
 # ---- schedule -----------------------------------------------------------------------------------
@@ -255,8 +337,8 @@ def _stream_stage(events: list[Any], context: Any) -> None:
     process_events(events, context)
 
 
-def _object_stage(event: Any) -> None:
-    process_blob_created(event)
+def _object_stage(message: Any) -> None:
+    process_queue_message(message)
 
 
 def _schedule_stage(timer: Any, context: Any) -> None:
@@ -285,7 +367,7 @@ def build_app() -> Any:
         function = app.event_hub_message_trigger(arg_name="events", event_hub_name="%PIPELINE_EVENT_HUB%", connection="EventHubConnection",
                                                  consumer_group="%PIPELINE_CONSUMER_GROUP%", cardinality="many")(function)
     elif trigger == "objects":
-        function = app.event_grid_trigger(arg_name="event")(_object_stage)
+        function = app.queue_trigger(arg_name="message", queue_name=f"%{OBJECT_QUEUE_SETTING}%", connection=OBJECT_QUEUE_CONNECTION)(_object_stage)
     elif trigger == "http":
         function = app.route(route=os.environ.get("PIPELINE_STAGE", "stage"), methods=["POST"], auth_level=func.AuthLevel.FUNCTION)(_http_stage)
     else:

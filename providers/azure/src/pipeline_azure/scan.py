@@ -37,6 +37,7 @@ def api_version(token: str) -> str:
 _ARM: dict[str, tuple[str, tuple[str, ...]]] = {
     "azure-native:applicationinsights:Component": ("Microsoft.Insights/components", ("resourceName",)),
     "azure-native:authorization:RoleAssignment": ("Microsoft.Authorization/roleAssignments", ("roleAssignmentName",)),
+    "azure-native:authorization:RoleDefinition": ("Microsoft.Authorization/roleDefinitions", ("roleDefinitionId",)),
     "azure-native:eventgrid:SystemTopic": ("Microsoft.EventGrid/systemTopics", ("systemTopicName",)),
     "azure-native:eventgrid:SystemTopicEventSubscription": ("Microsoft.EventGrid/systemTopics/eventSubscriptions", ("systemTopicName", "eventSubscriptionName")),
     "azure-native:eventhub:ConsumerGroup": ("Microsoft.EventHub/namespaces/eventhubs/consumergroups", ("namespaceName", "eventHubName", "consumerGroupName")),
@@ -50,15 +51,22 @@ _ARM: dict[str, tuple[str, tuple[str, ...]]] = {
     "azure-native:resources:Deployment": ("Microsoft.Resources/deployments", ("deploymentName",)),
     "azure-native:resources:ResourceGroup": ("Microsoft.Resources/resourceGroups", ("resourceGroupName",)),
     "azure-native:storage:BlobContainer": ("Microsoft.Storage/storageAccounts/blobServices/containers", ("accountName", "=default", "containerName")),
+    "azure-native:storage:BlobServiceProperties": ("Microsoft.Storage/storageAccounts/blobServices", ("accountName", "blobServicesName")),
     "azure-native:storage:ManagementPolicy": ("Microsoft.Storage/storageAccounts/managementPolicies", ("accountName", "managementPolicyName")),
+    "azure-native:storage:Queue": ("Microsoft.Storage/storageAccounts/queueServices/queues", ("accountName", "=default", "queueName")),
     "azure-native:storage:StorageAccount": ("Microsoft.Storage/storageAccounts", ("accountName",)),
     "azure-native:web:AppServicePlan": ("Microsoft.Web/serverfarms", ("name",)),
     "azure-native:web:WebApp": ("Microsoft.Web/sites", ("name",)),
+    # Basic publishing credentials (FTP, SCM user/password) off: the site's two policy child resources.
+    "azure-native:web:WebAppFtpAllowed": ("Microsoft.Web/sites/basicPublishingCredentialsPolicies", ("name", "=ftp")),
+    "azure-native:web:WebAppScmAllowed": ("Microsoft.Web/sites/basicPublishingCredentialsPolicies", ("name", "=scm")),
 }
 
 # Inputs azure-native names differently from the ARM property (its schema renames a few).
 _RENAMES: dict[str, dict[str, str]] = {
     "azure-native:storage:StorageAccount": {"enableHttpsTrafficOnly": "supportsHttpsTrafficOnly"},
+    # A role definition's kind is its `type` property in ARM ("CustomRole"); azure-native calls the input roleType.
+    "azure-native:authorization:RoleDefinition": {"roleType": "type"},
     # Application Insights' ARM properties keep their historical capitalisation.
     "azure-native:applicationinsights:Component": {
         "applicationType": "Application_Type", "flowType": "Flow_Type", "requestSource": "Request_Source",
@@ -73,6 +81,7 @@ _IN_PROPERTIES: dict[str, frozenset[str]] = {"azure-native:operationalinsights:W
 # Not ARM resources: nothing a template scanner could check.
 UNSCANNED = {
     "azure-native:storage:Blob": "a blob's content is uploaded through the storage data plane, not deployed as an ARM resource",
+    "random:index/randomId:RandomId": "the stack's name suffix, drawn by Pulumi's random provider and kept in the stack state: no Azure resource",
 }
 
 # Event Grid destinations are discriminated unions: ARM nests all but the discriminator in `properties`.

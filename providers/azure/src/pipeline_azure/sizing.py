@@ -17,8 +17,12 @@ Stages on Flex Consumption:
   (https://learn.microsoft.com/azure/azure-functions/functions-target-based-scaling). A batch closes
   when it holds `maxEventBatchSize` events or `maxWaitTime` has passed (minEventBatchSize just
   below the maximum turns the wait on; host.json reference for Event Hubs). Concurrency = partitions.
-* objects (stage outputs or uploads): Event Grid pushes one BlobCreated event per object; the app
-  scales out one execution per instance up to `maximumInstanceCount`, sized here from the demand.
+* objects (stage outputs or uploads): Event Grid writes one BlobCreated event per object to the stage's
+  Storage queue; the queue trigger runs batchSize + newBatchThreshold = 1 message per instance at a time
+  (CPU-bound Python), target-based scaling adds an instance per waiting message up to
+  `maximumInstanceCount`, sized here from the demand with the trigger's 100 ms pause between messages.
+  Latency: Event Grid's delivery plus the queue polling (`maxPollingInterval` 2 s), a cold start at worst
+  (https://learn.microsoft.com/azure/azure-functions/functions-bindings-storage-queue-trigger#polling-algorithm).
 * http: requests run one at a time per instance (`perInstanceConcurrency` 1: the handlers are CPU
   bound Python) on up to `maximumInstanceCount` instances.
 * schedule: the timer trigger holds a singleton lock: one run at a time.
@@ -32,6 +36,7 @@ from typing import Any
 
 from pipeline.sizing import StageDemand, StageSizing, StreamSizing, invocation_ms, needed_concurrency, schedule_interval_s, stage_sizing
 from pipeline.spec.model import PipelineSpec, StageSpec
+from pipeline_azure import object_queue
 
 INGRESS_BYTES_PER_TU = 1_000_000  # "1 MB per second"; decimal MB is the conservative reading
 INGRESS_EVENTS_PER_TU = 1000
@@ -43,14 +48,10 @@ MAX_PARTITIONS_STANDARD = 32
 MIN_PARTITIONS = 2  # a floor so two instances can share the stream (partitions can never be added later)
 MAX_INSTANCES = 1000  # Flex maximumInstanceCount 1-1000 (event-driven-scaling#limit-scale-out)
 MAX_WAIT_S = 600  # maxWaitTime: "The longest allowed wait time is 10 minutes"
-# Event Grid: "sub-second end-to-end latency" for push delivery (event-grid overview); a cold Flex
+# Event Grid: "sub-second end-to-end latency" (event-grid overview), here into a queue; a cold Flex
 # instance adds seconds. Both are estimates, not SLAs.
 EVENT_GRID_DELIVERY_S = 1.0
 COLD_START_S = 5.0
-# Event Grid waits 30 s for the endpoint's answer, then queues a retry; it tries to withdraw that retry
-# if the answer comes within 3 minutes (https://learn.microsoft.com/azure/event-grid/delivery-and-retry).
-EVENT_GRID_ACK_S = 30
-EVENT_GRID_WITHDRAW_S = 180
 
 
 def _mbps(value: float) -> str:
@@ -188,12 +189,29 @@ def size_stage(spec: PipelineSpec, stage: StageSpec, demand: StageDemand, stream
                             reasoning=[f"HTTP trigger (function key): one request per instance at a time, {needed:,} concurrent needed "
                                        f"-> maximumInstanceCount {instances}; a cold instance adds ~{COLD_START_S:.0f} s (estimate)"],
                             settings={"maximumInstanceCount": instances, "perInstanceConcurrency": 1})
-    lines = [f"Event Grid: one BlobCreated event per object, pushed (~{EVENT_GRID_DELIVERY_S:.0f} s, more on a cold instance); "
-             f"{needed:,} concurrent needed -> maximumInstanceCount {instances}"]
-    if duration > EVENT_GRID_ACK_S * 1000:
-        lines.append(f"an invocation takes {duration / 1000:,.0f} s: Event Grid queues a retry after {EVENT_GRID_ACK_S} s without an answer"
-                     + (" and keeps it after 3 minutes, so every object is processed twice (outputs are idempotent)"
-                        if duration > EVENT_GRID_WITHDRAW_S * 1000 else ", so some objects are processed twice (outputs are idempotent)"))
-    return stage_sizing(spec, stage, demand, records_per_invocation=0, concurrency=instances,
-                        latency_s=EVENT_GRID_DELIVERY_S, latency_max_s=EVENT_GRID_DELIVERY_S + COLD_START_S,
-                        reasoning=lines, settings={"maximumInstanceCount": instances})
+    return object_stage(spec, stage, demand)
+
+
+def object_stage(spec: PipelineSpec, stage: StageSpec, demand: StageDemand) -> StageSizing:
+    """Event Grid -> the stage's queue -> the queue trigger, one message per instance at a time (see module doc)."""
+    q = object_queue
+    per_event = demand.records_per_event
+    duration = invocation_ms(spec, stage, per_event)
+    per_instance = q.BATCH_SIZE + q.NEW_BATCH_THRESHOLD
+    # An instance takes its next message ~100 ms after the last one ends: size the instances for that cycle.
+    needed = math.ceil(needed_concurrency(demand.records_per_second, per_event, duration + q.POLL_GAP_S * 1000) / per_instance)
+    instances = _instances(needed)
+    poll = float(q.MAX_POLLING_INTERVAL_S)
+    return stage_sizing(
+        spec, stage, demand, records_per_invocation=0, concurrency=instances * per_instance,
+        latency_s=EVENT_GRID_DELIVERY_S + poll / 2, latency_max_s=EVENT_GRID_DELIVERY_S + poll + COLD_START_S,
+        reasoning=[f"Event Grid -> Storage queue -> queue trigger: one BlobCreated message per object, {per_instance} per instance at a time "
+                   f"(batchSize {q.BATCH_SIZE} + newBatchThreshold {q.NEW_BATCH_THRESHOLD}); {needed:,} instance(s) needed with the "
+                   f"{q.POLL_GAP_S * 1000:.0f} ms pause between messages -> maximumInstanceCount {instances}",
+                   f"latency: ~{EVENT_GRID_DELIVERY_S:.0f} s delivery + up to {q.MAX_POLLING_INTERVAL_S} s polling "
+                   f"(+~{COLD_START_S:.0f} s on a cold instance; estimates); {q.max_dequeue_count(stage)} attempt(s), "
+                   f"{q.retry_delay_s(stage)} s apart"],
+        settings={"maximumInstanceCount": instances, "batchSize": q.BATCH_SIZE, "newBatchThreshold": q.NEW_BATCH_THRESHOLD,
+                  "maxDequeueCount": q.max_dequeue_count(stage), "visibilityTimeout_s": q.retry_delay_s(stage),
+                  "maxPollingInterval_s": q.MAX_POLLING_INTERVAL_S},
+    )

@@ -8,8 +8,9 @@
   exactly there).
 * Object stages: BlobCreated events from the data account's Event Grid system topic (one per
   account, created with the first object stage), filtered to the source container and prefix,
-  delivered to the function, retried `retries` times within `max_event_age_s`, then dead-lettered
-  by Event Grid into the dead-letter container using the system topic's own identity.
+  written to the stage's Storage queue with the topic's identity (see `object_queue` for why a queue
+  and how the queue trigger retries and dead-letters); what Event Grid cannot write is dead-lettered
+  into the dead-letter container with the same identity.
 * Schedule stages: a timer trigger in the app; the NCRONTAB expression (six fields, with seconds)
   is the `PIPELINE_SCHEDULE` app setting that the binding reads as `%PIPELINE_SCHEDULE%`.
 * HTTP stages: an HTTP trigger with a function key; see `http_trigger` for who may read the key.
@@ -17,7 +18,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import pulumi
@@ -162,7 +162,7 @@ def system_topic(platform: Platform) -> eventgrid.SystemTopic:
             location=platform.location,
             source=platform.data.id,
             topic_type="Microsoft.Storage.StorageAccounts",
-            identity=eventgrid.IdentityInfoArgs(type=eventgrid.IdentityType.SYSTEM_ASSIGNED),  # dead-letters with its own identity: no keys
+            identity=eventgrid.IdentityInfoArgs(type=eventgrid.IdentityType.SYSTEM_ASSIGNED),  # delivers and dead-letters with its own identity: no keys
             tags=platform.tags,
             opts=platform.opts(),
         )
@@ -181,45 +181,51 @@ def subject_prefix(container: str, prefix: str) -> str:
     return f"/blobServices/default/containers/{container}/blobs/{prefix}"
 
 
+EVENT_GRID_QUEUE_ATTEMPTS = EVENT_GRID_MAX_ATTEMPTS  # delivery to a queue fails only transiently (throttling, a role
+EVENT_GRID_QUEUE_TTL_MIN = EVENT_GRID_MAX_TTL_MIN    # assignment still propagating): Event Grid's maximum, then dead-letter
+
+
 def object_trigger(role: RoleContext, platform: Platform, stage: StageSpec, source: Handle[Any], prefix: str,
-                   function: Handle[web.WebApp], dead: Handle[Any]) -> None:
+                   function: Handle[web.WebApp]) -> None:
     """BlobCreated events of the source container (a stage's outputs or the uploads landing container),
-    filtered to its prefix, pushed one at a time to the stage's function."""
+    filtered to its prefix, written by Event Grid to the stage's queue with the system topic's identity,
+    which may send to that queue only. The app's queue trigger reads them (see `object_queue`).
+
+    The stage's own retries are counted on the queue message (maxDequeueCount), not by Event Grid: its retry
+    policy only covers writing to the queue, and what it cannot write is dead-lettered with the same identity."""
     from pipeline_azure import functions
+    from pipeline_azure.object_queue import StageQueue
 
     if not source.extra["in_data_account"]:
         raise ValueError(f"stage {stage.name}: object triggers watch the data account only")
+    queue: StageQueue = function.extra["queue"]
     topic = system_topic(platform)
-    released = functions.release(function, after=[])
+    functions.release(function, after=[])
+    principal: pulumi.Output[str] = topic.identity.apply(lambda i: (i.principal_id or "") if i else "")
+    sender = iam.assign(role, platform, "queue-sender", principal, iam.STORAGE_QUEUE_DATA_MESSAGE_SENDER, queue.queue_id,
+                        f"Event Grid writes BlobCreated events for stage {stage.name} to its queue")
     eventgrid.SystemTopicEventSubscription(
         role.name(),
         event_subscription_name=f"{stage.name}-objects",
         system_topic_name=topic.name,
         resource_group_name=platform.rg_name,
-        # A union-typed input: the typed Args class is what makes the SDK send endpointType/resourceId.
-        destination=eventgrid.AzureFunctionEventSubscriptionDestinationArgs(
-            endpoint_type="AzureFunction",
-            resource_id=pulumi.Output.concat(function.extra["id"], "/functions/", functions.ENTRY_FUNCTION),
-            max_events_per_batch=1,
-            preferred_batch_size_in_kilobytes=64,
-        ),
+        delivery_with_resource_identity=queue.destination(),
         filter=eventgrid.EventSubscriptionFilterArgs(
             included_event_types=["Microsoft.Storage.BlobCreated"],
             subject_begins_with=subject_prefix(source.extra["container"], prefix),
             is_subject_case_sensitive=True,
         ),
         event_delivery_schema=eventgrid.EventDeliverySchema.EVENT_GRID_SCHEMA,
-        retry_policy=eventgrid.RetryPolicyArgs(
-            max_delivery_attempts=min(EVENT_GRID_MAX_ATTEMPTS, stage.retries + 1),
-            event_time_to_live_in_minutes=min(EVENT_GRID_MAX_TTL_MIN, math.ceil(stage.max_event_age_s / 60)),
-        ),
+        retry_policy=eventgrid.RetryPolicyArgs(max_delivery_attempts=EVENT_GRID_QUEUE_ATTEMPTS,
+                                               event_time_to_live_in_minutes=EVENT_GRID_QUEUE_TTL_MIN),
         dead_letter_with_resource_identity=eventgrid.DeadLetterWithResourceIdentityArgs(
             identity=eventgrid.EventSubscriptionIdentityArgs(type=eventgrid.EventSubscriptionIdentityType.SYSTEM_ASSIGNED),
             dead_letter_destination=eventgrid.StorageBlobDeadLetterDestinationArgs(
-                endpoint_type="StorageBlob", resource_id=dead.extra["account_id"], blob_container_name=dead.extra["container"]),
+                endpoint_type="StorageBlob", resource_id=platform.buckets["dead-letter"].extra["account_id"],
+                blob_container_name=platform.buckets["dead-letter"].extra["container"]),
         ),
-        # The function must exist (code deployed) before Event Grid accepts it as a destination.
-        opts=role.opts(depends_on=[released, platform.system_topic_grant]),
+        # Event Grid validates the destination on creation: the queue and the topic's right to send to it come first.
+        opts=role.opts(depends_on=[queue.queue, sender, platform.system_topic_grant]),
     )
 
 
