@@ -122,9 +122,9 @@ class TextFormat(StrEnum):
 @app.command()
 def validate(spec: SpecArg = Path("pipeline.yaml"), stack: StackOpt = None,
              cloud: Annotated[list[str] | None, typer.Option("--cloud", "-c", metavar="CLOUD[,CLOUD]",
-                                                             help="Also check what these clouds can express (repeatable or a comma list).")] = None,
+                                                             help="Check these clouds (repeatable or a comma list; default: the clouds the spec configures).")] = None,
              format: Annotated[TextFormat, typer.Option("--format", "-f", help="text, or json (every problem, located).")] = TextFormat.text) -> None:
-    """Check a spec (and, with --cloud, that each cloud can express it) without planning."""
+    """Check a spec, and that each cloud it configures (or each --cloud) can express it, without planning."""
     import json
 
     from pipeline.backend import backend_class
@@ -133,7 +133,9 @@ def validate(spec: SpecArg = Path("pipeline.yaml"), stack: StackOpt = None,
 
     want_json_errors(format is TextFormat.json, valid=False)
     loaded = _load(spec, stack)
-    clouds = parse_clouds(cloud, default=())
+    # Like `terraform validate`, check what the spec configures: a region a cloud does not have, a timeout it cannot run.
+    configured = tuple(name for name in ("aws", "gcp", "azure") if name in loaded.spec.clouds.model_fields_set)
+    clouds = parse_clouds(cloud, default=configured)
     problems = []
     for name in clouds:
         try:
