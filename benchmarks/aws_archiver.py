@@ -35,7 +35,7 @@ def record(size: int, rng: random.Random) -> bytes:
                             "country": rng.choice(["US", "GB", "DE", "FR", "JP"]), "ts": 1_760_000_000 + rng.randrange(10**6)}
     text = json.dumps(base)
     pad = max(0, size - len(text) - 12)
-    words = []
+    words: list[str] = []
     while sum(len(w) + 1 for w in words) < pad:
         words.append(rng.choice(WORDS) if rng.random() < 0.7 else f"{rng.randrange(10**6):06d}")
     base["note"] = " ".join(words)[:pad]

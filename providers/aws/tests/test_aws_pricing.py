@@ -448,7 +448,7 @@ def test_example_dev_archiver_hand_computed() -> None:
     """Dev: 150 records/s of 700 B on 1 shard. Firehose: 394,200,000 x 5 KiB = 1,879.69 GiB x $0.029 = $54.51 (+ 8,760
     flushes x $0.000005 = $0.04), of which 86 % (4,420 of 5,120 bytes a record) is rounding: $47.06.
     The archiver: batches of 4,096 (the 6 MB payload) -> 96,240.2 invocations of 150 ms + 4,096 x 700/1,024 KiB x 100 us
-    / (256/1,769 of a vCPU) = 2,084.9 ms at 256 MB = 50,163 GB-s x $0.0000133334 = $0.669; requests $0.019; PUTs
+    / (256/1,769 of a vCPU) = 2,084.8 ms at 256 MB = 50,161 GB-s x $0.0000133334 = $0.669; requests $0.019; PUTs
     96,240.2 x $0.000005 = $0.481; logs 96,240.2 KiB = 0.0918 GB ($0.046 ingested, $0.003 stored); 3 alarms $0.30."""
     spec = load_spec(EXAMPLE, "dev").spec
     archive = backend(spec, "dev").raw_archive()
