@@ -3,9 +3,9 @@
 Each stack (`stacks/*/pipeline.yaml`) is planned with each of its overlays on each installed
 cloud and converted by `pipeline.scan`: one Terraform plan JSON per stack for AWS and GCP, one ARM
 template per stack and overlay for Azure (ARM names repeat across overlays). checkov scans all the
-files of a format in one run. Any failed check not in
-tests/checkov_skips.yaml fails the test; skips marked TODO(fix) are known defects, printed as
-warnings on every run until fixed.
+files of one cloud in one run, the first time a test of that cloud needs them (so `-k aws` plans and
+scans AWS alone). Any failed check not in tests/checkov_skips.yaml fails the test; skips marked
+TODO(fix) are known defects, printed as warnings on every run until fixed.
 
 A scan that cannot fail proves nothing, so the same run also scans small, deliberately insecure
 programs planned under the mock engine, and expects checkov to flag them: the conversion carries
