@@ -2,11 +2,12 @@
 
 The estimate prices exactly what the plan builds, from the very sizing the plan is built with
 (`pipeline.sizing` + `pipeline_aws.sizing`): a Kinesis stream (provisioned shards or on-demand), the raw
-archive to S3 (Firehose, or a Lambda archiver where Firehose's per-record rounding would cost more than
-a little: `pipeline_aws.archiving`, which compares both with `archive_costs`), one arm64 Lambda per stage (invocations and their duration as sized), S3
-buckets (storage for their retention, PUT/GET/LIST requests), S3 -> EventBridge events for buckets
-that trigger stages, EventBridge Scheduler invocations, SQS dead-letter queues, and under
-`observability` the CloudWatch Logs, alarms, the dead-letter metric and the alarm topic's KMS key.
+archive to S3 (Firehose, or a Lambda archiver where Firehose's per-record rounding would cost more than a
+little: `pipeline_aws.archiving`, which compares both with `archive_costs`), one arm64 Lambda per stage
+(invocations and their duration as sized), S3 buckets (storage for their retention, PUT/GET/LIST
+requests), S3 -> EventBridge events for buckets that trigger stages, EventBridge Scheduler invocations,
+SQS dead-letter queues, and under `observability` the CloudWatch Logs, alarms, the dead-letter metric and
+the alarm topic's KMS key.
 
 The billing formulas are small pure functions (`kinesis_provisioned`, `firehose_gb`, ...) so the
 tests can reproduce the worked examples AWS publishes on its pricing pages with them.
