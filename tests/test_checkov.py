@@ -3,9 +3,9 @@
 Each stack (`stacks/*/pipeline.yaml`) is planned with each of its overlays on each installed
 cloud and converted by `pipeline.scan`: one Terraform plan JSON per stack for AWS and GCP, one ARM
 template per stack and overlay for Azure (ARM names repeat across overlays). checkov scans all the
-files of a format in one run. Any failed check not in
-tests/checkov_skips.yaml fails the test; skips marked TODO(fix) are known defects, printed as
-warnings on every run until fixed.
+files of one cloud in one run, the first time a test of that cloud needs them (so `-k aws` plans and
+scans AWS alone). Any failed check not in tests/checkov_skips.yaml fails the test; skips marked
+TODO(fix) are known defects, printed as warnings on every run until fixed.
 
 A scan that cannot fail proves nothing, so the same run also scans small, deliberately insecure
 programs planned under the mock engine, and expects checkov to flag them: the conversion carries
@@ -122,29 +122,34 @@ def plan_insecure(cloud: str) -> Plan:
     return plan(load_spec(EXAMPLE, "dev"), cloud, program=program)
 
 
-# ---- one checkov run per scanned file, all at once --------------------------------------------------
+# ---- one checkov run per cloud, made when a test of that cloud first needs it ----------------------------
 
 
 class Scans:
-    """(stack name or 'insecure', cloud) -> checkov's result for that file.
+    """(stack name or 'insecure', cloud) -> checkov's result for that file, scanned one cloud at a time.
 
-    Each cloud's stacks (and its insecure program) are planned, converted and scanned in one checkov run
-    the first time a test asks for that cloud, so `-k azure` plans and scans Azure alone, and a cloud whose
-    backend cannot plan fails its own tests, not the others'."""
+    Each cloud's files (every bundled stack and its insecure program) go to checkov together, the first
+    time a test of that cloud asks, so `-k aws` plans and scans AWS alone and a cloud that cannot plan
+    fails only its own tests."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path):
         self.folder = folder
         self.results: dict[tuple[str, str], ScanResult] = {}
-        self.scanned: set[str] = set()
+        self.errors: dict[str, Exception] = {}  # a cloud that failed to plan or scan fails each of its tests with this
 
     def __getitem__(self, key: tuple[str, str]) -> ScanResult:
         cloud = key[1]
-        if cloud not in self.scanned:
-            self.scanned.add(cloud)
-            self.results.update(self.scan(cloud))
+        if cloud in self.errors:
+            raise self.errors[cloud]
+        if not any(scanned == cloud for _, scanned in self.results):
+            try:
+                self.results.update(self._scan(cloud))
+            except Exception as exc:
+                self.errors[cloud] = exc
+                raise
         return self.results[key]
 
-    def scan(self, cloud: str) -> dict[tuple[str, str], ScanResult]:
+    def _scan(self, cloud: str) -> dict[tuple[str, str], ScanResult]:
         documents: list[tuple[tuple[str, str], ScanDocument, Path]] = []
         for name in STACKS:
             for index, document in enumerate(scan_documents(bundled_plans(name, cloud), namespace=name)):

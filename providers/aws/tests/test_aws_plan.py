@@ -196,13 +196,68 @@ def test_functions_use_a_current_runtime_and_real_bucket_names(dev: Plan) -> Non
     assert physical(dev, "aws:lambda/function:Function", "preprocess-function").inputs["environment"]["variables"]["CURRENCY"] == "USD"
 
 
-def test_raw_archive_goes_through_firehose_to_the_raw_bucket(dev: Plan) -> None:
-    firehose = physical(dev, "aws:kinesis/firehoseDeliveryStream:FirehoseDeliveryStream", "raw-archive").inputs
-    assert firehose["kinesisSourceConfiguration"]["kinesisStreamArn"] == arn(dev, "aws:kinesis/stream:Stream", "stream")
+def test_small_records_are_archived_by_a_lambda_archiver(dev: Plan) -> None:
+    """Dev's 700-byte records would bill as 5 KB each on Firehose: the archive is a Lambda function on its own
+    mapping, reading the stream with the largest batches, allowed to read the stream and put under raw/ only."""
+    assert not dev.of_type("aws:kinesis/firehoseDeliveryStream:FirehoseDeliveryStream")
+    fn = physical(dev, "aws:lambda/function:Function", "raw-archive")
+    assert fn.physical_name == "txn-scoring-dev-raw_archive"
+    assert fn.inputs["handler"] == "pipeline_aws.archive.handler"
+    assert fn.inputs["code"]["archive"].endswith(".pipeline/build/aws/dev/raw_archive.zip")  # no user code (test_aws_archiver_package)
+    assert fn.inputs["memorySize"] == 256 and fn.inputs["architectures"] == ["arm64"]
+    assert fn.inputs["reservedConcurrentExecutions"] == 1  # 1 shard x ParallelizationFactor 1
+    raw_bucket = physical(dev, "aws:s3/bucket:Bucket", "raw-bucket").physical_name
+    assert fn.inputs["environment"]["variables"] == {"PIPELINE_RAW_BUCKET": raw_bucket, "PIPELINE_RAW_PREFIX": "raw/"}
+    assert fn.inputs["loggingConfig"]["logGroup"] == "/aws/lambda/txn-scoring-dev-raw_archive"
+    assert physical(dev, "aws:cloudwatch/logGroup:LogGroup", "raw-archive").inputs["retentionInDays"] == 30
+    esm = physical(dev, "aws:lambda/eventSourceMapping:EventSourceMapping", "raw-archive").inputs
+    queue = arn(dev, "aws:sqs/queue:Queue", "raw-archive")
+    assert esm["eventSourceArn"] == arn(dev, "aws:kinesis/stream:Stream", "stream")
+    assert esm["functionName"] == arn(dev, "aws:lambda/function:Function", "raw-archive")
+    assert (esm["batchSize"], esm["maximumBatchingWindowInSeconds"], esm["parallelizationFactor"]) == (10_000, 300, 1)
+    assert esm["startingPosition"] == "TRIM_HORIZON"
+    assert esm["bisectBatchOnFunctionError"] is True and esm["maximumRetryAttempts"] == 10
+    assert esm["maximumRecordAgeInSeconds"] == 24 * 3600  # the stream's retention
+    assert esm["destinationConfig"]["onFailure"]["destinationArn"] == queue
+    assert physical(dev, "aws:sqs/queue:Queue", "raw-archive").inputs["sqsManagedSseEnabled"] is True
+    role = physical(dev, "aws:iam/role:Role", "raw-archive")
+    assert json.loads(role.inputs["assumeRolePolicy"])["Statement"][0]["Principal"] == {"Service": "lambda.amazonaws.com"}
+    log_group = "arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/txn-scoring-dev-raw_archive"
+    assert grants(policies_of(dev, role.physical_name)) == {
+        *((action, arn(dev, "aws:kinesis/stream:Stream", "stream")) for action in
+          ("kinesis:DescribeStream", "kinesis:DescribeStreamSummary", "kinesis:GetRecords", "kinesis:GetShardIterator", "kinesis:ListShards")),
+        ("s3:PutObject", f"{arn(dev, 'aws:s3/bucket:Bucket', 'raw-bucket')}/raw/*"),
+        ("logs:CreateLogStream", f"{log_group}:*"), ("logs:PutLogEvents", f"{log_group}:*"),
+        ("sqs:SendMessage", queue),
+    }
+    # Alarmed like a stage: batches it gave up on, errors, falling behind the stream.
+    alarms = {a.physical_name: a.inputs for a in dev.of_type("aws:cloudwatch/metricAlarm:MetricAlarm") if "raw_archive" in a.physical_name}
+    assert set(alarms) == {f"txn-scoring-dev-raw_archive-{what}" for what in ("failed-batches", "errors", "lag")}
+    assert alarms["txn-scoring-dev-raw_archive-failed-batches"]["dimensions"] == {"QueueName": physical(dev, "aws:sqs/queue:Queue", "raw-archive").physical_name}
+    assert alarms["txn-scoring-dev-raw_archive-errors"]["dimensions"] == {"FunctionName": fn.physical_name}
+    assert alarms["txn-scoring-dev-raw_archive-lag"]["metricName"] == "IteratorAge"
+    reasoning = dev.sizing["stream"]["reasoning"]
+    assert any(line.startswith("raw archive: Firehose would bill 2.0 TB a month (5 KB per 700-byte record) = $54.5") for line in reasoning)
+    assert any(line.startswith("=> Lambda archiver: Firehose's 5 KB rounding would cost $47.") for line in reasoning)
+
+
+def test_firehose_archives_when_its_rounding_costs_little(tmp_path: Path) -> None:
+    """A trickle of small records: Firehose's rounding costs a few dollars, so the managed service stays."""
+    spec = write_spec(tmp_path, """
+        name: trickle
+        stream: {archive: true}
+        stages: [{name: only, handler: "h.py:handle", trigger: {stream: {}}}]
+        workload: {records_per_second: 10, record_bytes: 700}
+    """)
+    p = plan(load_spec(spec), "aws")
+    assert not [r for r in p.of_type("aws:lambda/function:Function") if r.role == "raw-archive"]
+    firehose = physical(p, "aws:kinesis/firehoseDeliveryStream:FirehoseDeliveryStream", "raw-archive").inputs
+    assert firehose["kinesisSourceConfiguration"]["kinesisStreamArn"] == arn(p, "aws:kinesis/stream:Stream", "stream")
     s3 = firehose["extendedS3Configuration"]
-    assert s3["bucketArn"] == arn(dev, "aws:s3/bucket:Bucket", "raw-bucket")
+    assert s3["bucketArn"] == arn(p, "aws:s3/bucket:Bucket", "raw-bucket")
     assert s3["prefix"].startswith("raw/") and s3["compressionFormat"] == "GZIP"
     assert s3["errorOutputPrefix"].startswith("raw-errors/")
+    assert any(line.startswith("=> Firehose: its 5 KB rounding costs $3.") for line in p.sizing["stream"]["reasoning"])
 
 
 def test_dead_letter_queues_are_encrypted_and_alarmed(dev: Plan) -> None:

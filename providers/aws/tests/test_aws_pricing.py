@@ -140,9 +140,10 @@ def test_firehose_pricing_example() -> None:
     # The page's rounding examples: 3 KB bills as 5 KB, 12 KB as 15 KB.
     assert pricing.firehose_gb(1, 3 * 1024) * GB == 5 * 1024
     assert pricing.firehose_gb(1, 12 * 1024) * GB == 15 * 1024
-    spec = make_spec(stream={"archive": True}, workload={"records_per_second": 100, "record_bytes": 3 * 1024})
+    # Through the whole estimate at a tenth of the rate, where the plan keeps Firehose (its rounding costs $1.45).
+    spec = make_spec(stream={"archive": True}, workload={"records_per_second": 10, "record_bytes": 3 * 1024})
     archive = lines(backend(spec).estimate_cost(free_tier=False), "raw-archive")
-    assert archive["Firehose ingestion (5 KB rounding per record)"].quantity == pytest.approx(1235.96 * 730 / 720, rel=1e-5)
+    assert archive["Firehose ingestion (5 KB rounding per record)"].quantity == pytest.approx(123.596 * 730 / 720, rel=1e-5)
 
 
 def test_kinesis_on_demand_rounds_each_record_up_to_1_kb() -> None:
@@ -185,12 +186,16 @@ def test_extended_retention_adds_shard_hours_only_above_24_hours() -> None:
 def test_records_per_batch_fills_at_rate_times_window() -> None:
     """Prod: 1,500 records/s over 2 shards = 750/s per shard x 5 s window = 3,750 >= batch_size 500 -> 500.
     A quiet stream: 2 records/s on 1 shard x 5 s = 10 records per invocation, below batch_size.
-    No window still waits for the 1 s poll: 2/s -> 2. Big records: 6 MB / 1 MiB caps a batch at 6."""
+    No window still waits for the 1 s poll: 2/s -> 2. The 6 MB invocation payload holds each record base64-encoded
+    plus its ~600-byte envelope: 700 B -> 4 x 234 + 600 = 1,536 B, so 6,291,456 / 1,536 = 4,096 records at most;
+    1 MiB records -> 1,398,104 + 600 B each, so 4 fit (not 6: the payload is the event, not the raw bytes)."""
     assert sizing.records_per_batch(500, 5, 750, 700) == 500
     assert sizing.records_per_batch(500, 5, 2, 700) == 10
     assert sizing.records_per_batch(500, 0, 2, 700) == 2
     assert sizing.records_per_batch(100, 5, 0.01, 700) == 1
-    assert sizing.records_per_batch(10_000, 300, 1000, 1024 * 1024) == 6
+    assert sizing.event_record_bytes(700) == 1_536
+    assert sizing.records_per_batch(10_000, 300, 1000, 700) == 4_096
+    assert sizing.records_per_batch(10_000, 300, 1000, 1024 * 1024) == 4
 
 
 def test_example_dev_quantities_hand_computed() -> None:
@@ -199,7 +204,8 @@ def test_example_dev_quantities_hand_computed() -> None:
     preprocess object (475 rows: output_ratio 0.95) for 150 + 475 x 0.5 = 387.5 ms.
     preprocess GB-s = 0.5 GB x 0.18 s x 788,400 = 70,956; score (dev: 512 MB) 0.5 x 0.3875 x 788,400 = 152,752.5.
     Raw archive: 394,200,000 x 700 B / 4 (gzip) = 64.2 GiB a month, kept 7 of 30.4167 days = 14.79 GB-months.
-    Firehose: 300 s x 150 x 700 B = 31.5 MB < 64 MB, so one object per 300 s: 2,628,000 / 300 = 8,760 PUTs."""
+    The Lambda archiver (Firehose would bill each record as 5 KB): 150/s x 300 s = 45,000 records, capped at the
+    4,096 a 6 MB payload holds -> 394,200,000 / 4,096 = 96,240.2 batches = as many objects (PUTs)."""
     est = backend(load_spec(EXAMPLE, "dev").spec, "dev").estimate_cost(free_tier=False)
     assert lines(est, "preprocess-function")["Lambda requests"].quantity == pytest.approx(788_400)
     assert lines(est, "score-function")["Lambda requests"].quantity == pytest.approx(788_400)
@@ -207,7 +213,7 @@ def test_example_dev_quantities_hand_computed() -> None:
     assert lines(est, "score-function")["Lambda duration (arm64)"].quantity == pytest.approx(152_752.5)
     raw = lines(est, "raw-bucket")
     assert raw["S3 Standard storage"].quantity == pytest.approx(394_200_000 * 700 / 4 / GB * 7 / (730 / 24))
-    assert raw["S3 PUT requests"].quantity == pytest.approx(8_760)
+    assert raw["S3 PUT requests"].quantity == pytest.approx(394_200_000 / 4_096)
     # S3: PUT $0.005 per 1,000 and GET $0.0004 per 1,000 -> 788,400 PUTs = $3.942, 788,400 GETs = $0.31536.
     assert lines(est, "preprocess-bucket")["S3 PUT requests"].monthly_usd == pytest.approx(3.942)
     assert lines(est, "preprocess-bucket")["S3 GET requests (score)"].monthly_usd == pytest.approx(0.31536)
@@ -218,9 +224,10 @@ def test_example_dev_quantities_hand_computed() -> None:
     assert lines(est, "score-trigger")["EventBridge S3 events"].monthly_usd == pytest.approx(2.3652)
     # SQS: 0.1 % of 788,400 invocations x 3 requests = 2,365.2 requests x $0.40/M.
     assert lines(est, "preprocess-dead-letter")["SQS requests"].quantity == pytest.approx(2_365.2)
-    # Alarms: SQS dead letters, runtime dead letters, errors for 3 stages + lag for the stream stage = 10 x $0.10.
+    # Alarms: SQS dead letters, runtime dead letters, errors for 3 stages + lag for the stream stage = 10, and the
+    # archiver's failed batches, errors and lag = 13 x $0.10.
     obs = lines(est, "observability")
-    assert obs["CloudWatch standard alarms"].monthly_usd == pytest.approx(1.00)
+    assert obs["CloudWatch standard alarms"].monthly_usd == pytest.approx(1.30)
     assert obs["CloudWatch custom metrics (dead letters from logs)"].monthly_usd == pytest.approx(0.90)
     assert obs["KMS customer-managed key (alarm topic)"].monthly_usd == pytest.approx(1.00)
     # Logs: 788,400 x 1 KiB = 0.7519 GB x $0.50, under the observability role like every cloud.
@@ -387,3 +394,127 @@ def test_identity_and_grant_types_exist_in_the_plan() -> None:
     for type_ in AwsBackend.identity_types | AwsBackend.grant_types:
         assert planned.of_type(type_), type_
     assert "aws:s3/bucketPolicy:BucketPolicy" not in AwsBackend.grant_types  # deny-only TLS policy grants nothing
+
+
+# ---- the raw archive: Firehose or a Lambda archiver -----------------------------------------------
+
+
+def archive_spec(rate: float, record_bytes: int, **stream: Any) -> PipelineSpec:
+    return make_spec(stream={"archive": True, **stream}, workload={"records_per_second": rate, "record_bytes": record_bytes})
+
+
+@pytest.mark.parametrize(("rate", "record_bytes", "kind"), [
+    (1500, 700, "lambda"),  # 700 B bills as 5 KB: $470 of Firehose's $545 a month is rounding
+    (1500, 6_000, "lambda"),  # 6,000 B bills as 10 KB: 41 % of the bill is rounding, $460 a month
+    (10, 700, "firehose"),  # a trickle: the rounding costs $3 a month, the managed service stays
+    (1500, 5_000, "firehose"),  # 5,000 B bills as 5,120 B: 2 % rounding
+    (1500, 9_500, "firehose"),  # 9,500 B bills as 10,240 B: 7 % rounding
+])
+def test_the_archive_is_firehose_only_where_its_rounding_costs_little(rate: float, record_bytes: int, kind: str) -> None:
+    aws = backend(archive_spec(rate, record_bytes))
+    assert aws.raw_archive().kind == kind
+    reasoning = aws.sizing().stream.reasoning  # type: ignore[union-attr]
+    assert any(line.startswith("raw archive: Firehose would bill ") and "a Lambda archiver" in line for line in reasoning)
+    assert any(line.startswith("=> Firehose" if kind == "firehose" else "=> Lambda archiver") for line in reasoning)
+    est = aws.estimate_cost(free_tier=False)
+    items = set(lines(est, "raw-archive"))
+    if kind == "firehose":
+        assert items == {"Firehose ingestion (5 KB rounding per record)"}
+    else:
+        assert items == {"Lambda requests", "Lambda duration (arm64)", "SQS requests (failed batches)"}
+        assert {"CloudWatch Logs ingestion (raw archiver)", "CloudWatch Logs storage (raw archiver)"} <= set(lines(est, "observability"))
+
+
+def test_the_comparison_prices_each_archive_exactly_as_the_estimate_does() -> None:
+    """The figures in the reasoning are the estimate's own lines (list prices): storage aside, which is the same."""
+    alarm = US["cloudwatch-alarm-month"].usd
+    for spec, kind in ((load_spec(EXAMPLE, "dev").spec, "lambda"), (archive_spec(10, 700), "firehose")):
+        aws = backend(spec, "dev")
+        chosen = aws.raw_archive()
+        assert chosen.kind == kind
+        costs = pricing.archive_costs(spec, chosen.archiver, US)
+        est = aws.estimate_cost(free_tier=False)
+        archive_lines = [*lines(est, "raw-archive").values(), lines(est, "raw-bucket")["S3 PUT requests"],
+                         *(line for line in est.lines if line.item.endswith("(raw archiver)"))]
+        billed = sum(line.monthly_usd for line in archive_lines)
+        if kind == "lambda":
+            assert billed + 3 * alarm == pytest.approx(costs.archiver)
+            assert costs.archiver < costs.firehose
+        else:
+            assert billed == pytest.approx(costs.firehose)
+
+
+def test_example_dev_archiver_hand_computed() -> None:
+    """Dev: 150 records/s of 700 B on 1 shard. Firehose: 394,200,000 x 5 KiB = 1,879.69 GiB x $0.029 = $54.51 (+ 8,760
+    flushes x $0.000005 = $0.04), of which 86 % (4,420 of 5,120 bytes a record) is rounding: $47.06.
+    The archiver: batches of 4,096 (the 6 MB payload) -> 96,240.2 invocations of 150 ms + 4,096 x 700/1,024 KiB x 100 us
+    / (256/1,769 of a vCPU) = 2,084.8 ms at 256 MB = 50,161 GB-s x $0.0000133334 = $0.669; requests $0.019; PUTs
+    96,240.2 x $0.000005 = $0.481; logs 96,240.2 KiB = 0.0918 GB ($0.046 ingested, $0.003 stored); 3 alarms $0.30."""
+    spec = load_spec(EXAMPLE, "dev").spec
+    archive = backend(spec, "dev").raw_archive()
+    archiver = archive.archiver
+    assert archiver.records_per_invocation == 4_096 and archiver.concurrency == 1
+    assert archiver.invocations_per_month == pytest.approx(394_200_000 / 4_096)
+    ms = 150 + 4_096 * 700 / 1024 * 100 / 1000 / (256 / 1769)
+    assert archiver.invocation_ms == pytest.approx(ms)
+    assert archiver.gb_seconds_per_month == pytest.approx(0.25 * ms / 1000 * 394_200_000 / 4_096)
+    costs = pricing.archive_costs(spec, archiver, US)
+    assert costs.firehose_ingestion == pytest.approx(394_200_000 * 5 * 1024 / GB * 0.029)
+    assert costs.firehose_rounding == pytest.approx(costs.firehose_ingestion * 4_420 / 5_120)
+    assert round(costs.firehose, 2) == 54.55
+    assert round(costs.archiver, 2) == 1.52
+    assert archive.reasoning[0] == ("raw archive: Firehose would bill 2.0 TB a month (5 KB per 700-byte record) = $54.55; "
+                                    "a Lambda archiver (4,096 records a batch, 96,240 invocations) bills $1.52")
+
+
+@pytest.mark.parametrize("rate", [1, 150, 1500, 50_000])
+def test_the_archive_writes_batches_not_records(rate: int) -> None:
+    """Whichever archive is planned, its objects (and the archiver's invocations and logs) follow batches: the
+    archiver's batch is what a shard collects in 300 s, up to the 4,096 700-byte records a 6 MB payload holds."""
+    aws = backend(archive_spec(rate, 700))
+    stream = aws.sizing().stream
+    assert stream is not None
+    archiver = aws.raw_archive().archiver
+    per_shard = rate / sizing.stream_shards(stream)
+    assert archiver.records_per_invocation == pytest.approx(min(4_096, max(1.0, per_shard * 300)))
+    records = rate * SECONDS_PER_MONTH
+    assert archiver.invocations_per_month == pytest.approx(records / archiver.records_per_invocation)
+    est = aws.estimate_cost(free_tier=False)
+    objects = lines(est, "raw-bucket")["S3 PUT requests"].quantity
+    assert objects <= max(records / 4_096, SECONDS_PER_MONTH / 300) * 1.0001
+    if aws.raw_archive().kind == "lambda":
+        assert lines(est, "raw-archive")["Lambda requests"].quantity == pytest.approx(archiver.invocations_per_month)
+        assert lines(est, "observability")["CloudWatch Logs ingestion (raw archiver)"].quantity == pytest.approx(
+            archiver.invocations_per_month * 1024 / GB)
+
+
+def test_the_archivers_reserved_concurrency_counts_against_the_account() -> None:
+    """Its reservation comes out of the account's 900 reservable executions before the stages': 30,000 records/s need
+    38 shards, so the archiver reserves 38 and the stream stage 38; an HTTP stage reserving 840 fits with the stream
+    stage alone (878) but not with the archiver too (916), and says so."""
+    spec = make_spec(stream={"archive": True},
+                     stages=[{"name": "work", "handler": "h.py:handle", "trigger": {"stream": {"batch_size": 500, "max_batching_window_s": 5}}},
+                             {"name": "api", "handler": "h.py:handle", "trigger": {"http": {}}}],
+                     workload={"records_per_second": 30_000, "record_bytes": 700, "http": {"requests_per_second": 672, "rows_per_request": 1},
+                               "stages": {"work": {"ms_per_record": 0, "ms_per_invocation": 50},
+                                          "api": {"ms_per_record": 0, "ms_per_invocation": 1_000}}})
+    aws = backend(spec)
+    stages = aws.sizing().stages
+    archive = aws.raw_archive()
+    assert archive.kind == "lambda" and archive.reserved_concurrency == archive.archiver.shards == 38
+    assert (stages["work"].settings["reserved_concurrency"], stages["api"].settings["reserved_concurrency"]) == (38, 840)
+    assert any("the functions sized so far (the raw archiver, if any, then the stages) reserve 916 concurrent Lambda executions" in line for line in stages["api"].reasoning)
+
+
+def test_s3_events_count_every_event_the_bucket_sends_including_a_schedules_watermark() -> None:
+    """EventBridge bills S3's opt-in data events as the bus ingests them, matched or not: each output object of the
+    hourly schedule sends Object Created, the lifecycle's delete marker and the noncurrent version's deletion (3),
+    and the watermark the schedule rewrites in the same versioned bucket every run sends 2 more (created, and the
+    replaced version's deletion): 730 runs a month, one output object each -> 730 x 3 + 730 x 2 = 3,650 events."""
+    spec = make_spec(stages=[{"name": "work", "handler": "h.py:handle", "trigger": {"stream": {}}},
+                             {"name": "hourly", "handler": "h.py:handle", "trigger": {"schedule": "rate(1 hour)", "from": "work"}},
+                             {"name": "report", "handler": "h.py:handle", "trigger": {"objects": {"from": "hourly"}}}])
+    est = backend(spec).estimate_cost(free_tier=False)
+    events = lines(est, "report-trigger")["EventBridge S3 events"]
+    assert events.quantity == pytest.approx(730 * 3 + 730 * 2)
+    assert "watermark" in events.note

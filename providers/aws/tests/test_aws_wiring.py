@@ -189,7 +189,7 @@ def test_alarm_topic_uses_a_customer_key_cloudwatch_may_use(full: Plan) -> None:
 
 
 def test_alert_targets_are_subscribed_and_the_webhook_is_secret(full: Plan) -> None:
-    subscriptions = {s.inputs["protocol"]: [] for s in full.of_type("aws:sns/topicSubscription:TopicSubscription")}
+    subscriptions: dict[str, list[Any]] = {s.inputs["protocol"]: [] for s in full.of_type("aws:sns/topicSubscription:TopicSubscription")}
     for s in full.of_type("aws:sns/topicSubscription:TopicSubscription"):
         subscriptions[s.inputs["protocol"]].append(s.inputs["endpoint"])
     assert sorted(subscriptions["email"]) == ["oncall@example.com", "ops@example.com"]

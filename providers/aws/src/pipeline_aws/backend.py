@@ -17,13 +17,30 @@ from pipeline.scan import ScanMapping
 from pipeline.sizing import Sizing, StageDemand, StageSizing, StreamSizing
 from pipeline.spec.model import StageSpec
 from pipeline.spec.schedule import Schedule
-from pipeline_aws import credentials, environment, functions, iam, limits, naming, observability, pricing, regions, scan, sizing, storage, stream, triggers
+from pipeline_aws import (
+    archiving,
+    credentials,
+    environment,
+    functions,
+    iam,
+    limits,
+    naming,
+    observability,
+    pricing,
+    regions,
+    scan,
+    sizing,
+    storage,
+    stream,
+    triggers,
+)
+from pipeline_aws.sizing import RawArchive
 
 
 class AwsBackend(Backend):
     name = "aws"
     title = "AWS"
-    # Identities the plan creates: IAM roles (stage functions, Firehose, Scheduler) and the customer-managed
+    # Identities the plan creates: IAM roles (stage functions, the raw archiver or Firehose, Scheduler) and the customer-managed
     # policies outside producers and HTTP callers attach.
     identity_types: ClassVar[frozenset[str]] = frozenset({"aws:iam/role:Role", "aws:iam/policy:Policy"})
     key_settings: ClassVar[dict[str, tuple[str, ...]]] = {
@@ -51,7 +68,9 @@ class AwsBackend(Backend):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._reserved = 0  # concurrency reserved by the stages sized so far (one account's pool)
+        self._reserved = 0  # concurrency reserved by the archiver and the stages sized so far (one account's pool)
+        self._raw_archive: RawArchive | None = None
+        self._archiver: observability.ArchiverResources | None = None  # built by archive() when the plan has a Lambda archiver
 
     @property
     def region(self) -> str:
@@ -85,7 +104,24 @@ class AwsBackend(Backend):
         return problems
 
     def size_stream(self) -> StreamSizing:
-        return sizing.size_stream(self.spec, self.previous_outputs.get("stream_sizing") or {})
+        """The shards, and (when the stream is archived) which raw archive they feed and why: the archive's
+        choice is part of the stream's reasoning, and a Lambda archiver's reserved concurrency comes first
+        out of the account's pool."""
+        sized = sizing.size_stream(self.spec, self.previous_outputs.get("stream_sizing") or {})
+        assert self.spec.stream is not None
+        if not self.spec.stream.archive:
+            return sized
+        self._raw_archive = archiving.plan_archive(self.spec, sized)
+        self._reserved = self._raw_archive.reserved_concurrency
+        return dataclasses.replace(sized, reasoning=[*sized.reasoning, *self._raw_archive.reasoning])
+
+    def raw_archive(self) -> RawArchive:
+        """The raw archive this plan builds (sized with the stream)."""
+        if self._raw_archive is None:
+            stream_sizing = self.sizing().stream
+            assert stream_sizing is not None, "only a spec with a stream has a raw archive"
+            self._raw_archive = archiving.plan_archive(self.spec, stream_sizing)
+        return self._raw_archive
 
     def size_stage(self, stage: StageSpec, demand: StageDemand, stream: StreamSizing | None) -> StageSizing:
         sized = sizing.size_stage(self.spec, stage, demand, stream)
@@ -108,7 +144,9 @@ class AwsBackend(Backend):
         return limits.limits(self.spec, self.sizing())
 
     def price(self, sizing: Sizing, free_tier: bool) -> CostEstimate:
-        return pricing.estimate(self.spec, sizing, free_tier)
+        archived = sizing.stream is not None and self.spec.stream is not None and self.spec.stream.archive
+        archive = archiving.plan_archive(self.spec, sizing.stream) if archived and sizing.stream is not None else None
+        return pricing.estimate(self.spec, sizing, free_tier, archive)
 
     @classmethod
     def scan_mapping(cls) -> ScanMapping:
@@ -144,7 +182,13 @@ class AwsBackend(Backend):
         return storage.bucket(role, bucket, versioned=versioned, delete_data=self.delete_data)
 
     def archive(self, role: RoleContext, source: Handle[Any], bucket: Handle[Any], prefix: str) -> None:
-        stream.archive(role, source, bucket, prefix)
+        """Firehose, or the Lambda archiver, as the sizing chose (pipeline_aws.archiving)."""
+        chosen = self.raw_archive()
+        if chosen.kind == "firehose":
+            stream.archive(role, source, bucket, prefix)
+            return
+        self._archiver = archiving.lambda_archive(role, self.spec, chosen.archiver, source, bucket, prefix,
+                                                  archiving.package(self.base_dir, self.stack))
 
     def artifact(self, role: RoleContext, bucket: Handle[Any], path: Path, key: str) -> Handle[Any]:
         return storage.artifact(role, bucket, path, key)
@@ -181,4 +225,4 @@ class AwsBackend(Backend):
         return triggers.http_trigger(role, stage, list(self.spec.clouds.aws.http_invokers), function)
 
     def observability(self, role: RoleContext, stages: Sequence[StageResources]) -> None:
-        observability.observability(role, self.region, self.spec.alerts, stages)
+        observability.observability(role, self.region, self.spec.alerts, stages, self._archiver)

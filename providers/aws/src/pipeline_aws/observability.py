@@ -16,17 +16,29 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 
-from pipeline.backend import RoleContext, StageResources
+from pipeline.backend import Handle, RoleContext, StageResources
 from pipeline.spec.model import AlertsSpec
 
 ITERATOR_AGE_ALARM_MS = 5 * 60 * 1000
 DEAD_LETTER_PATTERN = "{ $.dead_letters > 0 }"  # CloudWatch Logs JSON filter pattern on the runtime's log lines
 DEAD_LETTER_METRIC = "DeadLetters"
 KEY_DELETION_DAYS = 30
+ARCHIVER_ALARMS = 3  # the raw archiver's failed batches, errors and iterator age
+
+
+@dataclass(frozen=True)
+class ArchiverResources:
+    """What observability watches of the raw archiver (pipeline_aws.archiving), when the plan has one."""
+
+    label: str  # its name in alarm names, like a stage's
+    function: Handle[Any]
+    failed_batches: Handle[Any]  # the mapping's on-failure SQS queue
 
 
 def metric_namespace(pipeline: str, stack: str) -> str:
@@ -85,18 +97,14 @@ def _topic(role: RoleContext, region: str, alerts: AlertsSpec) -> aws.sns.Topic:
     return topic
 
 
-def observability(role: RoleContext, region: str, alerts: AlertsSpec, stages: Sequence[StageResources]) -> None:
+def observability(role: RoleContext, region: str, alerts: AlertsSpec, stages: Sequence[StageResources],
+                  archiver: ArchiverResources | None = None) -> None:
     topic = _topic(role, region, alerts)
     actions = [topic.arn]
     namespace = metric_namespace(role.pipeline, role.stack)
     for built in stages:
         name = built.stage.name
-        aws.cloudwatch.MetricAlarm(
-            role.name(f"{name}-dead-letters"), name=alarm_name(role, name, "dead-letters"), alarm_description=f"Events of stage {name} were dead-lettered (SQS)",
-            namespace="AWS/SQS", metric_name="ApproximateNumberOfMessagesVisible", dimensions={"QueueName": built.dead_letter.name},
-            statistic="Maximum", period=300, evaluation_periods=1, threshold=0, comparison_operator="GreaterThanThreshold",
-            treat_missing_data="notBreaching", alarm_actions=actions, opts=role.opts(),
-        )
+        _queue_alarm(role, name, "dead-letters", f"Events of stage {name} were dead-lettered (SQS)", built.dead_letter, actions)
         log_group = built.function.extra["log_group"]
         aws.cloudwatch.LogMetricFilter(
             role.name(f"{name}-dead-letter-records"), log_group_name=log_group.name, pattern=DEAD_LETTER_PATTERN,
@@ -110,19 +118,42 @@ def observability(role: RoleContext, region: str, alerts: AlertsSpec, stages: Se
             statistic="Sum", period=300, evaluation_periods=1, threshold=0, comparison_operator="GreaterThanThreshold",
             treat_missing_data="notBreaching", alarm_actions=actions, opts=role.opts(),
         )
-        aws.cloudwatch.MetricAlarm(
-            role.name(f"{name}-errors"), name=alarm_name(role, name, "errors"), alarm_description=f"Stage {name} raised errors",
-            namespace="AWS/Lambda", metric_name="Errors", dimensions={"FunctionName": built.function.name},
-            statistic="Sum", period=300, evaluation_periods=1, threshold=0, comparison_operator="GreaterThanThreshold",
-            treat_missing_data="notBreaching", alarm_actions=actions, opts=role.opts(),
-        )
+        _errors_alarm(role, name, f"Stage {name} raised errors", built.function, actions)
         if built.stage.trigger.stream:
-            aws.cloudwatch.MetricAlarm(
-                role.name(f"{name}-lag"), name=alarm_name(role, name, "lag"), alarm_description=f"Stage {name} is more than 5 minutes behind the stream",
-                namespace="AWS/Lambda", metric_name="IteratorAge", dimensions={"FunctionName": built.function.name},
-                statistic="Maximum", period=60, evaluation_periods=5, threshold=ITERATOR_AGE_ALARM_MS,
-                comparison_operator="GreaterThanThreshold", treat_missing_data="notBreaching", alarm_actions=actions, opts=role.opts(),
-            )
+            _lag_alarm(role, name, f"Stage {name} is more than 5 minutes behind the stream", built.function, actions)
+    if archiver is not None:
+        label = archiver.label
+        _queue_alarm(role, label, "failed-batches", "The raw archiver gave up on batches (their shard and sequence range are in SQS; "
+                                                    "the records stay in the stream until its retention ends)", archiver.failed_batches, actions)
+        _errors_alarm(role, label, "The raw archiver failed to write batches to S3 (the mapping retries them)", archiver.function, actions)
+        _lag_alarm(role, label, "The raw archiver is more than 5 minutes behind the stream", archiver.function, actions)
+
+
+def _queue_alarm(role: RoleContext, name: str, what: str, description: str, queue: Handle[Any], actions: list[Any]) -> None:
+    aws.cloudwatch.MetricAlarm(
+        role.name(f"{name}-{what}"), name=alarm_name(role, name, what), alarm_description=description,
+        namespace="AWS/SQS", metric_name="ApproximateNumberOfMessagesVisible", dimensions={"QueueName": queue.name},
+        statistic="Maximum", period=300, evaluation_periods=1, threshold=0, comparison_operator="GreaterThanThreshold",
+        treat_missing_data="notBreaching", alarm_actions=actions, opts=role.opts(),
+    )
+
+
+def _errors_alarm(role: RoleContext, name: str, description: str, function: Handle[Any], actions: list[Any]) -> None:
+    aws.cloudwatch.MetricAlarm(
+        role.name(f"{name}-errors"), name=alarm_name(role, name, "errors"), alarm_description=description,
+        namespace="AWS/Lambda", metric_name="Errors", dimensions={"FunctionName": function.name},
+        statistic="Sum", period=300, evaluation_periods=1, threshold=0, comparison_operator="GreaterThanThreshold",
+        treat_missing_data="notBreaching", alarm_actions=actions, opts=role.opts(),
+    )
+
+
+def _lag_alarm(role: RoleContext, name: str, description: str, function: Handle[Any], actions: list[Any]) -> None:
+    aws.cloudwatch.MetricAlarm(
+        role.name(f"{name}-lag"), name=alarm_name(role, name, "lag"), alarm_description=description,
+        namespace="AWS/Lambda", metric_name="IteratorAge", dimensions={"FunctionName": function.name},
+        statistic="Maximum", period=60, evaluation_periods=5, threshold=ITERATOR_AGE_ALARM_MS,
+        comparison_operator="GreaterThanThreshold", treat_missing_data="notBreaching", alarm_actions=actions, opts=role.opts(),
+    )
 
 
 def alarms_per_stage(stream: bool) -> int:

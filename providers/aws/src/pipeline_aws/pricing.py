@@ -1,11 +1,13 @@
 """Monthly cost of the AWS plan, one line per billing line and role, from `prices.json`.
 
 The estimate prices exactly what the plan builds, from the very sizing the plan is built with
-(`pipeline.sizing` + `pipeline_aws.sizing`): a Kinesis stream (provisioned shards or on-demand), a
-Firehose archive to S3, one arm64 Lambda per stage (invocations and their duration as sized), S3
-buckets (storage for their retention, PUT/GET/LIST requests), S3 -> EventBridge events for buckets
-that trigger stages, EventBridge Scheduler invocations, SQS dead-letter queues, and under
-`observability` the CloudWatch Logs, alarms, the dead-letter metric and the alarm topic's KMS key.
+(`pipeline.sizing` + `pipeline_aws.sizing`): a Kinesis stream (provisioned shards or on-demand), the raw
+archive to S3 (Firehose, or a Lambda archiver where Firehose's per-record rounding would cost more than a
+little: `pipeline_aws.archiving`, which compares both with `archive_costs`), one arm64 Lambda per stage
+(invocations and their duration as sized), S3 buckets (storage for their retention, PUT/GET/LIST
+requests), S3 -> EventBridge events for buckets that trigger stages, EventBridge Scheduler invocations,
+SQS dead-letter queues, and under `observability` the CloudWatch Logs, alarms, the dead-letter metric and
+the alarm topic's KMS key.
 
 The billing formulas are small pure functions (`kinesis_provisioned`, `firehose_gb`, ...) so the
 tests can reproduce the worked examples AWS publishes on its pricing pages with them.
@@ -41,6 +43,8 @@ from pipeline.sizing import Sizing, StreamSizing
 from pipeline.spec.model import PipelineSpec
 from pipeline.wiring import bucket_plan
 from pipeline_aws import functions, observability, storage, stream
+from pipeline_aws import sizing as aws_sizing
+from pipeline_aws.sizing import ArchiverSizing, RawArchive
 
 PRICES_FILE = Path(__file__).with_name("prices.json")
 KB = 1024
@@ -72,6 +76,7 @@ SQS_REQUESTS_PER_DEAD_LETTER = 3  # SendMessage by Lambda/EventBridge, then Rece
 LOG_BYTES_PER_INVOCATION = 1 * KB  # Lambda's platform start/report lines (JSON) plus the runtime's "batch done" line
 LOG_RETENTION_DAYS = functions.LOG_RETENTION_DAYS
 DAYS_PER_MONTH = HOURS_PER_MONTH / 24
+RAW_ARCHIVER = "raw archiver"  # the archiver among the functions sharing allowances: a space never appears in a stage name
 
 
 def price_sheet(region: str) -> PriceSheet:
@@ -148,10 +153,67 @@ def list_requests(runs: float, keys_in_prefix: float) -> float:
 
 
 def events_per_object(versioned: bool) -> int:
-    """S3 sends every event of a bucket to EventBridge once enabled: the Object Created, then the lifecycle's
-    Object Deleted (and, on a versioned bucket, the noncurrent version's permanent deletion too)
-    (https://docs.aws.amazon.com/AmazonS3/latest/userguide/EventBridge.html)."""
+    """S3 events one object sends to EventBridge over its life.
+
+    A bucket with EventBridge on sends *all* its events, and EventBridge bills S3's ("AWS opt-in data
+    events") as they are ingested by the bus, matched by a rule or not: the pricing page lists only AWS
+    management events as ingested for free (https://aws.amazon.com/eventbridge/pricing/, read 2026-11-30).
+    An object sends Object Created, then Object Deleted when the lifecycle expires it: on an unversioned
+    bucket a permanent deletion (`s3:LifecycleExpiration:Delete`); on a versioned one the expiry creates a
+    delete marker (`LifecycleExpiration:DeleteMarkerCreated`) and the noncurrent version's removal days later
+    is a second Object Deleted (`LifecycleExpiration:Delete`, "an object version is permanently deleted")
+    (https://docs.aws.amazon.com/AmazonS3/latest/userguide/EventBridge.html,
+    https://docs.aws.amazon.com/AmazonS3/latest/userguide/lifecycle-configure-notification.html). Removing the
+    expired delete marker afterwards is not documented as an event and is not counted."""
     return 3 if versioned else 2
+
+
+# ---- the raw archive: Firehose or a Lambda archiver ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ArchiveCosts:
+    """Both ways to archive the stream, in USD a month at list prices (no free tier): what the plan's choice
+    compares (pipeline_aws.archiving). Storage is left out: the same gzip objects are kept either way."""
+
+    firehose_billed_gb: float  # GB Firehose bills, each record rounded up to 5 KB
+    firehose_ingestion: float
+    firehose: float  # ingestion and the PUTs of its flushes
+    archiver: float  # the Lambda archiver's requests, duration, PUTs, dead-letter requests, logs and alarms
+    billed_share: float  # record bytes / bytes Firehose bills for them
+
+    @property
+    def firehose_rounding(self) -> float:
+        """The part of Firehose's ingestion bill that pays for the rounding, not for the bytes."""
+        return self.firehose_ingestion * (1 - self.billed_share)
+
+
+def firehose_flushes(spec: PipelineSpec) -> float:
+    """Objects Firehose writes to raw/ a month (one per 64 MB or 300 s buffer)."""
+    return firehose_objects(SECONDS_PER_MONTH, bytes_per_month(spec), stream.ARCHIVE_BUFFER_MB, stream.ARCHIVE_BUFFER_SECONDS)
+
+
+def archiver_log_gb(archiver: ArchiverSizing) -> float:
+    return archiver.invocations_per_month * LOG_BYTES_PER_INVOCATION / GB
+
+
+def archive_costs(spec: PipelineSpec, archiver: ArchiverSizing, prices: PriceSheet) -> ArchiveCosts:
+    """Firehose's bill for the stream next to a Lambda archiver's, each priced like the estimate prices it."""
+    records, record_bytes = records_per_month(spec), spec.workload.record_bytes
+    billed = firehose_gb(records, record_bytes)
+    ingestion = billed * prices["firehose-gb-ingested"].usd
+    put = prices["s3-put-request"].usd
+    invocations = archiver.invocations_per_month
+    logs = archiver_log_gb(archiver)
+    lambda_bill = (invocations * prices["lambda-request"].usd
+                   + archiver.gb_seconds_per_month * prices["lambda-gb-second-arm64"].usd
+                   + invocations * put
+                   + invocations * FAILURE_RATE * SQS_REQUESTS_PER_DEAD_LETTER * prices["sqs-request"].usd
+                   + logs * prices["logs-ingested-gb"].usd
+                   + logs * LOG_RETENTION_DAYS / DAYS_PER_MONTH * prices["logs-stored-gb-month"].usd
+                   + observability.ARCHIVER_ALARMS * prices["cloudwatch-alarm-month"].usd)
+    share = record_bytes / (ceil_units(record_bytes, FIREHOSE_ROUNDING_BYTES) * FIREHOSE_ROUNDING_BYTES)
+    return ArchiveCosts(billed, ingestion, ingestion + firehose_flushes(spec) * put, lambda_bill, share)
 
 
 # ---- the estimate -----------------------------------------------------------------------------
@@ -163,30 +225,26 @@ def stream_consumers(spec: PipelineSpec) -> int:
     return sum(1 for s in spec.stages if s.trigger.stream) + (1 if spec.stream.archive else 0)
 
 
-def estimate(spec: PipelineSpec, sizing: Sizing, free_tier: bool) -> CostEstimate:
-    """Monthly cost of the planned AWS resources for `spec.workload`, line by line."""
+def estimate(spec: PipelineSpec, sizing: Sizing, free_tier: bool, archive: RawArchive | None = None) -> CostEstimate:
+    """Monthly cost of the planned AWS resources for `spec.workload`, line by line. `archive` is the raw archive
+    the plan builds (pipeline_aws.archiving.plan_archive); it is required when the stream is archived."""
     region = spec.clouds.aws.region
     prices = price_sheet(region)
     est = CostEstimate("aws", region, free_tier)
-    work = spec.workload
     records = records_per_month(spec)
+    if spec.stream is None or not spec.stream.archive:
+        archive = None
+    elif archive is None:
+        raise ValueError("the stream is archived: pass the plan's RawArchive (pipeline_aws.archiving.plan_archive)")
 
     if sizing.stream is not None and spec.stream is not None:
         _stream(est, prices, spec, sizing.stream, records)
-        if spec.stream.archive:
-            est.add("raw-archive", "Firehose ingestion (5 KB rounding per record)", firehose_gb(records, work.record_bytes),
-                    prices["firehose-gb-ingested"],
-                    note=f"{records:,.0f} records x {ceil_units(work.record_bytes, FIREHOSE_ROUNDING_BYTES) * 5} KB billed")
-            billed = ceil_units(work.record_bytes, FIREHOSE_ROUNDING_BYTES) * FIREHOSE_ROUNDING_BYTES
-            if billed >= 2 * work.record_bytes:
-                est.assumptions.append(
-                    f"the raw archive is Firehose, which bills each {work.record_bytes:,}-byte record as {billed // KB} KB "
-                    f"({billed / work.record_bytes:.1f}x its size); a batching Lambda archiver would pay for the bytes only, but the plan keeps "
-                    "Firehose for its managed buffering, retries and delivery")
-    _functions(est, prices, spec, sizing)
-    _storage(est, prices, spec, sizing)
-    _triggers(est, prices, spec, sizing)
-    _observability(est, prices, spec, sizing)
+        if archive is not None:
+            _raw_archive(est, prices, spec, archive)
+    _functions(est, prices, spec, sizing, archive)
+    _storage(est, prices, spec, sizing, archive)
+    _triggers(est, prices, spec, sizing, archive)
+    _observability(est, prices, spec, sizing, archive)
 
     est.assumptions.extend([
         f"a month is {HOURS_PER_MONTH} hours ({SECONDS_PER_MONTH:,} s); the workload is steady at the spec's rates",
@@ -201,15 +259,15 @@ def estimate(spec: PipelineSpec, sizing: Sizing, free_tier: bool) -> CostEstimat
         f"{FAILURE_RATE:.1%} of records and of invocations are dead-lettered (SQS: {SQS_REQUESTS_PER_DEAD_LETTER} requests per dead letter: "
         "send, receive, delete; S3: one dead-letter object per invocation with a failed row, each row plus 1 KB of error detail)",
         f"{LOG_BYTES_PER_INVOCATION:,} bytes of CloudWatch Logs per invocation, kept {LOG_RETENTION_DAYS} days",
-        "S3 -> EventBridge: every event of a bucket that triggers a stage is billed as an opt-in data event (Object Created, "
-        "and the lifecycle's Object Deleted)",
+        "S3 -> EventBridge: every event a bucket that triggers a stage sends is billed as an ingested opt-in data event, "
+        "matched or not (Object Created, the lifecycle's Object Deleted, and on versioned buckets the noncurrent version's deletion)",
         "HTTP stages: a Lambda function URL adds no charge of its own beyond Lambda's requests and duration",
     ])
     est.unpriced.extend([
         "model artifacts in S3 and their GETs on cold starts (a few objects)",
         "KMS requests: the alarm topic's key on each alarm notification, the AWS-managed stream key (Kinesis caches data keys)",
         "SNS deliveries of alarms (e-mail: first 1,000 a month free; HTTPS: $0.60 per million)",
-        "Firehose's error logs in CloudWatch Logs (only on delivery errors)",
+        *(["Firehose's error logs in CloudWatch Logs (only on delivery errors)"] if archive is not None and archive.kind == "firehose" else []),
         "noncurrent versions of outputs overwritten by a redelivery (rare, kept 3 days)",
         "data transfer out to the internet of HTTP responses (billed per GB like every cloud's egress)",
     ])
@@ -239,12 +297,32 @@ def _stream(est: CostEstimate, prices: PriceSheet, spec: PipelineSpec, sizing: S
                 prices["kinesis-on-demand-extended-retention-gb-month"], note=f"retention {retention} h > 24 h")
 
 
-def _functions(est: CostEstimate, prices: PriceSheet, spec: PipelineSpec, sizing: Sizing) -> None:
+def _raw_archive(est: CostEstimate, prices: PriceSheet, spec: PipelineSpec, archive: RawArchive) -> None:
+    """Firehose's ingestion line (a Lambda archiver's lines go with the functions, buckets and logs), and why this archive."""
+    est.assumptions.extend(archive.reasoning)
+    if archive.kind == "firehose":
+        records, record_bytes = records_per_month(spec), spec.workload.record_bytes
+        est.add("raw-archive", "Firehose ingestion (5 KB rounding per record)", firehose_gb(records, record_bytes),
+                prices["firehose-gb-ingested"],
+                note=f"{records:,.0f} records x {ceil_units(record_bytes, FIREHOSE_ROUNDING_BYTES) * 5} KB billed")
+
+
+def _functions(est: CostEstimate, prices: PriceSheet, spec: PipelineSpec, sizing: Sizing, archive: RawArchive | None) -> None:
     invocations = {name: stage.invocations_per_month for name, stage in sizing.stages.items()}
     gb_s = {s.name: lambda_gb_seconds(s.memory_mb, sizing.stages[s.name].invocation_ms, invocations[s.name]) for s in spec.stages}
+    archiver = archive.archiver if archive is not None and archive.kind == "lambda" else None
+    if archiver is not None:
+        invocations[RAW_ARCHIVER] = archiver.invocations_per_month
+        gb_s[RAW_ARCHIVER] = archiver.gb_seconds_per_month
     free_requests = shared_free(LAMBDA_FREE_REQUESTS, invocations)
     free_gb_s = shared_free(LAMBDA_FREE_GB_SECONDS, gb_s)
     share = "account free tier shared between functions in proportion to use"
+    if archiver is not None:
+        est.add("raw-archive", "Lambda requests", invocations[RAW_ARCHIVER], prices["lambda-request"], free=free_requests[RAW_ARCHIVER],
+                note=f"archiver: {archiver.records_per_invocation:,.0f} records per invocation" + (f"; {share}" if est.free_tier else ""))
+        est.add("raw-archive", "Lambda duration (arm64)", gb_s[RAW_ARCHIVER], prices["lambda-gb-second-arm64"], free=free_gb_s[RAW_ARCHIVER],
+                note=f"archiver: {aws_sizing.ARCHIVER_MEMORY_MB} MB x {archiver.invocation_ms:,.0f} ms x {invocations[RAW_ARCHIVER]:,.0f} invocations"
+                     + (f"; {share}" if est.free_tier else ""))
     for s in spec.stages:
         role, sized = f"{s.name}-function", sizing.stages[s.name]
         est.add(role, "Lambda requests", invocations[s.name], prices["lambda-request"], free=free_requests[s.name],
@@ -284,16 +362,19 @@ def _sources(spec: PipelineSpec, sizing: Sizing) -> dict[str, _Source]:
     return found
 
 
-def _storage(est: CostEstimate, prices: PriceSheet, spec: PipelineSpec, sizing: Sizing) -> None:
+def _storage(est: CostEstimate, prices: PriceSheet, spec: PipelineSpec, sizing: Sizing, archive: RawArchive | None) -> None:
     storage_price, put, get = prices["s3-standard-gb-month"], prices["s3-put-request"], prices["s3-get-request"]
     retention = {b.key: b.retention_days or 0 for b in bucket_plan(spec)}
-    if spec.stream is not None and spec.stream.archive:
+    if archive is not None:
         raw_bytes, days = bytes_per_month(spec), retention["raw"]
         est.add("raw-bucket", "S3 Standard storage", stored_gb_months(raw_bytes / GZIP_RATIO, days), storage_price,
                 note=f"gzip {GZIP_RATIO:g}:1, kept {days} days")
-        objects = firehose_objects(SECONDS_PER_MONTH, raw_bytes, stream.ARCHIVE_BUFFER_MB, stream.ARCHIVE_BUFFER_SECONDS)
-        est.add("raw-bucket", "S3 PUT requests", objects, put,
-                note=f"one object per Firehose flush ({stream.ARCHIVE_BUFFER_MB} MB or {stream.ARCHIVE_BUFFER_SECONDS} s)")
+        if archive.kind == "firehose":
+            est.add("raw-bucket", "S3 PUT requests", firehose_flushes(spec), put,
+                    note=f"one object per Firehose flush ({stream.ARCHIVE_BUFFER_MB} MB or {stream.ARCHIVE_BUFFER_SECONDS} s)")
+        else:
+            est.add("raw-bucket", "S3 PUT requests", archive.archiver.invocations_per_month, put,
+                    note=f"one gzip object per archiver batch of {archive.archiver.records_per_invocation:,.0f} records")
     for key, source in _sources(spec, sizing).items():
         role = f"{key}-bucket"
         days = source.days + (storage.NONCURRENT_DAYS if source.versioned else 0)
@@ -337,13 +418,18 @@ def dead_letters(spec: PipelineSpec, sizing: Sizing) -> tuple[float, float]:
     return rows, objects
 
 
-def _triggers(est: CostEstimate, prices: PriceSheet, spec: PipelineSpec, sizing: Sizing) -> None:
+def _triggers(est: CostEstimate, prices: PriceSheet, spec: PipelineSpec, sizing: Sizing, archive: RawArchive | None) -> None:
     invocations = {name: stage.invocations_per_month for name, stage in sizing.stages.items()}
     sqs_usage = {s.name: invocations[s.name] * FAILURE_RATE * SQS_REQUESTS_PER_DEAD_LETTER for s in spec.stages}
+    if archive is not None and archive.kind == "lambda":
+        sqs_usage[RAW_ARCHIVER] = archive.archiver.invocations_per_month * FAILURE_RATE * SQS_REQUESTS_PER_DEAD_LETTER
     sqs_free = shared_free(SQS_FREE_REQUESTS, sqs_usage)
     for s in spec.stages:
         est.add(f"{s.name}-dead-letter", "SQS requests", sqs_usage[s.name], prices["sqs-request"], free=sqs_free[s.name],
                 note=f"{FAILURE_RATE:.1%} of invocations fail after retries; {SQS_REQUESTS_PER_DEAD_LETTER} requests each")
+    if RAW_ARCHIVER in sqs_usage:
+        est.add("raw-archive", "SQS requests (failed batches)", sqs_usage[RAW_ARCHIVER], prices["sqs-request"], free=sqs_free[RAW_ARCHIVER],
+                note=f"{FAILURE_RATE:.1%} of archiver batches fail after retries; {SQS_REQUESTS_PER_DEAD_LETTER} requests each")
     # A bucket with EventBridge on sends each of its events to the bus once, however many rules match.
     sources = _sources(spec, sizing)
     billed: set[str] = set()
@@ -355,31 +441,43 @@ def _triggers(est: CostEstimate, prices: PriceSheet, spec: PipelineSpec, sizing:
             billed.add(source_key)
             source = sources[source_key]
             per_object = events_per_object(source.versioned)
-            est.add(f"{s.name}-trigger", "EventBridge S3 events", source.objects * per_object, prices["eventbridge-event"],
-                    note=f"{source.objects:,.0f} objects in {source_key} x {per_object} events (created, expired"
-                         + (", noncurrent deleted)" if source.versioned else ")"))
+            events = source.objects * per_object
+            note = f"{source.objects:,.0f} objects in {source_key} x {per_object} events (created, expired" + (", noncurrent deleted)" if source.versioned else ")")
+            writer = next((t for t in spec.stages if t.name == source_key), None)
+            if writer is not None and writer.trigger.from_stage:
+                # A schedule over accumulated outputs rewrites its watermark in its own (versioned) bucket every run:
+                # Object Created, and the replaced version's deletion days later.
+                runs = invocations[source_key]
+                events += runs * 2
+                note += f"; its watermark, rewritten {runs:,.0f} times, 2 events each"
+            est.add(f"{s.name}-trigger", "EventBridge S3 events", events, prices["eventbridge-event"], note=note)
         elif s.trigger.schedule:
             est.add(f"{s.name}-trigger", "EventBridge Scheduler invocations", invocations[s.name], prices["scheduler-invocation"],
                     free=scheduler_free[s.name])
 
 
-def _observability(est: CostEstimate, prices: PriceSheet, spec: PipelineSpec, sizing: Sizing) -> None:
+def _observability(est: CostEstimate, prices: PriceSheet, spec: PipelineSpec, sizing: Sizing, archive: RawArchive | None) -> None:
     invocations = {name: stage.invocations_per_month for name, stage in sizing.stages.items()}
     log_gb = {s.name: invocations[s.name] * LOG_BYTES_PER_INVOCATION / GB for s in spec.stages}
+    archiver = archive is not None and archive.kind == "lambda"
+    if archive is not None and archiver:
+        log_gb[RAW_ARCHIVER] = archiver_log_gb(archive.archiver)
     stored = {name: gb * LOG_RETENTION_DAYS / DAYS_PER_MONTH for name, gb in log_gb.items()}
     # The 5 GB allowance covers ingestion first (the dearer line), then storage.
     free_ingest = shared_free(LOGS_FREE_GB, log_gb)
     left = max(0.0, LOGS_FREE_GB - sum(free_ingest.values()))
     free_store = shared_free(left, stored)
-    for s in spec.stages:
-        est.add("observability", f"CloudWatch Logs ingestion ({s.name})", log_gb[s.name], prices["logs-ingested-gb"],
-                free=free_ingest[s.name], note=f"{LOG_BYTES_PER_INVOCATION:,} bytes per invocation")
-        est.add("observability", f"CloudWatch Logs storage ({s.name})", stored[s.name], prices["logs-stored-gb-month"],
-                free=free_store[s.name], note=f"kept {LOG_RETENTION_DAYS} days")
+    for name in log_gb:
+        est.add("observability", f"CloudWatch Logs ingestion ({name})", log_gb[name], prices["logs-ingested-gb"],
+                free=free_ingest[name], note=f"{LOG_BYTES_PER_INVOCATION:,} bytes per invocation")
+        est.add("observability", f"CloudWatch Logs storage ({name})", stored[name], prices["logs-stored-gb-month"],
+                free=free_store[name], note=f"kept {LOG_RETENTION_DAYS} days")
     alarms = sum(observability.alarms_per_stage(bool(s.trigger.stream)) for s in spec.stages)
+    alarms += observability.ARCHIVER_ALARMS if archiver else 0
     est.add("observability", "CloudWatch standard alarms", alarms, prices["cloudwatch-alarm-month"],
             free=min(alarms, CLOUDWATCH_FREE_ALARMS),
-            note="per stage: SQS dead letters, runtime dead letters, errors (+ iterator age for stream stages)")
+            note="per stage: SQS dead letters, runtime dead letters, errors (+ iterator age for stream stages)"
+                 + ("; the raw archiver: failed batches, errors, iterator age" if archiver else ""))
     metrics = len(spec.stages)
     est.add("observability", "CloudWatch custom metrics (dead letters from logs)", metrics, prices["cloudwatch-custom-metric-month"],
             free=min(metrics, CLOUDWATCH_FREE_METRICS), note="one DeadLetters metric per stage, from its log metric filter")

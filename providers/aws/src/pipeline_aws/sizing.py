@@ -8,8 +8,12 @@ Figures (each cited where it is used):
   recent peak; pre-warming it ("warm throughput") needs the account-level On-demand Advantage commitment
   (https://docs.aws.amazon.com/kinesis/latest/APIReference/API_UpdateStreamWarmThroughput.html);
 * the Kinesis event source mapping polls each shard about once a second and invokes when the batch is
-  full, the batching window ends or the payload reaches 6 MB; `ParallelizationFactor` (1-10) runs up to
-  that many batches of one shard at once (https://docs.aws.amazon.com/lambda/latest/dg/with-kinesis.html);
+  full (at most 10,000 records), the batching window ends (at most 300 s) or the invocation payload
+  reaches 6 MB; `ParallelizationFactor` (1-10) runs up to that many batches of one shard at once
+  (https://docs.aws.amazon.com/lambda/latest/dg/with-kinesis.html). The payload is the event Lambda is
+  invoked with: each record's data base64-encoded, plus its envelope (event id, sequence number, ARNs);
+* Lambda gives a function CPU in proportion to its memory, one vCPU at 1,769 MB
+  (https://docs.aws.amazon.com/lambda/latest/dg/configuration-memory.html);
 * S3 -> EventBridge events "are typically delivered in seconds but can sometimes take a minute or longer"
   (https://docs.aws.amazon.com/AmazonS3/latest/userguide/NotificationHowTo.html);
 * an account has 1,000 concurrent Lambda executions per region by default, and reservations must leave
@@ -22,11 +26,21 @@ instances, and what is priced is exactly what is provisioned.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
-from pipeline.sizing import HEADROOM, StageDemand, StageSizing, StreamSizing, invocation_ms, needed_concurrency, schedule_interval_s, stage_sizing
+from pipeline.sizing import (
+    HEADROOM,
+    SECONDS_PER_MONTH,
+    StageDemand,
+    StageSizing,
+    StreamSizing,
+    invocation_ms,
+    needed_concurrency,
+    schedule_interval_s,
+    stage_sizing,
+)
 from pipeline.spec.model import PipelineSpec, StageSpec
 
 MIB = 1024 * 1024
@@ -40,7 +54,15 @@ MAX_SHARDS = 1000  # the smallest default regional shard quota (1,000; 20,000 in
 
 POLL_INTERVAL_S = 1.0  # the mapping polls each shard about once a second
 MAX_PARALLELIZATION = 10
-LAMBDA_PAYLOAD_BYTES = 6 * 1024 * 1024  # a mapping's batch also closes at 6 MB of payload
+MAX_BATCH_SIZE = 10_000  # the largest BatchSize of a Kinesis event source mapping
+MAX_BATCHING_WINDOW_S = 300  # the longest MaximumBatchingWindowInSeconds
+LAMBDA_PAYLOAD_BYTES = 6 * 1024 * 1024  # a mapping's batch also closes at 6 MB of invocation payload
+# A Kinesis event record without its data: the documented example event's record (kinesisSchemaVersion,
+# partitionKey, sequenceNumber, approximateArrivalTimestamp, eventSource, eventVersion, eventID, eventName,
+# invokeIdentityArn, awsRegion, eventSourceARN) is about 480 bytes of JSON; 600 leaves room for longer ARNs
+# and a UUID partition key (https://docs.aws.amazon.com/lambda/latest/dg/with-kinesis.html#services-kinesis-event-example).
+KINESIS_EVENT_RECORD_BYTES = 600
+VCPU_MEMORY_MB = 1769  # Lambda memory that comes with one full vCPU
 EVENT_DELIVERY_S = 2.0  # S3 -> EventBridge -> Lambda: "typically ... in seconds"
 EVENT_DELIVERY_MAX_S = 60.0  # "... can sometimes take a minute or longer"
 SCHEDULE_SETTLE_S = 60.0  # the runtime leaves objects younger than this for the next run (pipeline.runtime.invoke.SETTLE_S)
@@ -69,35 +91,52 @@ class StreamBatch:
         return shards * self.parallelization
 
 
+def event_record_bytes(record_bytes: int) -> int:
+    """What one record adds to the event a mapping invokes Lambda with: its data base64-encoded plus its envelope."""
+    return 4 * math.ceil(record_bytes / 3) + KINESIS_EVENT_RECORD_BYTES
+
+
+def payload_cap(record_bytes: int) -> int:
+    """The most records of this size one invocation's 6 MB payload holds."""
+    return max(1, LAMBDA_PAYLOAD_BYTES // event_record_bytes(record_bytes))
+
+
 def records_per_batch(batch_size: int, window_s: int, records_per_second: float, record_bytes: int) -> float:
     """Records in one invocation of a mapping reading `records_per_second` (one shard, or one of its
     parallel batchers): what arrives in the window (at least the 1 s poll), capped by `batch_size` and
     by the 6 MB payload limit, never below one."""
     collected = records_per_second * max(window_s, POLL_INTERVAL_S)
-    cap = min(batch_size, LAMBDA_PAYLOAD_BYTES // max(record_bytes, 1))
+    cap = min(batch_size, payload_cap(record_bytes))
     return max(1.0, min(float(cap), collected))
 
 
-def plan_stream_stage(spec: PipelineSpec, stage: StageSpec, shards: int) -> StreamBatch:
-    """The smallest ParallelizationFactor whose concurrent batches carry the stage on `shards` shards.
+def plan_batches(records_per_second: float, shards: int, batch_size: int, window_s: int, record_bytes: int,
+                 duration_ms: Callable[[float], float]) -> StreamBatch:
+    """The smallest ParallelizationFactor whose concurrent batches carry `records_per_second` on `shards` shards.
 
     A larger factor splits each shard's records between more batchers, so batches get smaller and
     invocations more numerous: the smallest factor that carries the load batches best. When even 10
     does not, the result says so through `needed > shards * 10`.
     """
-    assert stage.trigger.stream is not None
-    trigger, work = stage.trigger.stream, spec.workload
-    per_shard = work.records_per_second / max(shards, 1)
+    per_shard = records_per_second / max(shards, 1)
     best: StreamBatch | None = None
     for factor in range(1, MAX_PARALLELIZATION + 1):
-        batch = records_per_batch(trigger.batch_size, trigger.max_batching_window_s, per_shard / factor, work.record_bytes)
-        duration = invocation_ms(spec, stage, batch)
-        needed = needed_concurrency(work.records_per_second, batch, duration)
+        batch = records_per_batch(batch_size, window_s, per_shard / factor, record_bytes)
+        duration = duration_ms(batch)
+        needed = needed_concurrency(records_per_second, batch, duration)
         best = StreamBatch(factor, batch, duration, needed)
         if needed <= shards * factor:
             return best
     assert best is not None
     return best
+
+
+def plan_stream_stage(spec: PipelineSpec, stage: StageSpec, shards: int) -> StreamBatch:
+    """How a stream stage's mapping batches on `shards` shards (see `plan_batches`)."""
+    assert stage.trigger.stream is not None
+    trigger, work = stage.trigger.stream, spec.workload
+    return plan_batches(work.records_per_second, shards, trigger.batch_size, trigger.max_batching_window_s, work.record_bytes,
+                        lambda records: invocation_ms(spec, stage, records))
 
 
 def _shards_for_stages(spec: PipelineSpec, shards: int) -> tuple[int, list[str]]:
@@ -250,6 +289,75 @@ def reserved_total_note(reserved_before: int, sized: StageSizing) -> str | None:
     the stage whose reservation crosses that line says so (an account with a raised quota is fine)."""
     total = reserved_before + int(sized.settings.get("reserved_concurrency", 0))
     if reserved_before <= RESERVABLE < total:
-        return (f"the stages so far reserve {total:,} concurrent Lambda executions; an account reserves at most {RESERVABLE:,} of its "
-                f"default {ACCOUNT_CONCURRENCY:,} per region: raise the Lambda concurrency quota before deploying")
+        return (f"the functions sized so far (the raw archiver, if any, then the stages) reserve {total:,} concurrent Lambda executions; "
+                f"an account reserves at most {RESERVABLE:,} of its default {ACCOUNT_CONCURRENCY:,} per region: raise the Lambda concurrency quota before deploying")
     return None
+
+
+# ---- the raw archive's Lambda archiver ------------------------------------------------------------
+# The archiver (pipeline_aws.archive) reads the stream on its own event source mapping with the largest
+# batches a mapping allows, so an invocation and its one S3 object carry as many records as possible.
+ARCHIVER_BATCH_SIZE = MAX_BATCH_SIZE
+ARCHIVER_WINDOW_S = MAX_BATCHING_WINDOW_S
+ARCHIVER_MEMORY_MB = 256  # a 6 MB event parses into a few tens of MB; more memory only buys CPU the work does not need
+ARCHIVER_TIMEOUT_S = 60
+# CPU to base64-decode, join and gzip (level 6) records, per KiB of record at one full vCPU: 40-67 us measured
+# on x86 by benchmarks/aws_archiver.py; 100 us leaves room for arm64 and noisy neighbours.
+ARCHIVE_US_PER_KIB = 100.0
+ARCHIVE_MS_PER_INVOCATION = 150.0  # one S3 PUT of up to a few MB plus the handler's own start
+
+
+def archiver_invocation_ms(records: float, record_bytes: int) -> float:
+    """One archiver invocation: the PUT and start, plus the CPU work at the vCPU share its memory buys."""
+    cpu_share = ARCHIVER_MEMORY_MB / VCPU_MEMORY_MB
+    return ARCHIVE_MS_PER_INVOCATION + records * record_bytes / 1024 * ARCHIVE_US_PER_KIB / 1000 / cpu_share
+
+
+@dataclass(frozen=True)
+class ArchiverSizing:
+    """How a Lambda archiver would carry the stream: batches, invocations and the concurrency reserved for it."""
+
+    shards: int
+    parallelization: int
+    records_per_invocation: float
+    invocations_per_second: float
+    invocation_ms: float
+    concurrency: int  # shards x ParallelizationFactor: what the plan reserves
+    needed: int  # concurrent invocations the archive needs with headroom
+
+    @property
+    def invocations_per_month(self) -> float:
+        return self.invocations_per_second * SECONDS_PER_MONTH
+
+    @property
+    def gb_seconds_per_month(self) -> float:
+        return ARCHIVER_MEMORY_MB / 1024 * self.invocation_ms / 1000 * self.invocations_per_month
+
+
+def size_archiver(spec: PipelineSpec, stream: StreamSizing) -> ArchiverSizing:
+    """Batches of up to 10,000 records or 300 s (capped by the 6 MB payload), one batcher per shard unless more
+    are needed; the archiver's reserved concurrency is what its mapping can run at once."""
+    work = spec.workload
+    shards = stream_shards(stream)
+    batch = plan_batches(work.records_per_second, shards, ARCHIVER_BATCH_SIZE, ARCHIVER_WINDOW_S, work.record_bytes,
+                         lambda records: archiver_invocation_ms(records, work.record_bytes))
+    invocations = work.records_per_second / batch.records_per_invocation if work.records_per_second > 0 else 0.0
+    return ArchiverSizing(shards, batch.parallelization, batch.records_per_invocation, invocations, batch.invocation_ms,
+                          shards * batch.parallelization, batch.needed)
+
+
+ArchiveKind = Literal["firehose", "lambda"]
+
+
+@dataclass(frozen=True)
+class RawArchive:
+    """The raw archive the plan builds (chosen in pipeline_aws.archiving), the archiver it would size
+    either way (for the comparison), and why."""
+
+    kind: ArchiveKind
+    archiver: ArchiverSizing
+    reasoning: list[str] = field(default_factory=list)
+
+    @property
+    def reserved_concurrency(self) -> int:
+        return self.archiver.concurrency if self.kind == "lambda" else 0

@@ -16,9 +16,11 @@ TYPES: dict[str, TerraformType] = {
     "gcp:cloudfunctionsv2/function:Function": TerraformType("google_cloudfunctions2_function"),
     "gcp:cloudrunv2/serviceIamMember:ServiceIamMember": TerraformType("google_cloud_run_v2_service_iam_member"),
     "gcp:cloudscheduler/job:Job": TerraformType("google_cloud_scheduler_job"),
+    "gcp:logging/metric:Metric": TerraformType("google_logging_metric"),
     "gcp:monitoring/alertPolicy:AlertPolicy": TerraformType(
         "google_monitoring_alert_policy", {"alertStrategy.notificationChannelStrategies": "notification_channel_strategy"}),
     "gcp:monitoring/notificationChannel:NotificationChannel": TerraformType("google_monitoring_notification_channel"),
+    "gcp:projects/iAMCustomRole:IAMCustomRole": TerraformType("google_project_iam_custom_role"),
     "gcp:projects/iAMMember:IAMMember": TerraformType("google_project_iam_member"),
     "gcp:projects/service:Service": TerraformType("google_project_service"),
     # Creating a service agent on demand exists only in the beta provider.
@@ -32,10 +34,11 @@ TYPES: dict[str, TerraformType] = {
     "gcp:storage/bucket:Bucket": TerraformType("google_storage_bucket", {"lifecycleRules": "lifecycle_rule"}),
     "gcp:storage/bucketIAMMember:BucketIAMMember": TerraformType("google_storage_bucket_iam_member"),
     "gcp:storage/bucketObject:BucketObject": TerraformType("google_storage_bucket_object"),
+    "gcp:storage/notification:Notification": TerraformType("google_storage_notification"),
 }
 
 # Attributes the Terraform schema types as maps (keys are data), not nested blocks.
 MAPS = frozenset({"labels", "user_labels", "effective_labels", "terraform_labels", "environment_variables", "headers",
-                  "attributes", "metadata", "default_labels"})
+                  "attributes", "metadata", "default_labels", "label_extractors", "custom_attributes"})
 
 MAPPING = TerraformMapping(PROVIDER, TYPES, MAPS)
