@@ -144,7 +144,7 @@ def validate(spec: SpecArg = Path("pipeline.yaml"), stack: StackOpt = None,
             fail(EXIT_BAD_INPUT, f"error: {exc}")
         problems += spec_problems(loaded, backend.check(), prefix=f"{backend.title}: ").problems
     if problems:
-        spec_failure(f"{len(problems)} problem{'s' if len(problems) != 1 else ''} for {', '.join(clouds)}", problems)
+        spec_failure(f"the spec has {len(problems)} problem{'s' if len(problems) != 1 else ''}", problems)  # each names its cloud
     s = loaded.spec
     if format is TextFormat.json:
         stages = [{"name": st.name, "trigger": st.trigger.kind} for st in s.stages]
