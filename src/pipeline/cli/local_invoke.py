@@ -108,9 +108,12 @@ def _summary(err: Console, result: Any, store: Path | None) -> None:
 
     for note in result.notes:
         say(f"note: {note}")
-    head = f"{result.stage} ({result.trigger}): {result.items:,} in, {len(result.rows):,} rows out, {len(result.dead_letters):,} dead letters"
+    head = f"{result.stage} ({result.trigger}): {result.items:,} in, {len(result.rows):,} rows out, "
+    if result.filtered:
+        head += f"{result.filtered:,} filtered out (no row, no error), "
+    head += f"{len(result.dead_letters):,} dead letter{'' if len(result.dead_letters) == 1 else 's'}"
     if result.retries:
-        head += f", {result.retries:,} retries"
+        head += f", {result.retries:,} retr{'y' if result.retries == 1 else 'ies'}"
     if result.status is not None:
         head += f"; answered {result.status}"
     say(head)

@@ -445,7 +445,7 @@ class StageRunner:
             raise BatchFailedError(settings.stage, batch_id, exc.cause) from exc.cause
         extra = [self._dead_entry(batch_id, i, raws[i], identities[i], exc, "not JSON") for i, exc in sorted(bad.items())]
         result = self._finish(batch_id, len(raws), outcome, lambda i: raws[good[i]], lambda i: identities[good[i]], extra)
-        if accumulating:
+        if accumulating and window is not None:
             window.commit(self.store)  # type: ignore[arg-type]
             self.logger.info("watermark advanced", batch=batch_id, objects=len(window.objects), until=window.until)
         return result

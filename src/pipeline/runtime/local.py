@@ -762,7 +762,7 @@ class LocalRun:
         if not stages:
             return {}
         self.writer.drain()  # every object written so far is on disk, to be listed
-        windows = {}
+        windows: dict[str, dict[str, Any]] = {}
         for stage in stages:
             settle = float(self.stages.envs[stage.name].get("PIPELINE_SCHEDULE_SETTLE_S", "0"))
             window = accumulated(self.store, self.stages.dead_letterers[stage.name].settings, tick, settle_s=settle)

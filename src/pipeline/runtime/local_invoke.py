@@ -39,6 +39,7 @@ class Invocation:
     stage: str
     trigger: str
     items: int = 0
+    filtered: int = 0  # inputs that gave no row and no dead letter
     rows: list[Any] = field(default_factory=list)
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
     retries: int = 0
@@ -49,7 +50,7 @@ class Invocation:
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"stage": self.stage, "trigger": self.trigger, "items": self.items, "rows": self.rows, "dead_letters": self.dead_letters,
+        return {"stage": self.stage, "trigger": self.trigger, "items": self.items, "filtered": self.filtered, "rows": self.rows, "dead_letters": self.dead_letters,
                 "retries": self.retries, "failed": self.failed, "output": self.output_key, "status": self.status,
                 "notes": self.notes}
 
@@ -99,7 +100,7 @@ def invoke_stage(loaded: LoadedSpec, stage_name: str, data: bytes | None, input_
             if output is not None:
                 result.rows = [json.loads(line) for line in output.splitlines() if line.strip()]
         counts = stats.get(stage.name, {})
-        result.items, result.retries = counts.get("items", 0), counts.get("retries", 0)
+        result.items, result.retries, result.filtered = counts.get("items", 0), counts.get("retries", 0), counts.get("filtered", 0)
         for bucket, key in store.written:
             if bucket == DEAD_LETTER_BUCKET:
                 result.dead_letters.extend(json.loads(line) for line in store.get(bucket, key).splitlines() if line.strip())
