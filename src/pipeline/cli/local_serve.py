@@ -66,8 +66,8 @@ def _serve(options: ServeOptions, load: Callable[[Path, str | None], Any], err: 
     try:
         try:
             session.serve()
-        except LocalRunInterrupted as exc:
-            err.print(str(exc).replace("run the same command again", "run `pipeline serve` again"), markup=False, highlight=False)
+        except LocalRunInterrupted:  # while finishing what the last server left half done
+            err.print(f"interrupted while starting; `pipeline serve` again finishes what is left ({session.root})", markup=False, highlight=False)
             return EXIT_OK
         except LocalUsageError as exc:
             err.print(f"error: {exc}", markup=False, highlight=False)

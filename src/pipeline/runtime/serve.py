@@ -214,6 +214,7 @@ class LocalServer:
 
     def post_stage(self, name: str, body: bytes, content_type: str) -> Answer:
         stage = self.spec.stage(name)
+        inflate(body, self.max_body)  # a gzip body is checked against the limit here; the runtime inflates it again
 
         def work() -> Answer:
             status, answer, _ = self.session.request(stage, body, content_type)
