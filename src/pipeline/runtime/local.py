@@ -403,6 +403,7 @@ class LocalRun:
                 self._replay()
                 self._redo_ticks()
                 self._redo_uploads()
+                self.summary.uploads_in = len(self.uploads_planned)
                 self.stream_path = self.root / RUN_DIR / STREAM_FILE
                 if self.spec.stream is not None:
                     self.stream_path.touch()
@@ -701,9 +702,10 @@ class LocalRun:
     def _redo_uploads(self) -> None:
         """Serve: uploads a killed server had planned and not finished are redone from the landing bucket
         (an upload whose file never landed was not accepted: its sender got no answer)."""
-        assert self.spec.uploads is not None or not self.uploads_planned
+        if self.spec.uploads is None:  # (a changed spec is a new run: nothing was planned)
+            return
         for number, entry in sorted(self.uploads_planned.items()):
-            if number in self.uploads_done or self.spec.uploads is None:
+            if number in self.uploads_done:
                 continue
             try:
                 data = self.store.get(self.spec.uploads.name, self.spec.uploads.prefix + entry["name"])
