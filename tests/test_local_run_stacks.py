@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from local_project import jsonl, rows, run, store_of
+from local_project import jsonl, project, rows, run, store_of
 
 from pipeline.runtime.invoke import WATERMARK
 
@@ -121,3 +121,47 @@ def test_stream_scoring_scores_what_preprocess_wrote_and_says_the_http_stage_was
     before = output.read_bytes()
     again = run(cli_env_vars, pipeline_exe, spec, "--input", readings, "--quiet")
     assert "0 processed by this run" in again.stdout and output.read_bytes() == before
+
+
+BOTH = """\
+def parse(records, context):
+    for record in records:
+        yield {"from": "stream", **record.json()}
+
+
+def take(rows, context):
+    for row in rows:
+        yield {"from": "upload", **row}
+
+
+def count(rows, context):
+    rows = list(rows)
+    yield {"rows": len(rows), "sources": sorted({row["from"] for row in rows})}
+"""
+BOTH_STAGES = """\
+  - name: parse
+    handler: handlers/h.py:parse
+    trigger: {stream: {batch_size: 10, max_batching_window_s: 1}}
+  - name: take
+    handler: handlers/h.py:take
+    trigger: {objects: {from: uploads}}
+  - name: count
+    handler: handlers/h.py:count
+    trigger: {schedule: "rate(1 hour)", from: take}
+"""
+
+
+def test_records_and_uploads_in_one_run(tmp_path: Path, pipeline_exe: str, cli_env_vars: dict[str, str]) -> None:
+    spec, data = project(tmp_path, BOTH, BOTH_STAGES, [{"n": n} for n in range(25)], header="stream: {archive: false}\nuploads: {}\n")
+    upload = tmp_path / "batch one.jsonl"  # any name: it is the object's name in the landing bucket
+    upload.write_text("".join(json.dumps({"u": n}) + "\n" for n in range(7)))
+    result = run(cli_env_vars, pipeline_exe, spec, "--input", data, "--upload", upload)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "uploads: 1 file (1 processed by this run)" in result.stdout and "records in: 25 (25 processed by this run)" in result.stdout
+    assert len(rows(spec, "parse")) == 25 and [r["u"] for r in rows(spec, "take")] == list(range(7))
+    assert (store_of(spec) / "uploads" / "uploads" / "batch one.jsonl").is_file()
+    assert (store_of(spec) / "take" / "take" / "batch=20one.jsonl").is_file()  # output keys are escaped into the portable set
+    assert rows(spec, "count") == [{"rows": 7, "sources": ["upload"]}]  # the schedule read the upload stage's output once
+    again = run(cli_env_vars, pipeline_exe, spec, "--input", data)  # the same records without the upload: another run
+    assert again.returncode == 0 and "the uploaded files (--upload) differ" in again.stderr
+    assert rows(spec, "take") == [] and len(rows(spec, "parse")) == 25
