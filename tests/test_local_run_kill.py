@@ -5,6 +5,7 @@ record lost and none written twice."""
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import os
 import random
@@ -97,12 +98,19 @@ def test_stopped_at_random_points_loses_nothing_and_duplicates_nothing(stop: sig
     expected = snapshot(clean)
     check_complete(expected)
 
-    rng = random.Random(20261122 + stop)
+    stop_again_and_again(command, cli_env_vars, stopped, stop, rounds, random.Random(20261122 + stop))
+    final = run(command, cli_env_vars, stopped)
+    assert final.returncode == 1, final.stderr
+    assert snapshot(stopped) == expected
+
+
+def stop_again_and_again(command: list[str], env: dict[str, str], stopped: Path, stop: signal.Signals, rounds: int, rng: random.Random) -> None:
+    """Start the command on the `stopped` store and stop it at a random moment once it is under way, `rounds` times."""
     stops = 0
     for _ in range(rounds):
         journal = stopped / "_run" / "journal.jsonl"
         size = journal.stat().st_size if journal.exists() else -1
-        process = subprocess.Popen([*command, "--store", str(stopped)], env=cli_env_vars, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        process = subprocess.Popen([*command, "--store", str(stopped)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 60
         while process.poll() is None and (journal.stat().st_size if journal.exists() else -1) <= size and time.monotonic() < deadline:
             time.sleep(0.02)  # until the run is under way: stopping it while Python starts up tests nothing of ours
@@ -117,6 +125,71 @@ def test_stopped_at_random_points_loses_nothing_and_duplicates_nothing(stop: sig
             assert "Traceback" not in stderr.decode() and "internal error" not in stderr.decode()
     assert stops >= rounds // 2, "the runs finished before they could be stopped; the test proves nothing"
 
+
+UPLOAD_SPEC = """\
+name: uploadkill
+uploads: {}
+stages:
+  - name: clean
+    handler: handlers/h.py:clean
+    trigger: {objects: {from: uploads}}
+  - name: summary
+    handler: handlers/h.py:summary
+    trigger: {schedule: "rate(1 hour)", from: clean}
+"""
+UPLOAD_HANDLERS = """\
+import time
+
+
+def clean(rows, context):
+    time.sleep(0.05)
+    for row in rows:
+        if row.get("poison"):
+            raise ValueError("poison row")
+        yield row
+
+
+def summary(rows, context):
+    time.sleep(0.3)  # the end-of-run schedule takes long enough to be stopped in the middle too
+    for row in rows:
+        yield {"id": row["id"], "summarised": True}
+"""
+FILES, ROWS_PER_FILE = 60, 40
+
+
+def upload_project(folder: Path) -> tuple[Path, list[Path]]:
+    """A pipeline fed by uploads only: every other file gzip-compressed, some poison rows."""
+    (folder / "handlers").mkdir(parents=True)
+    (folder / "handlers" / "h.py").write_text(UPLOAD_HANDLERS, encoding="utf-8")
+    spec = folder / "pipeline.yaml"
+    spec.write_text(UPLOAD_SPEC, encoding="utf-8")
+    files = []
+    for f in range(FILES):
+        body = "".join(json.dumps({"id": f"f{f:02d}-{n:03d}", "poison": (f * ROWS_PER_FILE + n) % 53 == 7}) + "\n" for n in range(ROWS_PER_FILE))
+        path = folder / "data" / (f"part-{f:02d}.jsonl.gz" if f % 2 else f"part-{f:02d}.jsonl")
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(gzip.compress(body.encode(), mtime=0) if f % 2 else body.encode())
+        files.append(path)
+    return spec, files
+
+
+def test_an_upload_run_killed_again_and_again_resumes_to_the_same_store(tmp_path: Path, pipeline_exe: str, cli_env_vars: dict[str, str]) -> None:
+    spec, files = upload_project(tmp_path / "project")
+    command = [pipeline_exe, "run", str(spec), *[arg for path in files for arg in ("--upload", str(path))], "--quiet"]
+    done = run(command, cli_env_vars, tmp_path / "clean")
+    assert done.returncode == 1 and f"uploads: {FILES} files ({FILES} processed by this run)" in done.stdout, done.stdout + done.stderr
+    expected = snapshot(tmp_path / "clean")
+    everything = {f"f{f:02d}-{n:03d}" for f in range(FILES) for n in range(ROWS_PER_FILE)}
+    cleaned = [json.loads(line)["id"] for key, body in expected.items() if key.startswith("clean/") for line in body.splitlines()]
+    dead = [json.loads(gzip.decompress(raw) if raw.startswith(b"\x1f\x8b") else raw)["id"]
+            for key, body in expected.items() if key.startswith("dead-letter/")
+            for raw in [base64.b64decode(json.loads(line)["data_base64"]) for line in body.splitlines()]]
+    assert len(cleaned) == len(set(cleaned)) and sorted(cleaned + dead) == sorted(everything) and dead
+    summarised = [json.loads(line)["id"] for key, body in expected.items() if key.startswith("summary/") for line in body.splitlines()]
+    assert summarised == cleaned  # the end-of-run schedule read every cleaned object once, in the order written
+
+    stopped = tmp_path / "stopped"
+    stop_again_and_again(command, cli_env_vars, stopped, signal.SIGKILL, 10, random.Random(20261130))
     final = run(command, cli_env_vars, stopped)
     assert final.returncode == 1, final.stderr
     assert snapshot(stopped) == expected

@@ -42,6 +42,9 @@ CloudsOpt = Annotated[list[str] | None, typer.Option(
     "--cloud", "-c", metavar="CLOUD[,CLOUD]", help="Clouds to use: repeat the option or give a comma list (default: aws,gcp,azure).")]
 OutputOpt = Annotated[Path | None, typer.Option("--output", "-o", metavar="FILE", help="Write to this file instead of the terminal.")]
 DEFAULT_CLOUDS = ("aws", "gcp", "azure")
+StoreOpt = Annotated[Path | None, typer.Option("--store", metavar="DIR", help="Local object store (default: .pipeline/local/<name>/<stack>/ next to the spec).")]
+FsyncOpt = Annotated[bool, typer.Option("--fsync/--no-fsync", help="fsync every object (survives power loss; kill -9 safety needs no fsync).")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Do not show handler logs and tracebacks on stderr (run.log keeps them).")]
 
 
 def _fail(code: int, message: str) -> NoReturn:
@@ -406,21 +409,72 @@ def diagram(
 def run(
     spec: SpecArg = Path("pipeline.yaml"),
     stack: StackOpt = None,
-    input: Annotated[str, typer.Option("--input", "-i", help="JSON-lines records to stream in: a file, or - for stdin.")] = "-",
-    tick: Annotated[float | None, typer.Option("--tick", min=0.1, help="Run schedule stages every this many seconds (they always run once at the end).")] = None,
-    store: Annotated[Path | None, typer.Option("--store", help="Local object store (default: .pipeline/local/<name>/<stack>/ next to the spec).")] = None,
-    fresh: Annotated[bool, typer.Option("--fresh", help="Start a new run instead of resuming (a new input or changed code starts one anyway).")] = False,
-    fsync: Annotated[bool, typer.Option("--fsync/--no-fsync", help="fsync every object (survives power loss; kill -9 safety needs no fsync).")] = True,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not show handler logs and tracebacks on stderr (run.log keeps them).")] = False,
-    watch: Annotated[bool, typer.Option("--watch", help="Run again whenever the spec, a handler or the input changes.")] = False,
+    input: Annotated[str | None, typer.Option(
+        "--input", "-i", metavar="FILE|-", help="JSON-lines records to stream in: a file, or - for stdin (the default without --upload).")] = None,
+    upload: Annotated[list[Path] | None, typer.Option(
+        "--upload", "-u", metavar="FILE",
+        help="A file (JSON lines, optionally gzip) to drop into the uploads bucket, as <uploads>/<its name>; repeat for more.")] = None,
+    tick: Annotated[float | None, typer.Option("--tick", min=0.1, metavar="SECONDS", help="Run schedule stages every this many seconds (they always run once at the end).")] = None,
+    store: StoreOpt = None,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Start a new run instead of resuming (new inputs or changed code start one anyway).")] = False,
+    fsync: FsyncOpt = True,
+    quiet: QuietOpt = False,
+    watch: Annotated[bool, typer.Option("--watch", help="Run again whenever the spec, a handler or an input file changes.")] = False,
 ) -> None:
     """Run the whole pipeline on this machine with the functions' runtime; resumable after a crash."""
     from pipeline.cli.local_run import RunOptions, run_command
 
-    options = RunOptions(spec, stack, input, tick, store, fresh, fsync, quiet)
+    options = RunOptions(spec, stack, input, tick, store, fresh, fsync, quiet, list(upload or ()))
     code = run_command(options, watch, _load, out, err)
     if code:
         raise typer.Exit(code)
+
+
+@app.command()
+def serve(
+    spec: SpecArg = Path("pipeline.yaml"),
+    stack: StackOpt = None,
+    host: Annotated[str, typer.Option("--host", metavar="ADDRESS", help="Address to listen on (anything but localhost lets other machines in).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", "-p", min=0, max=65535, help="Port to listen on (0: any free port, shown when serving).")] = 8080,
+    tick: Annotated[float | None, typer.Option("--tick", min=0.1, metavar="SECONDS", help="Also run schedule stages every this many seconds (POST /tick runs them now).")] = None,
+    max_body_mb: Annotated[int, typer.Option("--max-body-mb", min=1, max=4096, metavar="MB", help="Largest request body taken (413 beyond).")] = 64,
+    store: StoreOpt = None,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Start a new run instead of continuing the last `pipeline serve`.")] = False,
+    fsync: FsyncOpt = True,
+    quiet: QuietOpt = False,
+) -> None:
+    """Serve the pipeline over local HTTP: HTTP stages on request, records into the stream, files into the uploads bucket."""
+    from pipeline.cli.local_serve import ServeOptions, serve_command
+
+    options = ServeOptions(spec, stack, host, port, tick, max_body_mb * 1024 * 1024, store, fresh, fsync, quiet)
+    code = serve_command(options, _load, err)
+    if code:
+        raise typer.Exit(code)
+
+
+class InvokeFormat(StrEnum):
+    jsonl = "jsonl"
+    json = "json"
+
+
+@app.command()
+def invoke(
+    stage: Annotated[str, typer.Argument(metavar="STAGE", help="The stage to invoke.")],
+    spec: SpecArg = Path("pipeline.yaml"),
+    stack: StackOpt = None,
+    input: Annotated[str | None, typer.Option(
+        "--input", "-i", metavar="FILE|-",
+        help="The stage's input: stream records (one per line), an object's rows, or an HTTP request body; - for stdin.")] = None,
+    format: Annotated[InvokeFormat, typer.Option("--format", "-f", help="jsonl (the output rows, one per line) or json (everything).")] = InvokeFormat.jsonl,
+    store: Annotated[Path | None, typer.Option("--store", metavar="DIR", help="Keep the outputs and dead letters here (default: a scratch folder, removed).")] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Invoke one stage once, as its trigger would: print its output rows; exit 1 if anything was dead-lettered."""
+    from pipeline.cli.local_invoke import InvokeOptions, invoke_command
+
+    want_json_errors(format is InvokeFormat.json)
+    options = InvokeOptions(stage, spec, stack, input, format.value, store, quiet)
+    invoke_command(options, _load, out, err)
 
 
 @app.command()

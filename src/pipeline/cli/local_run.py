@@ -11,7 +11,7 @@ import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -21,20 +21,24 @@ from rich.console import Console
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
 
+DATA_SUFFIXES = (".jsonl", ".gz", ".ndjson", ".json")  # what an upload looks like, and a spec does not
+
+
 @dataclass
 class RunOptions:
     spec: Path
     stack: str | None
-    source: str
+    source: str | None  # None: no stream input (uploads only)
     tick: float | None
     store: Path | None
     fresh: bool
     fsync: bool
     quiet: bool
+    uploads: list[Path] = field(default_factory=list)
 
 
 @contextmanager
-def _stop_on_sigterm() -> Iterator[None]:
+def stop_on_sigterm() -> Iterator[None]:
     """SIGTERM stops a run like Ctrl-C does: workers stopped, queued writes landed, a resume hint."""
     from pipeline.runtime.local import Stopped
 
@@ -48,44 +52,58 @@ def _stop_on_sigterm() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+class LogShower:
+    """Handler logs, tracebacks and notes on stderr while stages run (`run`, `serve`, `invoke`)."""
+
+    def __init__(self, err: Console, quiet: bool) -> None:
+        self.err, self.quiet = err, quiet
+
+    def note(self, message: str) -> None:
+        self.err.print(f"note: {message}", markup=False, highlight=False)
+
+    def show(self, entry: dict[str, Any]) -> None:
+        from pipeline.runtime.report import log_text
+
+        text = log_text(entry)
+        if text is None or self.quiet:
+            return
+        self.line(text)
+
+    def line(self, text: str) -> None:
+        try:
+            if self.err.is_terminal:  # above a progress bar
+                self.err.print(text, markup=False, highlight=False)
+            else:
+                sys.stderr.write(text + "\n")
+                sys.stderr.flush()
+        except OSError:  # stderr went away (a closed pipe): the work goes on, the log file keeps the lines
+            self.quiet = True
+
+
 class Runner:
     """Runs the spec once per call and prints the outcome; `load` is the CLI's spec loader (exits 2 on a bad spec)."""
 
     def __init__(self, options: RunOptions, load: Callable[[Path, str | None], Any], out: Console, err: Console) -> None:
         self.options, self.load, self.out, self.err = options, load, out, err
-
-    def note(self, message: str) -> None:
-        self.err.print(f"note: {message}", markup=False, highlight=False)
-
-    def show_log(self, entry: dict[str, Any]) -> None:
-        from pipeline.runtime.report import log_text
-
-        text = log_text(entry)
-        if text is None or self.options.quiet:
-            return
-        try:
-            if self.err.is_terminal:  # above the progress bar
-                self.err.print(text, markup=False, highlight=False)
-            else:
-                sys.stderr.write(text + "\n")
-                sys.stderr.flush()
-        except OSError:  # stderr went away (a closed pipe): the run goes on, run.log keeps the lines
-            self.options.quiet = True
+        self.logs = LogShower(err, options.quiet)
+        self.note = self.logs.note
+        self.show_log = self.logs.show
 
     def once(self, loaded: Any, fresh: bool) -> int:
-        from pipeline.runtime.local import LocalRun, LocalRunError, LocalRunInterrupted, StoreConflictError
+        from pipeline.runtime.local import LocalRun, LocalRunError, LocalRunInterrupted, LocalUsageError, Upload
         from pipeline.runtime.report import progress_bar, summary_lines, summary_table
 
         options = self.options
         try:
+            uploads = [Upload.of(path) for path in options.uploads]
             with progress_bar(self.err, options.source) as progress:
                 run = LocalRun(loaded, options.store, options.tick, durable=options.fsync, fresh=fresh, progress=progress,
                                on_log=None if options.quiet else self.show_log, notify=self.note)
-                summary = run.run(options.source)
+                summary = run.run(options.source, uploads)
         except LocalRunInterrupted as exc:
             self.err.print(str(exc), markup=False, highlight=False)
             return 128 + exc.signal_number
-        except StoreConflictError as exc:
+        except LocalUsageError as exc:
             self.err.print(f"error: {exc}", markup=False, highlight=False)
             return EXIT_BAD_INPUT
         except LocalRunError as exc:
@@ -111,13 +129,13 @@ class Runner:
         options = self.options
 
         def watched() -> list[Path]:
-            return watched_files(options.spec, options.stack, loaded, options.source)
+            return watched_files(options.spec, options.stack, loaded, options.source, options.uploads)
 
         before = snapshot(watched())
         code = self.once(loaded, options.fresh)
         while code < 128:  # Ctrl-C while waiting ends the watch with the last run's exit code
             try:
-                self.err.print("watching the spec, its overlay, the handlers' folders and the input for changes (Ctrl-C to stop)",
+                self.err.print("watching the spec, its overlay, the handlers' folders and the inputs for changes (Ctrl-C to stop)",
                                markup=False, highlight=False)
                 changed = wait_for_change(watched, before)
                 self.err.print("changed: " + ", ".join(str(p) for p in changed[:5]) + ("..." if len(changed) > 5 else "")
@@ -137,21 +155,39 @@ class Runner:
 
 def run_command(options: RunOptions, watch: bool, load: Callable[[Path, str | None], Any], out: Console, err: Console) -> int:
     try:
-        with _stop_on_sigterm():
+        with stop_on_sigterm():
             return _run_command(options, watch, load, out, err)
     except KeyboardInterrupt:  # before a run took the store, or between runs: nothing to resume
         err.print("interrupted")
         return 130
 
 
+def _usage(err: Console, message: str) -> int:
+    err.print(f"error: {message}", markup=False, highlight=False)
+    return EXIT_BAD_INPUT
+
+
 def _run_command(options: RunOptions, watch: bool, load: Callable[[Path, str | None], Any], out: Console, err: Console) -> int:
+    if options.uploads and options.spec.suffix.lower() in DATA_SUFFIXES:  # `--upload a.jsonl b.jsonl`: b.jsonl became SPEC
+        return _usage(err, f"{options.spec} is taken as the spec; to upload it too, repeat --upload before each file "
+                           f"(--upload {options.uploads[-1]} --upload {options.spec})")
     if watch and options.source == "-":
-        err.print("error: --watch needs --input FILE (standard input cannot be read again)")
-        return EXIT_BAD_INPUT
-    if options.source != "-" and not Path(options.source).is_file():
-        err.print(f"error: input file {options.source} does not exist", markup=False, highlight=False)
-        return EXIT_BAD_INPUT
+        return _usage(err, "--watch needs --input FILE (standard input cannot be read again)")
+    if options.source not in (None, "-") and not Path(options.source).is_file():
+        return _usage(err, f"input file {options.source} does not exist")
+    for path in options.uploads:
+        if not path.is_file():
+            return _usage(err, f"upload {path} does not exist" if not path.exists() else f"upload {path} is not a file")
     loaded = load(options.spec, options.stack)
+    spec = loaded.spec
+    if options.source is not None and spec.stream is None:
+        return _usage(err, f"{spec.name} has no stream, so nothing reads --input records; pass its files with --upload FILE")
+    if options.uploads and spec.uploads is None:
+        return _usage(err, f"{spec.name} has no uploads bucket (add `uploads: {{}}` to the spec), so nothing reads --upload files")
+    if options.source is None and not options.uploads:
+        if spec.stream is None:
+            return _usage(err, f"{spec.name} is fed by uploads: pass its files with --upload FILE (repeat it for more files)")
+        options.source = "-"  # records from standard input, as before --upload existed
     if options.source == "-":
         if sys.stdin is None:
             err.print("error: --input - reads standard input, but it is closed; pipe the records in, or pass --input FILE")

@@ -6,4 +6,5 @@ never packaged into a function), and nothing is imported here, so `import pipeli
 """
 
 # Modules of `pipeline run` on a laptop: never packaged into a function.
-LOCAL_ONLY = ("local", "report", "lines", "worker", "stage_process", "local_deps", "watch")
+LOCAL_ONLY = ("local", "local_stages", "local_journal", "local_invoke", "serve", "report", "lines", "worker", "stage_process",
+              "local_deps", "watch")

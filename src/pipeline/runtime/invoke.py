@@ -416,19 +416,21 @@ class StageRunner:
         extra = [self._dead_entry(batch_id, i, raws[i], {**source, "line": i}, exc, "not JSON") for i, exc in sorted(bad.items())]
         return self._finish(batch_id, len(raws), outcome, lambda i: raws[good[i]], lambda i: {**source, "line": good[i]}, extra)
 
-    def run_schedule(self, tick: str) -> BatchResult:
+    def run_schedule(self, tick: str, window: Window | None = None) -> BatchResult:
         """One scheduled run, named by its scheduled time (`tick`, as `entry.tick_name` gives it).
 
         Without an input (no `from`) the handler gets no rows. With one, it gets the rows of every
         object the source wrote since the last successful run (see `accumulated`); the watermark
         moves only after this run's output is written, so a failed run is retried with the same inputs.
+        `window` is that set when the caller worked it out already (the local runner lists its store
+        and journals the window, so a resumed run reads the same objects).
         """
         batch_id = keys.schedule_batch(tick)
         settings = self.settings
         accumulating = bool(settings.input_bucket and settings.state_bucket)
         if accumulating:
             try:
-                window = accumulated(self.store, settings, tick)  # type: ignore[arg-type]
+                window = window or accumulated(self.store, settings, tick)  # type: ignore[arg-type]
                 rows, raws, identities, bad = window.read(self.store)
             except Exception as exc:  # listing or reading failed: retry the run
                 self.logger.log("ERROR", "could not read the accumulated inputs; the run will be retried", batch=batch_id, exc_info=exc)
@@ -443,7 +445,7 @@ class StageRunner:
             raise BatchFailedError(settings.stage, batch_id, exc.cause) from exc.cause
         extra = [self._dead_entry(batch_id, i, raws[i], identities[i], exc, "not JSON") for i, exc in sorted(bad.items())]
         result = self._finish(batch_id, len(raws), outcome, lambda i: raws[good[i]], lambda i: identities[good[i]], extra)
-        if accumulating:
+        if accumulating and window is not None:
             window.commit(self.store)  # type: ignore[arg-type]
             self.logger.info("watermark advanced", batch=batch_id, objects=len(window.objects), until=window.until)
         return result
@@ -558,10 +560,11 @@ class Window:
         store.put(self.settings.state_bucket, self.settings.state_prefix + WATERMARK, body)
 
 
-def accumulated(store: Any, settings: Settings, tick: str) -> Window:
+def accumulated(store: Any, settings: Settings, tick: str, settle_s: float | None = None) -> Window:
     """Objects under the input prefix modified in (watermark, scheduled time - SETTLE_S], oldest first.
 
     The cut-off comes from the scheduled time, not the clock, so a retry of the same run sees the same objects.
+    `settle_s` overrides PIPELINE_SCHEDULE_SETTLE_S (the local runner computes windows outside the stage's environment).
     """
     from datetime import UTC, datetime
 
@@ -572,7 +575,7 @@ def accumulated(store: Any, settings: Settings, tick: str) -> Window:
         if not _missing(exc):
             raise
         since = float("-inf")
-    settle = float(os.environ.get("PIPELINE_SCHEDULE_SETTLE_S", SETTLE_S))
+    settle = float(os.environ.get("PIPELINE_SCHEDULE_SETTLE_S", SETTLE_S)) if settle_s is None else settle_s
     scheduled = datetime.strptime(tick, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC).timestamp() if tick[:1].isdigit() else _now()
     until = scheduled - settle
     found = sorted((modified, key) for key, modified in store.list(settings.input_bucket, settings.input_prefix)

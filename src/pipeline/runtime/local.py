@@ -1,40 +1,41 @@
-"""`pipeline run`: the whole pipeline on this machine, through the same runtime the functions use.
+"""`pipeline run` (and the session behind `pipeline serve`): the whole pipeline on this machine,
+through the same runtime the functions use.
 
 Records from a JSON-lines file (or stdin) are batched like the stream trigger would batch them
-(batch size, batching window), archived raw, and fed to each stream stage; every output object
-triggers the stages that read it; schedule stages run on each `--tick` and once at the end.
+(batch size, batching window), archived raw, and fed to each stream stage; uploaded files land in
+the uploads bucket and trigger the object stages that read it; every output object triggers the
+stages that read it; schedule stages run on each `--tick` and once at the end, those with `from`
+over the objects their source wrote since their last successful run (the cloud's watermark).
 Buckets and keys land under `.pipeline/local/<pipeline>/<stack>/` exactly as they would in the cloud.
 
-Handlers run in one worker process per stage (`worker.py`), as they would in their own function:
-a handler that exits, crashes or runs past `timeout_s` fails that invocation, which is retried per
-the stage's `retries` and then dead-lettered, and the run goes on. Workers only compute; this
-process writes every object and the journal.
+Handlers run in one worker process per stage (`local_stages.py`), as they would in their own
+function: a handler that exits, crashes or runs past `timeout_s` fails that invocation, which is
+retried per the stage's `retries` and then dead-lettered, and the run goes on. Workers only
+compute; this process writes every object and the journal.
 
 Crash safety without a database: input record N is line N of the input, so batch boundaries
 are line ranges; before a batch runs its range (and a digest of its lines) is appended to a
-journal, after it and everything it triggered finished a `done` line follows. Outputs go to
-deterministic keys through atomic replaces. A run killed at any moment and started again replays
-the journal: done batches are skipped, planned ones are re-run with the same boundaries and
-overwrite whatever they had written. Nothing is lost and nothing is written twice.
+journal, after it and everything it triggered finished a `done` line follows. Uploads are
+journaled the same way (by their number in the run, name and digest), and so is every schedule
+tick with the window of objects each accumulating stage reads. Outputs go to deterministic keys
+through atomic replaces. A run killed at any moment and started again replays the journal: done
+inputs are skipped, planned ones are re-run with the same boundaries (a tick with the same window)
+and overwrite whatever they had written. Nothing is lost and nothing is written twice.
 
-A journal belongs to one input and one version of the code (a fingerprint of the spec and the
-handlers' files): different code, or an input that disagrees with the journal, starts a new run
-(the store is emptied first) instead of mixing outputs of two runs.
+A journal belongs to one set of inputs (the stream input, the uploaded files) and one version of
+the code (a fingerprint of the spec and the handlers' files): different code, other uploads, or a
+stream input that disagrees with the journal, starts a new run (the store is emptied first)
+instead of mixing outputs of two runs.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
-import io
-import json
 import os
-import queue
 import shutil
 import sys
 import tempfile
-import threading
 import time
 import zlib
 from bisect import bisect_right
@@ -44,32 +45,37 @@ from pathlib import Path
 from typing import IO, Any, TextIO, cast
 
 from pipeline.runtime import keys
-from pipeline.runtime.context import Context
-from pipeline.runtime.invoke import Settings, StageRunner
+from pipeline.runtime.invoke import Window, accumulated
 from pipeline.runtime.lines import LINE_WIDTH, PARTITION, LineRecord, file_chunks, pipe_chunks
-from pipeline.runtime.local_deps import RequirementsError, installed_path
+from pipeline.runtime.local_journal import Journal, QueuedWriter, RunLog, describe_os_error, whole_lines
+from pipeline.runtime.local_stages import Inputs, LocalRunError, LocalStages, Stats, add_stats, object_items, output_of, stage_env
 from pipeline.runtime.logs import JsonLogger
 from pipeline.runtime.records import Record
-from pipeline.runtime.stage_process import Reply, StageProcess
 from pipeline.runtime.store import LocalStore
 from pipeline.runtime.watch import fingerprint
 from pipeline.spec.load import LoadedSpec
 from pipeline.spec.model import StageSpec
 
+__all__ = ["LocalRun", "LocalRunError", "LocalRunInterrupted", "LocalUsageError", "Outcome", "RunSummary", "Stopped",
+           "StoreConflictError", "Upload", "default_root", "describe_os_error", "stage_env"]
+
 RAW_BUCKET = "raw"
 DEAD_LETTER_BUCKET = "dead-letter"
 RAW_CONSUMER = "@raw"
+UPLOAD = "@upload"  # journal lines of uploaded files (consumers are stage names, which never start with '@')
+TICK = "@tick"  # journal lines of schedule ticks
 DEFAULT_BATCH = 500
 RUN_DIR = "_run"  # the runner's own files; no bucket can be named so (stage names start with a letter)
 LOG_NAME = "run.log"
+STREAM_FILE = "stream.jsonl"  # `pipeline serve`: the records POSTed to the local stream, in order (its retention)
 
 
-class LocalRunError(Exception):
-    """A problem the user must fix (store in use, disk full, a handler that cannot be imported...)."""
+class LocalUsageError(LocalRunError):
+    """Bad usage rather than a failed run (exit 2): an upload that cannot be one, a store that is not this spec's."""
 
 
-class StoreConflictError(LocalRunError):
-    """The store belongs to another spec: bad usage, not a failed run."""
+class StoreConflictError(LocalUsageError):
+    """The store belongs to another spec."""
 
 
 class Stopped(KeyboardInterrupt):
@@ -93,30 +99,62 @@ def default_root(loaded: LoadedSpec) -> Path:
     return loaded.base_dir / ".pipeline" / "local" / loaded.spec.name / loaded.stack
 
 
-def describe_os_error(exc: OSError, path: Path) -> str:
-    """What failed in the environment, where, and what to do about it."""
-    where = exc.filename or path
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return (f"no space left on the device holding {where}: free some space (or pass --store with a folder on another "
-                "disk), then run the same command again; the run resumes where it stopped")
-    if exc.errno == errno.EROFS:
-        return f"{where} is on a read-only file system: pass --store with a writable folder"
-    if exc.errno in (errno.EACCES, errno.EPERM):
-        return f"permission denied for {where}: make it writable, or pass --store with a folder you can write to"
-    return f"{exc.strerror or exc} ({where})"
+def digest_of(data: bytes) -> str:
+    """Enough to notice a different input under the same journal (CRC-32 runs at memory speed)."""
+    return f"{zlib.crc32(data):08x}-{len(data)}"
 
 
-def stage_env(loaded: LoadedSpec, stage: StageSpec) -> dict[str, str]:
-    """The environment the orchestrator gives the stage's function (`pipeline.wiring.stage_env`), with local
-    bucket names (the bucket role keys) and the model as a local file."""
-    from pipeline.wiring import stage_env as wired
+@dataclass(frozen=True)
+class Upload:
+    """A file for the landing bucket: the name it lands under (`<uploads>/<name>`) and where its bytes are."""
 
-    env = {key: str(value) for key, value in wired(loaded.spec, loaded.stack, stage, lambda key: key).items()}
-    if stage.model:
-        env["PIPELINE_MODEL_PATH"] = str(loaded.base_dir / stage.model)
-    if stage.trigger.from_stage:
-        env["PIPELINE_SCHEDULE_SETTLE_S"] = "0"  # local objects are complete once written: a run takes all of them
-    return env
+    name: str
+    path: Path
+    digest: str
+
+    @classmethod
+    def of(cls, path: Path, name: str | None = None) -> Upload:
+        """A file to upload, checked: it must be a readable regular file with a name an object key can have."""
+        name = path.name if name is None else name
+        check_upload_name(name)
+        try:
+            if not path.is_file():
+                raise LocalUsageError(f"upload {path} is not a file")
+            crc, size = 0, 0
+            with path.open("rb") as handle:
+                while chunk := handle.read(1 << 20):
+                    crc, size = zlib.crc32(chunk, crc), size + len(chunk)
+        except OSError as exc:
+            raise LocalUsageError(f"cannot read upload {path}: {exc.strerror or exc}") from None
+        return cls(name, path, f"{crc:08x}-{size}")
+
+    def read(self) -> bytes:
+        try:
+            data = self.path.read_bytes()
+        except OSError as exc:
+            raise LocalUsageError(f"cannot read upload {self.path}: {exc.strerror or exc}") from None
+        if digest_of(data) != self.digest:
+            raise LocalUsageError(f"upload {self.path} changed while the run was going on; run the same command again")
+        return data
+
+
+def check_upload_name(name: str) -> None:
+    """A file name that is one object key on every cloud and one file locally (no folders, nothing hidden)."""
+    if (not name or name in (".", "..") or "/" in name or "\\" in name or name.startswith(".") or len(name.encode()) > 255
+            or any(ord(c) < 32 or ord(c) == 127 for c in name)):
+        raise LocalUsageError(f"{name!r} cannot be an upload's name: use a plain file name (no folders, not hidden, "
+                              "no control characters, at most 255 bytes), e.g. claims-2026-11-01.jsonl.gz")
+    if name.endswith(LocalStore.TMP_SUFFIX):
+        raise LocalUsageError(f"{name!r} cannot be an upload's name: the local store keeps its temporary files as *{LocalStore.TMP_SUFFIX}")
+
+
+def check_uploads(uploads: Sequence[Upload]) -> None:
+    seen: dict[str, Path] = {}
+    for upload in uploads:
+        if upload.name in seen:
+            raise LocalUsageError(f"{seen[upload.name]} and {upload.path} would both land as {upload.name!r}; "
+                                  "an upload is known by its file name: rename one")
+        seen[upload.name] = upload.path
 
 
 _COUNTS = ("invocations", "items", "rows", "filtered", "dead_letters", "retries", "failed_batches")
@@ -149,6 +187,10 @@ class RunSummary:
     batches_resumed: int = 0
     batches_skipped: int = 0
     raw_objects: int = 0
+    uploads_in: int = 0
+    uploads_this_run: int = 0
+    uploads_skipped: int = 0  # landed and processed by an earlier run of the same inputs
+    stream_input: bool = True  # False: the run had uploads only
     seconds: float = 0.0
     new_run: str | None = None  # why this run started over (None: resumed or continued the journal's run)
     stages: dict[str, StageStats] = field(default_factory=dict)
@@ -167,146 +209,10 @@ class RunSummary:
         """Something was dead-lettered or an input failed for good: the run did not succeed."""
         return any(s.dead_letters or s.failed_batches for s in self.stages.values())
 
-
-class Journal:
-    """Append-only progress log: `plan` before a batch runs, `done` after. Lines are tiny and
-    written with one `write`, so a kill leaves at most one torn last line, dropped on load.
-    The first line names the run (code fingerprint); an empty journal means a new run."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.entries: list[dict[str, Any]] = []
-        if path.exists():
-            data = path.read_bytes()
-            end = data.rfind(b"\n") + 1
-            if end < len(data):  # torn last line from a kill: cut it off before appending
-                os.truncate(path, end)
-            for line in data[:end].splitlines():
-                try:
-                    self.entries.append(json.loads(line))
-                except ValueError:
-                    continue
-        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-
     @property
-    def header(self) -> dict[str, Any] | None:
-        return self.entries[0] if self.entries and "fp" in self.entries[0] else None
-
-    def append(self, entry: dict[str, Any]) -> None:
-        os.write(self.fd, (json.dumps(entry, separators=(",", ":")) + "\n").encode())
-
-    def restart(self, header: dict[str, Any]) -> None:
-        os.ftruncate(self.fd, 0)
-        self.entries = [header]
-        self.append(header)
-
-    def close(self) -> None:
-        os.close(self.fd)
-
-
-class _Writer:
-    """Does the store's writes (and their fsyncs) and the journal's appends on one thread, in order.
-
-    The disk waits overlap the next batch's work, and FIFO order keeps the invariant crash safety
-    needs: a batch's `done` line reaches the journal only after every object it wrote was replaced.
-    A kill loses a suffix of the queue, which is the same as being killed a little earlier.
-    """
-
-    def __init__(self, store: LocalStore, depth: int = 64) -> None:
-        self.store = store
-        self.queue: queue.Queue[tuple[Callable[..., None], tuple[Any, ...]] | None] = queue.Queue(maxsize=depth)
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._work, name="pipeline-writer", daemon=True)
-        self.thread.start()
-
-    def _work(self) -> None:
-        while True:
-            job = self.queue.get()
-            try:
-                if job is None:
-                    return
-                if self.error is None:  # after a failure nothing more may land, the journal least of all
-                    job[0](*job[1])
-            except BaseException as exc:
-                self.error = exc
-            finally:
-                self.queue.task_done()
-
-    def submit(self, function: Callable[..., None], *args: Any) -> None:
-        self._check()
-        self.queue.put((function, args))
-
-    def put(self, bucket: str, key: str, data: bytes) -> None:
-        self.submit(self.store.put, bucket, key, data)
-
-    def get(self, bucket: str, key: str) -> bytes:
-        self.drain()
-        return self.store.get(bucket, key)
-
-    def drain(self) -> None:
-        self.queue.join()
-        self._check()
-
-    def _check(self) -> None:
-        if self.error is not None:
-            error = self.error
-            if isinstance(error, OSError):
-                raise LocalRunError(f"writing to the local store failed: {describe_os_error(error, Path(self.store.root))}") from error
-            raise LocalRunError(f"writing to the local store failed: {type(error).__name__}: {error}") from error
-
-    def close(self) -> None:
-        self.queue.put(None)
-        self.thread.join()
-
-
-class _RunLog(io.TextIOBase):
-    """`run.log` (JSON lines from every stage and the runner) and the live view of the same lines."""
-
-    def __init__(self, path: Path, pipeline: str, on_log: Callable[[dict[str, Any]], None] | None) -> None:
-        self.file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed by close()
-        self.pipeline, self.on_log = pipeline, on_log
-
-    def write(self, text: str) -> int:  # a JSON log line of the runner's own logger
-        self.file.write(text)
-        if self.on_log is not None:
-            for line in text.splitlines():
-                self.on_log(json.loads(line))
-        return len(text)
-
-    def worker_line(self, stage: str, text: str) -> None:
-        """A line a worker printed: a JSON log line (the handler's logger or the runtime's) or plain output."""
-        entry = None
-        if text.startswith('{"time"'):
-            with contextlib.suppress(ValueError):
-                entry = json.loads(text)
-        if isinstance(entry, dict) and "message" in entry:
-            self.file.write(text + "\n")
-        else:
-            entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z", "level": "INFO", "severity": "INFO",
-                     "message": text, "pipeline": self.pipeline, "stage": stage, "stream": "output"}
-            self.file.write(json.dumps(entry, ensure_ascii=False) + "\n")
-        if self.on_log is not None:
-            self.on_log(entry)
-
-    def restart(self) -> None:
-        self.file.seek(0)
-        self.file.truncate()
-
-    def close(self) -> None:
-        self.file.close()
-        super().close()
-
-
-class _RemoteError(Exception):
-    """A failure described by a worker process (or about it): dead letters carry its description."""
-
-    def __init__(self, info: dict[str, Any]) -> None:
-        super().__init__(f"{info.get('type')}: {info.get('message')}")
-        self.error_info = info
-
-
-def _not_loaded(items: Any, context: Context) -> Any:
-    raise RuntimeError("handlers run in the stage's worker process")
+    def not_invoked(self) -> list[str]:
+        """HTTP stages: `pipeline run` sends them no requests (`pipeline serve` and `pipeline invoke` do)."""
+        return [s.name for s in self.stages.values() if s.trigger == "http"]
 
 
 class _InputChanged(Exception):  # noqa: N818 - a signal inside the runner, never seen by users
@@ -324,7 +230,7 @@ class _Planned:
 class _Consumer:
     """Batches records for one stream consumer (a stream stage, or the raw archive)."""
 
-    def __init__(self, name: str, batch_size: int, window_s: float, process: Callable[[Sequence[LineRecord], str], dict[str, dict[str, int]]]) -> None:
+    def __init__(self, name: str, batch_size: int, window_s: float, process: Callable[[Sequence[LineRecord], str], Stats]) -> None:
         self.name, self.batch_size, self.window_s, self.process = name, batch_size, window_s, process
         self.planned: dict[int, _Planned] = {}
         self.pending: list[LineRecord] = []
@@ -333,9 +239,7 @@ class _Consumer:
 
 
 def _digest(records: Sequence[Record]) -> str:
-    """Enough to notice a different input under the same journal (CRC-32 runs at memory speed)."""
-    data = b"\n".join([r.data for r in records])
-    return f"{zlib.crc32(data):08x}-{len(data)}"
+    return digest_of(b"\n".join([r.data for r in records]))
 
 
 def _line(record: LineRecord) -> int:
@@ -391,8 +295,17 @@ class _StdinInput:
             self.spool = None
 
 
+@dataclass
+class Outcome:
+    """What one request to `pipeline serve` did: counts per stage and the objects it wrote (`bucket/key`)."""
+
+    stats: Stats = field(default_factory=dict)
+    objects: list[str] = field(default_factory=list)
+
+
 class LocalRun:
-    """One `pipeline run`: wire stages, replay the journal, stream the input through."""
+    """One `pipeline run` (`run`), or the session of a `pipeline serve` (`serve` ... `close`): wire the
+    stages, replay the journal, take the inputs through."""
 
     def __init__(self, loaded: LoadedSpec, root: Path | None = None, tick_s: float | None = None, durable: bool = True,
                  fresh: bool = False, progress: Callable[[int, int], None] | None = None,
@@ -407,50 +320,177 @@ class LocalRun:
         self.notify = notify or (lambda message: None)
         self.store = LocalStore(self.root, durable=durable)
         self.summary = RunSummary(self.spec.name, loaded.stack, self.root)
-        self.envs = {s.name: stage_env(loaded, s) for s in self.spec.stages}
-        self.processes: dict[str, StageProcess] = {}
-        self.dead_letterers: dict[str, StageRunner] = {}
-        self.retry_delay_s = 0.05
+        self.inputs: dict[str, Any] = {}
         self.primary: _Consumer | None = None
+        self.consumers: list[_Consumer] = []
         self.completed = False
         self.ticks = 0
+        self.next_tick: float | None = None
+        self.redo_left: set[tuple[str, int]] = set()  # inputs a killed run planned and did not finish (see _maybe_tick)
+        self.uploads_planned: dict[int, dict[str, Any]] = {}
+        self.uploads_done: set[int] = set()
+        self.ticks_planned: dict[str, dict[str, Any]] = {}
+        self.ticks_done: set[str] = set()
+        self.collected: Stats | None = None  # serve: the counts of the request being answered
 
-    # -- the run -----------------------------------------------------------------------------------
+    # -- one `pipeline run` -------------------------------------------------------------------------
 
-    def run(self, source: str) -> RunSummary:
-        """Stream `source` (a path, or '-' for stdin) through the pipeline; returns the summary."""
+    def run(self, source: str | None, uploads: Sequence[Upload] = ()) -> RunSummary:
+        """Land `uploads`, then stream `source` (a path, '-' for stdin, None for no stream input) through
+        the pipeline, then run the schedules once more; returns the summary."""
         started = time.monotonic()
-        try:
-            self._run(source, started)
-        except KeyboardInterrupt as exc:
-            signal_number = exc.signal_number if isinstance(exc, Stopped) else 2
-            raise LocalRunInterrupted(self._interrupted_message(), signal_number) from None
-        except OSError as exc:  # handlers run elsewhere: an OSError here is the machine's (disk, permissions, stdin)
-            raise LocalRunError(describe_os_error(exc, self.root)) from exc
+        check_uploads(uploads)
+        if uploads and self.spec.uploads is None:
+            raise LocalUsageError(f"{self.spec.name} has no uploads bucket (add `uploads: {{}}` to the spec), so nothing reads --upload files")
+        if source is not None and self.spec.stream is None:
+            raise LocalUsageError(f"{self.spec.name} has no stream, so nothing reads --input records; pass its files with --upload")
+        self.inputs = {"stream": source is not None, "uploads": [[u.name, u.digest] for u in uploads]}
+        self.summary.stream_input = source is not None
+        self.summary.uploads_in = len(uploads)
+        with self._reported():
+            self._open()
+            try:
+                self.stages.start([s for s in self.spec.stages if not s.trigger.http])  # nothing sends requests to HTTP stages
+                self._check_run()
+                data = self._input(source) if source is not None else None
+                while True:
+                    self._replay()
+                    self.next_tick = started + self.tick_s if self.tick_s else None
+                    try:
+                        self._redo_ticks()
+                        self._uploads(list(uploads))
+                        if data is not None:
+                            self._stream(data)
+                        break
+                    except _InputChanged as change:
+                        self._new_run(f"the input differs from the last run's ({change})")
+                        assert data is not None
+                        data = data.again()
+                self._schedule("end")
+                self.writer.drain()
+                self.summary.dead_letter_keys = list(self.store.keys(DEAD_LETTER_BUCKET))
+            except BaseException:
+                self._close(failed=True)
+                raise
+            self._close(failed=False)
         self.summary.seconds = time.monotonic() - started
         return self.summary
 
-    def _run(self, source: str, started: float) -> None:
-        self._open()
+    @contextlib.contextmanager
+    def _reported(self) -> Iterator[None]:
+        """Ctrl-C and SIGTERM become LocalRunInterrupted (what is done, how to resume); the machine's
+        failures a LocalRunError saying what to do (handlers run elsewhere: an OSError here is the disk's)."""
         try:
-            self._start_stages()
-            self._check_run()
-            data = self._input(source)
-            while True:
-                consumers = self._consumers()
-                try:
-                    self._stream(data, consumers, started)
-                    break
-                except _InputChanged as change:
-                    self._new_run(f"the input differs from the last run's ({change})")
-                    data = data.again()
-            self._schedule("end")
+            yield
+        except KeyboardInterrupt as exc:
+            signal_number = exc.signal_number if isinstance(exc, Stopped) else 2
+            raise LocalRunInterrupted(self._interrupted_message(), signal_number) from None
+        except OSError as exc:
+            raise LocalRunError(describe_os_error(exc, self.root)) from exc
+
+    # -- the session of `pipeline serve` ------------------------------------------------------------
+
+    def serve(self) -> None:
+        """Take the store for serving: continue the last `pipeline serve` of this code (finishing what a
+        killed one left half done, from its journal and the records it kept), or start a new run."""
+        self.inputs = {"serve": True}
+        self.summary.stream_input = self.spec.stream is not None
+        with self._reported():
+            self._open()
+            try:
+                self.stages.start(self.spec.stages)
+                self._check_run()
+                self._replay()
+                self._redo_ticks()
+                self._redo_uploads()
+                self.summary.uploads_in = len(self.uploads_planned)
+                self.stream_path = self.root / RUN_DIR / STREAM_FILE
+                if self.spec.stream is not None:
+                    self.stream_path.touch()
+                    whole_lines(self.stream_path)  # records of a request a kill cut short were never accepted
+                    try:
+                        self.next_line = self._stream(_FileInput(self.stream_path)) + 1
+                    except _InputChanged as change:
+                        self._new_run(f"the records kept in {self.stream_path} disagree with its journal ({change})")
+                        self._replay()
+                        self.stream_path.touch()
+                        self.next_line = 1
+                    self.writer.drain()
+            except BaseException:
+                self._close(failed=True)
+                raise
+
+    def add_records(self, lines: Sequence[bytes]) -> Outcome:
+        """Records into the local stream: kept (the stream's retention), batched like `run` batches them,
+        and processed before returning; the last partial batch closes as if its window had passed."""
+        with self._reported(), self._collecting() as outcome:
+            first = self.next_line
+            with open(self.stream_path, "ab") as handle:  # one write: a kill leaves whole lines, or a torn last one serve() drops
+                handle.write(b"".join(line + b"\n" for line in lines))
+                handle.flush()
+                if self.store.durable:
+                    os.fsync(handle.fileno())
+            self.next_line += len(lines)
+            now = time.monotonic()
+            arrival = time.time()
+            records = [LineRecord(line, first + i, arrival) for i, line in enumerate(lines)]
+            self.summary.records_in += len(records)
+            for consumer in self.consumers:
+                self._offer(consumer, records, now)
+            for consumer in self.consumers:
+                if consumer.pending:
+                    self._flush(consumer)
             self.writer.drain()
-            self.summary.dead_letter_keys = list(self.store.keys(DEAD_LETTER_BUCKET))
-        except BaseException:
-            self._close(failed=True)
-            raise
-        self._close(failed=False)
+        return outcome
+
+    def add_upload(self, name: str, data: bytes) -> Outcome:
+        """A file dropped into the landing bucket: it lands under `<uploads>/<name>` and triggers the object
+        stages that read the uploads, as an object-created event would (the same name again: a new event)."""
+        check_upload_name(name)
+        with self._reported(), self._collecting() as outcome:
+            number = max(self.uploads_planned, default=0) + 1
+            self.summary.uploads_in += 1
+            self._land(number, name, data)
+            self.writer.drain()
+        return outcome
+
+    def tick(self) -> tuple[str, Outcome]:
+        """Run every schedule stage once now, like a `--tick` of `pipeline run`."""
+        with self._reported(), self._collecting() as outcome:
+            self.ticks += 1
+            name = f"local-{self.ticks:06d}"
+            self._schedule(name)
+            self.writer.drain()
+        return name, outcome
+
+    def request(self, stage: StageSpec, body: bytes, content_type: str) -> tuple[int, dict[str, Any], Outcome]:
+        """One request to an HTTP stage: (status, answer, what it did). A persisted answer triggers the stages that read it."""
+        with self._reported(), self._collecting() as outcome:
+            stats: Stats = {}
+            status, answer, reply = self.stages.call_http(stage, body, content_type, stats)
+            output = output_of(reply, stage) if reply.status == "ok" else None
+            if output is not None:
+                self._fan_out(stage.name, reply.result["output_key"], output, stats)
+            self._count(stats)
+            self.writer.drain()
+        return status, answer, outcome
+
+    def close(self, failed: bool = False) -> None:
+        self._close(failed)
+
+    @contextlib.contextmanager
+    def _collecting(self) -> Iterator[Outcome]:
+        """The counts of everything done inside and the objects written (serve answers each request with them)."""
+        outcome = Outcome()
+        written: list[tuple[str, str]] = []
+        self.collected, self.writer.written = outcome.stats, written
+        try:
+            yield outcome
+        finally:
+            self.collected, self.writer.written = None, None
+            outcome.objects = [f"{bucket}/{key}" for bucket, key in written]
+
+    # -- the store and the journal's run ------------------------------------------------------------
 
     def _open(self) -> None:
         """Lock the store, check it is this spec's, open the journal and the log."""
@@ -461,22 +501,17 @@ class LocalRun:
             fcntl.flock(self.lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(self.lock)
-            raise LocalRunError(f"another `pipeline run` is using {self.root}; wait for it or stop it") from None
+            raise LocalRunError(f"another `pipeline run` or `pipeline serve` is using {self.root}; wait for it or stop it") from None
         try:
             self._claim(run_dir / "spec")
             self.journal = Journal(run_dir / "journal.jsonl")
-            self.run_log = _RunLog(self.root / LOG_NAME, self.spec.name, self.on_log)
-            self.writer = _Writer(self.store)
+            self.run_log = RunLog(self.root / LOG_NAME, self.spec.name, self.on_log)
+            self.writer = QueuedWriter(self.store)
         except BaseException:
             os.close(self.lock)
             raise
-        logger = JsonLogger(cast(TextIO, self.run_log), flush=False, pipeline=self.spec.name, logger="runner")
-        for stage in self.spec.stages:
-            env = self.envs[stage.name]
-            stage_logger = logger.bind(stage=stage.name)
-            self.dead_letterers[stage.name] = StageRunner(Settings.from_env(env), _not_loaded, self.writer,
-                                                          Context(stage.name, logger=stage_logger, env=env), stage_logger)
-        self.logger = logger
+        self.logger = JsonLogger(cast(TextIO, self.run_log), flush=False, pipeline=self.spec.name, logger="runner")
+        self.stages = LocalStages(self.loaded, self.writer, self.logger, self.run_log.worker_line, self.notify)
 
     def _claim(self, owner: Path) -> None:
         """Two specs must never share (or empty) one store: the first to use it owns it while it exists."""
@@ -492,7 +527,7 @@ class LocalRun:
             owner.write_text(mine + "\n", encoding="utf-8")
 
     def _check_run(self) -> None:
-        """Resume the journal's run, or start a new one when asked to or when the code changed."""
+        """Resume the journal's run, or start a new one when asked to, or when the code or the inputs changed."""
         self.fingerprint = fingerprint(self.loaded)
         header = self.journal.header
         if self.fresh:
@@ -501,7 +536,8 @@ class LocalRun:
             self._new_run("the store holds a run of another version of pipeline" if self.journal.entries else None)
         elif header.get("fp") != self.fingerprint:
             self._new_run("the spec or the stages' code changed since the last run")
-        self.completed = any(e.get("tick") == "end" for e in self.journal.entries)
+        elif header.get("inputs") != self.inputs:
+            self._new_run(_inputs_changed(header.get("inputs"), self.inputs))
 
     def _new_run(self, reason: str | None) -> None:
         """Empty the store and start the journal over. The journal goes first: killed half-way, the
@@ -510,24 +546,26 @@ class LocalRun:
             self.notify(f"{reason}: starting a new run in {self.root}")
         self.summary.new_run = reason or "new"
         self.writer.drain()
-        self.journal.restart({"c": "run", "fp": self.fingerprint, "spec": str(self.loaded.path.resolve()), "stack": self.loaded.stack})
+        self.journal.restart({"c": "run", "fp": self.fingerprint, "spec": str(self.loaded.path.resolve()), "stack": self.loaded.stack,
+                              "inputs": self.inputs})
         for child in self.root.iterdir():
             if child.name not in (RUN_DIR, LOG_NAME):
                 if child.is_dir() and not child.is_symlink():
                     shutil.rmtree(child)
                 else:
                     child.unlink()
+        with contextlib.suppress(FileNotFoundError):
+            (self.root / RUN_DIR / STREAM_FILE).unlink()
         self.run_log.restart()
         self.summary.stages = {s.name: StageStats(s.name, s.trigger.kind) for s in self.spec.stages}
         self.summary.raw_objects = self.summary.records_this_run = self.summary.batches_skipped = self.summary.batches_resumed = 0
+        self.summary.uploads_this_run = self.summary.uploads_skipped = 0
         self.completed = False
 
     def _close(self, failed: bool) -> None:
         """Stop the workers (at once when failing), let queued writes land, release the store.
         On the way out of a failure, a second failure here (the disk is still full) is not the news."""
-        for process in self.processes.values():
-            with contextlib.suppress(Exception):
-                process.stop(kill=failed)
+        self.stages.stop(kill=failed)
         steps: list[Callable[[], None]] = [self.writer.close, self.journal.close, self.run_log.close, lambda: os.close(self.lock)]
         for step in steps:
             try:
@@ -537,143 +575,17 @@ class LocalRun:
                     raise
 
     def _interrupted_message(self) -> str:
-        done = sum(p.count for p in self.primary.planned.values() if p.done) if self.primary else 0
+        records = sum(p.count for p in self.primary.planned.values() if p.done) if self.primary else 0
+        files = len(self.uploads_done)
+        done = ", ".join(part for part in (f"{records:,} records" if records else "", f"{files:,} uploaded files" if files else "") if part)
         if not done:
-            return f"interrupted before any record was done; run the same command again to start ({self.root})"
-        return (f"interrupted: {done:,} records are done and kept in {self.root}; the batches in progress will be redone. "
+            return f"interrupted before any input was done; run the same command again to start ({self.root})"
+        return (f"interrupted: {done} are done and kept in {self.root}; the inputs in progress will be redone. "
                 "Run the same command again to resume, or add --fresh to start over")
 
-    # -- stages --------------------------------------------------------------------------------------
-
-    def _start_stages(self) -> None:
-        """Install requirements, start every stage's worker and wait until each imported its handler:
-        a handler that cannot even be imported stops the run before any input is taken."""
-        base = self.loaded.base_dir
-        # This shell's environment, less the runtime's own settings: a stage sees only its own wiring.
-        inherited = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_") or k == "PIPELINE_LOG_LEVEL"}
-        for stage in self.spec.stages:
-            paths = []
-            if stage.requirements:
-                shown = f"the requirements of stage {stage.name} ({stage.requirements})"
-                try:
-                    installed = installed_path(base, base / stage.requirements, shown, self.notify)
-                except RequirementsError as exc:
-                    raise LocalRunError(f"stage {stage.name}: {exc}") from None
-                if installed is not None:
-                    paths.append(str(installed))
-            process = StageProcess(stage.name, {**inherited, **self.envs[stage.name]}, base, paths, stage.timeout_s,
-                                   self.run_log.worker_line)
-            self.processes[stage.name] = process
-            process.spawn()
-        for stage in self.spec.stages:
-            error = self.processes[stage.name].ready()
-            if error is not None:
-                raise LocalRunError(self._load_failure(stage, error))
-
-    @staticmethod
-    def _load_failure(stage: StageSpec, error: dict[str, Any]) -> str:
-        text = f"stage {stage.name}: its handler {stage.handler} could not be loaded: {error.get('type')}: {error.get('message')}"
-        where = error.get("traceback") or []
-        if where:
-            text += "\n  at " + "\n  at ".join(where)
-        if error.get("type") == "ModuleNotFoundError":
-            text += ("\n  list the package in the stage's requirements file" if not stage.requirements else
-                     f"\n  is it listed in {stage.requirements}, under the name it is imported by?")
-        return text
-
-    def _invoke(self, stage: StageSpec, request: tuple[Any, ...], batch_id: str, inputs: Callable[[], tuple[list[bytes], list[dict[str, Any]]]],
-                stats: dict[str, dict[str, int]]) -> None:
-        """Run one input in the stage's worker with the stage's retries; when they are exhausted, dead-letter it."""
-        process = self.processes[stage.name]
-        entry = stats.setdefault(stage.name, {})
-        entry["invocations"] = entry.get("invocations", 0) + 1
-        attempts = stage.retries + 1
-        reply: Reply | None = None
-        for attempt in range(1, attempts + 1):
-            reply = process.call(request)
-            if reply.status == "ok":
-                break
-            error = reply.error or {}
-            if reply.status == "crashed":  # the worker logged handler failures itself; this one it could not
-                self.logger.log("ERROR", f"{error.get('type')}: {error.get('message')}", stage=stage.name, batch=batch_id,
-                                attempt=attempt, of=attempts, where=error.get("traceback") or None)
-            if attempt < attempts:
-                entry["retries"] = entry.get("retries", 0) + 1
-                time.sleep(min(1.0, self.retry_delay_s * 2 ** (attempt - 1)))
-        assert reply is not None
-        if reply.status != "ok":
-            raws, identities = inputs()
-            failed = self.dead_letterers[stage.name].dead_letter_all(batch_id, raws, identities, _RemoteError(reply.error or {}))
-            entry["failed_batches"] = entry.get("failed_batches", 0) + 1
-            entry["items"] = entry.get("items", 0) + failed.items
-            entry["dead_letters"] = entry.get("dead_letters", 0) + failed.dead_letters
-            return
-        result = reply.result
-        output: bytes | None = None
-        for bucket, key, data in reply.puts:
-            self.writer.put(bucket, key, data)
-            if key == result["output_key"] and bucket == stage.name:
-                output = data
-        items, rows, dead = result["items"], result["rows"], result["dead_letters"]
-        entry["items"] = entry.get("items", 0) + items
-        entry["rows"] = entry.get("rows", 0) + rows
-        entry["dead_letters"] = entry.get("dead_letters", 0) + dead
-        entry["filtered"] = entry.get("filtered", 0) + max(0, items - rows - dead)
-        if output is not None:
-            self._fan_out(stage, result["output_key"], output, stats)
-
-    def _fan_out(self, stage: StageSpec, key: str, data: bytes, stats: dict[str, dict[str, int]]) -> None:
-        """A new object in the stage's bucket: run every stage that reads it, like the object trigger."""
-        bucket = stage.name
-
-        def inputs() -> tuple[list[bytes], list[dict[str, Any]]]:
-            raws = [line for line in data.split(b"\n") if line.strip()]
-            return raws, [{"bucket": bucket, "key": key, "line": i} for i in range(len(raws))]
-
-        for consumer in self.spec.consumers_of(stage.name):
-            if not consumer.trigger.objects:
-                continue  # a schedule reading these objects takes them on its next run
-            self._invoke(consumer, ("object", bucket, key, data), keys.object_batch(key, f"{bucket}/"), inputs, stats)
-
-    def _stream_stage(self, stage: StageSpec) -> Callable[[Sequence[LineRecord], str], dict[str, dict[str, int]]]:
-        def process(records: Sequence[LineRecord], batch_id: str) -> dict[str, dict[str, int]]:
-            stats: dict[str, dict[str, int]] = {}
-            request = ("stream", batch_id, [r.data for r in records], [r.line for r in records], [r.arrival_time for r in records])
-            self._invoke(stage, request, batch_id, lambda: ([r.data for r in records], [r.describe() for r in records]), stats)
-            return stats
-        return process
-
-    def _raw_archive(self, records: Sequence[LineRecord], batch_id: str) -> dict[str, dict[str, int]]:
-        body = b"\n".join([r.data for r in records]) + b"\n"
-        self.writer.put(RAW_BUCKET, keys.raw_key(batch_id), body)
-        return {RAW_CONSUMER: {"invocations": 1, "items": len(records)}}
-
-    def _schedule(self, tick: str) -> None:
-        done = {e["tick"] for e in self.journal.entries if "tick" in e}
-        if tick in done:
-            return
-        stats: dict[str, dict[str, int]] = {}
-        for stage in self.spec.stages:
-            if stage.trigger.schedule:
-                self._invoke(stage, ("schedule", tick), keys.schedule_batch(tick), lambda: ([], []), stats)
-        self._record_done({"c": "schedule", "tick": tick, "st": "done", "stats": stats})
-
-    def _record_done(self, entry: dict[str, Any]) -> None:
-        self.writer.submit(self.journal.append, entry)
-        self.journal.entries.append(entry)
-        self._count(entry["stats"])
-
-    def _count(self, stats: dict[str, dict[str, int]]) -> None:
-        for name, values in stats.items():
-            if name == RAW_CONSUMER:
-                self.summary.raw_objects += values.get("invocations", 0)
-            elif name in self.summary.stages:
-                self.summary.stages[name].add(values)
-
-    # -- batching ----------------------------------------------------------------------------------
-
-    def _consumers(self) -> list[_Consumer]:
-        """The stream consumers, with the batches the journal planned (and counts of those done)."""
+    def _replay(self) -> None:
+        """The journal's run so far: each stream consumer's planned batches, the uploads and ticks planned
+        and done, and the counts of everything done."""
         self.summary.stages = {s.name: StageStats(s.name, s.trigger.kind) for s in self.spec.stages}
         self.summary.raw_objects = 0
         consumers = []
@@ -686,22 +598,205 @@ class LocalRun:
             trigger = stage.trigger.stream
             assert trigger is not None
             consumers.append(_Consumer(stage.name, trigger.batch_size, trigger.max_batching_window_s, self._stream_stage(stage)))
+        self.consumers = consumers
         self.primary = consumers[0] if consumers else None
         by_name = {c.name: c for c in consumers}
+        self.uploads_planned, self.uploads_done, self.ticks_planned, self.ticks_done = {}, set(), {}, set()
         for entry in self.journal.entries:
-            if "tick" in entry:
-                self._count(entry["stats"])
+            kind, state = entry.get("c"), entry.get("st")
+            if kind == UPLOAD:
+                if state == "plan":
+                    self.uploads_planned[entry["u"]] = entry
+                elif state == "done":
+                    self.uploads_done.add(entry["u"])
+                    self._count(entry["stats"])
+            elif kind == TICK:
+                if state == "plan":
+                    self.ticks_planned[entry["tick"]] = entry
+                elif state == "done":
+                    self.ticks_done.add(entry["tick"])
+                    self._count(entry["stats"])
+            elif (consumer := by_name.get(str(kind))) is not None and "s" in entry:
+                if state == "plan":
+                    consumer.planned[entry["s"]] = _Planned(entry["e"], entry["n"], entry["h"])
+                elif state == "done" and entry["s"] in consumer.planned:
+                    consumer.planned[entry["s"]].done = True
+                    self._count(entry["stats"])
+        self.ticks = len([t for t in self.ticks_planned if t != "end"])
+        self.completed = "end" in self.ticks_done
+        self.redo_left = {(c.name, first) for c in consumers for first, p in c.planned.items() if not p.done}
+        self.redo_left |= {(UPLOAD, n) for n in self.uploads_planned if n not in self.uploads_done}
+
+    # -- invoking stages ----------------------------------------------------------------------------
+
+    def _invoke(self, stage: StageSpec, request: tuple[Any, ...], batch_id: str, inputs: Inputs, stats: Stats) -> None:
+        """One input of a stage (retried, then dead-lettered); its output triggers the stages that read it."""
+        reply = self.stages.call(stage, request, batch_id, inputs, stats)
+        output = output_of(reply, stage) if reply is not None else None
+        if reply is not None and output is not None:
+            self._fan_out(stage.name, reply.result["output_key"], output, stats)
+
+    def _fan_out(self, source: str, key: str, data: bytes, stats: Stats) -> None:
+        """A new object in `source`'s bucket (a stage's, or the uploads'): run every stage that reads it on
+        each object, like the object trigger. Schedules reading it take it on their next run."""
+        bucket = source  # local buckets are named by their role key
+        inputs = object_items(bucket, key, data)
+        for consumer in self.spec.consumers_of(source):
+            if consumer.trigger.objects:
+                self._invoke(consumer, ("object", bucket, key, data), keys.object_batch(key, f"{source}/"), inputs, stats)
+
+    def _stream_stage(self, stage: StageSpec) -> Callable[[Sequence[LineRecord], str], Stats]:
+        def process(records: Sequence[LineRecord], batch_id: str) -> Stats:
+            stats: Stats = {}
+            request = ("stream", batch_id, [r.data for r in records], [r.line for r in records], [r.arrival_time for r in records])
+            self._invoke(stage, request, batch_id, lambda: ([r.data for r in records], [r.describe() for r in records]), stats)
+            return stats
+        return process
+
+    def _raw_archive(self, records: Sequence[LineRecord], batch_id: str) -> Stats:
+        body = b"\n".join([r.data for r in records]) + b"\n"
+        self.writer.put(RAW_BUCKET, keys.raw_key(batch_id), body)
+        return {RAW_CONSUMER: {"invocations": 1, "items": len(records)}}
+
+    def _record_done(self, entry: dict[str, Any]) -> None:
+        self.writer.submit(self.journal.append, entry)
+        self.journal.entries.append(entry)
+        self._count(entry["stats"])
+
+    def _count(self, stats: Stats) -> None:
+        for name, values in stats.items():
+            if name == RAW_CONSUMER:
+                self.summary.raw_objects += values.get("invocations", 0)
+            elif name in self.summary.stages:
+                self.summary.stages[name].add(values)
+            if self.collected is not None:
+                add_stats(self.collected, name, values)
+
+    # -- uploads -------------------------------------------------------------------------------------
+
+    def _uploads(self, uploads: list[Upload]) -> None:
+        """Land each file (in order) unless an earlier run of the same inputs did; a tick may come between files."""
+        for number, upload in enumerate(uploads, start=1):
+            if number in self.uploads_done:
+                self.summary.uploads_skipped += 1
                 continue
-            consumer = by_name.get(entry.get("c", ""))
-            if consumer is None or "s" not in entry:
+            self._land(number, upload.name, upload.read())
+            self._maybe_tick(time.monotonic())
+
+    def _land(self, number: int, name: str, data: bytes) -> None:
+        """Upload number `number` lands in the uploads bucket and triggers its readers: planned, then done."""
+        assert self.spec.uploads is not None
+        bucket, key = self.spec.uploads.name, self.spec.uploads.prefix + name
+        if number not in self.uploads_planned:
+            entry = {"c": UPLOAD, "st": "plan", "u": number, "name": name, "h": digest_of(data)}
+            self.writer.submit(self.journal.append, entry)
+            self.uploads_planned[number] = entry
+        self.writer.put(bucket, key, data)
+        stats: Stats = {}
+        self._fan_out(bucket, key, data, stats)
+        self._record_done({"c": UPLOAD, "st": "done", "u": number, "stats": stats})
+        self.uploads_done.add(number)
+        self.redo_left.discard((UPLOAD, number))
+        self.summary.uploads_this_run += 1
+
+    def _redo_uploads(self) -> None:
+        """Serve: uploads a killed server had planned and not finished are redone from the landing bucket
+        (an upload whose file never landed was not accepted: its sender got no answer)."""
+        if self.spec.uploads is None:  # (a changed spec is a new run: nothing was planned)
+            return
+        for number, entry in sorted(self.uploads_planned.items()):
+            if number in self.uploads_done:
                 continue
-            if entry["st"] == "plan":
-                consumer.planned[entry["s"]] = _Planned(entry["e"], entry["n"], entry["h"])
-            elif entry["st"] == "done" and entry["s"] in consumer.planned:
-                consumer.planned[entry["s"]].done = True
-                self._count(entry["stats"])
-        self.ticks = sum(1 for e in self.journal.entries if e.get("tick", "end") != "end")
-        return consumers
+            try:
+                data = self.store.get(self.spec.uploads.name, self.spec.uploads.prefix + entry["name"])
+            except FileNotFoundError:
+                data = None
+            if data is None or digest_of(data) != entry["h"]:
+                self.notify(f"upload {entry['name']!r} was cut short by the last stop and is dropped; send it again")
+                self._record_done({"c": UPLOAD, "st": "done", "u": number, "stats": {}})
+                self.redo_left.discard((UPLOAD, number))
+                continue
+            self._land(number, entry["name"], data)
+
+    # -- schedules -----------------------------------------------------------------------------------
+
+    def _maybe_tick(self, now: float) -> None:
+        """Run the schedules when `--tick` says so. Not while inputs a killed run left half done are
+        still to be redone: a redone input rewrites its objects (new modification times), and a window
+        taken before that would see them twice."""
+        if self.next_tick is not None and self.tick_s and now >= self.next_tick and not self.redo_left:
+            self.ticks += 1
+            self._schedule(f"local-{self.ticks:06d}")
+            self.next_tick = now + self.tick_s
+
+    def _redo_ticks(self) -> None:
+        """Ticks a killed run planned and did not finish, first, with the windows it journaled."""
+        for tick in list(self.ticks_planned):
+            if tick not in self.ticks_done:
+                self._schedule(tick)
+
+    def _schedule(self, tick: str) -> None:
+        """Every schedule stage once, for tick `tick`: planned (with the window of each stage that reads
+        accumulated objects), run, done. A planned tick runs again with the same windows."""
+        if tick in self.ticks_done:
+            return
+        plan = self.ticks_planned.get(tick)
+        if plan is None:
+            plan = {"c": TICK, "st": "plan", "tick": tick, "windows": self._windows(tick)}
+            self.writer.submit(self.journal.append, plan)
+            self.ticks_planned[tick] = plan
+        stats: Stats = {}
+        for stage in self.spec.stages:
+            if not stage.trigger.schedule:
+                continue
+            window = plan["windows"].get(stage.name)
+            if window is None:
+                self._invoke(stage, ("schedule", tick), keys.schedule_batch(tick), lambda: ([], []), stats)
+            else:
+                self._run_window(stage, tick, window, stats)
+        self._record_done({"c": TICK, "st": "done", "tick": tick, "stats": stats})
+        self.ticks_done.add(tick)
+
+    def _windows(self, tick: str) -> dict[str, dict[str, Any]]:
+        """What each schedule with `from` reads this tick: the objects its source wrote after its watermark
+        (the cloud runtime's `accumulated`, on the local store)."""
+        stages = [s for s in self.spec.stages if s.trigger.schedule and s.trigger.from_stage]
+        if not stages:
+            return {}
+        self.writer.drain()  # every object written so far is on disk, to be listed
+        windows: dict[str, dict[str, Any]] = {}
+        for stage in stages:
+            settle = float(self.stages.envs[stage.name].get("PIPELINE_SCHEDULE_SETTLE_S", "0"))
+            window = accumulated(self.store, self.stages.dead_letterers[stage.name].settings, tick, settle_s=settle)
+            windows[stage.name] = {"since": window.since, "until": window.until, "objects": window.objects}
+        self._wait_past(max(w["until"] for w in windows.values()))
+        return windows
+
+    def _wait_past(self, moment: float) -> None:
+        """Until the file system stamps new files later than `moment`, the cut-off of the windows just taken:
+        its clock ticks coarsely (a few ms, or a second on some), and an object written in the same tick
+        as the cut-off would have a time inside this window without being read by it, and so be lost."""
+        probe = self.root / RUN_DIR / "clock"
+        deadline = time.monotonic() + 3
+        probe.touch()
+        while time.monotonic() < deadline:
+            os.utime(probe)
+            if probe.stat().st_mtime > moment:
+                return
+            time.sleep(0.002)
+
+    def _run_window(self, stage: StageSpec, tick: str, window: dict[str, Any], stats: Stats) -> None:
+        """A schedule over accumulated objects: the runner reads the window's objects and sends their bytes;
+        the worker runs the handler and returns the output, then the new watermark (written in that order)."""
+        settings = self.stages.dead_letterers[stage.name].settings
+        since, until, names = window["since"], window["until"], window["objects"]
+        objects = [(key, self.writer.get(settings.input_bucket, key)) for key in names]
+
+        def inputs() -> tuple[list[bytes], list[dict[str, Any]]]:
+            _, raws, identities, _ = Window(settings, since, until, names).read(self.store)
+            return raws, identities
+
+        self._invoke(stage, ("window", tick, since, until, objects), keys.schedule_batch(tick), inputs, stats)
 
     def _flush(self, consumer: _Consumer) -> None:
         records = consumer.pending
@@ -729,6 +824,7 @@ class LocalRun:
         if consumer is self.primary:
             self.summary.records_this_run += len(records)
         consumer.planned[first].done = True
+        self.redo_left.discard((consumer.name, first))
         self._record_done({"c": consumer.name, "st": "done", "s": first, "stats": stats})
 
     def _offer(self, consumer: _Consumer, records: list[LineRecord], now: float) -> None:
@@ -756,8 +852,8 @@ class LocalRun:
                 if len(consumer.pending) >= consumer.batch_size:
                     self._flush(consumer)
 
-    def _expire(self, consumers: list[_Consumer], now: float) -> None:
-        for consumer in consumers:
+    def _expire(self, now: float) -> None:
+        for consumer in self.consumers:
             if consumer.pending and consumer.target is None and now - consumer.first_arrival >= consumer.window_s:
                 self._flush(consumer)
 
@@ -776,13 +872,12 @@ class LocalRun:
         windows = [s.trigger.stream.max_batching_window_s for s in self.spec.stages if s.trigger.stream and s.trigger.stream.max_batching_window_s > 0]
         return _StdinInput(fd, min([*windows, 1.0]), spool=len(self.journal.entries) > 1)
 
-    def _stream(self, data: _FileInput | _StdinInput, consumers: list[_Consumer], started: float) -> None:
-        """Turn lines into Records (line number = sequence; id = line + CRC of the bytes) and batch them."""
-        summary = self.summary
-        progress, tick_s = self.progress, self.tick_s
-        next_tick = started + tick_s if tick_s else None
+    def _stream(self, data: _FileInput | _StdinInput) -> int:
+        """Turn lines into Records (line number = sequence; id = line + CRC of the bytes) and batch them.
+        Returns the number of lines read."""
+        summary, consumers, progress = self.summary, self.consumers, self.progress
         mtime = data.arrival
-        timed = mtime is None or next_tick is not None
+        timed = mtime is None or self.next_tick is not None
         line_no = records_in = read_bytes = last_record = 0
         planned_until = max((p.last for c in consumers for p in c.planned.values()), default=0)
         for chunk in data.chunks():
@@ -807,11 +902,8 @@ class LocalRun:
                 if progress is not None:
                     progress(records_in, read_bytes)
             if timed:
-                self._expire(consumers, now)
-                if next_tick is not None and tick_s and now >= next_tick:
-                    self.ticks += 1
-                    self._schedule(f"local-{self.ticks:06d}")
-                    next_tick = now + tick_s
+                self._expire(now)
+                self._maybe_tick(now)
         for consumer in consumers:
             if consumer.pending:
                 if consumer.target is not None and consumer.pending[-1].line < consumer.target.last:
@@ -821,3 +913,17 @@ class LocalRun:
             if later:
                 raise _InputChanged(f"it ends before line {min(later)}")
         summary.records_in = records_in
+        return line_no
+
+
+def _inputs_changed(old: dict[str, Any] | None, new: dict[str, Any]) -> str:
+    """Why the journal's run is not this one, in the user's words."""
+    if not isinstance(old, dict):
+        return "the store holds a run of another version of pipeline"
+    if old.get("serve") and not new.get("serve"):
+        return "the store holds the run of a `pipeline serve`"
+    if new.get("serve"):
+        return "the store holds a `pipeline run` (`pipeline serve` continues only its own runs)"
+    if old.get("stream") != new.get("stream"):
+        return "the last run had a stream input (--input) and this one has none" if old.get("stream") else "the last run had no stream input (--input)"
+    return "the uploaded files (--upload) differ from the last run's"

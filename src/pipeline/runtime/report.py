@@ -20,13 +20,14 @@ from pipeline.runtime.logs import LEVELS
 
 
 @contextmanager
-def progress_bar(console: Console, source: str) -> Iterator[Callable[[int, int], None]]:
-    """Yield a `progress(records, bytes_read)` callback; bytes drive the bar for files, records for stdin."""
-    total = os.path.getsize(source) if source != "-" and os.path.isfile(source) else None
+def progress_bar(console: Console, source: str | None) -> Iterator[Callable[[int, int], None]]:
+    """Yield a `progress(records, bytes_read)` callback; bytes drive the bar for files, records for stdin
+    (no bar without a stream input)."""
+    total = os.path.getsize(source) if source not in (None, "-") and os.path.isfile(source) else None
     columns = [TextColumn("[bold]running[/bold]"), BarColumn(), TextColumn("{task.fields[records]:,} records"), TimeElapsedColumn()]
     if total is None:
         columns.insert(2, MofNCompleteColumn())
-    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as bar:
+    with Progress(*columns, console=console, transient=True, disable=source is None or not console.is_terminal) as bar:
         task = bar.add_task("run", total=total, records=0)
 
         def update(records: int, read: int) -> None:
@@ -40,7 +41,11 @@ def summary_table(summary: RunSummary) -> Table:
     for name, justify in (("stage", "left"), ("trigger", "left"), ("invocations", "right"), ("in", "right"), ("rows out", "right"),
                           ("filtered", "right"), ("dead letters", "right"), ("retries", "right"), ("failed inputs", "right")):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    not_invoked = summary.not_invoked
     for stats in summary.stages.values():
+        if stats.name in not_invoked:  # no requests in `pipeline run`: nothing to count, and not zero either
+            table.add_row(stats.name, stats.trigger, *["-"] * 7)
+            continue
         table.add_row(stats.name, stats.trigger, f"{stats.invocations:,}", f"{stats.items:,}", f"{stats.rows:,}", f"{stats.filtered:,}",
                       f"{stats.dead_letters:,}", f"{stats.retries:,}", f"{stats.failed_batches:,}")
     return table
@@ -55,16 +60,27 @@ def _shown(path: Path) -> Path:
 
 def summary_lines(summary: RunSummary, listed: int = 10) -> list[str]:
     shown = _shown(summary.root)
-    lines = [f"records in: {summary.records_in:,} ({summary.records_this_run:,} processed by this run"
-             + (f", {summary.batches_skipped:,} batches already done" if summary.batches_skipped else "")
-             + (f", {summary.batches_resumed:,} interrupted batches redone" if summary.batches_resumed else "") + ")",
-             f"throughput: {summary.throughput:,.0f} records/s ({summary.seconds:.2f} s)"]
+    lines = []
+    if summary.uploads_in:
+        lines.append(f"uploads: {summary.uploads_in:,} file{'s' if summary.uploads_in != 1 else ''} ({summary.uploads_this_run:,} processed by this run"
+                     + (f", {summary.uploads_skipped:,} already done" if summary.uploads_skipped else "") + ")")
+    if summary.stream_input:
+        lines.append(f"records in: {summary.records_in:,} ({summary.records_this_run:,} processed by this run"
+                     + (f", {summary.batches_skipped:,} batches already done" if summary.batches_skipped else "")
+                     + (f", {summary.batches_resumed:,} interrupted batches redone" if summary.batches_resumed else "") + ")")
+        lines.append(f"throughput: {summary.throughput:,.0f} records/s ({summary.seconds:.2f} s)")
+    else:
+        lines.append(f"time: {summary.seconds:.2f} s")
     filtered = sum(s.filtered for s in summary.stages.values())
     if filtered:
         lines.append(f"filtered out: {filtered:,} inputs gave no row ("
                      + ", ".join(f"{s.name} {s.filtered:,}" for s in summary.stages.values() if s.filtered) + ")")
+    for name in summary.not_invoked:
+        lines.append(f"{name}: an HTTP stage, not invoked (`pipeline run` sends no requests); "
+                     f"try `pipeline serve` or `pipeline invoke {name} --input FILE`")
     lines.append(f"outputs: {shown}/<stage>/<stage>/")
-    lines.append(f"raw archive: {shown}/raw/raw/ ({summary.raw_objects:,} objects)")
+    if summary.stream_input:
+        lines.append(f"raw archive: {shown}/raw/raw/ ({summary.raw_objects:,} objects)")
     dead = summary.dead_letters
     failed = sum(s.failed_batches for s in summary.stages.values())
     if dead:

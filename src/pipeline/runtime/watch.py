@@ -3,7 +3,7 @@
 `fingerprint` names the code of a run (the effective spec, the files of every handler's folder
 as the cloud package would hold them, requirements and models): a run whose fingerprint differs
 from the journal's starts over instead of resuming with outputs of other code. `--watch` polls
-the same files plus the spec, its overlay and the input (modification time and size; no new
+the same files plus the spec, its overlay and the inputs (modification time and size; no new
 dependency and nothing to install).
 """
 
@@ -61,8 +61,8 @@ def fingerprint(loaded: LoadedSpec) -> str:
     return digest.hexdigest()[:16]
 
 
-def watched_files(spec: Path, stack: str | None, loaded: LoadedSpec | None, source: str | None) -> list[Path]:
-    """The spec, its overlay, the code (when the spec loaded) and the input file."""
+def watched_files(spec: Path, stack: str | None, loaded: LoadedSpec | None, source: str | None, uploads: Iterable[Path] = ()) -> list[Path]:
+    """The spec, its overlay, the code (when the spec loaded), the input file and the uploaded files."""
     files = [spec]
     if stack:
         files.append(overlay_path(spec, stack))
@@ -70,6 +70,7 @@ def watched_files(spec: Path, stack: str | None, loaded: LoadedSpec | None, sour
         files.extend(code_files(loaded))
     if source and source != "-":
         files.append(Path(source))
+    files.extend(uploads)
     return files
 
 

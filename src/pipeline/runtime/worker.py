@@ -11,8 +11,14 @@ the store and the journal, so crash safety stays in one place.
 Protocol, on two pipes whose fds are on the command line, frames of an 8-byte length + a pickle:
 
     runner -> worker   ("stream", batch_id, datas, lines, arrival) | ("object", bucket, key, data) | ("schedule", tick)
+                       | ("window", tick, since, until, [(key, data), ...])   a schedule over accumulated objects
+                       | ("http", body, content_type)                           one request to an HTTP stage
     worker -> runner   first ("ready",) or ("error", info); then one reply per request:
                        ("ok", result, puts) | ("failed", info) | ("exited", info, code)
+
+A schedule over accumulated outputs gets its window from the runner, which lists the store, journals
+the window and sends the objects' bytes; the worker runs the handler on their rows and returns the
+output and the new watermark as writes, in that order, like the cloud runtime does them.
 
 What the handler prints and the JSON log lines go to stdout/stderr, which the runner reads and shows.
 Standard library only: starting a worker must stay cheap.
@@ -33,7 +39,7 @@ from typing import Any
 
 from pipeline.runtime.context import Context
 from pipeline.runtime.errors import BatchFailedError
-from pipeline.runtime.invoke import BatchResult, Settings, StageRunner, error_info, load_handler
+from pipeline.runtime.invoke import BatchResult, Settings, StageRunner, Window, error_info, http_rows, load_handler
 from pipeline.runtime.lines import LineRecord
 from pipeline.runtime.logs import JsonLogger
 
@@ -76,16 +82,21 @@ def _read_exactly(fd: int, size: int) -> bytes | None:
 
 
 class _ReturnedStore:
-    """The runner's store, seen from the worker: writes are collected and sent back with the reply."""
+    """The runner's store, seen from the worker: writes are collected and sent back with the reply;
+    reads are served from the objects the runner sent with the request (a schedule's window)."""
 
     def __init__(self) -> None:
         self.puts: list[tuple[str, str, bytes]] = []
+        self.sent: dict[tuple[str, str], bytes] = {}
 
     def put(self, bucket: str, key: str, data: bytes) -> None:
         self.puts.append((bucket, key, data))
 
     def get(self, bucket: str, key: str) -> bytes:
-        raise RuntimeError("the local worker reads no objects; the runner sends their bytes")
+        try:
+            return self.sent[(bucket, key)]
+        except KeyError:
+            raise FileNotFoundError(f"{bucket}/{key} was not sent to the local worker (the runner sends the objects an input needs)") from None
 
 
 class _LocalStageRunner(StageRunner):
@@ -102,16 +113,28 @@ def _result(result: BatchResult) -> dict[str, Any]:
     return {"items": result.items, "rows": result.rows, "dead_letters": result.dead_letters, "output_key": result.output_key}
 
 
-def _handle(runner: StageRunner, request: tuple[Any, ...]) -> BatchResult:
+def _handle(runner: StageRunner, store: _ReturnedStore, request: tuple[Any, ...]) -> dict[str, Any]:
+    """Run one request; the result counts items, rows and dead letters (an HTTP request adds its status and answer)."""
     kind = request[0]
     if kind == "stream":
         _, batch_id, datas, lines, arrival = request
-        return runner.run_stream([LineRecord(data, line, arrival) for data, line in zip(datas, lines, strict=True)], batch_id)
+        return _result(runner.run_stream([LineRecord(data, line, arrival) for data, line in zip(datas, lines, strict=True)], batch_id))
     if kind == "object":
         _, bucket, key, data = request
-        return runner.run_object(bucket, key, data=data)
+        return _result(runner.run_object(bucket, key, data=data))
     if kind == "schedule":
-        return runner.run_schedule(request[1])
+        return _result(runner.run_schedule(request[1]))
+    if kind == "window":
+        _, tick, since, until, objects = request
+        settings = runner.settings
+        store.sent = {(settings.input_bucket, key): data for key, data in objects}
+        return _result(runner.run_schedule(tick, Window(settings, since, until, [key for key, _ in objects])))
+    if kind == "http":
+        _, body, content_type = request
+        status, answer = runner.run_http(body, content_type)
+        items = len(http_rows(body, content_type)) if status != 400 else 0  # 400: the body is not rows
+        return {"status": status, "body": answer, "items": items, "rows": len(answer.get("rows", ())),
+                "dead_letters": len(answer.get("failed", ())), "output_key": answer.get("output")}
     raise ValueError(f"unknown request {kind!r}")
 
 
@@ -188,10 +211,10 @@ def main() -> None:
         request = read_frame(requests)
         if request is None:  # the runner is done with this stage
             return
-        store.puts = []
+        store.puts, store.sent = [], {}
         reply: tuple[Any, ...]
         try:
-            reply = ("ok", _result(_handle(runner, request)), store.puts)
+            reply = ("ok", _handle(runner, store, request), store.puts)
         except BatchFailedError as exc:
             reply = ("failed", error_info(exc.cause))
         except Exception as exc:  # the runtime itself failed on this input: retried like any failure

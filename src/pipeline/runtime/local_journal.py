@@ -1,0 +1,174 @@
+"""The files of a local run besides its objects: the journal (what is planned and done), the queued
+writer that lands objects and journal lines in order, and `run.log`.
+
+Kept apart from `local.py` (the runner's logic) so each stays readable; used only by the local runner.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import io
+import json
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pipeline.runtime.local_stages import LocalRunError
+from pipeline.runtime.store import LocalStore
+
+
+def describe_os_error(exc: OSError, path: Path) -> str:
+    """What failed in the environment, where, and what to do about it."""
+    where = exc.filename or path
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (f"no space left on the device holding {where}: free some space (or pass --store with a folder on another "
+                "disk), then run the same command again; the run resumes where it stopped")
+    if exc.errno == errno.EROFS:
+        return f"{where} is on a read-only file system: pass --store with a writable folder"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return f"permission denied for {where}: make it writable, or pass --store with a folder you can write to"
+    return f"{exc.strerror or exc} ({where})"
+
+
+def whole_lines(path: Path) -> bytes:
+    """A file appended to line by line, without the torn last line a kill can leave (cut off the file too,
+    so what is appended next starts a line of its own)."""
+    data = path.read_bytes()
+    end = data.rfind(b"\n") + 1
+    if end < len(data):
+        os.truncate(path, end)
+    return data[:end]
+
+
+class Journal:
+    """Append-only progress log: `plan` before a batch runs, `done` after. Lines are tiny and
+    written with one `write`, so a kill leaves at most one torn last line, dropped on load.
+    The first line names the run (code fingerprint); an empty journal means a new run."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.entries: list[dict[str, Any]] = []
+        if path.exists():
+            data = whole_lines(path)
+            for line in data.splitlines():
+                try:
+                    self.entries.append(json.loads(line))
+                except ValueError:
+                    continue
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+
+    @property
+    def header(self) -> dict[str, Any] | None:
+        return self.entries[0] if self.entries and "fp" in self.entries[0] else None
+
+    def append(self, entry: dict[str, Any]) -> None:
+        os.write(self.fd, (json.dumps(entry, separators=(",", ":")) + "\n").encode())
+
+    def restart(self, header: dict[str, Any]) -> None:
+        os.ftruncate(self.fd, 0)
+        self.entries = [header]
+        self.append(header)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+class QueuedWriter:
+    """Does the store's writes (and their fsyncs) and the journal's appends on one thread, in order.
+
+    The disk waits overlap the next batch's work, and FIFO order keeps the invariant crash safety
+    needs: a batch's `done` line reaches the journal only after every object it wrote was replaced.
+    A kill loses a suffix of the queue, which is the same as being killed a little earlier.
+    """
+
+    def __init__(self, store: LocalStore, depth: int = 64) -> None:
+        self.store = store
+        self.written: list[tuple[str, str]] | None = None  # when a list: every (bucket, key) put from now on (serve's answers)
+        self.queue: queue.Queue[tuple[Callable[..., None], tuple[Any, ...]] | None] = queue.Queue(maxsize=depth)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._work, name="pipeline-writer", daemon=True)
+        self.thread.start()
+
+    def _work(self) -> None:
+        while True:
+            job = self.queue.get()
+            try:
+                if job is None:
+                    return
+                if self.error is None:  # after a failure nothing more may land, the journal least of all
+                    job[0](*job[1])
+            except BaseException as exc:
+                self.error = exc
+            finally:
+                self.queue.task_done()
+
+    def submit(self, function: Callable[..., None], *args: Any) -> None:
+        self._check()
+        self.queue.put((function, args))
+
+    def put(self, bucket: str, key: str, data: bytes) -> None:
+        self.submit(self.store.put, bucket, key, data)
+        if self.written is not None:
+            self.written.append((bucket, key))
+
+    def get(self, bucket: str, key: str) -> bytes:
+        self.drain()
+        return self.store.get(bucket, key)
+
+    def drain(self) -> None:
+        self.queue.join()
+        self._check()
+
+    def _check(self) -> None:
+        if self.error is not None:
+            error = self.error
+            if isinstance(error, OSError):
+                raise LocalRunError(f"writing to the local store failed: {describe_os_error(error, Path(self.store.root))}") from error
+            raise LocalRunError(f"writing to the local store failed: {type(error).__name__}: {error}") from error
+
+    def close(self) -> None:
+        self.queue.put(None)
+        self.thread.join()
+
+
+class RunLog(io.TextIOBase):
+    """`run.log` (JSON lines from every stage and the runner) and the live view of the same lines."""
+
+    def __init__(self, path: Path, pipeline: str, on_log: Callable[[dict[str, Any]], None] | None) -> None:
+        self.file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed by close()
+        self.pipeline, self.on_log = pipeline, on_log
+
+    def write(self, text: str) -> int:  # a JSON log line of the runner's own logger
+        self.file.write(text)
+        if self.on_log is not None:
+            for line in text.splitlines():
+                self.on_log(json.loads(line))
+        return len(text)
+
+    def worker_line(self, stage: str, text: str) -> None:
+        """A line a worker printed: a JSON log line (the handler's logger or the runtime's) or plain output."""
+        entry = None
+        if text.startswith('{"time"'):
+            with contextlib.suppress(ValueError):
+                entry = json.loads(text)
+        if isinstance(entry, dict) and "message" in entry:
+            self.file.write(text + "\n")
+        else:
+            entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z", "level": "INFO", "severity": "INFO",
+                     "message": text, "pipeline": self.pipeline, "stage": stage, "stream": "output"}
+            self.file.write(json.dumps(entry, ensure_ascii=False) + "\n")
+        if self.on_log is not None:
+            self.on_log(entry)
+
+    def restart(self) -> None:
+        self.file.seek(0)
+        self.file.truncate()
+
+    def close(self) -> None:
+        self.file.close()
+        super().close()

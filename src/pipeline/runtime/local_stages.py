@@ -1,0 +1,203 @@
+"""A pipeline's stages on this machine: one worker process per stage (`stage_process.py`), and one
+invocation with the stage's retries, then dead letters. Shared by `pipeline run`, `pipeline serve`
+and `pipeline invoke`, so all three give a handler the same semantics.
+
+Workers only compute: what an invocation writes (outputs, dead letters, a schedule's watermark)
+comes back with its reply and is written here, in the reply's order, to the store the caller gives
+(the run's queued writer, or a plain `LocalStore`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from pipeline.runtime.context import Context
+from pipeline.runtime.invoke import Settings, StageRunner
+from pipeline.runtime.local_deps import RequirementsError, installed_path
+from pipeline.runtime.logs import JsonLogger
+from pipeline.runtime.stage_process import Reply, StageProcess
+from pipeline.runtime.store import ObjectStore
+from pipeline.spec.load import LoadedSpec
+from pipeline.spec.model import StageSpec
+
+Stats = dict[str, dict[str, int]]  # per stage (or the raw archive): invocations, items, rows, dead_letters, ...
+Inputs = Callable[[], tuple[list[bytes], list[dict[str, Any]]]]  # an input's items (bytes, identities), for dead letters
+
+
+class LocalRunError(Exception):
+    """A problem the user must fix (store in use, disk full, a handler that cannot be imported...)."""
+
+
+def stage_env(loaded: LoadedSpec, stage: StageSpec) -> dict[str, str]:
+    """The environment the orchestrator gives the stage's function (`pipeline.wiring.stage_env`), with local
+    bucket names (the bucket role keys) and the model as a local file."""
+    from pipeline.wiring import stage_env as wired
+
+    env = {key: str(value) for key, value in wired(loaded.spec, loaded.stack, stage, lambda key: key).items()}
+    if stage.model:
+        env["PIPELINE_MODEL_PATH"] = str(loaded.base_dir / stage.model)
+    if stage.trigger.from_stage:
+        env["PIPELINE_SCHEDULE_SETTLE_S"] = "0"  # local objects are complete once written: a run takes all of them
+    return env
+
+
+def add_stats(stats: Stats, stage: str, counts: Mapping[str, int]) -> None:
+    entry = stats.setdefault(stage, {})
+    for name, value in counts.items():
+        if value:
+            entry[name] = entry.get(name, 0) + value
+
+
+class RemoteError(Exception):
+    """A failure described by a worker process (or about it): dead letters carry its description."""
+
+    def __init__(self, info: dict[str, Any]) -> None:
+        super().__init__(f"{info.get('type')}: {info.get('message')}")
+        self.error_info = info
+
+
+def _not_loaded(items: Any, context: Context) -> Any:
+    raise RuntimeError("handlers run in the stage's worker process")
+
+
+class LocalStages:
+    """The stages' worker processes, and invocations of them with the clouds' retry semantics."""
+
+    def __init__(self, loaded: LoadedSpec, store: ObjectStore, logger: JsonLogger, on_line: Callable[[str, str], None],
+                 notify: Callable[[str], None]) -> None:
+        self.loaded = loaded
+        self.store = store
+        self.logger = logger
+        self.on_line = on_line
+        self.notify = notify
+        self.retry_delay_s = 0.05
+        self.envs = {s.name: stage_env(loaded, s) for s in loaded.spec.stages}
+        self.processes: dict[str, StageProcess] = {}
+        self.dead_letterers: dict[str, StageRunner] = {}
+        for stage in loaded.spec.stages:
+            env = self.envs[stage.name]
+            stage_logger = logger.bind(stage=stage.name)
+            self.dead_letterers[stage.name] = StageRunner(Settings.from_env(env), _not_loaded, store,
+                                                          Context(stage.name, logger=stage_logger, env=env), stage_logger)
+
+    def start(self, stages: Iterable[StageSpec]) -> None:
+        """Install requirements, start the stages' workers and wait until each imported its handler:
+        a handler that cannot even be imported stops everything before any input is taken."""
+        base = self.loaded.base_dir
+        # This shell's environment, less the runtime's own settings: a stage sees only its own wiring.
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_") or k == "PIPELINE_LOG_LEVEL"}
+        started = []
+        for stage in stages:
+            paths = []
+            if stage.requirements:
+                shown = f"the requirements of stage {stage.name} ({stage.requirements})"
+                try:
+                    installed = installed_path(base, base / stage.requirements, shown, self.notify)
+                except RequirementsError as exc:
+                    raise LocalRunError(f"stage {stage.name}: {exc}") from None
+                if installed is not None:
+                    paths.append(str(installed))
+            process = StageProcess(stage.name, {**inherited, **self.envs[stage.name]}, base, paths, stage.timeout_s, self.on_line)
+            self.processes[stage.name] = process
+            process.spawn()
+            started.append(stage)
+        for stage in started:
+            error = self.processes[stage.name].ready()
+            if error is not None:
+                raise LocalRunError(self._load_failure(stage, error))
+
+    @staticmethod
+    def _load_failure(stage: StageSpec, error: dict[str, Any]) -> str:
+        text = f"stage {stage.name}: its handler {stage.handler} could not be loaded: {error.get('type')}: {error.get('message')}"
+        where = error.get("traceback") or []
+        if where:
+            text += "\n  at " + "\n  at ".join(where)
+        if error.get("type") == "ModuleNotFoundError":
+            text += ("\n  list the package in the stage's requirements file" if not stage.requirements else
+                     f"\n  is it listed in {stage.requirements}, under the name it is imported by?")
+        return text
+
+    def _process(self, stage: StageSpec) -> StageProcess:
+        if stage.name not in self.processes:
+            self.start([stage])
+        return self.processes[stage.name]
+
+    def call(self, stage: StageSpec, request: tuple[Any, ...], batch_id: str, inputs: Inputs, stats: Stats) -> Reply | None:
+        """Run one input in the stage's worker with the stage's retries, and write what it wrote; when the
+        retries are exhausted, dead-letter the whole input (None)."""
+        process = self._process(stage)
+        counts = {"invocations": 1, "retries": 0}
+        attempts = stage.retries + 1
+        reply: Reply | None = None
+        for attempt in range(1, attempts + 1):
+            reply = process.call(request)
+            if reply.status == "ok":
+                break
+            self._log_crash(stage, reply, batch_id, attempt, attempts)
+            if attempt < attempts:
+                counts["retries"] += 1
+                time.sleep(min(1.0, self.retry_delay_s * 2 ** (attempt - 1)))
+        assert reply is not None
+        if reply.status != "ok":
+            raws, identities = inputs()
+            failed = self.dead_letterers[stage.name].dead_letter_all(batch_id, raws, identities, RemoteError(reply.error or {}))
+            add_stats(stats, stage.name, {**counts, "failed_batches": 1, "items": failed.items, "dead_letters": failed.dead_letters})
+            return None
+        self._write(reply)
+        result = reply.result
+        items, rows, dead = result["items"], result["rows"], result["dead_letters"]
+        add_stats(stats, stage.name, {**counts, "items": items, "rows": rows, "dead_letters": dead, "filtered": max(0, items - rows - dead)})
+        return reply
+
+    def call_http(self, stage: StageSpec, body: bytes, content_type: str, stats: Stats) -> tuple[int, dict[str, Any], Reply]:
+        """One request to an HTTP stage: (status, JSON answer, reply). Not retried, as no cloud retries a
+        synchronous call: the caller gets the error (a 5xx) and may send the request again."""
+        reply = self._process(stage).call(("http", body, content_type))
+        if reply.status != "ok":
+            self._log_crash(stage, reply, "request", 1, 1)
+            error = reply.error or {}
+            status = 504 if error.get("type") == "TimeoutError" else 502
+            add_stats(stats, stage.name, {"invocations": 1, "failed_batches": 1})
+            return status, {"error": f"{error.get('type')}: {error.get('message')}", "retryable": True}, reply
+        self._write(reply)
+        result = reply.result
+        items, rows, dead = result["items"], result["rows"], result["dead_letters"]
+        add_stats(stats, stage.name, {"invocations": 1, "items": items, "rows": rows, "dead_letters": dead,
+                                      "filtered": max(0, items - rows - dead), "failed_batches": int(result["status"] >= 500)})
+        return result["status"], result["body"], reply
+
+    def _log_crash(self, stage: StageSpec, reply: Reply, batch_id: str, attempt: int, attempts: int) -> None:
+        if reply.status == "crashed":  # the worker logged handler failures itself; this one it could not
+            error = reply.error or {}
+            self.logger.log("ERROR", f"{error.get('type')}: {error.get('message')}", stage=stage.name, batch=batch_id,
+                            attempt=attempt, of=attempts, where=error.get("traceback") or None)
+
+    def _write(self, reply: Reply) -> None:
+        for bucket, key, data in reply.puts:
+            self.store.put(bucket, key, data)
+
+    def stop(self, kill: bool = False) -> None:
+        for process in self.processes.values():
+            with contextlib.suppress(Exception):
+                process.stop(kill=kill)
+
+
+def output_of(reply: Reply, stage: StageSpec) -> bytes | None:
+    """The stage's output object among what the invocation wrote (None when it wrote no rows)."""
+    key = reply.result.get("output_key")
+    return next((data for bucket, k, data in reply.puts if k == key and bucket == stage.name), None) if key else None
+
+
+def object_items(bucket: str, key: str, data: bytes) -> Inputs:
+    """An object's items for dead letters: its lines (inflated when gzip), or the object itself when unreadable."""
+    def inputs() -> tuple[list[bytes], list[dict[str, Any]]]:
+        try:
+            raws = StageRunner.parse_object(data)[1]
+        except Exception:  # not even readable (a broken gzip): the object itself is the one item
+            raws = [data]
+        return raws, [{"bucket": bucket, "key": key, "line": i} for i in range(len(raws))]
+    return inputs
