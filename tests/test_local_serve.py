@@ -193,6 +193,9 @@ def test_a_server_killed_mid_request_finishes_it_when_started_again(tmp_path: Pa
     assert 0 < len(done_before) < 10
 
     again = Server(pipeline_exe, cli_env_vars, spec, "--store", store, "--quiet")  # replays the kept records first
+    deadline = time.monotonic() + 120  # wait for the replay to finish and the server to listen (a loaded machine is slow)
+    while "Ctrl-C to stop" not in "".join(again.seen) and time.monotonic() < deadline:
+        time.sleep(0.1)
     code, stderr = again.stop()
     assert code == 0, stderr
     got = [row["n"] for path in sorted((store / "parse" / "parse" / "local").iterdir()) for row in jsonl(path)]

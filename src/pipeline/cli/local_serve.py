@@ -75,8 +75,8 @@ def _serve(options: ServeOptions, load: Callable[[Path, str | None], Any], err: 
         except LocalRunError as exc:
             err.print(f"error: {exc}", markup=False, highlight=False)
             return EXIT_FAILED
-        _banner(err, server, session, options)
         try:
+            _banner(err, server, session, options)  # inside: a Ctrl-C from here on closes the session cleanly
             server.serve()
         except LocalRunInterrupted:  # stopped in the middle of a request: the journal finishes it next time
             session.close(failed=True)
