@@ -66,6 +66,7 @@ def test_json_is_stable_and_documented(comparison) -> None:  # type: ignore[no-u
     data = comparison.to_dict()
     assert data["schema_version"] == 2 and data["hours_per_month"] == 730
     assert data["workload"]["from_spec"] is True and data["workload"]["records_per_second"] == 150
+    assert "one principal allowed one role or action set on one resource scope" in data["definitions"]["permission_grants"]
     assert set(data["clouds"]) == set(CLOUDS)
     for cloud in data["clouds"].values():
         assert {"title", "location", "planned", "problems", "totals", "stream", "stages", "latency", "limits", "cost", "cost_by_role",

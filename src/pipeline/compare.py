@@ -21,6 +21,15 @@ from pipeline.spec.load import LoadedSpec, spec_problems
 from pipeline.spec.model import PipelineSpec
 
 COMPARISON_SCHEMA_VERSION = 2
+# What the totals mean, the same on every cloud; carried in the JSON and printed under every view.
+DEFINITIONS = {
+    "identities": "principals the plan creates (roles, service accounts, managed identities, producer policies/identities)",
+    "permission_grants": "one principal allowed one role or action set on one resource scope: an IAM policy statement counts once "
+                         "per resource it names; a role assignment, an IAM member binding or a resource-policy permission counts once",
+    "capacity": "records per second a stage (or the stream) can carry as planned, against what reaches it; sized with 25 % headroom",
+    "latency": "typical and worst-case seconds along the slowest path from a source to a last stage: trigger waits plus invocation times",
+    "max_stage_timeout_s": "the platform's longest invocation for the trigger kinds the spec uses, not the spec's own timeouts",
+}
 
 
 @dataclass
@@ -178,6 +187,7 @@ class Comparison:
             "stack": self.stack,
             "free_tier": self.free_tier,
             "hours_per_month": 730,
+            "definitions": DEFINITIONS,
             "workload": self.workload(),
             "clouds": {
                 c.cloud: {

@@ -171,6 +171,8 @@ def markdown(comparison: Comparison) -> str:
         out.append(f"| {label} | " + " | ".join(_md(values[c.cloud]) for c in clouds) + " |")
     out += ["", "</details>", "", "<details><summary>Assumptions, sizing and what is not priced</summary>", ""]
     out += _markdown_notes(summary, data) + ["</details>", ""]
+    out += ["<details><summary>What the rows mean</summary>", ""]
+    out += [f"- **{key.replace('_', ' ')}**: {text}" for key, text in data["definitions"].items()] + ["", "</details>", ""]
     free = "with" if comparison.free_tier else "without"
     out += [f"_Offline estimate {free} free tiers from list prices in each backend's price sheet; {data['hours_per_month']} hours a month._", ""]
     return "\n".join(out)
@@ -313,6 +315,7 @@ def html(comparison: Comparison, diagrams: dict[str, dict[str, str]]) -> str:
     verdict = "".join(f"<li>{_cell_html(f.text, f.tone)}</li>" for f in summary.verdict)
     nav = " ".join(f"<a href='#diagram-{c}'>{escape(titles.get(c, c))} diagrams</a>" for c in diagrams)
     free = "with" if comparison.free_tier else "without"
+    definitions = "".join(f"<dt>{escape(key.replace('_', ' '))}</dt><dd>{escape(text)}</dd>" for key, text in data["definitions"].items())
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{escape(summary.title)}</title><style>{_CSS}</style></head>
 <body>
@@ -326,6 +329,7 @@ def html(comparison: Comparison, diagrams: dict[str, dict[str, str]]) -> str:
 <h2 id="roles">Resources by role</h2><table id="roles-table" class="wide">{head}{''.join(roles)}</table>
 <h2 id="limits">Limits in words</h2><table id="limit-words" class="wide">{head}{words}</table>
 <h2 id="assumptions">Assumptions, sizing and what is not priced</h2><div id="notes">{''.join(notes) or '<p>None listed.</p>'}</div>
+<h2 id="definitions">What the rows mean</h2><dl id="definitions-list">{definitions}</dl>
 {''.join(pictures)}
 <p class="note">Offline plans and estimates {free} free tiers from list prices in each backend's price sheet ({data['hours_per_month']} hours a month).
 Account and project ids are placeholders.</p>
