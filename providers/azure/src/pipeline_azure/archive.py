@@ -87,6 +87,7 @@ class Archiver:
             return None
         partition = partition_of(events)
         first, last = int(events[0].sequence_number), int(events[-1].sequence_number)
+        batch_id = keys.stream_batch(partition, first, last)
         key = archive_key(self.prefix, partition, first, last)
         bodies = [event.get_body() for event in events]
         try:
@@ -96,11 +97,10 @@ class Archiver:
             if not final:
                 self.logger.warning("archive write failed; the retry policy runs the batch again", key=key, error=f"{type(exc).__name__}: {exc}")
                 raise
-            batch_id = keys.stream_batch(partition, first, last)
             records = [event_record(event, partition) for event in events]
             return self.dead_letters.dead_letter_all(batch_id, bodies, [r.describe() for r in records], exc)
         self.logger.info("archived", key=key, events=len(events), bytes=len(body))
-        result = BatchResult(key, len(events))
+        result = BatchResult(batch_id, len(events))
         result.output_key, result.rows = key, len(events)
         return result
 
