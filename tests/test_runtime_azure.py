@@ -421,3 +421,133 @@ def test_runtime_names_match_the_deployers() -> None:
 
     assert runtime.OBJECT_QUEUE_CONNECTION == object_queue.CONNECTION
     assert runtime.OBJECT_QUEUE_SETTING == object_queue.QUEUE_SETTING and runtime.DEQUEUE_SETTING == object_queue.DEQUEUE_SETTING
+
+
+# ---- the raw archiver function (pipeline_azure.archive) --------------------------------------------
+@pytest.fixture
+def archiver_env(blob_service: Any, stage_env: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The app settings the deployer gives the archiver (pipeline_azure.archiver), a fresh archiver per test."""
+    from pipeline_azure import archive
+
+    stage_env("unused", "stream", "unused.py:f", "unused")  # clears every PIPELINE_* setting of earlier tests
+    names = {"raw": "raw", "dead": "dead-letter"}
+    for name in names.values():
+        if not blob_service.get_container_client(name).exists():
+            blob_service.create_container(name)
+    for key, value in {"PIPELINE_NAME": "txn-scoring", "PIPELINE_STACK": "test", "PIPELINE_RAW_BUCKET": names["raw"],
+                       "PIPELINE_RAW_PREFIX": "raw/", "PIPELINE_DEAD_LETTER_BUCKET": names["dead"], "PIPELINE_DEAD_LETTER_PREFIX": "raw/"}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(archive, "_archiver", None)
+    return names
+
+
+def archiver_events(bodies: list[bytes], partition: str, first: int) -> list[EventHubEvent]:
+    """A cardinality-many batch: the partition context is in the trigger metadata (on events[0])."""
+    return [EventHubEvent(body, first + i, f"card-{i}", {"PartitionContext": {"PartitionId": partition, "EventHubName": "records"}} if i == 0 else None)
+            for i, body in enumerate(bodies)]
+
+
+def test_raw_archiver_writes_one_gzip_json_lines_blob_per_batch(blob_service: Any, archiver_env: dict[str, str]) -> None:
+    import gzip
+
+    from pipeline_azure.archive import archive_events
+
+    bodies = example_lines(20)  # line 1 is not JSON: the archive keeps every event as it came
+    result = archive_events(archiver_events(bodies, "3", 500))
+    key = "raw/3/00000000000000000500-00000000000000000519.jsonl.gz"
+    assert result is not None and result.output_key == key and result.rows == 20
+    blob = blob_service.get_blob_client(archiver_env["raw"], key)
+    data: bytes = blob.download_blob().readall()
+    assert blob.get_blob_properties().content_settings.content_type == "application/gzip"
+    # the local runner's raw format (and the AWS archiver's): every record followed by a newline, gzip without a timestamp
+    assert gzip.decompress(data) == b"\n".join(bodies) + b"\n"
+    assert data[4:8] == b"\x00\x00\x00\x00"  # gzip MTIME 0: the same batch always gives the same bytes
+
+
+def test_raw_archiver_redelivery_overwrites_its_own_blob_with_the_same_bytes(blob_service: Any, archiver_env: dict[str, str]) -> None:
+    from pipeline_azure.archive import archive_events
+
+    bodies = [json.dumps({"txn_id": f"t{i}"}).encode() for i in range(5)]
+    events = archiver_events(bodies, "0", 7)
+    first = archive_events(events)
+    before = read(blob_service, archiver_env["raw"], "raw/0/00000000000000000007-00000000000000000011.jsonl.gz")
+    second = archive_events(events)  # the retry policy, or a restart before the checkpoint, delivers the same batch again
+    assert first is not None and second is not None and first.output_key == second.output_key
+    assert names_in(blob_service, archiver_env["raw"], "raw/0/") == ["raw/0/00000000000000000007-00000000000000000011.jsonl.gz"]
+    assert read(blob_service, archiver_env["raw"], first.output_key) == before
+    # a later batch of the same partition is a blob of its own, named by its own sequence range
+    archive_events(archiver_events(bodies[:2], "0", 12))
+    assert names_in(blob_service, archiver_env["raw"], "raw/0/")[-1] == "raw/0/00000000000000000012-00000000000000000013.jsonl.gz"
+
+
+def test_raw_archiver_raises_for_the_retry_policy_and_dead_letters_on_the_last_attempt(
+        blob_service: Any, archiver_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    from pipeline_azure.archive import archive_events
+    from pipeline_azure.observability import dead_letter_line
+    from pipeline_azure.runtime import LOGGER_NAME
+
+    monkeypatch.setenv("PIPELINE_RAW_BUCKET", "no-such-container")  # every write fails (404), like a lost role assignment
+    bodies = [json.dumps({"txn_id": f"t{i}"}).encode() for i in range(4)]
+    events = archiver_events(bodies, "1", 40)
+    from azure.core.exceptions import ResourceNotFoundError
+
+    for attempt in range(3):  # attempts before the last: raise, so the policy runs the same batch again (no checkpoint yet)
+        with pytest.raises(ResourceNotFoundError):
+            archive_events(events, InvocationContext(attempt, 3))
+    assert names_in(blob_service, archiver_env["dead"], "raw/1/") == []
+    with caplog.at_level("INFO", logger=LOGGER_NAME):
+        result = archive_events(events, InvocationContext(3, 3))  # the last attempt: dead-letter the batch, return
+    assert result is not None and result.dead_letters == 4
+    dead = read_jsonl(read(blob_service, archiver_env["dead"], "raw/1/00000000000000000040-00000000000000000043.jsonl"))
+    assert [d["reason"] for d in dead] == ["retries exhausted"] * 4 and {d["stage"] for d in dead} == {"raw-archive"}
+    assert [base64.b64decode(d["data_base64"]) for d in dead] == bodies
+    assert dead[0]["input"]["record_id"] == "1:40" and "ResourceNotFound" in json.dumps(dead[0]["error"])
+    # the line the archiver's dead-letter alert selects (observability.dead_letter_query)
+    assert [json.loads(m)["dead_letters"] for m in (r.getMessage() for r in caplog.records if r.name == LOGGER_NAME) if dead_letter_line(m)] == [4]
+
+
+def test_raw_archiver_app_binds_its_event_hubs_trigger_with_a_retry_policy(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("azure.functions")
+    from pipeline_azure.archive import build_app
+
+    monkeypatch.setenv("PIPELINE_MAX_RETRIES", "10")
+    [function] = build_app().get_functions()
+    [trigger] = json.loads(function.get_function_json())["bindings"]
+    assert function.get_function_name() == "archive" and trigger["type"] == "eventHubTrigger"
+    assert trigger["cardinality"].lower() == "many" and trigger["consumerGroup"] == "%PIPELINE_CONSUMER_GROUP%"
+    assert trigger["eventHubName"] == "%PIPELINE_EVENT_HUB%" and trigger["connection"] == "EventHubConnection"
+    retry = function.get_setting("retry_policy").get_dict_repr()
+    assert retry["strategy"] == "exponential_backoff" and retry["max_retry_count"] == "10"
+
+
+def worker_would_load(function: Any) -> None:
+    """The checks the Functions Python worker runs before it loads a function (Registry.validate_function_params and
+    is_context_required in azure-functions-python-worker): `context` annotated as azure.functions.Context, every
+    binding's parameter annotated with a type its converter accepts, and an HTTP function's return type."""
+    import typing
+
+    from azure.functions import meta
+
+    user = function.get_user_function()
+    hints = typing.get_type_hints(user)
+    if "context" in hints:
+        assert isinstance(hints["context"], type) and hints["context"].__name__ == "Context", hints["context"]
+    for binding in json.loads(function.get_function_json())["bindings"]:
+        converter = meta._ConverterMeta.get(binding["type"])
+        if binding["name"] == "$return":
+            assert converter.check_output_type_annotation(hints["return"]), (binding, hints.get("return"))
+        else:
+            assert converter.check_input_type_annotation(hints[binding["name"]]), (binding, hints.get(binding["name"]))
+
+
+def test_the_python_worker_accepts_every_entry_point(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Annotations the worker cannot match (typing.Any, list[...]) make it refuse to load the function at all."""
+    pytest.importorskip("azure.functions")
+    from pipeline_azure import archive, runtime
+
+    for trigger in ("stream", "objects", "schedule", "http"):
+        monkeypatch.setenv("PIPELINE_TRIGGER", trigger)
+        [function] = runtime.build_app().get_functions()
+        worker_would_load(function)
+    [function] = archive.build_app().get_functions()
+    worker_would_load(function)

@@ -65,7 +65,8 @@ def example() -> Plan:
 # ---- platform and storage ---------------------------------------------------------------------
 def test_storage_accounts_are_hardened_zone_redundant_and_named_within_limits(example: Plan) -> None:
     accounts = {r.role + "/" + r.name.rsplit("-", 1)[-1]: r for r in example.of_type("azure-native:storage:StorageAccount")}
-    assert set(accounts) == {"platform/data", "platform/artifacts", "preprocess-function/host", "score-function/host", "calibrate-function/host"}
+    assert set(accounts) == {"platform/data", "platform/artifacts", "preprocess-function/host", "score-function/host", "calibrate-function/host",
+                             "raw-archive/host"}
     for account in accounts.values():
         i = account.inputs
         assert re.fullmatch(r"[a-z0-9]{3,24}", i["accountName"])
@@ -139,35 +140,68 @@ def test_lifecycle_policy_is_unique(example: Plan) -> None:
 
 
 # ---- stream -----------------------------------------------------------------------------------
-def test_event_hubs_namespace_hub_and_capture(example: Plan) -> None:
+def test_event_hubs_namespace_and_hub(example: Plan) -> None:
     ns = example.one("azure-native:eventhub:Namespace").inputs
     assert ns["sku"] == {"name": "Standard", "tier": "Standard", "capacity": example.sizing["stream"]["units"]}
     assert ns["disableLocalAuth"] is True and ns["minimumTlsVersion"] == "1.2"
-    assert ns["identity"] == {"type": "SystemAssigned"}
+    assert "identity" not in ns  # the example archives with the function: no Capture, no namespace identity
     hub = example.one("azure-native:eventhub:EventHub")
     assert hub.role == "stream"
     assert hub.inputs["partitionCount"] == example.sizing["stream"]["partitions"] == 2
     assert hub.inputs["retentionDescription"] == {"cleanupPolicy": "Delete", "retentionTimeInHours": 24}
+    assert "captureDescription" not in hub.inputs
+
+
+# Three stream stages at 20 MB/s: 38 TU carry the ingress and the stages' egress (3 x 20 MB/s x 1.25 / 2 MB/s);
+# a fourth consumer group for an archiver function would need 50 TU, more than a Standard namespace has.
+CAPTURED = """
+    name: big
+    stream: {retention_hours: 24}
+    stages:
+      - {name: one, handler: "h.py:handle", trigger: {stream: {batch_size: 1000, max_batching_window_s: 5}}}
+      - {name: two, handler: "h.py:handle", trigger: {stream: {batch_size: 1000, max_batching_window_s: 5}}}
+      - {name: three, handler: "h.py:handle", trigger: {stream: {batch_size: 1000, max_batching_window_s: 5}}}
+    workload:
+      records_per_second: 20000
+      record_bytes: 1000
+      stages:
+        one: {ms_per_record: 0.01, ms_per_invocation: 20}
+        two: {ms_per_record: 0.01, ms_per_invocation: 20}
+        three: {ms_per_record: 0.01, ms_per_invocation: 20}
+"""
+
+
+def test_capture_archives_where_the_archiver_function_cannot_run(tmp_path: Path) -> None:
+    p = plan_of(write_spec(tmp_path, CAPTURED))
+    reasoning = p.sizing["stream"]["reasoning"]
+    assert p.sizing["stream"]["units"] == 38
+    assert any(line.startswith("=> Capture: the archiver function cannot run here: its consumer group would need 50 TU") for line in reasoning)
+    ns = p.one("azure-native:eventhub:Namespace").inputs
+    assert ns["identity"] == {"type": "SystemAssigned"} and ns["sku"]["capacity"] == 38
+    hub = p.one("azure-native:eventhub:EventHub")
     capture = hub.inputs["captureDescription"]
     assert capture["enabled"] is True
     dest = capture["destination"]
     assert dest["name"] == "EventHubArchive.AzureBlockBlob" and dest["blobContainer"] == "raw"
     assert dest["identity"] == {"type": "SystemAssigned"}
     assert dest["archiveNameFormat"].startswith("raw/{Namespace}/{EventHub}/{PartitionId}/")
-    assert dest["storageAccountResourceId"].endswith(container_id(example, "raw").split("/blobServices")[0].rsplit("/", 1)[-1])
+    assert dest["storageAccountResourceId"].endswith(container_id(p, "raw").split("/blobServices")[0].rsplit("/", 1)[-1])
     # Capture's identity may write the raw container (and only under raw/) before the hub exists.
-    (write,) = assignments(example, "raw-archive")
+    (write,) = assignments(p, "raw-archive")
     assert write["roleDefinitionId"] == role_def(iam.STORAGE_BLOB_DATA_CONTRIBUTOR)
-    assert write["scope"] == container_id(example, "raw")
+    assert write["scope"] == container_id(p, "raw")
     assert "StringStartsWith 'raw/'" in write["condition"] and write["conditionVersion"] == "2.0"
-    archive_urns = {r.urn for r in example.resources if r.role == "raw-archive" and r.custom}
+    archive_urns = {r.urn for r in p.resources if r.role == "raw-archive" and r.custom}
     assert archive_urns & set(hub.dependencies)
+    # nothing of the function is built: no app, identity or consumer group of its own
+    assert not [r for r in p.resources if r.role == "raw-archive" and r.type != RA and r.custom]
+    assert sorted(g.inputs["consumerGroupName"] for g in p.of_type("azure-native:eventhub:ConsumerGroup")) == ["one", "three", "two"]
 
 
-def test_one_consumer_group_per_stream_stage(example: Plan) -> None:
-    (group,) = example.of_type("azure-native:eventhub:ConsumerGroup")
-    assert group.role == "preprocess-trigger" and group.inputs["consumerGroupName"] == "preprocess"
-    assert group.inputs["eventHubName"] == "records"
+def test_one_consumer_group_per_stream_stage_and_one_for_the_archiver(example: Plan) -> None:
+    groups = {g.role: g.inputs for g in example.of_type("azure-native:eventhub:ConsumerGroup")}
+    assert {role: g["consumerGroupName"] for role, g in groups.items()} == {"preprocess-trigger": "preprocess", "raw-archive": "raw_archive"}
+    assert {g["eventHubName"] for g in groups.values()} == {"records"}
 
 
 def test_sizing_follows_per_tu_limits(tmp_path: Path) -> None:
@@ -241,13 +275,14 @@ def test_object_stage_grants_read_source_prefix_and_exact_model(example: Plan) -
 def test_each_app_has_its_own_host_storage(example: Plan) -> None:
     """Stage isolation: an app's identity owns its own host account only (keys, leases, checkpoints of no other app)."""
     owners = [r for r in example.of_type(RA) if r.inputs["roleDefinitionId"] == role_def(iam.STORAGE_BLOB_DATA_OWNER)]
-    assert sorted(r.role for r in owners) == ["calibrate-function", "preprocess-function", "score-function"]
+    assert sorted(r.role for r in owners) == ["calibrate-function", "preprocess-function", "raw-archive", "score-function"]
     identities = {r.role: r for r in example.of_type("azure-native:managedidentity:UserAssignedIdentity")}
     for owner in owners:
         stage = owner.role.removesuffix("-function")
         host = example.one("azure-native:storage:StorageAccount", owner.role)
         assert owner.inputs["scope"].endswith(f"/storageAccounts/{host.inputs['accountName']}")
-        principal = naming.mock_uuid(identities[f"{stage}-identity"].name, "principal")
+        identity_role = "raw-archive" if owner.role == "raw-archive" else f"{stage}-identity"  # the archiver's identity is in its role
+        principal = naming.mock_uuid(identities[identity_role].name, "principal")
         assert owner.inputs["principalId"] == principal
         app = example.one("azure-native:web:WebApp", owner.role)
         assert settings(app)["AzureWebJobsStorage__accountName"] == host.inputs["accountName"]
@@ -267,9 +302,9 @@ def test_each_app_has_its_own_host_storage(example: Plan) -> None:
 # ---- functions --------------------------------------------------------------------------------
 def test_one_flex_app_per_stage_with_identity_based_settings(example: Plan) -> None:
     apps = {r.role: r for r in example.of_type("azure-native:web:WebApp")}
-    assert set(apps) == {"preprocess-function", "score-function", "calibrate-function"}
+    assert set(apps) == {"preprocess-function", "score-function", "calibrate-function", "raw-archive"}
     plans = example.of_type("azure-native:web:AppServicePlan")
-    assert len(plans) == 3 and all(p.inputs["sku"] == {"name": "FC1", "tier": "FlexConsumption"} for p in plans)
+    assert len(plans) == 4 and all(p.inputs["sku"] == {"name": "FC1", "tier": "FlexConsumption"} for p in plans)
     identities = {r.role: r for r in example.of_type("azure-native:managedidentity:UserAssignedIdentity")}
     for stage in ("preprocess", "score", "calibrate"):
         app = apps[f"{stage}-function"]
@@ -303,8 +338,8 @@ def test_one_flex_app_per_stage_with_identity_based_settings(example: Plan) -> N
 
 def test_memory_rounds_up_to_flex_sizes(example: Plan) -> None:
     memory = {r.role: r.inputs["functionAppConfig"]["scaleAndConcurrency"]["instanceMemoryMB"] for r in example.of_type("azure-native:web:WebApp")}
-    # preprocess 512, score 512 (dev overlay), calibrate 256 -> 512
-    assert memory == {"preprocess-function": 512, "score-function": 512, "calibrate-function": 512}
+    # preprocess 512, score 512 (dev overlay), calibrate 256 -> 512; the raw archiver's size comes from its sizing
+    assert memory == {"preprocess-function": 512, "score-function": 512, "calibrate-function": 512, "raw-archive": 512}
     calibrate = example.one("azure-native:web:WebApp", "calibrate-function")
     assert calibrate.inputs["tags"]["memory-mb"] == "256 requested, 512 instance"
 
@@ -344,7 +379,7 @@ def test_code_is_uploaded_then_released_with_one_deploy(example: Plan) -> None:
         assert release.inputs["properties"]["parameters"]["packageUri"]["value"].endswith(f"/deploy-{stage}/released-package.zip")
         app = example.one("azure-native:web:WebApp", role)
         assert {app.urn, blob.urn} <= set(release.dependencies)
-    group = example.one("azure-native:eventhub:ConsumerGroup")
+    group = example.one("azure-native:eventhub:ConsumerGroup", "preprocess-trigger")
     assert group.urn in example.one("azure-native:resources:Deployment", "preprocess-function").dependencies
 
 
@@ -583,7 +618,8 @@ def test_metric_alerts_use_the_provider_property_names(example: Plan) -> None:
 
 def test_every_stage_alerts_on_dead_letters_and_object_stages_on_undelivered_events(example: Plan) -> None:
     rules = {r.name.removeprefix("txn-scoring-observability-"): r for r in example.of_type("azure-native:monitor:ScheduledQueryRule")}
-    assert set(rules) == {f"{s}-{kind}" for s in ("preprocess", "score", "calibrate") for kind in ("errors", "dead-letters")} | {"score-poison"}
+    assert set(rules) == ({f"{s}-{kind}" for s in ("preprocess", "score", "calibrate", "raw_archive") for kind in ("errors", "dead-letters")}
+                          | {"score-poison"})
     app = example.one("azure-native:web:WebApp", "score-function").inputs["name"]
     (condition,) = rules["score-poison"].inputs["criteria"]["allOf"]
     assert condition["query"] == observability.poison_query(app, "objects-poison")
@@ -683,10 +719,10 @@ def closed_to_inbound(app: PlannedResource) -> bool:
 def test_apps_without_an_http_trigger_take_no_inbound_traffic(example: Plan) -> None:
     """Event Hubs and queue triggers poll, timers fire in the host: no app of the example has a public endpoint."""
     apps = example.of_type("azure-native:web:WebApp")
-    assert len(apps) == 3 and all(closed_to_inbound(app) for app in apps)
+    assert len(apps) == 4 and all(closed_to_inbound(app) for app in apps)  # the three stages and the raw archiver
     basic = {(r.type, r.role) for r in example.of_type("azure-native:web:WebAppScmAllowed") + example.of_type("azure-native:web:WebAppFtpAllowed")
              if r.inputs["allow"] is False}
-    assert len(basic) == 6
+    assert len(basic) == 8
     # Deployment still works: One Deploy is an ARM deployment (control plane), not a call to the app's SCM endpoint.
     for release in example.of_type("azure-native:resources:Deployment"):
         (ext,) = release.inputs["properties"]["template"]["resources"]

@@ -236,14 +236,14 @@ def test_uploads_http_and_accumulating_schedule_are_priced(tmp_path: Path) -> No
 
 
 def test_object_stage_event_grid_counts_every_blob_created(tmp_path: Path) -> None:
-    """The system topic publishes every blob created in the data account (Capture files and every stage's
-    outputs); only the object stage's source objects are delivered."""
+    """The system topic publishes every blob created in the data account (the raw archive's blobs, under
+    raw-archive, and every stage's outputs); only the object stage's source objects are delivered."""
     loaded = load_spec(str(EXAMPLE), "dev")
     est = AzureBackend(loaded.spec, "dev", loaded.base_dir).estimate_cost(free_tier=False)
-    published = next(x for x in est.lines if x.role == "platform" and x.item.startswith("Event Grid"))
+    published = [x for x in est.lines if x.role in ("platform", "raw-archive") and x.item.startswith("Event Grid")]
     delivered = next(x for x in est.lines if x.role == "score-trigger" and x.item.startswith("Event Grid"))
     writes = sum(x.quantity for x in est.lines if x.item.startswith("Blob write operations"))
-    assert published.quantity == pytest.approx(writes)
+    assert len(published) == 2 and sum(x.quantity for x in published) == pytest.approx(writes)
     assert delivered.quantity == pytest.approx(1_051_200)
 
 
@@ -316,7 +316,7 @@ def test_identity_and_grant_types_match_planned_resources() -> None:
     p = plan(load_spec(str(EXAMPLE), "dev"), "azure")
     (identity_type,) = AzureBackend.identity_types
     (grant_type,) = AzureBackend.grant_types
-    assert len(p.of_type(identity_type)) == 3 + 1  # one per stage, and the stream producer
+    assert len(p.of_type(identity_type)) == 3 + 1 + 1  # one per stage, the stream producer and the raw archiver
     assert p.of_type(grant_type)
     assert sizing.MAX_TU_STANDARD == 40
 

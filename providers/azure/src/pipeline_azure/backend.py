@@ -1,6 +1,7 @@
 """The Azure backend: maps each role of the core's program to pulumi-azure-native v3 resources.
 
-Event Hubs (Standard) -> Capture to blob; one Flex Consumption function app per stage, each with its
+Event Hubs (Standard), archived by Capture or by an archiver function, whichever the workload makes
+sensible (`archiving`); one Flex Consumption function app per stage, each with its
 own user-assigned identity and its own host storage; Event Grid into a Storage queue per object stage
 (stage outputs and uploads), read by a queue trigger; timers for schedules; HTTP triggers with function keys; blob containers for buckets.
 The backend keeps the platform (resource group, accounts, monitoring) between role calls. See
@@ -9,6 +10,7 @@ providers/azure/README.md for the design and its reasons.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -19,8 +21,9 @@ from pipeline.scan import ScanMapping
 from pipeline.sizing import Sizing, StageDemand, StageSizing, StreamSizing
 from pipeline.spec.model import StageSpec
 from pipeline.spec.schedule import Schedule
-from pipeline_azure import checks, credentials, functions, iam, naming, observability, scan, sizing, storage, stream, triggers
+from pipeline_azure import archiver, archiving, checks, credentials, functions, iam, naming, observability, scan, sizing, storage, stream, triggers
 from pipeline_azure.platform import Platform, platform
+from pipeline_azure.sizing import RawArchive
 
 if TYPE_CHECKING:
     from pipeline.backend import Limits
@@ -31,11 +34,11 @@ class AzureBackend(Backend):  # type: ignore[misc]  # Backend is Any when mypy c
     name = "azure"
     title = "Azure"
 
-    # Identities are the stages' user-assigned identities. The system-assigned identities of the Event
-    # Hubs namespace (Capture) and the Event Grid system topic (queue delivery, dead-lettering) are identities too, but
-    # they are a property of those resources, not resources of their own, so they cannot be counted by
-    # type without counting the namespace and topic as identities; their permissions still show up as
-    # role assignments, which are the grants.
+    # Identities are the user-assigned identities (stages, producers, HTTP callers, the raw archiver function).
+    # The system-assigned identities of the Event Hubs namespace (Capture, where chosen) and the Event Grid
+    # system topic (queue delivery, dead-lettering) are identities too, but they are a property of those
+    # resources, not resources of their own, so they cannot be counted by type without counting the namespace
+    # and topic as identities; their permissions still show up as role assignments, which are the grants.
     identity_types: ClassVar[frozenset[str]] = frozenset({"azure-native:managedidentity:UserAssignedIdentity"})
     key_settings: ClassVar[dict[str, tuple[str, ...]]] = {
         "azure-native:eventhub:Namespace": ("sku.name", "sku.capacity"),
@@ -49,6 +52,8 @@ class AzureBackend(Backend):  # type: ignore[misc]  # Backend is Any when mypy c
 
     _platform: Platform | None = None
     _stream: Handle[Any] | None = None
+    _raw_archive: RawArchive | None = None
+    _archiver: Handle[Any] | None = None  # the raw archiver's app, when the plan archives with a function
 
     def location(self) -> str:
         return str(self.spec.clouds.azure.location)
@@ -57,7 +62,24 @@ class AzureBackend(Backend):  # type: ignore[misc]  # Backend is Any when mypy c
         return checks.problems(self.spec, self.stack, self.previous_outputs)
 
     def size_stream(self) -> StreamSizing:
-        return sizing.size_stream(self.spec, self.previous_outputs)
+        """TUs and partitions, and (when the stream is archived) which raw archive the plan builds and why:
+        the choice is part of the stream's reasoning, and an archiver function's reads may add TUs."""
+        sized = sizing.size_stream(self.spec, self.previous_outputs)
+        assert self.spec.stream is not None
+        if not self.spec.stream.archive:
+            return sized
+        self._raw_archive = archiving.plan_archive(self.spec, sized.partitions)
+        if self._raw_archive.kind == "function":
+            sized = sizing.size_stream(self.spec, self.previous_outputs, archiver=True)
+        return dataclasses.replace(sized, reasoning=[*sized.reasoning, *self._raw_archive.reasoning])
+
+    def raw_archive(self) -> RawArchive:
+        """The raw archive this plan builds (decided with the stream's sizing)."""
+        if self._raw_archive is None:
+            stream_sizing = self.sizing().stream
+            assert stream_sizing is not None, "only a spec with a stream has a raw archive"
+            self._raw_archive = archiving.plan_archive(self.spec, stream_sizing.partitions)
+        return self._raw_archive
 
     def size_stage(self, stage: StageSpec, demand: StageDemand, stream: StreamSizing | None) -> StageSizing:
         return sizing.size_stage(self.spec, stage, demand, stream)
@@ -85,7 +107,9 @@ class AzureBackend(Backend):  # type: ignore[misc]  # Backend is Any when mypy c
     def price(self, sizing: Sizing, free_tier: bool) -> CostEstimate:
         from pipeline_azure import pricing
 
-        return pricing.estimate(self.spec, sizing, free_tier)
+        archived = self.spec.stream is not None and self.spec.stream.archive and sizing.stream is not None
+        archive = archiving.plan_archive(self.spec, sizing.stream.partitions) if archived and sizing.stream is not None else None
+        return pricing.estimate(self.spec, sizing, free_tier, archive=archive)
 
     @classmethod
     def scan_mapping(cls) -> ScanMapping:
@@ -109,20 +133,28 @@ class AzureBackend(Backend):  # type: ignore[misc]  # Backend is Any when mypy c
         return [self._platform.provider]
 
     def stream(self, role: RoleContext, sizing: StreamSizing) -> Handle[Any]:
-        self._stream = stream.stream(role, self.platform_state, self.spec, sizing)
+        assert self.spec.stream is not None
+        capture = self.spec.stream.archive and self.raw_archive().kind == "capture"
+        self._stream = stream.stream(role, self.platform_state, self.spec, sizing, capture=capture)
         return self._stream
 
     def bucket(self, role: RoleContext, bucket: BucketSpec) -> Handle[Any]:
         return storage.bucket(role, self.platform_state, bucket, uploads=bucket.key == self.spec.uploads_name)
 
     def archive(self, role: RoleContext, source: Handle[Any], bucket: Handle[Any], prefix: str) -> None:
-        stream.archive(role, self.platform_state, source, bucket, prefix)
+        """Capture, or the archiver function, as the sizing chose (pipeline_azure.archiving)."""
+        chosen = self.raw_archive()
+        if chosen.kind == "capture":
+            stream.archive(role, self.platform_state, source, bucket, prefix)
+            return
+        code = archiver.package(self.base_dir, self.stack, self.vendor_dependencies)
+        self._archiver = archiver.archiver(role, self.platform_state, chosen.archiver, source, bucket, prefix, code)
 
     def artifact(self, role: RoleContext, bucket: Handle[Any], path: Path, key: str) -> Handle[Any]:
         return storage.artifact(role, self.platform_state, bucket, path, key)
 
     def identity(self, role: RoleContext, stage: StageSpec) -> Handle[Any]:
-        return iam.identity(role, self.platform_state, stage)
+        return iam.identity(role, self.platform_state, stage.name)
 
     def grant(self, role: RoleContext, identity: Handle[Any], grants: Sequence[Grant]) -> None:
         iam.grant(role, self.platform_state, identity, grants)
@@ -148,4 +180,4 @@ class AzureBackend(Backend):  # type: ignore[misc]  # Backend is Any when mypy c
         triggers.schedule_trigger(function)
 
     def observability(self, role: RoleContext, stages: Sequence[StageResources]) -> None:
-        observability.observability(role, self.platform_state, self._stream, stages, self.spec.alerts)
+        observability.observability(role, self.platform_state, self._stream, stages, self.spec.alerts, self._archiver)

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
@@ -59,7 +60,7 @@ def flex_memory(memory_mb: int) -> int | None:
     return next((size for size in FLEX_MEMORY_MB if size >= memory_mb), None)
 
 
-def _timespan(seconds: int) -> str:
+def timespan(seconds: int) -> str:
     return f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
@@ -68,7 +69,7 @@ def host_json(stage: StageSpec, sized: StageSizing) -> str:
     host: dict[str, Any] = {
         "version": "2.0",
         "extensionBundle": {"id": "Microsoft.Azure.Functions.ExtensionBundle", "version": EXTENSION_BUNDLE},
-        "functionTimeout": _timespan(stage.timeout_s),
+        "functionTimeout": timespan(stage.timeout_s),
     }
     if stage.trigger.objects:
         host["extensions"] = {"queues": object_queue.host_settings(stage, sized)}
@@ -95,6 +96,31 @@ def recipe(stage: StageSpec, sized: StageSizing) -> Recipe:
                   limit_bytes=PACKAGE_LIMIT_ZIPPED)
 
 
+def event_hub_settings(stream: Handle[Any], client_id: pulumi.Input[str], consumer_group: str, most: int, least: int | None,
+                       wait_s: int | None, prefetch: int, from_start: bool) -> dict[str, Any]:
+    """App settings of an Event Hubs trigger (a stream stage's or the raw archiver's): the identity-based
+    connection, the hub and consumer group the binding names, and host.json overrides
+    (`AzureFunctionsJobHost__extensions__eventHubs__*`) for the batch, its wait and the start position."""
+    host = "AzureFunctionsJobHost__extensions__eventHubs__"
+    settings: dict[str, Any] = {
+        "EventHubConnection__fullyQualifiedNamespace": stream.extra["fqdn"],
+        "EventHubConnection__credential": "managedidentity",
+        "EventHubConnection__clientId": client_id,
+        "PIPELINE_EVENT_HUB": stream.extra["hub_name"],
+        "PIPELINE_CONSUMER_GROUP": consumer_group,
+        f"{host}maxEventBatchSize": str(most),
+        f"{host}prefetchCount": str(prefetch),
+        f"{host}batchCheckpointFrequency": "1",  # >1 misleads target-based scaling (host.json reference)
+        f"{host}initialOffsetOptions__type": "fromStart" if from_start else "fromEnd",
+    }
+    if least is not None and wait_s is not None:
+        # Wait up to the window for a full batch: maxWaitTime counts only when minEventBatchSize > 1, and
+        # minEventBatchSize must be below maxEventBatchSize (host.json reference for Event Hubs).
+        settings[f"{host}minEventBatchSize"] = str(least)
+        settings[f"{host}maxWaitTime"] = timespan(wait_s)
+    return settings
+
+
 def trigger_settings(stage: StageSpec, stream: Handle[Any] | None, client_id: pulumi.Input[str]) -> dict[str, Any]:
     """App settings the trigger binding and the runtime read; `AzureFunctionsJobHost__*` override host.json."""
     trigger = stage.trigger
@@ -106,33 +132,20 @@ def trigger_settings(stage: StageSpec, stream: Handle[Any] | None, client_id: pu
         assert stream is not None
         batch = trigger.stream
         most, least, wait = sizing.max_event_batch(stage)
-        host = "AzureFunctionsJobHost__extensions__eventHubs__"
         settings.update({
-            "EventHubConnection__fullyQualifiedNamespace": stream.extra["fqdn"],
-            "EventHubConnection__credential": "managedidentity",
-            "EventHubConnection__clientId": client_id,
-            "PIPELINE_EVENT_HUB": stream.extra["hub_name"],
-            "PIPELINE_CONSUMER_GROUP": triggers.consumer_group_name(stage),
             "PIPELINE_BATCH_SIZE": str(batch.batch_size),
             "PIPELINE_MAX_BATCHING_WINDOW_S": str(batch.max_batching_window_s),
             "PIPELINE_STARTING_POSITION": batch.starting_position,
-            f"{host}maxEventBatchSize": str(most),
-            f"{host}prefetchCount": str(max(300, 2 * most)),
-            f"{host}batchCheckpointFrequency": "1",  # >1 misleads target-based scaling (host.json reference)
-            f"{host}initialOffsetOptions__type": "fromEnd" if batch.starting_position == "latest" else "fromStart",
+            **event_hub_settings(stream, client_id, triggers.consumer_group_name(stage), most, least, wait, max(300, 2 * most),
+                                 from_start=batch.starting_position != "latest"),
         })
-        if least is not None and wait is not None:
-            # Wait up to the window for a full batch: maxWaitTime counts only when minEventBatchSize > 1, and
-            # minEventBatchSize must be below maxEventBatchSize (host.json reference for Event Hubs).
-            settings[f"{host}minEventBatchSize"] = str(least)
-            settings[f"{host}maxWaitTime"] = _timespan(wait)
     elif trigger.schedule:
         settings["PIPELINE_SCHEDULE"] = triggers.ncrontab(trigger.parsed_schedule)
         settings["PIPELINE_SCHEDULE_SOURCE"] = trigger.schedule
     return settings
 
 
-def inbound(stage: StageSpec) -> tuple[str, str, list[web.IpSecurityRestrictionArgs]]:
+def inbound(public: bool) -> tuple[str, str, list[web.IpSecurityRestrictionArgs]]:
     """Who may reach the app's public endpoints: (publicNetworkAccess, default action, allow rules).
 
     Only HTTP stages serve callers (from anywhere, each request with a function key). Every other trigger
@@ -141,27 +154,46 @@ def inbound(stage: StageSpec) -> tuple[str, str, list[web.IpSecurityRestrictionA
     the main and SCM access restrictions deny by default, saying the same thing. Deployments are unaffected:
     One Deploy is an Azure Resource Manager call (see `release`) and Flex reads the package from its
     deployment container with the app's identity (outbound)."""
-    if stage.trigger.http:
+    if public:
         return "Enabled", web.DefaultAction.ALLOW, []
     return "Disabled", web.DefaultAction.DENY, []
 
 
-def function(role: RoleContext, platform: Platform, spec: PipelineSpec, stage: StageSpec, identity: Handle[managedidentity.UserAssignedIdentity],
-             package: Package, env: Mapping[str, Any], stream: Handle[Any] | None, sized: StageSizing) -> Handle[web.WebApp]:
-    app_name = platform.name(lambda s: naming.function_app_name(role.pipeline, role.stack, stage.name, s))
-    memory = flex_memory(stage.memory_mb)
-    if memory is None:  # check() reports this before planning
-        raise ValueError(f"stage {stage.name}: {stage.memory_mb} MB is above the largest Flex Consumption instance (4096 MB)")
-    principal, client_id = identity.extra["principal_id"], identity.extra["client_id"]
-    rg = platform.rg_name
+@dataclass(frozen=True)
+class AppShape:
+    """What differs between the Flex apps this backend builds (a stage's, or the raw archiver's)."""
 
-    # The app's own host storage (keys, leases, timer state, Event Hubs checkpoints): no other stage can reach it.
-    host = account(role.name("host"), platform.name(lambda s: naming.host_account_name(role.pipeline, stage.name, s)), rg,
+    slot: str  # the name in physical names (app, plan, host account, host id, deployment container): a stage's name or RAW_SLOT
+    title: str  # for descriptions: "stage preprocess", "the raw archiver"
+    memory_mb: int  # the Flex instance size
+    max_instances: int
+    timeout_s: int
+    public: bool = False  # HTTP stages only
+    http_concurrency: int | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+def host_storage(role: RoleContext, platform: Platform, shape: AppShape, principal: pulumi.Input[str]) -> tuple[storage.StorageAccount, Any]:
+    """The app's own host storage (keys, leases, timer state, Event Hubs checkpoints), no other app can reach it,
+    and its identity's Blob Data Owner role on that account only (what `AzureWebJobsStorage` needs)."""
+    host = account(role.name("host"), platform.name(lambda s: naming.host_account_name(role.pipeline, shape.slot, s)), platform.rg_name,
                    platform.location, platform.tags, shared_key=False, opts=role.opts())
     host_role = iam.assign(role, platform, "host", principal, iam.STORAGE_BLOB_DATA_OWNER, host.id,
-                           f"Functions host storage of {stage.name} (its own account: keys, leases, checkpoints)")
+                           f"Functions host storage of {shape.title} (its own account: keys, leases, checkpoints)")
+    return host, host_role
+
+
+def flex_app(role: RoleContext, platform: Platform, shape: AppShape, identity: Handle[managedidentity.UserAssignedIdentity], package: Package,
+             host: storage.StorageAccount, settings: Mapping[str, Any], after: list[pulumi.Resource],
+             extra: Mapping[str, Any] | None = None) -> Handle[web.WebApp]:
+    """A Flex Consumption plan and app running as `identity`, with its deployment container and package, its
+    telemetry role, identity-based host storage (`host`) and `settings` on top of the common ones. It starts
+    after `after` (role assignments it needs from its first run); `release` deploys the code."""
+    rg = platform.rg_name
+    principal, client_id = identity.extra["principal_id"], identity.extra["client_id"]
+    app_name = platform.name(lambda s: naming.function_app_name(role.pipeline, role.stack, shape.slot, s))
     deploy = storage.BlobContainer(
-        role.name("deploy"), account_name=platform.artifacts.name, resource_group_name=rg, container_name=f"deploy-{stage.name}",
+        role.name("deploy"), account_name=platform.artifacts.name, resource_group_name=rg, container_name=f"deploy-{shape.slot}",
         public_access=storage.PublicAccess.NONE, opts=role.opts(),
     )
     sha256 = package.sha256
@@ -172,39 +204,30 @@ def function(role: RoleContext, platform: Platform, spec: PipelineSpec, stage: S
     )
     # Flex reads (and One Deploy writes) released-package.zip here with the app's identity.
     deploy_role = iam.assign(role, platform, "deployment", principal, iam.STORAGE_BLOB_DATA_CONTRIBUTOR, deploy.id,
-                             f"Flex deployment storage of {stage.name}")
+                             f"Flex deployment storage of {shape.title}")
     telemetry = iam.assign(role, platform, "telemetry", principal, iam.MONITORING_METRICS_PUBLISHER, platform.insights.id,
-                           f"telemetry of {stage.name} (Application Insights with local auth disabled)")
-
-    # Object stages: the queue Event Grid writes to, in the stage's own host account, and the identity's access to it.
-    queue = object_queue.stage_queue(role, platform, stage, host, principal) if stage.trigger.objects else None
-
-    data_endpoint = blob_endpoint(platform.data)
-    settings: dict[str, Any] = {
+                           f"telemetry of {shape.title} (Application Insights with local auth disabled)")
+    all_settings: dict[str, Any] = {
         # Host storage, identity-based (no connection string anywhere).
         "AzureWebJobsStorage__accountName": host.name,
         "AzureWebJobsStorage__credential": "managedidentity",
         "AzureWebJobsStorage__clientId": client_id,
-        "AzureFunctionsWebHost__hostid": naming.host_id(role.pipeline, role.stack, stage.name),
-        "AzureFunctionsJobHost__functionTimeout": _timespan(stage.timeout_s),
+        "AzureFunctionsWebHost__hostid": naming.host_id(role.pipeline, role.stack, shape.slot),
+        "AzureFunctionsJobHost__functionTimeout": timespan(shape.timeout_s),
         "APPLICATIONINSIGHTS_CONNECTION_STRING": platform.insights.connection_string,
         "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": pulumi.Output.concat("ClientId=", client_id, ";Authorization=AAD"),
-        "AZURE_CLIENT_ID": client_id,  # DefaultAzureCredential in the runtime picks the stage's identity
+        "AZURE_CLIENT_ID": client_id,  # DefaultAzureCredential in the runtime picks the app's identity
         # The runtime's connection to pipeline data (outputs, inputs, dead letters).
-        "PIPELINE_DATA_BLOB_ENDPOINT": data_endpoint,
+        "PIPELINE_DATA_BLOB_ENDPOINT": blob_endpoint(platform.data),
         "PIPELINE_ARTIFACTS_BLOB_ENDPOINT": blob_endpoint(platform.artifacts),
-        "PIPELINE_MEMORY_MB_REQUESTED": str(stage.memory_mb),
-        **trigger_settings(stage, stream, client_id),
-        **(object_queue.app_settings(host, stage, client_id) if queue is not None else {}),
-        **env,
+        **settings,
     }
     plan = web.AppServicePlan(
-        role.name("plan"), name=naming.plan_name(role.pipeline, role.stack, stage.name), resource_group_name=rg, location=platform.location,
+        role.name("plan"), name=naming.plan_name(role.pipeline, role.stack, shape.slot), resource_group_name=rg, location=platform.location,
         kind="functionapp", reserved=True, sku=web.SkuDescriptionArgs(name="FC1", tier="FlexConsumption"), tags=platform.tags, opts=role.opts(),
     )
-    instances = int(sized.settings.get("maximumInstanceCount", 1))
     http = web.FunctionsScaleAndConcurrencyTriggersArgs(http=web.FunctionsScaleAndConcurrencyTriggersHttpArgs(
-        per_instance_concurrency=int(sized.settings["perInstanceConcurrency"]))) if stage.trigger.http else None
+        per_instance_concurrency=shape.http_concurrency)) if shape.http_concurrency else None
     function_app_config = web.FunctionAppConfigArgs(
         deployment=web.FunctionsDeploymentArgs(storage=web.FunctionsDeploymentStorageArgs(
             type=web.FunctionsDeploymentStorageType.BLOB_CONTAINER,
@@ -213,9 +236,10 @@ def function(role: RoleContext, platform: Platform, spec: PipelineSpec, stage: S
                 type=web.AuthenticationType.USER_ASSIGNED_IDENTITY, user_assigned_identity_resource_id=identity.extra["id"]),
         )),
         runtime=web.FunctionsRuntimeArgs(name=web.RuntimeName.PYTHON, version=PYTHON_VERSION),
-        scale_and_concurrency=web.FunctionsScaleAndConcurrencyArgs(instance_memory_mb=memory, maximum_instance_count=instances, triggers=http),
+        scale_and_concurrency=web.FunctionsScaleAndConcurrencyArgs(instance_memory_mb=shape.memory_mb, maximum_instance_count=shape.max_instances,
+                                                                   triggers=http),
     )
-    public_access, default_action, allowed = inbound(stage)
+    public_access, default_action, allowed = inbound(shape.public)
     closed = public_access == "Disabled"
     site_config = web.SiteConfigArgs(
         min_tls_version=web.SupportedTlsVersions.SUPPORTED_TLS_VERSIONS_1_2,
@@ -229,7 +253,7 @@ def function(role: RoleContext, platform: Platform, spec: PipelineSpec, stage: S
         # A closed app's SCM site follows the main site (deny); an HTTP app keeps its SCM site's own (default) rules.
         scm_ip_security_restrictions_use_main=closed,
         scm_ip_security_restrictions_default_action=web.DefaultAction.DENY if closed else None,
-        app_settings=[web.NameValuePairArgs(name=k, value=v) for k, v in settings.items()],
+        app_settings=[web.NameValuePairArgs(name=k, value=v) for k, v in all_settings.items()],
     )
     app = web.WebApp(
         role.name(),
@@ -244,16 +268,39 @@ def function(role: RoleContext, platform: Platform, spec: PipelineSpec, stage: S
         identity=web.ManagedServiceIdentityArgs(type=web.ManagedServiceIdentityType.USER_ASSIGNED, user_assigned_identities=[identity.extra["id"]]),
         function_app_config=function_app_config,
         site_config=site_config,
-        tags={**platform.tags, "stage": stage.name, "memory-mb": f"{stage.memory_mb} requested, {memory} instance"},
-        opts=role.opts(depends_on=[host_role, deploy_role, telemetry, *identity.extra["assignments"], *(queue.assignments if queue else [])]),
+        tags={**platform.tags, **shape.tags},
+        opts=role.opts(depends_on=[deploy_role, telemetry, *after]),
     )
     # Publishing with basic credentials (FTP, SCM user/password) off: deployments authenticate with Entra ID.
     for method, resource in (("ftp", web.WebAppFtpAllowed), ("scm", web.WebAppScmAllowed)):
         resource(role.name(f"no-basic-{method}"), name=app.name, resource_group_name=rg, allow=False, opts=role.opts())
     return Handle(app, app.name, {
         "id": app.id, "app_name": app.name, "role": role, "platform": platform, "package": blob, "sha256": sha256,
-        "memory_mb": memory, "released": None, "host_account": host, "queue": queue,
+        "memory_mb": shape.memory_mb, "released": None, "host_account": host, **(extra or {}),
     })
+
+
+def function(role: RoleContext, platform: Platform, spec: PipelineSpec, stage: StageSpec, identity: Handle[managedidentity.UserAssignedIdentity],
+             package: Package, env: Mapping[str, Any], stream: Handle[Any] | None, sized: StageSizing) -> Handle[web.WebApp]:
+    """A stage's app: its instance size from the spec's memory, its scale limit from the sizing, its trigger's settings."""
+    memory = flex_memory(stage.memory_mb)
+    if memory is None:  # check() reports this before planning
+        raise ValueError(f"stage {stage.name}: {stage.memory_mb} MB is above the largest Flex Consumption instance (4096 MB)")
+    shape = AppShape(stage.name, f"stage {stage.name}", memory, int(sized.settings.get("maximumInstanceCount", 1)), stage.timeout_s,
+                     public=bool(stage.trigger.http), http_concurrency=int(sized.settings["perInstanceConcurrency"]) if stage.trigger.http else None,
+                     tags={"stage": stage.name, "memory-mb": f"{stage.memory_mb} requested, {memory} instance"})
+    principal, client_id = identity.extra["principal_id"], identity.extra["client_id"]
+    host, host_role = host_storage(role, platform, shape, principal)
+    # Object stages: the queue Event Grid writes to, in the stage's own host account, and the identity's access to it.
+    queue = object_queue.stage_queue(role, platform, stage, host, principal) if stage.trigger.objects else None
+    settings: dict[str, Any] = {
+        "PIPELINE_MEMORY_MB_REQUESTED": str(stage.memory_mb),
+        **trigger_settings(stage, stream, client_id),
+        **(object_queue.app_settings(host, stage, client_id) if queue is not None else {}),
+        **env,
+    }
+    return flex_app(role, platform, shape, identity, package, host, settings,
+                    after=[host_role, *identity.extra["assignments"], *(queue.assignments if queue else [])], extra={"queue": queue})
 
 
 def release(function: Handle[web.WebApp], after: list[pulumi.Resource]) -> resources.Deployment:

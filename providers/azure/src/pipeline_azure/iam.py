@@ -19,7 +19,6 @@ import pulumi
 from pulumi_azure_native import authorization, managedidentity
 
 from pipeline.backend import Access, Grant, Handle, RoleContext
-from pipeline.spec.model import StageSpec
 from pipeline_azure.platform import Platform
 
 EVENT_HUBS_DATA_RECEIVER = "a638d3c7-ab3a-418d-83e6-5f17a39d4fde"
@@ -101,9 +100,10 @@ def assign_definition(role: RoleContext, suffix: str, principal_id: pulumi.Input
     )
 
 
-def identity(role: RoleContext, platform: Platform, stage: StageSpec) -> Handle[managedidentity.UserAssignedIdentity]:
+def identity(role: RoleContext, platform: Platform, name: str) -> Handle[managedidentity.UserAssignedIdentity]:
+    """The user-assigned identity of one app: a stage's (`name` = the stage's name) or the raw archiver's."""
     uami = managedidentity.UserAssignedIdentity(
-        role.name(), resource_name_=f"id-{role.pipeline}-{role.stack}-{stage.name}", resource_group_name=platform.rg_name,
+        role.name(), resource_name_=f"id-{role.pipeline}-{role.stack}-{name}", resource_group_name=platform.rg_name,
         location=platform.location, tags=platform.tags, opts=role.opts(),
     )
     extra: dict[str, Any] = {"id": uami.id, "principal_id": uami.principal_id, "client_id": uami.client_id, "assignments": []}

@@ -10,7 +10,8 @@ Dead letters, two sources:
   container and logs one JSON line per input with `"dead_letters": N` (N > 0): "batch done" and
   "retries exhausted; input dead-lettered" (pipeline.runtime.invoke). The shim hands those lines to
   Python logging, so they land in AppTraces with the line as `Message`; the log alert parses it
-  (`dead_letter_query`). Every stage gets this alert.
+  (`dead_letter_query`). Every stage gets this alert, and so does the raw archiver function (a batch
+  it could not write on the retry policy's last attempt), with an errors alert like a stage's.
 * Event Grid dead-letters the BlobCreated events it could not write to a stage's queue (metric
   DeadLetteredCount of the system topic, per subscription): object stages get this alert too.
 * The queue trigger moves a message that never completed (a crash or timeout on its last attempt) to
@@ -29,7 +30,7 @@ from typing import Any
 import pulumi
 from pulumi_azure_native import monitor
 
-from pipeline.backend import RoleContext, StageResources
+from pipeline.backend import Handle, RoleContext, StageResources
 from pipeline.spec.model import AlertsSpec
 from pipeline_azure import credentials, object_queue, storage, stream
 from pipeline_azure.platform import Platform
@@ -41,6 +42,11 @@ def dead_letter_query(app_name: str) -> str:
     """KQL over AppTraces: runtime log lines of `app_name` whose JSON says it dead-lettered something."""
     return (f"AppTraces | where AppRoleName =~ '{app_name}' and Message contains '\"{DEAD_LETTER_FIELD}\"' "
             f"| extend entry = parse_json(Message) | where toint(entry.{DEAD_LETTER_FIELD}) > 0")
+
+
+def error_query(app_name: pulumi.Input[str]) -> pulumi.Output[str]:
+    """KQL over AppRequests: invocations of `app_name` that failed."""
+    return pulumi.Output.concat("AppRequests | where AppRoleName =~ '", app_name, "' and Success == false")
 
 
 POISON_MARKER = "Moving message to queue"
@@ -140,7 +146,8 @@ def action_group(role: RoleContext, platform: Platform, alerts: AlertsSpec) -> m
     )
 
 
-def observability(role: RoleContext, platform: Platform, source: Any, stages: Sequence[StageResources], alerts: AlertsSpec) -> None:
+def observability(role: RoleContext, platform: Platform, source: Any, stages: Sequence[StageResources], alerts: AlertsSpec,
+                  archiver: Handle[Any] | None = None) -> None:
     storage.lifecycle_policy(platform)
     # The data account's name carries the stack's random suffix: exported for the deploy summary's commands.
     pulumi.export(credentials.DATA_ACCOUNT_OUTPUT, platform.data.name)
@@ -150,11 +157,16 @@ def observability(role: RoleContext, platform: Platform, source: Any, stages: Se
         _metric_alert(role, platform, "stream-throttled", "Producers or consumers are throttled: the namespace needs more throughput units",
                       source.extra["namespace"].id, "Microsoft.EventHub/namespaces", "ThrottledRequests", actions,
                       [monitor.MetricDimensionArgs(name="EntityName", operator="Include", values=[stream.EVENT_HUB_NAME])])
+    if archiver is not None:  # the raw archiver function (pipeline_azure.archiver): alerts like a stream stage's
+        app_name = archiver.extra["app_name"]
+        _log_alert(role, platform, "raw_archive-errors", "The raw archiver failed to write a batch (its retry policy runs it again)",
+                   error_query(app_name), actions)
+        _log_alert(role, platform, "raw_archive-dead-letters", "The raw archiver dead-lettered a batch it could not write",
+                   pulumi.Output.from_input(app_name).apply(dead_letter_query), actions)
     for built in stages:
         name = built.stage.name
         app = built.function.extra["app_name"]
-        _log_alert(role, platform, f"{name}-errors", f"Stage {name} raised errors",
-                   pulumi.Output.concat("AppRequests | where AppRoleName =~ '", app, "' and Success == false"), actions)
+        _log_alert(role, platform, f"{name}-errors", f"Stage {name} raised errors", error_query(app), actions)
         _log_alert(role, platform, f"{name}-dead-letters", f"Stage {name} dead-lettered records or inputs",
                    pulumi.Output.from_input(app).apply(dead_letter_query), actions)
         if built.stage.trigger.objects:

@@ -2,9 +2,10 @@
 
 Storage accounts (all StorageV2, HTTPS only, TLS 1.2, no public blob access, Entra ID by default):
 
-* **data** (Standard_ZRS): every bucket the core asks for except model artifacts - raw Capture
-  files, uploads, stage outputs, dead letters. Shared-key access is **disabled**: the functions use
-  their user-assigned identities, Event Hubs Capture the namespace's identity, Event Grid
+* **data** (Standard_ZRS): every bucket the core asks for except model artifacts - the raw archive
+  (Capture files or the archiver function's blobs), uploads, stage outputs, dead letters. Shared-key
+  access is **disabled**: the functions (and the raw archiver) use their user-assigned identities,
+  Event Hubs Capture (where chosen) the namespace's identity, Event Grid
   dead-lettering the system topic's identity, producers their own identity. Blob soft delete and
   container soft delete (`SOFT_DELETE_DAYS`) make an overwritten or deleted output recoverable.
   ZRS (three zones) because S3 and GCS regional buckets are multi-zone by default: the clouds are

@@ -3,8 +3,12 @@
 The formulas follow how each service bills (sources on every price in the sheet):
 
 * Event Hubs Standard: throughput units x 730 hours; ingress events per million, an event counting once
-  per started 64 KB; Capture per TU-hour (metered with the namespace's TUs); events kept beyond the
-  84 GB per TU the tier includes are billed at the LRS blob rate (Event Hubs pricing FAQ).
+  per started 64 KB; events kept beyond the 84 GB per TU the tier includes are billed at the LRS blob
+  rate (Event Hubs pricing FAQ).
+* The raw archive (`archive_lines`), as `pipeline_azure.archiving` chose it: Capture per TU-hour (metered
+  with the namespace's TUs) with its Avro files; or the archiver function's Flex lines, host storage
+  operations, gzip blobs, telemetry and alerts, and any TUs its consumer group's reads add. Both ways are
+  priced by the same function, so the choice compares exactly what the estimate bills.
 * Flex Consumption on demand: executions and GB-seconds of *instance* memory (the 512/2048/4096 MB
   size the backend configures, not the spec's memory) while an instance executes; each activity
   period bills at least 1,000 ms (https://learn.microsoft.com/azure/azure-functions/flex-consumption-plan#billing).
@@ -53,6 +57,7 @@ from pipeline.sizing import Sizing, StageSizing, StreamSizing
 from pipeline.spec.model import PipelineSpec, StageSpec
 from pipeline_azure import functions, stream
 from pipeline_azure.platform import SOFT_DELETE_DAYS
+from pipeline_azure.sizing import ARCHIVE_MS_PER_INVOCATION, ARCHIVE_US_PER_EVENT, ARCHIVE_US_PER_KIB, RawArchive
 
 PRICES = Path(__file__).with_name("prices.json")
 
@@ -78,6 +83,14 @@ LIST_PAGE = 5000  # List Blobs returns at most 5,000 blobs per call
 QUEUE_OPS_PER_OBJECT = 3  # Put Message (Event Grid) + Get Messages + Delete Message (the trigger, batchSize 1)
 QUEUE_RENEWAL_S = 300  # the trigger takes a message for 10 minutes and renews it at half that while the run goes on
 QUEUE_PROBE_S = 10  # estimate (no published cadence): one queue read every 10 s - idle polling or a scale-controller length read
+# Raw JSON records compress about 4:1 with gzip: 3.6-4.9:1 measured by benchmarks/azure_archiver.py, and the figure the
+# AWS backend uses for the same objects (the same work priced the same way).
+GZIP_RATIO = 4.0
+ARCHIVER_LOG_ALERTS = 2  # the raw archiver's errors and dead letters (observability.py)
+ARCHIVER_ASSUMPTION = (
+    f"raw archiver: {ARCHIVE_MS_PER_INVOCATION:g} ms per batch + {ARCHIVE_US_PER_EVENT:g} us per event + {ARCHIVE_US_PER_KIB:g} us per KiB "
+    "at one vCPU (512 MB = 0.25 vCPU, 2,048 MB = 1), from benchmarks/azure_archiver.py with a margin for the Functions host's own "
+    f"work; its blobs are gzip JSON lines at {GZIP_RATIO:g}:1; the choice against Capture is made at list prices (no free grants)")
 
 
 class _Grant:
@@ -90,6 +103,16 @@ class _Grant:
         used = min(self.left, quantity)
         self.left -= used
         return used
+
+
+class _Grants:
+    """Every free grant the estimate draws down, each once across all lines."""
+
+    def __init__(self) -> None:
+        self.gb_s = _Grant(FLEX_FREE_GB_S)
+        self.executions = _Grant(FLEX_FREE_EXECUTIONS)
+        self.event_grid = _Grant(EVENT_GRID_FREE_OPERATIONS)
+        self.logs = _Grant(LOG_FREE_GB)
 
 
 def per_unit(price: Price, per: float, unit: str) -> Price:
@@ -128,11 +151,17 @@ def event_grid_operations(published: float, deliveries: float) -> float:
     return published + deliveries
 
 
-def capture_files(spec: PipelineSpec, sizing: StreamSizing) -> float:
+def capture_files(spec: PipelineSpec, partitions: int) -> float:
     """Capture files a month: one per partition per window, the window closing at the time or size limit."""
-    per_partition_bytes_s = spec.workload.bytes_per_second / max(1, sizing.partitions)
+    per_partition_bytes_s = spec.workload.bytes_per_second / max(1, partitions)
     window_s = min(float(stream.CAPTURE_INTERVAL_S), stream.CAPTURE_SIZE_BYTES / per_partition_bytes_s if per_partition_bytes_s else math.inf)
-    return sizing.partitions * SECONDS_PER_MONTH / window_s
+    return partitions * SECONDS_PER_MONTH / window_s
+
+
+def host_operations(invocations: float, partitions: int) -> float:
+    """Operations on a Functions host's storage by an Event Hubs trigger: a checkpoint per batch
+    (batchCheckpointFrequency 1) and a lease renewal per partition about every 10 s."""
+    return invocations + partitions * HOST_LEASE_RENEWALS_PER_PARTITION_S * SECONDS_PER_MONTH
 
 
 @dataclass(frozen=True)
@@ -195,8 +224,10 @@ class _Storage:
         self.blob_created += creates
 
 
-def estimate(spec: PipelineSpec, full: Sizing, free_tier: bool, sheet: PriceSheet | None = None) -> CostEstimate:
-    """The monthly estimate of the plan the backend builds for `spec` with `full` (its sizing).
+def estimate(spec: PipelineSpec, full: Sizing, free_tier: bool, sheet: PriceSheet | None = None,
+             archive: RawArchive | None = None) -> CostEstimate:
+    """The monthly estimate of the plan the backend builds for `spec` with `full` (its sizing); `archive` is the
+    plan's raw archive (`pipeline_azure.archiving.plan_archive`, worked out here when not given).
 
     Raises the core's PipelineError when the location has no price sheet (never a silent zero)."""
     location = str(spec.clouds.azure.location)
@@ -204,9 +235,22 @@ def estimate(spec: PipelineSpec, full: Sizing, free_tier: bool, sheet: PriceShee
     est = CostEstimate("azure", location, free_tier)
     stages = _stages(spec, full)
     blobs = _Storage(est, sheet)
+    grants = _Grants()
 
     if spec.stream is not None and full.stream is not None:
-        _stream_lines(est, spec, full.stream, sheet, blobs)
+        archived = None
+        if spec.stream.archive:
+            if archive is None:
+                from pipeline_azure import archiving  # it prices both ways with this module
+
+                archive = archiving.plan_archive(spec, full.stream.partitions)
+            archived = archive
+        _stream_lines(est, spec, full.stream, sheet, archived)
+        if archived is not None:
+            archive_lines(est, spec, archived, full.stream.partitions, sheet, blobs, grants)
+            est.assumptions.extend(archived.reasoning)
+            if archived.kind == "function":
+                est.assumptions.append(ARCHIVER_ASSUMPTION)
     files, upload_bytes = uploads_per_month(spec)
     if spec.uploads is not None:
         name = spec.uploads.name
@@ -214,23 +258,22 @@ def estimate(spec: PipelineSpec, full: Sizing, free_tier: bool, sheet: PriceShee
         blobs.keep(f"{name}-bucket", "uploaded files", upload_bytes, spec.storage.uploads_days)
         blobs.write(f"{name}-bucket", "producers upload files", files * write_operations(per_file), files)
 
-    gb_s_grant, exec_grant = _Grant(FLEX_FREE_GB_S), _Grant(FLEX_FREE_EXECUTIONS)
     for st in stages:
-        _stage_lines(est, spec, st, full, sheet, blobs, gb_s_grant, exec_grant)
+        _stage_lines(est, spec, st, full, sheet, blobs, grants)
 
     # ---- Event Grid: the data account's system topic exists only with an object stage ------------------
     object_stages = [st for st in stages if st.spec.trigger.objects]
     if object_stages:
         ops = per_unit(sheet["eventgrid_operations"], 1e6, "operation")
-        grid_grant = _Grant(EVENT_GRID_FREE_OPERATIONS)
         published = event_grid_operations(blobs.blob_created, 0)
         est.add("platform", "Event Grid operations (BlobCreated published by the data account)", published, ops,
-                free=grid_grant.take(published),
-                note="every blob created in the data account (Capture files, uploads, stage outputs) is published; filters only limit delivery")
+                free=grants.event_grid.take(published),
+                note="every blob created in the data account (uploads, stage outputs, watermarks) is published; filters only limit "
+                     "delivery; the raw archive's blobs are counted under raw-archive")
         queue_ops = per_unit(sheet["queue_operations"], 1e4, "operation")
         for st in object_stages:
             role = f"{st.spec.name}-trigger"
-            est.add(role, "Event Grid operations (deliveries to the stage's queue)", st.invocations, ops, free=grid_grant.take(st.invocations),
+            est.add(role, "Event Grid operations (deliveries to the stage's queue)", st.invocations, ops, free=grants.event_grid.take(st.invocations),
                     note="one delivery per source object; retries (failures) not included")
             per_object = QUEUE_OPS_PER_OBJECT + math.floor(st.duration_s / QUEUE_RENEWAL_S)
             est.add(role, "Storage queue operations (per object)", st.invocations * per_object, queue_ops,
@@ -239,16 +282,18 @@ def estimate(spec: PipelineSpec, full: Sizing, free_tier: bool, sheet: PriceShee
             est.add(role, "Storage queue operations (polling and queue-length reads, estimate)", SECONDS_PER_MONTH / QUEUE_PROBE_S, queue_ops,
                     note=f"one read every {QUEUE_PROBE_S} s around the clock (assumed: no published scale-controller cadence)")
 
-    _observability_lines(est, spec, stages, sheet)
+    _observability_lines(est, spec, stages, sheet, grants)
     est.assumptions.extend(_assumptions(spec, full.stream, free_tier))
     est.unpriced.extend(UNPRICED)
     return est
 
 
-def _stream_lines(est: CostEstimate, spec: PipelineSpec, sizing: StreamSizing, sheet: PriceSheet, blobs: _Storage) -> None:
+def _stream_lines(est: CostEstimate, spec: PipelineSpec, sizing: StreamSizing, sheet: PriceSheet, archive: RawArchive | None) -> None:
+    """The namespace's TUs (those the raw archiver's reads add are under raw-archive: see `archive_lines`),
+    ingress events, and retained storage above what the TUs include."""
     assert spec.stream is not None
     work = spec.workload
-    tus = sizing.units
+    tus = archive.capture_units if archive is not None else sizing.units
     records = records_per_month(spec)
     est.add("stream", "Event Hubs Standard throughput units", tus * HOURS_PER_MONTH, sheet["eventhubs_standard_tu"],
             note=f"{tus} TU x {HOURS_PER_MONTH} h (auto-inflate off)")
@@ -257,31 +302,90 @@ def _stream_lines(est: CostEstimate, spec: PipelineSpec, sizing: StreamSizing, s
             per_unit(sheet["eventhubs_standard_ingress"], 1e6, "event"),
             note=f"{records:,.0f} records x {per_event} billable event(s) each (64 KB units)")
     retained_gb = work.bytes_per_second * spec.stream.retention_hours * 3600 / GB
+    # Storage included with the TUs the stream needs anyway: TUs an archiver adds would include more, which is
+    # not credited, so the raw archive's comparison stays exactly the sum of its own lines.
     excess_gb = max(0.0, retained_gb - RETENTION_GB_PER_TU * tus)
     if excess_gb > 0:
         est.add("stream", "Event Hubs storage above the included 84 GB per TU", excess_gb, sheet["blob_hot_lrs_stored"],
                 note=f"{retained_gb:,.1f} GB kept for {spec.stream.retention_hours} h - {RETENTION_GB_PER_TU * tus} GB included; "
                      "billed at the LRS blob rate per the Event Hubs pricing FAQ")
-    if spec.stream.archive:
+
+
+# ---- the raw archive: Capture or the archiver function (pipeline_azure.archiving chooses) -------------
+
+
+def archive_lines(est: CostEstimate, spec: PipelineSpec, archive: RawArchive, partitions: int, sheet: PriceSheet, blobs: _Storage,
+                  grants: _Grants) -> None:
+    """Every line the raw archive adds, under `raw-archive`, `raw-bucket` and (the function's telemetry and
+    alerts) `observability`: what the estimate bills, and what `archive_costs` compares."""
+    assert spec.stream is not None
+    if archive.kind == "capture":
+        tus = archive.capture_units
         est.add("raw-archive", "Event Hubs Capture", tus * HOURS_PER_MONTH, sheet["eventhubs_standard_capture"],
-                note=f"{tus} TU x {HOURS_PER_MONTH} h")
-        raw_bytes = bytes_per_month(spec) + records * AVRO_OVERHEAD_BYTES_PER_EVENT
+                note=f"{tus} TU x {HOURS_PER_MONTH} h, whatever the volume")
+        raw_bytes = bytes_per_month(spec) + records_per_month(spec) * AVRO_OVERHEAD_BYTES_PER_EVENT
         blobs.keep("raw-bucket", "Capture Avro files", raw_bytes, spec.storage.raw_days)
-        files = capture_files(spec, sizing)
-        blobs.write("raw-bucket", f"Capture files: one per partition per {stream.CAPTURE_INTERVAL_S} s window x {sizing.partitions} partitions",
-                    files, files)
+        blobs_written = capture_files(spec, partitions)
+        blobs.write("raw-bucket", f"Capture files: one per partition per {stream.CAPTURE_INTERVAL_S} s window x {partitions} partitions",
+                    blobs_written, 0)
+    else:
+        blobs_written = _archiver_lines(est, spec, archive, sheet, blobs, grants)
+    if any(stage.trigger.objects for stage in spec.stages):  # the data account's system topic publishes every blob
+        est.add("raw-archive", "Event Grid operations (BlobCreated of the raw archive's blobs)", blobs_written,
+                per_unit(sheet["eventgrid_operations"], 1e6, "operation"), free=grants.event_grid.take(blobs_written),
+                note="the data account's system topic publishes every blob created (filters only limit delivery)")
+
+
+def _archiver_lines(est: CostEstimate, spec: PipelineSpec, archive: RawArchive, sheet: PriceSheet, blobs: _Storage, grants: _Grants) -> float:
+    """The archiver function's lines; returns the blobs it writes a month."""
+    sized = archive.archiver
+    extra = archive.archiver_units - archive.capture_units
+    if extra > 0:
+        est.add("raw-archive", "Event Hubs throughput units for the archiver's reads (egress)", extra * HOURS_PER_MONTH,
+                sheet["eventhubs_standard_tu"], note=f"+{extra} TU x {HOURS_PER_MONTH} h: its consumer group reads against the TUs' egress")
+    invocations = sized.invocations_per_month
+    billed_s = flex_billed_seconds(invocations, sized.invocation_ms / 1000)
+    gbs = gb_seconds(sized.memory_mb, billed_s)
+    est.add("raw-archive", "Flex Consumption on-demand execution time", gbs, sheet["flex_on_demand_execution_time"], free=grants.gb_s.take(gbs),
+            note=f"archiver: {invocations:,.0f} batches x {sized.invocation_ms:,.0f} ms at the {sized.memory_mb} MB instance size; "
+                 f"{billed_s:,.0f} instance-s billed")
+    est.add("raw-archive", "Flex Consumption on-demand executions", invocations, per_unit(sheet["flex_on_demand_executions"], 1e6, "execution"),
+            free=grants.executions.take(invocations), note=f"archiver: {sized.records_per_invocation:,.0f} events a batch, per partition")
+    est.add("raw-archive", "Host storage operations (checkpoints, partition leases)", host_operations(invocations, sized.partitions),
+            blobs.other, note="the archiver's own host storage: a checkpoint per batch + a lease renewal per partition every ~10 s")
+    raw_bytes = records_per_month(spec) * (spec.workload.record_bytes + 1) / GZIP_RATIO
+    blobs.keep("raw-bucket", f"gzip JSON-lines blobs, {GZIP_RATIO:g}:1", raw_bytes, spec.storage.raw_days)
+    per_blob = raw_bytes / invocations if invocations else 0.0
+    blobs.write("raw-bucket", "one gzip blob per archiver batch", invocations * write_operations(per_blob), 0)
+    gb = invocations * TELEMETRY_BYTES_PER_INVOCATION / GB
+    est.add("observability", "Log Analytics ingestion (telemetry of the raw archiver)", gb, sheet["log_analytics_ingestion"],
+            free=grants.logs.take(gb), note=f"~{TELEMETRY_BYTES_PER_INVOCATION // 1024} KB per invocation (assumed), no sampling")
+    est.add("observability", "Log search alert rules (raw archiver: errors, dead letters)", ARCHIVER_LOG_ALERTS,
+            sheet["monitor_log_alert_5min"])
+    return invocations
+
+
+def archive_costs(spec: PipelineSpec, archive: RawArchive, partitions: int, sheet: PriceSheet) -> dict[str, float]:
+    """Both ways to archive the stream, in USD a month at list prices (free grants are per subscription and may
+    be spent elsewhere): {"capture": ..., "function": ...}, each the sum of the lines `archive_lines` bills."""
+    totals = {}
+    for kind in ("capture", "function"):
+        est = CostEstimate("azure", sheet.region, free_tier=False)
+        archive_lines(est, spec, replace(archive, kind=kind), partitions, sheet, _Storage(est, sheet), _Grants())
+        totals[kind] = est.total
+    return totals
 
 
 def _stage_lines(est: CostEstimate, spec: PipelineSpec, st: _Stage, full: Sizing, sheet: PriceSheet, blobs: _Storage,
-                 gb_s_grant: _Grant, exec_grant: _Grant) -> None:
+                 grants: _Grants) -> None:
     name, role = st.spec.name, f"{st.spec.name}-function"
     billed_s = flex_billed_seconds(st.invocations, st.duration_s)
     gbs = gb_seconds(st.memory_mb, billed_s)
     how = (f"{st.invocations:,.0f} invocations x {st.duration_s * 1000:,.0f} ms at the {st.memory_mb} MB instance size "
            f"(spec asks {st.spec.memory_mb} MB); {billed_s:,.0f} instance-s billed")
-    est.add(role, "Flex Consumption on-demand execution time", gbs, sheet["flex_on_demand_execution_time"], free=gb_s_grant.take(gbs), note=how)
+    est.add(role, "Flex Consumption on-demand execution time", gbs, sheet["flex_on_demand_execution_time"], free=grants.gb_s.take(gbs), note=how)
     est.add(role, "Flex Consumption on-demand executions", st.invocations, per_unit(sheet["flex_on_demand_executions"], 1e6, "execution"),
-            free=exec_grant.take(st.invocations), note=_invocation_note(st))
+            free=grants.executions.take(st.invocations), note=_invocation_note(st))
 
     work = spec.workload
     rows = output_rows_per_month(st.sized)
@@ -310,17 +414,16 @@ def _stage_lines(est: CostEstimate, spec: PipelineSpec, st: _Stage, full: Sizing
         blobs.write(f"{name}-bucket", "watermark after each run", st.invocations, st.invocations)
     if trigger.stream and full.stream is not None:
         # The Functions host checkpoints every batch (batchCheckpointFrequency 1) and renews partition leases, in the app's host storage.
-        host_ops = st.invocations + full.stream.partitions * HOST_LEASE_RENEWALS_PER_PARTITION_S * SECONDS_PER_MONTH
-        est.add(f"{name}-trigger", "Host storage operations (checkpoints, partition leases)", host_ops, blobs.other,
+        est.add(f"{name}-trigger", "Host storage operations (checkpoints, partition leases)", host_operations(st.invocations, full.stream.partitions),
+                blobs.other,
                 note="one checkpoint (blob metadata update) per batch + a lease renewal per partition every ~10 s")
 
 
-def _observability_lines(est: CostEstimate, spec: PipelineSpec, stages: list[_Stage], sheet: PriceSheet) -> None:
-    log_grant = _Grant(LOG_FREE_GB)
+def _observability_lines(est: CostEstimate, spec: PipelineSpec, stages: list[_Stage], sheet: PriceSheet, grants: _Grants) -> None:
     for st in stages:
         gb = st.invocations * TELEMETRY_BYTES_PER_INVOCATION / GB
         est.add("observability", f"Log Analytics ingestion (telemetry of {st.spec.name})", gb, sheet["log_analytics_ingestion"],
-                free=log_grant.take(gb), note=f"~{TELEMETRY_BYTES_PER_INVOCATION // 1024} KB per invocation (assumed), no sampling")
+                free=grants.logs.take(gb), note=f"~{TELEMETRY_BYTES_PER_INVOCATION // 1024} KB per invocation (assumed), no sampling")
     # errors + runtime dead letters per stage, + messages moved to the poison queue per object stage
     log_rules = 2 * len(stages) + sum(1 for st in stages if st.spec.trigger.objects)
     metric_series = (1 if spec.stream is not None else 0) + sum(1 for st in stages if st.spec.trigger.objects)
@@ -343,8 +446,8 @@ def _invocation_note(st: _Stage) -> str:
 
 UNPRICED = [
     "artifacts account (ZRS): code packages and model files, a few MB per stage - cents a month",
-    "host storage accounts (one per stage): the host's keys, leases and timer state - a few KB; stream stages' checkpoint "
-    "and lease operations are priced",
+    "host storage accounts (one per app: each stage's and the raw archiver's): the host's keys, leases and timer state - a few KB; "
+    "the checkpoint and lease operations of Event Hubs triggers are priced",
     "retries, redeliveries, dead letters, poison-queue messages and the soft-deleted copies overwrites leave behind (failures only)",
     "Internet egress of HTTP responses (the first 100 GB a month are free) and Event Grid dead-letter writes",
     "identities, role assignments, custom roles, Flex plans, the resource group and action group: no charge",

@@ -37,7 +37,7 @@ import binascii
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -79,10 +79,10 @@ class BlobStore:
         data: bytes = self.client.get_blob_client(bucket, key).download_blob().readall()
         return data
 
-    def put(self, bucket: str, key: str, data: bytes) -> None:
+    def put(self, bucket: str, key: str, data: bytes, content_type: str = "application/x-ndjson") -> None:
         from azure.storage.blob import ContentSettings
 
-        self.client.get_blob_client(bucket, key).upload_blob(data, overwrite=True, content_settings=ContentSettings(content_type="application/x-ndjson"))
+        self.client.get_blob_client(bucket, key).upload_blob(data, overwrite=True, content_settings=ContentSettings(content_type=content_type))
 
     def list(self, bucket: str, prefix: str) -> Iterator[tuple[str, float]]:
         """(name, last modified epoch) under `prefix`: List Blobs with the prefix parameter, which is what the
@@ -148,7 +148,7 @@ def last_attempt(context: Any) -> bool:
 
 
 # ---- stream --------------------------------------------------------------------------------------
-def _partition(events: list[Any]) -> str:
+def partition_of(events: Sequence[Any]) -> str:
     """The partition id the batch came from: in the trigger metadata of a `many` batch."""
     metadata = getattr(events[0], "metadata", None) or {}
     context = metadata.get("PartitionContext") or {}
@@ -173,7 +173,7 @@ def process_events(events: list[Any], context: Any = None) -> BatchResult | None
     if not events:
         return None
     stage = runner()
-    partition = _partition(events)
+    partition = partition_of(events)
     records = [event_record(event, partition) for event in events]
     batch_id = keys.stream_batch(partition, int(events[0].sequence_number), int(events[-1].sequence_number))
     try:
@@ -333,6 +333,10 @@ def process_http(body: bytes, content_type: str = "") -> tuple[int, dict[str, An
 
 
 # ---- the function app ------------------------------------------------------------------------------
+# The Python worker refuses to load a function whose parameters are not annotated with its bindings' types
+# (`context` must be azure.functions.Context; an Event Hubs trigger with cardinality many wants
+# typing.List[EventHubEvent]; see Registry.validate_function_params in azure-functions-python-worker).
+# azure.functions is imported only by build_app(), so build_app() sets these annotations (`worker_types`).
 def _stream_stage(events: list[Any], context: Any) -> None:
     process_events(events, context)
 
@@ -354,25 +358,36 @@ def _http_stage(req: Any) -> Any:
     return func.HttpResponse(json.dumps(answer, default=str), status_code=status, mimetype="application/json")
 
 
+def worker_types(function: Callable[..., Any], returns: Any = None, **parameters: Any) -> Callable[..., Any]:
+    """Give `function` the annotations the Functions Python worker checks against its bindings (see above)."""
+    function.__annotations__ = {**parameters, "return": returns}
+    return function
+
+
 def build_app() -> Any:
     """A `func.FunctionApp` with the one trigger this stage uses (settings come from app settings)."""
+    import typing
+
     import azure.functions as func
 
     app = func.FunctionApp()
     trigger = os.environ.get("PIPELINE_TRIGGER", "")
     retries = os.environ.get("PIPELINE_MAX_RETRIES", "3")
     if trigger == "stream":
+        stream_stage = worker_types(_stream_stage, events=typing.List[func.EventHubEvent], context=func.Context)  # noqa: UP006 - the worker's check
         function: Any = app.retry(strategy="exponential_backoff", max_retry_count=retries, minimum_interval="00:00:05",
-                                  maximum_interval="00:05:00")(_stream_stage)
+                                  maximum_interval="00:05:00")(stream_stage)
         function = app.event_hub_message_trigger(arg_name="events", event_hub_name="%PIPELINE_EVENT_HUB%", connection="EventHubConnection",
                                                  consumer_group="%PIPELINE_CONSUMER_GROUP%", cardinality="many")(function)
     elif trigger == "objects":
-        function = app.queue_trigger(arg_name="message", queue_name=f"%{OBJECT_QUEUE_SETTING}%", connection=OBJECT_QUEUE_CONNECTION)(_object_stage)
+        function = app.queue_trigger(arg_name="message", queue_name=f"%{OBJECT_QUEUE_SETTING}%", connection=OBJECT_QUEUE_CONNECTION)(
+            worker_types(_object_stage, message=func.QueueMessage))
     elif trigger == "http":
-        function = app.route(route=os.environ.get("PIPELINE_STAGE", "stage"), methods=["POST"], auth_level=func.AuthLevel.FUNCTION)(_http_stage)
+        function = app.route(route=os.environ.get("PIPELINE_STAGE", "stage"), methods=["POST"], auth_level=func.AuthLevel.FUNCTION)(
+            worker_types(_http_stage, returns=func.HttpResponse, req=func.HttpRequest))
     else:
         function = app.retry(strategy="exponential_backoff", max_retry_count=retries, minimum_interval="00:00:10",
-                             maximum_interval="00:05:00")(_schedule_stage)
+                             maximum_interval="00:05:00")(worker_types(_schedule_stage, timer=func.TimerRequest, context=func.Context))
         function = app.timer_trigger(schedule="%PIPELINE_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)(function)
     app.function_name("stage")(function)
     return app

@@ -8,7 +8,10 @@ against egress. A Standard namespace holds at most 40 TUs and an event hub at mo
 A partition takes about one TU of ingress, and partitions **cannot change after creation** on
 Standard (https://learn.microsoft.com/azure/event-hubs/dynamically-add-partitions): so the count
 is chosen once (enough for the TUs and for the stream stages' concurrency) and then kept from the
-stack's last deploy (`previous_outputs["stream_sizing"]`) unless the spec fixes it.
+stack's last deploy (`previous_outputs["stream_sizing"]`) unless the spec fixes it. Where the raw
+archive is an archiver function (`pipeline_azure.archiving`), its consumer group's reads count against
+egress and may add TUs, never partitions (`size_stream(..., archiver=True)`); the function itself is
+sized by `size_archiver` at the end of this module.
 
 Stages on Flex Consumption:
 
@@ -32,9 +35,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.sizing import StageDemand, StageSizing, StreamSizing, invocation_ms, needed_concurrency, schedule_interval_s, stage_sizing
+from pipeline.sizing import (
+    SECONDS_PER_MONTH,
+    StageDemand,
+    StageSizing,
+    StreamSizing,
+    invocation_ms,
+    needed_concurrency,
+    schedule_interval_s,
+    stage_sizing,
+)
 from pipeline.spec.model import PipelineSpec, StageSpec
 from pipeline_azure import object_queue
 
@@ -58,18 +71,22 @@ def _mbps(value: float) -> str:
     return f"{value / 1_000_000:.2f} MB/s"
 
 
-def needed_units(spec: PipelineSpec) -> tuple[int, list[str]]:
+def needed_units(spec: PipelineSpec, archiver: bool = False) -> tuple[int, list[str]]:
+    """Throughput units for the workload's ingress and its readers' egress. `archiver`: the raw archiver
+    function reads the hub on a consumer group of its own, which counts against egress like a stage
+    (Capture does not)."""
     work = spec.workload
-    readers = sum(1 for s in spec.stages if s.trigger.stream)
+    readers = sum(1 for s in spec.stages if s.trigger.stream) + (1 if archiver else 0)
     by_bytes = math.ceil(work.bytes_per_second * HEADROOM / INGRESS_BYTES_PER_TU)
     by_events = math.ceil(work.records_per_second * HEADROOM / INGRESS_EVENTS_PER_TU)
     by_egress = math.ceil(work.bytes_per_second * readers * HEADROOM / EGRESS_BYTES_PER_TU)
     by_egress_events = math.ceil(work.records_per_second * readers * HEADROOM / EGRESS_EVENTS_PER_TU)
+    who = "the stages' and the raw archiver's" if archiver else "the stages'"
     reasoning = [
         f"ingress: {_mbps(work.bytes_per_second)} x {HEADROOM} headroom / 1 MB/s per TU = {by_bytes} TU",
         f"events: {work.records_per_second:,.0f}/s x {HEADROOM} / 1,000 events/s per TU = {by_events} TU",
-        f"egress: {readers} consumer group(s) x {_mbps(work.bytes_per_second)} x {HEADROOM} / 2 MB/s per TU = {by_egress} TU "
-        f"({by_egress_events} TU by 4,096 events/s); Capture is not counted against egress",
+        f"egress: {readers} consumer group(s) ({who}) x {_mbps(work.bytes_per_second)} x {HEADROOM} / 2 MB/s per TU = {by_egress} TU "
+        f"({by_egress_events} TU by 4,096 events/s)" + ("" if archiver else "; Capture is not counted against egress"),
     ]
     return max(1, by_bytes, by_events, by_egress, by_egress_events), reasoning
 
@@ -107,7 +124,10 @@ def stream_concurrency_needed(spec: PipelineSpec, partitions: int) -> int:
     return needed
 
 
-def size_stream(spec: PipelineSpec, previous_outputs: Mapping[str, Any] | None = None) -> StreamSizing:
+def size_stream(spec: PipelineSpec, previous_outputs: Mapping[str, Any] | None = None, archiver: bool = False) -> StreamSizing:
+    """TUs and partitions. Partitions follow the stages' TUs and concurrency only, so the raw archive's choice
+    (`archiver`: a function reading its own consumer group, see pipeline_azure.archiving) never changes them:
+    it may add TUs for its egress, never a partition (which Standard could not remove again)."""
     assert spec.stream is not None
     units, reasoning = needed_units(spec)
     if units > MAX_TU_STANDARD:  # check() reports this before planning; keep sizing total
@@ -128,6 +148,13 @@ def size_stream(spec: PipelineSpec, previous_outputs: Mapping[str, Any] | None =
             partitions += 1
         reasoning.append(f"partitions: max({MIN_PARTITIONS}, {units} TU, the stream stages' concurrency) = {partitions}; fixed at "
                          f"creation on Standard, so later deploys keep it (max {MAX_PARTITIONS_STANDARD})")
+    if archiver:
+        with_archiver, lines = needed_units(spec, archiver=True)
+        if with_archiver > units:
+            reasoning.append(f"{lines[-1]}: {with_archiver} TU with the raw archiver")
+        else:
+            reasoning.append(f"the raw archiver's consumer group fits in the same {units} TU of egress")
+        units = with_archiver
     usable = min(units, partitions)  # a partition takes about one TU of ingress
     if partitions < units:
         reasoning.append(f"{partitions} partition(s) carry at most ~{partitions} TU of ingress: capacity is {usable} TU")
@@ -215,3 +242,105 @@ def object_stage(spec: PipelineSpec, stage: StageSpec, demand: StageDemand) -> S
                   "maxDequeueCount": q.max_dequeue_count(stage), "visibilityTimeout_s": q.retry_delay_s(stage),
                   "maxPollingInterval_s": q.MAX_POLLING_INTERVAL_S},
     )
+
+
+# ---- the raw archive: an archiver function (pipeline_azure.archive) ---------------------------------
+# Where Capture would cost more than a little (pipeline_azure.archiving decides), a function archives the
+# stream: an Event Hubs trigger on its own consumer group, batches of as many events as memory allows or
+# whatever a partition receives in ARCHIVER_WAIT_S, one gzip blob per batch.
+ARCHIVER_WAIT_S = 300  # maxWaitTime: the raw archive lags at most ~5 minutes (10 after a scale-out), like a 300 s Capture window
+ARCHIVER_RETRIES = 10  # retry policy (exponential, 5 s to 5 min) before the last attempt dead-letters the batch
+ARCHIVER_TIMEOUT_S = 600
+ARCHIVER_PREFETCH = 300  # the documented default: a batch waiting for maxWaitTime is stored by the trigger, not by the prefetch cache
+# Flex instance sizes and their vCPUs (https://learn.microsoft.com/azure/azure-functions/flex-consumption-plan,
+# "instance memory": 512 MB ~ 0.25 vCPU, 2,048 MB 1 vCPU, 4,096 MB 2 vCPU).
+FLEX_VCPUS = {512: 0.25, 2048: 1.0, 4096: 2.0}
+# CPU per batch, at one full vCPU: benchmarks/azure_archiver.py measures ~95-105 us per event for the Python
+# worker's conversion into EventHubEvent objects and 45-56 us per KiB to join and gzip (level 6). The host's
+# own per-event work (AMQP receive, the gRPC message to the worker) is not measurable here and is taken as
+# equal to the worker's; the per-KiB figure keeps a margin for the upload's copy.
+ARCHIVE_US_PER_EVENT = 200.0
+ARCHIVE_US_PER_KIB = 100.0
+ARCHIVE_MS_PER_INVOCATION = 150.0  # one Put Blob of a few MB inside the region, plus the invocation itself
+# Memory per event of a batch in flight: the worker's objects measured at ~1 KB + 2 x the body (tracemalloc,
+# benchmarks/azure_archiver.py); the host holds the batch again (stored events, prefetch, the gRPC message).
+ARCHIVE_FIXED_BYTES_PER_EVENT = 2048
+ARCHIVE_BODY_COPIES = 5
+ARCHIVE_MEMORY_SHARE = 0.25  # of the instance for one batch: the host and worker need the rest, and an instance may hold two partitions
+
+
+def archive_bytes_per_event(record_bytes: int) -> int:
+    return ARCHIVE_FIXED_BYTES_PER_EVENT + ARCHIVE_BODY_COPIES * record_bytes
+
+
+def archiver_max_events(record_bytes: int, memory_mb: int) -> int:
+    """maxEventBatchSize: the largest batch that fits its share of the instance's memory."""
+    return max(3, math.floor(memory_mb * 1024 * 1024 * ARCHIVE_MEMORY_SHARE / archive_bytes_per_event(record_bytes)))
+
+
+def archiver_invocation_ms(records: float, record_bytes: int, memory_mb: int) -> float:
+    """One archiver invocation: the write and start, plus the CPU work at the instance's vCPU share."""
+    per_event_us = ARCHIVE_US_PER_EVENT + record_bytes / 1024 * ARCHIVE_US_PER_KIB
+    return ARCHIVE_MS_PER_INVOCATION + records * per_event_us / 1000 / FLEX_VCPUS[memory_mb]
+
+
+@dataclass(frozen=True)
+class ArchiverSizing:
+    """How an archiver function carries the stream: one batch per partition at a time."""
+
+    partitions: int
+    memory_mb: int  # the Flex instance size
+    max_events: int  # maxEventBatchSize (minEventBatchSize is one less, so the trigger waits up to ARCHIVER_WAIT_S)
+    records_per_invocation: float
+    invocations_per_second: float
+    invocation_ms: float
+    needed: int  # concurrent batches the demand needs with headroom (at most one per partition runs)
+
+    @property
+    def invocations_per_month(self) -> float:
+        return self.invocations_per_second * SECONDS_PER_MONTH
+
+    @property
+    def capacity_records_per_second(self) -> float:
+        return self.partitions * self.records_per_invocation / (self.invocation_ms / 1000)
+
+    def describe(self) -> str:
+        return (f"{self.records_per_invocation:,.0f} events a batch (maxEventBatchSize {self.max_events:,} at {self.memory_mb} MB, "
+                f"maxWaitTime {ARCHIVER_WAIT_S} s), {self.invocation_ms / 1000:,.1f} s each, {self.invocations_per_month:,.0f} invocations")
+
+
+def size_archiver(spec: PipelineSpec, partitions: int) -> ArchiverSizing:
+    """The smallest Flex instance on which one instance per partition carries the stream with headroom (larger
+    ones only raise the 1 s minimum bill of a sparse batch: CPU work costs the same GB-s on each, 2 GB per vCPU)."""
+    work = spec.workload
+    per_partition = work.records_per_second / max(1, partitions)
+    sized: ArchiverSizing | None = None
+    for memory in FLEX_VCPUS:
+        most = archiver_max_events(work.record_bytes, memory)
+        batch = min(float(most), max(1.0, per_partition * ARCHIVER_WAIT_S))
+        duration = archiver_invocation_ms(batch, work.record_bytes, memory)
+        batch = min(float(most), max(batch, per_partition * duration / 1000))  # what arrives while a long batch runs
+        duration = archiver_invocation_ms(batch, work.record_bytes, memory)
+        invocations = work.records_per_second / batch if work.records_per_second > 0 else 0.0
+        needed = needed_concurrency(work.records_per_second, batch, duration)
+        sized = ArchiverSizing(partitions, memory, most, batch, invocations, duration, needed)
+        if needed <= partitions:
+            break
+    assert sized is not None
+    return sized
+
+
+@dataclass(frozen=True)
+class RawArchive:
+    """The raw archive the plan builds - "capture" or "function" - the archiver it would size either way
+    (for the comparison), the TUs each way, and why (pipeline_azure.archiving.plan_archive)."""
+
+    kind: str
+    archiver: ArchiverSizing
+    capture_units: int  # TUs with Capture (it reads no egress)
+    archiver_units: int  # TUs with the archiver's consumer group
+    reasoning: list[str] = field(default_factory=list)
+
+    @property
+    def units(self) -> int:
+        return self.archiver_units if self.kind == "function" else self.capture_units

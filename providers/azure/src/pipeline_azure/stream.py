@@ -1,11 +1,13 @@
-"""The Event Hubs namespace and event hub, with Capture of raw events to the raw container.
+"""The Event Hubs namespace and event hub, with Capture of raw events to the raw container where the plan
+archives the stream with Capture (`pipeline_azure.archiving` chooses between Capture and an archiver function).
 
 Capture is a property of the event hub itself, but the core calls `archive()` after `stream()` and
-after the buckets. So `stream()` creates the namespace (with a system-assigned identity for
-Capture) and returns a handle whose event hub is created on first need: by `archive()` with
-Capture - after the raw container and the namespace identity's role on it exist, so Capture can
-write from its first window - or, when the spec turns archiving off, at the end of `stream()`.
-The hub is parented to the stream role either way, so plans group it there.
+after the buckets. So with Capture, `stream()` creates the namespace (with a system-assigned identity
+for Capture) and returns a handle whose event hub is created on first need: by `archive()`, after the
+raw container and the namespace identity's role on it exist, so Capture can write from its first
+window. Without Capture (no archive, or the archiver function) the hub is built at the end of
+`stream()` and the namespace has no identity. The hub is parented to the stream role either way, so
+plans group it there.
 """
 
 from __future__ import annotations
@@ -59,10 +61,11 @@ class LazyHub:
         return self._hub
 
 
-def stream(role: RoleContext, platform: Platform, spec: PipelineSpec, sizing: StreamSizing) -> Handle[Any]:
+def stream(role: RoleContext, platform: Platform, spec: PipelineSpec, sizing: StreamSizing, capture: bool) -> Handle[Any]:
+    """The namespace and (unless Capture will be set on it, see module doc) the event hub."""
     assert spec.stream is not None
     sku = eventhub.SkuArgs(name=eventhub.SkuName.STANDARD, tier=eventhub.SkuTier.STANDARD, capacity=sizing.units)
-    identity = eventhub.IdentityArgs(type=eventhub.ManagedServiceIdentityType.SYSTEM_ASSIGNED) if spec.stream.archive else None
+    identity = eventhub.IdentityArgs(type=eventhub.ManagedServiceIdentityType.SYSTEM_ASSIGNED) if capture else None
     namespace = eventhub.Namespace(
         role.name("namespace"),
         namespace_name=platform.name(lambda s: naming.namespace_name(role.pipeline, role.stack, s)),
@@ -72,13 +75,13 @@ def stream(role: RoleContext, platform: Platform, spec: PipelineSpec, sizing: St
         is_auto_inflate_enabled=False,
         disable_local_auth=True,  # Entra ID only: no SAS keys to leak
         minimum_tls_version="1.2",
-        public_network_access=eventhub.PublicNetworkAccess.ENABLED,  # producers and Capture reach it; Entra ID only
+        public_network_access=eventhub.PublicNetworkAccess.ENABLED,  # producers (and Capture) reach it; Entra ID only
         identity=identity,
         tags=platform.tags,
         opts=role.opts(),
     )
     lazy = LazyHub(role, platform, spec, sizing, namespace)
-    if not spec.stream.archive:
+    if not capture:
         lazy.build()
     fqdn = pulumi.Output.concat(namespace.name, ".servicebus.windows.net")
     extra: dict[str, Any] = {"lazy": lazy, "namespace": namespace, "fqdn": fqdn, "hub_name": EVENT_HUB_NAME}
