@@ -28,6 +28,12 @@ stages:
 """
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache_folder(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Keep the plan cache (and other caches) of this test run out of the user's cache folder."""
+    os.environ.setdefault("PIPELINE_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+
+
 @pytest.fixture
 def write_spec(tmp_path: Path) -> Callable[..., Path]:
     """Write `pipeline.yaml` (plus handlers/h.py and any `files`) into a fresh folder.

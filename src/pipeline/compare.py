@@ -45,8 +45,13 @@ class CloudColumn:
     cost_error: str = ""
     limits: Limits | None = None
     limits_error: str = ""
-    backend: Backend | None = None
     latency_paths: list[Latency] = field(default_factory=list)
+    # What the backend says about its own resource types, kept as data so a column can cross a process
+    # boundary (`compare --jobs`) without importing the cloud's SDK on the other side.
+    identities: int = 0
+    permission_grants: int = 0
+    grant_types: frozenset[str] = frozenset()
+    key_settings: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -68,14 +73,13 @@ class CloudColumn:
         return max(self.latency_paths, key=lambda latency: latency.typical_s, default=None)
 
     def totals(self) -> dict[str, Any]:
-        if self.plan is None or self.backend is None:
+        if self.plan is None:
             return {}
-        identities = sum(1 for r in self.plan.cloud_resources if r.type in self.backend.identity_types)
         stream = self.stream
         return {
             "resources": len(self.plan.cloud_resources),
-            "identities": identities,
-            "permission_grants": self.backend.count_grants(self.plan),
+            "identities": self.identities,
+            "permission_grants": self.permission_grants,
             "monthly_usd": round(self.cost.total, 2) if self.cost else None,
             "stream_capacity_records_per_second": stream["capacity_records_per_second"] if stream else None,
             "stream_capacity_bytes_per_second": stream["capacity_bytes_per_second"] if stream else None,
@@ -252,12 +256,14 @@ def _stream_units(stream: dict[str, Any]) -> str:
 def _column(loaded: LoadedSpec, name: str, free_tier: bool) -> CloudColumn:
     cls = backend_class(name)
     backend: Backend = cls(loaded.spec, loaded.stack, loaded.base_dir)
-    column = CloudColumn(name, cls.title, backend.location(), backend=backend)
+    column = CloudColumn(name, cls.title, backend.location(), grant_types=cls.grant_types, key_settings=cls.key_settings)
     try:
         column.plan = make_plan(loaded, name)
     except SpecError as exc:
         column.problems = [f"{p.path}: {p.message}" if p.path else p.message for p in exc.problems]
         return column
+    column.identities = sum(1 for r in column.plan.cloud_resources if r.type in cls.identity_types)
+    column.permission_grants = backend.count_grants(column.plan)
     column.latency_paths = latency_paths(loaded.spec, backend.sizing())
     try:
         column.limits = backend.limits()
@@ -270,13 +276,67 @@ def _column(loaded: LoadedSpec, name: str, free_tier: bool) -> CloudColumn:
     return column
 
 
-def compare(loaded: LoadedSpec, clouds: list[str], free_tier: bool = False) -> Comparison:
-    """Plan, size, price and check the spec on each cloud, one after another in this process."""
+def compare(loaded: LoadedSpec, clouds: list[str], free_tier: bool = False, jobs: int = 1) -> Comparison:
+    """Plan, size, price and check the spec on each cloud: one after another in this process, or with
+    `jobs` > 1 up to that many clouds at once in child processes (each imports only its own SDK)."""
     if not clouds:
         raise PipelineError("name at least one cloud to compare")
     spec = loaded.spec
-    columns = [_column(loaded, name, free_tier) for name in clouds]
+    parallel = jobs > 1 and len(clouds) > 1
+    columns = _columns_in_processes(loaded, clouds, free_tier, jobs) if parallel else [_column(loaded, name, free_tier) for name in clouds]
     if not any(c.ok for c in columns):
         problems = [(("clouds",), f"{c.title}: {p}") for c in columns for p in c.problems]
         raise spec_problems(loaded, problems)
     return Comparison(spec.name, loaded.stack, free_tier, columns, spec)
+
+
+def _columns_in_processes(loaded: LoadedSpec, clouds: list[str], free_tier: bool, jobs: int) -> list[CloudColumn]:
+    """One child process per cloud, at most `jobs` at a time; columns come back pickled, in order.
+
+    Forked where the platform can (the spec is already loaded and validated), spawned elsewhere.
+    Helps when there is a free core per cloud: on a busy 2-core machine three SDK imports and
+    plans side by side are no faster than in turn (see benchmarks/speed.py), hence the default of 1."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+    columns: list[CloudColumn] = []
+    for start in range(0, len(clouds), jobs):
+        running = []
+        for name in clouds[start:start + jobs]:
+            receiver, sender = context.Pipe(duplex=False)
+            process = context.Process(target=_column_in_child, args=(sender, loaded, name, free_tier), daemon=True)
+            process.start()
+            sender.close()
+            running.append((name, receiver, process))
+        for name, receiver, process in running:
+            try:
+                outcome, value = receiver.recv()
+            except (EOFError, OSError):
+                outcome, value = "error", PipelineError(f"planning {name} failed: its worker process ended without an answer "
+                                                        f"(exit code {process.exitcode}); run with --jobs 1 to see why")
+            finally:
+                receiver.close()
+            process.join()
+            if outcome != "ok":
+                raise value
+            columns.append(value)
+    return columns
+
+
+def _column_in_child(sender: Any, loaded: LoadedSpec, name: str, free_tier: bool) -> None:
+    """Plan one cloud, send the column (or the error) back and leave at once (no teardown)."""
+    import gc
+    import os
+
+    gc.disable()
+    try:
+        answer: tuple[str, Any] = ("ok", _column(loaded, name, free_tier))
+    except (PipelineError, SpecError) as exc:
+        answer = ("error", exc)
+    except Exception as exc:  # a backend bug: reported like the in-process path reports it
+        answer = ("error", PipelineError(f"planning for {name} failed: {type(exc).__name__}: {exc}"))
+    try:
+        sender.send(answer)
+    finally:
+        sender.close()
+        os._exit(0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -109,8 +110,43 @@ def vendor(requirements: Path, platform: str, python_version: str, target_prefix
         return {name: data for name, data in _tree(Path(tmp), target_prefix).items() if ".dist-info/RECORD" not in name}
 
 
+@dataclass(frozen=True)
+class _Built:
+    path: Path
+    sha256: str
+    size: int
+
+
+# Zips written by this process, by the digest of their entries: stages with the same handler folder
+# and requirements share one package per cloud, and a compare builds each distinct package once.
+_built: dict[str, _Built] = {}
+
+
+def _entries_digest(entries: Mapping[str, bytes]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(entries):
+        digest.update(f"{len(name)}:{name}:{len(entries[name])}:".encode())
+        digest.update(entries[name])
+    return digest.hexdigest()
+
+
+def _sha256_of(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return ""
+
+
 def write_zip(entries: Mapping[str, bytes], target: Path) -> tuple[str, int, int]:
     """Sorted entries, fixed time and mode, fixed compression: byte-identical for identical input."""
+    unpacked = sum(len(v) for v in entries.values())
+    key = _entries_digest(entries)
+    earlier = _built.get(key)
+    if earlier is not None and _sha256_of(earlier.path) == earlier.sha256:  # still there and unchanged
+        if earlier.path != target:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(earlier.path, target)
+        return earlier.sha256, earlier.size, unpacked
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.with_suffix(".tmp")
     with zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
@@ -122,7 +158,8 @@ def write_zip(entries: Mapping[str, bytes], target: Path) -> tuple[str, int, int
             archive.writestr(info, entries[name], compresslevel=9)
     temporary.replace(target)
     data = target.read_bytes()
-    return hashlib.sha256(data).hexdigest(), len(data), sum(len(v) for v in entries.values())
+    _built[key] = _Built(target, hashlib.sha256(data).hexdigest(), len(data))
+    return _built[key].sha256, _built[key].size, unpacked
 
 
 def build(stage: str, entries: Mapping[str, bytes], target: Path, limit_bytes: int, limit_unpacked: int, cloud: str) -> Package:

@@ -93,6 +93,16 @@ class Plan:
     def find_urn(self, urn: str) -> PlannedResource:
         return next(r for r in self.resources if r.urn == urn)
 
+    def state(self) -> dict[str, Any]:
+        """Everything in this plan as plain JSON values, local paths included (see `restore`)."""
+        return asdict(self)
+
+    @classmethod
+    def restore(cls, data: dict[str, Any]) -> Plan:
+        """The plan `state()` described (the plan cache keeps plans this way)."""
+        fields = {k: v for k, v in data.items() if k != "resources"}
+        return cls(resources=[PlannedResource(**r) for r in data["resources"]], **fields)
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON plan: the same bytes in every checkout and on every machine (no local paths)."""
         data = asdict(self)

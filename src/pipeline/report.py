@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any
 
-from pipeline.backend import backend_class
 from pipeline.compare import Comparison
 from pipeline.plan import PlannedResource, short_type
 from pipeline.summary import COST_GROUPS, GROUP_ORDER, Summary, clouds_phrase, latency_lines, money, of_comparison, sizing_reasoning
@@ -57,15 +56,13 @@ class RoleRow:
 def role_rows(comparison: Comparison, names: bool = True) -> list[RoleRow]:
     """One row per role; `names=False` gives the compact form (types with counts)."""
     rows = []
-    backends = {c.cloud: backend_class(c.cloud) for c in comparison.planned()}
     for key, kind in comparison.roles():
         cells, cost = {}, {}
         for column in comparison.planned():
             assert column.plan is not None
-            settings = backends[column.cloud].key_settings
             lines: list[str] = []
-            for resource in column.plan.role_resources(key, backends[column.cloud].grant_types):
-                detail = highlights(resource, settings)
+            for resource in column.plan.role_resources(key, column.grant_types):
+                detail = highlights(resource, column.key_settings)
                 label = f"{short_type(resource.type)} {resource.physical_name}" if names else short_type(resource.type)
                 lines.append(label + (f" ({detail})" if detail else ""))
             cells[column.cloud] = lines if names else [f"{n}x {line}" if n > 1 else line for line, n in Counter(lines).items()]

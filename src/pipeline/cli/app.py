@@ -44,6 +44,7 @@ OutputOpt = Annotated[Path | None, typer.Option("--output", "-o", metavar="FILE"
 DEFAULT_CLOUDS = ("aws", "gcp", "azure")
 StoreOpt = Annotated[Path | None, typer.Option("--store", metavar="DIR", help="Local object store (default: .pipeline/local/<name>/<stack>/ next to the spec).")]
 FsyncOpt = Annotated[bool, typer.Option("--fsync/--no-fsync", help="fsync every object (survives power loss; kill -9 safety needs no fsync).")]
+CacheOpt = Annotated[bool, typer.Option("--cache/--no-cache", help="Reuse the result of an unchanged spec (or set PIPELINE_NO_CACHE=1).")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Do not show handler logs and tracebacks on stderr (run.log keeps them).")]
 
 
@@ -176,16 +177,29 @@ def plan(
     cloud: CloudOpt = "aws",
     format: Annotated[PlanFormat, typer.Option("--format", "-f", help="table, tree, json (stable) or scan (for checkov).")] = PlanFormat.table,
     output: OutputOpt = None,
+    cache: CacheOpt = True,
 ) -> None:
     """Show exactly what would be created on a cloud: offline, no credentials, no Pulumi CLI."""
+    from pipeline import plan_cache
     from pipeline.cli import render
-    from pipeline.planner import plan as make_plan
+    from pipeline.plan import Plan
 
     want_json_errors(format is PlanFormat.json)
     cloud = _one_cloud(cloud, "plan")
-    loaded = _load(spec, stack)
-    with _reported(f"the spec cannot be planned for {cloud}"), working(f"planning {cloud}"):
-        result = make_plan(loaded, cloud)
+    # The scan view reads the backend's own scanner mapping, so it always plans.
+    request = plan_cache.Request("plan", spec, {"cloud": cloud, "stack": stack}) \
+        if plan_cache.enabled(cache) and format is not PlanFormat.scan else None
+    cached = plan_cache.lookup(request) if request else None
+    if cached is not None:
+        result = Plan.restore(cached)
+    else:
+        from pipeline.planner import plan as make_plan
+
+        loaded = _load(spec, stack)
+        with _reported(f"the spec cannot be planned for {cloud}"), working(f"planning {cloud}"):
+            result = make_plan(loaded, cloud)
+        if request:
+            plan_cache.store(request, loaded, result.state())
     if format is PlanFormat.json:
         _write_or_print(result.to_json(), output)
         return
@@ -248,20 +262,40 @@ def compare(
     output: OutputOpt = None,
     detail: Annotated[bool, typer.Option("--detail", "-d", help="Also show every role's resources, limits in words, sizing reasoning and all notes.")] = False,
     free_tier: Annotated[bool, typer.Option("--free-tier/--no-free-tier", help="Subtract each cloud's monthly free tier.")] = False,
+    cache: CacheOpt = True,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, max=16, metavar="N",
+                                      help="Plan up to N clouds at once in separate processes (faster only on an idle multi-core machine).")] = 1,
 ) -> None:
     """Plan, size and price the spec on several clouds and show them side by side, offline."""
-    from pipeline.compare import compare as make_comparison
+    import json
+
+    from pipeline import plan_cache
 
     want_json_errors(format is CompareFormat.json)
     names = parse_clouds([*(cloud or []), *([clouds] if clouds else [])])
+    request = plan_cache.Request("compare", spec, {"clouds": names, "stack": stack, "free_tier": free_tier}) if plan_cache.enabled(cache) else None
+    # The one-screen summary and the JSON are drawn from the comparison's JSON object, which the cache
+    # keeps; the detailed views read the plans themselves, so they always plan.
+    from_data = format is CompareFormat.json or (format is CompareFormat.table and not detail)
+    cached = plan_cache.lookup(request) if request and from_data else None
+    if cached is not None:
+        if format is CompareFormat.json:
+            _write_or_print(json.dumps(cached, indent=2, sort_keys=True), output)
+        else:
+            _print_summary(cached, output)
+        return
+
+    from pipeline.compare import compare as make_comparison
+
     loaded = _load(spec, stack)
     with _reported("no cloud can plan this spec"):
         with working(f"planning and pricing {', '.join(names)}"):
-            result = make_comparison(loaded, names, free_tier)
+            result = make_comparison(loaded, names, free_tier, jobs)
+        data = result.to_dict()
+        if request:
+            plan_cache.store(request, loaded, data)
         if format is CompareFormat.json:
-            import json
-
-            _write_or_print(json.dumps(result.to_dict(), indent=2, sort_keys=True), output)
+            _write_or_print(json.dumps(data, indent=2, sort_keys=True), output)
         elif format is CompareFormat.markdown:
             from pipeline.report import markdown
 
@@ -275,20 +309,31 @@ def compare(
                 pictures = {c.cloud: diagram.report_views(c.plan, loaded.spec, diagram.delivered(data["clouds"][c.cloud]))
                             for c in result.planned() if c.plan}
             _write_or_print(html(result, pictures), output)
+        elif detail:
+            _print_detail(result, output)
         else:
-            _print_comparison(result, output, detail)
+            _print_summary(data, output)
 
 
-def _print_comparison(result: Any, output: Path | None, detail: bool) -> None:
+def _print_summary(data: dict[str, Any], output: Path | None) -> None:
+    """The one-screen summary, from the comparison's JSON object (live or cached)."""
+    from pipeline.cli import render
+    from pipeline.summary import summarize
+
+    with _console(output, 120) as console:
+        for part in render.comparison_summary(summarize(data), console.width):
+            console.print(part)
+
+
+def _print_detail(result: Any, output: Path | None) -> None:
     from pipeline.cli import render
     from pipeline.summary import of_comparison
 
     summary = of_comparison(result)
     with _console(output, 120) as console:
-        if detail:
-            console.print(render.role_table(result))
-            for part in render.detail_texts(result, summary):
-                console.print(part)
+        console.print(render.role_table(result))
+        for part in render.detail_texts(result, summary):
+            console.print(part)
         for part in render.comparison_summary(summary, console.width):
             console.print(part)
 
@@ -577,6 +622,28 @@ def backends() -> None:
 lifecycle.register(app)  # preview, deploy, outputs, refresh, destroy, cancel
 
 
+# Short-lived commands that only compute and print: as the console script, they run with the garbage
+# collector off and end without interpreter teardown (freeing a plan's few hundred thousand objects
+# one by one takes most of a second and changes nothing a user sees). Commands that start workers,
+# hold temporary folders or talk to the Pulumi engine end normally.
+_QUICK_COMMANDS = frozenset({"validate", "plan", "compare", "diff", "diagram", "schema", "backends"})
+
+
+def _command_name(args: Sequence[str]) -> str:
+    return next((a for a in args if not a.startswith("-")), "")
+
+
+def _exit_now(code: int) -> NoReturn:
+    """Flush what was printed, then leave without teardown: every file was closed by its `with`."""
+    import contextlib
+    import os
+
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe (`| head`) or stream: nothing left to lose
+            stream.flush()
+    os._exit(code)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry: readable help, `--no-color` anywhere, JSON errors when JSON was asked
     for, and never a traceback."""
@@ -593,6 +660,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         args = [a for i, a in enumerate(args) if not (a == "--no-color" and i < cut)]
         disable_colour()
     json_wanted = json_errors_requested(args)
+    quick = argv is None and _command_name(args) in _QUICK_COMMANDS
+    if quick:
+        import gc
+
+        gc.disable()
     command = typer.main.get_command(app)
     help_text.polish(command)
     try:
@@ -615,4 +687,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             emit_json_error("internal", message, EXIT_FAILED)
         err.print(f"{message}\nplease report this with the command you ran", markup=False)
         code = EXIT_FAILED
-    sys.exit(code if isinstance(code, int) else 0)
+    code = code if isinstance(code, int) else 0
+    if quick:
+        _exit_now(code)
+    sys.exit(code)
