@@ -18,6 +18,7 @@ import tempfile
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 from pipeline.backend import FunctionCode
@@ -66,7 +67,13 @@ def handler_sources(code: FunctionCode) -> dict[str, bytes]:
 
 def runtime_sources(modules: Sequence[str]) -> dict[str, bytes]:
     """Source of the runtime shim: whole packages (`pipeline.runtime`) or single modules
-    (`pipeline_aws.runtime`), each with its parent packages' `__init__.py` so imports work."""
+    (`pipeline_aws.runtime`), each with its parent packages' `__init__.py` so imports work.
+    Read once per process: every stage of a cloud ships the same shim."""
+    return dict(_runtime_sources(tuple(modules)))
+
+
+@cache
+def _runtime_sources(modules: tuple[str, ...]) -> dict[str, bytes]:
     entries: dict[str, bytes] = {}
     for name in modules:
         module = importlib.import_module(name)

@@ -65,9 +65,14 @@ class Plan:
         return [r for r in self.resources if r.custom and not r.type.startswith("pulumi:providers:")]
 
     def by_role(self) -> dict[str, list[PlannedResource]]:
+        """Cloud resources grouped by role; computed once (views ask for every role of large plans)."""
+        cached = self.__dict__.get("_by_role")
+        if cached is not None and cached[0] == len(self.resources):
+            return cached[1]
         groups: dict[str, list[PlannedResource]] = {}
         for resource in self.cloud_resources:
             groups.setdefault(resource.role, []).append(resource)
+        self.__dict__["_by_role"] = (len(self.resources), groups)
         return groups
 
     def role_resources(self, key: str, last: frozenset[str] = frozenset()) -> list[PlannedResource]:

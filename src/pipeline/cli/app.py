@@ -619,6 +619,53 @@ def backends() -> None:
         out.print(name)
 
 
+server_app = typer.Typer(help="A warm planning server: plan, compare and diff without start-up imports (POSIX).", no_args_is_help=True)
+app.add_typer(server_app, name="server")
+
+
+def _server_module() -> Any:
+    from pipeline import plan_server
+
+    if not plan_server.supported():
+        fail(EXIT_FAILED, "error: the planning server needs a POSIX system (fork and Unix sockets)")
+    return plan_server
+
+
+@server_app.command("start")
+def server_start(idle_minutes: Annotated[float, typer.Option("--idle-minutes", min=1, max=24 * 60, help="Stop after this long without a request.")] = 30) -> None:
+    """Start the server in the background; plan, compare and diff then use it until it stops."""
+    server = _server_module()
+    running = server.status()
+    if running:
+        out.print(f"already {running} on {server.socket_path()}", markup=False, highlight=False)
+        return
+    try:
+        with working("starting the planning server (importing Pulumi and the cloud SDKs once)"):
+            answer = server.start(idle_minutes)
+    except OSError as exc:
+        fail(EXIT_FAILED, f"error: {exc}")
+    out.print(f"{answer} on {server.socket_path()}; stops after {idle_minutes:g} idle minutes "
+              "(`pipeline server stop`; PIPELINE_SERVER=0 bypasses it)", markup=False, highlight=False)
+
+
+@server_app.command("stop")
+def server_stop() -> None:
+    """Stop the running server (a no-op when none runs)."""
+    server = _server_module()
+    out.print("stopped" if server.stop() else "no planning server was running", markup=False, highlight=False)
+
+
+@server_app.command("status")
+def server_status() -> None:
+    """Say whether a server runs (exit 1 when none does)."""
+    server = _server_module()
+    running = server.status()
+    if not running:
+        out.print("no planning server is running", markup=False, highlight=False)
+        raise typer.Exit(EXIT_FAILED)
+    out.print(f"{running} on {server.socket_path()}", markup=False, highlight=False)
+
+
 lifecycle.register(app)  # preview, deploy, outputs, refresh, destroy, cancel
 
 
