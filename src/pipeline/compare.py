@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from pipeline import sdk_modules
 from pipeline.backend import Backend, Limits, backend_class
 from pipeline.cost import CostEstimate
 from pipeline.errors import PipelineError, SpecError
@@ -254,6 +255,7 @@ def _stream_units(stream: dict[str, Any]) -> str:
 
 
 def _column(loaded: LoadedSpec, name: str, free_tier: bool) -> CloudColumn:
+    sdk_modules.install()  # before the backend (and its SDKs) is imported; see pipeline.sdk_modules
     cls = backend_class(name)
     backend: Backend = cls(loaded.spec, loaded.stack, loaded.base_dir)
     column = CloudColumn(name, cls.title, backend.location(), grant_types=cls.grant_types, key_settings=cls.key_settings)

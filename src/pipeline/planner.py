@@ -23,6 +23,7 @@ from pulumi.runtime.proto import source_pb2
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
+from pipeline import sdk_modules
 from pipeline.backend import Backend, backend_class
 from pipeline.errors import PipelineError, SpecError
 from pipeline.plan import Plan, PlannedResource
@@ -183,6 +184,7 @@ def plan(loaded: LoadedSpec, cloud: str, program: Callable[[Backend], Orchestrat
 
     `program` is the Pulumi program to run; it defaults to the orchestrator and is only swapped
     to check that an exported project runs the very same program."""
+    sdk_modules.install()  # load only the SDK modules this plan uses (pipeline.sdk_modules)
     backend = backend_class(cloud)(loaded.spec, loaded.stack, loaded.base_dir)
     problems = backend.check()
     if not problems:
