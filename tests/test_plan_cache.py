@@ -12,11 +12,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import EXAMPLE_DIR, cli_env
 
 from pipeline import plan_cache
 from pipeline.spec.load import load_spec
-
-from conftest import EXAMPLE_DIR, cli_env
 
 HEAVY = ("pydantic", "pulumi", "pulumi_aws", "pulumi_gcp", "pulumi_azure_native")
 

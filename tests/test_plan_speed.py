@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import EXAMPLE_DIR, cli_env, pipeline_script
+
 from pipeline import packaging, planner
 from pipeline.spec.load import load_spec
 

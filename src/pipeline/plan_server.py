@@ -126,6 +126,59 @@ def _warm() -> None:
     sdk_modules.install()
     for name in backend_names():
         backend_class(name)
+    _plan_every_role()
+
+
+# Every role and trigger kind, so planning it once loads every SDK module a plan can touch.
+_WARM_SPEC = """\
+name: warm-up
+clouds: {gcp: {project: warm-up-project}}
+stream: {archive: true}
+uploads: {name: uploads}
+workload: {records_per_second: 10}
+stages:
+  - {name: clean, handler: "h.py:handle", trigger: {stream: {}}}
+  - {name: files, handler: "h.py:handle", trigger: {objects: {from: uploads}}}
+  - {name: score, handler: "h.py:handle", trigger: {objects: {from: clean}}, model: model.json}
+  - {name: batch, handler: "h.py:handle", trigger: {schedule: rate(1 hour), from: score}, timeout_s: 900, memory_mb: 2048}
+  - {name: api, handler: "h.py:handle", trigger: {http: {}}}
+"""
+
+
+def _plan_every_role() -> None:
+    """Plan a spec with every role on every cloud once, in this process: later children find every
+    module imported. (The planner resets Pulumi's global state at each plan.)"""
+    from pipeline.backend import backend_names
+    from pipeline.errors import PipelineError, SpecError
+    from pipeline.planner import plan
+    from pipeline.spec.load import load_spec
+
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        (root / "h.py").write_text("def handle(records, context):\n    return []\n")
+        (root / "model.json").write_text("{}")
+        (root / "pipeline.yaml").write_text(_WARM_SPEC)
+        loaded = load_spec(root / "pipeline.yaml")
+        for name in backend_names():
+            with contextlib.suppress(PipelineError, SpecError):  # a cloud that cannot plan it still warmed its imports
+                plan(loaded, name)
+    _stop_worker_threads()
+
+
+def _stop_worker_threads() -> None:
+    """Planning leaves the event loop's default thread pool running. A fork copies only the forking
+    thread, so a child would queue work for threads it does not have and wait forever: stop the
+    pool (the loop starts a new one when a child needs it) and fork from a single thread."""
+    import asyncio
+    import threading
+
+    loop = asyncio.get_event_loop_policy().get_event_loop()
+    executor = getattr(loop, "_default_executor", None)
+    if executor is not None:
+        executor.shutdown(wait=True)
+        loop._default_executor = None  # type: ignore[attr-defined]
+    if threading.active_count() != 1:
+        raise RuntimeError(f"cannot fork safely: threads still running: {threading.enumerate()}")
 
 
 def _fingerprint() -> str:
@@ -212,9 +265,11 @@ def _handle(connection: socket.socket, listener: socket.socket, started_with: st
             connection.sendall(b"declined stale\n")
             print("the tool or its dependencies changed: stopping", flush=True)
             return "stop"
-        if os.fork() == 0:
+        child = os.fork()
+        if child == 0:
             listener.close()
             _run_child(connection, descriptors, request)  # never returns
+        print(f"{time.strftime('%H:%M:%S')} pipeline {' '.join(map(str, request['argv']))[:200]} -> child {child}", flush=True)
         return "forked"
     except (OSError, ValueError):
         return "refused"
