@@ -300,7 +300,7 @@ def _columns_in_processes(loaded: LoadedSpec, clouds: list[str], free_tier: bool
     plans side by side are no faster than in turn (see benchmarks/speed.py), hence the default of 1."""
     import multiprocessing
 
-    context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+    context: Any = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
     columns: list[CloudColumn] = []
     for start in range(0, len(clouds), jobs):
         running = []

@@ -66,7 +66,7 @@ class Plan:
 
     def by_role(self) -> dict[str, list[PlannedResource]]:
         """Cloud resources grouped by role; computed once (views ask for every role of large plans)."""
-        cached = self.__dict__.get("_by_role")
+        cached: tuple[int, dict[str, list[PlannedResource]]] | None = self.__dict__.get("_by_role")
         if cached is not None and cached[0] == len(self.resources):
             return cached[1]
         groups: dict[str, list[PlannedResource]] = {}

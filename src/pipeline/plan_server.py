@@ -228,7 +228,7 @@ def _peer_is_me(connection: socket.socket) -> bool:
     if option is None:
         return True  # the socket's private folder is the guard where the kernel cannot tell
     _, uid, _ = struct.unpack("3i", connection.getsockopt(socket.SOL_SOCKET, option, struct.calcsize("3i")))
-    return uid == os.getuid()
+    return bool(uid == os.getuid())
 
 
 def _handle(connection: socket.socket, listener: socket.socket, started_with: str) -> str:
