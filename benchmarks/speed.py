@@ -7,11 +7,15 @@ Every timed figure is wall time of a fresh `pipeline` process (the console scrip
 interpreter's folder), median / min / max of `--runs`, plus the CPU seconds the process tree used:
 on a shared machine wall time swings with the load, CPU time much less.
 
-* cache miss: every run gets an empty `PIPELINE_CACHE_DIR` AND a changed spec (a copy whose
-  `description` and a `bench-run` tag differ per run; the tag lands on every resource, so the plan
-  differs too). A miss is then a miss whatever the plan cache keys on.
-* cache hit: one copy of the spec and one cache folder, run once untimed, then timed `--runs` times.
-  The row notes when the cache folder stayed empty (a CLI without a plan cache: hit = miss).
+* One `PIPELINE_CACHE_DIR` (a temp folder) for the whole run, warmed by one untimed compare: what a
+  user's cache folder holds after the first run since install (the plan cache's entries, and the
+  SDK-module indexes the lazy loader keeps there too). Every process runs with `PIPELINE_SERVER=0`
+  (no warm planning server: these are fresh-process figures) and without `PIPELINE_NO_CACHE`.
+* cache miss: every run on a changed spec (a copy whose `description` and a `bench-run` tag differ
+  per run; the tag lands on every resource, so the plan differs too). Checked: a miss stores a new
+  entry, so a run after which the cache folder holds no more files than before is flagged.
+* cache hit: one copy of the spec, run once untimed, then timed `--runs` times; flagged when the
+  cache folder grew during the timed runs (not hits) or stayed empty (a CLI without a plan cache).
 * stages: generated specs (benchmarks/compare.py's `spec_with`: one stream stage, then a chain of
   object stages) at each `--stages` count, each run a miss; the least-squares slope is the time per
   added stage.
@@ -21,8 +25,7 @@ on a shared machine wall time swings with the load, CPU time much less.
 * `pipeline run`: benchmarks/run_local.py in a subprocess (trivial handlers: records/s and the
   ratio to a bare loop), read from its table.
 
-`PIPELINE_NO_CACHE` is removed from the environment of every timed process. The exit code is 0
-whether or not targets are met (this is a benchmark, not a gate) and 1 when a command failed.
+The exit code is 0 whether or not targets are met (this is a benchmark, not a gate) and 1 when a command failed.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +112,20 @@ def timed(cmd: list[str], env: dict[str, str], cwd: Path | None = None) -> tuple
 
 def pipeline_env(cache_dir: Path) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if key != "PIPELINE_NO_CACHE"}
-    return {**env, "PIPELINE_CACHE_DIR": str(cache_dir), "NO_COLOR": "1"}
+    return {**env, "PIPELINE_CACHE_DIR": str(cache_dir), "PIPELINE_SERVER": "0", "NO_COLOR": "1"}
+
+
+def files_in(folder: Path) -> int:
+    return sum(1 for path in folder.rglob("*") if path.is_file())
+
+
+@dataclass
+class Sample:
+    """Wall and CPU seconds of a figure's runs, and what went unexpectedly (a miss that stored nothing...)."""
+
+    walls: list[float]
+    cpus: list[float]
+    note: str = ""
 
 
 def changed(spec: Path, tag: str) -> Path:
@@ -160,6 +177,15 @@ class Bench:
     scratch: Path
     counter: int = 0
 
+    @property
+    def cache_dir(self) -> Path:
+        path = self.scratch / "cache"
+        path.mkdir(exist_ok=True)
+        return path
+
+    def run(self, command: list[str]) -> tuple[float, float]:
+        return timed(command, pipeline_env(self.cache_dir))
+
     def fresh(self, kind: str) -> str:
         self.counter += 1
         return f"{kind}-{self.counter}"
@@ -175,49 +201,53 @@ class Bench:
         folder.mkdir()
         return changed(spec_with(stages, folder), tag)
 
-    def cache(self, tag: str) -> Path:
-        path = self.scratch / f"cache-{tag}"
-        path.mkdir()
-        return path
-
-    def compare_cmd(self, spec: Path, *extra: str, stack: str | None = None) -> list[str]:
+    def compare_cmd(self, spec: Path, stack: str | None = None, jobs: int | None = None) -> list[str]:
         clouds = [] if self.clouds == list(ALL_CLOUDS) else ["--cloud", ",".join(self.clouds)]
         stack_args = ["--stack", stack] if stack else []
-        return [self.exe, "compare", str(spec), *stack_args, *clouds, "--format", "json", *extra]
+        jobs_args = ["--jobs", str(jobs)] if jobs is not None else []
+        return [self.exe, "compare", str(spec), *stack_args, *clouds, "--format", "json", *jobs_args]
 
     def plan_cmd(self, spec: Path, cloud: str) -> list[str]:
         stack_args = ["--stack", self.stack] if self.stack else []
         return [self.exe, "plan", str(spec), *stack_args, "--cloud", cloud, "--format", "json"]
 
-    def misses(self, make_spec: Callable[[str], Path], command: Callable[[Path], list[str]]) -> tuple[list[float], list[float]]:
-        """`runs` cache misses: a changed spec and an empty cache folder each time."""
-        walls, cpus = [], []
+    def misses(self, make_spec: Callable[[str], Path], command: Callable[[Path], list[str]]) -> Sample:
+        """`runs` cache misses, each on a newly changed spec; flags runs that stored nothing in a cache in use."""
+        sample, stored_nothing = Sample([], []), 0
         for _ in range(self.runs):
-            tag = self.fresh("miss")
-            wall, cpu = timed(command(make_spec(tag)), pipeline_env(self.cache(tag)))
-            walls.append(wall)
-            cpus.append(cpu)
-        return walls, cpus
+            cmd = command(make_spec(self.fresh("miss")))
+            before = files_in(self.cache_dir)
+            wall, cpu = self.run(cmd)
+            after = files_in(self.cache_dir)
+            stored_nothing += after > 0 and after <= before
+            sample.walls.append(wall)
+            sample.cpus.append(cpu)
+        if stored_nothing:
+            sample.note = f"{stored_nothing} of {self.runs} run(s) stored no cache entry: maybe not misses"
+        return sample
 
-    def hits(self) -> tuple[list[float], list[float], int]:
-        """`runs` cache hits on one unchanged spec after one untimed run; also how many files the cache holds."""
-        tag = self.fresh("hit")
-        spec, env = self.copy_of_spec(tag), pipeline_env(self.cache(tag))
-        command = self.compare_cmd(spec, stack=self.stack)
-        timed(command, env)
-        walls, cpus = [], []
+    def hits(self) -> Sample:
+        """`runs` cache hits on one unchanged spec after one untimed run."""
+        command = self.compare_cmd(self.copy_of_spec(self.fresh("hit")), stack=self.stack)
+        self.run(command)
+        before = files_in(self.cache_dir)
+        sample = Sample([], [])
         for _ in range(self.runs):
-            wall, cpu = timed(command, env)
-            walls.append(wall)
-            cpus.append(cpu)
-        files = sum(1 for path in Path(env["PIPELINE_CACHE_DIR"]).rglob("*") if path.is_file())
-        return walls, cpus, files
+            wall, cpu = self.run(command)
+            sample.walls.append(wall)
+            sample.cpus.append(cpu)
+        after = files_in(self.cache_dir)
+        if after == 0:
+            sample.note = "cache folder stayed empty: no plan cache, hit = miss"
+        elif after > before:
+            sample.note = f"{after - before} file(s) stored during the timed runs: not all hits"
+        return sample
 
 
-def timing_row(figure: str, walls: list[float], cpus: list[float], limit: float | None, note: str = "") -> Row:
-    median = statistics.median(walls)
-    return Row(figure, "s", median, min(walls), max(walls), statistics.median(cpus),
-               f"<= {limit:g} s" if limit is not None else "-", None if limit is None else median <= limit, note, walls)
+def timing_row(figure: str, sample: Sample, limit: float | None) -> Row:
+    walls, median = sample.walls, statistics.median(sample.walls)
+    return Row(figure, "s", median, min(walls), max(walls), statistics.median(sample.cpus),
+               f"<= {limit:g} s" if limit is not None else "-", None if limit is None else median <= limit, sample.note, walls)
 
 
 def slope(points: list[tuple[int, float]]) -> float:
@@ -310,34 +340,27 @@ def measure(args: argparse.Namespace, report: Report) -> dict[str, Any]:
         where = f"{args.spec}{f' --stack {args.stack}' if args.stack else ''}"
         report.say(f"pipeline speed, fresh processes, {args.runs} run(s) each, {os.cpu_count()} CPUs, "
                    f"load {os.getloadavg()[0]:.1f}; spec {where}; clouds {','.join(args.clouds)}")
-        if not args.no_warmup:  # byte-compiled modules and the disk cache, as on any machine that ran pipeline once
-            tag = bench.fresh("warmup")
-            timed(bench.compare_cmd(bench.copy_of_spec(tag), stack=bench.stack), pipeline_env(bench.cache(tag)))
+        if not args.no_warmup:  # byte-compiled modules, the disk cache, the tool's cache folder: as after any first run
+            bench.run(bench.compare_cmd(bench.copy_of_spec(bench.fresh("warmup")), stack=bench.stack))
         report.say(HEADER)
         n = len(args.clouds)
         clouds = f"{n} cloud{'s' if n > 1 else ''}"
 
-        def compare_example(tag: str) -> Path:
-            return bench.copy_of_spec(tag)
-
         all_clouds = n == len(ALL_CLOUDS)  # the compare targets are for all three clouds
-        walls, cpus = bench.misses(compare_example, lambda spec: bench.compare_cmd(spec, stack=bench.stack))
-        miss = report.add(timing_row(f"compare, {clouds}, changed spec (cache miss)", walls, cpus, COMPARE_MISS_S if all_clouds else None))
+        sample = bench.misses(bench.copy_of_spec, partial(bench.compare_cmd, stack=bench.stack))
+        miss = report.add(timing_row(f"compare, {clouds}, changed spec (cache miss)", sample, COMPARE_MISS_S if all_clouds else None))
 
         for cloud in args.clouds:
-            walls, cpus = bench.misses(compare_example, lambda spec, cloud=cloud: bench.plan_cmd(spec, cloud))
-            report.add(timing_row(f"plan --cloud {cloud}, cache miss", walls, cpus, PLAN_MISS_S))
+            sample = bench.misses(bench.copy_of_spec, partial(bench.plan_cmd, cloud=cloud))
+            report.add(timing_row(f"plan --cloud {cloud}, cache miss", sample, PLAN_MISS_S))
 
-        walls, cpus, files = bench.hits()
-        report.add(timing_row(f"compare, {clouds}, unchanged spec (cache hit)", walls, cpus, COMPARE_HIT_S,
-                              "" if files else "cache folder stayed empty: no plan cache, hit = miss"))
-        extras["cache_files_after_hits"] = files
+        report.add(timing_row(f"compare, {clouds}, unchanged spec (cache hit)", bench.hits(), COMPARE_HIT_S))
 
         points = []
         for stages in args.stages:
-            walls, cpus = bench.misses(lambda tag, stages=stages: bench.generated(stages, tag), lambda spec: bench.compare_cmd(spec))
+            sample = bench.misses(partial(bench.generated, stages), bench.compare_cmd)
             limit = FIFTY_STAGES_S if stages == 50 and all_clouds else None
-            row = report.add(timing_row(f"compare, {stages} stage(s), cache miss", walls, cpus, limit))
+            row = report.add(timing_row(f"compare, {stages} stage(s), cache miss", sample, limit))
             points.append((stages, row.median or 0.0))
         extras["stages"] = {str(stages): seconds for stages, seconds in points}
         if len(points) >= 2:
@@ -350,8 +373,8 @@ def measure(args: argparse.Namespace, report: Report) -> dict[str, Any]:
 
         if accepts(exe, "compare", "--jobs"):
             for jobs in (1, 3):
-                walls, cpus = bench.misses(compare_example, lambda spec, jobs=jobs: bench.compare_cmd(spec, "--jobs", str(jobs), stack=bench.stack))
-                report.add(timing_row(f"compare --jobs {jobs}, cache miss", walls, cpus, None))
+                sample = bench.misses(bench.copy_of_spec, partial(bench.compare_cmd, stack=bench.stack, jobs=jobs))
+                report.add(timing_row(f"compare --jobs {jobs}, {clouds}, cache miss", sample, None))
         else:
             report.skip("compare --jobs 1 vs --jobs 3", "`pipeline compare --help` lists no --jobs")
 
@@ -363,7 +386,7 @@ def measure(args: argparse.Namespace, report: Report) -> dict[str, Any]:
                 report.skip("Winglang compile -t tf-aws (tiny app)", wing.reason)
             else:
                 report.add(Row(f"Winglang {wing.version} compile -t tf-aws (tiny app)", "s", wing.median, min(wing.times),
-                               max(wing.times), note="benchmarks/wing/main.w, one cloud", samples=wing.times))
+                               max(wing.times), statistics.median(wing.cpu), note="benchmarks/wing/main.w, one cloud", samples=wing.times))
                 ratio = (miss.median or 0.0) / wing.median
                 report.add(Row(f"compare miss ({clouds}) / Winglang compile", "x", ratio, target=f"<= {COMPARE_VS_WING:g}x" if all_clouds else "-",
                                met=ratio <= COMPARE_VS_WING if all_clouds else None))
