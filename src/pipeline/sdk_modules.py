@@ -8,14 +8,14 @@ from the star-imports in order and each submodule's literal `__all__`, says whic
 and only that submodule is imported.
 
 Why it cannot change a plan: the package is made lazy only when its `__init__.py` has exactly the generated
-shape (checked with `ast`; every statement kind listed in `_index`) and every star-imported submodule has one
-literal `__all__`; otherwise the real `__init__.py` runs. A name the index does not know (including `__all__`,
+shape (checked with `ast`; the statement kinds are listed in `_build_index`) and every star-imported submodule
+has one literal `__all__`; otherwise the real `__init__.py` runs. A name the index does not know (including `__all__`,
 so `from pkg import *` stays right) makes the package *fall back*: the real `__init__.py` runs in the
 module's namespace and the answer comes from there; `fallbacks()` lists those so a test can insist that
 planning never needs one. Deploys do not call `install()`: they keep real imports.
 
-The core never imports a cloud SDK; this module uses only the standard library. `PIPELINE_LAZY_SDK=0` turns
-it off (to compare).
+Indexes are cached on disk (see `_index`: building one reads the whole service). The core never imports a
+cloud SDK; this module uses only the standard library. `PIPELINE_LAZY_SDK=0` turns it off (to compare).
 """
 
 from __future__ import annotations
