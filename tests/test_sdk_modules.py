@@ -8,6 +8,7 @@ own rules are checked on small generated-shaped packages written to a temporary 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import os
 import subprocess

@@ -8,19 +8,20 @@ from the star-imports in order and each submodule's literal `__all__`, says whic
 and only that submodule is imported.
 
 Why it cannot change a plan: the package is made lazy only when its `__init__.py` has exactly the generated
-shape (checked with `ast`; every statement kind listed in `_index`) and every star-imported submodule has one
-literal `__all__`; otherwise the real `__init__.py` runs. A name the index does not know (including `__all__`,
+shape (checked with `ast`; the statement kinds are listed in `_build_index`) and every star-imported submodule
+has one literal `__all__`; otherwise the real `__init__.py` runs. A name the index does not know (including `__all__`,
 so `from pkg import *` stays right) makes the package *fall back*: the real `__init__.py` runs in the
 module's namespace and the answer comes from there; `fallbacks()` lists those so a test can insist that
 planning never needs one. Deploys do not call `install()`: they keep real imports.
 
-The core never imports a cloud SDK; this module uses only the standard library. `PIPELINE_LAZY_SDK=0` turns
-it off (to compare).
+Indexes are cached on disk (see `_index`: building one reads the whole service). The core never imports a
+cloud SDK; this module uses only the standard library. `PIPELINE_LAZY_SDK=0` turns it off (to compare).
 """
 
 from __future__ import annotations
 
 import ast
+import enum
 import hashlib
 import importlib
 import importlib.abc
@@ -35,7 +36,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Literal
 
 # The top-level packages of the Pulumi SDKs the backends import (providers/*/src); their service packages are
 # the ones made lazy. The top-level packages themselves register resource modules: they are never touched.
@@ -135,7 +136,12 @@ class _LazyPackageLoader(importlib.abc.Loader):
         module.__class__ = _LazyPackage
 
     def run_real_init(self, module: ModuleType) -> None:
-        exec(self.real.get_code(module.__name__), module.__dict__)
+        """Make a lazy package the real one: a plain module, its `__init__.py` run in its namespace."""
+        module.__class__ = ModuleType
+        code = self.real.get_code(module.__name__)
+        if code is None:
+            raise ImportError(f"no code for {module.__name__}", name=module.__name__)
+        exec(code, module.__dict__)
 
 
 def _index_of(module: ModuleType) -> PackageIndex:
@@ -151,11 +157,11 @@ class _LazyPackage(ModuleType):
         index = _index_of(self)
         source = index.exports.get(name)
         if source is not None:
-            value = getattr(importlib.import_module(f"{self.__name__}.{source}"), name)
+            value = getattr(_submodule(self, source), name)
             self.__dict__[name] = value  # what the real `__init__.py` binds; next time a plain lookup
             return value
         if name in index.submodules:
-            return self.__dict__.setdefault(name, importlib.import_module(f"{self.__name__}.{name}"))
+            return self.__dict__.setdefault(name, _submodule(self, name))
         return _fall_back(self, name)
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -171,13 +177,20 @@ class _LazyPackage(ModuleType):
         return sorted(set(self.__dict__) | set(index.exports) | index.submodules)
 
 
-def _fall_back(module: _LazyPackage, name: str) -> Any:
+def _submodule(package: ModuleType, name: str) -> ModuleType:
+    """Import `package.name` through the import statement's own path (`__import__`, as the real `__init__.py`
+    would): `python -X importtime` then accounts for it, and an already loaded one costs a dict lookup."""
+    fullname = f"{package.__name__}.{name}"
+    __import__(fullname)
+    return sys.modules[fullname]
+
+
+def _fall_back(module: ModuleType, name: str) -> Any:
     """Run the real `__init__.py` in the module's namespace, note it, and answer from there."""
     with _fallback_lock:
         if isinstance(module, _LazyPackage):  # not already fallen back (by another thread, say)
             loader = module.__dict__["__spec__"].loader
             _fallbacks.append((module.__name__, name))
-            module.__class__ = ModuleType
             loader.run_real_init(module)
     return getattr(module, name)
 
@@ -196,7 +209,7 @@ def _index(init: Path) -> PackageIndex | None:
         return None
     entry = _cache_file(folder)
     cached = _read_cached(entry, fingerprint)
-    if cached is not _MISS:
+    if cached is not _Miss.MISS:
         return cached
     index = _build_index(init, plain)
     _write_cached(entry, fingerprint, index)
@@ -286,7 +299,12 @@ def _literal_all(folder: Path, module: str, plain: set[str]) -> list[str] | None
 # --- the on-disk cache of indexes ------------------------------------------------------------------------
 
 _CACHE_FORMAT = 2
-_MISS: Any = object()
+
+
+class _Miss(enum.Enum):
+    """Nothing usable in the cache: absent, stale or not well formed."""
+
+    MISS = "miss"
 
 
 def cache_dir() -> Path:
@@ -307,23 +325,23 @@ def _cache_file(folder: Path) -> Path:
     return cache_dir() / "sdk-index" / f"{folder.name}-{key}.json"
 
 
-def _read_cached(entry: Path, fingerprint: str) -> PackageIndex | None:
-    """The cached index (or None, cached as "not generated"), or `_MISS` when absent, stale or not well formed."""
+def _read_cached(entry: Path, fingerprint: str) -> PackageIndex | Literal[_Miss.MISS] | None:
+    """The cached index (or None, cached as "not generated"), or MISS."""
     try:
         data = json.loads(entry.read_bytes())
         if data["format"] != _CACHE_FORMAT or data["fingerprint"] != fingerprint:
-            return _MISS
+            return _Miss.MISS
         found = data["index"]
         if found is None:
             return None
         exports, submodules, prelude = found["exports"], found["submodules"], found["prelude"]
     except (OSError, ValueError, TypeError, KeyError):
-        return _MISS
+        return _Miss.MISS
     if not (isinstance(exports, dict) and isinstance(submodules, list) and isinstance(prelude, list)
             and all(isinstance(n, str) and n.isidentifier() for n in [*submodules, *exports])
             and all(m in submodules for m in exports.values())
             and all(isinstance(p, str) and _PRELUDE.fullmatch(p) for p in prelude)):
-        return _MISS
+        return _Miss.MISS
     return PackageIndex(exports, frozenset(submodules), tuple(prelude))
 
 
