@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from pipeline import sdk_modules
+from pipeline import sdk_modules, user_cache
 
 TESTS = Path(__file__).resolve().parent
 SDKS = ("pulumi_aws", "pulumi_gcp", "pulumi_azure_native")
@@ -390,7 +390,7 @@ def test_the_cache_is_in_the_platform_folder(monkeypatch: pytest.MonkeyPatch, tm
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setattr(sys, "platform", platform)
-    assert sdk_modules.cache_dir() == Path(expected.replace("HOME", str(tmp_path)))
+    assert user_cache.cache_root() == Path(expected.replace("HOME", str(tmp_path)))
 
 
 def test_a_cached_prelude_must_be_one_of_the_generated_statements(fake_sdk: Callable[..., str], private_cache: Path) -> None:

@@ -21,6 +21,7 @@ cloud SDK; this module uses only the standard library. `PIPELINE_LAZY_SDK=0` tur
 from __future__ import annotations
 
 import ast
+import contextlib
 import enum
 import hashlib
 import importlib
@@ -30,13 +31,14 @@ import json
 import os
 import re
 import sys
-import tempfile
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
+
+from pipeline.user_cache import cache_root, write_private
 
 # The top-level packages of the Pulumi SDKs the backends import (providers/*/src); their service packages are
 # the ones made lazy. The top-level packages themselves register resource modules: they are never touched.
@@ -307,22 +309,9 @@ class _Miss(enum.Enum):
     MISS = "miss"
 
 
-def cache_dir() -> Path:
-    """The platform's cache folder for this tool: `$PIPELINE_CACHE_DIR`; else `%LOCALAPPDATA%\\pipeline-deployer\\Cache`
-    on Windows, `~/Library/Caches/pipeline-deployer` on macOS, `$XDG_CACHE_HOME/pipeline-deployer` or
-    `~/.cache/pipeline-deployer` elsewhere."""
-    if os.environ.get("PIPELINE_CACHE_DIR"):
-        return Path(os.environ["PIPELINE_CACHE_DIR"])
-    if sys.platform == "win32":
-        return Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local") / "pipeline-deployer" / "Cache"
-    if sys.platform == "darwin":
-        return Path.home() / "Library" / "Caches" / "pipeline-deployer"
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pipeline-deployer"
-
-
 def _cache_file(folder: Path) -> Path:
     key = hashlib.sha256(os.fsencode(folder.resolve())).hexdigest()[:24]
-    return cache_dir() / "sdk-index" / f"{folder.name}-{key}.json"
+    return cache_root() / "sdk-index" / f"{folder.name}-{key}.json"
 
 
 def _read_cached(entry: Path, fingerprint: str) -> PackageIndex | Literal[_Miss.MISS] | None:
@@ -349,16 +338,5 @@ def _write_cached(entry: Path, fingerprint: str, index: PackageIndex | None) -> 
     """Write atomically (a private temporary file renamed over the entry); a cache that cannot be written
     (read-only home, full disk) only costs the next run the same work again."""
     found = None if index is None else {"exports": index.exports, "submodules": sorted(index.submodules), "prelude": list(index.prelude)}
-    try:
-        entry.parent.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # private, as is the folder below it
-        entry.parent.mkdir(mode=0o700, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=entry.parent, prefix=".", suffix=".tmp")  # mode 0o600
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as out:
-                json.dump({"format": _CACHE_FORMAT, "fingerprint": fingerprint, "index": found}, out)
-            os.replace(temporary, entry)
-        except BaseException:
-            os.unlink(temporary)
-            raise
-    except OSError:
-        pass
+    with contextlib.suppress(OSError):
+        write_private(entry, json.dumps({"format": _CACHE_FORMAT, "fingerprint": fingerprint, "index": found}).encode())

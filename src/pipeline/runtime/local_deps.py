@@ -3,8 +3,8 @@ folder named by the file's hash, which the stage's worker puts at the front of i
 
 `pip install --target` into `<cache>/requirements/<hash>/` (the hash covers the file's content and
 the interpreter, so a changed file or another Python gets its own folder); a finished install
-holds a marker file, so a half-finished one (killed, offline) is never used. The cache is
-`$PIPELINE_CACHE_DIR`, else `$XDG_CACHE_HOME/pipeline-deployer`, else `~/.cache/pipeline-deployer`.
+holds a marker file, so a half-finished one (killed, offline) is never used. The cache folder is
+the platform's (`pipeline.user_cache`: `$PIPELINE_CACHE_DIR`, else `~/.cache/pipeline-deployer` on Linux).
 """
 
 from __future__ import annotations
@@ -33,10 +33,9 @@ class RequirementsError(Exception):
 
 
 def cache_dir() -> Path:
-    if os.environ.get("PIPELINE_CACHE_DIR"):
-        return Path(os.environ["PIPELINE_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "pipeline-deployer"
+    from pipeline.user_cache import cache_root  # the runner's side of the tool, never shipped to a cloud
+
+    return cache_root()
 
 
 def _key(requirements: Path) -> str:
