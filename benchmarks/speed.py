@@ -176,6 +176,7 @@ class Bench:
     clouds: list[str]
     scratch: Path
     counter: int = 0
+    server_socket: Path | None = None  # set: commands go to a warm planning server listening there
 
     @property
     def cache_dir(self) -> Path:
@@ -184,7 +185,10 @@ class Bench:
         return path
 
     def run(self, command: list[str]) -> tuple[float, float]:
-        return timed(command, pipeline_env(self.cache_dir))
+        env = pipeline_env(self.cache_dir)
+        if self.server_socket is not None:
+            env.update({"PIPELINE_SERVER": "1", "PIPELINE_SERVER_SOCKET": str(self.server_socket)})
+        return timed(command, env)
 
     def fresh(self, kind: str) -> str:
         self.counter += 1
@@ -332,6 +336,26 @@ class Report:
 # ---- the measurements ---------------------------------------------------------------------------
 
 
+def server_rows(bench: Bench, clouds: str, stages: list[int], report: Report) -> None:
+    """Cache misses handed to a warm `pipeline server` (each command a fork of the warm process):
+    what an editor loop or repeated CLI calls pay once the server runs."""
+    bench.server_socket = bench.scratch / "planner.sock"
+    control = {**pipeline_env(bench.cache_dir), "PIPELINE_SERVER_SOCKET": str(bench.server_socket)}
+    started = subprocess.run([bench.exe, "server", "start", "--idle-minutes", "10"], env=control, capture_output=True, text=True, check=False)
+    try:
+        if started.returncode != 0:
+            report.skip("compare through the planning server", f"`pipeline server start` failed: {started.stderr.strip()[:200]}")
+            return
+        sample = bench.misses(bench.copy_of_spec, partial(bench.compare_cmd, stack=bench.stack))
+        report.add(timing_row(f"compare, {clouds}, cache miss, warm planning server", sample, None))
+        most = max(stages)
+        sample = bench.misses(partial(bench.generated, most), bench.compare_cmd)
+        report.add(timing_row(f"compare, {most} stage(s), cache miss, warm planning server", sample, None))
+    finally:
+        subprocess.run([bench.exe, "server", "stop"], env=control, capture_output=True, check=False)
+        bench.server_socket = None
+
+
 def measure(args: argparse.Namespace, report: Report) -> dict[str, Any]:
     exe = shutil.which("pipeline", path=str(Path(sys.executable).parent)) or "pipeline"
     extras: dict[str, Any] = {}
@@ -377,6 +401,11 @@ def measure(args: argparse.Namespace, report: Report) -> dict[str, Any]:
                 report.add(timing_row(f"compare --jobs {jobs}, {clouds}, cache miss", sample, None))
         else:
             report.skip("compare --jobs 1 vs --jobs 3", "`pipeline compare --help` lists no --jobs")
+
+        if accepts(exe, "server", "start"):
+            server_rows(bench, clouds, args.stages, report)
+        else:
+            report.skip("compare through the planning server", "no `pipeline server` command")
 
         if args.skip_wing:
             report.skip("Winglang compile, and compare miss / Winglang", "--skip-wing")

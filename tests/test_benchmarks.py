@@ -34,7 +34,7 @@ def test_speed_prints_every_row(tmp_path: Path) -> None:
     out = result.stdout
     for figure in ("compare, 1 cloud, changed spec (cache miss)", "plan --cloud aws, cache miss", "compare, 1 cloud, unchanged spec (cache hit)",
                    "compare, 1 stage(s), cache miss", "compare, 2 stage(s), cache miss", "compare, seconds per added stage",
-                   "compare --jobs", "Winglang", "pipeline run, trivial"):
+                   "compare --jobs", "cache miss, warm planning server", "Winglang", "pipeline run, trivial"):
         assert figure in out, f"{figure!r} missing from:\n{out}"
     assert "skipped: --skip-wing" in out and "skipped: --skip-run" in out
     assert "target(s) not met" in out
