@@ -178,8 +178,9 @@ def test_tool_code_and_installed_versions_are_part_of_the_key(project: Path, tmp
     lambda path: path.write_text(json.dumps({**json.loads(path.read_text()), "version": 0})),
     lambda path: path.write_text(json.dumps({**json.loads(path.read_text()), "key": "0" * 64})),
     lambda path: path.write_text(json.dumps({**json.loads(path.read_text()), "inputs": [["x", 1]]})),
+    lambda path: path.write_text(json.dumps({**json.loads(path.read_text()), "inputs": [["/", "0" * 64]]})),
     lambda path: path.write_text(json.dumps({k: v for k, v in json.loads(path.read_text()).items() if k != "result"})),
-], ids=["binary", "empty", "not-an-object", "foreign-format", "old-version", "other-key", "bad-inputs", "no-result"])
+], ids=["binary", "empty", "not-an-object", "foreign-format", "old-version", "other-key", "bad-inputs", "outside-the-project", "no-result"])
 def test_damaged_or_foreign_entries_are_ignored_and_replaced(project: Path, damage) -> None:
     request = _stored(project)
     (entry,) = (project.parent / "cache" / "plans").rglob("*.json")

@@ -87,9 +87,12 @@ def lookup(request: Request) -> Any | None:
     inputs = entry.get("inputs")
     if not isinstance(inputs, list) or "result" not in entry:
         return None
+    project = os.path.realpath(request.spec_path.parent)
     for item in inputs:
         if not (isinstance(item, list) and len(item) == 2 and all(isinstance(v, str) for v in item)):
             return None
+        if os.path.commonpath([project, os.path.realpath(item[0])]) != project:
+            return None  # inputs live in the project folder (spec.paths); anything else is not our entry
         if fingerprint(Path(item[0])) != item[1]:
             return None
     return entry["result"]
