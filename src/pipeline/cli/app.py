@@ -44,7 +44,7 @@ OutputOpt = Annotated[Path | None, typer.Option("--output", "-o", metavar="FILE"
 DEFAULT_CLOUDS = ("aws", "gcp", "azure")
 StoreOpt = Annotated[Path | None, typer.Option("--store", metavar="DIR", help="Local object store (default: .pipeline/local/<name>/<stack>/ next to the spec).")]
 FsyncOpt = Annotated[bool, typer.Option("--fsync/--no-fsync", help="fsync every object (survives power loss; kill -9 safety needs no fsync).")]
-CacheOpt = Annotated[bool, typer.Option("--cache/--no-cache", help="Reuse the result of an unchanged spec (or set PIPELINE_NO_CACHE=1).")]
+CacheOpt = Annotated[bool, typer.Option("--cache/--no-cache", help="Reuse the answer for an unchanged spec; --no-cache (or PIPELINE_NO_CACHE=1) plans afresh.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Do not show handler logs and tracebacks on stderr (run.log keeps them).")]
 
 
