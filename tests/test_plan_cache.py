@@ -61,10 +61,11 @@ def test_a_hit_answers_the_same_bytes_without_heavy_imports(args: list[str], tmp
 
 def test_no_cache_flag_and_environment_turn_it_off(tmp_path: Path) -> None:
     args = ["plan", str(EXAMPLE_DIR / "pipeline.yaml"), "--stack", "dev", "--cloud", "aws", "--format", "json"]
+    plans = tmp_path / "plans"
     _cli([*args, "--no-cache"], tmp_path)
-    assert not list(tmp_path.rglob("*.json")), "--no-cache stored an entry"
+    assert not list(plans.rglob("*.json")), "--no-cache stored an entry"
     _cli(args, tmp_path, PIPELINE_NO_CACHE="1")
-    assert not list(tmp_path.rglob("*.json")), "PIPELINE_NO_CACHE=1 stored an entry"
+    assert not list(plans.rglob("*.json")), "PIPELINE_NO_CACHE=1 stored an entry"
     _cli(args, tmp_path)
     _, again = _cli([*args, "--no-cache"], tmp_path)
     assert "pulumi" in again["heavy"], "--no-cache used the stored entry"
