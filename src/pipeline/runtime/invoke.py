@@ -26,7 +26,7 @@ import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
-from pipeline.runtime import keys
+from pipeline.runtime import fastjson, keys
 from pipeline.runtime.context import Context
 from pipeline.runtime.errors import BatchFailedError, is_retryable
 from pipeline.runtime.logs import JsonLogger
@@ -380,12 +380,13 @@ class StageRunner:
         rows: list[Any] = []
         raws: list[bytes] = []
         bad: dict[int, BaseException] = {}
-        loads = json.loads
+        loads = fastjson.loads
+        raw_lines = data.split(b"\n")
         try:
-            lines: list[Any] = data.decode("utf-8").split("\n")
+            lines: list[Any] = data.decode("utf-8").split("\n")  # "\n" is one byte in UTF-8: the same lines as raw_lines
         except UnicodeDecodeError:
-            lines = data.split(b"\n")
-        for line in lines:
+            lines = raw_lines
+        for line, raw in zip(lines, raw_lines, strict=True):
             if not line.strip():
                 continue
             try:
@@ -393,7 +394,7 @@ class StageRunner:
             except ValueError as exc:
                 bad[len(raws)] = exc
                 rows.append(None)
-            raws.append(line.encode("utf-8") if isinstance(line, str) else line)
+            raws.append(raw)
         return rows, raws, bad
 
     def run_object(self, bucket: str, key: str, generation: str | None = None, data: bytes | None = None) -> BatchResult:

@@ -48,9 +48,10 @@ from pipeline.runtime import keys
 from pipeline.runtime.invoke import Window, accumulated
 from pipeline.runtime.lines import LINE_WIDTH, PARTITION, LineRecord, file_chunks, pipe_chunks
 from pipeline.runtime.local_journal import Journal, QueuedWriter, RunLog, describe_os_error, whole_lines
-from pipeline.runtime.local_stages import Inputs, LocalRunError, LocalStages, Stats, add_stats, object_items, output_of, stage_env
+from pipeline.runtime.local_stages import Call, Inputs, LocalRunError, LocalStages, Stats, add_stats, object_items, output_of, stage_env
 from pipeline.runtime.logs import JsonLogger
 from pipeline.runtime.records import Record
+from pipeline.runtime.stage_process import Reply
 from pipeline.runtime.store import LocalStore
 from pipeline.runtime.watch import fingerprint
 from pipeline.spec.load import LoadedSpec
@@ -228,14 +229,27 @@ class _Planned:
 
 
 class _Consumer:
-    """Batches records for one stream consumer (a stream stage, or the raw archive)."""
+    """Batches records for one stream consumer: a stream stage, or the raw archive (`stage` None)."""
 
-    def __init__(self, name: str, batch_size: int, window_s: float, process: Callable[[Sequence[LineRecord], str], Stats]) -> None:
-        self.name, self.batch_size, self.window_s, self.process = name, batch_size, window_s, process
+    def __init__(self, name: str, batch_size: int, window_s: float, stage: StageSpec | None) -> None:
+        self.name, self.batch_size, self.window_s, self.stage = name, batch_size, window_s, stage
         self.planned: dict[int, _Planned] = {}
         self.pending: list[LineRecord] = []
         self.first_arrival = 0.0
         self.target: _Planned | None = None
+        self.in_flight: _Batch | None = None  # a batch its stage's worker is computing, not done yet
+
+
+@dataclass
+class _Batch:
+    """A stream batch between its `plan` and `done` lines."""
+
+    consumer: _Consumer
+    records: Sequence[LineRecord]
+    batch_id: str
+    stats: Stats
+    call: Call | None = None  # a stream stage's batch, handed to the stage's worker
+    reply: Reply | None = None  # ... and what came back (None: dead-lettered)
 
 
 def _digest(records: Sequence[Record]) -> str:
@@ -440,6 +454,7 @@ class LocalRun:
             for consumer in self.consumers:
                 if consumer.pending:
                     self._flush(consumer)
+            self._settle()
             self.writer.drain()
         return outcome
 
@@ -545,6 +560,7 @@ class LocalRun:
         if reason:
             self.notify(f"{reason}: starting a new run in {self.root}")
         self.summary.new_run = reason or "new"
+        self._settle()  # (a batch in a worker's hands is finished, then emptied away with the rest)
         self.writer.drain()
         self.journal.restart({"c": "run", "fp": self.fingerprint, "spec": str(self.loaded.path.resolve()), "stack": self.loaded.stack,
                               "inputs": self.inputs})
@@ -593,11 +609,11 @@ class LocalRun:
         if self.spec.stream is not None and self.spec.stream.archive:
             first = streams[0].trigger.stream if streams else None
             consumers.append(_Consumer(RAW_CONSUMER, first.batch_size if first else DEFAULT_BATCH,
-                                       first.max_batching_window_s if first else 5, self._raw_archive))
+                                       first.max_batching_window_s if first else 5, None))
         for stage in streams:
             trigger = stage.trigger.stream
             assert trigger is not None
-            consumers.append(_Consumer(stage.name, trigger.batch_size, trigger.max_batching_window_s, self._stream_stage(stage)))
+            consumers.append(_Consumer(stage.name, trigger.batch_size, trigger.max_batching_window_s, stage))
         self.consumers = consumers
         self.primary = consumers[0] if consumers else None
         by_name = {c.name: c for c in consumers}
@@ -645,21 +661,15 @@ class LocalRun:
             if consumer.trigger.objects:
                 self._invoke(consumer, ("object", bucket, key, data), keys.object_batch(key, f"{source}/"), inputs, stats)
 
-    def _stream_stage(self, stage: StageSpec) -> Callable[[Sequence[LineRecord], str], Stats]:
-        def process(records: Sequence[LineRecord], batch_id: str) -> Stats:
-            stats: Stats = {}
-            request = ("stream", batch_id, [r.data for r in records], [r.line for r in records], [r.arrival_time for r in records])
-            self._invoke(stage, request, batch_id, lambda: ([r.data for r in records], [r.describe() for r in records]), stats)
-            return stats
-        return process
-
-    def _raw_archive(self, records: Sequence[LineRecord], batch_id: str) -> Stats:
-        body = b"\n".join([r.data for r in records]) + b"\n"
-        self.writer.put(RAW_BUCKET, keys.raw_key(batch_id), body)
-        return {RAW_CONSUMER: {"invocations": 1, "items": len(records)}}
+    def _raw_archive(self, batch: _Batch) -> None:
+        body = b"\n".join([r.data for r in batch.records]) + b"\n"
+        self.writer.put(RAW_BUCKET, keys.raw_key(batch.batch_id), body)
+        batch.stats[RAW_CONSUMER] = {"invocations": 1, "items": len(batch.records)}
 
     def _record_done(self, entry: dict[str, Any]) -> None:
+        """An input is done: its `done` line follows its objects, and the writer gets them all at once."""
         self.writer.submit(self.journal.append, entry)
+        self.writer.flush()
         self.journal.entries.append(entry)
         self._count(entry["stats"])
 
@@ -725,6 +735,7 @@ class LocalRun:
         still to be redone: a redone input rewrites its objects (new modification times), and a window
         taken before that would see them twice."""
         if self.next_tick is not None and self.tick_s and now >= self.next_tick and not self.redo_left:
+            self._settle()
             self.ticks += 1
             self._schedule(f"local-{self.ticks:06d}")
             self.next_tick = now + self.tick_s
@@ -819,13 +830,54 @@ class LocalRun:
             entry = {"c": consumer.name, "st": "plan", "s": first, "e": last, "n": len(records), "h": digest}
             self.writer.submit(self.journal.append, entry)
             consumer.planned[first] = _Planned(last, len(records), digest)
-        batch_id = keys.stream_batch(PARTITION, first, last, LINE_WIDTH)
-        stats = consumer.process(records, batch_id)
+        batch = _Batch(consumer, records, keys.stream_batch(PARTITION, first, last, LINE_WIDTH), {})
+        if consumer.stage is None:
+            self._raw_archive(batch)
+            self._complete(batch)
+            return
+        # Pipelined: the stage's worker takes this batch as soon as it replied to the previous one, and
+        # computes it while the previous batch's output goes through the stages that read it.
+        previous, consumer.in_flight = consumer.in_flight, None
+        if previous is not None:
+            self._receive(previous)
+        self._begin(consumer.stage, batch)
+        consumer.in_flight = batch
+        if previous is not None:
+            self._complete(previous)
+
+    def _settle(self) -> None:
+        """Finish the batches stream stages' workers are computing: before a tick takes its windows, at the
+        end of the input, whenever the input may wait (standard input), before a new run."""
+        for consumer in self.consumers:
+            batch, consumer.in_flight = consumer.in_flight, None
+            if batch is not None:
+                self._receive(batch)
+                self._complete(batch)
+
+    def _begin(self, stage: StageSpec, batch: _Batch) -> None:
+        records = batch.records
+        request = ("stream", batch.batch_id, [r.data for r in records], [r.line for r in records], [r.arrival_time for r in records])
+        batch.call = self.stages.begin(stage, request)
+
+    def _receive(self, batch: _Batch) -> None:
+        """The stage's reply (after its retries, or its dead letters), its writes queued."""
+        assert batch.call is not None
+        records = batch.records
+        batch.reply = self.stages.finish(batch.call, batch.batch_id, lambda: ([r.data for r in records], [r.describe() for r in records]),
+                                         batch.stats)
+
+    def _complete(self, batch: _Batch) -> None:
+        """The batch's output through the stages that read it, then its `done` line."""
+        consumer, reply, first = batch.consumer, batch.reply, batch.records[0].line
+        if reply is not None and consumer.stage is not None:
+            output = output_of(reply, consumer.stage)
+            if output is not None:
+                self._fan_out(consumer.stage.name, reply.result["output_key"], output, batch.stats)
         if consumer is self.primary:
-            self.summary.records_this_run += len(records)
+            self.summary.records_this_run += len(batch.records)
         consumer.planned[first].done = True
         self.redo_left.discard((consumer.name, first))
-        self._record_done({"c": consumer.name, "st": "done", "s": first, "stats": stats})
+        self._record_done({"c": consumer.name, "st": "done", "s": first, "stats": batch.stats})
 
     def _offer(self, consumer: _Consumer, records: list[LineRecord], now: float) -> None:
         """Add records (ascending lines) to the consumer's batch, flushing full or planned batches."""
@@ -877,7 +929,8 @@ class LocalRun:
         Returns the number of lines read."""
         summary, consumers, progress = self.summary, self.consumers, self.progress
         mtime = data.arrival
-        timed = mtime is None or self.next_tick is not None
+        live = mtime is None  # standard input
+        timed = live or self.next_tick is not None
         line_no = records_in = read_bytes = last_record = 0
         planned_until = max((p.last for c in consumers for p in c.planned.values()), default=0)
         for chunk in data.chunks():
@@ -904,6 +957,8 @@ class LocalRun:
             if timed:
                 self._expire(now)
                 self._maybe_tick(now)
+            if live:  # the next line may be long in coming: what was read goes all the way through now
+                self._settle()
         for consumer in consumers:
             if consumer.pending:
                 if consumer.target is not None and consumer.pending[-1].line < consumer.target.last:
@@ -912,6 +967,7 @@ class LocalRun:
             later = [first for first in consumer.planned if first > last_record]
             if later:
                 raise _InputChanged(f"it ends before line {min(later)}")
+        self._settle()
         summary.records_in = records_in
         return line_no
 

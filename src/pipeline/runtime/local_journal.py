@@ -15,11 +15,12 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from pipeline.runtime.local_stages import LocalRunError
-from pipeline.runtime.store import LocalStore
+from pipeline.runtime.store import LocalStore, Staged
 
 
 def describe_os_error(exc: OSError, path: Path) -> str:
@@ -78,51 +79,83 @@ class Journal:
         os.close(self.fd)
 
 
-class QueuedWriter:
-    """Does the store's writes (and their fsyncs) and the journal's appends on one thread, in order.
+_Step = tuple[Any, ...]  # (_PUT, bucket, key, data) or (_CALL, function, args)
+_PUT, _CALL = "put", "call"
+SYNC_THREADS = 8  # fsyncs in flight at once: the file system commits concurrent ones together
 
-    The disk waits overlap the next batch's work, and FIFO order keeps the invariant crash safety
-    needs: a batch's `done` line reaches the journal only after every object it wrote was replaced.
-    A kill loses a suffix of the queue, which is the same as being killed a little earlier.
+
+class QueuedWriter:
+    """Does the store's writes (and their fsyncs) and the journal's appends off the main thread, in order.
+
+    What the runner asks for is collected in order and handed over a batch at a time (`flush`; one
+    hand-over per batch, not one per object, keeps the threads from trading the GIL all the time),
+    then goes through three steps, so the disk's waits overlap each other and the next batch's work:
+
+    1. the writer thread writes each object to its temporary file, in the order asked (objects'
+       modification times keep that order, which schedules over accumulated objects read by);
+    2. a few threads fsync those files, several hand-overs at once (when the store is durable): one
+       fsync waits for a disk flush of milliseconds, and the file system commits concurrent ones together;
+    3. the committer thread, in the order asked, renames each object over its key once its fsync is
+       done, and appends the journal lines.
+
+    The order of step 3 keeps the invariant crash safety needs: a batch's `done` line reaches the
+    journal only after every object it wrote was fsynced (when durable) and replaced, and its `plan`
+    line before any of them. A kill loses a suffix of what was asked, which is the same as being
+    killed a little earlier. After a failure nothing more lands, the journal least of all.
     """
 
-    def __init__(self, store: LocalStore, depth: int = 64) -> None:
+    def __init__(self, store: LocalStore, depth: int = 16) -> None:
         self.store = store
         self.written: list[tuple[str, str]] | None = None  # when a list: every (bucket, key) put from now on (serve's answers)
-        self.queue: queue.Queue[tuple[Callable[..., None], tuple[Any, ...]] | None] = queue.Queue(maxsize=depth)
+        self.pending: list[_Step] = []
+        self.queue: queue.Queue[list[_Step] | None] = queue.Queue(maxsize=depth)
+        self.commits: queue.Queue[tuple[list[Any], Future[None] | None] | None] = queue.Queue(maxsize=depth)
         self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._work, name="pipeline-writer", daemon=True)
+        self.syncer = ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix="pipeline-fsync") if store.durable else None
+        self.thread = threading.Thread(target=self._write, name="pipeline-writer", daemon=True)
+        self.committer = threading.Thread(target=self._commit, name="pipeline-committer", daemon=True)
         self.thread.start()
+        self.committer.start()
 
-    def _work(self) -> None:
-        while True:
-            job = self.queue.get()
-            try:
-                if job is None:
-                    return
-                if self.error is None:  # after a failure nothing more may land, the journal least of all
-                    job[0](*job[1])
-            except BaseException as exc:
-                self.error = exc
-            finally:
-                self.queue.task_done()
-
-    def submit(self, function: Callable[..., None], *args: Any) -> None:
-        self._check()
-        self.queue.put((function, args))
+    # -- the main thread -------------------------------------------------------------------------------
 
     def put(self, bucket: str, key: str, data: bytes) -> None:
-        self.submit(self.store.put, bucket, key, data)
+        self.pending.append((_PUT, bucket, key, data))
         if self.written is not None:
             self.written.append((bucket, key))
+
+    def submit(self, function: Callable[..., None], *args: Any) -> None:
+        """`function(*args)` (a journal append) once everything asked before it has landed."""
+        self.pending.append((_CALL, function, args))
+
+    def flush(self) -> None:
+        """Hand what was asked so far to the writer thread (the runner does at the end of each input)."""
+        self._check()
+        if self.pending:
+            steps, self.pending = self.pending, []
+            self.queue.put(steps)
 
     def get(self, bucket: str, key: str) -> bytes:
         self.drain()
         return self.store.get(bucket, key)
 
     def drain(self) -> None:
+        """Everything asked so far has landed (or a LocalRunError says why not)."""
+        self.flush()
         self.queue.join()
+        self.commits.join()
         self._check()
+
+    def close(self) -> None:
+        """Land what was asked (unless something failed), then stop the threads."""
+        if self.error is None and self.pending:
+            self.queue.put(self.pending)
+        self.pending = []
+        self.queue.put(None)
+        self.thread.join()
+        self.committer.join()
+        if self.syncer is not None:
+            self.syncer.shutdown()
 
     def _check(self) -> None:
         if self.error is not None:
@@ -131,9 +164,79 @@ class QueuedWriter:
                 raise LocalRunError(f"writing to the local store failed: {describe_os_error(error, Path(self.store.root))}") from error
             raise LocalRunError(f"writing to the local store failed: {type(error).__name__}: {error}") from error
 
-    def close(self) -> None:
-        self.queue.put(None)
-        self.thread.join()
+    # -- the threads -------------------------------------------------------------------------------------
+
+    def _fail(self, exc: BaseException) -> None:
+        if self.error is None:
+            self.error = exc
+
+    def _write(self) -> None:
+        """Step 1, and step 2 handed to the fsync threads."""
+        while True:
+            steps = self.queue.get()
+            try:
+                if steps is None:
+                    self.commits.put(None)
+                    return
+                if self.error is None:
+                    done: list[Any] = []  # Staged objects and journal calls, in order
+                    try:
+                        for step in steps:
+                            done.append(self.store.write_temp(*step[1:]) if step[0] == _PUT else step)
+                    except BaseException:
+                        self._discard(done, close=True)
+                        raise
+                    staged = [item for item in done if isinstance(item, Staged)]
+                    synced = self.syncer.submit(self._sync, staged) if self.syncer is not None and staged else None
+                    self.commits.put((done, synced))
+            except BaseException as exc:
+                self._fail(exc)
+            finally:
+                self.queue.task_done()
+
+    def _sync(self, staged: list[Staged]) -> None:
+        for i, item in enumerate(staged):
+            try:
+                self.store.sync(item)  # (closes the file, and removes it when the fsync failed)
+            except BaseException:
+                self._discard(staged[i + 1:], close=True)
+                raise
+
+    def _commit(self) -> None:
+        """Step 3."""
+        while True:
+            job = self.commits.get()
+            if job is None:
+                self.commits.task_done()
+                return
+            done, synced = job
+            landed = 0
+            try:
+                if synced is not None:
+                    synced.result()
+                for item in done:
+                    if self.error is not None:
+                        break
+                    if isinstance(item, Staged):
+                        self.store.publish(item)
+                    else:
+                        item[1](*item[2])
+                    landed += 1
+            except BaseException as exc:
+                self._fail(exc)
+            finally:
+                if landed < len(done):
+                    self._discard(done[landed:])
+                self.commits.task_done()
+
+    def _discard(self, done: list[Any], close: bool = False) -> None:
+        """Staged objects that will not land: their temporary files go (`close`: they are still open)."""
+        for item in done:
+            if isinstance(item, Staged):
+                if close and item.fd >= 0:
+                    with contextlib.suppress(OSError):
+                        os.close(item.fd)
+                self.store.discard(item)
 
 
 class RunLog(io.TextIOBase):

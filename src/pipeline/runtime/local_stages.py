@@ -13,7 +13,7 @@ import contextlib
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from pipeline.runtime.context import Context
 from pipeline.runtime.invoke import Settings, StageRunner
@@ -64,6 +64,14 @@ def _not_loaded(items: Any, context: Context) -> Any:
     raise RuntimeError("handlers run in the stage's worker process")
 
 
+class Call(NamedTuple):
+    """An input handed to a stage's worker: what `LocalStages.finish` needs to wait for it and retry it."""
+
+    stage: StageSpec
+    request: tuple[Any, ...]
+    refused: Reply | None  # the first attempt's reply when the worker could not even take the input
+
+
 class LocalStages:
     """The stages' worker processes, and invocations of them with the clouds' retry semantics."""
 
@@ -77,6 +85,7 @@ class LocalStages:
         self.retry_delay_s = 0.05
         self.envs = {s.name: stage_env(loaded, s) for s in loaded.spec.stages}
         self.processes: dict[str, StageProcess] = {}
+        self.peers: list[StageProcess] = []  # every worker: each forwards the others' output while it waits
         self.dead_letterers: dict[str, StageRunner] = {}
         for stage in loaded.spec.stages:
             env = self.envs[stage.name]
@@ -103,6 +112,8 @@ class LocalStages:
                     paths.append(str(installed))
             process = StageProcess(stage.name, {**inherited, **self.envs[stage.name]}, base, paths, stage.timeout_s, self.on_line)
             self.processes[stage.name] = process
+            process.peers = self.peers
+            self.peers[:] = self.processes.values()
             process.spawn()
             started.append(stage)
         for stage in started:
@@ -129,19 +140,29 @@ class LocalStages:
     def call(self, stage: StageSpec, request: tuple[Any, ...], batch_id: str, inputs: Inputs, stats: Stats) -> Reply | None:
         """Run one input in the stage's worker with the stage's retries, and write what it wrote; when the
         retries are exhausted, dead-letter the whole input (None)."""
-        process = self._process(stage)
+        return self.finish(self.begin(stage, request), batch_id, inputs, stats)
+
+    def begin(self, stage: StageSpec, request: tuple[Any, ...]) -> Call:
+        """Hand the input to the stage's worker (its first attempt) and return while it computes; `finish`
+        waits for it. The runner overlaps a stream stage's next batch with the rest of the pipeline so."""
+        return Call(stage, request, self._process(stage).send(request))
+
+    def finish(self, call: Call, batch_id: str, inputs: Inputs, stats: Stats) -> Reply | None:
+        """The first attempt's reply, then the retries `call` describes; see `call`."""
+        stage, request = call.stage, call.request
+        process = self.processes[stage.name]
         counts = {"invocations": 1, "retries": 0}
         attempts = stage.retries + 1
-        reply: Reply | None = None
+        reply = call.refused or process.receive()
         for attempt in range(1, attempts + 1):
-            reply = process.call(request)
+            if attempt > 1:
+                reply = process.call(request)
             if reply.status == "ok":
                 break
             self._log_crash(stage, reply, batch_id, attempt, attempts)
             if attempt < attempts:
                 counts["retries"] += 1
                 time.sleep(min(1.0, self.retry_delay_s * 2 ** (attempt - 1)))
-        assert reply is not None
         if reply.status != "ok":
             raws, identities = inputs()
             failed = self.dead_letterers[stage.name].dead_letter_all(batch_id, raws, identities, RemoteError(reply.error or {}))

@@ -85,6 +85,8 @@ class StageProcess:
         self.requests = self.replies = self.output = -1
         self.splitter = LineSplitter()
         self.captured: list[str] | None = None  # lines kept while a hung worker dumps its stack
+        self.deadline = 0.0  # when the input in progress must be done
+        self.peers: list[StageProcess] = []  # the other stages' workers, whose output is forwarded while waiting here
 
     # -- starting -----------------------------------------------------------------------------------
 
@@ -113,7 +115,7 @@ class StageProcess:
         """None once the handler is imported; else what went wrong (and the process is gone)."""
         assert self.process is not None
         limit = max(self.timeout_s, 10.0)
-        message = self._wait(limit)
+        message = self._wait(time.monotonic() + limit)
         if message is _TIMED_OUT:
             return self._lost(f"importing the handler took longer than {limit:g} s")
         if message is _CLOSED:
@@ -127,6 +129,11 @@ class StageProcess:
     # -- one input ----------------------------------------------------------------------------------
 
     def call(self, request: tuple[Any, ...]) -> Reply:
+        return self.send(request) or self.receive()
+
+    def send(self, request: tuple[Any, ...]) -> Reply | None:
+        """Hand the worker one input and return at once (it computes while the runner does other work);
+        `receive` gets the reply. A crashed Reply right away when the worker could not take the input."""
         if self.process is None:
             self.spawn()
             error = self.ready()
@@ -136,7 +143,12 @@ class StageProcess:
             write_frame(self.requests, request)
         except OSError:  # the process is gone (BrokenPipeError)
             return Reply("crashed", {}, [], self._exited())
-        message = self._wait(self.timeout_s)
+        self.deadline = time.monotonic() + self.timeout_s  # the worker was idle: it starts on the input now
+        return None
+
+    def receive(self) -> Reply:
+        """The reply to the input `send` handed over; a worker still running past its deadline is stopped."""
+        message = self._wait(self.deadline)
         if message is _TIMED_OUT:
             return Reply("crashed", {}, [], self._stop_hung())
         if message is _CLOSED:
@@ -148,16 +160,22 @@ class StageProcess:
             return Reply("crashed", {}, [], message[1])
         return Reply("failed", {}, [], message[1])
 
-    def _wait(self, timeout: float) -> Any:
-        """The next message within `timeout`, forwarding output meanwhile; _TIMED_OUT, or _CLOSED when the process is gone."""
-        deadline = time.monotonic() + timeout
+    def _wait(self, deadline: float) -> Any:
+        """The next message, or _TIMED_OUT when none came by `deadline`, or _CLOSED when the process is gone.
+        Meanwhile what this worker and the other busy workers print is forwarded (a worker whose output
+        pipe filled up would block). A reply that is there is taken even past the deadline: the runner
+        may come for it late (it pipelines), and the worker finished in time."""
         while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return _TIMED_OUT
-            watched = [self.replies] + ([self.output] if self.output >= 0 else [])
+            left = max(0.0, deadline - time.monotonic())
+            peers = [p for p in self.peers if p is not self and p.output >= 0]
+            watched = [self.replies] + ([self.output] if self.output >= 0 else []) + [p.output for p in peers]
             ready, _, _ = select.select(watched, [], [], left)
-            if self.output in ready:
+            if not ready and time.monotonic() >= deadline:
+                return _TIMED_OUT
+            for peer in peers:
+                if peer.output in ready:
+                    peer._forward()
+            if self.output >= 0 and self.output in ready:
                 self._forward()
             if self.replies in ready:
                 message = read_frame(self.replies)

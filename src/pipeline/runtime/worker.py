@@ -10,7 +10,7 @@ the store and the journal, so crash safety stays in one place.
 
 Protocol, on two pipes whose fds are on the command line, frames of an 8-byte length + a pickle:
 
-    runner -> worker   ("stream", batch_id, datas, lines, arrival) | ("object", bucket, key, data) | ("schedule", tick)
+    runner -> worker   ("stream", batch_id, datas, lines, arrivals) | ("object", bucket, key, data) | ("schedule", tick)
                        | ("window", tick, since, until, [(key, data), ...])   a schedule over accumulated objects
                        | ("http", body, content_type)                           one request to an HTTP stage
     worker -> runner   first ("ready",) or ("error", info); then one reply per request:
@@ -117,8 +117,9 @@ def _handle(runner: StageRunner, store: _ReturnedStore, request: tuple[Any, ...]
     """Run one request; the result counts items, rows and dead letters (an HTTP request adds its status and answer)."""
     kind = request[0]
     if kind == "stream":
-        _, batch_id, datas, lines, arrival = request
-        return _result(runner.run_stream([LineRecord(data, line, arrival) for data, line in zip(datas, lines, strict=True)], batch_id))
+        _, batch_id, datas, lines, arrivals = request
+        records = [LineRecord(data, line, arrival) for data, line, arrival in zip(datas, lines, arrivals, strict=True)]
+        return _result(runner.run_stream(records, batch_id))
     if kind == "object":
         _, bucket, key, data = request
         return _result(runner.run_object(bucket, key, data=data))
