@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
+import operator
 import os
 import shutil
 import sys
@@ -48,9 +50,8 @@ from pipeline.runtime import keys
 from pipeline.runtime.invoke import Window, accumulated
 from pipeline.runtime.lines import LINE_WIDTH, PARTITION, LineRecord, file_chunks, pipe_chunks
 from pipeline.runtime.local_journal import Journal, QueuedWriter, RunLog, describe_os_error, whole_lines
-from pipeline.runtime.local_stages import Call, Inputs, LocalRunError, LocalStages, Stats, add_stats, object_items, output_of, stage_env
+from pipeline.runtime.local_stages import Call, Inputs, LocalRunError, LocalStages, Stats, add_stats, object_items, output_of, read_file, stage_env
 from pipeline.runtime.logs import JsonLogger
-from pipeline.runtime.records import Record
 from pipeline.runtime.stage_process import Reply
 from pipeline.runtime.store import LocalStore
 from pipeline.runtime.watch import fingerprint
@@ -228,13 +229,55 @@ class _Planned:
     done: bool = False
 
 
+class _Lines:
+    """Input records in columns: their bytes, line numbers and arrival times. The runner only batches
+    and forwards records, so it builds no object per record (the stage's worker builds the `Record`s
+    its handler sees)."""
+
+    __slots__ = ("arrivals", "datas", "numbers")
+
+    def __init__(self, datas: list[bytes] | None = None, numbers: list[int] | None = None,
+                 arrivals: list[float | None] | None = None) -> None:
+        self.datas = datas if datas is not None else []
+        self.numbers = numbers if numbers is not None else []
+        self.arrivals = arrivals if arrivals is not None else []
+
+    def __len__(self) -> int:
+        return len(self.numbers)
+
+    def take(self, other: _Lines, start: int, end: int) -> None:
+        """Append `other`'s records [start, end)."""
+        self.datas += other.datas[start:end]
+        self.numbers += other.numbers[start:end]
+        self.arrivals += other.arrivals[start:end]
+
+    def identities(self) -> list[dict[str, Any]]:
+        """What dead letters and logs say about each record (only when some are dead-lettered)."""
+        return [LineRecord(data, number, arrival).describe() for data, number, arrival in zip(self.datas, self.numbers, self.arrivals, strict=True)]
+
+
+_strip_newline = operator.methodcaller("rstrip", b"\r\n")
+
+
+def lines_of(chunk: list[bytes], first: int, arrival: float | None) -> _Lines:
+    """Lines read from the input (with their newlines), numbered from `first`, as records: blank lines are
+    skipped (their numbers too). The common case, no blank line, costs no Python code per line."""
+    datas = list(map(_strip_newline, chunk))
+    if all(datas) and not any(map(bytes.isspace, datas)):
+        numbers = list(range(first, first + len(datas)))
+    else:
+        kept = [i for i, data in enumerate(datas) if data and not data.isspace()]
+        datas, numbers = [datas[i] for i in kept], [first + i for i in kept]
+    return _Lines(datas, numbers, [arrival] * len(datas))
+
+
 class _Consumer:
     """Batches records for one stream consumer: a stream stage, or the raw archive (`stage` None)."""
 
     def __init__(self, name: str, batch_size: int, window_s: float, stage: StageSpec | None) -> None:
         self.name, self.batch_size, self.window_s, self.stage = name, batch_size, window_s, stage
         self.planned: dict[int, _Planned] = {}
-        self.pending: list[LineRecord] = []
+        self.pending = _Lines()
         self.first_arrival = 0.0
         self.target: _Planned | None = None
         self.in_flight: _Batch | None = None  # a batch its stage's worker is computing, not done yet
@@ -245,19 +288,11 @@ class _Batch:
     """A stream batch between its `plan` and `done` lines."""
 
     consumer: _Consumer
-    records: Sequence[LineRecord]
+    records: _Lines
     batch_id: str
     stats: Stats
     call: Call | None = None  # a stream stage's batch, handed to the stage's worker
     reply: Reply | None = None  # ... and what came back (None: dead-lettered)
-
-
-def _digest(records: Sequence[Record]) -> str:
-    return digest_of(b"\n".join([r.data for r in records]))
-
-
-def _line(record: LineRecord) -> int:
-    return record.line
 
 
 class _FileInput:
@@ -346,6 +381,7 @@ class LocalRun:
         self.ticks_planned: dict[str, dict[str, Any]] = {}
         self.ticks_done: set[str] = set()
         self.collected: Stats | None = None  # serve: the counts of the request being answered
+        self.digests: dict[tuple[int, int], str] = {}  # (first line, last line) -> digest, shared by the stream's consumers
 
     # -- one `pipeline run` -------------------------------------------------------------------------
 
@@ -446,8 +482,7 @@ class LocalRun:
                     os.fsync(handle.fileno())
             self.next_line += len(lines)
             now = time.monotonic()
-            arrival = time.time()
-            records = [LineRecord(line, first + i, arrival) for i, line in enumerate(lines)]
+            records = _Lines(list(lines), list(range(first, first + len(lines))), [time.time()] * len(lines))
             self.summary.records_in += len(records)
             for consumer in self.consumers:
                 self._offer(consumer, records, now)
@@ -482,10 +517,14 @@ class LocalRun:
         """One request to an HTTP stage: (status, answer, what it did). A persisted answer triggers the stages that read it."""
         with self._reported(), self._collecting() as outcome:
             stats: Stats = {}
-            status, answer, reply = self.stages.call_http(stage, body, content_type, stats)
-            output = output_of(reply, stage) if reply.status == "ok" else None
-            if output is not None:
-                self._fan_out(stage.name, reply.result["output_key"], output, stats)
+            self.writer.hold()
+            try:
+                status, answer, reply = self.stages.call_http(stage, body, content_type, stats)
+                output = output_of(reply, stage) if reply.status == "ok" else None
+                if output is not None:
+                    self._fan_out(stage.name, reply.result["output_key"], output, stats)
+            finally:
+                self.writer.release()
             self._count(stats)
             self.writer.drain()
         return status, answer, outcome
@@ -647,22 +686,28 @@ class LocalRun:
 
     def _invoke(self, stage: StageSpec, request: tuple[Any, ...], batch_id: str, inputs: Inputs, stats: Stats) -> None:
         """One input of a stage (retried, then dead-lettered); its output triggers the stages that read it."""
-        reply = self.stages.call(stage, request, batch_id, inputs, stats)
-        output = output_of(reply, stage) if reply is not None else None
-        if reply is not None and output is not None:
-            self._fan_out(stage.name, reply.result["output_key"], output, stats)
+        self.writer.hold()
+        try:
+            reply = self.stages.call(stage, request, batch_id, inputs, stats)
+            output = output_of(reply, stage) if reply is not None else None
+            if reply is not None and output is not None:
+                self._fan_out(stage.name, reply.result["output_key"], output, stats)
+        finally:
+            self.writer.release()
 
-    def _fan_out(self, source: str, key: str, data: bytes, stats: Stats) -> None:
+    def _fan_out(self, source: str, key: str, body: bytes | str, stats: Stats) -> None:
         """A new object in `source`'s bucket (a stage's, or the uploads'): run every stage that reads it on
-        each object, like the object trigger. Schedules reading it take it on their next run."""
+        each object, like the object trigger. Schedules reading it take it on their next run. `body` is
+        the object's bytes, or the temporary file a worker wrote it to (the reading worker opens it)."""
         bucket = source  # local buckets are named by their role key
-        inputs = object_items(bucket, key, data)
+        inputs = object_items(bucket, key, body if isinstance(body, bytes) else functools.partial(read_file, body))
+        request = ("object", bucket, key, body) if isinstance(body, bytes) else ("object_file", bucket, key, body)
         for consumer in self.spec.consumers_of(source):
             if consumer.trigger.objects:
-                self._invoke(consumer, ("object", bucket, key, data), keys.object_batch(key, f"{source}/"), inputs, stats)
+                self._invoke(consumer, request, keys.object_batch(key, f"{source}/"), inputs, stats)
 
     def _raw_archive(self, batch: _Batch) -> None:
-        body = b"\n".join([r.data for r in batch.records]) + b"\n"
+        body = b"\n".join([*batch.records.datas, b""])
         self.writer.put(RAW_BUCKET, keys.raw_key(batch.batch_id), body)
         batch.stats[RAW_CONSUMER] = {"invocations": 1, "items": len(batch.records)}
 
@@ -811,9 +856,9 @@ class LocalRun:
 
     def _flush(self, consumer: _Consumer) -> None:
         records = consumer.pending
-        consumer.pending, consumer.target = [], None
-        first, last = records[0].line, records[-1].line
-        digest = _digest(records)
+        consumer.pending, consumer.target = _Lines(), None
+        first, last = records.numbers[0], records.numbers[-1]
+        digest = self._digest(records)
         plan = consumer.planned.get(first)
         if plan is not None:
             if (plan.last, plan.count, plan.digest) != (last, len(records), digest):
@@ -840,10 +885,22 @@ class LocalRun:
         previous, consumer.in_flight = consumer.in_flight, None
         if previous is not None:
             self._receive(previous)
-        self._begin(consumer.stage, batch)
-        consumer.in_flight = batch
-        if previous is not None:
-            self._complete(previous)
+        try:
+            self._begin(consumer.stage, batch)
+            consumer.in_flight = batch
+        finally:
+            if previous is not None:
+                self._complete(previous)
+
+    def _digest(self, records: _Lines) -> str:
+        """The digest of a batch's lines, worked out once for all the consumers that batch them alike."""
+        span = (records.numbers[0], records.numbers[-1])
+        digest = self.digests.get(span)
+        if digest is None:
+            if len(self.digests) > 256:
+                self.digests.clear()
+            digest = self.digests[span] = digest_of(b"\n".join(records.datas))
+        return digest
 
     def _settle(self) -> None:
         """Finish the batches stream stages' workers are computing: before a tick takes its windows, at the
@@ -856,50 +913,58 @@ class LocalRun:
 
     def _begin(self, stage: StageSpec, batch: _Batch) -> None:
         records = batch.records
-        request = ("stream", batch.batch_id, [r.data for r in records], [r.line for r in records], [r.arrival_time for r in records])
-        batch.call = self.stages.begin(stage, request)
+        batch.call = self.stages.begin(stage, ("stream", batch.batch_id, records.datas, records.numbers, records.arrivals))
 
     def _receive(self, batch: _Batch) -> None:
-        """The stage's reply (after its retries, or its dead letters), its writes queued."""
+        """The stage's reply (after its retries, or its dead letters), its writes queued and held until
+        `_complete` (its output is read from where the worker wrote it)."""
         assert batch.call is not None
         records = batch.records
-        batch.reply = self.stages.finish(batch.call, batch.batch_id, lambda: ([r.data for r in records], [r.describe() for r in records]),
-                                         batch.stats)
+        self.writer.hold()
+        try:
+            batch.reply = self.stages.finish(batch.call, batch.batch_id, lambda: (records.datas, records.identities()), batch.stats)
+        except BaseException:
+            self.writer.release()
+            raise
 
     def _complete(self, batch: _Batch) -> None:
         """The batch's output through the stages that read it, then its `done` line."""
-        consumer, reply, first = batch.consumer, batch.reply, batch.records[0].line
-        if reply is not None and consumer.stage is not None:
-            output = output_of(reply, consumer.stage)
-            if output is not None:
-                self._fan_out(consumer.stage.name, reply.result["output_key"], output, batch.stats)
+        consumer, reply, first = batch.consumer, batch.reply, batch.records.numbers[0]
+        if consumer.stage is not None:
+            try:
+                output = output_of(reply, consumer.stage) if reply is not None else None
+                if reply is not None and output is not None:
+                    self._fan_out(consumer.stage.name, reply.result["output_key"], output, batch.stats)
+            finally:
+                self.writer.release()
         if consumer is self.primary:
             self.summary.records_this_run += len(batch.records)
         consumer.planned[first].done = True
         self.redo_left.discard((consumer.name, first))
         self._record_done({"c": consumer.name, "st": "done", "s": first, "stats": batch.stats})
 
-    def _offer(self, consumer: _Consumer, records: list[LineRecord], now: float) -> None:
+    def _offer(self, consumer: _Consumer, records: _Lines, now: float) -> None:
         """Add records (ascending lines) to the consumer's batch, flushing full or planned batches."""
-        i, n = 0, len(records)
+        numbers = records.numbers
+        i, n = 0, len(numbers)
         while i < n:
             if not consumer.pending:
-                plan = consumer.planned.get(records[i].line)
+                plan = consumer.planned.get(numbers[i])
                 consumer.target = plan
                 consumer.first_arrival = now
             target = consumer.target
             if target is not None:
-                j = bisect_right(records, target.last, i, key=_line)
+                j = bisect_right(numbers, target.last, i)
                 if j == i:  # the recorded batch ended earlier than this input's lines: _flush reports the mismatch
                     self._flush(consumer)
                     continue
-                consumer.pending.extend(records[i:j])
+                consumer.pending.take(records, i, j)
                 i = j
-                if records[j - 1].line >= target.last:
+                if numbers[j - 1] >= target.last:
                     self._flush(consumer)
             else:
                 j = min(n, i + consumer.batch_size - len(consumer.pending))
-                consumer.pending.extend(records[i:j])
+                consumer.pending.take(records, i, j)
                 i = j
                 if len(consumer.pending) >= consumer.batch_size:
                     self._flush(consumer)
@@ -936,16 +1001,10 @@ class LocalRun:
         for chunk in data.chunks():
             now = time.monotonic() if timed else 0.0
             if chunk:
-                arrival = mtime if mtime is not None else time.time()
-                records: list[LineRecord] = []
-                append = records.append
-                for raw in chunk:
-                    line_no += 1
-                    line = raw.rstrip(b"\r\n")
-                    if line and not line.isspace():
-                        append(LineRecord(line, line_no, arrival))
+                records = lines_of(chunk, line_no + 1, mtime if mtime is not None else time.time())
+                line_no += len(chunk)
                 if records:
-                    last_record = records[-1].line
+                    last_record = records.numbers[-1]
                 read_bytes += sum(map(len, chunk))
                 records_in += len(records)
                 for consumer in consumers:
@@ -961,7 +1020,7 @@ class LocalRun:
                 self._settle()
         for consumer in consumers:
             if consumer.pending:
-                if consumer.target is not None and consumer.pending[-1].line < consumer.target.last:
+                if consumer.target is not None and consumer.pending.numbers[-1] < consumer.target.last:
                     raise _InputChanged(f"it ends before line {consumer.target.last}")
                 self._flush(consumer)
             later = [first for first in consumer.planned if first > last_record]

@@ -79,8 +79,8 @@ class Journal:
         os.close(self.fd)
 
 
-_Step = tuple[Any, ...]  # (_PUT, bucket, key, data) or (_CALL, function, args)
-_PUT, _CALL = "put", "call"
+_Step = tuple[Any, ...]  # (_PUT, bucket, key, data), (_FILE, bucket, key, tmp) or (_CALL, function, args)
+_PUT, _FILE, _CALL = "put", "file", "call"
 SYNC_THREADS = 8  # fsyncs in flight at once: the file system commits concurrent ones together
 
 
@@ -106,6 +106,8 @@ class QueuedWriter:
 
     def __init__(self, store: LocalStore, depth: int = 16) -> None:
         self.store = store
+        self.root = store.root
+        self.held = 0  # see `hold`
         self.written: list[tuple[str, str]] | None = None  # when a list: every (bucket, key) put from now on (serve's answers)
         self.pending: list[_Step] = []
         self.queue: queue.Queue[list[_Step] | None] = queue.Queue(maxsize=depth)
@@ -124,6 +126,20 @@ class QueuedWriter:
         if self.written is not None:
             self.written.append((bucket, key))
 
+    def put_file(self, bucket: str, key: str, tmp: str) -> None:
+        """An object a worker wrote to `tmp` (a temporary file next to the key): fsynced and renamed in order."""
+        self.pending.append((_FILE, bucket, key, tmp))
+        if self.written is not None:
+            self.written.append((bucket, key))
+
+    def hold(self) -> None:
+        """Until `release`, nothing is handed over: a worker's output is read from its temporary file by the
+        stages it triggers, and must stay there (not renamed) until they have it."""
+        self.held += 1
+
+    def release(self) -> None:
+        self.held -= 1
+
     def submit(self, function: Callable[..., None], *args: Any) -> None:
         """`function(*args)` (a journal append) once everything asked before it has landed."""
         self.pending.append((_CALL, function, args))
@@ -131,7 +147,7 @@ class QueuedWriter:
     def flush(self) -> None:
         """Hand what was asked so far to the writer thread (the runner does at the end of each input)."""
         self._check()
-        if self.pending:
+        if self.pending and not self.held:
             steps, self.pending = self.pending, []
             self.queue.put(steps)
 
@@ -141,6 +157,7 @@ class QueuedWriter:
 
     def drain(self) -> None:
         """Everything asked so far has landed (or a LocalRunError says why not)."""
+        assert not self.held, "drained while a worker's output is still to be read"
         self.flush()
         self.queue.join()
         self.commits.join()
@@ -182,7 +199,9 @@ class QueuedWriter:
                     done: list[Any] = []  # Staged objects and journal calls, in order
                     try:
                         for step in steps:
-                            done.append(self.store.write_temp(*step[1:]) if step[0] == _PUT else step)
+                            kind = step[0]
+                            done.append(self.store.write_temp(*step[1:]) if kind == _PUT else self.store.staged(*step[1:]) if kind == _FILE
+                                        else step)
                     except BaseException:
                         self._discard(done, close=True)
                         raise

@@ -1,10 +1,11 @@
 """The runner's side of a stage's worker process (see `worker.py`): start it, send it one input,
 wait for the reply within the stage's `timeout_s`, and turn every way it can go wrong into a reply.
 
-A reply is "ok" (the result and the objects to write), "failed" (the handler failed the whole
-input: retry it) or "crashed" (the process exited, was killed, or ran past its timeout and was
-stopped: also retried, after a new process is started on the next call). Whatever the handler
-prints goes to `on_line` as it arrives.
+A reply is "ok" (the result and the objects to write, staged in temporary files), "failed" (the
+handler failed the whole input: retry it), "crashed" (the process exited, was killed, or ran past
+its timeout and was stopped: also retried, after a new process is started on the next call) or
+"store_failed" (the disk refused a write: the run stops). Whatever the handler prints goes to
+`on_line` as it arrives.
 """
 
 from __future__ import annotations
@@ -40,9 +41,9 @@ _CLOSED = ("closed",)
 
 
 class Reply(NamedTuple):
-    status: str  # "ok", "failed" or "crashed"
+    status: str  # "ok", "failed", "crashed" or "store_failed" (error: the OSError's errno, strerror and filename)
     result: dict[str, Any]
-    puts: list[tuple[str, str, bytes]]
+    puts: list[tuple[str, str, str]]  # (bucket, key, the temporary file the worker wrote it to), in order
     error: dict[str, Any] | None
 
 
@@ -77,9 +78,10 @@ def _hang_frames(lines: Sequence[str]) -> list[str]:
 class StageProcess:
     """One stage's worker process, started on first use and again after it crashed or was stopped."""
 
-    def __init__(self, stage: str, env: Mapping[str, str], root: Path, paths: Sequence[str], timeout_s: float,
+    def __init__(self, stage: str, env: Mapping[str, str], root: Path, store: str, paths: Sequence[str], timeout_s: float,
                  on_line: Callable[[str, str], None]) -> None:
         self.stage, self.env, self.root, self.paths, self.timeout_s = stage, dict(env), root, list(paths), timeout_s
+        self.store = store  # the store's folder: the worker writes its objects' temporary files there
         self.on_line = on_line
         self.process: subprocess.Popen[bytes] | None = None
         self.requests = self.replies = self.output = -1
@@ -96,7 +98,7 @@ class StageProcess:
         self.replies, reply_write = os.pipe()
         for fd in (self.requests, reply_write):
             _widen(fd)
-        config = {"requests": request_read, "replies": reply_write, "root": str(self.root), "paths": self.paths}
+        config = {"requests": request_read, "replies": reply_write, "root": str(self.root), "store": self.store, "paths": self.paths}
         code_root = str(Path(pipeline.__file__).resolve().parent.parent)  # the same `pipeline` as this process
         try:
             self.process = subprocess.Popen(
@@ -158,7 +160,7 @@ class StageProcess:
         if message[0] == "exited":
             self.stop()
             return Reply("crashed", {}, [], message[1])
-        return Reply("failed", {}, [], message[1])
+        return Reply(message[0], {}, [], message[1])  # "failed" or "store_failed"
 
     def _wait(self, deadline: float) -> Any:
         """The next message, or _TIMED_OUT when none came by `deadline`, or _CLOSED when the process is gone.

@@ -71,6 +71,19 @@ class LocalStore:
         self.sync(staged)
         self.publish(staged)
 
+    def put_file(self, bucket: str, key: str, tmp: str) -> None:
+        """Land an object another process wrote to `tmp`, a temporary file next to the key (`write_temp`)."""
+        staged = self.staged(bucket, key, tmp)
+        self.sync(staged)
+        self.publish(staged)
+
+    def staged(self, bucket: str, key: str, tmp: str) -> Staged:
+        """A temporary file written elsewhere, as a staged object of this store (checked to be next to its key)."""
+        target = self.path(bucket, key)
+        if os.path.dirname(tmp) != os.path.dirname(target) or not tmp.endswith(self.TMP_SUFFIX):
+            raise ValueError(f"{tmp} is not a temporary file of {bucket}/{key}")
+        return Staged(tmp, target, -1)
+
     def write_temp(self, bucket: str, key: str, data: bytes) -> Staged:
         """Step 1 of a put: the bytes in a temporary file next to the key (its modification time is now)."""
         target = self.path(bucket, key)
@@ -95,14 +108,18 @@ class LocalStore:
 
     def sync(self, staged: Staged) -> None:
         """Step 2 (when durable): the temporary file's bytes on the disk. Closes it either way."""
-        if staged.fd < 0:
+        if not self.durable:
             return
         try:
-            os.fsync(staged.fd)
+            fd = staged.fd if staged.fd >= 0 else os.open(staged.tmp, os.O_RDONLY)  # (written by another process)
+        except OSError as exc:
+            _failed(staged, exc)
+        try:
+            os.fsync(fd)
         except OSError as exc:
             _failed(staged, exc)
         finally:
-            os.close(staged.fd)
+            os.close(fd)
 
     def publish(self, staged: Staged) -> None:
         """Step 3: the temporary file replaces the key, atomically (readers see the old object or the new one)."""
