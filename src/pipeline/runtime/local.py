@@ -50,7 +50,7 @@ from pipeline.runtime import keys
 from pipeline.runtime.invoke import Window, accumulated
 from pipeline.runtime.lines import LINE_WIDTH, PARTITION, LineRecord, file_chunks, pipe_chunks
 from pipeline.runtime.local_journal import Journal, QueuedWriter, RunLog, describe_os_error, whole_lines
-from pipeline.runtime.local_stages import Call, Inputs, LocalRunError, LocalStages, Stats, add_stats, object_items, output_of, read_file, stage_env
+from pipeline.runtime.local_stages import Call, Inputs, LocalRunError, LocalStages, Stats, add_stats, object_items, output_of, stage_env
 from pipeline.runtime.logs import JsonLogger
 from pipeline.runtime.stage_process import Reply
 from pipeline.runtime.store import LocalStore
@@ -280,7 +280,19 @@ class _Consumer:
         self.pending = _Lines()
         self.first_arrival = 0.0
         self.target: _Planned | None = None
-        self.in_flight: _Batch | None = None  # a batch its stage's worker is computing, not done yet
+        self.computing: _Batch | None = None  # in the stage's worker (see LocalRun._advance)
+        self.reading: _Batch | None = None  # its output in the workers of the stages that read it
+
+
+@dataclass
+class _Read:
+    """A stream stage's output in the worker of an object stage that reads it."""
+
+    stage: StageSpec
+    call: Call
+    batch_id: str
+    inputs: Inputs
+    reply: Reply | None = None
 
 
 @dataclass
@@ -293,6 +305,7 @@ class _Batch:
     stats: Stats
     call: Call | None = None  # a stream stage's batch, handed to the stage's worker
     reply: Reply | None = None  # ... and what came back (None: dead-lettered)
+    reads: list[_Read] = field(default_factory=list)
 
 
 class _FileInput:
@@ -517,14 +530,8 @@ class LocalRun:
         """One request to an HTTP stage: (status, answer, what it did). A persisted answer triggers the stages that read it."""
         with self._reported(), self._collecting() as outcome:
             stats: Stats = {}
-            self.writer.hold()
-            try:
-                status, answer, reply = self.stages.call_http(stage, body, content_type, stats)
-                output = output_of(reply, stage) if reply.status == "ok" else None
-                if output is not None:
-                    self._fan_out(stage.name, reply.result["output_key"], output, stats)
-            finally:
-                self.writer.release()
+            status, answer, reply = self.stages.call_http(stage, body, content_type, stats)
+            self._pass_on(stage, reply if reply.status == "ok" else None, stats)
             self._count(stats)
             self.writer.drain()
         return status, answer, outcome
@@ -686,25 +693,33 @@ class LocalRun:
 
     def _invoke(self, stage: StageSpec, request: tuple[Any, ...], batch_id: str, inputs: Inputs, stats: Stats) -> None:
         """One input of a stage (retried, then dead-lettered); its output triggers the stages that read it."""
-        self.writer.hold()
-        try:
-            reply = self.stages.call(stage, request, batch_id, inputs, stats)
-            output = output_of(reply, stage) if reply is not None else None
-            if reply is not None and output is not None:
-                self._fan_out(stage.name, reply.result["output_key"], output, stats)
-        finally:
-            self.writer.release()
+        self._pass_on(stage, self.stages.call(stage, request, batch_id, inputs, stats), stats)
 
-    def _fan_out(self, source: str, key: str, body: bytes | str, stats: Stats) -> None:
-        """A new object in `source`'s bucket (a stage's, or the uploads'): run every stage that reads it on
-        each object, like the object trigger. Schedules reading it take it on their next run. `body` is
-        the object's bytes, or the temporary file a worker wrote it to (the reading worker opens it)."""
+    def _pass_on(self, stage: StageSpec, reply: Reply | None, stats: Stats) -> None:
+        """The output of an invocation (None: it failed) to the stages that read it."""
+        tmp = output_of(reply, stage) if reply is not None else None
+        if reply is not None and tmp is not None:
+            self._fan_out(stage.name, reply.result["output_key"], tmp, stats)
+
+    def _readers(self, source: str, key: str, body: bytes | str) -> Iterator[tuple[StageSpec, tuple[Any, ...], str, Inputs]]:
+        """The stages that read a new object in `source`'s bucket (a stage's, or the uploads'), each with its
+        request, batch id and items for dead letters. `body` is the object's bytes, or the temporary file a
+        worker wrote it to (read there, or at its key once it landed)."""
         bucket = source  # local buckets are named by their role key
-        inputs = object_items(bucket, key, body if isinstance(body, bytes) else functools.partial(read_file, body))
-        request = ("object", bucket, key, body) if isinstance(body, bytes) else ("object_file", bucket, key, body)
+        if isinstance(body, bytes):
+            request: tuple[Any, ...] = ("object", bucket, key, body)
+            inputs = object_items(bucket, key, body)
+        else:
+            request, inputs = ("object_file", bucket, key, body), object_items(bucket, key, functools.partial(self.store.read_staged, bucket, key, body))
         for consumer in self.spec.consumers_of(source):
             if consumer.trigger.objects:
-                self._invoke(consumer, request, keys.object_batch(key, f"{source}/"), inputs, stats)
+                yield consumer, request, keys.object_batch(key, f"{source}/"), inputs
+
+    def _fan_out(self, source: str, key: str, body: bytes | str, stats: Stats) -> None:
+        """Run every stage that reads a new object on it, like the object trigger (see `_readers`).
+        Schedules reading it take it on their next run."""
+        for stage, request, batch_id, inputs in self._readers(source, key, body):
+            self._invoke(stage, request, batch_id, inputs, stats)
 
     def _raw_archive(self, batch: _Batch) -> None:
         body = b"\n".join([*batch.records.datas, b""])
@@ -879,18 +894,8 @@ class LocalRun:
         if consumer.stage is None:
             self._raw_archive(batch)
             self._complete(batch)
-            return
-        # Pipelined: the stage's worker takes this batch as soon as it replied to the previous one, and
-        # computes it while the previous batch's output goes through the stages that read it.
-        previous, consumer.in_flight = consumer.in_flight, None
-        if previous is not None:
-            self._receive(previous)
-        try:
-            self._begin(consumer.stage, batch)
-            consumer.in_flight = batch
-        finally:
-            if previous is not None:
-                self._complete(previous)
+        else:
+            self._advance(consumer, batch)
 
     def _digest(self, records: _Lines) -> str:
         """The digest of a batch's lines, worked out once for all the consumers that batch them alike."""
@@ -902,41 +907,63 @@ class LocalRun:
             digest = self.digests[span] = digest_of(b"\n".join(records.datas))
         return digest
 
+    def _advance(self, consumer: _Consumer, batch: _Batch | None) -> None:
+        """One step of a stream stage's pipeline, which keeps its workers busy while this process reads
+        and batches the input: up to two of the stage's batches are in workers at a time, one in the
+        stage's own worker (`computing`), the one before it in the workers of the object stages that
+        read the stage's output (`reading`; only this stage's batches ever go to them). A step takes
+        the reply of the first and hands the stage `batch` in its place, takes the replies of the
+        second (which is then done, and whatever its readers wrote has gone further), and hands the
+        first's output to its readers. Each worker has one input at a time, as a function has."""
+        assert consumer.stage is not None
+        computed, consumer.computing = consumer.computing, None
+        if computed is not None:
+            self._receive(computed)
+        if batch is not None:
+            self._begin(consumer.stage, batch)
+            consumer.computing = batch
+        read, consumer.reading = consumer.reading, None
+        if read is not None:
+            self._finish_reads(read)
+            self._complete(read)
+        if computed is not None:
+            self._begin_reads(consumer.stage, computed)
+            consumer.reading = computed
+
     def _settle(self) -> None:
-        """Finish the batches stream stages' workers are computing: before a tick takes its windows, at the
-        end of the input, whenever the input may wait (standard input), before a new run."""
+        """Finish the batches in stream stages' workers: before a tick takes its windows, at the end of the
+        input, whenever the input may wait (standard input), before a new run."""
         for consumer in self.consumers:
-            batch, consumer.in_flight = consumer.in_flight, None
-            if batch is not None:
-                self._receive(batch)
-                self._complete(batch)
+            while consumer.computing is not None or consumer.reading is not None:
+                self._advance(consumer, None)
 
     def _begin(self, stage: StageSpec, batch: _Batch) -> None:
         records = batch.records
         batch.call = self.stages.begin(stage, ("stream", batch.batch_id, records.datas, records.numbers, records.arrivals))
 
     def _receive(self, batch: _Batch) -> None:
-        """The stage's reply (after its retries, or its dead letters), its writes queued and held until
-        `_complete` (its output is read from where the worker wrote it)."""
+        """The stage's reply (after its retries, or its dead letters), its writes queued."""
         assert batch.call is not None
         records = batch.records
-        self.writer.hold()
-        try:
-            batch.reply = self.stages.finish(batch.call, batch.batch_id, lambda: (records.datas, records.identities()), batch.stats)
-        except BaseException:
-            self.writer.release()
-            raise
+        batch.reply = self.stages.finish(batch.call, batch.batch_id, lambda: (records.datas, records.identities()), batch.stats)
+
+    def _begin_reads(self, stage: StageSpec, batch: _Batch) -> None:
+        """The batch's output to the workers of the object stages that read it."""
+        tmp = output_of(batch.reply, stage) if batch.reply is not None else None
+        if batch.reply is not None and tmp is not None:
+            for reader, request, batch_id, inputs in self._readers(stage.name, batch.reply.result["output_key"], tmp):
+                batch.reads.append(_Read(reader, self.stages.begin(reader, request), batch_id, inputs))
+
+    def _finish_reads(self, batch: _Batch) -> None:
+        """The readers' replies (every one, so their workers are free), then what they wrote to its readers."""
+        for read in batch.reads:
+            read.reply = self.stages.finish(read.call, read.batch_id, read.inputs, batch.stats)
+        for read in batch.reads:
+            self._pass_on(read.stage, read.reply, batch.stats)
 
     def _complete(self, batch: _Batch) -> None:
-        """The batch's output through the stages that read it, then its `done` line."""
-        consumer, reply, first = batch.consumer, batch.reply, batch.records.numbers[0]
-        if consumer.stage is not None:
-            try:
-                output = output_of(reply, consumer.stage) if reply is not None else None
-                if reply is not None and output is not None:
-                    self._fan_out(consumer.stage.name, reply.result["output_key"], output, batch.stats)
-            finally:
-                self.writer.release()
+        """The batch is done: its `done` line (after everything it wrote)."""
+        consumer, first = batch.consumer, batch.records.numbers[0]
         if consumer is self.primary:
             self.summary.records_this_run += len(batch.records)
         consumer.planned[first].done = True

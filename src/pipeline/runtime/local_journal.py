@@ -107,7 +107,6 @@ class QueuedWriter:
     def __init__(self, store: LocalStore, depth: int = 16) -> None:
         self.store = store
         self.root = store.root
-        self.held = 0  # see `hold`
         self.written: list[tuple[str, str]] | None = None  # when a list: every (bucket, key) put from now on (serve's answers)
         self.pending: list[_Step] = []
         self.queue: queue.Queue[list[_Step] | None] = queue.Queue(maxsize=depth)
@@ -132,14 +131,6 @@ class QueuedWriter:
         if self.written is not None:
             self.written.append((bucket, key))
 
-    def hold(self) -> None:
-        """Until `release`, nothing is handed over: a worker's output is read from its temporary file by the
-        stages it triggers, and must stay there (not renamed) until they have it."""
-        self.held += 1
-
-    def release(self) -> None:
-        self.held -= 1
-
     def submit(self, function: Callable[..., None], *args: Any) -> None:
         """`function(*args)` (a journal append) once everything asked before it has landed."""
         self.pending.append((_CALL, function, args))
@@ -147,7 +138,7 @@ class QueuedWriter:
     def flush(self) -> None:
         """Hand what was asked so far to the writer thread (the runner does at the end of each input)."""
         self._check()
-        if self.pending and not self.held:
+        if self.pending:
             steps, self.pending = self.pending, []
             self.queue.put(steps)
 
@@ -157,7 +148,6 @@ class QueuedWriter:
 
     def drain(self) -> None:
         """Everything asked so far has landed (or a LocalRunError says why not)."""
-        assert not self.held, "drained while a worker's output is still to be read"
         self.flush()
         self.queue.join()
         self.commits.join()

@@ -225,14 +225,9 @@ class LocalStages:
 
 def output_of(reply: Reply, stage: StageSpec) -> str | None:
     """The temporary file holding the stage's output object among what the invocation wrote (None when it
-    wrote no rows). It is there until the writer publishes it: read it before (see `QueuedWriter.hold`)."""
+    wrote no rows); `LocalStore.read_staged` reads it there, or at its key once it landed."""
     key = reply.result.get("output_key")
     return next((tmp for bucket, k, tmp in reply.puts if k == key and bucket == stage.name), None) if key else None
-
-
-def read_file(path: str) -> bytes:
-    with open(path, "rb") as handle:
-        return handle.read()
 
 
 def object_items(bucket: str, key: str, data: bytes | Callable[[], bytes]) -> Inputs:

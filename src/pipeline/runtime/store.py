@@ -77,6 +77,15 @@ class LocalStore:
         self.sync(staged)
         self.publish(staged)
 
+    def read_staged(self, bucket: str, key: str, tmp: str) -> bytes:
+        """An object another process staged in `tmp`: read there or, once published (renamed), at its key.
+        (A key is written once per input: what is there is what was staged.)"""
+        try:
+            with open(tmp, "rb") as handle:
+                return handle.read()
+        except FileNotFoundError:
+            return self.get(bucket, key)
+
     def staged(self, bucket: str, key: str, tmp: str) -> Staged:
         """A temporary file written elsewhere, as a staged object of this store (checked to be next to its key)."""
         target = self.path(bucket, key)

@@ -12,7 +12,7 @@ whether and when each lands (fsync, rename, journal line, in order), so crash sa
 Protocol, on two pipes whose fds are on the command line, frames of an 8-byte length + a pickle:
 
     runner -> worker   ("stream", batch_id, datas, lines, arrivals) | ("object", bucket, key, data) | ("schedule", tick)
-                       | ("object_file", bucket, key, path)   an object another worker staged, read from its file
+                       | ("object_file", bucket, key, tmp)   an object another worker staged in file tmp
                        | ("window", tick, since, until, [(key, data), ...])   a schedule over accumulated objects
                        | ("http", body, content_type)                           one request to an HTTP stage
     worker -> runner   first ("ready",) or ("error", info); then one reply per request:
@@ -150,11 +150,9 @@ def _handle(runner: StageRunner, store: _ReturnedStore, request: tuple[Any, ...]
     if kind == "object":
         _, bucket, key, data = request
         return _result(runner.run_object(bucket, key, data=data))
-    if kind == "object_file":  # an object another worker staged: read where it is (the runner renames it only later)
-        _, bucket, key, path = request
-        with open(path, "rb") as handle:
-            data = handle.read()
-        return _result(runner.run_object(bucket, key, data=data))
+    if kind == "object_file":  # an object another worker staged: read where it is, or where it landed since
+        _, bucket, key, tmp = request
+        return _result(runner.run_object(bucket, key, data=store.staging.read_staged(bucket, key, tmp)))
     if kind == "schedule":
         return _result(runner.run_schedule(request[1]))
     if kind == "window":
