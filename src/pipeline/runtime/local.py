@@ -727,9 +727,9 @@ class LocalRun:
         batch.stats[RAW_CONSUMER] = {"invocations": 1, "items": len(batch.records)}
 
     def _record_done(self, entry: dict[str, Any]) -> None:
-        """An input is done: its `done` line follows its objects, and the writer gets them all at once."""
+        """An input is done: its `done` line follows its objects (handed to the writer with others, soon)."""
         self.writer.submit(self.journal.append, entry)
-        self.writer.flush()
+        self.writer.tick()
         self.journal.entries.append(entry)
         self._count(entry["stats"])
 
@@ -1045,6 +1045,7 @@ class LocalRun:
                 self._maybe_tick(now)
             if live:  # the next line may be long in coming: what was read goes all the way through now
                 self._settle()
+            self.writer.flush()
         for consumer in consumers:
             if consumer.pending:
                 if consumer.target is not None and consumer.pending.numbers[-1] < consumer.target.last:

@@ -15,7 +15,6 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -81,42 +80,36 @@ class Journal:
 
 _Step = tuple[Any, ...]  # (_PUT, bucket, key, data), (_FILE, bucket, key, tmp) or (_CALL, function, args)
 _PUT, _FILE, _CALL = "put", "file", "call"
-SYNC_THREADS = 8  # fsyncs in flight at once: the file system commits concurrent ones together
+FLUSH_S = 0.02  # what the runner asked for is handed to the writer at least this often (`QueuedWriter.tick`)
 
 
 class QueuedWriter:
-    """Does the store's writes (and their fsyncs) and the journal's appends off the main thread, in order.
+    """Does the store's writes (and their fsyncs) and the journal's appends on one thread, in order.
 
-    What the runner asks for is collected in order and handed over a batch at a time (`flush`; one
-    hand-over per batch, not one per object, keeps the threads from trading the GIL all the time),
-    then goes through three steps, so the disk's waits overlap each other and the next batch's work:
+    What the runner asks for is collected in order and handed over every few inputs (`flush`, at
+    least every FLUSH_S: one hand-over for many objects, not one per object, keeps the two threads
+    from trading the GIL all the time; the disk's waits overlap the next inputs' work). The writer thread
+    lands each hand-over in three passes: every object to its temporary file (objects' modification
+    times keep the order asked, which schedules over accumulated objects read by), then every fsync
+    (when the store is durable: the first flushes the disk for many files, so the rest wait little),
+    then, in the order asked, each object renamed over its key and each journal line appended.
 
-    1. the writer thread writes each object to its temporary file, in the order asked (objects'
-       modification times keep that order, which schedules over accumulated objects read by);
-    2. a few threads fsync those files, several hand-overs at once (when the store is durable): one
-       fsync waits for a disk flush of milliseconds, and the file system commits concurrent ones together;
-    3. the committer thread, in the order asked, renames each object over its key once its fsync is
-       done, and appends the journal lines.
-
-    The order of step 3 keeps the invariant crash safety needs: a batch's `done` line reaches the
-    journal only after every object it wrote was fsynced (when durable) and replaced, and its `plan`
-    line before any of them. A kill loses a suffix of what was asked, which is the same as being
-    killed a little earlier. After a failure nothing more lands, the journal least of all.
+    That order keeps the invariant crash safety needs: a batch's `done` line reaches the journal
+    only after every object it wrote was fsynced (when durable) and replaced, and its `plan` line
+    before any of them. A kill loses a suffix of what was asked, which is the same as being killed
+    a little earlier. After a failure nothing more lands, the journal least of all.
     """
 
-    def __init__(self, store: LocalStore, depth: int = 16) -> None:
+    def __init__(self, store: LocalStore, depth: int = 8) -> None:
         self.store = store
         self.root = store.root
         self.written: list[tuple[str, str]] | None = None  # when a list: every (bucket, key) put from now on (serve's answers)
         self.pending: list[_Step] = []
+        self.flushed = time.monotonic()
         self.queue: queue.Queue[list[_Step] | None] = queue.Queue(maxsize=depth)
-        self.commits: queue.Queue[tuple[list[Any], Future[None] | None] | None] = queue.Queue(maxsize=depth)
         self.error: BaseException | None = None
-        self.syncer = ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix="pipeline-fsync") if store.durable else None
-        self.thread = threading.Thread(target=self._write, name="pipeline-writer", daemon=True)
-        self.committer = threading.Thread(target=self._commit, name="pipeline-committer", daemon=True)
+        self.thread = threading.Thread(target=self._work, name="pipeline-writer", daemon=True)
         self.thread.start()
-        self.committer.start()
 
     # -- the main thread -------------------------------------------------------------------------------
 
@@ -135,9 +128,15 @@ class QueuedWriter:
         """`function(*args)` (a journal append) once everything asked before it has landed."""
         self.pending.append((_CALL, function, args))
 
+    def tick(self) -> None:
+        """`flush` if the last one was FLUSH_S ago (the runner calls this after each input it finished)."""
+        if time.monotonic() - self.flushed >= FLUSH_S:
+            self.flush()
+
     def flush(self) -> None:
-        """Hand what was asked so far to the writer thread (the runner does at the end of each input)."""
+        """Hand what was asked so far to the writer thread."""
         self._check()
+        self.flushed = time.monotonic()
         if self.pending:
             steps, self.pending = self.pending, []
             self.queue.put(steps)
@@ -150,19 +149,15 @@ class QueuedWriter:
         """Everything asked so far has landed (or a LocalRunError says why not)."""
         self.flush()
         self.queue.join()
-        self.commits.join()
         self._check()
 
     def close(self) -> None:
-        """Land what was asked (unless something failed), then stop the threads."""
+        """Land what was asked (unless something failed), then stop the thread."""
         if self.error is None and self.pending:
             self.queue.put(self.pending)
         self.pending = []
         self.queue.put(None)
         self.thread.join()
-        self.committer.join()
-        if self.syncer is not None:
-            self.syncer.shutdown()
 
     def _check(self) -> None:
         if self.error is not None:
@@ -171,81 +166,61 @@ class QueuedWriter:
                 raise LocalRunError(f"writing to the local store failed: {describe_os_error(error, Path(self.store.root))}") from error
             raise LocalRunError(f"writing to the local store failed: {type(error).__name__}: {error}") from error
 
-    # -- the threads -------------------------------------------------------------------------------------
+    # -- the writer thread -------------------------------------------------------------------------------
 
-    def _fail(self, exc: BaseException) -> None:
-        if self.error is None:
-            self.error = exc
-
-    def _write(self) -> None:
-        """Step 1, and step 2 handed to the fsync threads."""
+    def _work(self) -> None:
         while True:
             steps = self.queue.get()
             try:
                 if steps is None:
-                    self.commits.put(None)
                     return
                 if self.error is None:
-                    done: list[Any] = []  # Staged objects and journal calls, in order
-                    try:
-                        for step in steps:
-                            kind = step[0]
-                            done.append(self.store.write_temp(*step[1:]) if kind == _PUT else self.store.staged(*step[1:]) if kind == _FILE
-                                        else step)
-                    except BaseException:
-                        self._discard(done, close=True)
-                        raise
-                    staged = [item for item in done if isinstance(item, Staged)]
-                    synced = self.syncer.submit(self._sync, staged) if self.syncer is not None and staged else None
-                    self.commits.put((done, synced))
+                    self._land(steps)
             except BaseException as exc:
-                self._fail(exc)
+                self.error = exc
             finally:
                 self.queue.task_done()
 
-    def _sync(self, staged: list[Staged]) -> None:
-        for i, item in enumerate(staged):
-            try:
-                self.store.sync(item)  # (closes the file, and removes it when the fsync failed)
-            except BaseException:
-                self._discard(staged[i + 1:], close=True)
-                raise
-
-    def _commit(self) -> None:
-        """Step 3."""
-        while True:
-            job = self.commits.get()
-            if job is None:
-                self.commits.task_done()
-                return
-            done, synced = job
-            landed = 0
-            try:
-                if synced is not None:
-                    synced.result()
-                for item in done:
-                    if self.error is not None:
-                        break
-                    if isinstance(item, Staged):
-                        self.store.publish(item)
-                    else:
-                        item[1](*item[2])
-                    landed += 1
-            except BaseException as exc:
-                self._fail(exc)
-            finally:
-                if landed < len(done):
-                    self._discard(done[landed:])
-                self.commits.task_done()
-
-    def _discard(self, done: list[Any], close: bool = False) -> None:
-        """Staged objects that will not land: their temporary files go (`close`: they are still open)."""
-        for item in done:
+    def _land(self, steps: list[_Step]) -> None:
+        """Land `steps` in three passes (see the class); when one fails (the disk is full), what was asked
+        before it still lands, nothing after it, and the failure is raised."""
+        store = self.store
+        done: list[Any] = []  # Staged objects and journal calls, in order
+        failure: BaseException | None = None
+        try:
+            for step in steps:
+                kind = step[0]
+                done.append(store.write_temp(*step[1:]) if kind == _PUT else store.staged(*step[1:]) if kind == _FILE else step)
+        except BaseException as exc:
+            failure = exc
+        cut = len(done)
+        for i, item in enumerate(done):
             if isinstance(item, Staged):
-                if close and item.fd >= 0:
+                try:
+                    store.sync(item)  # (closes the file, and removes it when the fsync failed)
+                except BaseException as exc:
+                    failure, cut = exc, i
+                    break
+        for item in done[cut + 1:]:  # not fsynced: still open when the store is durable
+            if isinstance(item, Staged):
+                if item.fd >= 0:
                     with contextlib.suppress(OSError):
                         os.close(item.fd)
-                self.store.discard(item)
+                store.discard(item)
+        for i in range(cut):
+            item = done[i]
+            try:
+                if isinstance(item, Staged):
+                    store.publish(item)
+                else:
+                    item[1](*item[2])
+            except BaseException:
+                for rest in done[i + 1:cut]:
+                    if isinstance(rest, Staged):
+                        store.discard(rest)
+                raise
+        if failure is not None:
+            raise failure
 
 
 class RunLog(io.TextIOBase):

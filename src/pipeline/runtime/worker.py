@@ -152,7 +152,7 @@ def _handle(runner: StageRunner, store: _ReturnedStore, request: tuple[Any, ...]
         return _result(runner.run_object(bucket, key, data=data))
     if kind == "object_file":  # an object another worker staged: read where it is, or where it landed since
         _, bucket, key, tmp = request
-        return _result(runner.run_object(bucket, key, data=store.staging.read_staged(bucket, key, tmp)))
+        return _result(runner.run_object(bucket, key, data=store.staging.read_staged(bucket, key, tmp), encoded_rows=True))
     if kind == "schedule":
         return _result(runner.run_schedule(request[1]))
     if kind == "window":
