@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from json.scanner import make_scanner  # the C scanner when the accelerator is built (CPython always)
-from typing import Any
+from typing import Any, cast
 
-_scan: Callable[[str, int], tuple[Any, int]] = make_scanner(json.JSONDecoder())
+# (typeshed types make_scanner as a class of its own; it takes a decoder and returns scan_once)
+_scan = cast(Callable[[str, int], tuple[Any, int]], make_scanner(cast(Any, json.JSONDecoder())))
 
 
 def loads(data: bytes | str) -> Any:

@@ -100,7 +100,7 @@ class QueuedWriter:
     a little earlier. After a failure nothing more lands, the journal least of all.
     """
 
-    def __init__(self, store: LocalStore, depth: int = 8) -> None:
+    def __init__(self, store: LocalStore, depth: int = 64) -> None:
         self.store = store
         self.root = store.root
         self.written: list[tuple[str, str]] | None = None  # when a list: every (bucket, key) put from now on (serve's answers)

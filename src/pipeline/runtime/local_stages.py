@@ -218,6 +218,9 @@ class LocalStages:
             self.store.put_file(bucket, key, tmp)
 
     def stop(self, kill: bool = False) -> None:
+        if not kill:
+            for process in self.processes.values():  # every worker sees the end of its input now: they exit together
+                process.hang_up()
         for process in self.processes.values():
             with contextlib.suppress(Exception):
                 process.stop(kill=kill)

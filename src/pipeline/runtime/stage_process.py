@@ -240,6 +240,13 @@ class StageProcess:
         hint = " (out of memory?)" if -code == signal.SIGKILL else ""
         return _error("ProcessKilled", f"the handler's process was killed by {name}{hint} before it finished the input")
 
+    def hang_up(self) -> None:
+        """Close the worker's input: it exits once its current input is done (`stop` waits for that)."""
+        if self.requests >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self.requests)
+            self.requests = -1
+
     def stop(self, kill: bool = False) -> None:
         """End the process: politely (close its input, it exits) or, with `kill`, at once with its children."""
         process, self.process = self.process, None
