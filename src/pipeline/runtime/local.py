@@ -11,7 +11,11 @@ Buckets and keys land under `.pipeline/local/<pipeline>/<stack>/` exactly as the
 Handlers run in one worker process per stage (`local_stages.py`), as they would in their own
 function: a handler that exits, crashes or runs past `timeout_s` fails that invocation, which is
 retried per the stage's `retries` and then dead-lettered, and the run goes on. Workers only
-compute; this process writes every object and the journal.
+compute (and write what an invocation wrote to temporary files); this process decides what lands
+and when (fsync, rename, journal line, in order, on its writer thread). A stream stage's batches are
+pipelined (`_advance`): its worker computes the next batch while the object stages that read its
+output run on the last one and this process reads and batches the input, each worker with one
+input at a time; a batch's `done` line still follows everything it and its readers wrote.
 
 Crash safety without a database: input record N is line N of the input, so batch boundaries
 are line ranges; before a batch runs its range (and a digest of its lines) is appended to a

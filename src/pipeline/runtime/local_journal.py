@@ -176,10 +176,19 @@ class QueuedWriter:
                     return
                 if self.error is None:
                     self._land(steps)
+                else:
+                    self._drop(steps)
             except BaseException as exc:
                 self.error = exc
             finally:
                 self.queue.task_done()
+
+    def _drop(self, steps: list[_Step]) -> None:
+        """Steps that will not land: the temporary files workers wrote for them go."""
+        for step in steps:
+            if step[0] == _FILE:
+                with contextlib.suppress(ValueError):  # (a path that is no temporary file of its key is left alone)
+                    self.store.discard(self.store.staged(*step[1:]))
 
     def _land(self, steps: list[_Step]) -> None:
         """Land `steps` in three passes (see the class); when one fails (the disk is full), what was asked
@@ -193,6 +202,7 @@ class QueuedWriter:
                 done.append(store.write_temp(*step[1:]) if kind == _PUT else store.staged(*step[1:]) if kind == _FILE else step)
         except BaseException as exc:
             failure = exc
+            self._drop(steps[len(done) + 1:])
         cut = len(done)
         for i, item in enumerate(done):
             if isinstance(item, Staged):

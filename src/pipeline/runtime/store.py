@@ -81,7 +81,7 @@ class LocalStore:
         """An object another process staged in `tmp`: read there or, once published (renamed), at its key.
         (A key is written once per input: what is there is what was staged.)"""
         try:
-            with open(tmp, "rb") as handle:
+            with open(self.staged(bucket, key, tmp).tmp, "rb") as handle:
                 return handle.read()
         except FileNotFoundError:
             return self.get(bucket, key)
@@ -89,7 +89,7 @@ class LocalStore:
     def staged(self, bucket: str, key: str, tmp: str) -> Staged:
         """A temporary file written elsewhere, as a staged object of this store (checked to be next to its key)."""
         target = self.path(bucket, key)
-        if os.path.dirname(tmp) != os.path.dirname(target) or not tmp.endswith(self.TMP_SUFFIX):
+        if not (tmp.startswith(target + ".") and tmp.endswith(self.TMP_SUFFIX) and os.sep not in tmp[len(target):]):
             raise ValueError(f"{tmp} is not a temporary file of {bucket}/{key}")
         return Staged(tmp, target, -1)
 
