@@ -110,6 +110,7 @@ class StageProcess:
             os.close(reply_write)
         assert self.process.stdout is not None
         self.output = self.process.stdout.fileno()
+        _widen(self.output)  # a handler that prints a lot does not block while the runner waits on another stage
         os.set_blocking(self.output, False)
         self.splitter = LineSplitter()
 
