@@ -11,10 +11,13 @@ Two pipelines, each on a generated input of `--records` lines:
   atomic writes) is all there is to measure.
 
 The bare loop reads the same file, builds the same `Record`s, calls the same handlers batch by
-batch (record by record only for a batch that raised), serializes every row to JSON lines and
-writes one file per stage: what any hand-written script would do, minus crash safety and minus
-the runtime's isolation (`pipeline run` runs each stage's handler in a worker process of its own).
-Overhead ratio = bare records/s / runtime records/s. Targets: ratio <= 1.3, trivial >= 50,000/s.
+batch (record by record only for a batch that raised), serializes every row to the same JSON
+lines with the runtime's own row encoder, writes one file per stage and, when the spec archives
+the stream, one file of the raw records: what any hand-written script would do, minus crash
+safety and minus the runtime's isolation (`pipeline run` runs each stage's handler in a worker
+process of its own, so an object stage parses the JSON lines its source wrote, where the loop
+hands the rows over in memory). Overhead ratio = bare records/s / runtime records/s.
+Targets: ratio <= 1.3, trivial >= 50,000/s.
 
 The CPU columns are seconds of CPU per run (this process and its worker processes): on a shared
 machine wall-clock rates swing with the load, CPU time much less.
@@ -23,7 +26,6 @@ machine wall-clock rates swing with the load, CPU time much less.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import statistics
@@ -38,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from pipeline.runtime.context import Context  # noqa: E402
-from pipeline.runtime.invoke import load_handler  # noqa: E402
+from pipeline.runtime.invoke import encode_row, load_handler  # noqa: E402
 from pipeline.runtime.local import LocalRun, stage_env  # noqa: E402
 from pipeline.runtime.records import Record  # noqa: E402
 from pipeline.spec.load import LoadedSpec, load_spec  # noqa: E402
@@ -78,11 +80,11 @@ def make_input(path: Path, count: int) -> None:
 def bare_loop(loaded: LoadedSpec, source: Path, out_dir: Path) -> int:
     """The same handlers, called directly: batches, per-record fallback, JSON lines, one file per stage."""
     spec = loaded.spec
-    encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
     handlers: dict[str, Callable[..., Any]] = {s.name: load_handler(s.handler, loaded.base_dir) for s in spec.stages}
     contexts = {s.name: Context(s.name, model_path=str(loaded.base_dir / s.model) if s.model else None) for s in spec.stages}
     saved = dict(os.environ)
-    outputs = {s.name: (out_dir / f"{s.name}.jsonl").open("w", encoding="utf-8") for s in spec.stages}
+    outputs = {s.name: (out_dir / f"{s.name}.jsonl").open("wb") for s in spec.stages}
+    raw = (out_dir / "raw.jsonl").open("wb") if spec.stream is not None and spec.stream.archive else None
     stream = next(s for s in spec.stages if s.trigger.stream)
     assert stream.trigger.stream is not None
     batch_size = stream.trigger.stream.batch_size
@@ -101,9 +103,14 @@ def bare_loop(loaded: LoadedSpec, source: Path, out_dir: Path) -> int:
             return rows
 
     def cascade(name: str, rows: list[Any]) -> None:
-        outputs[name].write("".join(encode(r) + "\n" for r in rows))
+        outputs[name].write(b"".join([encode_row(r) + b"\n" for r in rows]))
         for consumer in spec.consumers_of(name):
             cascade(consumer.name, call(consumer.name, rows))
+
+    def flush(batch: list[Record]) -> None:
+        if raw is not None:
+            raw.write(b"".join([record.data + b"\n" for record in batch]))
+        cascade(stream.name, call(stream.name, batch))
 
     count = 0
     batch: list[Record] = []
@@ -115,14 +122,14 @@ def bare_loop(loaded: LoadedSpec, source: Path, out_dir: Path) -> int:
             batch.append(Record(data, record_id=str(number), sequence=str(number)))
             count += 1
             if len(batch) == batch_size:
-                cascade(stream.name, call(stream.name, batch))
+                flush(batch)
                 batch = []
     if batch:
-        cascade(stream.name, call(stream.name, batch))
+        flush(batch)
     for s in spec.stages:
         if s.trigger.schedule:
             cascade(s.name, call(s.name, []))
-    for handle_ in outputs.values():
+    for handle_ in [*outputs.values(), *([raw] if raw is not None else [])]:
         handle_.close()
     os.environ.clear()
     os.environ.update(saved)
@@ -157,7 +164,7 @@ def measure(name: str, loaded: LoadedSpec, source: Path, runs: int, durable: boo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=200_000)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

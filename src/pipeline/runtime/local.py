@@ -11,7 +11,11 @@ Buckets and keys land under `.pipeline/local/<pipeline>/<stack>/` exactly as the
 Handlers run in one worker process per stage (`local_stages.py`), as they would in their own
 function: a handler that exits, crashes or runs past `timeout_s` fails that invocation, which is
 retried per the stage's `retries` and then dead-lettered, and the run goes on. Workers only
-compute; this process writes every object and the journal.
+compute (and write what an invocation wrote to temporary files); this process decides what lands
+and when (fsync, rename, journal line, in order, on its writer thread). A stream stage's batches are
+pipelined (`_advance`): its worker computes the next batch while the object stages that read its
+output run on the last one and this process reads and batches the input, each worker with one
+input at a time; a batch's `done` line still follows everything it and its readers wrote.
 
 Crash safety without a database: input record N is line N of the input, so batch boundaries
 are line ranges; before a batch runs its range (and a digest of its lines) is appended to a
@@ -32,6 +36,8 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
+import operator
 import os
 import shutil
 import sys
@@ -48,9 +54,9 @@ from pipeline.runtime import keys
 from pipeline.runtime.invoke import Window, accumulated
 from pipeline.runtime.lines import LINE_WIDTH, PARTITION, LineRecord, file_chunks, pipe_chunks
 from pipeline.runtime.local_journal import Journal, QueuedWriter, RunLog, describe_os_error, whole_lines
-from pipeline.runtime.local_stages import Inputs, LocalRunError, LocalStages, Stats, add_stats, object_items, output_of, stage_env
+from pipeline.runtime.local_stages import Call, Inputs, LocalRunError, LocalStages, Stats, add_stats, object_items, output_of, stage_env
 from pipeline.runtime.logs import JsonLogger
-from pipeline.runtime.records import Record
+from pipeline.runtime.stage_process import Reply
 from pipeline.runtime.store import LocalStore
 from pipeline.runtime.watch import fingerprint
 from pipeline.spec.load import LoadedSpec
@@ -227,23 +233,83 @@ class _Planned:
     done: bool = False
 
 
-class _Consumer:
-    """Batches records for one stream consumer (a stream stage, or the raw archive)."""
+class _Lines:
+    """Input records in columns: their bytes, line numbers and arrival times. The runner only batches
+    and forwards records, so it builds no object per record (the stage's worker builds the `Record`s
+    its handler sees)."""
 
-    def __init__(self, name: str, batch_size: int, window_s: float, process: Callable[[Sequence[LineRecord], str], Stats]) -> None:
-        self.name, self.batch_size, self.window_s, self.process = name, batch_size, window_s, process
+    __slots__ = ("arrivals", "datas", "numbers")
+
+    def __init__(self, datas: list[bytes] | None = None, numbers: list[int] | None = None,
+                 arrivals: list[float | None] | None = None) -> None:
+        self.datas = datas if datas is not None else []
+        self.numbers = numbers if numbers is not None else []
+        self.arrivals = arrivals if arrivals is not None else []
+
+    def __len__(self) -> int:
+        return len(self.numbers)
+
+    def take(self, other: _Lines, start: int, end: int) -> None:
+        """Append `other`'s records [start, end)."""
+        self.datas += other.datas[start:end]
+        self.numbers += other.numbers[start:end]
+        self.arrivals += other.arrivals[start:end]
+
+    def identities(self) -> list[dict[str, Any]]:
+        """What dead letters and logs say about each record (only when some are dead-lettered)."""
+        return [LineRecord(data, number, arrival).describe() for data, number, arrival in zip(self.datas, self.numbers, self.arrivals, strict=True)]
+
+
+_strip_newline = operator.methodcaller("rstrip", b"\r\n")
+
+
+def lines_of(chunk: list[bytes], first: int, arrival: float | None) -> _Lines:
+    """Lines read from the input (with their newlines), numbered from `first`, as records: blank lines are
+    skipped (their numbers too). The common case, no blank line, costs no Python code per line."""
+    datas = list(map(_strip_newline, chunk))
+    if all(datas) and not any(map(bytes.isspace, datas)):
+        numbers = list(range(first, first + len(datas)))
+    else:
+        kept = [i for i, data in enumerate(datas) if data and not data.isspace()]
+        datas, numbers = [datas[i] for i in kept], [first + i for i in kept]
+    return _Lines(datas, numbers, [arrival] * len(datas))
+
+
+class _Consumer:
+    """Batches records for one stream consumer: a stream stage, or the raw archive (`stage` None)."""
+
+    def __init__(self, name: str, batch_size: int, window_s: float, stage: StageSpec | None) -> None:
+        self.name, self.batch_size, self.window_s, self.stage = name, batch_size, window_s, stage
         self.planned: dict[int, _Planned] = {}
-        self.pending: list[LineRecord] = []
+        self.pending = _Lines()
         self.first_arrival = 0.0
         self.target: _Planned | None = None
+        self.computing: _Batch | None = None  # in the stage's worker (see LocalRun._advance)
+        self.reading: _Batch | None = None  # its output in the workers of the stages that read it
 
 
-def _digest(records: Sequence[Record]) -> str:
-    return digest_of(b"\n".join([r.data for r in records]))
+@dataclass
+class _Read:
+    """A stream stage's output in the worker of an object stage that reads it."""
+
+    stage: StageSpec
+    call: Call
+    batch_id: str
+    inputs: Inputs
+    reply: Reply | None = None
 
 
-def _line(record: LineRecord) -> int:
-    return record.line
+@dataclass
+class _Batch:
+    """A stream batch between its `plan` and `done` lines."""
+
+    consumer: _Consumer
+    records: _Lines
+    batch_id: str
+    stats: Stats
+    call: Call | None = None  # a stream stage's batch, handed to the stage's worker
+    reply: Reply | None = None  # ... and what came back (None: dead-lettered)
+    reads: list[_Read] = field(default_factory=list)
 
 
 class _FileInput:
@@ -332,6 +398,7 @@ class LocalRun:
         self.ticks_planned: dict[str, dict[str, Any]] = {}
         self.ticks_done: set[str] = set()
         self.collected: Stats | None = None  # serve: the counts of the request being answered
+        self.digests: dict[tuple[int, int], str] = {}  # (first line, last line) -> digest, shared by the stream's consumers
 
     # -- one `pipeline run` -------------------------------------------------------------------------
 
@@ -432,14 +499,14 @@ class LocalRun:
                     os.fsync(handle.fileno())
             self.next_line += len(lines)
             now = time.monotonic()
-            arrival = time.time()
-            records = [LineRecord(line, first + i, arrival) for i, line in enumerate(lines)]
+            records = _Lines(list(lines), list(range(first, first + len(lines))), [time.time()] * len(lines))
             self.summary.records_in += len(records)
             for consumer in self.consumers:
                 self._offer(consumer, records, now)
             for consumer in self.consumers:
                 if consumer.pending:
                     self._flush(consumer)
+            self._settle()
             self.writer.drain()
         return outcome
 
@@ -468,9 +535,7 @@ class LocalRun:
         with self._reported(), self._collecting() as outcome:
             stats: Stats = {}
             status, answer, reply = self.stages.call_http(stage, body, content_type, stats)
-            output = output_of(reply, stage) if reply.status == "ok" else None
-            if output is not None:
-                self._fan_out(stage.name, reply.result["output_key"], output, stats)
+            self._pass_on(stage, reply if reply.status == "ok" else None, stats)
             self._count(stats)
             self.writer.drain()
         return status, answer, outcome
@@ -545,6 +610,7 @@ class LocalRun:
         if reason:
             self.notify(f"{reason}: starting a new run in {self.root}")
         self.summary.new_run = reason or "new"
+        self._settle()  # (a batch in a worker's hands is finished, then emptied away with the rest)
         self.writer.drain()
         self.journal.restart({"c": "run", "fp": self.fingerprint, "spec": str(self.loaded.path.resolve()), "stack": self.loaded.stack,
                               "inputs": self.inputs})
@@ -593,11 +659,11 @@ class LocalRun:
         if self.spec.stream is not None and self.spec.stream.archive:
             first = streams[0].trigger.stream if streams else None
             consumers.append(_Consumer(RAW_CONSUMER, first.batch_size if first else DEFAULT_BATCH,
-                                       first.max_batching_window_s if first else 5, self._raw_archive))
+                                       first.max_batching_window_s if first else 5, None))
         for stage in streams:
             trigger = stage.trigger.stream
             assert trigger is not None
-            consumers.append(_Consumer(stage.name, trigger.batch_size, trigger.max_batching_window_s, self._stream_stage(stage)))
+            consumers.append(_Consumer(stage.name, trigger.batch_size, trigger.max_batching_window_s, stage))
         self.consumers = consumers
         self.primary = consumers[0] if consumers else None
         by_name = {c.name: c for c in consumers}
@@ -631,35 +697,43 @@ class LocalRun:
 
     def _invoke(self, stage: StageSpec, request: tuple[Any, ...], batch_id: str, inputs: Inputs, stats: Stats) -> None:
         """One input of a stage (retried, then dead-lettered); its output triggers the stages that read it."""
-        reply = self.stages.call(stage, request, batch_id, inputs, stats)
-        output = output_of(reply, stage) if reply is not None else None
-        if reply is not None and output is not None:
-            self._fan_out(stage.name, reply.result["output_key"], output, stats)
+        self._pass_on(stage, self.stages.call(stage, request, batch_id, inputs, stats), stats)
 
-    def _fan_out(self, source: str, key: str, data: bytes, stats: Stats) -> None:
-        """A new object in `source`'s bucket (a stage's, or the uploads'): run every stage that reads it on
-        each object, like the object trigger. Schedules reading it take it on their next run."""
+    def _pass_on(self, stage: StageSpec, reply: Reply | None, stats: Stats) -> None:
+        """The output of an invocation (None: it failed) to the stages that read it."""
+        tmp = output_of(reply, stage) if reply is not None else None
+        if reply is not None and tmp is not None:
+            self._fan_out(stage.name, reply.result["output_key"], tmp, stats)
+
+    def _readers(self, source: str, key: str, body: bytes | str) -> Iterator[tuple[StageSpec, tuple[Any, ...], str, Inputs]]:
+        """The stages that read a new object in `source`'s bucket (a stage's, or the uploads'), each with its
+        request, batch id and items for dead letters. `body` is the object's bytes, or the temporary file a
+        worker wrote it to (read there, or at its key once it landed)."""
         bucket = source  # local buckets are named by their role key
-        inputs = object_items(bucket, key, data)
+        if isinstance(body, bytes):
+            request: tuple[Any, ...] = ("object", bucket, key, body)
+            inputs = object_items(bucket, key, body)
+        else:
+            request, inputs = ("object_file", bucket, key, body), object_items(bucket, key, functools.partial(self.store.read_staged, bucket, key, body))
         for consumer in self.spec.consumers_of(source):
             if consumer.trigger.objects:
-                self._invoke(consumer, ("object", bucket, key, data), keys.object_batch(key, f"{source}/"), inputs, stats)
+                yield consumer, request, keys.object_batch(key, f"{source}/"), inputs
 
-    def _stream_stage(self, stage: StageSpec) -> Callable[[Sequence[LineRecord], str], Stats]:
-        def process(records: Sequence[LineRecord], batch_id: str) -> Stats:
-            stats: Stats = {}
-            request = ("stream", batch_id, [r.data for r in records], [r.line for r in records], [r.arrival_time for r in records])
-            self._invoke(stage, request, batch_id, lambda: ([r.data for r in records], [r.describe() for r in records]), stats)
-            return stats
-        return process
+    def _fan_out(self, source: str, key: str, body: bytes | str, stats: Stats) -> None:
+        """Run every stage that reads a new object on it, like the object trigger (see `_readers`).
+        Schedules reading it take it on their next run."""
+        for stage, request, batch_id, inputs in self._readers(source, key, body):
+            self._invoke(stage, request, batch_id, inputs, stats)
 
-    def _raw_archive(self, records: Sequence[LineRecord], batch_id: str) -> Stats:
-        body = b"\n".join([r.data for r in records]) + b"\n"
-        self.writer.put(RAW_BUCKET, keys.raw_key(batch_id), body)
-        return {RAW_CONSUMER: {"invocations": 1, "items": len(records)}}
+    def _raw_archive(self, batch: _Batch) -> None:
+        body = b"\n".join([*batch.records.datas, b""])
+        self.writer.put(RAW_BUCKET, keys.raw_key(batch.batch_id), body)
+        batch.stats[RAW_CONSUMER] = {"invocations": 1, "items": len(batch.records)}
 
     def _record_done(self, entry: dict[str, Any]) -> None:
+        """An input is done: its `done` line follows its objects (handed to the writer with others, soon)."""
         self.writer.submit(self.journal.append, entry)
+        self.writer.tick()
         self.journal.entries.append(entry)
         self._count(entry["stats"])
 
@@ -725,6 +799,7 @@ class LocalRun:
         still to be redone: a redone input rewrites its objects (new modification times), and a window
         taken before that would see them twice."""
         if self.next_tick is not None and self.tick_s and now >= self.next_tick and not self.redo_left:
+            self._settle()
             self.ticks += 1
             self._schedule(f"local-{self.ticks:06d}")
             self.next_tick = now + self.tick_s
@@ -800,9 +875,9 @@ class LocalRun:
 
     def _flush(self, consumer: _Consumer) -> None:
         records = consumer.pending
-        consumer.pending, consumer.target = [], None
-        first, last = records[0].line, records[-1].line
-        digest = _digest(records)
+        consumer.pending, consumer.target = _Lines(), None
+        first, last = records.numbers[0], records.numbers[-1]
+        digest = self._digest(records)
         plan = consumer.planned.get(first)
         if plan is not None:
             if (plan.last, plan.count, plan.digest) != (last, len(records), digest):
@@ -819,35 +894,108 @@ class LocalRun:
             entry = {"c": consumer.name, "st": "plan", "s": first, "e": last, "n": len(records), "h": digest}
             self.writer.submit(self.journal.append, entry)
             consumer.planned[first] = _Planned(last, len(records), digest)
-        batch_id = keys.stream_batch(PARTITION, first, last, LINE_WIDTH)
-        stats = consumer.process(records, batch_id)
+        batch = _Batch(consumer, records, keys.stream_batch(PARTITION, first, last, LINE_WIDTH), {})
+        if consumer.stage is None:
+            self._raw_archive(batch)
+            self._complete(batch)
+        else:
+            self._advance(consumer, batch)
+
+    def _digest(self, records: _Lines) -> str:
+        """The digest of a batch's lines, worked out once for all the consumers that batch them alike."""
+        span = (records.numbers[0], records.numbers[-1])
+        digest = self.digests.get(span)
+        if digest is None:
+            if len(self.digests) > 256:
+                self.digests.clear()
+            digest = self.digests[span] = digest_of(b"\n".join(records.datas))
+        return digest
+
+    def _advance(self, consumer: _Consumer, batch: _Batch | None) -> None:
+        """One step of a stream stage's pipeline, which keeps its workers busy while this process reads
+        and batches the input: up to two of the stage's batches are in workers at a time, one in the
+        stage's own worker (`computing`), the one before it in the workers of the object stages that
+        read the stage's output (`reading`; only this stage's batches ever go to them). A step takes
+        the reply of the first and hands the stage `batch` in its place, takes the replies of the
+        second (which is then done, and whatever its readers wrote has gone further), and hands the
+        first's output to its readers. Each worker has one input at a time, as a function has."""
+        assert consumer.stage is not None
+        computed, consumer.computing = consumer.computing, None
+        if computed is not None:
+            self._receive(computed)
+        if batch is not None:
+            self._begin(consumer.stage, batch)
+            consumer.computing = batch
+        read, consumer.reading = consumer.reading, None
+        if read is not None:
+            self._finish_reads(read)
+            self._complete(read)
+        if computed is not None:
+            self._begin_reads(consumer.stage, computed)
+            consumer.reading = computed
+
+    def _settle(self) -> None:
+        """Finish the batches in stream stages' workers: before a tick takes its windows, at the end of the
+        input, whenever the input may wait (standard input), before a new run."""
+        for consumer in self.consumers:
+            while consumer.computing is not None or consumer.reading is not None:
+                self._advance(consumer, None)
+
+    def _begin(self, stage: StageSpec, batch: _Batch) -> None:
+        records = batch.records
+        batch.call = self.stages.begin(stage, ("stream", batch.batch_id, records.datas, records.numbers, records.arrivals))
+
+    def _receive(self, batch: _Batch) -> None:
+        """The stage's reply (after its retries, or its dead letters), its writes queued."""
+        assert batch.call is not None
+        records = batch.records
+        batch.reply = self.stages.finish(batch.call, batch.batch_id, lambda: (records.datas, records.identities()), batch.stats)
+
+    def _begin_reads(self, stage: StageSpec, batch: _Batch) -> None:
+        """The batch's output to the workers of the object stages that read it."""
+        tmp = output_of(batch.reply, stage) if batch.reply is not None else None
+        if batch.reply is not None and tmp is not None:
+            for reader, request, batch_id, inputs in self._readers(stage.name, batch.reply.result["output_key"], tmp):
+                batch.reads.append(_Read(reader, self.stages.begin(reader, request), batch_id, inputs))
+
+    def _finish_reads(self, batch: _Batch) -> None:
+        """The readers' replies (every one, so their workers are free), then what they wrote to its readers."""
+        for read in batch.reads:
+            read.reply = self.stages.finish(read.call, read.batch_id, read.inputs, batch.stats)
+        for read in batch.reads:
+            self._pass_on(read.stage, read.reply, batch.stats)
+
+    def _complete(self, batch: _Batch) -> None:
+        """The batch is done: its `done` line (after everything it wrote)."""
+        consumer, first = batch.consumer, batch.records.numbers[0]
         if consumer is self.primary:
-            self.summary.records_this_run += len(records)
+            self.summary.records_this_run += len(batch.records)
         consumer.planned[first].done = True
         self.redo_left.discard((consumer.name, first))
-        self._record_done({"c": consumer.name, "st": "done", "s": first, "stats": stats})
+        self._record_done({"c": consumer.name, "st": "done", "s": first, "stats": batch.stats})
 
-    def _offer(self, consumer: _Consumer, records: list[LineRecord], now: float) -> None:
+    def _offer(self, consumer: _Consumer, records: _Lines, now: float) -> None:
         """Add records (ascending lines) to the consumer's batch, flushing full or planned batches."""
-        i, n = 0, len(records)
+        numbers = records.numbers
+        i, n = 0, len(numbers)
         while i < n:
             if not consumer.pending:
-                plan = consumer.planned.get(records[i].line)
+                plan = consumer.planned.get(numbers[i])
                 consumer.target = plan
                 consumer.first_arrival = now
             target = consumer.target
             if target is not None:
-                j = bisect_right(records, target.last, i, key=_line)
+                j = bisect_right(numbers, target.last, i)
                 if j == i:  # the recorded batch ended earlier than this input's lines: _flush reports the mismatch
                     self._flush(consumer)
                     continue
-                consumer.pending.extend(records[i:j])
+                consumer.pending.take(records, i, j)
                 i = j
-                if records[j - 1].line >= target.last:
+                if numbers[j - 1] >= target.last:
                     self._flush(consumer)
             else:
                 j = min(n, i + consumer.batch_size - len(consumer.pending))
-                consumer.pending.extend(records[i:j])
+                consumer.pending.take(records, i, j)
                 i = j
                 if len(consumer.pending) >= consumer.batch_size:
                     self._flush(consumer)
@@ -877,22 +1025,17 @@ class LocalRun:
         Returns the number of lines read."""
         summary, consumers, progress = self.summary, self.consumers, self.progress
         mtime = data.arrival
-        timed = mtime is None or self.next_tick is not None
+        live = mtime is None  # standard input
+        timed = live or self.next_tick is not None
         line_no = records_in = read_bytes = last_record = 0
         planned_until = max((p.last for c in consumers for p in c.planned.values()), default=0)
         for chunk in data.chunks():
             now = time.monotonic() if timed else 0.0
             if chunk:
-                arrival = mtime if mtime is not None else time.time()
-                records: list[LineRecord] = []
-                append = records.append
-                for raw in chunk:
-                    line_no += 1
-                    line = raw.rstrip(b"\r\n")
-                    if line and not line.isspace():
-                        append(LineRecord(line, line_no, arrival))
+                records = lines_of(chunk, line_no + 1, mtime if mtime is not None else time.time())
+                line_no += len(chunk)
                 if records:
-                    last_record = records[-1].line
+                    last_record = records.numbers[-1]
                 read_bytes += sum(map(len, chunk))
                 records_in += len(records)
                 for consumer in consumers:
@@ -904,14 +1047,18 @@ class LocalRun:
             if timed:
                 self._expire(now)
                 self._maybe_tick(now)
+            if live:  # the next line may be long in coming: what was read goes all the way through now
+                self._settle()
+            self.writer.flush()
         for consumer in consumers:
             if consumer.pending:
-                if consumer.target is not None and consumer.pending[-1].line < consumer.target.last:
+                if consumer.target is not None and consumer.pending.numbers[-1] < consumer.target.last:
                     raise _InputChanged(f"it ends before line {consumer.target.last}")
                 self._flush(consumer)
             later = [first for first in consumer.planned if first > last_record]
             if later:
                 raise _InputChanged(f"it ends before line {min(later)}")
+        self._settle()
         summary.records_in = records_in
         return line_no
 

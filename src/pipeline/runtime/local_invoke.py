@@ -66,6 +66,10 @@ class _RecordingStore(LocalStore):
         super().put(bucket, key, data)
         self.written.append((bucket, key))
 
+    def put_file(self, bucket: str, key: str, tmp: str) -> None:
+        super().put_file(bucket, key, tmp)
+        self.written.append((bucket, key))
+
 
 def invoke_stage(loaded: LoadedSpec, stage_name: str, data: bytes | None, input_name: str, store_root: Path,
                  on_log: Callable[[dict[str, Any]], None] | None = None, notify: Callable[[str], None] | None = None) -> Invocation:
@@ -96,8 +100,8 @@ def invoke_stage(loaded: LoadedSpec, stage_name: str, data: bytes | None, input_
             request, batch_id, inputs = _request(stage, data or b"", input_name, result, stages)
             called = stages.call(stage, request, batch_id, inputs, stats)
             result.failed = called is None
-            output = output_of(called, stage) if called is not None else None
-            if output is not None:
+            if called is not None and output_of(called, stage) is not None:
+                output = store.get(stage.name, called.result["output_key"])
                 result.rows = [json.loads(line) for line in output.splitlines() if line.strip()]
         counts = stats.get(stage.name, {})
         result.items, result.retries, result.filtered = counts.get("items", 0), counts.get("retries", 0), counts.get("filtered", 0)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.runtime.local_stages import LocalRunError
-from pipeline.runtime.store import LocalStore
+from pipeline.runtime.store import LocalStore, Staged
 
 
 def describe_os_error(exc: OSError, path: Path) -> str:
@@ -78,51 +78,86 @@ class Journal:
         os.close(self.fd)
 
 
+_Step = tuple[Any, ...]  # (_PUT, bucket, key, data), (_FILE, bucket, key, tmp) or (_CALL, function, args)
+_PUT, _FILE, _CALL = "put", "file", "call"
+FLUSH_S = 0.02  # what the runner asked for is handed to the writer at least this often (`QueuedWriter.tick`)
+
+
 class QueuedWriter:
     """Does the store's writes (and their fsyncs) and the journal's appends on one thread, in order.
 
-    The disk waits overlap the next batch's work, and FIFO order keeps the invariant crash safety
-    needs: a batch's `done` line reaches the journal only after every object it wrote was replaced.
-    A kill loses a suffix of the queue, which is the same as being killed a little earlier.
+    What the runner asks for is collected in order and handed over every few inputs (`flush`, at
+    least every FLUSH_S: one hand-over for many objects, not one per object, keeps the two threads
+    from trading the GIL all the time; the disk's waits overlap the next inputs' work). The writer thread
+    lands each hand-over in three passes: every object to its temporary file (objects' modification
+    times keep the order asked, which schedules over accumulated objects read by), then every fsync
+    (when the store is durable: the first flushes the disk for many files, so the rest wait little),
+    then, in the order asked, each object renamed over its key and each journal line appended.
+
+    That order keeps the invariant crash safety needs: a batch's `done` line reaches the journal
+    only after every object it wrote was fsynced (when durable) and replaced, and its `plan` line
+    before any of them. A kill loses a suffix of what was asked, which is the same as being killed
+    a little earlier. After a failure nothing more lands, the journal least of all.
     """
 
     def __init__(self, store: LocalStore, depth: int = 64) -> None:
         self.store = store
+        self.root = store.root
         self.written: list[tuple[str, str]] | None = None  # when a list: every (bucket, key) put from now on (serve's answers)
-        self.queue: queue.Queue[tuple[Callable[..., None], tuple[Any, ...]] | None] = queue.Queue(maxsize=depth)
+        self.pending: list[_Step] = []
+        self.flushed = time.monotonic()
+        self.queue: queue.Queue[list[_Step] | None] = queue.Queue(maxsize=depth)
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._work, name="pipeline-writer", daemon=True)
         self.thread.start()
 
-    def _work(self) -> None:
-        while True:
-            job = self.queue.get()
-            try:
-                if job is None:
-                    return
-                if self.error is None:  # after a failure nothing more may land, the journal least of all
-                    job[0](*job[1])
-            except BaseException as exc:
-                self.error = exc
-            finally:
-                self.queue.task_done()
-
-    def submit(self, function: Callable[..., None], *args: Any) -> None:
-        self._check()
-        self.queue.put((function, args))
+    # -- the main thread -------------------------------------------------------------------------------
 
     def put(self, bucket: str, key: str, data: bytes) -> None:
-        self.submit(self.store.put, bucket, key, data)
+        self.pending.append((_PUT, bucket, key, data))
         if self.written is not None:
             self.written.append((bucket, key))
+
+    def put_file(self, bucket: str, key: str, tmp: str) -> None:
+        """An object a worker wrote to `tmp` (a temporary file next to the key): fsynced and renamed in order."""
+        self.pending.append((_FILE, bucket, key, tmp))
+        if self.written is not None:
+            self.written.append((bucket, key))
+
+    def submit(self, function: Callable[..., None], *args: Any) -> None:
+        """`function(*args)` (a journal append) once everything asked before it has landed."""
+        self.pending.append((_CALL, function, args))
+
+    def tick(self) -> None:
+        """`flush` if the last one was FLUSH_S ago (the runner calls this after each input it finished)."""
+        if time.monotonic() - self.flushed >= FLUSH_S:
+            self.flush()
+
+    def flush(self) -> None:
+        """Hand what was asked so far to the writer thread."""
+        self._check()
+        self.flushed = time.monotonic()
+        if self.pending:
+            steps, self.pending = self.pending, []
+            self.queue.put(steps)
 
     def get(self, bucket: str, key: str) -> bytes:
         self.drain()
         return self.store.get(bucket, key)
 
     def drain(self) -> None:
+        """Everything asked so far has landed (or a LocalRunError says why not)."""
+        self.flush()
         self.queue.join()
         self._check()
+
+    def close(self) -> None:
+        """Land what was asked (unless something failed), then stop the thread."""
+        if self.error is None and self.pending:
+            self.queue.put(self.pending)
+        self.pending = []
+        self.queue.put(None)
+        self.thread.join()
 
     def _check(self) -> None:
         if self.error is not None:
@@ -131,9 +166,71 @@ class QueuedWriter:
                 raise LocalRunError(f"writing to the local store failed: {describe_os_error(error, Path(self.store.root))}") from error
             raise LocalRunError(f"writing to the local store failed: {type(error).__name__}: {error}") from error
 
-    def close(self) -> None:
-        self.queue.put(None)
-        self.thread.join()
+    # -- the writer thread -------------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while True:
+            steps = self.queue.get()
+            try:
+                if steps is None:
+                    return
+                if self.error is None:
+                    self._land(steps)
+                else:
+                    self._drop(steps)
+            except BaseException as exc:
+                self.error = exc
+            finally:
+                self.queue.task_done()
+
+    def _drop(self, steps: list[_Step]) -> None:
+        """Steps that will not land: the temporary files workers wrote for them go."""
+        for step in steps:
+            if step[0] == _FILE:
+                with contextlib.suppress(ValueError):  # (a path that is no temporary file of its key is left alone)
+                    self.store.discard(self.store.staged(*step[1:]))
+
+    def _land(self, steps: list[_Step]) -> None:
+        """Land `steps` in three passes (see the class); when one fails (the disk is full), what was asked
+        before it still lands, nothing after it, and the failure is raised."""
+        store = self.store
+        done: list[Any] = []  # Staged objects and journal calls, in order
+        failure: BaseException | None = None
+        try:
+            for step in steps:
+                kind = step[0]
+                done.append(store.write_temp(*step[1:]) if kind == _PUT else store.staged(*step[1:]) if kind == _FILE else step)
+        except BaseException as exc:
+            failure = exc
+            self._drop(steps[len(done) + 1:])
+        cut = len(done)
+        for i, item in enumerate(done):
+            if isinstance(item, Staged):
+                try:
+                    store.sync(item)  # (closes the file, and removes it when the fsync failed)
+                except BaseException as exc:
+                    failure, cut = exc, i
+                    break
+        for item in done[cut + 1:]:  # not fsynced: still open when the store is durable
+            if isinstance(item, Staged):
+                if item.fd >= 0:
+                    with contextlib.suppress(OSError):
+                        os.close(item.fd)
+                store.discard(item)
+        for i in range(cut):
+            item = done[i]
+            try:
+                if isinstance(item, Staged):
+                    store.publish(item)
+                else:
+                    item[1](*item[2])
+            except BaseException:
+                for rest in done[i + 1:cut]:
+                    if isinstance(rest, Staged):
+                        store.discard(rest)
+                raise
+        if failure is not None:
+            raise failure
 
 
 class RunLog(io.TextIOBase):

@@ -3,8 +3,8 @@ invocation with the stage's retries, then dead letters. Shared by `pipeline run`
 and `pipeline invoke`, so all three give a handler the same semantics.
 
 Workers only compute: what an invocation writes (outputs, dead letters, a schedule's watermark)
-comes back with its reply and is written here, in the reply's order, to the store the caller gives
-(the run's queued writer, or a plain `LocalStore`).
+a worker stages in temporary files and names in its reply, and it lands here, in the reply's order,
+through the store the caller gives (the run's queued writer, or a plain `LocalStore`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import contextlib
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
 from pipeline.runtime.context import Context
 from pipeline.runtime.invoke import Settings, StageRunner
@@ -64,10 +64,27 @@ def _not_loaded(items: Any, context: Context) -> Any:
     raise RuntimeError("handlers run in the stage's worker process")
 
 
+class Call(NamedTuple):
+    """An input handed to a stage's worker: what `LocalStages.finish` needs to wait for it and retry it."""
+
+    stage: StageSpec
+    request: tuple[Any, ...]
+    refused: Reply | None  # the first attempt's reply when the worker could not even take the input
+
+
+class StagingStore(ObjectStore, Protocol):
+    """Where invocations land what they wrote: the run's queued writer, or a plain `LocalStore`."""
+
+    root: str  # workers write their objects' temporary files under it
+
+    def put_file(self, bucket: str, key: str, tmp: str) -> None:
+        """Land the object a worker wrote to `tmp` (a temporary file next to the key) as bucket/key."""
+
+
 class LocalStages:
     """The stages' worker processes, and invocations of them with the clouds' retry semantics."""
 
-    def __init__(self, loaded: LoadedSpec, store: ObjectStore, logger: JsonLogger, on_line: Callable[[str, str], None],
+    def __init__(self, loaded: LoadedSpec, store: StagingStore, logger: JsonLogger, on_line: Callable[[str, str], None],
                  notify: Callable[[str], None]) -> None:
         self.loaded = loaded
         self.store = store
@@ -77,6 +94,7 @@ class LocalStages:
         self.retry_delay_s = 0.05
         self.envs = {s.name: stage_env(loaded, s) for s in loaded.spec.stages}
         self.processes: dict[str, StageProcess] = {}
+        self.peers: list[StageProcess] = []  # every worker: each forwards the others' output while it waits
         self.dead_letterers: dict[str, StageRunner] = {}
         for stage in loaded.spec.stages:
             env = self.envs[stage.name]
@@ -101,8 +119,11 @@ class LocalStages:
                     raise LocalRunError(f"stage {stage.name}: {exc}") from None
                 if installed is not None:
                     paths.append(str(installed))
-            process = StageProcess(stage.name, {**inherited, **self.envs[stage.name]}, base, paths, stage.timeout_s, self.on_line)
+            process = StageProcess(stage.name, {**inherited, **self.envs[stage.name]}, base, self.store.root, paths, stage.timeout_s,
+                                   self.on_line)
             self.processes[stage.name] = process
+            process.peers = self.peers
+            self.peers[:] = self.processes.values()
             process.spawn()
             started.append(stage)
         for stage in started:
@@ -129,19 +150,32 @@ class LocalStages:
     def call(self, stage: StageSpec, request: tuple[Any, ...], batch_id: str, inputs: Inputs, stats: Stats) -> Reply | None:
         """Run one input in the stage's worker with the stage's retries, and write what it wrote; when the
         retries are exhausted, dead-letter the whole input (None)."""
-        process = self._process(stage)
+        return self.finish(self.begin(stage, request), batch_id, inputs, stats)
+
+    def begin(self, stage: StageSpec, request: tuple[Any, ...]) -> Call:
+        """Hand the input to the stage's worker (its first attempt) and return while it computes; `finish`
+        waits for it. The runner overlaps a stream stage's next batch with the rest of the pipeline so."""
+        return Call(stage, request, self._process(stage).send(request))
+
+    def finish(self, call: Call, batch_id: str, inputs: Inputs, stats: Stats) -> Reply | None:
+        """The first attempt's reply, then the retries `call` describes; see `call`."""
+        stage, request = call.stage, call.request
+        process = self.processes[stage.name]
         counts = {"invocations": 1, "retries": 0}
         attempts = stage.retries + 1
-        reply: Reply | None = None
+        reply = call.refused or process.receive()
         for attempt in range(1, attempts + 1):
-            reply = process.call(request)
+            if attempt > 1:
+                reply = process.call(request)
+            if reply.status == "store_failed":  # the machine's problem, not the input's: no retry, no dead letters
+                error = reply.error or {}
+                raise OSError(error.get("errno"), error.get("strerror"), error.get("filename"))
             if reply.status == "ok":
                 break
             self._log_crash(stage, reply, batch_id, attempt, attempts)
             if attempt < attempts:
                 counts["retries"] += 1
                 time.sleep(min(1.0, self.retry_delay_s * 2 ** (attempt - 1)))
-        assert reply is not None
         if reply.status != "ok":
             raws, identities = inputs()
             failed = self.dead_letterers[stage.name].dead_letter_all(batch_id, raws, identities, RemoteError(reply.error or {}))
@@ -157,6 +191,9 @@ class LocalStages:
         """One request to an HTTP stage: (status, JSON answer, reply). Not retried, as no cloud retries a
         synchronous call: the caller gets the error (a 5xx) and may send the request again."""
         reply = self._process(stage).call(("http", body, content_type))
+        if reply.status == "store_failed":
+            error = reply.error or {}
+            raise OSError(error.get("errno"), error.get("strerror"), error.get("filename"))
         if reply.status != "ok":
             self._log_crash(stage, reply, "request", 1, 1)
             error = reply.error or {}
@@ -177,27 +214,33 @@ class LocalStages:
                             attempt=attempt, of=attempts, where=error.get("traceback") or None)
 
     def _write(self, reply: Reply) -> None:
-        for bucket, key, data in reply.puts:
-            self.store.put(bucket, key, data)
+        for bucket, key, tmp in reply.puts:
+            self.store.put_file(bucket, key, tmp)
 
     def stop(self, kill: bool = False) -> None:
+        if not kill:
+            for process in self.processes.values():  # every worker sees the end of its input now: they exit together
+                process.hang_up()
         for process in self.processes.values():
             with contextlib.suppress(Exception):
                 process.stop(kill=kill)
 
 
-def output_of(reply: Reply, stage: StageSpec) -> bytes | None:
-    """The stage's output object among what the invocation wrote (None when it wrote no rows)."""
+def output_of(reply: Reply, stage: StageSpec) -> str | None:
+    """The temporary file holding the stage's output object among what the invocation wrote (None when it
+    wrote no rows); `LocalStore.read_staged` reads it there, or at its key once it landed."""
     key = reply.result.get("output_key")
-    return next((data for bucket, k, data in reply.puts if k == key and bucket == stage.name), None) if key else None
+    return next((tmp for bucket, k, tmp in reply.puts if k == key and bucket == stage.name), None) if key else None
 
 
-def object_items(bucket: str, key: str, data: bytes) -> Inputs:
-    """An object's items for dead letters: its lines (inflated when gzip), or the object itself when unreadable."""
+def object_items(bucket: str, key: str, data: bytes | Callable[[], bytes]) -> Inputs:
+    """An object's items for dead letters: its lines (inflated when gzip), or the object itself when unreadable.
+    `data` may be a function that reads it (only when an input is dead-lettered whole)."""
     def inputs() -> tuple[list[bytes], list[dict[str, Any]]]:
+        body = data if isinstance(data, bytes) else data()
         try:
-            raws = StageRunner.parse_object(data)[1]
+            raws = StageRunner.parse_object(body)[1]
         except Exception:  # not even readable (a broken gzip): the object itself is the one item
-            raws = [data]
+            raws = [body]
         return raws, [{"bucket": bucket, "key": key, "line": i} for i in range(len(raws))]
     return inputs

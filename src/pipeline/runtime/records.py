@@ -6,8 +6,9 @@ become a `Record`, so a handler never touches a cloud SDK or an event shape.
 
 from __future__ import annotations
 
-import json
 from typing import Any
+
+from pipeline.runtime import fastjson
 
 
 class Record:
@@ -31,7 +32,7 @@ class Record:
 
     def json(self) -> Any:
         """The data parsed as JSON; raises (so the record is dead-lettered) when it is not JSON."""
-        return json.loads(self.data)
+        return fastjson.loads(self.data)
 
     def text(self) -> str:
         return self.data.decode("utf-8")

@@ -1,10 +1,11 @@
 """The runner's side of a stage's worker process (see `worker.py`): start it, send it one input,
 wait for the reply within the stage's `timeout_s`, and turn every way it can go wrong into a reply.
 
-A reply is "ok" (the result and the objects to write), "failed" (the handler failed the whole
-input: retry it) or "crashed" (the process exited, was killed, or ran past its timeout and was
-stopped: also retried, after a new process is started on the next call). Whatever the handler
-prints goes to `on_line` as it arrives.
+A reply is "ok" (the result and the objects to write, staged in temporary files), "failed" (the
+handler failed the whole input: retry it), "crashed" (the process exited, was killed, or ran past
+its timeout and was stopped: also retried, after a new process is started on the next call) or
+"store_failed" (the disk refused a write: the run stops). Whatever the handler prints goes to
+`on_line` as it arrives.
 """
 
 from __future__ import annotations
@@ -40,9 +41,9 @@ _CLOSED = ("closed",)
 
 
 class Reply(NamedTuple):
-    status: str  # "ok", "failed" or "crashed"
+    status: str  # "ok", "failed", "crashed" or "store_failed" (error: the OSError's errno, strerror and filename)
     result: dict[str, Any]
-    puts: list[tuple[str, str, bytes]]
+    puts: list[tuple[str, str, str]]  # (bucket, key, the temporary file the worker wrote it to), in order
     error: dict[str, Any] | None
 
 
@@ -77,14 +78,17 @@ def _hang_frames(lines: Sequence[str]) -> list[str]:
 class StageProcess:
     """One stage's worker process, started on first use and again after it crashed or was stopped."""
 
-    def __init__(self, stage: str, env: Mapping[str, str], root: Path, paths: Sequence[str], timeout_s: float,
+    def __init__(self, stage: str, env: Mapping[str, str], root: Path, store: str, paths: Sequence[str], timeout_s: float,
                  on_line: Callable[[str, str], None]) -> None:
         self.stage, self.env, self.root, self.paths, self.timeout_s = stage, dict(env), root, list(paths), timeout_s
+        self.store = store  # the store's folder: the worker writes its objects' temporary files there
         self.on_line = on_line
         self.process: subprocess.Popen[bytes] | None = None
         self.requests = self.replies = self.output = -1
         self.splitter = LineSplitter()
         self.captured: list[str] | None = None  # lines kept while a hung worker dumps its stack
+        self.deadline = 0.0  # when the input in progress must be done
+        self.peers: list[StageProcess] = []  # the other stages' workers, whose output is forwarded while waiting here
 
     # -- starting -----------------------------------------------------------------------------------
 
@@ -94,7 +98,7 @@ class StageProcess:
         self.replies, reply_write = os.pipe()
         for fd in (self.requests, reply_write):
             _widen(fd)
-        config = {"requests": request_read, "replies": reply_write, "root": str(self.root), "paths": self.paths}
+        config = {"requests": request_read, "replies": reply_write, "root": str(self.root), "store": self.store, "paths": self.paths}
         code_root = str(Path(pipeline.__file__).resolve().parent.parent)  # the same `pipeline` as this process
         try:
             self.process = subprocess.Popen(
@@ -106,6 +110,7 @@ class StageProcess:
             os.close(reply_write)
         assert self.process.stdout is not None
         self.output = self.process.stdout.fileno()
+        _widen(self.output)  # a handler that prints a lot does not block while the runner waits on another stage
         os.set_blocking(self.output, False)
         self.splitter = LineSplitter()
 
@@ -113,7 +118,7 @@ class StageProcess:
         """None once the handler is imported; else what went wrong (and the process is gone)."""
         assert self.process is not None
         limit = max(self.timeout_s, 10.0)
-        message = self._wait(limit)
+        message = self._wait(time.monotonic() + limit)
         if message is _TIMED_OUT:
             return self._lost(f"importing the handler took longer than {limit:g} s")
         if message is _CLOSED:
@@ -127,6 +132,11 @@ class StageProcess:
     # -- one input ----------------------------------------------------------------------------------
 
     def call(self, request: tuple[Any, ...]) -> Reply:
+        return self.send(request) or self.receive()
+
+    def send(self, request: tuple[Any, ...]) -> Reply | None:
+        """Hand the worker one input and return at once (it computes while the runner does other work);
+        `receive` gets the reply. A crashed Reply right away when the worker could not take the input."""
         if self.process is None:
             self.spawn()
             error = self.ready()
@@ -136,7 +146,12 @@ class StageProcess:
             write_frame(self.requests, request)
         except OSError:  # the process is gone (BrokenPipeError)
             return Reply("crashed", {}, [], self._exited())
-        message = self._wait(self.timeout_s)
+        self.deadline = time.monotonic() + self.timeout_s  # the worker was idle: it starts on the input now
+        return None
+
+    def receive(self) -> Reply:
+        """The reply to the input `send` handed over; a worker still running past its deadline is stopped."""
+        message = self._wait(self.deadline)
         if message is _TIMED_OUT:
             return Reply("crashed", {}, [], self._stop_hung())
         if message is _CLOSED:
@@ -146,18 +161,24 @@ class StageProcess:
         if message[0] == "exited":
             self.stop()
             return Reply("crashed", {}, [], message[1])
-        return Reply("failed", {}, [], message[1])
+        return Reply(message[0], {}, [], message[1])  # "failed" or "store_failed"
 
-    def _wait(self, timeout: float) -> Any:
-        """The next message within `timeout`, forwarding output meanwhile; _TIMED_OUT, or _CLOSED when the process is gone."""
-        deadline = time.monotonic() + timeout
+    def _wait(self, deadline: float) -> Any:
+        """The next message, or _TIMED_OUT when none came by `deadline`, or _CLOSED when the process is gone.
+        Meanwhile what this worker and the other busy workers print is forwarded (a worker whose output
+        pipe filled up would block). A reply that is there is taken even past the deadline: the runner
+        may come for it late (it pipelines), and the worker finished in time."""
         while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return _TIMED_OUT
-            watched = [self.replies] + ([self.output] if self.output >= 0 else [])
+            left = max(0.0, deadline - time.monotonic())
+            peers = [p for p in self.peers if p is not self and p.output >= 0]
+            watched = [self.replies] + ([self.output] if self.output >= 0 else []) + [p.output for p in peers]
             ready, _, _ = select.select(watched, [], [], left)
-            if self.output in ready:
+            if not ready and time.monotonic() >= deadline:
+                return _TIMED_OUT
+            for peer in peers:
+                if peer.output in ready:
+                    peer._forward()
+            if self.output >= 0 and self.output in ready:
                 self._forward()
             if self.replies in ready:
                 message = read_frame(self.replies)
@@ -219,6 +240,13 @@ class StageProcess:
         name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
         hint = " (out of memory?)" if -code == signal.SIGKILL else ""
         return _error("ProcessKilled", f"the handler's process was killed by {name}{hint} before it finished the input")
+
+    def hang_up(self) -> None:
+        """Close the worker's input: it exits once its current input is done (`stop` waits for that)."""
+        if self.requests >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self.requests)
+            self.requests = -1
 
     def stop(self, kill: bool = False) -> None:
         """End the process: politely (close its input, it exits) or, with `kill`, at once with its children."""

@@ -8,9 +8,10 @@ runner uses `LocalStore`, which lays buckets and keys out on disk the same way.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 from collections.abc import Iterator
-from typing import Protocol
+from typing import NamedTuple, NoReturn, Protocol
 
 
 class ObjectStore(Protocol):
@@ -27,12 +28,22 @@ class ListingStore(ObjectStore, Protocol):
     def list(self, bucket: str, prefix: str) -> Iterator[tuple[str, float]]: ...
 
 
+class Staged(NamedTuple):
+    """An object written to its temporary file, not yet in place (`LocalStore.write_temp`)."""
+
+    tmp: str
+    target: str
+    fd: int  # still open for `sync` when the store is durable, else -1
+
+
 class LocalStore:
     """Buckets as folders, keys as relative paths, under `root`.
 
     Writes go to a temporary file in the same folder, are flushed (and fsynced when `durable`),
     then `os.replace`d over the key: a process killed at any moment leaves either the old object or
-    the new one, never a torn one, which the crash-safety of `pipeline run` relies on.
+    the new one, never a torn one, which the crash-safety of `pipeline run` relies on. `put` does
+    the three steps at once; `write_temp`, `sync` and `publish` let the local runner's writer
+    overlap the fsyncs of many objects.
     """
 
     TMP_SUFFIX = ".tmp"
@@ -41,6 +52,7 @@ class LocalStore:
         self.root = os.fspath(root)
         self.durable = durable
         self._made: set[str] = set()
+        self._serial = itertools.count()  # temporary names are unique: two writes of one key may be in progress
 
     def path(self, bucket: str, key: str) -> str:
         if not bucket or bucket.startswith((".", "_")) or "/" in bucket or ".." in key.split("/") or key.startswith("/"):
@@ -55,29 +67,81 @@ class LocalStore:
         return os.path.isfile(self.path(bucket, key))
 
     def put(self, bucket: str, key: str, data: bytes) -> None:
+        staged = self.write_temp(bucket, key, data)
+        self.sync(staged)
+        self.publish(staged)
+
+    def put_file(self, bucket: str, key: str, tmp: str) -> None:
+        """Land an object another process wrote to `tmp`, a temporary file next to the key (`write_temp`)."""
+        staged = self.staged(bucket, key, tmp)
+        self.sync(staged)
+        self.publish(staged)
+
+    def read_staged(self, bucket: str, key: str, tmp: str) -> bytes:
+        """An object another process staged in `tmp`: read there or, once published (renamed), at its key.
+        (A key is written once per input: what is there is what was staged.)"""
+        try:
+            with open(self.staged(bucket, key, tmp).tmp, "rb") as handle:
+                return handle.read()
+        except FileNotFoundError:
+            return self.get(bucket, key)
+
+    def staged(self, bucket: str, key: str, tmp: str) -> Staged:
+        """A temporary file written elsewhere, as a staged object of this store (checked to be next to its key)."""
+        target = self.path(bucket, key)
+        if not (tmp.startswith(target + ".") and tmp.endswith(self.TMP_SUFFIX) and os.sep not in tmp[len(target):]):
+            raise ValueError(f"{tmp} is not a temporary file of {bucket}/{key}")
+        return Staged(tmp, target, -1)
+
+    def write_temp(self, bucket: str, key: str, data: bytes) -> Staged:
+        """Step 1 of a put: the bytes in a temporary file next to the key (its modification time is now)."""
         target = self.path(bucket, key)
         folder = os.path.dirname(target)
         if folder not in self._made:
             os.makedirs(folder, exist_ok=True)
             self._made.add(folder)
-        tmp = f"{target}.{os.getpid()}{self.TMP_SUFFIX}"
+        tmp = f"{target}.{os.getpid()}-{next(self._serial)}{self.TMP_SUFFIX}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        staged = Staged(tmp, target, fd)
         try:
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-                if self.durable:
-                    os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, target)
-        except OSError as exc:  # disk full, say: leave no half-written file behind, and say which object failed
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            if exc.filename is None:
-                raise OSError(exc.errno, exc.strerror, target) from exc
-            raise
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        except OSError as exc:
+            os.close(fd)
+            _failed(staged, exc)
+        if self.durable:
+            return staged
+        os.close(fd)
+        return staged._replace(fd=-1)
+
+    def sync(self, staged: Staged) -> None:
+        """Step 2 (when durable): the temporary file's bytes on the disk. Closes it either way."""
+        if not self.durable:
+            return
+        try:
+            fd = staged.fd if staged.fd >= 0 else os.open(staged.tmp, os.O_RDONLY)  # (written by another process)
+        except OSError as exc:
+            _failed(staged, exc)
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            _failed(staged, exc)
+        finally:
+            os.close(fd)
+
+    def publish(self, staged: Staged) -> None:
+        """Step 3: the temporary file replaces the key, atomically (readers see the old object or the new one)."""
+        try:
+            os.replace(staged.tmp, staged.target)
+        except OSError as exc:
+            _failed(staged, exc)
+
+    @staticmethod
+    def discard(staged: Staged) -> None:
+        """A staged object that must not land (an earlier write failed): its temporary file goes."""
+        with contextlib.suppress(OSError):
+            os.unlink(staged.tmp)
 
     def list(self, bucket: str, prefix: str) -> Iterator[tuple[str, float]]:
         """Keys under `prefix` with their modification times, like the clouds' list calls."""
@@ -102,3 +166,11 @@ class LocalStore:
                 if key.startswith(prefix):
                     found.append(key)
         yield from sorted(found)
+
+
+def _failed(staged: Staged, exc: OSError) -> NoReturn:
+    """Disk full, say: leave no half-written file behind, and say which object failed."""
+    LocalStore.discard(staged)
+    if exc.filename is None:
+        raise OSError(exc.errno, exc.strerror, staged.target) from exc
+    raise exc

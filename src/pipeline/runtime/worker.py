@@ -5,16 +5,19 @@ handler that calls `sys.exit()` or `os._exit()`, crashes the interpreter or hang
 only this process. The runner notices, starts a new one (module state is gone, as in a new
 container) and retries the input, then dead-letters it, as every cloud does.
 
-A worker never writes to the store: outputs and dead letters go back to the runner, which owns
-the store and the journal, so crash safety stays in one place.
+A worker never writes to the store: it writes outputs and dead letters to temporary files next to
+their keys and names them in its reply; the runner, which owns the store and the journal, decides
+whether and when each lands (fsync, rename, journal line, in order), so crash safety stays in one place.
 
 Protocol, on two pipes whose fds are on the command line, frames of an 8-byte length + a pickle:
 
-    runner -> worker   ("stream", batch_id, datas, lines, arrival) | ("object", bucket, key, data) | ("schedule", tick)
+    runner -> worker   ("stream", batch_id, datas, lines, arrivals) | ("object", bucket, key, data) | ("schedule", tick)
+                       | ("object_file", bucket, key, tmp)   an object another worker staged in file tmp
                        | ("window", tick, since, until, [(key, data), ...])   a schedule over accumulated objects
                        | ("http", body, content_type)                           one request to an HTTP stage
     worker -> runner   first ("ready",) or ("error", info); then one reply per request:
-                       ("ok", result, puts) | ("failed", info) | ("exited", info, code)
+                       ("ok", result, puts) | ("failed", info) | ("exited", info, code) | ("store_failed", os_error)
+                       where puts are (bucket, key, temporary file): the objects the input wrote, in order
 
 A schedule over accumulated outputs gets its window from the runner, which lists the store, journals
 the window and sends the objects' bytes; the worker runs the handler on their rows and returns the
@@ -26,6 +29,7 @@ Standard library only: starting a worker must stay cheap.
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import json
 import os
@@ -42,6 +46,7 @@ from pipeline.runtime.errors import BatchFailedError
 from pipeline.runtime.invoke import BatchResult, Settings, StageRunner, Window, error_info, http_rows, load_handler
 from pipeline.runtime.lines import LineRecord
 from pipeline.runtime.logs import JsonLogger
+from pipeline.runtime.store import LocalStore
 
 _HEADER = struct.Struct("!Q")
 
@@ -81,16 +86,38 @@ def _read_exactly(fd: int, size: int) -> bytes | None:
     return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
-class _ReturnedStore:
-    """The runner's store, seen from the worker: writes are collected and sent back with the reply;
-    reads are served from the objects the runner sent with the request (a schedule's window)."""
+class _StoreFailedError(Exception):
+    """The local disk refused a write (full, read-only...): the runner stops the run and says why."""
 
-    def __init__(self) -> None:
-        self.puts: list[tuple[str, str, bytes]] = []
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.info = {"errno": error.errno, "strerror": error.strerror, "filename": error.filename}
+
+
+class _ReturnedStore:
+    """The runner's store, seen from the worker. A write goes to a temporary file next to its key and is
+    named in the reply: the runner fsyncs it and renames it over the key, in order with everything else
+    and with the journal (the bytes never cross the pipe, and the write is done here, beside the runner's
+    work). Reads are served from the objects the runner sent with the request (a schedule's window)."""
+
+    def __init__(self, root: str) -> None:
+        self.staging = LocalStore(root, durable=False)
+        self.puts: list[tuple[str, str, str]] = []  # (bucket, key, temporary file)
         self.sent: dict[tuple[str, str], bytes] = {}
 
     def put(self, bucket: str, key: str, data: bytes) -> None:
-        self.puts.append((bucket, key, data))
+        try:
+            staged = self.staging.write_temp(bucket, key, data)
+        except OSError as exc:
+            raise _StoreFailedError(exc) from exc
+        self.puts.append((bucket, key, staged.tmp))
+
+    def discard(self) -> None:
+        """The request failed: what it staged will never land."""
+        for _, _, tmp in self.puts:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        self.puts = []
 
     def get(self, bucket: str, key: str) -> bytes:
         try:
@@ -117,11 +144,15 @@ def _handle(runner: StageRunner, store: _ReturnedStore, request: tuple[Any, ...]
     """Run one request; the result counts items, rows and dead letters (an HTTP request adds its status and answer)."""
     kind = request[0]
     if kind == "stream":
-        _, batch_id, datas, lines, arrival = request
-        return _result(runner.run_stream([LineRecord(data, line, arrival) for data, line in zip(datas, lines, strict=True)], batch_id))
+        _, batch_id, datas, lines, arrivals = request
+        records = [LineRecord(data, line, arrival) for data, line, arrival in zip(datas, lines, arrivals, strict=True)]
+        return _result(runner.run_stream(records, batch_id))
     if kind == "object":
         _, bucket, key, data = request
         return _result(runner.run_object(bucket, key, data=data))
+    if kind == "object_file":  # an object another worker staged: read where it is, or where it landed since
+        _, bucket, key, tmp = request
+        return _result(runner.run_object(bucket, key, data=store.staging.read_staged(bucket, key, tmp), encoded_rows=True))
     if kind == "schedule":
         return _result(runner.run_schedule(request[1]))
     if kind == "window":
@@ -203,7 +234,7 @@ def main() -> None:
     handler_log = JsonLogger(sys.stderr, level, pipeline=pipeline, stage=settings.stage)
     runtime_log = handler_log.bind(logger="runtime")  # the runner shows these only from WARNING up
     context = Context(settings.stage, logger=handler_log, env=env, model_path=env.get("PIPELINE_MODEL_PATH"), trigger=settings.trigger)
-    store = _ReturnedStore()
+    store = _ReturnedStore(config["store"])
     runner = _LocalStageRunner(settings, handler, store, context, runtime_log)
     write_frame(replies, ("ready",))
 
@@ -215,11 +246,17 @@ def main() -> None:
         reply: tuple[Any, ...]
         try:
             reply = ("ok", _handle(runner, store, request), store.puts)
+        except _StoreFailedError as exc:
+            store.discard()
+            reply = ("store_failed", exc.info)
         except BatchFailedError as exc:
+            store.discard()
             reply = ("failed", error_info(exc.cause))
         except Exception as exc:  # the runtime itself failed on this input: retried like any failure
+            store.discard()
             reply = ("failed", error_info(exc))
         except BaseException as exc:  # SystemExit, KeyboardInterrupt... in a handler: the process ends, as a function's would
+            store.discard()
             sys.stdout.flush()
             sys.stderr.flush()
             write_frame(replies, ("exited", _exit_info(exc), _exit_code(exc)))
