@@ -163,9 +163,10 @@ def tool_fingerprint() -> str:
     """The tool's own code, every installed backend's code, the installed distributions (Pulumi and
     the cloud SDKs with their versions) and the interpreter: what makes the same spec plan differently."""
     digest = hashlib.sha256(f"{sys.version}\0{sys.platform}\0".encode())
-    for name in sorted(set(_distributions())):
+    distributions = list(_distribution_folders())
+    for name in sorted({folder.name for folder in distributions}):
         digest.update(f"dist\0{name}\0".encode())
-    for package in sorted({"pipeline", *_backend_packages()}):
+    for package in sorted({"pipeline", *_backend_packages(distributions)}):
         spec = importlib.util.find_spec(package)
         for location in (spec.submodule_search_locations or []) if spec else []:
             digest.update(f"package\0{package}\0{fingerprint(Path(location))}\0".encode())
@@ -179,33 +180,26 @@ def _site_folders() -> Iterable[Path]:
             yield path
 
 
-def _distributions() -> Iterator[str]:
-    """Names of installed distributions with their versions (`pulumi_aws-7.51.1.dist-info`), read
-    from folder names: importlib.metadata would cost tens of milliseconds."""
+def _distribution_folders() -> Iterator[Path]:
+    """Every installed distribution's metadata folder (`pulumi_aws-7.51.1.dist-info`), found by name:
+    importlib.metadata would cost tens of milliseconds."""
     for site in _site_folders():
         try:
             names = os.listdir(site)
         except OSError:
             continue
-        yield from (name for name in names if name.endswith((".dist-info", ".egg-info")))
+        yield from (site / name for name in names if name.endswith((".dist-info", ".egg-info")))
 
 
-def _backend_packages() -> Iterator[str]:
+def _backend_packages(folders: Iterable[Path] | None = None) -> Iterator[str]:
     """Top-level packages that provide `pipeline.backends` entry points, read from each
     distribution's entry_points.txt (the same files importlib.metadata reads)."""
-    for site in _site_folders():
+    for folder in _distribution_folders() if folders is None else folders:
         try:
-            names = os.listdir(site)
+            text = (folder / "entry_points.txt").read_text(encoding="utf-8", errors="replace")
         except OSError:
             continue
-        for name in names:
-            if not name.endswith((".dist-info", ".egg-info")):
-                continue
-            try:
-                text = (site / name / "entry_points.txt").read_text(encoding="utf-8", errors="replace")
-            except OSError:
-                continue
-            yield from _group_modules(text, BACKENDS_GROUP)
+        yield from _group_modules(text, BACKENDS_GROUP)
 
 
 def _group_modules(text: str, group: str) -> Iterator[str]:

@@ -303,9 +303,9 @@ def _run_child(connection: socket.socket, descriptors: list[int], request: dict[
     except BaseException:  # whatever happens, the caller gets an exit code
         code = 1
     finally:
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(OSError, ValueError):
-                stream.flush()
+        from pipeline.cli.entry import flush_output
+
+        flush_output()
         with contextlib.suppress(OSError):
             connection.sendall(f"exit {code}\n".encode())
         os._exit(code)

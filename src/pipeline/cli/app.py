@@ -19,6 +19,7 @@ import typer
 
 from pipeline import __version__
 from pipeline.cli import help_text, lifecycle
+from pipeline.cli.entry import exit_now
 from pipeline.cli.output import EXIT_BAD_INPUT, EXIT_FAILED, err, fail, out, spec_failure, want_json_errors, working, wrote
 
 if TYPE_CHECKING:
@@ -680,17 +681,6 @@ def _command_name(args: Sequence[str]) -> str:
     return next((a for a in args if not a.startswith("-")), "")
 
 
-def _exit_now(code: int) -> NoReturn:
-    """Flush what was printed, then leave without teardown: every file was closed by its `with`."""
-    import contextlib
-    import os
-
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):  # a closed pipe (`| head`) or stream: nothing left to lose
-            stream.flush()
-    os._exit(code)
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry: readable help, `--no-color` anywhere, JSON errors when JSON was asked
     for, and never a traceback."""
@@ -736,5 +726,5 @@ def main(argv: Sequence[str] | None = None) -> None:
         code = EXIT_FAILED
     code = code if isinstance(code, int) else 0
     if quick:
-        _exit_now(code)
+        exit_now(code)
     sys.exit(code)

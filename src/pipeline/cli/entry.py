@@ -3,7 +3,24 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
+from typing import NoReturn
+
+
+def flush_output() -> None:
+    """Flush stdout and stderr; a closed pipe (`| head`) or stream has nothing left to lose."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+
+
+def exit_now(code: int) -> NoReturn:
+    """Leave without interpreter teardown once what was printed is flushed (every file a command
+    writes is closed by its `with`)."""
+    flush_output()
+    os._exit(code)
 
 
 def main() -> None:
@@ -13,11 +30,7 @@ def main() -> None:
     if plan_server.wanted(args):
         code = plan_server.run_remote(args)
         if code is not None:
-            import os
-
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)
+            exit_now(code)
     from pipeline.cli.app import main as run_here
 
     run_here()
