@@ -53,12 +53,8 @@ def delivered(cloud: Mapping[str, Any]) -> dict[str, float]:
 
 
 def _source(stage: StageSpec) -> str | None:
-    """The stage or bucket whose objects a stage reads (objects triggers; schedules that read accumulated rows)."""
-    trigger = stage.trigger
-    if trigger.objects:
-        return trigger.objects.from_stage
-    source = getattr(trigger, "from_stage", None)  # schedule `from` (newer specs)
-    return source if isinstance(source, str) else None
+    """The stage or bucket whose objects a stage reads (objects triggers; schedule or HTTP stages over accumulated rows)."""
+    return stage.trigger.source
 
 
 def _batch_label(stage: str, batch_size: int, per_invocation: Mapping[str, float]) -> str:

@@ -134,12 +134,12 @@ class Orchestrator:
         source = trigger.source
         if source is not None:
             grants.append(Grant(Access.READ_OBJECTS, buckets[source], stage_prefix(source), f"read objects of {source}"))
-        if trigger.from_stage:
+        window = trigger.window_source
+        if window:
             assert output is not None
-            grants.append(Grant(Access.LIST_OBJECTS, buckets[trigger.from_stage], stage_prefix(trigger.from_stage),
-                                f"find the objects {trigger.from_stage} wrote since the last run"))
-            grants.append(Grant(Access.READ_OBJECTS, output, state_prefix(stage.name), "read the watermark of the last successful run"))
-            grants.append(Grant(Access.WRITE_OBJECTS, output, state_prefix(stage.name), "advance the watermark after a successful run"))
+            grants.append(Grant(Access.LIST_OBJECTS, buckets[window], stage_prefix(window), f"find the objects {window} wrote since the last run"))
+            grants.append(Grant(Access.READ_OBJECTS, output, state_prefix(stage.name), "read the watermark and the run lease"))
+            grants.append(Grant(Access.WRITE_OBJECTS, output, state_prefix(stage.name), "take the run lease and advance the watermark"))
         model = models[stage.model] if stage.model else None
         if model is not None:
             grants.append(Grant(Access.READ_OBJECT, buckets["artifacts"], model.name, "load the model artifact"))

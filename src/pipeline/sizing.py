@@ -169,6 +169,9 @@ def demand(spec: PipelineSpec, stage: StageSpec, sized: dict[str, StageSizing]) 
         return StageDemand(stage.name, work.records_per_second, None, "the stream")
     if trigger.http:
         requests = work.http.requests_per_second
+        if trigger.http.from_stage:
+            _, rows, text = source_output(trigger.http.from_stage)
+            return StageDemand(stage.name, rows, requests, f"HTTP-requested runs over accumulated {text}")
         return StageDemand(stage.name, requests * work.http.rows_per_request, requests, "HTTP requests")
     if trigger.objects:
         objects, rows, text = source_output(trigger.objects.from_stage)
@@ -197,7 +200,7 @@ def stage_sizing(spec: PipelineSpec, stage: StageSpec, demand: StageDemand, *, r
     duration = invocation_ms(spec, stage, records_per_invocation)
     capacity = concurrency * records_per_invocation / (duration / 1000) if duration > 0 else math.inf
     ratio = spec.workload.stage(stage.name).output_ratio
-    writes = not (stage.trigger.http and not stage.trigger.http.persist)
+    writes = stage.writes_objects
     rows_per_object = records_per_invocation * ratio
     if stage.trigger.schedule and not stage.trigger.from_stage:
         rows_per_object = max(rows_per_object, 1.0)  # a run without inputs still writes what it yields (assume one row)
@@ -234,13 +237,13 @@ def capacity_problems(spec: PipelineSpec, sizing: Sizing, cloud: str) -> list[Pr
                              f"one invocation of {sized.records_per_invocation:,.0f} record(s) takes {sized.invocation_ms / 1000:,.1f} s "
                              f"on {cloud} (workload.stages.{stage.name}), longer than timeout_s {stage.timeout_s}",
                              "raise timeout_s, or lower batch_size / the work per record"))
-        if stage.trigger.from_stage:
+        if stage.trigger.window_source:
             held = sized.records_per_invocation * spec.workload.record_bytes * PARSED_ROW_FACTOR
             if held > stage.memory_mb * 1024 * 1024 * MEMORY_USABLE:
                 problems.append(((*at, "memory_mb"),
                                  f"one run reads ~{sized.records_per_invocation:,.0f} accumulated rows (~{held / 2**20:,.0f} MB once parsed), "
                                  f"more than memory_mb {stage.memory_mb} holds",
-                                 "run the schedule more often, or raise memory_mb"))
+                                 "run the schedule more often (or call the HTTP stage more often), or raise memory_mb"))
         if sized.demand_records_per_second > 0 and sized.capacity_records_per_second < sized.demand_records_per_second:
             problems.append((("workload", "records_per_second") if stage.trigger.stream else at,
                              f"stage {stage.name!r} can sustain {sized.capacity_records_per_second:,.0f} rec/s on {cloud} "
@@ -265,8 +268,8 @@ class Latency:
 def latency_paths(spec: PipelineSpec, sizing: Sizing) -> list[Latency]:
     """Trigger waits plus invocation times summed along every path that carries data.
 
-    A path starts at the stream, the uploads bucket or an HTTP request (answered synchronously) and ends
-    at a stage no other stage reads. A schedule with no `from` carries no data and has no path.
+    A path starts at the stream, the uploads bucket or an HTTP request (answered synchronously; an HTTP stage
+    with `from` continues its source's path) and ends at a stage no other stage reads. A schedule with no `from` carries no data and has no path.
     """
     paths: dict[str, Latency] = {}
     for stage in spec.stages:

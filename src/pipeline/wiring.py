@@ -28,13 +28,13 @@ def state_prefix(stage: str) -> str:
 
 
 def writes_objects(stage: StageSpec) -> bool:
-    """HTTP stages answer their caller and write objects only with `persist: true`."""
-    return not (stage.trigger.http and not stage.trigger.http.persist)
+    """See `StageSpec.writes_objects`."""
+    return stage.writes_objects
 
 
 def has_bucket(stage: StageSpec) -> bool:
-    """A stage gets its own bucket for its outputs, or for a schedule's watermark."""
-    return writes_objects(stage) or bool(stage.trigger.from_stage)
+    """A stage gets its own bucket for its outputs, or for a windowed stage's watermark and lease."""
+    return writes_objects(stage) or bool(stage.trigger.window_source)
 
 
 def bucket_plan(spec: PipelineSpec) -> list[BucketSpec]:
@@ -84,7 +84,7 @@ def stage_env(spec: PipelineSpec, stack: str, stage: StageSpec, bucket: Callable
     if source is not None:
         env["PIPELINE_INPUT_BUCKET"] = bucket(source)
         env["PIPELINE_INPUT_PREFIX"] = stage_prefix(source)
-    if stage.trigger.from_stage:
+    if stage.trigger.window_source:
         env["PIPELINE_STATE_BUCKET"] = bucket(stage.name)
         env["PIPELINE_STATE_PREFIX"] = state_prefix(stage.name)
     if stage.model and model_key is not None:

@@ -18,7 +18,7 @@ from pydantic.json_schema import SkipJsonSchema
 from pipeline.errors import clip, echo, odd_character
 from pipeline.spec.numbers import refuse_booleans
 from pipeline.spec.paths import FileTooLargeError, check_tree, read_regular_file, resolve_in_project
-from pipeline.spec.schedule import CRON_HINT, Schedule, parse_schedule
+from pipeline.spec.schedule import CRON_HINT, Schedule, check_timezone, parse_schedule
 
 # Strictest common ground: GCP service accounts and Azure resources need a leading letter,
 # S3 and Azure storage need lowercase, and names are prefixes of longer cloud names.
@@ -114,12 +114,21 @@ class ObjectsTrigger(Strict):
 
 
 class HttpTrigger(Strict):
-    """Run the stage on demand: an authenticated HTTPS request carries rows in and gets the output rows back.
+    """Run the stage on demand over HTTPS, for authenticated callers only.
 
+    Without `from`, a request carries rows in and gets the output rows back. With `from`, a request runs the
+    stage over the rows the named stage (or the uploads bucket) wrote since the last successful run, exactly as a
+    scheduled run with `from` does (same window, watermark and lease), and answers what the run read and wrote.
     Never anonymous: each cloud authenticates callers with its own identities (see `clouds.<cloud>.http_invokers`).
     """
 
-    persist: bool = Field(False, description="Also write each request's output rows to the stage's bucket, like other stages do.")
+    persist: bool = Field(False, description="Also write each request's output rows to the stage's bucket, like other stages do (always, with `from`).")
+    from_stage: str | None = Field(
+        None, alias="from",
+        description="Run over the rows this earlier stage (or the uploads bucket) wrote since the last successful run, instead of the request's rows.",
+    )
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
 class Trigger(Strict):
@@ -133,6 +142,11 @@ class Trigger(Strict):
         description="With `schedule` only: each run gets the rows the named stage (or the uploads bucket) wrote since the last successful run.",
     )
     http: HttpTrigger | None = None
+    timezone: str | None = Field(
+        None,
+        description="With `schedule` only: the IANA time zone its cron fields are read in, e.g. Europe/Paris (default UTC). "
+                    "Clouds that cannot fire in a zone say so when the spec is validated for them.",
+    )
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, validate_default=True)
 
@@ -143,6 +157,13 @@ class Trigger(Strict):
             parse_schedule(value)
         return value
 
+    @field_validator("timezone")
+    @classmethod
+    def _valid_timezone(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_timezone(value)
+        return value
+
     @model_validator(mode="after")
     def _exactly_one(self) -> Trigger:
         chosen = [k for k in ("stream", "objects", "schedule", "http") if getattr(self, k) is not None]
@@ -151,7 +172,10 @@ class Trigger(Strict):
                 f"a trigger needs exactly one of 'stream', 'objects', 'schedule' or 'http' (found {', '.join(chosen) or 'none'})"
             )
         if self.from_stage is not None and self.schedule is None:
-            raise ValueError("'from' beside the trigger kind only goes with 'schedule' (objects triggers write it inside: objects: {from: ...})")
+            raise ValueError("'from' beside the trigger kind only goes with 'schedule' (objects and http triggers write it inside: "
+                             "objects: {from: ...}, http: {from: ...})")
+        if self.timezone is not None and self.schedule is None:
+            raise ValueError("'timezone' only goes with 'schedule', e.g. {schedule: '0 6 * * *', timezone: Europe/Paris}")
         return self
 
     @property
@@ -160,8 +184,16 @@ class Trigger(Strict):
 
     @property
     def source(self) -> str | None:
-        """The stage or uploads bucket whose objects this trigger reads (objects, or a schedule with `from`)."""
-        return self.objects.from_stage if self.objects else self.from_stage
+        """The stage or uploads bucket whose objects this trigger reads (objects, or a schedule or HTTP stage with `from`)."""
+        return self.objects.from_stage if self.objects else self.window_source
+
+    @property
+    def window_source(self) -> str | None:
+        """The stage or uploads bucket a schedule or HTTP stage reads in windows: each run gets what it wrote since the
+        last successful run (a watermark and a lease in the stage's own bucket). None for every other trigger."""
+        if self.http is not None:
+            return self.http.from_stage
+        return self.from_stage
 
     @cached_property
     def parsed_schedule(self) -> Schedule:
@@ -230,6 +262,13 @@ class StageSpec(Strict):
         if value is not None:
             _existing_file(value, info, f"{info.field_name} file")
         return value
+
+    @property
+    def writes_objects(self) -> bool:
+        """HTTP stages answer their caller and write objects only with `persist: true`, or when they run over
+        accumulated outputs (`from`), whose results are too many rows for an answer."""
+        http = self.trigger.http
+        return not (http and not http.persist and not http.from_stage)
 
     @property
     def handler_file(self) -> str:
@@ -347,12 +386,84 @@ class AlertsSpec(Strict):
 
 
 _INVOKERS = "Principals allowed to call HTTP stages, besides the pipeline's own caller identity."
+_SOURCES = "Which sources this producer may feed: 'stream' and/or the uploads bucket's name (default: every source the pipeline has)."
+AWS_PRINCIPAL = r"[0-9]{12}|arn:aws(-cn|-us-gov)?:iam::[0-9]{12}:(root|role/[A-Za-z0-9+=,.@_/-]{1,512}|user/[A-Za-z0-9+=,.@_/-]{1,512})"
+GCP_MEMBER = r"(user|group|serviceAccount):[^@\s]+@[^@\s]+\.[^@\s]+|domain:[a-z0-9.-]+\.[a-z]{2,}|principal(Set)?://[!-~]+"
+AZURE_PRINCIPAL = r"((user|group|sp):)?[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+AZURE_PRINCIPAL_HINT = ("an Entra ID object id, optionally typed: 'user:<id>', 'group:<id>' or 'sp:<id>' (a service principal or managed "
+                        "identity); an untyped id lets Azure work out its type")
+
+
+def _matches(pattern: str, what: str, hint: str) -> Any:
+    def check(value: str) -> str:
+        if not re.fullmatch(pattern, value):
+            raise ValueError(f"{echo(value)} is not {what}{odd_character(value)}; use {hint}")
+        return value
+    return AfterValidator(check)
+
+
+AwsPrincipal = Annotated[str, _matches(AWS_PRINCIPAL, "an AWS account or IAM principal",
+                                       "a 12-digit account id, arn:aws:iam::<account>:root, or an IAM role or user ARN")]
+GcpMember = Annotated[str, _matches(GCP_MEMBER, "a GCP IAM member",
+                                    "user:, group: or serviceAccount:<e-mail>, domain:<domain>, or a principal:// / principalSet:// "
+                                    "workload identity federation member (never allUsers)")]
+AzurePrincipal = Annotated[str, _matches(AZURE_PRINCIPAL, "an Entra ID principal", AZURE_PRINCIPAL_HINT)]
+
+
+class Producer(Strict):
+    """An outside party (another account, project or tenant) that sends records or files into the pipeline."""
+
+    sources: list[str] | None = Field(None, min_length=1, max_length=2, description=_SOURCES)
+
+    def feeds(self, source: str) -> bool:
+        return self.sources is None or source in self.sources
+
+
+class AwsProducer(Producer):
+    """Gets a role in the pipeline's account to assume (trusting exactly this principal), allowed only to write its sources."""
+
+    principal: AwsPrincipal = Field(description="Who may assume the producer role: an account id or root ARN (the partner delegates "
+                                                "inside their account), or one IAM role or user ARN.")
+    external_id: str | None = Field(None, min_length=2, max_length=1224, pattern=r"^[A-Za-z0-9+=,.@:/_-]+$",
+                                    description="Required in sts:AssumeRole (sts:ExternalId), as AWS advises for third parties.")
+
+
+class GcpProducer(Producer):
+    """Gets the write-only role on each source directly (topic publisher, object creator under the landing prefix)."""
+
+    member: GcpMember = Field(description="An IAM member of any project or identity pool, e.g. serviceAccount:uploader@partner.iam.gserviceaccount.com.")
+
+
+class AzureFederatedSubject(Strict):
+    """A workload outside Azure (GitHub Actions, another cloud, Kubernetes) that signs in as the producer identity."""
+
+    issuer: str = Field(pattern=r"^https://[!-~]+$", max_length=2048, description="The OIDC issuer URL of the outside workload's tokens.")
+    subject: str = Field(min_length=1, max_length=600, pattern=r"^[!-~]+$", description="The token's subject claim, e.g. repo:org/repo:ref:refs/heads/main.")
+    audience: str = Field("api://AzureADTokenExchange", min_length=1, max_length=600, description="The token's audience.")
+
+
+class AzureProducer(Producer):
+    """Either an Entra ID principal (a role assignment on each source) or an outside workload (a federated credential on
+    the producer identity)."""
+
+    principal: AzurePrincipal | None = Field(None, description=f"{AZURE_PRINCIPAL_HINT[0].upper()}{AZURE_PRINCIPAL_HINT[1:]}.")
+    federated: AzureFederatedSubject | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> AzureProducer:
+        if (self.principal is None) == (self.federated is None):
+            raise ValueError("a producer needs exactly one of 'principal' (an Entra ID object id) or 'federated' ({issuer, subject})")
+        return self
+
+
+_PRODUCERS = "Outside parties (other accounts, projects or tenants) that may write to the pipeline's sources, and nothing else."
 
 
 class AwsSettings(Strict):
     region: str = Field("us-east-1", pattern=r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$", description="AWS region, e.g. us-east-1.")
     stream_mode: Literal["provisioned", "on_demand"] = Field("provisioned", description="Kinesis capacity mode.")
     http_invokers: list[str] = Field(default_factory=list, max_length=50, description=f"{_INVOKERS} IAM role or user ARNs.")
+    producers: list[AwsProducer] = Field(default_factory=list, max_length=20, description=_PRODUCERS)
 
 
 class GcpSettings(Strict):
@@ -360,12 +471,13 @@ class GcpSettings(Strict):
     region: str = Field("us-central1", pattern=r"^[a-z]+-[a-z]+[0-9]$", description="GCP region, e.g. us-central1.")
     http_invokers: list[str] = Field(default_factory=list, max_length=50,
                                      description=f"{_INVOKERS} IAM members: user:..., group:..., serviceAccount:... (never allUsers).")
+    producers: list[GcpProducer] = Field(default_factory=list, max_length=20, description=_PRODUCERS)
 
 
 class AzureSettings(Strict):
     location: str = Field("eastus", pattern=r"^[a-z0-9]+$", description="Azure location, e.g. eastus.")
-    http_invokers: list[str] = Field(default_factory=list, max_length=50,
-                                     description=f"{_INVOKERS} Entra ID object IDs of users, groups, service principals or managed identities.")
+    http_invokers: list[AzurePrincipal] = Field(default_factory=list, max_length=50, description=f"{_INVOKERS} {AZURE_PRINCIPAL_HINT}.")
+    producers: list[AzureProducer] = Field(default_factory=list, max_length=20, description=_PRODUCERS)
 
 
 class CloudsSpec(Strict):
@@ -445,13 +557,21 @@ def wiring_problems(spec: PipelineSpec) -> list[tuple[tuple[str | int, ...], str
                              "add 'stream: {}' at the top level, or trigger the stage on objects from the uploads bucket"))
         source = trigger.source
         if source is not None and source not in readable:
-            field_path = (*at, "trigger", "objects", "from") if trigger.objects else (*at, "trigger", "from")
+            field_path = (*at, "trigger", "objects" if trigger.objects else "http" if trigger.http else "", "from")
+            field_path = tuple(part for part in field_path if part != "")
             what = "an earlier stage that writes objects" + (f" or the uploads bucket {uploads!r}" if uploads else "")
             choices = ", ".join(readable) or "none: the first stage must read the stream, run on a schedule or serve HTTP"
             problems.append((field_path, f"stage {stage.name!r} reads objects from {echo(source)}, which is not {what}", f"can read: {choices}"))
         seen.append(stage.name)
-        if not (trigger.http and not trigger.http.persist):
-            readable.append(stage.name)  # an HTTP stage writes objects only with persist: true
+        if stage.writes_objects:
+            readable.append(stage.name)
+    sources = (["stream"] if spec.stream is not None else []) + ([uploads] if uploads else [])
+    for cloud in ("aws", "gcp", "azure"):
+        for number, producer in enumerate(getattr(spec.clouds, cloud).producers):
+            for position, source in enumerate(producer.sources or []):
+                if source not in sources:
+                    problems.append((("clouds", cloud, "producers", number, "sources", position), f"{echo(source)} is not a source of this pipeline",
+                                     f"sources: {', '.join(sources)}"))
     for name in sorted(set(spec.workload.stages) - set(seen)):
         problems.append((("workload", "stages", name), f"{echo(name)} is not a stage", f"stages: {', '.join(seen)}"))
     return problems

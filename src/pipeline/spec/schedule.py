@@ -166,3 +166,23 @@ def parse_schedule(text: str) -> Schedule:
     if never:
         raise ValueError(f"{never}; pick days every chosen month has (1-28 always exist), or add a month that has them")
     return Cron(*fields)
+
+
+TIMEZONE_HINT = "an IANA time zone name such as UTC, Europe/Paris or America/New_York"
+
+
+def check_timezone(name: str) -> str:
+    """An IANA time zone a schedule's cron is read in. Checked against the tz database this machine has
+    (the clouds take the same names: EventBridge Scheduler and Cloud Scheduler both use IANA names)."""
+    import difflib
+    import zoneinfo
+
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+){0,2}", name) or len(name) > 64:
+        raise ValueError(f"{echo(name)} is not a time zone name{odd_character(name)}; use {TIMEZONE_HINT}")
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        close = difflib.get_close_matches(name, sorted(zoneinfo.available_timezones()), n=3)
+        suggestion = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ValueError(f"{echo(name)} is not a known time zone{suggestion} (use {TIMEZONE_HINT})") from None
+    return name
