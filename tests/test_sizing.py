@@ -132,3 +132,12 @@ def test_invocation_time_is_overhead_plus_per_record_work(tmp_path: Path) -> Non
     assert invocation_ms(spec, spec.stage("pre"), 10) == pytest.approx(102)
     assert invocation_ms(spec, spec.stage("api"), 10) == pytest.approx(100 + 10 * 1.0)  # documented defaults
     assert demand(spec, spec.stage("pre"), {}).events_per_second is None
+
+
+def test_erlang_b_matches_published_tables() -> None:
+    from pipeline.sizing import erlang_b, servers_for_blocking
+
+    # Erlang B tables: 10 servers offered 5 erlangs block 1.84 %; 1 server offered 1 erlang blocks 50 %
+    assert abs(erlang_b(10, 5.0) - 0.018385) < 1e-5
+    assert erlang_b(1, 1.0) == 0.5 and erlang_b(3, 0.0) == 0.0
+    assert servers_for_blocking(5.0) == 11 and erlang_b(11, 5.0) <= 0.01 < erlang_b(10, 5.0)

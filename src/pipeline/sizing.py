@@ -144,6 +144,29 @@ def needed_concurrency(demand_records_per_second: float, records_per_invocation:
     return max(1, math.ceil(demand_records_per_second * HEADROOM * duration_ms / 1000 / per_invocation))
 
 
+def erlang_b(servers: int, offered_erlangs: float) -> float:
+    """The share of requests that find every server busy (Erlang B), for Poisson arrivals offering
+    `offered_erlangs` (requests per second x seconds each). A synchronous stage whose platform refuses a
+    request at once when its concurrency is used up (a Lambda function URL answers 429) loses this share."""
+    if offered_erlangs <= 0:
+        return 0.0
+    blocked = 1.0
+    for k in range(1, max(servers, 0) + 1):
+        blocked = offered_erlangs * blocked / (k + offered_erlangs * blocked)
+    return blocked
+
+
+BLOCKING_TARGET = 0.01  # synchronous stages are sized so that at most 1 % of requests find no free instance
+
+
+def servers_for_blocking(offered_erlangs: float, target: float = BLOCKING_TARGET) -> int:
+    """The fewest concurrent invocations that keep Erlang B blocking at or below `target` (at least one)."""
+    servers = 1
+    while erlang_b(servers, offered_erlangs) > target:
+        servers += 1
+    return servers
+
+
 def runs_per_second(stage: StageSpec) -> float:
     return stage.trigger.parsed_schedule.runs_per_month() / SECONDS_PER_MONTH
 

@@ -27,6 +27,22 @@ def state_prefix(stage: str) -> str:
     return f"_state/{stage}/"
 
 
+# How long before it shows in a listing an object's last-modified time may be, per kind of source. A windowed
+# stage keeps the keys it read this recently, so an object that appears late is read once, not missed or read twice:
+# S3 dates a multipart upload at its start, and every uploads bucket aborts incomplete multipart uploads after one
+# day (AWS lifecycle rule), so an upload appears at most a day after its date; a stage's own outputs are single
+# writes, bounded by the writing function's timeout.
+UPLOAD_LATENESS_S = 25 * 3600
+OUTPUT_LATENESS_MARGIN_S = 300
+
+
+def window_lateness_s(spec: PipelineSpec, source: str) -> int:
+    """Seconds an object of `source` may appear in a listing after its last-modified time (see above)."""
+    if source == spec.uploads_name:
+        return UPLOAD_LATENESS_S
+    return spec.stage(source).timeout_s + OUTPUT_LATENESS_MARGIN_S
+
+
 def writes_objects(stage: StageSpec) -> bool:
     """See `StageSpec.writes_objects`."""
     return stage.writes_objects
@@ -84,9 +100,11 @@ def stage_env(spec: PipelineSpec, stack: str, stage: StageSpec, bucket: Callable
     if source is not None:
         env["PIPELINE_INPUT_BUCKET"] = bucket(source)
         env["PIPELINE_INPUT_PREFIX"] = stage_prefix(source)
-    if stage.trigger.window_source:
+    window = stage.trigger.window_source
+    if window:
         env["PIPELINE_STATE_BUCKET"] = bucket(stage.name)
         env["PIPELINE_STATE_PREFIX"] = state_prefix(stage.name)
+        env["PIPELINE_WINDOW_LATENESS_S"] = str(window_lateness_s(spec, window))
     if stage.model and model_key is not None:
         env["PIPELINE_MODEL_BUCKET"] = bucket("artifacts")
         env["PIPELINE_MODEL_KEY"] = model_key
