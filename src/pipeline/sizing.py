@@ -92,6 +92,9 @@ class StageSizing:
     latency_max_s: float  # worst case under normal operation (a full window, a schedule interval)
     reasoning: list[str] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)  # the cloud knobs sized: {"max_instances": 12, ...}
+    # Synchronous (HTTP) stages: the share of requests the plan refuses for want of a free instance (`erlang_b`)
+    # where the platform refuses at once; None where nothing is refused (or the stage is not synchronous).
+    blocking: float | None = None
 
     @property
     def invocations_per_month(self) -> float:
@@ -208,7 +211,7 @@ def demand(spec: PipelineSpec, stage: StageSpec, sized: dict[str, StageSizing]) 
 
 def stage_sizing(spec: PipelineSpec, stage: StageSpec, demand: StageDemand, *, records_per_invocation: float, concurrency: int,
                  latency_s: float, latency_max_s: float, reasoning: list[str] | None = None,
-                 settings: dict[str, Any] | None = None) -> StageSizing:
+                 settings: dict[str, Any] | None = None, blocking: float | None = None) -> StageSizing:
     """Derive a stage's invocations, capacity and outputs from what the backend decided.
 
     Event-fed stages (objects, requests, runs) get one invocation per event; a stream stage gets
@@ -236,7 +239,7 @@ def stage_sizing(spec: PipelineSpec, stage: StageSpec, demand: StageDemand, *, r
         records_per_invocation=records_per_invocation, invocations_per_second=invocations, invocation_ms=duration,
         concurrency=concurrency, capacity_records_per_second=capacity, output_objects_per_second=objects,
         output_rows_per_object=rows_per_object, latency_s=latency_s, latency_max_s=latency_max_s,
-        reasoning=lines, settings=dict(settings or {}),
+        reasoning=lines, settings=dict(settings or {}), blocking=blocking,
     )
 
 
