@@ -34,6 +34,10 @@ HEADROOM = 1.25  # every cloud is sized to carry 25 % more than the stated workl
 # accumulated outputs holds one run's rows at once, so its memory must hold them with room for the handler.
 PARSED_ROW_FACTOR = 5
 MEMORY_USABLE = 0.8
+# An object stage holds one whole object while its handler runs: the bytes, the decompressed text, its lines and
+# the parsed rows. Measured with tracemalloc on 28 MiB of 580-byte JSON lines (`pipeline.runtime.invoke.run_object`):
+# 6.5x the uncompressed bytes at peak, plain or gzip-compressed.
+OBJECT_HELD_FACTOR = 6.5
 SECONDS_PER_MONTH = 730 * 3600
 
 Problem = tuple[tuple[str | int, ...], str, str]
@@ -270,6 +274,8 @@ def capacity_problems(spec: PipelineSpec, sizing: Sizing, cloud: str) -> list[Pr
                                  f"one run reads ~{sized.records_per_invocation:,.0f} accumulated rows (~{held / 2**20:,.0f} MB once parsed), "
                                  f"more than memory_mb {stage.memory_mb} holds",
                                  "run the schedule more often (or call the HTTP stage more often), or raise memory_mb"))
+        if stage.trigger.objects:
+            problems.extend(_object_memory(spec, stage, sized, at))
         if sized.demand_records_per_second > 0 and sized.capacity_records_per_second < sized.demand_records_per_second:
             problems.append((("workload", "records_per_second") if stage.trigger.stream else at,
                              f"stage {stage.name!r} can sustain {sized.capacity_records_per_second:,.0f} rec/s on {cloud} "
@@ -277,6 +283,26 @@ def capacity_problems(spec: PipelineSpec, sizing: Sizing, cloud: str) -> list[Pr
                              f"{sized.demand_records_per_second:,.0f} rec/s it receives",
                              "; ".join(sized.reasoning[-2:])))
     return problems
+
+
+def _object_memory(spec: PipelineSpec, stage: StageSpec, sized: StageSizing, at: tuple[str | int, ...]) -> list[Problem]:
+    """An object stage's memory must hold one object of its source as the runtime reads it (OBJECT_HELD_FACTOR x its
+    bytes: rows per object x record_bytes), or every attempt at a big file fails and it is dead-lettered."""
+    record_bytes = spec.workload.record_bytes
+    size = sized.records_per_invocation * record_bytes
+    usable = stage.memory_mb * 2**20 * MEMORY_USABLE
+    if size * OBJECT_HELD_FACTOR <= usable:
+        return []
+    source = stage.trigger.source
+    what = ("uploads.records_per_file" if source == spec.uploads_name else f"the rows per object stage {source} writes")
+    fits = usable / OBJECT_HELD_FACTOR
+    needed = math.ceil(size * OBJECT_HELD_FACTOR / MEMORY_USABLE / 2**20)
+    return [((*at, "memory_mb"),
+             f"one object of {source} is ~{size / 2**20:,.0f} MB ({sized.records_per_invocation:,.0f} rows of {record_bytes:,} B, from "
+             f"{what}); the runtime holds about {OBJECT_HELD_FACTOR:g}x an object's bytes while the handler runs (~{size * OBJECT_HELD_FACTOR / 2**20:,.0f} MB), "
+             f"more than memory_mb {stage.memory_mb} holds: the largest object that fits is ~{fits / 2**20:,.0f} MB "
+             f"({fits / record_bytes:,.0f} rows)",
+             f"raise memory_mb to {needed:,} (the most any stage may have is 10240), or write smaller objects")]
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from pipeline.backend import BucketSpec
+from pipeline.sizing import MEMORY_USABLE, OBJECT_HELD_FACTOR
 from pipeline.spec.model import PipelineSpec, StageSpec
 
 T = TypeVar("T")
@@ -41,6 +42,12 @@ def window_lateness_s(spec: PipelineSpec, source: str) -> int:
     if source == spec.uploads_name:
         return UPLOAD_LATENESS_S
     return spec.stage(source).timeout_s + OUTPUT_LATENESS_MARGIN_S
+
+
+def window_max_bytes(stage: StageSpec) -> int:
+    """Most bytes of source objects one window run reads (the rest waits for the next run), so a backlog after an
+    outage is taken in runs that fit the stage's memory (the runtime holds about OBJECT_HELD_FACTOR x what it reads)."""
+    return int(stage.memory_mb * 2**20 * MEMORY_USABLE / OBJECT_HELD_FACTOR)
 
 
 def writes_objects(stage: StageSpec) -> bool:
@@ -105,6 +112,8 @@ def stage_env(spec: PipelineSpec, stack: str, stage: StageSpec, bucket: Callable
         env["PIPELINE_STATE_BUCKET"] = bucket(stage.name)
         env["PIPELINE_STATE_PREFIX"] = state_prefix(stage.name)
         env["PIPELINE_WINDOW_LATENESS_S"] = str(window_lateness_s(spec, window))
+        env["PIPELINE_WINDOW_MAX_BYTES"] = str(window_max_bytes(stage))
+        env["PIPELINE_TIMEOUT_S"] = str(stage.timeout_s)  # a window's lease outlives a run the platform stops at its timeout
     if stage.model and model_key is not None:
         env["PIPELINE_MODEL_BUCKET"] = bucket("artifacts")
         env["PIPELINE_MODEL_KEY"] = model_key

@@ -92,8 +92,16 @@ class Settings(NamedTuple):
     input_prefix: str = ""
     model_bucket: str = ""
     model_key: str = ""
-    state_bucket: str = ""  # a schedule over accumulated outputs keeps its watermark here
+    state_bucket: str = ""  # a stage over windows of accumulated outputs keeps its watermark and lease here
     state_prefix: str = ""
+    window_lateness_s: float = 0.0  # how long after its last-modified time an object of the source may first be listed
+    window_max_bytes: int = 0  # most bytes of source objects one window run reads (0: no cap); the rest waits for the next
+    timeout_s: int = 0  # the stage's timeout: a window's lease outlives a run that the platform would have stopped
+
+    @property
+    def windowed(self) -> bool:
+        """A schedule or HTTP stage with `from`: each run reads what its source wrote since the last one (`window.py`)."""
+        return bool(self.input_bucket and self.state_bucket)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -119,7 +127,24 @@ class Settings(NamedTuple):
             model_key=env.get("PIPELINE_MODEL_KEY", ""),
             state_bucket=env.get("PIPELINE_STATE_BUCKET", ""),
             state_prefix=env.get("PIPELINE_STATE_PREFIX", ""),
+            window_lateness_s=_number(env, "PIPELINE_WINDOW_LATENESS_S", float),
+            window_max_bytes=_number(env, "PIPELINE_WINDOW_MAX_BYTES", int),
+            timeout_s=_number(env, "PIPELINE_TIMEOUT_S", int),
         )
+
+
+def _number(env: Mapping[str, str], name: str, kind: Callable[[str], Any]) -> Any:
+    """A numeric setting (0 when unset); a value that is not a non-negative number is the deployer's error, said so."""
+    text = env.get(name, "")
+    if not text:
+        return kind("0")
+    try:
+        value = kind(text)
+    except ValueError:
+        value = -1
+    if not value >= 0:
+        raise RuntimeError(f"{name}={text!r} in the environment is not a non-negative number (set by the deployer)")
+    return value
 
 
 _loaded: dict[str, Handler] = {}
@@ -168,6 +193,7 @@ class BatchResult:
         self.retry_from: int | None = None  # partial mode: index of the first item the platform must redeliver
         self.error = error
         self.poisoned: list[int] = []
+        self.dead_entries: list[dict[str, Any]] = []  # what went to the dead-letter object (an HTTP answer over a window lists them)
 
     def __repr__(self) -> str:
         return (f"BatchResult({self.batch_id!r}, items={self.items}, rows={self.rows}, output={self.output_key!r}, "
@@ -319,7 +345,7 @@ class StageRunner:
             key = keys.dead_letter_key(settings.dead_letter_prefix, result.batch_id)
             body = "".join(_encode(entry) + "\n" for entry in dead).encode("utf-8")
             self.store.put(settings.dead_letter_bucket, key, body)
-            result.dead_letters, result.dead_letter_key = len(dead), key
+            result.dead_letters, result.dead_letter_key, result.dead_entries = len(dead), key, dead
         if lines and settings.output_bucket:  # an HTTP stage without persist answers with its rows instead
             key = keys.output_key(settings.output_prefix, result.batch_id)
             lines.append(b"")
@@ -433,39 +459,48 @@ class StageRunner:
         extra = [self._dead_entry(batch_id, i, raws[i], {**source, "line": i}, exc, "not JSON") for i, exc in sorted(bad.items())]
         return self._finish(batch_id, len(raws), outcome, lambda i: raws[good[i]], lambda i: {**source, "line": good[i]}, extra)
 
-    def run_schedule(self, tick: str, window: Window | None = None) -> BatchResult:
-        """One scheduled run, named by its scheduled time (`tick`, as `entry.tick_name` gives it).
-
-        Without an input (no `from`) the handler gets no rows. With one, it gets the rows of every
-        object the source wrote since the last successful run (see `accumulated`); the watermark
-        moves only after this run's output is written, so a failed run is retried with the same inputs.
-        `window` is that set when the caller worked it out already (the local runner lists its store
-        and journals the window, so a resumed run reads the same objects).
-        """
+    def run_schedule(self, tick: str) -> BatchResult:
+        """One scheduled run without an input (no `from`), named by its scheduled time (`tick`, as
+        `entry.tick_name` gives it): the handler gets no rows, and a redelivered tick overwrites its output.
+        A schedule with `from` runs over a window instead (`window.run_window`)."""
         batch_id = keys.schedule_batch(tick)
-        settings = self.settings
-        accumulating = bool(settings.input_bucket and settings.state_bucket)
-        if accumulating:
-            try:
-                window = window or accumulated(self.store, settings, tick)  # type: ignore[arg-type]
-                rows, raws, identities, bad = window.read(self.store)
-            except Exception as exc:  # listing or reading failed: retry the run
-                self.logger.log("ERROR", "could not read the accumulated inputs; the run will be retried", batch=batch_id, exc_info=exc)
-                raise BatchFailedError(settings.stage, batch_id, exc) from exc
-        else:
-            rows, raws, identities, bad = [], [], [], {}
+        try:
+            outcome = self.apply([])
+        except BatchFailedError as exc:
+            self.logger.log("ERROR", "scheduled run failed; it will be retried", batch=batch_id, exc_info=exc.cause)
+            raise BatchFailedError(self.settings.stage, batch_id, exc.cause) from exc.cause
+        return self._finish(batch_id, 0, outcome, lambda i: b"", lambda i: {})
+
+    def run_objects(self, batch_id: str, bucket: str, objects: Sequence[tuple[str, bytes]]) -> BatchResult:
+        """The handler over the rows of several objects at once (a window's), in order, as one invocation
+        named `batch_id`: one output object, one dead-letter object. A line that is not JSON is dead-lettered alone."""
+        rows, raws, identities, bad = self.object_rows(bucket, objects)
         good = [i for i in range(len(rows)) if i not in bad]
         try:
             outcome = self.apply([rows[i] for i in good] if bad else rows)
         except BatchFailedError as exc:
-            self.logger.log("ERROR", "scheduled run failed; it will be retried", batch=batch_id, exc_info=exc.cause)
-            raise BatchFailedError(settings.stage, batch_id, exc.cause) from exc.cause
+            self.logger.log("ERROR", "run over the window failed; it will be retried", batch=batch_id, exc_info=exc.cause)
+            raise BatchFailedError(self.settings.stage, batch_id, exc.cause) from exc.cause
         extra = [self._dead_entry(batch_id, i, raws[i], identities[i], exc, "not JSON") for i, exc in sorted(bad.items())]
-        result = self._finish(batch_id, len(raws), outcome, lambda i: raws[good[i]], lambda i: identities[good[i]], extra)
-        if accumulating and window is not None:
-            window.commit(self.store)  # type: ignore[arg-type]
-            self.logger.info("watermark advanced", batch=batch_id, objects=len(window.objects), until=window.until)
-        return result
+        return self._finish(batch_id, len(raws), outcome, lambda i: raws[good[i]], lambda i: identities[good[i]], extra)
+
+    @staticmethod
+    def object_rows(bucket: str, objects: Sequence[tuple[str, bytes]]
+                    ) -> tuple[list[Any], list[bytes], list[dict[str, Any]], dict[int, BaseException]]:
+        """Rows, raw lines, identities ({bucket, key, line}) and lines that are not JSON (by index) of several objects."""
+        rows: list[Any] = []
+        raws: list[bytes] = []
+        identities: list[dict[str, Any]] = []
+        bad: dict[int, BaseException] = {}
+        for key, data in objects:
+            parsed, lines, errors = StageRunner.parse_object(data)
+            for i, (row, raw) in enumerate(zip(parsed, lines, strict=True)):
+                if i in errors:
+                    bad[len(rows)] = errors[i]
+                rows.append(row)
+                raws.append(raw)
+                identities.append({"bucket": bucket, "key": key, "line": i})
+        return rows, raws, identities, bad
 
     def run_http(self, body: bytes, content_type: str = "") -> tuple[int, dict[str, Any]]:
         """One HTTP request: rows in (a JSON array, or JSON lines), the handler's rows out.
@@ -544,76 +579,6 @@ def http_rows(body: bytes, content_type: str = "") -> list[Any]:
             except ValueError as exc:
                 raise ValueError(f"line {number} of the request body is not JSON: {exc}") from None
     return result
-
-
-WATERMARK = "watermark.json"
-SETTLE_S = 60  # objects younger than this at the scheduled time wait for the next run (an upload may still be landing)
-
-
-class Window:
-    """The objects one scheduled run reads: written after the last successful run's cut-off and before this one's."""
-
-    def __init__(self, settings: Settings, since: float, until: float, objects: list[str]) -> None:
-        self.settings, self.since, self.until, self.objects = settings, since, until, objects
-
-    def read(self, store: ObjectStore) -> tuple[list[Any], list[bytes], list[dict[str, Any]], dict[int, BaseException]]:
-        rows: list[Any] = []
-        raws: list[bytes] = []
-        identities: list[dict[str, Any]] = []
-        bad: dict[int, BaseException] = {}
-        for key in self.objects:
-            parsed, lines, errors = StageRunner.parse_object(store.get(self.settings.input_bucket, key))
-            for i, (row, raw) in enumerate(zip(parsed, lines, strict=True)):
-                if i in errors:
-                    bad[len(rows)] = errors[i]
-                rows.append(row)
-                raws.append(raw)
-                identities.append({"bucket": self.settings.input_bucket, "key": key, "line": i})
-        return rows, raws, identities, bad
-
-    def commit(self, store: ObjectStore) -> None:
-        """Advance the watermark: written only after the run's output, so a crash before it repeats the run."""
-        body = json.dumps({"until": self.until, "objects": len(self.objects)}).encode("utf-8")
-        store.put(self.settings.state_bucket, self.settings.state_prefix + WATERMARK, body)
-
-
-def accumulated(store: Any, settings: Settings, tick: str, settle_s: float | None = None) -> Window:
-    """Objects under the input prefix modified in (watermark, scheduled time - SETTLE_S], oldest first.
-
-    The cut-off comes from the scheduled time, not the clock, so a retry of the same run sees the same objects.
-    `settle_s` overrides PIPELINE_SCHEDULE_SETTLE_S (the local runner computes windows outside the stage's environment).
-    """
-    from datetime import UTC, datetime
-
-    try:
-        mark = json.loads(store.get(settings.state_bucket, settings.state_prefix + WATERMARK))
-        since = float(mark["until"])
-    except Exception as exc:  # no watermark yet: the first run reads everything the source has kept
-        if not _missing(exc):
-            raise
-        since = float("-inf")
-    settle = float(os.environ.get("PIPELINE_SCHEDULE_SETTLE_S", SETTLE_S)) if settle_s is None else settle_s
-    scheduled = datetime.strptime(tick, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC).timestamp() if tick[:1].isdigit() else _now()
-    until = scheduled - settle
-    found = sorted((modified, key) for key, modified in store.list(settings.input_bucket, settings.input_prefix)
-                   if since < modified <= until and not key.endswith("/"))
-    return Window(settings, since, until, [key for _, key in found])
-
-
-def _now() -> float:
-    import time
-
-    return time.time()
-
-
-def _missing(exc: BaseException) -> bool:
-    """Whether a store error means 'no such object' (each cloud's client raises its own type)."""
-    if isinstance(exc, (FileNotFoundError, KeyError)):
-        return True
-    name = type(exc).__name__
-    status = getattr(exc, "status_code", None) or getattr(exc, "code", None) or getattr(getattr(exc, "response", None), "status_code", None)
-    code = getattr(exc, "response", {}).get("Error", {}).get("Code") if isinstance(getattr(exc, "response", None), dict) else None
-    return name in {"NotFound", "NoSuchKey", "ResourceNotFoundError", "BlobNotFound"} or status == 404 or code in {"NoSuchKey", "404"}
 
 
 def make_runner(settings: Settings, store: ObjectStore, root: str | os.PathLike[str], env: Mapping[str, str] | None = None,

@@ -3,7 +3,7 @@ overwrites its earlier output instead of adding a duplicate (effectively-once wi
 
 Every key is built from the input's identity only: shard/partition + first/last sequence number
 for stream batches, the message id for one pushed message, the source object key for object
-stages, the scheduled time for schedule stages. Keys use only `[A-Za-z0-9/_.=-]` (other
+stages, the scheduled time for schedule stages, the window's start for runs over accumulated outputs. Keys use only `[A-Za-z0-9/_.=-]` (other
 characters are escaped as `=XX`), so no cloud URL-encodes them differently in its events.
 
 Object stages key on the source key, not its generation: the upstream key already names the
@@ -72,6 +72,19 @@ def request_batch(request_id: str) -> str:
 def schedule_batch(tick: str) -> str:
     """A schedule run, named by its scheduled time (e.g. 20261101T060000Z) or local tick."""
     return f"tick/{safe(tick)}"
+
+
+def window_batch(since: float | None) -> str:
+    """A run over a window of accumulated outputs, named by the window's start (the watermark it started
+    from, UTC; `start` for the first run): every run from the same state, a retry or one that overlapped
+    it, writes the same key, with at most more rows, so no row lands in two objects."""
+    if since is None:
+        return "window/start"
+    from datetime import UTC, datetime
+
+    moment = datetime.fromtimestamp(since, UTC)
+    text = moment.strftime("%Y%m%dT%H%M%S") + (f".{moment.microsecond:06d}" if moment.microsecond else "")
+    return f"window/{text}Z"
 
 
 def output_key(prefix: str, batch_id: str) -> str:

@@ -5,7 +5,8 @@ Records from a JSON-lines file (or stdin) are batched like the stream trigger wo
 (batch size, batching window), archived raw, and fed to each stream stage; uploaded files land in
 the uploads bucket and trigger the object stages that read it; every output object triggers the
 stages that read it; schedule stages run on each `--tick` and once at the end, those with `from`
-over the objects their source wrote since their last successful run (the cloud's watermark).
+over the objects their source wrote since their last successful run, with the clouds' window code
+(`window.py`: watermark, lease and conditional commits on the local store).
 Buckets and keys land under `.pipeline/local/<pipeline>/<stack>/` exactly as they would in the cloud.
 
 Handlers run in one worker process per stage (`local_stages.py`), as they would in their own
@@ -21,10 +22,11 @@ Crash safety without a database: input record N is line N of the input, so batch
 are line ranges; before a batch runs its range (and a digest of its lines) is appended to a
 journal, after it and everything it triggered finished a `done` line follows. Uploads are
 journaled the same way (by their number in the run, name and digest), and so is every schedule
-tick with the window of objects each accumulating stage reads. Outputs go to deterministic keys
-through atomic replaces. A run killed at any moment and started again replays the journal: done
-inputs are skipped, planned ones are re-run with the same boundaries (a tick with the same window)
-and overwrite whatever they had written. Nothing is lost and nothing is written twice.
+tick. Outputs go to deterministic keys through atomic replaces. A run killed at any moment and
+started again replays the journal: done inputs are skipped, planned ones are re-run with the same
+boundaries and overwrite whatever they had written. A window needs no journal: its committed state
+says what was read, and a run from the same state writes the same keys (`window.py`). Nothing is
+lost and nothing is written twice.
 
 A journal belongs to one set of inputs (the stream input, the uploaded files) and one version of
 the code (a fingerprint of the spec and the handlers' files): different code, other uploads, or a
@@ -51,7 +53,6 @@ from pathlib import Path
 from typing import IO, Any, TextIO, cast
 
 from pipeline.runtime import keys
-from pipeline.runtime.invoke import Window, accumulated
 from pipeline.runtime.lines import LINE_WIDTH, PARTITION, LineRecord, file_chunks, pipe_chunks
 from pipeline.runtime.local_journal import Journal, QueuedWriter, RunLog, describe_os_error, whole_lines
 from pipeline.runtime.local_stages import Call, Inputs, LocalRunError, LocalStages, Stats, add_stats, object_items, output_of, stage_env
@@ -59,6 +60,7 @@ from pipeline.runtime.logs import JsonLogger
 from pipeline.runtime.stage_process import Reply
 from pipeline.runtime.store import LocalStore
 from pipeline.runtime.watch import fingerprint
+from pipeline.runtime.window import NO_ROWS_ERROR, WindowOutcome, iso, takes_no_rows
 from pipeline.spec.load import LoadedSpec
 from pipeline.spec.model import StageSpec
 
@@ -531,13 +533,28 @@ class LocalRun:
         return name, outcome
 
     def request(self, stage: StageSpec, body: bytes, content_type: str) -> tuple[int, dict[str, Any], Outcome]:
-        """One request to an HTTP stage: (status, answer, what it did). A persisted answer triggers the stages that read it."""
+        """One request to an HTTP stage: (status, answer, what it did). A persisted answer triggers the stages that read it.
+        A stage with `from` takes no rows: the request runs it over its window, cut off now."""
+        if stage.trigger.window_source:
+            return self._window_request(stage, body)
         with self._reported(), self._collecting() as outcome:
             stats: Stats = {}
             status, answer, reply = self.stages.call_http(stage, body, content_type, stats)
             self._pass_on(stage, reply if reply.status == "ok" else None, stats)
             self._count(stats)
             self.writer.drain()
+        return status, answer, outcome
+
+    def _window_request(self, stage: StageSpec, body: bytes) -> tuple[int, dict[str, Any], Outcome]:
+        with self._reported(), self._collecting() as outcome:
+            if not takes_no_rows(body):
+                return 400, {"error": NO_ROWS_ERROR}, outcome
+            stats: Stats = {}
+            cutoff = time.time()
+            window = self._run_window(stage, f"request-{iso(cutoff)}", cutoff, stats)
+            self._count(stats)
+            self.writer.drain()
+            status, answer, _ = window.answer()  # (never busy here: this process runs one window at a time)
         return status, answer, outcome
 
     def close(self, failed: bool = False) -> None:
@@ -811,67 +828,30 @@ class LocalRun:
                 self._schedule(tick)
 
     def _schedule(self, tick: str) -> None:
-        """Every schedule stage once, for tick `tick`: planned (with the window of each stage that reads
-        accumulated objects), run, done. A planned tick runs again with the same windows."""
+        """Every schedule stage once, for tick `tick`: planned, run, done. A stage with `from` runs over its window,
+        whose committed state says what is read already, so a tick a killed run left planned simply runs again."""
         if tick in self.ticks_done:
             return
-        plan = self.ticks_planned.get(tick)
-        if plan is None:
-            plan = {"c": TICK, "st": "plan", "tick": tick, "windows": self._windows(tick)}
+        if tick not in self.ticks_planned:
+            plan = {"c": TICK, "st": "plan", "tick": tick}
             self.writer.submit(self.journal.append, plan)
             self.ticks_planned[tick] = plan
         stats: Stats = {}
         for stage in self.spec.stages:
             if not stage.trigger.schedule:
                 continue
-            window = plan["windows"].get(stage.name)
-            if window is None:
-                self._invoke(stage, ("schedule", tick), keys.schedule_batch(tick), lambda: ([], []), stats)
+            if stage.trigger.from_stage:
+                self._run_window(stage, tick, time.time(), stats)
             else:
-                self._run_window(stage, tick, window, stats)
+                self._invoke(stage, ("schedule", tick), keys.schedule_batch(tick), lambda: ([], []), stats)
         self._record_done({"c": TICK, "st": "done", "tick": tick, "stats": stats})
         self.ticks_done.add(tick)
 
-    def _windows(self, tick: str) -> dict[str, dict[str, Any]]:
-        """What each schedule with `from` reads this tick: the objects its source wrote after its watermark
-        (the cloud runtime's `accumulated`, on the local store)."""
-        stages = [s for s in self.spec.stages if s.trigger.schedule and s.trigger.from_stage]
-        if not stages:
-            return {}
-        self.writer.drain()  # every object written so far is on disk, to be listed
-        windows: dict[str, dict[str, Any]] = {}
-        for stage in stages:
-            settle = float(self.stages.envs[stage.name].get("PIPELINE_SCHEDULE_SETTLE_S", "0"))
-            window = accumulated(self.store, self.stages.dead_letterers[stage.name].settings, tick, settle_s=settle)
-            windows[stage.name] = {"since": window.since, "until": window.until, "objects": window.objects}
-        self._wait_past(max(w["until"] for w in windows.values()))
-        return windows
-
-    def _wait_past(self, moment: float) -> None:
-        """Until the file system stamps new files later than `moment`, the cut-off of the windows just taken:
-        its clock ticks coarsely (a few ms, or a second on some), and an object written in the same tick
-        as the cut-off would have a time inside this window without being read by it, and so be lost."""
-        probe = self.root / RUN_DIR / "clock"
-        deadline = time.monotonic() + 3
-        probe.touch()
-        while time.monotonic() < deadline:
-            os.utime(probe)
-            if probe.stat().st_mtime > moment:
-                return
-            time.sleep(0.002)
-
-    def _run_window(self, stage: StageSpec, tick: str, window: dict[str, Any], stats: Stats) -> None:
-        """A schedule over accumulated objects: the runner reads the window's objects and sends their bytes;
-        the worker runs the handler and returns the output, then the new watermark (written in that order)."""
-        settings = self.stages.dead_letterers[stage.name].settings
-        since, until, names = window["since"], window["until"], window["objects"]
-        objects = [(key, self.writer.get(settings.input_bucket, key)) for key in names]
-
-        def inputs() -> tuple[list[bytes], list[dict[str, Any]]]:
-            _, raws, identities, _ = Window(settings, since, until, names).read(self.store)
-            return raws, identities
-
-        self._invoke(stage, ("window", tick, since, until, objects), keys.schedule_batch(tick), inputs, stats)
+    def _run_window(self, stage: StageSpec, run: str, cutoff: float, stats: Stats) -> WindowOutcome:
+        """A run over the stage's window (`LocalStages.run_window`); its output goes on to the stages that read it."""
+        window, reply = self.stages.run_window(stage, self.store, self.writer.drain, cutoff, run, stats)
+        self._pass_on(stage, reply, stats)
+        return window
 
     def _flush(self, consumer: _Consumer) -> None:
         records = consumer.pending

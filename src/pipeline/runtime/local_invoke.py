@@ -6,9 +6,11 @@ What the input is depends on the stage's trigger, as in the cloud:
 
 * stream: each non-blank line is a record; all of them are one batch;
 * objects: the input is one new object of the source (JSON lines, gzip or not), named after the file;
-* schedule: no input; with `from`, the input is the one object the source wrote since the last run;
+* schedule: no input; with `from`, the input is the one object the source wrote since the last run
+  (the stage runs over that window, with the clouds' window code on the scratch store);
 * http: the input is the request body (a JSON array of rows, or JSON lines); not retried, as a
-  synchronous call is not: the caller gets the status.
+  synchronous call is not: the caller gets the status. With `from`, like a schedule with `from`: the
+  input is one object of the source, and the answer is the window's (what was read and written).
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ from pipeline.runtime.local import DEAD_LETTER_BUCKET, LOG_NAME, LocalUsageError
 from pipeline.runtime.local_journal import RunLog
 from pipeline.runtime.local_stages import Inputs, LocalStages, Stats, object_items, output_of
 from pipeline.runtime.logs import JsonLogger
+from pipeline.runtime.stage_process import Reply
 from pipeline.runtime.store import LocalStore
+from pipeline.runtime.window import iso
 from pipeline.spec.load import LoadedSpec
 from pipeline.spec.model import StageSpec
 
@@ -92,7 +96,11 @@ def invoke_stage(loaded: LoadedSpec, stage_name: str, data: bytes | None, input_
     stats: Stats = {}
     try:
         stages.start([stage])
-        if trigger.http:
+        if trigger.window_source:
+            called = _window(stage, data or b"", input_name, store, stages, stats, result)
+            if called is not None and output_of(called, stage) is not None:
+                result.rows = _rows(store.get(stage.name, called.result["output_key"]))
+        elif trigger.http:
             result.status, result.answer, _ = stages.call_http(stage, data or b"", "", stats)
             result.rows = list(result.answer.get("rows", []))
             result.failed = result.status >= 500
@@ -101,8 +109,7 @@ def invoke_stage(loaded: LoadedSpec, stage_name: str, data: bytes | None, input_
             called = stages.call(stage, request, batch_id, inputs, stats)
             result.failed = called is None
             if called is not None and output_of(called, stage) is not None:
-                output = store.get(stage.name, called.result["output_key"])
-                result.rows = [json.loads(line) for line in output.splitlines() if line.strip()]
+                result.rows = _rows(store.get(stage.name, called.result["output_key"]))
         counts = stats.get(stage.name, {})
         result.items, result.retries, result.filtered = counts.get("items", 0), counts.get("retries", 0), counts.get("filtered", 0)
         for bucket, key in store.written:
@@ -116,10 +123,33 @@ def invoke_stage(loaded: LoadedSpec, stage_name: str, data: bytes | None, input_
     return result
 
 
+def _rows(output: bytes) -> list[Any]:
+    return [json.loads(line) for line in output.splitlines() if line.strip()]
+
+
+def _window(stage: StageSpec, data: bytes, name: str, store: _RecordingStore, stages: LocalStages, stats: Stats,
+            result: Invocation) -> Reply | None:
+    """A stage over accumulated outputs: the input lands as one new object of its source, then the stage runs over its
+    window (everything new since the store's last run of it: with --store, a later invocation reads only what is new)."""
+    settings = stages.dead_letterers[stage.name].settings
+    key = f"{settings.input_prefix}{name}"
+    LocalStore.put(store, settings.input_bucket, key, data)
+    cutoff = max(time.time(), next(store.list(settings.input_bucket, key))[1])
+    window, reply = stages.run_window(stage, store, lambda: None, cutoff, f"invoke-{iso(cutoff)}", stats)
+    result.failed = window.status == "dead_lettered"
+    if stage.trigger.http:
+        result.status, result.answer, _ = window.answer()
+    if window.status in ("empty", "late"):
+        result.notes.append(f"the window held nothing new ({window.status})")
+    return reply
+
+
 def _what_input(stage: StageSpec) -> str:
     trigger = stage.trigger
     if trigger.stream:
         return "its records, one per line"
+    if trigger.window_source:
+        return f"one object of {trigger.source}: JSON lines, gzip or not"
     if trigger.http:
         return "the request body: a JSON array of rows, or JSON lines"
     return f"one object of {trigger.source}: JSON lines, gzip or not"
@@ -148,6 +178,4 @@ def _request(stage: StageSpec, data: bytes, name: str, result: Invocation,
     if trigger.objects:
         return ("object", settings.input_bucket, key, data), keys.object_batch(key, settings.input_prefix), lines
     tick = tick_name()
-    if trigger.from_stage:
-        return ("window", tick, float("-inf"), time.time(), [(key, data)]), keys.schedule_batch(tick), lines
     return ("schedule", tick), keys.schedule_batch(tick), lambda: ([], [])

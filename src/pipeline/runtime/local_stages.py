@@ -2,9 +2,10 @@
 invocation with the stage's retries, then dead letters. Shared by `pipeline run`, `pipeline serve`
 and `pipeline invoke`, so all three give a handler the same semantics.
 
-Workers only compute: what an invocation writes (outputs, dead letters, a schedule's watermark)
-a worker stages in temporary files and names in its reply, and it lands here, in the reply's order,
-through the store the caller gives (the run's queued writer, or a plain `LocalStore`).
+Workers only compute: what an invocation writes (outputs, dead letters) a worker stages in temporary
+files and names in its reply, and it lands here, in the reply's order, through the store the caller
+gives (the run's queued writer, or a plain `LocalStore`). A run over a window of accumulated outputs
+takes its lease, lists and commits here, with the clouds' code (`window.py`) on the local store.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple, Protocol
 
 from pipeline.runtime.context import Context
-from pipeline.runtime.invoke import Settings, StageRunner
+from pipeline.runtime.invoke import BatchResult, Settings, StageRunner
 from pipeline.runtime.local_deps import RequirementsError, installed_path
 from pipeline.runtime.logs import JsonLogger
 from pipeline.runtime.stage_process import Reply, StageProcess
-from pipeline.runtime.store import ObjectStore
+from pipeline.runtime.store import LocalStore, ObjectStore
+from pipeline.runtime.window import Skipped, WindowOutcome, Windows
 from pipeline.spec.load import LoadedSpec
 from pipeline.spec.model import StageSpec
 
@@ -40,8 +42,6 @@ def stage_env(loaded: LoadedSpec, stage: StageSpec) -> dict[str, str]:
     env = {key: str(value) for key, value in wired(loaded.spec, loaded.stack, stage, lambda key: key).items()}
     if stage.model:
         env["PIPELINE_MODEL_PATH"] = str(loaded.base_dir / stage.model)
-    if stage.trigger.from_stage:
-        env["PIPELINE_SCHEDULE_SETTLE_S"] = "0"  # local objects are complete once written: a run takes all of them
     return env
 
 
@@ -186,6 +186,38 @@ class LocalStages:
         items, rows, dead = result["items"], result["rows"], result["dead_letters"]
         add_stats(stats, stage.name, {**counts, "items": items, "rows": rows, "dead_letters": dead, "filtered": max(0, items - rows - dead)})
         return reply
+
+    def run_window(self, stage: StageSpec, store: LocalStore, land: Callable[[], None], cutoff: float, run: str,
+                   stats: Stats) -> tuple[WindowOutcome, Reply | None]:
+        """One run of a stage over its window (`window.py`) on the local store: lease, listing and commit here, the
+        handler in the stage's worker (with its retries, then dead letters). `land()` makes everything asked so far
+        visible in `store` (the run's writer drains): before the listing, and after the output, before the commit.
+        This process holds the store's lock, so a lease a killed run left behind is taken over at once."""
+        runner = self.dead_letterers[stage.name]
+        settings = runner.settings
+        windows = Windows(store, settings, runner.logger)
+        land()
+        begun = windows.begin(cutoff, run, take_over=True)
+        if isinstance(begun, Skipped):
+            return WindowOutcome.skipped(begun, windows.clock()), None
+        try:
+            objects = windows.read(begun)
+
+            def inputs() -> tuple[list[bytes], list[dict[str, Any]]]:
+                _, raws, identities, _ = StageRunner.object_rows(settings.input_bucket, objects)
+                return raws, identities
+
+            reply = self.call(stage, ("window", begun.batch_id, settings.input_bucket, objects), begun.batch_id, inputs, stats)
+            if reply is None:  # retries exhausted: dead-lettered; the watermark stays, so the next run reads them again
+                return WindowOutcome("dead_lettered", begun.describe()), None
+            land()
+            counts = reply.result
+            windows.commit(begun, None, {"rows": counts["rows"], "dead_letters": counts["dead_letters"], "output": counts["output_key"]})
+            result = BatchResult(begun.batch_id, counts["items"])
+            result.rows, result.dead_letters, result.output_key = counts["rows"], counts["dead_letters"], counts["output_key"]
+            return WindowOutcome("ran", begun.describe(), result, failed=counts.get("failed", [])), reply
+        finally:
+            windows.release(begun)
 
     def call_http(self, stage: StageSpec, body: bytes, content_type: str, stats: Stats) -> tuple[int, dict[str, Any], Reply]:
         """One request to an HTTP stage: (status, JSON answer, reply). Not retried, as no cloud retries a

@@ -1,15 +1,19 @@
-"""The storage the runtime needs: read an object, write an object with atomic overwrite, and list
-the objects under a prefix with their modification times (for schedules over accumulated outputs).
+"""The storage the runtime needs: read an object, write an object with atomic overwrite, list the
+objects under a prefix with their modification times, and, for stages that run over windows of
+accumulated outputs (`window.py`), read an object with its version and write it only if it is still
+that version (or, for a new one, only if it does not exist yet).
 
-Every cloud entry point adapts its own client (S3, GCS, Blob) to this small protocol; the local
+Every cloud entry point adapts its own client (S3, GCS, Blob) to these small protocols; the local
 runner uses `LocalStore`, which lays buckets and keys out on disk the same way.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import itertools
 import os
+import zlib
 from collections.abc import Iterator
 from typing import NamedTuple, NoReturn, Protocol
 
@@ -26,6 +30,29 @@ class ListingStore(ObjectStore, Protocol):
     """A store that can also list: (key, last-modified as epoch seconds) under a prefix, any order."""
 
     def list(self, bucket: str, prefix: str) -> Iterator[tuple[str, float]]: ...
+
+
+class ConditionalStore(Protocol):
+    """Optimistic concurrency on one object: S3 ETags (`If-Match` / `If-None-Match: *`), GCS generations
+    (`ifGenerationMatch`), Azure ETags (`If-Match` / `If-None-Match: *`), a version token locally."""
+
+    def read_versioned(self, bucket: str, key: str) -> tuple[bytes, str] | None:
+        """The object's bytes and a token naming this version of it; None when there is no such object."""
+
+    def put_if(self, bucket: str, key: str, data: bytes, token: str | None) -> str:
+        """Write the object only if it is still the version `token` names (None: only if it does not exist);
+        returns the new version's token, or raises PreconditionFailed (another writer got there first)."""
+
+
+class WindowStore(ListingStore, ConditionalStore, Protocol):
+    """What a stage over windows of accumulated outputs needs: listing with sizes, and conditional writes."""
+
+    def list_sized(self, bucket: str, prefix: str) -> Iterator[tuple[str, float, int]]:
+        """(key, last-modified as epoch seconds, size in bytes) under `prefix`, any order."""
+
+
+class PreconditionFailed(Exception):  # noqa: N818 - the clouds' own name for it (HTTP 412)
+    """A conditional write lost: the object is not (or no longer) the version the writer read."""
 
 
 class Staged(NamedTuple):
@@ -145,11 +172,51 @@ class LocalStore:
 
     def list(self, bucket: str, prefix: str) -> Iterator[tuple[str, float]]:
         """Keys under `prefix` with their modification times, like the clouds' list calls."""
+        for key, modified, _ in self.list_sized(bucket, prefix):
+            yield key, modified
+
+    def list_sized(self, bucket: str, prefix: str) -> Iterator[tuple[str, float, int]]:
+        """Keys under `prefix` with their modification times and sizes."""
         for key in self.keys(bucket, prefix):
             try:
-                yield key, os.stat(self.path(bucket, key)).st_mtime
+                info = os.stat(self.path(bucket, key))
             except FileNotFoundError:  # replaced or removed since the walk
                 continue
+            yield key, info.st_mtime, info.st_size
+
+    # -- conditional writes (a window's state and lease) -------------------------------------------------
+
+    @staticmethod
+    def _token(info: os.stat_result, data: bytes) -> str:
+        """A version: the file (a write is a new file renamed over the key), its time, size and checksum."""
+        return f"{info.st_ino}-{info.st_mtime_ns}-{info.st_size}-{zlib.crc32(data):08x}"
+
+    def read_versioned(self, bucket: str, key: str) -> tuple[bytes, str] | None:
+        try:
+            with open(self.path(bucket, key), "rb") as handle:
+                data = handle.read()
+                return data, self._token(os.fstat(handle.fileno()), data)
+        except FileNotFoundError:
+            return None
+
+    def put_if(self, bucket: str, key: str, data: bytes, token: str | None) -> str:
+        """Compare and replace under an exclusive lock on the key's folder (held by this call only), so two
+        processes writing the same key conditionally cannot both win; readers need no lock (replaces are atomic)."""
+        target = self.path(bucket, key)
+        folder = os.path.dirname(target)
+        os.makedirs(folder, exist_ok=True)
+        lock = os.open(folder, os.O_RDONLY)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            current = self.read_versioned(bucket, key)
+            if (current[1] if current is not None else None) != token:
+                raise PreconditionFailed(f"{bucket}/{key} is not the version this writer read")
+            self.put(bucket, key, data)
+            written = self.read_versioned(bucket, key)
+            assert written is not None
+            return written[1]
+        finally:
+            os.close(lock)  # (releases the lock)
 
     def keys(self, bucket: str, prefix: str = "") -> Iterator[str]:
         """Every key in a bucket under `prefix`, sorted; leftover temp files of killed writers are skipped."""

@@ -13,15 +13,15 @@ Protocol, on two pipes whose fds are on the command line, frames of an 8-byte le
 
     runner -> worker   ("stream", batch_id, datas, lines, arrivals) | ("object", bucket, key, data) | ("schedule", tick)
                        | ("object_file", bucket, key, tmp)   an object another worker staged in file tmp
-                       | ("window", tick, since, until, [(key, data), ...])   a schedule over accumulated objects
+                       | ("window", batch_id, bucket, [(key, data), ...])   a run over a window of accumulated objects
                        | ("http", body, content_type)                           one request to an HTTP stage
     worker -> runner   first ("ready",) or ("error", info); then one reply per request:
                        ("ok", result, puts) | ("failed", info) | ("exited", info, code) | ("store_failed", os_error)
                        where puts are (bucket, key, temporary file): the objects the input wrote, in order
 
-A schedule over accumulated outputs gets its window from the runner, which lists the store, journals
-the window and sends the objects' bytes; the worker runs the handler on their rows and returns the
-output and the new watermark as writes, in that order, like the cloud runtime does them.
+A run over a window of accumulated outputs gets its window from the runner, which holds the window's
+lease, lists the store and sends the objects' bytes (`window.py`); the worker runs the handler on their
+rows and returns the output and dead letters as writes; the runner lands them, then commits the window.
 
 What the handler prints and the JSON log lines go to stdout/stderr, which the runner reads and shows.
 Standard library only: starting a worker must stay cheap.
@@ -43,7 +43,7 @@ from typing import Any
 
 from pipeline.runtime.context import Context
 from pipeline.runtime.errors import BatchFailedError
-from pipeline.runtime.invoke import BatchResult, Settings, StageRunner, Window, error_info, http_rows, load_handler
+from pipeline.runtime.invoke import BatchResult, Settings, StageRunner, error_info, http_rows, load_handler
 from pipeline.runtime.lines import LineRecord
 from pipeline.runtime.logs import JsonLogger
 from pipeline.runtime.store import LocalStore
@@ -156,10 +156,11 @@ def _handle(runner: StageRunner, store: _ReturnedStore, request: tuple[Any, ...]
     if kind == "schedule":
         return _result(runner.run_schedule(request[1]))
     if kind == "window":
-        _, tick, since, until, objects = request
-        settings = runner.settings
-        store.sent = {(settings.input_bucket, key): data for key, data in objects}
-        return _result(runner.run_schedule(tick, Window(settings, since, until, [key for key, _ in objects])))
+        from pipeline.runtime.window import failures
+
+        _, batch_id, bucket, objects = request
+        result = runner.run_objects(batch_id, bucket, objects)
+        return {**_result(result), "failed": failures(result.dead_entries)}
     if kind == "http":
         _, body, content_type = request
         status, answer = runner.run_http(body, content_type)

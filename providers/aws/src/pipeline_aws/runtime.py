@@ -15,7 +15,10 @@ One handler for the event shapes the stage's trigger delivers:
   response is the handler's rows as JSON.
 * A scheduled run: EventBridge Scheduler passes `{"scheduled_time": "<aws.scheduler.scheduled-time>"}`
   (filled in by Scheduler), an EventBridge rule sends a `Scheduled Event` with `time`; the run is named
-  by that time, so a retried run overwrites its own output and reads the same accumulated inputs.
+  by that time, so a retried run overwrites its own output. A schedule with `from` runs over its window
+  cut off at that time (`pipeline.runtime.window`), and so does a request to an HTTP stage with `from`
+  (cut off at the request's time): the window's state and lease are S3 objects written with `If-Match` /
+  `If-None-Match: *` (conditional writes, https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-requests.html).
 
 Only the standard library and boto3 (already in the Lambda runtime) are imported, boto3 lazily.
 """
@@ -30,10 +33,11 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from pipeline.runtime import keys
-from pipeline.runtime.entry import cached_runner, tick_name, wanted
+from pipeline.runtime.entry import cached_runner, tick_name, wanted, window_request, window_run
 from pipeline.runtime.errors import BatchFailedError
 from pipeline.runtime.invoke import StageRunner
 from pipeline.runtime.records import Record
+from pipeline.runtime.store import PreconditionFailed
 
 JSON_HEADERS = {"content-type": "application/json"}
 
@@ -58,13 +62,37 @@ class S3Store:
         """The object's bytes. A missing key raises FileNotFoundError, also when S3 answers 403 because the
         role may list only a prefix (S3 says 404 only to callers with ListBucket; a prefix-scoped ListBucket
         lets us ask whether the key exists instead)."""
+        return self._get(bucket, key)[0]
+
+    def _get(self, bucket: str, key: str) -> tuple[bytes, str]:
         try:
-            body: bytes = self.client.get_object(Bucket=bucket, Key=key)["Body"].read()
+            response = self.client.get_object(Bucket=bucket, Key=key)
+            body: bytes = response["Body"].read()
         except Exception as exc:
             if _code(exc) in {"NoSuchKey", "404"} or (_code(exc) in {"AccessDenied", "403"} and not self.exists(bucket, key)):
                 raise FileNotFoundError(f"s3://{bucket}/{key}") from exc
             raise
-        return body
+        return body, str(response["ETag"])
+
+    def read_versioned(self, bucket: str, key: str) -> tuple[bytes, str] | None:
+        """The object and its ETag (the version `put_if` compares), or None when there is none."""
+        try:
+            return self._get(bucket, key)
+        except FileNotFoundError:
+            return None
+
+    def put_if(self, bucket: str, key: str, data: bytes, token: str | None) -> str:
+        """PutObject with `If-Match: <etag>`, or `If-None-Match: *` to create only. S3 answers 412 PreconditionFailed
+        when the object changed (or exists), 409 ConditionalRequestConflict when another conditional write to it is
+        in flight, and 404 NoSuchKey for `If-Match` on a key that is gone: every one means another writer won."""
+        condition = {"IfNoneMatch": "*"} if token is None else {"IfMatch": token}
+        try:
+            response = self.client.put_object(Bucket=bucket, Key=key, Body=data, ContentType="application/json", **condition)
+        except Exception as exc:
+            if _code(exc) in {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"} or (token is not None and _code(exc) in {"NoSuchKey", "404"}):
+                raise PreconditionFailed(f"s3://{bucket}/{key}: {_code(exc)}") from exc
+            raise
+        return str(response["ETag"])
 
     def exists(self, bucket: str, key: str) -> bool:
         """Whether `key` exists, by listing it (works with a ListBucket scoped to the key's prefix)."""
@@ -79,10 +107,16 @@ class S3Store:
 
     def list(self, bucket: str, prefix: str) -> Iterator[tuple[str, float]]:
         """Every key under `prefix` with its last-modified time (ListObjectsV2, 1,000 keys a page)."""
+        for key, modified, _ in self.list_sized(bucket, prefix):
+            yield key, modified
+
+    def list_sized(self, bucket: str, prefix: str) -> Iterator[tuple[str, float, int]]:
+        """Every key under `prefix` with its last-modified time and size. S3 dates a multipart upload at its
+        start (CreateMultipartUpload), so a key may appear with an older time: windows allow for that."""
         paginator = self.client.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": self.page_size}):
             for item in page.get("Contents", []):
-                yield item["Key"], item["LastModified"].timestamp()
+                yield item["Key"], item["LastModified"].timestamp(), int(item.get("Size") or 0)
 
 
 def runner() -> StageRunner:
@@ -154,7 +188,8 @@ def _response(status: int, body: dict[str, Any]) -> dict[str, Any]:
 
 
 def http_request(stage: StageRunner, event: dict[str, Any]) -> dict[str, Any]:
-    """A function URL (payload format 2.0) request: POST rows, get the handler's rows back as JSON."""
+    """A function URL (payload format 2.0) request: POST rows, get the handler's rows back as JSON; for a stage
+    with `from`, POST nothing and the stage runs over its window, cut off at the request's time."""
     method = str(event["requestContext"]["http"].get("method", "")).upper()
     if method != "POST":
         response = _response(405, {"error": f"{method or 'this method'} is not supported; POST the rows as a JSON array or JSON lines"})
@@ -165,6 +200,12 @@ def http_request(stage: StageRunner, event: dict[str, Any]) -> dict[str, Any]:
         body = base64.b64decode(raw, validate=True) if event.get("isBase64Encoded") else raw.encode("utf-8")
     except ValueError:
         return _response(400, {"error": "the request body is not valid base64"})
+    if stage.settings.windowed:
+        epoch_ms = event["requestContext"].get("timeEpoch")
+        status, answer, extra = window_request(stage, body, epoch_ms / 1000 if isinstance(epoch_ms, (int, float)) else None)
+        response = _response(status, answer)
+        response["headers"].update({k.lower(): v for k, v in extra.items()})
+        return response
     headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
     status, answer = stage.run_http(body, headers.get("content-type", ""))
     return _response(status, answer)
@@ -175,6 +216,8 @@ def scheduled(stage: StageRunner, event: dict[str, Any]) -> dict[str, Any]:
     when = event.get("scheduled_time") or event.get("time")
     if not when or str(when).startswith("<aws.scheduler"):
         raise ValueError(f"stage {stage.settings.stage}: the scheduled event carries no scheduled time ({event!r})")
+    if stage.settings.windowed:  # a failure raises: Scheduler's retry policy, then its dead-letter queue
+        return window_run(stage, str(when)).summary()
     result = stage.run_schedule(tick_name(str(when)))
     return {"output": result.output_key, "rows": result.rows}
 

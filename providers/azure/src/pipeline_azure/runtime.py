@@ -19,8 +19,13 @@
   with the error) and the message completes, like a stream batch on its last retry.
 * schedule: timer (NCRONTAB from PIPELINE_SCHEDULE), named by the scheduled occurrence it runs for,
   so a late or retried run reads and writes exactly what the on-time run would have; its last
-  attempt dead-letters the run.
-* http: POST rows (JSON array or JSON lines), answered with the handler's rows; authLevel FUNCTION.
+  attempt dead-letters the run. With `from`, a run over its window cut off at that occurrence.
+* http: POST rows (JSON array or JSON lines), answered with the handler's rows; authLevel FUNCTION. With
+  `from`, POST nothing: a run over the window cut off at the request's time (409 + Retry-After when busy).
+
+A window's state and lease are blobs written with `If-None-Match: *` (`overwrite=False`) or `If-Match: <etag>`
+(`etag=..., match_condition=MatchConditions.IfNotModified`): a lost race is 409 BlobAlreadyExists or 412
+(https://learn.microsoft.com/rest/api/storageservices/specifying-conditional-headers-for-blob-service-operations).
 
 `process_*` take event-shaped objects, so they run (and are tested) without `azure.functions`,
 which is imported only by `build_app()`. Storage: azure-storage-blob with `DefaultAzureCredential`
@@ -42,13 +47,15 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from pipeline.runtime import keys
-from pipeline.runtime.entry import cached_runner, tick_name, wanted
+from pipeline.runtime.entry import cached_runner, tick_name, wanted, window_request, window_run
 from pipeline.runtime.errors import BatchFailedError
 from pipeline.runtime.invoke import BatchResult, StageRunner
 from pipeline.runtime.records import Record
+from pipeline.runtime.store import PreconditionFailed
 
 if TYPE_CHECKING:
     from pipeline.runtime.logs import JsonLogger
+    from pipeline.runtime.window import WindowOutcome
 
 BLOB_CREATED = "Microsoft.Storage.BlobCreated"
 LOGGER_NAME = "pipeline"
@@ -84,11 +91,44 @@ class BlobStore:
 
         self.client.get_blob_client(bucket, key).upload_blob(data, overwrite=True, content_settings=ContentSettings(content_type=content_type))
 
+    def read_versioned(self, bucket: str, key: str) -> tuple[bytes, str] | None:
+        """The blob and its ETag, from one download (the ETag is the downloaded version's), or None when there is none."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            downloader = self.client.get_blob_client(bucket, key).download_blob()
+            data: bytes = downloader.readall()
+        except ResourceNotFoundError:
+            return None
+        return data, str(downloader.properties.etag)
+
+    def put_if(self, bucket: str, key: str, data: bytes, token: str | None) -> str:
+        """Put Blob only if absent (`overwrite=False`: If-None-Match *) or only if still `token` (If-Match)."""
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+        from azure.storage.blob import ContentSettings
+
+        blob = self.client.get_blob_client(bucket, key)
+        settings = ContentSettings(content_type="application/json")
+        try:
+            if token is None:
+                result = blob.upload_blob(data, overwrite=False, content_settings=settings)
+            else:
+                result = blob.upload_blob(data, overwrite=True, etag=token, match_condition=MatchConditions.IfNotModified,
+                                          content_settings=settings)
+        except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError) as exc:
+            raise PreconditionFailed(f"{bucket}/{key}: {type(exc).__name__}") from exc
+        return str(result["etag"])
+
     def list(self, bucket: str, prefix: str) -> Iterator[tuple[str, float]]:
         """(name, last modified epoch) under `prefix`: List Blobs with the prefix parameter, which is what the
         stage's role assignment condition allows (`iam.list_condition`)."""
+        for key, modified, _ in self.list_sized(bucket, prefix):
+            yield key, modified
+
+    def list_sized(self, bucket: str, prefix: str) -> Iterator[tuple[str, float, int]]:
         for blob in self.client.get_container_client(bucket).list_blobs(name_starts_with=prefix):
-            yield blob.name, blob.last_modified.timestamp()
+            yield blob.name, blob.last_modified.timestamp(), int(blob.size or 0)
 
 
 class LoggingStream:
@@ -311,13 +351,16 @@ def scheduled_time(ncrontab: str, now: datetime, horizon_days: int = 32) -> date
     return now.astimezone(UTC).replace(second=0, microsecond=0)  # pragma: no cover - every schedule fires within a month
 
 
-def process_timer(timer: Any = None, now: datetime | None = None, context: Any = None) -> BatchResult:
+def process_timer(timer: Any = None, now: datetime | None = None, context: Any = None) -> BatchResult | WindowOutcome:
     """Timer trigger: one run named by its scheduled occurrence; the policy's last failing attempt
-    dead-letters the run (its name and error) instead of raising again."""
+    dead-letters the run (its name and error, or a window's rows) instead of raising again."""
     stage = runner()
     moment = now or datetime.now(UTC)
     expression = os.environ.get("PIPELINE_SCHEDULE", "")
-    tick = tick_name(scheduled_time(expression, moment) if expression else moment.replace(second=0, microsecond=0))
+    occurrence = scheduled_time(expression, moment) if expression else moment.replace(second=0, microsecond=0)
+    if stage.settings.windowed:
+        return window_run(stage, occurrence, last_attempt=last_attempt(context))
+    tick = tick_name(occurrence)
     try:
         return stage.run_schedule(tick)
     except BatchFailedError as exc:
@@ -327,9 +370,14 @@ def process_timer(timer: Any = None, now: datetime | None = None, context: Any =
 
 
 # ---- http ---------------------------------------------------------------------------------------
-def process_http(body: bytes, content_type: str = "") -> tuple[int, dict[str, Any]]:
-    """POST rows -> (status, JSON body) from `StageRunner.run_http` (200 rows, 400 bad body, 500 retryable)."""
-    return runner().run_http(body, content_type)
+def process_http(body: bytes, content_type: str = "") -> tuple[int, dict[str, Any], dict[str, str]]:
+    """POST rows -> (status, JSON body, extra headers) from `StageRunner.run_http` (200 rows, 400 bad body, 500
+    retryable); for a stage with `from`, a run over its window (`entry.window_request`: 200, 409 busy, 500)."""
+    stage = runner()
+    if stage.settings.windowed:
+        return window_request(stage, body)
+    status, answer = stage.run_http(body, content_type)
+    return status, answer, {}
 
 
 # ---- the function app ------------------------------------------------------------------------------
@@ -354,8 +402,8 @@ def _http_stage(req: Any) -> Any:
 
     import azure.functions as func
 
-    status, answer = process_http(req.get_body(), req.headers.get("content-type", ""))
-    return func.HttpResponse(json.dumps(answer, default=str), status_code=status, mimetype="application/json")
+    status, answer, headers = process_http(req.get_body(), req.headers.get("content-type", ""))
+    return func.HttpResponse(json.dumps(answer, default=str), status_code=status, mimetype="application/json", headers=headers or None)
 
 
 def worker_types(function: Callable[..., Any], returns: Any = None, **parameters: Any) -> Callable[..., Any]:

@@ -7,8 +7,13 @@ Every stage is an HTTP function (`--signature-type=http --target=http`), called 
   upload); for a stream stage, a new **batch file** that the stage's Cloud Storage subscription wrote
   (Avro, `write_metadata`: one file holds up to `batch_size` records, each with its Pub/Sub
   `message_id`, publish time, ordering key and attributes);
-* **Cloud Scheduler** (header `X-CloudScheduler-ScheduleTime`): a scheduled run, named by its scheduled time;
-* **an authenticated caller** of an HTTP stage: request rows in, the handler's rows out.
+* **Cloud Scheduler** (header `X-CloudScheduler-ScheduleTime`): a scheduled run, named by its scheduled time
+  (with `from`: a run over its window, cut off at that time);
+* **an authenticated caller** of an HTTP stage: request rows in, the handler's rows out (with `from`: no rows
+  in, a run over the window cut off at the request's time; 409 with Retry-After while another run holds it).
+
+A window's state and lease are objects written with `ifGenerationMatch` (0: only if absent), so a lost
+race is a 412 (https://cloud.google.com/storage/docs/request-preconditions).
 
 Failures: a poison record is dead-lettered by the runtime (the rest of the batch carries on). A batch or
 event that fails as a whole answers 500, so Pub/Sub redelivers it with backoff; once it has been tried
@@ -32,10 +37,11 @@ from datetime import datetime
 from typing import Any
 
 from pipeline.runtime import keys
-from pipeline.runtime.entry import cached_runner, tick_name, wanted
+from pipeline.runtime.entry import cached_runner, tick_name, wanted, window_request, window_run
 from pipeline.runtime.errors import BatchFailedError
 from pipeline.runtime.invoke import BatchResult, StageRunner
 from pipeline.runtime.records import Record
+from pipeline.runtime.store import PreconditionFailed
 
 PUBSUB_PUBLISHED = "google.cloud.pubsub.topic.v1.messagePublished"
 STORAGE_FINALIZED = "google.cloud.storage.object.v1.finalized"
@@ -61,11 +67,45 @@ class GcsStore:
     def put(self, bucket: str, key: str, data: bytes) -> None:
         self.client.bucket(bucket).blob(key).upload_from_string(data, content_type="application/x-ndjson")
 
+    def read_versioned(self, bucket: str, key: str) -> tuple[bytes, str] | None:
+        """The object and its generation (from the download's x-goog-generation header), or None when there is none.
+        Without that header (some emulators), the generation is read first and the download made conditional on it."""
+        from google.api_core.exceptions import NotFound
+
+        blob = self.client.bucket(bucket).blob(key)
+        try:
+            data: bytes = blob.download_as_bytes()
+            if blob.generation is None:
+                found = self.client.bucket(bucket).get_blob(key)
+                if found is None:
+                    return None
+                data = found.download_as_bytes(if_generation_match=found.generation)
+                blob = found
+        except NotFound:
+            return None
+        return data, str(blob.generation)
+
+    def put_if(self, bucket: str, key: str, data: bytes, token: str | None) -> str:
+        """An upload with `ifGenerationMatch` (the generation read, or 0: only if no live object exists); GCS answers
+        412 when the object is not that generation. The client retries such uploads on transient errors itself."""
+        from google.api_core.exceptions import PreconditionFailed as Failed
+
+        blob = self.client.bucket(bucket).blob(key)
+        try:
+            blob.upload_from_string(data, content_type="application/json", if_generation_match=0 if token is None else int(token))
+        except Failed as exc:
+            raise PreconditionFailed(f"gs://{bucket}/{key}: {exc}") from exc
+        return str(blob.generation)
+
     def list(self, bucket: str, prefix: str) -> Iterator[tuple[str, float]]:
         """Keys under `prefix` with their last update time (a rewrite counts as new: it is a new generation)."""
+        for key, modified, _ in self.list_sized(bucket, prefix):
+            yield key, modified
+
+    def list_sized(self, bucket: str, prefix: str) -> Iterator[tuple[str, float, int]]:
         for blob in self.client.list_blobs(bucket, prefix=prefix):
             updated = blob.updated or blob.time_created
-            yield blob.name, updated.timestamp() if updated is not None else 0.0
+            yield blob.name, updated.timestamp() if updated is not None else 0.0, int(blob.size or 0)
 
 
 def runner() -> StageRunner:
@@ -80,6 +120,9 @@ def http(request: Any) -> tuple[str, int, dict[str, str]]:
     """The functions-framework HTTP target of every stage (a Flask request)."""
     stage = runner()
     if stage.settings.trigger == "http":
+        if stage.settings.windowed:
+            status, answer, extra = window_request(stage, request.get_data(cache=False))
+            return _json(answer, status, extra)
         status, answer = stage.run_http(request.get_data(cache=False), request.headers.get("Content-Type", ""))
         return _json(answer, status)
     body = request.get_json(silent=True)
@@ -89,15 +132,19 @@ def http(request: Any) -> tuple[str, int, dict[str, str]]:
     if stage.settings.trigger == "schedule":
         scheduled = request.headers.get(SCHEDULE_HEADER)
         try:
+            if stage.settings.windowed:
+                return _json(window_run(stage, scheduled).summary(), 200)
             result = stage.run_schedule(tick_name(scheduled))
         except BatchFailedError as exc:  # Cloud Scheduler retries per the job's retry_config
             return _json({"error": str(exc.cause), "retryable": True}, 500)
+        except RuntimeError as exc:  # the window changed under the run (WindowConflictError) or cannot be read
+            return _json({"error": f"{type(exc).__name__}: {exc}", "retryable": bool(getattr(exc, "retryable", False))}, 500)
         return _json({"output": result.output_key, "dead_letters": result.dead_letters}, 200)
     return _json({"error": f"stage {stage.settings.stage}: not a request this {stage.settings.trigger} stage serves"}, 400)
 
 
-def _json(answer: dict[str, Any], status: int) -> tuple[str, int, dict[str, str]]:
-    return json.dumps(answer, default=str), status, {"Content-Type": "application/json"}
+def _json(answer: dict[str, Any], status: int, headers: dict[str, str] | None = None) -> tuple[str, int, dict[str, str]]:
+    return json.dumps(answer, default=str), status, {"Content-Type": "application/json", **(headers or {})}
 
 
 def push(stage: StageRunner, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -272,6 +319,8 @@ def cloud_event(event: Any) -> None:
         pubsub_message(stage, data, attributes.get("id"))
     elif kind == STORAGE_FINALIZED:
         storage_object(stage, data)
+    elif stage.settings.trigger == "schedule" and stage.settings.windowed:
+        window_run(stage, attributes.get("time"))
     elif stage.settings.trigger == "schedule":
         stage.run_schedule(tick_name(attributes.get("time")))
     else:
