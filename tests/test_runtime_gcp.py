@@ -137,3 +137,73 @@ def test_scheduler_http_call_runs_the_schedule_stage(gcs_client: Any, buckets: d
     assert json.loads(response.data)["output"] == "calibrate/tick/20261102T060000Z.jsonl"
     [row] = read_jsonl(read(gcs_client, buckets["calibrate"], "calibrate/tick/20261102T060000Z.jsonl"))
     assert row["model_version"] == "2026-11-01"
+
+
+# ---- windows over accumulated outputs: generation preconditions (on fake-gcs-server, which enforces them) ----------
+
+
+def conditional_buckets(gcs: Any) -> dict[str, str]:
+    import uuid
+
+    names = {role: f"w{role}-{uuid.uuid4().hex[:10]}" for role in ("source", "own", "dead")}
+    for name in names.values():
+        gcs.create_bucket(name)
+    return names
+
+
+def test_window_replay_on_gcs_with_generation_preconditions(gcs_conditional_client: Any) -> None:
+    from pipeline_gcp.runtime import GcsStore
+    from window_scenario import replay
+
+    names = conditional_buckets(gcs_conditional_client)
+    replay(GcsStore(gcs_conditional_client), names["source"], names["own"], names["dead"],
+           lambda bucket, prefix: blob_names(gcs_conditional_client, bucket, prefix))
+
+
+def test_gcs_conditional_writes_lose_to_a_newer_generation(gcs_conditional_client: Any) -> None:
+    from pipeline_gcp.runtime import GcsStore
+
+    from pipeline.runtime.store import PreconditionFailed
+
+    bucket, store = conditional_buckets(gcs_conditional_client)["own"], GcsStore(gcs_conditional_client)
+    assert store.read_versioned(bucket, "_state/w/lease.json") is None
+    first = store.put_if(bucket, "_state/w/lease.json", b"one", None)
+    with pytest.raises(PreconditionFailed):
+        store.put_if(bucket, "_state/w/lease.json", b"again", None)  # ifGenerationMatch=0 on a live object: 412
+    second = store.put_if(bucket, "_state/w/lease.json", b"two", first)
+    with pytest.raises(PreconditionFailed):
+        store.put_if(bucket, "_state/w/lease.json", b"stale", first)
+    assert store.read_versioned(bucket, "_state/w/lease.json") == (b"two", second) and first != second
+
+
+def test_scheduler_and_http_runs_over_the_window(gcs_conditional_client: Any, stage_env: Any, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cloud Scheduler's X-CloudScheduler-ScheduleTime is the cut-off (a repeat does nothing); an HTTP stage with
+    `from` runs over the same kind of window on an empty POST, and answers 409 with Retry-After while it is leased."""
+    from datetime import UTC, datetime, timedelta
+
+    monkeypatch.setenv("PIPELINE_CODE_ROOT", str(write_flaky(tmp_path)))
+    names = conditional_buckets(gcs_conditional_client)
+    window_env = {"PIPELINE_STATE_BUCKET": names["own"], "PIPELINE_STATE_PREFIX": "_state/daily/", "PIPELINE_WINDOW_LATENESS_S": "3600",
+                  "PIPELINE_TIMEOUT_S": "60"}
+    stage_env("daily", "schedule", "handlers/flaky.py:copy_rows", names["own"], names["dead"], source=(names["source"], "acc"), **window_env)
+    gcs_conditional_client.bucket(names["source"]).blob("acc/one.jsonl").upload_from_string(b'{"n": 1}\n{"n": 2}\n')
+    at = (datetime.now(UTC) + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    client = client_for("http", "http")
+    first = client.post("/", json={}, headers={"X-CloudScheduler-ScheduleTime": at})
+    assert first.status_code == 200, first.data
+    answer = json.loads(first.data)
+    assert answer["status"] == "ran" and answer["output"] == "daily/window/start.jsonl" and answer["rows"] == 2
+    again = client.post("/", json={}, headers={"X-CloudScheduler-ScheduleTime": at})
+    assert json.loads(again.data)["status"] == "late"  # Cloud Scheduler delivers at least once
+
+    stage_env("api", "http", "handlers/flaky.py:copy_rows", names["own"], names["dead"], source=(names["source"], "acc"),
+              **{**window_env, "PIPELINE_STATE_PREFIX": "_state/api/"})
+    response = client_for("http", "http").post("/", data=b"", headers={"Authorization": "Bearer x"})
+    assert response.status_code == 200, response.data
+    assert json.loads(response.data)["output"] == "api/window/start.jsonl" and json.loads(response.data)["rows"] == 2
+    assert client_for("http", "http").post("/", data=b'[{"n": 1}]').status_code == 400
+    gcs_conditional_client.bucket(names["own"]).blob("_state/api/lease.json").upload_from_string(
+        json.dumps({"owner": "other", "run": "r", "expires": datetime.now(UTC).timestamp() + 30}))
+    busy = client_for("http", "http").post("/", data=b"{}")
+    assert busy.status_code == 409 and 1 <= int(busy.headers["Retry-After"]) <= 30

@@ -75,15 +75,16 @@ class GcsStore:
         blob = self.client.bucket(bucket).blob(key)
         try:
             data: bytes = blob.download_as_bytes()
-            if blob.generation is None:
+            generation = blob.generation
+            if generation is None:
                 found = self.client.bucket(bucket).get_blob(key)
                 if found is None:
                     return None
-                data = found.download_as_bytes(if_generation_match=found.generation)
-                blob = found
+                generation = found.generation  # (a download sets it from the headers it lacks: read it first)
+                data = found.download_as_bytes(if_generation_match=generation)
         except NotFound:
             return None
-        return data, str(blob.generation)
+        return data, str(generation)
 
     def put_if(self, bucket: str, key: str, data: bytes, token: str | None) -> str:
         """An upload with `ifGenerationMatch` (the generation read, or 0: only if no live object exists); GCS answers
