@@ -222,25 +222,72 @@ def test_blob_store_lists_a_prefix_with_modification_times(blob_service: Any, co
     assert all(abs(modified - datetime.now(UTC).timestamp()) < 600 for modified in listed.values())
 
 
-def test_schedule_reads_what_its_source_wrote_since_the_last_run(blob_service: Any, containers: dict[str, str], stage_env: Any,
-                                                                 tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from pipeline_azure.runtime import process_timer
+def test_window_replay_on_blob_storage_with_etag_conditions(blob_service: Any, containers: dict[str, str]) -> None:
+    """Out-of-order, duplicate, late, empty and concurrent runs over a window, with Blob If-Match / If-None-Match."""
+    import uuid
+
+    from pipeline_azure.runtime import BlobStore
+    from window_scenario import replay
+
+    source, own = f"src-{uuid.uuid4().hex[:10]}", f"own-{uuid.uuid4().hex[:10]}"
+    for name in (source, own):
+        blob_service.create_container(name)
+    replay(BlobStore(client=blob_service), source, own, containers["dead"], lambda bucket, prefix: names_in(blob_service, bucket, prefix))
+
+
+def test_blob_conditional_writes_lose_to_a_newer_etag(blob_service: Any, containers: dict[str, str]) -> None:
+    from pipeline_azure.runtime import BlobStore
+
+    from pipeline.runtime.store import PreconditionFailed
+
+    store = BlobStore(client=blob_service)
+    assert store.read_versioned(containers["calibrate"], "_state/w/lease.json") is None
+    first = store.put_if(containers["calibrate"], "_state/w/lease.json", b"one", None)
+    with pytest.raises(PreconditionFailed):
+        store.put_if(containers["calibrate"], "_state/w/lease.json", b"again", None)  # overwrite=False: 409 BlobAlreadyExists
+    second = store.put_if(containers["calibrate"], "_state/w/lease.json", b"two", first)
+    with pytest.raises(PreconditionFailed):
+        store.put_if(containers["calibrate"], "_state/w/lease.json", b"stale", first)  # If-Match with the old ETag: 412
+    assert store.read_versioned(containers["calibrate"], "_state/w/lease.json") == (b"two", second)
+
+
+def test_timer_and_http_runs_over_the_window(blob_service: Any, containers: dict[str, str], stage_env: Any,
+                                             tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A timer occurrence is the cut-off (a retry of it does nothing once it committed); an HTTP stage with `from`
+    runs over the window on an empty POST and answers 409 with Retry-After while another run holds the lease."""
+    func = pytest.importorskip("azure.functions")
+    from pipeline_azure.runtime import _http_stage, process_timer
 
     for name in ("daily", "src"):
         if not blob_service.get_container_client(name).exists():
             blob_service.create_container(name)
-    store = blob_service.get_container_client("src")
-    store.upload_blob("score/3/1-2.jsonl", b'{"txn_id": "a"}\n{"txn_id": "b"}\n', overwrite=True)
+    blob_service.get_container_client("src").upload_blob("score/3/1-2.jsonl", b'{"txn_id": "a"}\n{"txn_id": "b"}\n', overwrite=True)
     monkeypatch.setenv("AzureWebJobsScriptRoot", str(write_flaky(tmp_path)))
+    window_env = {"PIPELINE_STATE_BUCKET": "daily", "PIPELINE_WINDOW_LATENESS_S": "3600", "PIPELINE_TIMEOUT_S": "60"}
     stage_env("daily", "schedule", "handlers/flaky.py:copy_rows", "daily", containers["dead"], source=("src", "score"),
-              PIPELINE_STATE_BUCKET="daily", PIPELINE_STATE_PREFIX="_state/daily/", PIPELINE_SCHEDULE="0 0 6 * * *")
+              PIPELINE_STATE_PREFIX="_state/daily/", PIPELINE_SCHEDULE="0 0 6 * * *", **window_env)
     later = datetime.now(UTC) + timedelta(days=1)
-    result = process_timer(None, now=later)
-    rows = read_jsonl(read(blob_service, "daily", result.output_key))
+    outcome = process_timer(None, now=later)
+    assert outcome.status == "ran" and outcome.result is not None and outcome.result.output_key == "daily/window/start.jsonl"  # type: ignore[union-attr]
+    rows = read_jsonl(read(blob_service, "daily", "daily/window/start.jsonl"))
     assert sorted(r["txn_id"] for r in rows) == ["a", "b"] and all(r["copied"] for r in rows)
-    assert names_in(blob_service, "daily", "_state/daily/")  # the watermark moved
-    again = process_timer(None, now=later + timedelta(days=1))  # nothing new since: no rows
-    assert again.rows == 0
+    assert process_timer(None, now=later + timedelta(minutes=3)).status == "late"  # type: ignore[union-attr]  # the same occurrence, retried
+    assert process_timer(None, now=later + timedelta(days=1)).status == "empty"  # type: ignore[union-attr]
+
+    stage_env("api", "http", "handlers/flaky.py:copy_rows", "daily", containers["dead"], source=("src", "score"),
+              PIPELINE_STATE_PREFIX="_state/api/", **window_env)
+
+    def post(body: bytes) -> Any:
+        return _http_stage(func.HttpRequest("POST", "https://app.azurewebsites.net/api/api", body=body, headers={}))
+
+    response = post(b"")
+    answer = json.loads(response.get_body())
+    assert response.status_code == 200 and answer["output"] == "api/window/start.jsonl" and answer["rows"] == 2, answer
+    assert post(b'[{"txn_id": "c"}]').status_code == 400
+    blob_service.get_blob_client("daily", "_state/api/lease.json").upload_blob(
+        json.dumps({"owner": "other", "run": "r", "expires": datetime.now(UTC).timestamp() + 30}), overwrite=True)
+    busy = post(b"{}")
+    assert busy.status_code == 409 and 1 <= int(busy.headers["Retry-After"]) <= 30
 
 
 def test_http_request_rows_in_rows_out(blob_service: Any, containers: dict[str, str], stage_env: Any,
@@ -250,9 +297,9 @@ def test_http_request_rows_in_rows_out(blob_service: Any, containers: dict[str, 
     monkeypatch.setenv("AzureWebJobsScriptRoot", str(write_flaky(tmp_path)))
     stage_env("lookup", "http", "handlers/flaky.py:copy_rows", "", containers["dead"])
     monkeypatch.delenv("PIPELINE_OUTPUT_BUCKET")
-    status, body = process_http(b'[{"txn_id": "h1"}, {"txn_id": "h2"}]', "application/json")
+    status, body, _ = process_http(b'[{"txn_id": "h1"}, {"txn_id": "h2"}]', "application/json")
     assert status == 200 and [r["txn_id"] for r in body["rows"]] == ["h1", "h2"] and body["output"] is None
-    status, body = process_http(b'{"txn_id": "h3"}\n', "application/x-ndjson")
+    status, body, _ = process_http(b'{"txn_id": "h3"}\n', "application/x-ndjson")
     assert status == 200 and body["rows"][0]["copied"] is True
     assert process_http(b"not json", "application/json")[0] == 400
 
