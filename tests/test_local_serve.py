@@ -119,8 +119,8 @@ def test_serve_runs_http_stages_and_takes_records_into_the_stream(tmp_path: Path
     for bucket in ("preprocess", "raw"):
         for path in sorted((run_root / bucket).rglob("*.jsonl")):
             assert (store / path.relative_to(run_root)).read_bytes() == path.read_bytes(), path
-    assert jsonl(run_root / "score-batch" / "score-batch" / "tick" / "end.jsonl") == jsonl(
-        store / "score-batch" / "score-batch" / "tick" / "local-000001.jsonl")
+    assert jsonl(run_root / "score-batch" / "score-batch" / "window" / "start.jsonl") == jsonl(
+        store / "score-batch" / "score-batch" / "window" / "start.jsonl")  # the first window of each: keyed by its start
 
     # Served again: the same run goes on (records numbered after the last, ticks after the last).
     again = Server(pipeline_exe, cli_env_vars, spec, "--store", store, "--quiet")

@@ -849,7 +849,7 @@ class LocalRun:
 
     def _run_window(self, stage: StageSpec, run: str, cutoff: float, stats: Stats) -> WindowOutcome:
         """A run over the stage's window (`LocalStages.run_window`); its output goes on to the stages that read it."""
-        window, reply = self.stages.run_window(stage, self.store, self.writer.drain, cutoff, run, stats)
+        window, reply = self.stages.run_window(stage, self.store, self.writer.drain, cutoff, run, stats, take_over=True)
         self._pass_on(stage, reply, stats)
         return window
 

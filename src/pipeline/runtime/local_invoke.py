@@ -25,7 +25,7 @@ from typing import Any, cast
 from pipeline.runtime import keys
 from pipeline.runtime.entry import tick_name
 from pipeline.runtime.lines import LINE_WIDTH, PARTITION, LineRecord
-from pipeline.runtime.local import DEAD_LETTER_BUCKET, LOG_NAME, LocalUsageError
+from pipeline.runtime.local import DEAD_LETTER_BUCKET, LOG_NAME, LocalRunError, LocalUsageError
 from pipeline.runtime.local_journal import RunLog
 from pipeline.runtime.local_stages import Inputs, LocalStages, Stats, object_items, output_of
 from pipeline.runtime.logs import JsonLogger
@@ -135,7 +135,12 @@ def _window(stage: StageSpec, data: bytes, name: str, store: _RecordingStore, st
     key = f"{settings.input_prefix}{name}"
     LocalStore.put(store, settings.input_bucket, key, data)
     cutoff = max(time.time(), next(store.list(settings.input_bucket, key))[1])
-    window, reply = stages.run_window(stage, store, lambda: None, cutoff, f"invoke-{iso(cutoff)}", stats)
+    window, reply = stages.run_window(stage, store, lambda: None, cutoff, f"invoke-{iso(cutoff)}", stats, take_over=False)
+    if window.status == "busy":
+        holder = window.holder or {}
+        raise LocalRunError(f"another invocation ({holder.get('run')}) is running stage {stage.name} over its window in "
+                            f"{store.root}; your input is stored there and the next invocation reads it: try again in "
+                            f"{window.retry_after_s} s")
     result.failed = window.status == "dead_lettered"
     if stage.trigger.http:
         result.status, result.answer, _ = window.answer()

@@ -188,16 +188,17 @@ class LocalStages:
         return reply
 
     def run_window(self, stage: StageSpec, store: LocalStore, land: Callable[[], None], cutoff: float, run: str,
-                   stats: Stats) -> tuple[WindowOutcome, Reply | None]:
+                   stats: Stats, take_over: bool) -> tuple[WindowOutcome, Reply | None]:
         """One run of a stage over its window (`window.py`) on the local store: lease, listing and commit here, the
         handler in the stage's worker (with its retries, then dead letters). `land()` makes everything asked so far
         visible in `store` (the run's writer drains): before the listing, and after the output, before the commit.
-        This process holds the store's lock, so a lease a killed run left behind is taken over at once."""
+        `take_over`: this process holds the store's lock (`pipeline run`, `serve`), so a lease a killed run left behind
+        is taken at once; otherwise (`pipeline invoke` on a kept store) a lease held by another process is respected."""
         runner = self.dead_letterers[stage.name]
         settings = runner.settings
         windows = Windows(store, settings, runner.logger)
         land()
-        begun = windows.begin(cutoff, run, take_over=True)
+        begun = windows.begin(cutoff, run, take_over=take_over)
         if isinstance(begun, Skipped):
             return WindowOutcome.skipped(begun, windows.clock()), None
         try:

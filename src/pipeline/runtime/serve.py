@@ -6,7 +6,8 @@
     PUT  /uploads/<name>      a file (JSON lines, optionally gzip) into the landing bucket -> the object
                               stages that read it (POST works too)
     POST /stages/<name>       an HTTP stage: rows in (JSON array or JSON lines), the handler's rows out,
-                              with the runtime's status (200, 400 not rows, 500 failed as a whole)
+                              with the runtime's status (200, 400 not rows, 500 failed as a whole); a stage
+                              with `from` takes no body and runs over what its source wrote since its last run
     POST /tick                every schedule stage once now (also every `--tick` seconds)
 
 The HTTP threads only read requests and write answers. The work runs on the main thread, one
@@ -124,7 +125,10 @@ class LocalServer:
         if self.spec.uploads is not None:
             routes.append({"method": "PUT", "path": "/uploads/<file name>", "does": "a file into the landing bucket (POST works too)"})
         for stage in self.spec.stages:
-            if stage.trigger.http:
+            if stage.trigger.http and stage.trigger.window_source:
+                routes.append({"method": "POST", "path": f"/stages/{stage.name}",
+                               "does": f"no body: {stage.name} over what {stage.trigger.window_source} wrote since its last run"})
+            elif stage.trigger.http:
                 routes.append({"method": "POST", "path": f"/stages/{stage.name}", "does": f"rows in, {stage.name}'s rows out"})
         if any(s.trigger.schedule for s in self.spec.stages):
             routes.append({"method": "POST", "path": "/tick", "does": "every schedule stage once now"})
@@ -278,7 +282,8 @@ def _handler(server: LocalServer) -> type[BaseHTTPRequestHandler]:
                         self._answer(405, {"error": f"stage {name!r} is triggered by {_trigger_text(stage.trigger.kind, spec)}, not by "
                                                     "HTTP requests", "routes": server.routes()}, allow="")
                     else:
-                        self._answer(*server.post_stage(name, self._body(), self.headers.get("Content-Type", "")))
+                        body = self._body(optional=bool(stage.trigger.window_source))  # a window takes no rows: no body is fine
+                        self._answer(*server.post_stage(name, body, self.headers.get("Content-Type", "")))
                 elif path == "/tick" and method == "POST" and any(s.trigger.schedule for s in spec.stages):
                     self._body(optional=True)
                     self._answer(*server.post_tick())
