@@ -141,3 +141,25 @@ def test_erlang_b_matches_published_tables() -> None:
     assert abs(erlang_b(10, 5.0) - 0.018385) < 1e-5
     assert erlang_b(1, 1.0) == 0.5 and erlang_b(3, 0.0) == 0.0
     assert servers_for_blocking(5.0) == 11 and erlang_b(11, 5.0) <= 0.01 < erlang_b(10, 5.0)
+
+
+def test_an_object_stage_must_hold_one_object_of_its_source(tmp_path: Path) -> None:
+    """A 2 GB upload planned into 4 GB fails every attempt: refused at plan time, located, with the sizes that fit."""
+    (tmp_path / "h.py").write_text("def f(rows, context):\n    return []\n")
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(SPEC.format(timeout=60, memory=4096).replace("records_per_file: 1000", "records_per_file: 4000000"))
+    spec = load_spec(path).spec  # files of 4,000,000 rows x 500 B = ~1.9 GB; `files` has 512 MB
+    problems = [p for p in capacity_problems(spec, plan(spec), "Toy") if p[0] == ("stages", 4, "memory_mb")]
+    assert len(problems) == 1, problems
+    _, message, hint = problems[0]
+    assert "one object of uploads is ~1,907 MB (4,000,000 rows of 500 B, from uploads.records_per_file)" in message
+    assert "more than memory_mb 512 holds: the largest object that fits is ~63 MB (132,153 rows)" in message
+    assert hint == "no stage's memory holds it (memory_mb is at most 10,240): write objects of at most 2,643,057 rows (at memory_mb 10,240)"
+    path.write_text(SPEC.format(timeout=60, memory=4096).replace("records_per_file: 1000", "records_per_file: 400000"))
+    smaller = load_spec(path).spec  # ~191 MB files
+    [(_, _, hint)] = [p for p in capacity_problems(smaller, plan(smaller), "Toy") if p[0] == ("stages", 4, "memory_mb")]
+    assert hint == "raise memory_mb to 1,550, or write objects of at most 132,153 rows"
+    fine = load(tmp_path)  # 1,000 rows x 500 B = 0.5 MB: fits
+    assert not [p for p in capacity_problems(fine, plan(fine), "Toy") if p[0][1] in (1, 4) and p[0][-1] == "memory_mb"]
+    # The outputs of a stage are objects too: `score` reads pre's objects of 250 rows, far below 4 GB.
+    assert not [p for p in capacity_problems(spec, plan(spec), "Toy") if p[0] == ("stages", 1, "memory_mb")]

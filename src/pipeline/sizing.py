@@ -38,6 +38,7 @@ MEMORY_USABLE = 0.8
 # the parsed rows. Measured with tracemalloc on 28 MiB of 580-byte JSON lines (`pipeline.runtime.invoke.run_object`):
 # 6.5x the uncompressed bytes at peak, plain or gzip-compressed.
 OBJECT_HELD_FACTOR = 6.5
+MAX_MEMORY_MB = 10_240  # the spec's limit for memory_mb
 SECONDS_PER_MONTH = 730 * 3600
 
 Problem = tuple[tuple[str | int, ...], str, str]
@@ -302,7 +303,9 @@ def _object_memory(spec: PipelineSpec, stage: StageSpec, sized: StageSizing, at:
              f"{what}); the runtime holds about {OBJECT_HELD_FACTOR:g}x an object's bytes while the handler runs (~{size * OBJECT_HELD_FACTOR / 2**20:,.0f} MB), "
              f"more than memory_mb {stage.memory_mb} holds: the largest object that fits is ~{fits / 2**20:,.0f} MB "
              f"({fits / record_bytes:,.0f} rows)",
-             f"raise memory_mb to {needed:,} (the most any stage may have is 10240), or write smaller objects")]
+             f"raise memory_mb to {needed:,}, or write objects of at most {fits / record_bytes:,.0f} rows" if needed <= MAX_MEMORY_MB else
+             f"no stage's memory holds it (memory_mb is at most {MAX_MEMORY_MB:,}): write objects of at most "
+             f"{MAX_MEMORY_MB * 2**20 * MEMORY_USABLE / OBJECT_HELD_FACTOR / record_bytes:,.0f} rows (at memory_mb {MAX_MEMORY_MB:,})")]
 
 
 @dataclass(frozen=True)
