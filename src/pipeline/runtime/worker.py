@@ -98,12 +98,11 @@ class _ReturnedStore:
     """The runner's store, seen from the worker. A write goes to a temporary file next to its key and is
     named in the reply: the runner fsyncs it and renames it over the key, in order with everything else
     and with the journal (the bytes never cross the pipe, and the write is done here, beside the runner's
-    work). Reads are served from the objects the runner sent with the request (a schedule's window)."""
+    work). Nothing is read through it: the runner sends every input's bytes with the request."""
 
     def __init__(self, root: str) -> None:
         self.staging = LocalStore(root, durable=False)
         self.puts: list[tuple[str, str, str]] = []  # (bucket, key, temporary file)
-        self.sent: dict[tuple[str, str], bytes] = {}
 
     def put(self, bucket: str, key: str, data: bytes) -> None:
         try:
@@ -120,10 +119,7 @@ class _ReturnedStore:
         self.puts = []
 
     def get(self, bucket: str, key: str) -> bytes:
-        try:
-            return self.sent[(bucket, key)]
-        except KeyError:
-            raise FileNotFoundError(f"{bucket}/{key} was not sent to the local worker (the runner sends the objects an input needs)") from None
+        raise FileNotFoundError(f"{bucket}/{key} was not sent to the local worker (the runner sends the objects an input needs)")
 
 
 class _LocalStageRunner(StageRunner):
@@ -243,7 +239,7 @@ def main() -> None:
         request = read_frame(requests)
         if request is None:  # the runner is done with this stage
             return
-        store.puts, store.sent = [], {}
+        store.puts = []
         reply: tuple[Any, ...]
         try:
             reply = ("ok", _handle(runner, store, request), store.puts)
