@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -163,3 +164,23 @@ def test_an_object_stage_must_hold_one_object_of_its_source(tmp_path: Path) -> N
     assert not [p for p in capacity_problems(fine, plan(fine), "Toy") if p[0][1] in (1, 4) and p[0][-1] == "memory_mb"]
     # The outputs of a stage are objects too: `score` reads pre's objects of 250 rows, far below 4 GB.
     assert not [p for p in capacity_problems(spec, plan(spec), "Toy") if p[0] == ("stages", 1, "memory_mb")]
+
+
+def test_plan_refuses_an_object_stage_that_cannot_hold_its_files(write_spec: Any, run_cli: Any) -> None:
+    """Through the console script: the plan fails before anything is deployed, naming the file, line and field."""
+    spec = write_spec("""\
+        name: demo
+        uploads: {}
+        stages:
+          - name: files
+            handler: handlers/h.py:handle
+            trigger: {objects: {from: uploads}}
+            memory_mb: 1024
+        workload:
+          record_bytes: 1000
+          uploads: {files_per_hour: 1, records_per_file: 500000}
+        """)
+    result = run_cli("plan", spec, "--cloud", "aws")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "pipeline.yaml:7:" in result.stderr and "stages[0].memory_mb" in result.stderr, result.stderr
+    assert "one object of uploads is ~477 MB" in result.stderr and "raise memory_mb to 3,875" in result.stderr, result.stderr
