@@ -275,3 +275,41 @@ def test_every_google_resource_waits_for_the_apis(long_plan: Plan) -> None:
     for r in long_plan.cloud_resources:
         if r.type.startswith("gcp:") and r.type != "gcp:projects/service:Service":
             assert urns <= set(r.dependencies), (r.type, r.name)
+
+
+def test_stages_whose_retries_outlast_the_archive_get_their_own_files(write_spec: Callable[..., Path]) -> None:
+    """raw_days 1 would delete a file before the last retry of a stage that retries for a day: that stage's group
+    gets its own subscription and batch bucket (kept 2 days) instead of reading the archive."""
+    text = textwrap.dedent(f"""
+    name: short-raw
+    stream: {{archive: true}}
+    stages:
+      - {{name: pre, handler: h.py:handle, trigger: {{stream: {{}}}}, max_event_age_s: 86400}}
+    storage: {{raw_days: 1}}
+    clouds: {{gcp: {{project: {PROJECT}}}}}
+    """)
+    p = plan(load_spec(write_spec(text), None), "gcp")
+    subs = {s.role: s.inputs["cloudStorageConfig"] for s in of(p, "gcp:pubsub/subscription:Subscription") if "cloudStorageConfig" in s.inputs}
+    assert set(subs) == {"raw-archive", "pre-trigger"} and subs["pre-trigger"]["filenamePrefix"] == "pre/"
+    [batches] = of(p, "gcp:storage/bucket:Bucket", "pre-trigger")
+    assert {"action": {"type": "Delete"}, "condition": {"age": 2}} in batches.inputs["lifecycleRules"]
+
+
+def test_an_http_stage_over_outputs_alone_gets_the_list_only_role(write_spec: Callable[..., Path]) -> None:
+    """The list-only custom role was created for schedules with `from` only: an `http: {from: ...}` stage without one
+    failed to plan. Its id carries the stack's suffix, so a redeploy after destroy never reuses a deleted role's id."""
+    text = textwrap.dedent(f"""
+    name: pull-only
+    uploads: {{}}
+    stages:
+      - {{name: pull, handler: h.py:handle, trigger: {{http: {{from: uploads}}}}}}
+    clouds: {{gcp: {{project: {PROJECT}}}}}
+    """)
+    p = plan(load_spec(write_spec(text), None), "gcp")
+    [custom] = of(p, "gcp:projects/iAMCustomRole:IAMCustomRole")
+    assert custom.inputs["permissions"] == ["storage.objects.list"] and ROLE_ID.fullmatch(custom.inputs["roleId"])
+    [suffix] = of(p, "random:index/randomId:RandomId")
+    bucket = next(b for b in of(p, "gcp:storage/bucket:Bucket") if b.role == "uploads-bucket")
+    assert custom.inputs["roleId"].endswith("_" + bucket.physical_name.rsplit("-", 1)[1])
+    listers = [m for m in of(p, "gcp:storage/bucketIAMMember:BucketIAMMember", "pull-identity") if m.inputs["role"].endswith(custom.inputs["roleId"])]
+    assert [m.inputs["bucket"] for m in listers] == [bucket.physical_name] and suffix is not None

@@ -378,3 +378,21 @@ def test_totals_grow_with_uploads_and_requests(tmp_path: Path, knob: str) -> Non
     values = [0.1, 1, 10, 100, 1_000, 10_000]
     totals = [_total(_grid_spec(tmp_path, 100, 700, **{knob: value})) for value in values]
     assert all(b >= a - 1e-9 for a, b in itertools.pairwise(totals)), totals
+
+
+def test_stream_scoring_dev_worked_example() -> None:
+    """stacks/stream-scoring, dev: 10 records/s of 300 B; preprocess batch_size 1000, window 10 s; score-batch every 15 min
+    over preprocess's outputs (kept 7 days); score-api at 0.2 requests/s.
+
+    batch files: the window's 100 records (max_bytes 100 x 420 B = 42,000): 26,280,000 / 100 = 262,800 files a month,
+      written by the raw archive's subscription (262.8 x $0.005 = $1.314 Class A on raw-bucket), read once each
+    score-batch: 2,920 runs; preprocess keeps 262,800 / 2,628,000 x 604,800 s = 60,480 objects -> 61 list pages a run:
+      178,120 lists x $0.005/1000 = $0.8906; 8,760 lease/watermark writes = $0.0438; 262,800 + 5,840 reads = $0.10746
+    logs: (262,800 + 2,920 + 525,600) invocations x 1,400 B = 1.0318 GiB x $0.50 = $0.5159"""
+    est = backend(load_spec(REPO / "stacks" / "stream-scoring" / "pipeline.yaml", "dev").spec).estimate_cost(False)
+    assert line(est, "raw-bucket", "Cloud Storage Class A operations (object writes)") == pytest.approx(1.314, rel=0.01)
+    assert quantity(est, "preprocess-function", "Cloud Run functions requests") == pytest.approx(0.2628, rel=0.01)
+    assert line(est, "score-batch-trigger", "Cloud Storage Class A operations (list)") == pytest.approx(0.8906, rel=0.01)
+    assert line(est, "score-batch-trigger", "Cloud Storage Class A operations (lease") == pytest.approx(0.0438, rel=0.01)
+    assert line(est, "score-batch-trigger", "Cloud Storage Class B operations (object reads)") == pytest.approx(0.10746, rel=0.01)
+    assert line(est, "observability", "Cloud Logging ingestion") == pytest.approx(0.5159, rel=0.01)

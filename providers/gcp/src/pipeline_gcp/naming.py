@@ -78,19 +78,21 @@ def function_name(pipeline: str, stack: str, stage: str) -> str:
     return fit([pipeline, stack, stage], FUNCTION_MAX)
 
 
-def custom_role_id(pipeline: str, stack: str, purpose: str) -> str:
-    """Project-unique custom role id: camelCase letters and digits, 3-64 characters, no '-' (IAM's rule).
+def custom_role_id(pipeline: str, stack: str, purpose: str, suffix: str = "") -> str:
+    """Project-unique custom role id: camelCase letters and digits, then `_<suffix>`, 3-64 characters, no '-' (IAM's rule).
 
-    Pipeline (<= 20) and stack (<= 16) names fit as they are; anything longer keeps a hash of the whole, so two
-    long names never shorten to the same id."""
+    The stack's random suffix makes a redeploy after `pipeline destroy` use a new id: a deleted custom role's id cannot
+    be reused for 7 to 37 days (pulumi-gcp IAMCustomRole docs). Anything longer than 64 keeps a hash of the whole, so
+    two long names never shorten to the same id."""
     words = re.split(r"[^a-zA-Z0-9]+", f"{pipeline} {stack} {purpose}")
     text = words[0].lower() + "".join(w[:1].upper() + w[1:].lower() for w in words[1:] if w)
     if not text[:1].isalpha():
         text = "p" + text
-    if len(text) > ROLE_ID_MAX:
+    tail = f"_{suffix}" if suffix else ""
+    if len(text) + len(tail) > ROLE_ID_MAX:
         digest = _digest(text, 6)
-        text = text[: ROLE_ID_MAX - len(digest) - 1] + "_" + digest
-    return text
+        text = text[: ROLE_ID_MAX - len(digest) - 1 - len(tail)] + "_" + digest
+    return text + tail
 
 
 def label_value(text: str) -> str:

@@ -124,7 +124,7 @@ def platform(role: RoleContext, spec: PipelineSpec, stack: str, delete_data: boo
     if notified(spec):
         env.gcs_agent = _gcs_agent(env)
     build_identity(role, env)
-    if any(s.trigger.from_stage for s in spec.stages):
+    if any(s.trigger.window_source for s in spec.stages):  # schedules and HTTP stages with `from`
         env.lister_role = _lister_role(role, env, spec, stack)
     return env
 
@@ -174,7 +174,7 @@ def _lister_role(role: RoleContext, env: Env, spec: PipelineSpec, stack: str) ->
     on the source bucket alone, which holds only that source's outputs. Bound in iam.grant.
     """
     custom = gcp.projects.IAMCustomRole(
-        role.name("object-lister"), project=env.project, role_id=naming.custom_role_id(spec.name, stack, "lister"),
+        role.name("object-lister"), project=env.project, role_id=env.suffix.apply(lambda suffix: naming.custom_role_id(spec.name, stack, "lister", suffix)),
         title=f"{spec.name} ({stack}) object lister"[:100],
         description="List object names in one bucket (bound per bucket); no object reads", permissions=list(LISTER_PERMISSIONS),
         stage="GA", opts=env.opts(role),
