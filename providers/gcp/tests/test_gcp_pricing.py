@@ -127,7 +127,8 @@ def test_the_window_is_honoured_at_the_workload(tmp_path: Path) -> None:
 
 
 def test_low_rates_close_files_on_max_duration(tmp_path: Path) -> None:
-    """0.1 records/s never fills the 1 KB minimum file of 3 records within 60 s: a file holds the first record plus 6."""
+    """0.1 records/s: the 5 s window holds 1 record, below max_bytes' 1 KB minimum, which holds 3 records of 320 B: a file closes
+    with its third record, 20 s after its first (and a slower stream waits for max_duration)."""
     spec = make_spec(tmp_path, [{"name": "pre", "trigger": {"stream": {"batch_size": 500, "max_batching_window_s": 5}}}], rps=0.1,
                      record_bytes=200)
     files = batching.sources(spec)["pre"].files

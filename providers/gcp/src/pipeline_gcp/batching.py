@@ -32,7 +32,7 @@ from pipeline.sizing import MEMORY_USABLE
 from pipeline.spec.model import PipelineSpec, StageSpec
 
 MIN_DURATION_S, MAX_DURATION_S = 60, 600  # max_duration: 1-10 minutes
-MIN_BYTES, MAX_BYTES = 1000, 10 * 2**30  # max_bytes: 1 KB - 10 GiB
+MIN_BYTES, MAX_BYTES = 1024, 10 * 2**30  # max_bytes: "Min 1 KB, max 10 GiB" (1 KB read as 1,024 B: valid either way)
 MIN_WINDOW_S = 1.0  # a window of 0: what arrives in about a second
 # One Avro record with write_metadata: the data plus subscription name (~80 B), message_id (~17 B), publish_time
 # (a long) and the attributes map with varint lengths; assumed ~120 B on top of the record.
