@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pipeline_gcp import naming, observability, sizing, storage, triggers
+from pipeline_gcp import batching, naming, observability, sizing, storage, triggers
 from pipeline_gcp.backend import GcpBackend
 
 from pipeline import planner
@@ -103,6 +103,15 @@ def write_spec(tmp_path: Path) -> Callable[..., Path]:
     return write
 
 
+def load_full_spec() -> Any:
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp())
+    (folder / "h.py").write_text(HANDLER, encoding="utf-8")
+    (folder / "pipeline.yaml").write_text(textwrap.dedent(FULL), encoding="utf-8")
+    return load_spec(folder / "pipeline.yaml", None).spec
+
+
 @pytest.fixture
 def full(write_spec: Callable[..., Path]) -> Plan:
     return plan(load_spec(write_spec(), None), "gcp")
@@ -167,36 +176,74 @@ def delivery_wiring(p: Plan, stage: str, bucket: str, prefix: str) -> PlannedRes
 # ---- stream stages are batched -------------------------------------------------------------------
 
 
-def test_stream_stage_gets_batch_files_from_a_cloud_storage_subscription(full: Plan) -> None:
-    role = "ingest-trigger"
-    batches = one(full, BUCKET, role)
+def test_stream_stage_reads_the_raw_archive_s_files_through_one_subscription(full: Plan) -> None:
+    """Archived stream: the archive's Cloud Storage subscription writes the Avro files the stage reads; no second one."""
+    raw = one(full, BUCKET, "raw-bucket")
     topic = one(full, TOPIC, "stream")
-    sub = one(full, SUBSCRIPTION, role, "-batches")
+    subs = [s for s in of(full, SUBSCRIPTION) if "cloudStorageConfig" in s.inputs]
+    assert [s.role for s in subs] == ["raw-archive"]  # the old design had a second one in ingest-trigger
+    [sub] = subs
     assert sub.inputs["topic"] == f"projects/{PROJECT}/topics/{topic.physical_name}"
+    files = batching.sources(load_full_spec()).get("ingest")
+    assert files is not None and files.archive
     config = sub.inputs["cloudStorageConfig"]
-    assert config == {"bucket": batches.physical_name, "filenamePrefix": "ingest/", "filenameDatetimeFormat": "YYYY-MM-DD/hh_mm_ssZ",
-                      "filenameSuffix": ".avro", "maxBytes": 200 * (500 + sizing.AVRO_METADATA_BYTES), "maxDuration": "60s",
-                      "avroConfig": {"writeMetadata": True}}
+    assert config == {"bucket": raw.physical_name, "filenamePrefix": "raw/", "filenameDatetimeFormat": "YYYY-MM-DD/hh_mm_ssZ",
+                      "filenameSuffix": ".avro", "maxBytes": files.files.max_bytes, "maxDuration": "60s", "avroConfig": {"writeMetadata": True}}
     assert sub.inputs["ackDeadlineSeconds"] >= 60 and "pushConfig" not in sub.inputs
-    # The Pub/Sub agent writes the files into this bucket only; the stage reads them under its prefix only.
-    members = {(m.inputs["role"], m.inputs["member"]): m for m in of(full, BUCKET_MEMBER, role)}
-    assert all(m.inputs["bucket"] == batches.physical_name for m in members.values())
-    assert ("roles/storage.objectCreator", PUBSUB_AGENT) in members and ("roles/storage.legacyBucketReader", PUBSUB_AGENT) in members
-    reader = members[("roles/storage.objectViewer", f"serviceAccount:{email(full, 'ingest-identity', '-sa')}")]
-    assert reader.inputs["condition"]["expression"] == f'resource.name.startsWith("projects/_/buckets/{batches.physical_name}/objects/ingest/")'
-    delivery_wiring(full, "ingest", batches.physical_name, "ingest/")
-    # Internal bucket: short retention, no soft delete, deletable.
-    days = storage.batch_retention_days(7200)
-    assert {"action": {"type": "Delete"}, "condition": {"age": days}} in batches.inputs["lifecycleRules"]
-    assert batches.inputs["softDeletePolicy"] == {"retentionDurationSeconds": 0} and batches.inputs["forceDestroy"] is True
+    # The stage reads the archive's files under raw/ only, and is told so.
+    sa = f"serviceAccount:{email(full, 'ingest-identity', '-sa')}"
+    [reader] = [m for m in of(full, BUCKET_MEMBER, "ingest-trigger") if m.inputs["member"] == sa]
+    assert reader.inputs["role"] == "roles/storage.objectViewer" and reader.inputs["bucket"] == raw.physical_name
+    assert reader.inputs["condition"]["expression"] == f'resource.name.startsWith("projects/_/buckets/{raw.physical_name}/objects/raw/")'
+    assert one(full, FUNCTION, "ingest-function").inputs["serviceConfig"]["environmentVariables"]["PIPELINE_BATCH_PREFIX"] == "raw/"
+    delivery_wiring(full, "ingest", raw.physical_name, "raw/")
+    assert not of(full, BUCKET, "ingest-trigger")
 
 
-def test_stream_stage_sizing_batches_and_states_latency(full: Plan) -> None:
+TWO_STREAM_STAGES = f"""
+name: twin
+stream: {{archive: ARCHIVE}}
+stages:
+  - {{name: fast, handler: h.py:handle, trigger: {{stream: {{batch_size: 100, max_batching_window_s: 2}}}}, max_event_age_s: 7200}}
+  - {{name: fast-copy, handler: h.py:handle, trigger: {{stream: {{batch_size: 100, max_batching_window_s: 2}}}}}}
+  - {{name: slow, handler: h.py:handle, trigger: {{stream: {{batch_size: 5000, max_batching_window_s: 120}}}}}}
+workload: {{records_per_second: 200, record_bytes: 400}}
+clouds: {{gcp: {{project: {PROJECT}, region: us-east1}}}}
+"""
+
+
+@pytest.mark.parametrize("archive", [True, False])
+def test_stream_stages_with_different_batches_get_their_own_files_and_equal_ones_share(write_spec: Callable[..., Path], archive: bool) -> None:
+    loaded = load_spec(write_spec(TWO_STREAM_STAGES.replace("ARCHIVE", str(archive).lower())), None)
+    p = plan(loaded, "gcp")
+    subs = {s.role: s.inputs["cloudStorageConfig"] for s in of(p, SUBSCRIPTION) if "cloudStorageConfig" in s.inputs}
+    record = 400 + batching.AVRO_METADATA_BYTES
+    fast_bytes, slow_bytes = 100 * record, 5000 * record
+    if archive:
+        # fast and fast-copy read the archive's files (sized for them); slow gets its own larger ones.
+        assert subs["raw-archive"]["maxBytes"] == fast_bytes and subs["raw-archive"]["filenamePrefix"] == "raw/"
+        assert set(subs) == {"raw-archive", "slow-trigger"}
+    else:
+        assert set(subs) == {"fast-trigger", "slow-trigger"}
+        fast_bucket = one(p, BUCKET, "fast-trigger").physical_name
+        assert subs["fast-trigger"] == {**subs["fast-trigger"], "bucket": fast_bucket, "filenamePrefix": "fast/", "maxBytes": fast_bytes}
+        # The shared batch bucket outlives the longest event age of the stages that read it.
+        assert {"action": {"type": "Delete"}, "condition": {"age": batching.retention_days(7200)}} in one(p, BUCKET, "fast-trigger").inputs["lifecycleRules"]
+        env = one(p, FUNCTION, "fast-copy-function").inputs["serviceConfig"]["environmentVariables"]
+        assert env["PIPELINE_BATCH_PREFIX"] == "fast/"
+        delivery_wiring(p, "fast-copy", fast_bucket, "fast/")
+    assert subs["slow-trigger"]["maxBytes"] == slow_bytes and subs["slow-trigger"]["maxDuration"] == "120s"
+    sized = p.sizing["stages"]
+    assert sized["fast"]["records_per_invocation"] == sized["fast-copy"]["records_per_invocation"] == 100
+    assert sized["slow"]["records_per_invocation"] == pytest.approx(5000)
+
+
+def test_stream_stage_sizing_honours_the_window_and_states_latency(full: Plan) -> None:
     sized = full.sizing["stages"]["ingest"]
-    assert sized["records_per_invocation"] == 200  # 400 rec/s fill 200 records in 0.5 s, well inside 60 s
+    assert sized["records_per_invocation"] == 200  # 400 rec/s fill 200 records in 0.5 s, inside the 5 s window
     assert sized["invocations_per_month"] == pytest.approx(400 / 200 * 730 * 3600)
-    assert sized["latency_max_s"] == pytest.approx(0.5 + sizing.NOTIFY_MAX_S)
-    assert any("max_duration" in line for line in sized["reasoning"])
+    assert sized["latency_max_s"] == pytest.approx(199 / 400 + sizing.NOTIFY_MAX_S)
+    assert any("honoured" in line for line in sized["reasoning"])
     assert any("no partitions" in line.lower() for line in full.sizing["stream"]["reasoning"])
 
 
@@ -276,8 +323,12 @@ def test_functions_build_as_our_build_account_with_only_build_rights(full: Plan)
     name = f"projects/{PROJECT}/serviceAccounts/{builder.inputs['accountId']}@{PROJECT}.iam.gserviceaccount.com"
     assert {f.inputs["buildConfig"]["serviceAccount"] for f in of(full, FUNCTION)} == {name}
     member = f"serviceAccount:{builder.inputs['accountId']}@{PROJECT}.iam.gserviceaccount.com"
-    project_roles = {m.inputs["role"] for m in of(full, PROJECT_MEMBER) if m.inputs["member"] == member}
-    assert project_roles == {"roles/logging.logWriter", "roles/artifactregistry.writer"}
+    project_roles = {m.inputs["role"]: m.inputs.get("condition") for m in of(full, PROJECT_MEMBER) if m.inputs["member"] == member}
+    # Cloud Functions copies the source into its own gcf-v2-sources-* bucket and builds from there: read those only.
+    assert project_roles == {"roles/logging.logWriter": None, "roles/artifactregistry.writer": None,
+                             "roles/storage.objectViewer": {"title": "Cloud Functions source copies",
+                                                            "description": "read the gcf-v2-sources buckets Cloud Functions builds from",
+                                                            "expression": 'resource.name.startsWith("projects/_/buckets/gcf-v2-sources-")'}}
     sources = one(full, BUCKET, "platform")
     [read] = [m for m in of(full, BUCKET_MEMBER) if m.inputs["member"] == member]
     assert (read.inputs["role"], read.inputs["bucket"]) == ("roles/storage.objectViewer", sources.physical_name)

@@ -3,13 +3,14 @@ and the per-record model (batching keeps invocations, objects and logs from scal
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
-from pipeline_gcp import pricing, sizing, storage
+from pipeline_gcp import batching, pricing, sizing
 from pipeline_gcp.backend import GcpBackend
 from pipeline_gcp.limits import limits
 
@@ -84,32 +85,76 @@ def test_pubsub_pricing_examples_table(tib: float, subscriptions: int, published
 
 
 def test_stream_lines_hand_computed(tmp_path: Path) -> None:
-    """10 records/s of 200 B, one stream stage (batch_size 100), raw archive on.
+    """10 records/s of 200 B, one stream stage (batch_size 100, window 10 s), raw archive on.
 
     records: 10 x 2,628,000 = 26,280,000 a month; message: 200 + 20 + 16 = 236 B
     publish (client batches, above the 1000 B minimum): 26,280,000 x 236 = 6.202e9 B / 2^40 x $40 = $0.2256
-    raw archive + batch files, Cloud Storage subscriptions: 2 x 6.202e9 / 2^40 x $50 = 2 x $0.2820
-    batch files: 10 rec/s fill 100 records in 10 s (< 60 s): 262,800 files -> 262.8 x $0.005 = $1.314 Class A, one read each
-      262.8 x $0.0004 = $0.1051 Class B; notifications: 262,800 x 2 x 1200 B / 2^40 x $40 = $0.02295
+    ONE Cloud Storage subscription (the archive's files are the stage's batches): 6.202e9 / 2^40 x $50 = $0.2820
+    files: 10 rec/s fill 100 records in 9.9 s (< the 10 s window): 262,800 files -> 262.8 x $0.005 = $1.314 Class A on the
+      raw bucket, one read each 262.8 x $0.0004 = $0.1051 Class B; notifications: 262,800 x 2 x 1200 B / 2^40 x $40 = $0.02295
     function: 262,800 invocations, not 26,280,000."""
-    spec = make_spec(tmp_path, [{"name": "pre", "trigger": {"stream": {"batch_size": 100}}}], rps=10, record_bytes=200)
+    spec = make_spec(tmp_path, [{"name": "pre", "trigger": {"stream": {"batch_size": 100, "max_batching_window_s": 10}}}], rps=10, record_bytes=200)
     est = estimate(spec)
     assert line(est, "stream", "Pub/Sub publish") == pytest.approx(26_280_000 * 236 / TB * 40)
     assert line(est, "raw-archive", "Pub/Sub Cloud Storage subscription") == pytest.approx(26_280_000 * 236 / TB * 50)
-    assert line(est, "pre-trigger", "Pub/Sub Cloud Storage subscription") == pytest.approx(26_280_000 * 236 / TB * 50)
-    assert line(est, "pre-trigger", "Cloud Storage Class A operations (batch") == pytest.approx(262.8 * 0.005)
+    assert not [x for x in est.lines if x.role == "pre-trigger" and "subscription throughput" in x.item]  # the old design paid twice
+    assert line(est, "raw-bucket", "Cloud Storage Class A operations (object writes)") == pytest.approx(262.8 * 0.005)
     assert line(est, "pre-trigger", "Cloud Storage Class B operations (batch") == pytest.approx(262.8 * 0.0004)
     assert line(est, "pre-trigger", "Pub/Sub object notifications") == pytest.approx(262_800 * 2 * 1200 / TB * 40)
     assert quantity(est, "pre-function", "Cloud Run functions requests") == pytest.approx(0.2628)
     assert not [x for x in est.lines if "topic retention" in x.item]  # with archive on, replay comes from the archive
 
 
-def test_low_rates_close_files_on_max_duration(tmp_path: Path) -> None:
-    """0.5 records/s never fills 500 records: a file every max_duration (60 s, the floor) holds 30 records."""
-    spec = make_spec(tmp_path, [{"name": "pre", "trigger": {"stream": {"batch_size": 500, "max_batching_window_s": 5}}}], rps=0.5, record_bytes=200)
+def test_archive_off_bills_the_stage_s_own_subscription(tmp_path: Path) -> None:
+    """Without the archive the stage's own subscription writes its batch files: throughput, storage and writes there."""
+    spec = make_spec(tmp_path, [{"name": "pre", "trigger": {"stream": {"batch_size": 100, "max_batching_window_s": 10}}}], rps=10,
+                     record_bytes=200, archive=False)
+    est = estimate(spec)
+    assert line(est, "pre-trigger", "Pub/Sub Cloud Storage subscription") == pytest.approx(26_280_000 * 236 / TB * 50)
+    assert line(est, "pre-trigger", "Cloud Storage Class A operations (batch file writes)") == pytest.approx(262.8 * 0.005)
+    assert not [x for x in est.lines if x.role == "raw-archive"]
+
+
+def test_the_window_is_honoured_at_the_workload(tmp_path: Path) -> None:
+    """10 rec/s, batch_size 1000, window 5 s: max_bytes holds the window's 50 records, so a file closes after ~5 s, not the
+    60 s max_duration floor (the old design: 600 records a minute, ~30 s typical wait)."""
+    spec = make_spec(tmp_path, [{"name": "pre", "trigger": {"stream": {"batch_size": 1000, "max_batching_window_s": 5}}}], rps=10,
+                     record_bytes=200)
     sized = backend(spec).sizing().stages["pre"]
-    assert sized.records_per_invocation == pytest.approx(30)
-    assert sized.latency_max_s == pytest.approx(60 + sizing.NOTIFY_MAX_S)
+    assert sized.records_per_invocation == 50
+    assert sized.latency_max_s == pytest.approx(49 / 10 + sizing.NOTIFY_MAX_S)
+    assert batching.sources(spec)["pre"].files.max_bytes == 50 * (200 + batching.AVRO_METADATA_BYTES)
+
+
+def test_low_rates_close_files_on_max_duration(tmp_path: Path) -> None:
+    """0.1 records/s: the 5 s window holds 1 record, below max_bytes' 1 KB minimum, which holds 3 records of 320 B: a file closes
+    with its third record, 20 s after its first (and a slower stream waits for max_duration)."""
+    spec = make_spec(tmp_path, [{"name": "pre", "trigger": {"stream": {"batch_size": 500, "max_batching_window_s": 5}}}], rps=0.1,
+                     record_bytes=200)
+    files = batching.sources(spec)["pre"].files
+    assert files.max_bytes == batching.MIN_BYTES and files.limit == "bytes floor"
+    sized = backend(spec).sizing().stages["pre"]
+    assert sized.records_per_invocation == pytest.approx(min(3, 1 + 0.1 * 60))
+    assert sized.latency_max_s == pytest.approx((3 - 1) / 0.1 + sizing.NOTIFY_MAX_S)
+    slow = make_spec(tmp_path, [{"name": "pre", "trigger": {"stream": {"batch_size": 500, "max_batching_window_s": 300}}}], rps=0.5,
+                     record_bytes=200)
+    sized = backend(slow).sizing().stages["pre"]
+    # 150 records (the 300 s window's at 0.5 rec/s) fill in 298 s, just inside max_duration
+    assert sized.records_per_invocation == 150 and sized.latency_max_s == pytest.approx(149 / 0.5 + sizing.NOTIFY_MAX_S)
+
+
+def test_batch_files_fit_the_stage_s_memory(tmp_path: Path) -> None:
+    """500 records of 200 KB in a 512 MB function: the old design wrote 100 MB files the runtime (~6x a file) cannot hold.
+    max_bytes is bounded to 512 MiB x 0.8 / 6 = 71,582,788 B: 357 records of 200,120 B (with metadata) a file."""
+    spec = make_spec(tmp_path, [{"name": "pre", "trigger": {"stream": {"batch_size": 500, "max_batching_window_s": 60}}, "memory_mb": 512}],
+                     rps=100, record_bytes=200_000, work={"pre": {"ms_per_record": 0.2, "ms_per_invocation": 80}})
+    files = batching.sources(spec)["pre"].files
+    assert files.limit == "memory" and files.max_bytes == int(512 * MIB * 0.8 / 6)
+    per_file = files.max_bytes // (200_000 + batching.AVRO_METADATA_BYTES)
+    assert per_file == 357 and files.max_bytes * batching.RUNTIME_FILE_FACTOR <= 512 * MIB
+    sized = backend(spec).sizing().stages["pre"]
+    assert sized.records_per_invocation == per_file
+    assert quantity(estimate(spec), "pre-function", "Cloud Run functions requests") == pytest.approx(100 * SECONDS_PER_MONTH / per_file / 1e6)
 
 
 def test_topic_retention_is_billed_only_without_an_archive(tmp_path: Path) -> None:
@@ -130,10 +175,11 @@ def test_invocations_objects_and_logs_do_not_scale_per_record(tmp_path: Path, rp
     b = backend(spec)
     est = b.estimate_cost(False)
     records = rps * SECONDS_PER_MONTH
-    per_file = min(500, rps * 60)
+    per_file = batching.sources(spec)["pre"].files.records_per_file
     for stage in ("pre", "post"):
         assert b.sizing().stages[stage].invocations_per_month == pytest.approx(records / per_file)
-        assert quantity(est, f"{stage}-function", "Cloud Run functions requests") * 1e6 <= records / 30 + 1
+        # at most one invocation per window's worth of records (5 s at the workload), never one per record
+        assert quantity(est, f"{stage}-function", "Cloud Run functions requests") * 1e6 <= records / min(500, rps * 5) + 1
     assert quantity(est, "pre-bucket", "Cloud Storage Class A operations (object writes)") * 1000 == pytest.approx(records / per_file)
     log_bytes = quantity(est, "observability", "Cloud Logging ingestion") * GB
     assert log_bytes == pytest.approx(2 * records / per_file * (pricing.REQUEST_LOG_BYTES + pricing.RUNTIME_LOG_BYTES))
@@ -284,5 +330,70 @@ def test_http_limits(tmp_path: Path) -> None:
 
 
 def test_batch_bucket_outlives_the_event_age() -> None:
-    assert storage.batch_retention_days(3600) == 2
-    assert storage.batch_retention_days(86_400) == 2
+    assert batching.retention_days(3600) == 2
+    assert batching.retention_days(86_400) == 2
+
+
+# ---- totals never decrease when only the load grows ------------------------------------------------------------------
+
+GRID_RPS = [1, 3, 10, 30, 100, 300, 1_000, 3_000, 10_000, 20_000]
+GRID_BYTES = [100, 300, 1_000, 3_000, 10_000, 30_000]
+
+
+def _grid_spec(tmp_path: Path, rps: float, record_bytes: int, files_per_hour: float = 60, http_rps: float = 2) -> PipelineSpec:
+    (tmp_path / "h.py").write_text("def handle(records, context):\n    return []\n", encoding="utf-8")
+    return PipelineSpec.model_validate({
+        "name": "grid", "stream": {"archive": True}, "uploads": {},
+        "stages": [
+            {"name": "pre", "handler": "h.py:handle", "trigger": {"stream": {"batch_size": 500, "max_batching_window_s": 5}}},
+            {"name": "raw2", "handler": "h.py:handle", "trigger": {"stream": {"batch_size": 100, "max_batching_window_s": 30}}},
+            {"name": "post", "handler": "h.py:handle", "trigger": {"objects": {"from": "pre"}}},
+            {"name": "files", "handler": "h.py:handle", "trigger": {"objects": {"from": "uploads"}}},
+            {"name": "hourly", "handler": "h.py:handle", "trigger": {"schedule": "rate(1 hour)", "from": "post"}},
+            {"name": "api", "handler": "h.py:handle", "trigger": {"http": {"persist": True}}},
+            {"name": "pull", "handler": "h.py:handle", "trigger": {"http": {"from": "files"}}},
+        ],
+        "workload": {"records_per_second": rps, "record_bytes": record_bytes,
+                     "uploads": {"files_per_hour": files_per_hour, "records_per_file": 1000}, "http": {"requests_per_second": http_rps}},
+        "clouds": {"gcp": {"project": "demo-project-1"}},
+    }, context={"base_dir": tmp_path})
+
+
+def _total(spec: PipelineSpec) -> float:
+    return sum(x.monthly_usd for x in estimate(spec).lines)
+
+
+def test_totals_never_decrease_when_only_the_load_grows(tmp_path: Path) -> None:
+    """records_per_second 1..20,000 x record_bytes 100..30,000: every row and every column is non-decreasing."""
+    totals = {(rps, size): _total(_grid_spec(tmp_path, rps, size)) for rps in GRID_RPS for size in GRID_BYTES}
+    for size in GRID_BYTES:
+        row = [totals[(rps, size)] for rps in GRID_RPS]
+        assert all(b >= a - 1e-9 for a, b in itertools.pairwise(row)), (size, row)
+    for rps in GRID_RPS:
+        column = [totals[(rps, size)] for size in GRID_BYTES]
+        assert all(b >= a - 1e-9 for a, b in itertools.pairwise(column)), (rps, column)
+
+
+@pytest.mark.parametrize("knob", ["files_per_hour", "http_rps"])
+def test_totals_grow_with_uploads_and_requests(tmp_path: Path, knob: str) -> None:
+    values = [0.1, 1, 10, 100, 1_000, 10_000]
+    totals = [_total(_grid_spec(tmp_path, 100, 700, **{knob: value})) for value in values]
+    assert all(b >= a - 1e-9 for a, b in itertools.pairwise(totals)), totals
+
+
+def test_stream_scoring_dev_worked_example() -> None:
+    """stacks/stream-scoring, dev: 10 records/s of 300 B; preprocess batch_size 1000, window 10 s; score-batch every 15 min
+    over preprocess's outputs (kept 7 days); score-api at 0.2 requests/s.
+
+    batch files: the window's 100 records (max_bytes 100 x 420 B = 42,000): 26,280,000 / 100 = 262,800 files a month,
+      written by the raw archive's subscription (262.8 x $0.005 = $1.314 Class A on raw-bucket), read once each
+    score-batch: 2,920 runs; preprocess keeps 262,800 / 2,628,000 x 604,800 s = 60,480 objects -> 61 list pages a run:
+      178,120 lists x $0.005/1000 = $0.8906; 8,760 lease/watermark writes = $0.0438; 262,800 + 5,840 reads = $0.10746
+    logs: (262,800 + 2,920 + 525,600) invocations x 1,400 B = 1.0318 GiB x $0.50 = $0.5159"""
+    est = backend(load_spec(REPO / "stacks" / "stream-scoring" / "pipeline.yaml", "dev").spec).estimate_cost(False)
+    assert line(est, "raw-bucket", "Cloud Storage Class A operations (object writes)") == pytest.approx(1.314, rel=0.01)
+    assert quantity(est, "preprocess-function", "Cloud Run functions requests") == pytest.approx(0.2628, rel=0.01)
+    assert line(est, "score-batch-trigger", "Cloud Storage Class A operations (list)") == pytest.approx(0.8906, rel=0.01)
+    assert line(est, "score-batch-trigger", "Cloud Storage Class A operations (lease") == pytest.approx(0.0438, rel=0.01)
+    assert line(est, "score-batch-trigger", "Cloud Storage Class B operations (object reads)") == pytest.approx(0.10746, rel=0.01)
+    assert line(est, "observability", "Cloud Logging ingestion") == pytest.approx(0.5159, rel=0.01)

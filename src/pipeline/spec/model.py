@@ -468,7 +468,7 @@ class AwsSettings(Strict):
 
 class GcpSettings(Strict):
     project: str | None = Field(None, pattern=r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$", description="GCP project ID (required to plan or deploy on GCP).")
-    region: str = Field("us-central1", pattern=r"^[a-z]+-[a-z]+[0-9]$", description="GCP region, e.g. us-central1.")
+    region: str = Field("us-central1", pattern=r"^[a-z]+-[a-z]+[0-9]{1,2}$", description="GCP region, e.g. us-central1 or europe-west10.")
     http_invokers: list[str] = Field(default_factory=list, max_length=50,
                                      description=f"{_INVOKERS} IAM members: user:..., group:..., serviceAccount:... (never allUsers).")
     producers: list[GcpProducer] = Field(default_factory=list, max_length=20, description=_PRODUCERS)

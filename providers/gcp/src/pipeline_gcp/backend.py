@@ -161,7 +161,8 @@ class GcpBackend(Backend):
         return storage.artifact(role, self.env, bucket, path, key)
 
     def producer(self, role: RoleContext, source: str, grants: Sequence[Grant]) -> Handle[Any]:
-        return iam.producer(role, self.env, source, grants)
+        outside = [p.member for p in self.spec.clouds.gcp.producers if p.feeds(source)]
+        return iam.producer(role, self.env, source, grants, outside)
 
     def http_trigger(self, role: RoleContext, stage: StageSpec, function: Handle[Any], identity: Handle[Any], dead_letter: Handle[Any]) -> Handle[Any]:
         return triggers.http_trigger(role, self.env, self.spec, stage, function, identity)

@@ -103,9 +103,11 @@ def test_record_hint(spec: PipelineSpec, stack: str, outputs: Mapping[str, Any])
     if spec.uploads is not None:
         name = spec.uploads.name
         who = producers.get(name, "<producer service account>")
-        lines += ["Upload a file of JSON lines (as the uploads producer; .gz works too):",
+        # A new object name per upload: producers may create objects, not replace them (an existing name is refused).
+        lines += ["Upload a file of JSON lines under a new name (as the uploads producer; .gz works too):",
                   f"  echo '{SAMPLE_RECORD}' > sample.jsonl",
-                  f"  gcloud storage cp sample.jsonl gs://{buckets.get(name, '<uploads bucket>')}/{spec.uploads.prefix} --impersonate-service-account {who}"]
+                  f"  gcloud storage cp sample.jsonl gs://{buckets.get(name, '<uploads bucket>')}/{spec.uploads.prefix}sample-$(date +%s).jsonl "
+                  f"--impersonate-service-account {who}"]
     endpoints = outputs.get("endpoints") or {}
     callers = outputs.get("http_callers") or {}
     for stage, url in endpoints.items():
@@ -115,6 +117,6 @@ def test_record_hint(spec: PipelineSpec, stack: str, outputs: Mapping[str, Any])
                   f"{caller} --audiences {url} --include-email)\" -H 'Content-Type: application/json' -d '[{SAMPLE_RECORD}]'"]
     finals = [s.name for s in spec.stages if not spec.consumers_of(s.name) and s.name in buckets]
     if finals:
-        lines.append("Then look for the results (stream batches close within a minute):")
+        lines.append("Then look for the results (a stream batch closes within its window, or max_duration when traffic is light):")
         lines += [f"  gcloud storage ls --project {project} --recursive gs://{buckets[name]}/{name}/" for name in finals]
     return "\n".join(lines)

@@ -18,7 +18,7 @@ from pipeline.backend import Handle, RoleContext
 from pipeline.packaging import Package, Recipe
 from pipeline.sizing import StageSizing
 from pipeline.spec.model import PipelineSpec, StageSpec
-from pipeline_gcp import naming, storage
+from pipeline_gcp import batching, naming, storage
 from pipeline_gcp.platform import Env
 
 RUNTIME = "python312"
@@ -74,7 +74,7 @@ def function(role: RoleContext, env: Env, spec: PipelineSpec, stage: StageSpec, 
     variables["PIPELINE_RETRIES"] = str(stage.retries)
     variables["PIPELINE_MAX_EVENT_AGE_S"] = str(stage.max_event_age_s)
     if stage.trigger.stream:
-        variables["PIPELINE_BATCH_PREFIX"] = f"{stage.name}/"
+        variables["PIPELINE_BATCH_PREFIX"] = batching.sources(spec)[stage.name].prefix  # raw/ or the group's <stage>/
     # functions-framework's gunicorn: one worker process per request the instance takes, one thread each.
     variables["WORKERS"] = str(per_instance)
     variables["THREADS"] = "1"

@@ -103,19 +103,35 @@ def topic_publisher(role: RoleContext, env: Env, suffix: str, topic: pulumi.Inpu
     return gcp.pubsub.TopicIAMMember(role.name(suffix), topic=topic, role=PUBLISHER, member=who, opts=env.opts(role))
 
 
-def producer(role: RoleContext, env: Env, source: str, grants: Sequence[Grant]) -> Handle[gcp.serviceaccount.Account]:
-    """A service account producers impersonate (or run as): publish on the topic, or create objects under the
-    landing prefix, nothing else."""
+def producer(role: RoleContext, env: Env, source: str, grants: Sequence[Grant], outside: Sequence[str] = ()) -> Handle[gcp.serviceaccount.Account]:
+    """Who may feed `source` ("stream" or the uploads bucket): publish on the topic, or create objects under the landing
+    prefix, nothing else.
+
+    * `outside` (`clouds.gcp.producers` members that feed this source: users, groups, service accounts of any project,
+      workload identity federation principals) get the write-only role **directly**, each its own binding: no
+      impersonation chain, and audit logs name the real caller.
+    * The in-project service account is for producers running inside this project (attach it to a Cloud Run job, a VM,
+      a GKE workload). Nobody is granted `roles/iam.serviceAccountTokenCreator` or `serviceAccountUser` on it, so only
+      principals with those roles on the project (owners and IAM admins) can impersonate it.
+
+    Create, never replace: `storage.objectCreator` allows `storage.objects.create` only, and replacing an existing object
+    also needs `storage.objects.delete` (https://cloud.google.com/storage/docs/access-control/iam-roles), so an upload
+    under a name that exists is refused (403): producers upload each file under a new name. The prefix condition uses
+    the object's IAM resource name, `projects/_/buckets/<bucket>/objects/<name>`, which Cloud Storage evaluates for
+    object creation (https://cloud.google.com/iam/docs/conditions-resource-attributes#resource-name)."""
     sa = service_account(role, env, "sa", naming.service_account_id(role.pipeline, role.stack, source, "in"),
                          f"{role.pipeline} {source} producer ({role.stack})",
                          f"Feeds {source} of pipeline {role.pipeline} ({role.stack}); may only publish or upload")
-    who = sa.extra["member"]
+    members: list[tuple[str, pulumi.Input[str]]] = [("", sa.extra["member"]), *((f"-outside-{n}", who) for n, who in enumerate(outside))]
     for index, g in enumerate(grants):
-        if g.access is Access.WRITE_STREAM:
-            gcp.pubsub.TopicIAMMember(role.name(f"publisher-{index}"), topic=g.target.extra["id"], role=PUBLISHER, member=who, opts=env.opts(role))
-        elif g.access is Access.WRITE_OBJECTS:
-            bucket_member(role, env, f"uploader-{index}", g.target.name, OBJECT_CREATOR, who,
-                          prefix_condition(g.target.name, g.prefix, f"upload to {g.prefix}"))
-        else:  # pragma: no cover - the core grants producers only these
-            raise ValueError(g.access)
+        for suffix, who in members:
+            if g.access is Access.WRITE_STREAM:
+                gcp.pubsub.TopicIAMMember(role.name(f"publisher-{index}{suffix}"), topic=g.target.extra["id"], role=PUBLISHER, member=who,
+                                          opts=env.opts(role))
+            elif g.access is Access.WRITE_OBJECTS:
+                bucket_member(role, env, f"uploader-{index}{suffix}", g.target.name, OBJECT_CREATOR, who,
+                              prefix_condition(g.target.name, g.prefix, f"upload to {g.prefix}"))
+            else:  # pragma: no cover - the core grants producers only these
+                raise ValueError(g.access)
+    sa.extra["outside"] = list(outside)
     return sa

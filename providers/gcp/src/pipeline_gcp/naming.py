@@ -14,7 +14,20 @@ MOCK_PROJECT_NUMBER = "123456789012"
 
 SA_MIN, SA_MAX = 6, 30  # service account ids: [a-z]([-a-z0-9]*[a-z0-9]), 6-30 characters
 FUNCTION_MAX = 63  # Cloud Run service names (a gen2 function is one): 63 characters, [a-z]([-a-z0-9]*[a-z0-9])
+# Bucket names (https://cloud.google.com/storage/docs/naming-buckets): 3-63 characters without dots, lowercase letters,
+# digits, '-' and '_', starting and ending with a letter or digit, globally unique, never starting with "goog" nor
+# containing "google" or a close misspelling. Ours: a readable prefix, then the stack's random suffix.
+BUCKET_MAX = 63
+# Pub/Sub topic and subscription ids (https://cloud.google.com/pubsub/docs/create-topic#resource_names): 3-255
+# characters, starting with a letter, never with "goog".
+PUBSUB_MAX = 255
+# Custom role ids (https://cloud.google.com/iam/docs/reference/rest/v1/projects.roles/create): [a-zA-Z0-9_.], 3-64.
+ROLE_ID_MAX = 64
+SUFFIX_BYTES = 4  # the stack's random suffix (pulumi_random.RandomId): 8 hex characters
+RANDOM_ID = "random:index/randomId:RandomId"
 _SA_PATTERN = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])$")
+# "goog", "g00g", "go0g", ...: Cloud Storage refuses names that begin with it or contain "google" or a misspelling.
+_GOOG = re.compile(r"g[o0]{2}g")
 
 
 def _digest(text: str, length: int) -> str:
@@ -38,6 +51,23 @@ def fit(parts: list[str], limit: int, minimum: int = 1) -> str:
     return name
 
 
+def bucket_name(pipeline: str, stack: str, key: str, suffix: str) -> str:
+    """`<pipeline>-<stack>-<key>-<suffix>`, shortened with a hash when long: always a valid, globally unique bucket name.
+
+    The suffix is the stack's random id (drawn once per stack, kept in the state), so two stacks or two projects
+    with the same pipeline name never collide, and nobody can guess a name to take it first."""
+    head = fit([_GOOG.sub("gg", pipeline), stack, key], BUCKET_MAX - len(suffix) - 1)
+    name = _GOOG.sub("gg", f"{head}-{suffix}")
+    return name
+
+
+def pubsub_name(logical: str, suffix: str) -> str:
+    """An explicit topic or subscription id: the logical name (unique in the stack) plus the stack's suffix, valid
+    whatever the pipeline is called (never starting with "goog", at most 255 characters)."""
+    name = fit([logical, suffix], PUBSUB_MAX)
+    return f"p-{name}" if name.startswith("goog") else name
+
+
 def service_account_id(pipeline: str, stack: str, stage: str, purpose: str = "") -> str:
     """Project-unique id for a service account; includes the stack so stacks can share a project."""
     return fit([pipeline, stack, stage, purpose] if purpose else [pipeline, stack, stage], SA_MAX, SA_MIN)
@@ -48,13 +78,21 @@ def function_name(pipeline: str, stack: str, stage: str) -> str:
     return fit([pipeline, stack, stage], FUNCTION_MAX)
 
 
-def custom_role_id(pipeline: str, stack: str, purpose: str) -> str:
-    """Project-unique custom role id: camelCase letters and digits, 3-64 characters, no '-' (IAM's rule)."""
+def custom_role_id(pipeline: str, stack: str, purpose: str, suffix: str = "") -> str:
+    """Project-unique custom role id: camelCase letters and digits, then `_<suffix>`, 3-64 characters, no '-' (IAM's rule).
+
+    The stack's random suffix makes a redeploy after `pipeline destroy` use a new id: a deleted custom role's id cannot
+    be reused for 7 to 37 days (pulumi-gcp IAMCustomRole docs). Anything longer than 64 keeps a hash of the whole, so
+    two long names never shorten to the same id."""
     words = re.split(r"[^a-zA-Z0-9]+", f"{pipeline} {stack} {purpose}")
     text = words[0].lower() + "".join(w[:1].upper() + w[1:].lower() for w in words[1:] if w)
     if not text[:1].isalpha():
         text = "p" + text
-    return text[:64]
+    tail = f"_{suffix}" if suffix else ""
+    if len(text) + len(tail) > ROLE_ID_MAX:
+        digest = _digest(text, 6)
+        text = text[: ROLE_ID_MAX - len(digest) - 1 - len(tail)] + "_" + digest
+    return text + tail
 
 
 def label_value(text: str) -> str:
@@ -89,8 +127,13 @@ def mock_resource(type_: str, logical: str, inputs: Mapping[str, Any], project: 
     out: dict[str, Any] = dict(inputs)
     name = inputs.get("name") or autoname(logical)
     p = inputs.get("project") or project
-    if type_ == "pulumi:providers:gcp":
+    if type_.startswith("pulumi:providers:"):
         return f"{logical}-provider", out
+    if type_ == RANDOM_ID:
+        # Deterministic offline stand-in for the stack's random suffix (a real deploy draws it once and keeps it).
+        digest = hashlib.sha256(logical.encode()).digest()[: int(inputs.get("byteLength", SUFFIX_BYTES))]
+        out.update(hex=digest.hex(), dec=str(int.from_bytes(digest, "big")), b64Url=digest.hex(), b64Std=digest.hex())
+        return f"{logical}-id", out
     if type_ == "gcp:projects/service:Service":
         return f"{p}/{inputs['service']}", out
     if type_ == "gcp:projects/serviceIdentity:ServiceIdentity":

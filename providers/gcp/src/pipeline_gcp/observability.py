@@ -74,7 +74,7 @@ def _threshold(display: str, filter_: pulumi.Input[str], aligner: str, threshold
 
 def channels(role: RoleContext, env: Env, spec: PipelineSpec) -> list[pulumi.Output[str]]:
     """Notification channels: the alerts topic, each e-mail address, the webhook (its URL is a secret)."""
-    topic = gcp.pubsub.Topic(role.name("alerts"), opts=env.opts(role))
+    topic = gcp.pubsub.Topic(role.name("alerts"), name=env.pubsub_name(role.name("alerts")), opts=env.opts(role))
     channel = gcp.monitoring.NotificationChannel(
         role.name("alerts"), display_name=f"{role.pipeline} ({role.stack}) alerts topic", type="pubsub", labels={"topic": topic.id},
         opts=env.opts(role),

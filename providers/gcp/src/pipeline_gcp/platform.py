@@ -7,6 +7,7 @@ from typing import Any
 
 import pulumi
 import pulumi_gcp as gcp
+import pulumi_random as random
 
 from pipeline.backend import Handle, RoleContext
 from pipeline.spec.model import PipelineSpec
@@ -25,12 +26,21 @@ BASE_APIS = (
     "logging.googleapis.com",
     "monitoring.googleapis.com",
     "iam.googleapis.com",
+    # Project IAM members (setIamPolicy) go through Cloud Resource Manager, which a new project may not have enabled;
+    # callers and producers that impersonate our service accounts mint tokens through IAM Credentials.
+    "cloudresourcemanager.googleapis.com",
+    "iamcredentials.googleapis.com",
 )
 SCHEDULER_API = "cloudscheduler.googleapis.com"
 # What a function build needs, and nothing else (https://cloud.google.com/functions/docs/securing/build-custom-sa):
 # write build logs, push the image to Artifact Registry (GCF creates its `gcf-artifacts` repository itself, so the
 # grant is project-level), and read the source archive (a bucket-level grant on the sources bucket, in storage.py).
 BUILD_PROJECT_ROLES = ("roles/logging.logWriter", "roles/artifactregistry.writer")
+# Cloud Functions copies a function's source into its own `gcf-v2-sources-<project number>-<region>` bucket and the
+# build reads it from there (https://cloud.google.com/run/docs/configuring/services/build-service-account: the build
+# account "retrieves the function source from the Cloud Storage bucket"). That bucket is Google's, created on the first
+# deploy, so the grant is project-level, narrowed by a condition to those buckets and to reading.
+GCF_SOURCES_BUCKETS = "projects/_/buckets/gcf-v2-sources-"
 
 
 @dataclass
@@ -43,6 +53,9 @@ class Env:
     apis: list[pulumi.Resource]
     pubsub_agent: pulumi.Output[str]  # service-N@gcp-sa-pubsub.iam.gserviceaccount.com
     project_number: pulumi.Output[str]
+    suffix: pulumi.Output[str]  # the stack's random name suffix (8 hex), drawn once and kept in the state
+    pipeline: str = ""
+    stack: str = ""
     gcs_agent: pulumi.Output[str] | None = None  # service-N@gs-project-accounts... (object notifications only)
     builder: Handle[Any] | None = None  # the build service account of every function
     build_bindings: list[pulumi.Resource] = field(default_factory=list)
@@ -52,13 +65,25 @@ class Env:
     buckets: dict[str, Handle[Any]] = field(default_factory=dict)  # by BucketSpec.key
     dead_letters: dict[str, Handle[Any]] = field(default_factory=dict)  # by stage name
     event_subscriptions: dict[str, pulumi.Output[str]] = field(default_factory=dict)  # push subscriptions, by stage
-    batch_subscriptions: dict[str, pulumi.Output[str]] = field(default_factory=dict)  # Cloud Storage subscriptions, by stream stage
+    batch_subscriptions: dict[str, pulumi.Output[str]] = field(default_factory=dict)  # Cloud Storage subscriptions, by batching.Source key
+    batch_buckets: dict[str, Handle[Any]] = field(default_factory=dict)  # batch buckets, by batching.Source key
     scheduler_jobs: dict[str, pulumi.Output[str]] = field(default_factory=dict)  # by stage name
 
     def opts(self, role: RoleContext, *after: Any, **kwargs: Any) -> pulumi.ResourceOptions:
         """Parent to the role, and wait for the APIs (plus `after`) so first deploys don't race API enablement."""
         opts: pulumi.ResourceOptions = role.opts(provider=self.provider, depends_on=[*self.apis, *after], **kwargs)
         return opts
+
+    def bucket_name(self, key: str) -> pulumi.Output[str]:
+        """The bucket for `key` (a BucketSpec key, "<stage>-batches", "sources"): valid and unique whatever the names."""
+        return self.suffix.apply(lambda suffix: naming.bucket_name(self.pipeline, self.stack, key, suffix))
+
+    def pubsub_name(self, logical: str) -> pulumi.Output[str] | None:
+        """None (Pulumi autonames `<logical>-<random>`) unless the logical name starts with "goog", which Pub/Sub refuses:
+        then an explicit id from the stack's suffix."""
+        if not logical.startswith("goog"):
+            return None
+        return self.suffix.apply(lambda suffix: naming.pubsub_name(logical, suffix))
 
 
 def labels(spec: PipelineSpec, stack: str) -> dict[str, str]:
@@ -89,12 +114,17 @@ def platform(role: RoleContext, spec: PipelineSpec, stack: str, delete_data: boo
     pubsub = gcp.projects.ServiceIdentity(role.name("pubsub-agent"), project=project, service="pubsub.googleapis.com",
                                           opts=role.opts(provider=provider, depends_on=apis))
     number = pubsub.email.apply(naming.project_number_from_agent)
+    # Globally unique names (buckets) end in a random suffix drawn once per stack and kept in its state, so names fit
+    # their limits whatever the pipeline and stage are called, stacks and projects never collide, and no one can
+    # create a bucket with our name first. Its own provider: the random provider needs no configuration.
+    randomness = random.Provider(role.name("random"), opts=role.opts())
+    suffix = random.RandomId(role.name("suffix"), byte_length=naming.SUFFIX_BYTES, opts=role.opts(provider=randomness)).hex
     env = Env(project=project, region=region, provider=provider, apis=apis, pubsub_agent=pubsub.email, project_number=number,
-              delete_data=delete_data)
+              suffix=suffix, pipeline=spec.name, stack=stack, delete_data=delete_data)
     if notified(spec):
         env.gcs_agent = _gcs_agent(env)
     build_identity(role, env)
-    if any(s.trigger.from_stage for s in spec.stages):
+    if any(s.trigger.window_source for s in spec.stages):  # schedules and HTTP stages with `from`
         env.lister_role = _lister_role(role, env, spec, stack)
     return env
 
@@ -124,6 +154,12 @@ def build_identity(role: RoleContext, env: Env) -> None:
                                member=sa.extra["member"], opts=env.opts(role))
         for grant in BUILD_PROJECT_ROLES
     ]
+    env.build_bindings.append(gcp.projects.IAMMember(
+        role.name("build-gcf-sources-reader"), project=env.project, role="roles/storage.objectViewer", member=sa.extra["member"],
+        condition=gcp.projects.IAMMemberConditionArgs(
+            title="Cloud Functions source copies", description="read the gcf-v2-sources buckets Cloud Functions builds from",
+            expression=f'resource.name.startsWith("{GCF_SOURCES_BUCKETS}")'),
+        opts=env.opts(role)))
 
 
 LISTER_PERMISSIONS = ("storage.objects.list",)
@@ -138,7 +174,7 @@ def _lister_role(role: RoleContext, env: Env, spec: PipelineSpec, stack: str) ->
     on the source bucket alone, which holds only that source's outputs. Bound in iam.grant.
     """
     custom = gcp.projects.IAMCustomRole(
-        role.name("object-lister"), project=env.project, role_id=naming.custom_role_id(spec.name, stack, "lister"),
+        role.name("object-lister"), project=env.project, role_id=env.suffix.apply(lambda suffix: naming.custom_role_id(spec.name, stack, "lister", suffix)),
         title=f"{spec.name} ({stack}) object lister"[:100],
         description="List object names in one bucket (bound per bucket); no object reads", permissions=list(LISTER_PERMISSIONS),
         stage="GA", opts=env.opts(role),

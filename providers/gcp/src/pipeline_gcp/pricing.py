@@ -45,7 +45,7 @@ from pipeline.cost import (
 from pipeline.sizing import Sizing, StageSizing
 from pipeline.spec.model import PipelineSpec, StageSpec
 from pipeline.wiring import bucket_plan
-from pipeline_gcp import functions, observability, sizing, storage, stream, triggers
+from pipeline_gcp import batching, functions, observability, storage, triggers
 
 PRICE_FILE = Path(__file__).with_name("prices.json")
 
@@ -73,11 +73,16 @@ LOGGING_FREE_GIB = 50.0  # per project (https://cloud.google.com/stackdriver/pri
 # million time-series points its query returns; one condition per policy here, each evaluated every 30 s.
 ALERT_EXECUTION_PERIOD_S = 30
 
+# What the runtime does per windowed run (pipeline.runtime): one list of the whole source prefix, paged; GETs of the
+# watermark and the lease; PUTs of the lease (taken, released) and the watermark. GCS lists return 1,000 keys a page.
+LIST_PAGE_KEYS = 1000
+STATE_READS_PER_RUN = 2
+STATE_WRITES_PER_RUN = 3
+
 # ---- workload assumptions (stated in every estimate) -----------------------------------------
 NOTIFICATION_BYTES = 1200  # a JSON_API_V1 notification: the object resource JSON plus attributes (assumed)
 REQUEST_LOG_BYTES = 1000  # one Cloud Run request log entry (assumed)
 RUNTIME_LOG_BYTES = 400  # the runtime's one "batch done" line per invocation (assumed)
-ARCHIVE_NEWLINE_BYTES = 1  # the raw archive's text format: one message per line
 SOFT_DELETE_DAYS = storage.SOFT_DELETE_DATA_S / 86_400
 
 
@@ -119,11 +124,11 @@ def run_usage(invocations: float, duration_ms: float, memory_mb: int, vcpu: floa
     return seconds * vcpu / per_instance, seconds * memory_mb / 1024 / per_instance
 
 
-def archive_objects(bytes_month: float, max_duration_s: int = stream.ARCHIVE_MAX_DURATION_S, max_bytes: int = stream.ARCHIVE_MAX_BYTES) -> float:
-    """Files a Cloud Storage subscription writes a month: a new one when max_duration passes or max_bytes fill.
+def files_written(records_month: float, files: batching.Files) -> float:
+    """Files a Cloud Storage subscription writes a month at the workload (batching.files_for).
 
     A lower bound: Pub/Sub may write several files in parallel under load."""
-    return max(SECONDS_PER_MONTH / max_duration_s, bytes_month / max_bytes)
+    return records_month / max(files.records_per_file, 1.0)
 
 
 def alert_points_millions(conditions: int, series_per_condition: float = 1.0, seconds: float = SECONDS_PER_MONTH,
@@ -225,7 +230,7 @@ class _Estimator:
         sized = self.stage(stage.name)
         invocations = sized.invocations_per_month
         vcpu = float(functions.cpu_for(stage.memory_mb))
-        per_instance = functions.requests_per_instance(stage.memory_mb)
+        per_instance = int(sized.settings.get("max_instance_request_concurrency", 1))
         vcpu_s, gib_s = run_usage(invocations, sized.invocation_ms, stage.memory_mb, vcpu, per_instance)
         why = {"stream": f"one per batch file of ~{sized.records_per_invocation:,.0f} records",
                "objects": "one per object of the source", "schedule": "one per scheduled run",
@@ -245,13 +250,7 @@ class _Estimator:
         sized = self.stage(stage.name)
         events = sized.invocations_per_month
         if stage.trigger.stream:
-            batch_bytes = self.records * (self.spec.workload.record_bytes + sizing.AVRO_METADATA_BYTES)
-            self.est.add(role, "Pub/Sub Cloud Storage subscription throughput (batch files)", self.records * self.message_bytes / TB,
-                         self.sheet["pubsub_cloud_storage_subscription"],
-                         note=f"{self.records:,.0f} records written as Avro batch files of ~{sized.records_per_invocation:,.0f}")
-            self.storage(role, batch_bytes, storage.batch_retention_days(stage.max_event_age_s), "batch files (Avro, with metadata)",
-                         soft_delete=False)
-            self.class_a(role, "Cloud Storage Class A operations (batch file writes)", events, f"{events:,.0f} batch files")
+            self.batch_files(role, stage)
             self.class_b(role, "Cloud Storage Class B operations (batch file reads)", events, "one read per invocation")
             self.notifications(role, events, "batch files")
         elif stage.trigger.objects:
@@ -260,13 +259,45 @@ class _Estimator:
         elif stage.trigger.schedule:
             self.est.add(role, "Cloud Scheduler job", 1, self.sheet["scheduler_job"], free=self.free(self.scheduler_free, 1),
                          note="executions are not billed")
-            if stage.trigger.from_stage:
-                runs = events
-                self.class_a(role, "Cloud Storage Class A operations (list)", runs, "one listing of the source prefix per run (more pages above 1,000 objects)")
-                objects = self._objects_per_month(stage.trigger.from_stage)
-                self.class_b(role, "Cloud Storage Class B operations (object reads)", objects + runs,
-                             "each accumulated object once, plus the watermark per run")
         # HTTP stages: the requests are the function's request line; Cloud Run has no separate trigger charge.
+        window = stage.trigger.window_source
+        if window:
+            self.window_reads(role, window, events)
+
+    def batch_files(self, role: str, stage: StageSpec) -> None:
+        """The group's own Cloud Storage subscription, once, on its first stage: throughput, the files' storage and writes.
+        Files of the raw archive are billed with the archive (stream, raw bucket)."""
+        source = batching.sources(self.spec)[stage.name]
+        if source.archive or source.owner != stage.name:
+            return
+        files = source.files
+        written = self.records / max(files.records_per_file, 1.0)
+        readers = f", read by {', '.join(source.stages)}" if len(source.stages) > 1 else ""
+        self.est.add(role, "Pub/Sub Cloud Storage subscription throughput (batch files)", self.records * self.message_bytes / TB,
+                     self.sheet["pubsub_cloud_storage_subscription"],
+                     note=f"{self.records:,.0f} records written as Avro batch files of ~{files.records_per_file:,.0f}{readers}")
+        days = max(batching.retention_days(self.spec.stage(name).max_event_age_s) for name in source.stages)
+        self.storage(role, self.records * batching.avro_record_bytes(self.spec), days, "batch files (Avro, with metadata)", soft_delete=False)
+        self.class_a(role, "Cloud Storage Class A operations (batch file writes)", written, f"{written:,.0f} batch files")
+
+    def window_reads(self, role: str, source: str, runs: float) -> None:
+        """What the runtime does per windowed run: list the WHOLE source prefix (keys are not time-ordered; 1,000 keys a
+        page), read the watermark and the lease, write the lease twice and the watermark once, and read each new object."""
+        held = self._objects_kept(source)
+        pages = max(1, math.ceil(held / LIST_PAGE_KEYS))
+        self.class_a(role, "Cloud Storage Class A operations (list)", runs * pages,
+                     f"{runs:,.0f} runs x {pages:,} page(s): the whole prefix (~{held:,.0f} objects kept) at {LIST_PAGE_KEYS:,} keys a page")
+        self.class_a(role, "Cloud Storage Class A operations (lease and watermark writes)", runs * STATE_WRITES_PER_RUN,
+                     f"{runs:,.0f} runs x {STATE_WRITES_PER_RUN} (the lease twice, the watermark once)")
+        objects = self._objects_per_month(source)
+        self.class_b(role, "Cloud Storage Class B operations (object reads)", objects + runs * STATE_READS_PER_RUN,
+                     f"each accumulated object once ({objects:,.0f}), plus the watermark and the lease per run")
+
+    def _objects_kept(self, source: str) -> float:
+        """Objects under the source's prefix at any time: written per second x the bucket's retention (lifecycle delete)."""
+        days = next(b.retention_days for b in bucket_plan(self.spec) if b.key == source)
+        assert days is not None
+        return self._objects_per_month(source) / SECONDS_PER_MONTH * days * 86_400
 
     def _objects_per_month(self, source: str) -> float:
         if source == self.spec.uploads_name:
@@ -279,12 +310,15 @@ class _Estimator:
         record = spec.workload.record_bytes
         for bucket in bucket_plan(spec):
             role = f"{bucket.key}-bucket"
-            if bucket.key == "raw":
-                stored = self.records * (record + ARCHIVE_NEWLINE_BYTES)
+            if bucket.key == batching.ARCHIVE_KEY:
+                stored = self.records * batching.avro_record_bytes(spec)
                 assert bucket.retention_days is not None
-                self.storage(role, stored, bucket.retention_days, "raw text files (one record per line, uncompressed)", soft_delete=True)
-                self.class_a(role, "Cloud Storage Class A operations (object writes)", archive_objects(stored),
-                             f"a file every {stream.ARCHIVE_MAX_DURATION_S} s or {stream.ARCHIVE_MAX_BYTES // 2**20} MiB (a lower bound)")
+                self.storage(role, stored, bucket.retention_days, "raw Avro files (each record with its metadata)", soft_delete=True)
+                archive = batching.archive_files(spec)
+                written = files_written(self.records, archive)
+                readers = [s for s in batching.sources(spec).values() if s.archive]
+                why = f"the batch files of {', '.join(readers[0].stages)}" if readers else f"{archive.max_bytes // 2**20} MiB or {archive.duration_s} s each"
+                self.class_a(role, "Cloud Storage Class A operations (object writes)", written, f"{written:,.0f} files: {why}")
             elif bucket.key == spec.uploads_name:
                 files, data = uploads_per_month(spec)
                 assert bucket.retention_days is not None

@@ -41,4 +41,7 @@ TYPES: dict[str, TerraformType] = {
 MAPS = frozenset({"labels", "user_labels", "effective_labels", "terraform_labels", "environment_variables", "headers",
                   "attributes", "metadata", "default_labels", "label_extractors", "custom_attributes"})
 
-MAPPING = TerraformMapping(PROVIDER, TYPES, MAPS)
+# Resources that are not Google's: nothing for a scanner to check.
+UNSCANNED = {"random:index/randomId:RandomId": "the stack's name suffix, drawn by Pulumi's random provider and kept in the stack state: no Google resource"}
+
+MAPPING = TerraformMapping(PROVIDER, TYPES, MAPS, UNSCANNED)

@@ -13,7 +13,6 @@ redelivery overwrote, or an expired one, can still be restored), off on buckets 
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import pulumi
@@ -34,10 +33,12 @@ def _bucket(role: RoleContext, env: Env, key: str, retention_days: int | None, *
         rules.append(gcp.storage.BucketLifecycleRuleArgs(action=gcp.storage.BucketLifecycleRuleActionArgs(type="Delete"),
                                                          condition=gcp.storage.BucketLifecycleRuleConditionArgs(age=retention_days)))
     keep = data and not env.delete_data
-    # No `name`: Pulumi autonames (logical name + random suffix), which keeps names globally unique and
-    # under 63 characters (pipeline <= 20 + key <= 20 + "-bucket" + 8).
+    # An explicit name (Pulumi's autoname would be the logical name + 8 characters: up to 20 + 20 + 16 + 8 = 64 and
+    # beyond, over the 63 a bucket allows): `<pipeline>-<stack>-<key>-<the stack's random suffix>`, shortened with a
+    # hash when long (naming.bucket_name).
     return gcp.storage.Bucket(
         role.name(suffix),
+        name=env.bucket_name(key),
         location=env.region,  # regional, in the functions' region
         storage_class="STANDARD",
         uniform_bucket_level_access=True,  # IAM only (no ACLs); required for IAM Conditions on prefixes
@@ -57,16 +58,12 @@ def bucket(role: RoleContext, env: Env, spec: BucketSpec) -> Handle[gcp.storage.
     return handle
 
 
-def batch_retention_days(max_event_age_s: int) -> int:
-    """Batch files must outlive every retry of their event (max_event_age_s), plus a day to read a dead letter's pointer."""
-    return math.ceil(max_event_age_s / 86_400) + 1
-
-
-def batch_bucket(role: RoleContext, env: Env, stage: str, max_event_age_s: int) -> Handle[gcp.storage.Bucket]:
-    """A stream stage's internal batch bucket: the Cloud Storage subscription writes batch files here, the stage reads
-    each once. Short retention, no soft delete, deletable on destroy: the records also live in the stream (and the raw
-    archive); a batch that gives up is dead-lettered record by record by the runtime."""
-    b = _bucket(role, env, f"{stage}-batches", batch_retention_days(max_event_age_s), data=False, suffix="batches")
+def batch_bucket(role: RoleContext, env: Env, stage: str, retention_days: int) -> Handle[gcp.storage.Bucket]:
+    """A stream stage's internal batch bucket (shared by the stages whose files come out the same): its Cloud Storage
+    subscription writes batch files here, each reader reads each once. Short retention (batching.retention_days), no
+    soft delete, deletable on destroy: the records also live in the stream (and the raw archive); a batch that gives up
+    is dead-lettered record by record by the runtime."""
+    b = _bucket(role, env, f"{stage}-batches", retention_days, data=False, suffix="batches")
     return Handle(b, b.name, {"url": b.url, "key": f"{stage}-batches"})
 
 

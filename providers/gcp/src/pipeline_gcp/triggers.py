@@ -6,9 +6,9 @@
   backoff, an ack deadline longer than the function may run, and an OIDC identity allowed to invoke that
   one function. (Eventarc's storage trigger owns its subscription, which takes no dead-letter topic: a
   failing event would be retried for 24 h and dropped.)
-* **Stream stages**: a Cloud Storage subscription writes the stream into the stage's batch bucket, one Avro
-  file per batch (`max_bytes` = batch_size x record, `max_duration` = the window, at least 60 s); each
-  finished file is an object event as above, so the stage gets the whole batch in one invocation.
+* **Stream stages**: a Cloud Storage subscription writes the stream as Avro batch files (batching.py: sized by
+  `batch_size`, the window at the workload's rate and the stage's memory), into the raw archive or a batch bucket;
+  each finished file is an object event as above, so the stage gets the whole batch in one invocation.
 * **Schedules**: Cloud Scheduler calls the function with an OIDC token of its own account.
 * **HTTP stages**: authenticated callers only (the pipeline's caller account and `http_invokers`).
 """
@@ -27,7 +27,7 @@ from pipeline.backend import Handle, RoleContext
 from pipeline.errors import PipelineError
 from pipeline.spec.model import PipelineSpec, StageSpec
 from pipeline.spec.schedule import Cron, Rate, Schedule
-from pipeline_gcp import iam, naming, sizing, storage
+from pipeline_gcp import batching, iam, naming, regions, storage, stream
 from pipeline_gcp.platform import Env
 
 # Pub/Sub bounds (reference gcp.md §1.3, §4).
@@ -38,8 +38,6 @@ MIN_BACKOFF, MAX_BACKOFF = "10s", "600s"
 # Cloud Scheduler bounds: retry_count 0-5; HTTP attempt deadline 15 s - 30 min.
 SCHEDULER_MAX_RETRIES = 5
 SCHEDULER_MAX_DEADLINE_S = 1800
-BATCH_DATETIME = "YYYY-MM-DD/hh_mm_ssZ"  # <stage>/2026-11-01/10_00_00Z_<id>.avro
-BATCH_SUFFIX = ".avro"
 _MONTHS = {m: str(i + 1) for i, m in enumerate(["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"])}
 _DAYS = {d: str(i) for i, d in enumerate(["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"])}
 RATE_HINT = ("use a rate that divides an hour (1, 2, 3, 4, 5, 6, 10, 12, 15, 20 or 30 minutes), whole hours that divide a day "
@@ -85,9 +83,10 @@ def dead_letter(role: RoleContext, env: Env, spec: PipelineSpec, stage: StageSpe
         handle: Handle[Any] = Handle(dlq_bucket.resource, pulumi.Output.concat("gs://", dlq_bucket.name, "/", stage.name, "/"), {})
         env.dead_letters[stage.name] = handle
         return handle
-    topic = gcp.pubsub.Topic(role.name(), message_retention_duration=seconds(spec.storage.dead_letter_days * 86_400), opts=env.opts(role))
+    topic = gcp.pubsub.Topic(role.name(), name=env.pubsub_name(role.name()), message_retention_duration=seconds(spec.storage.dead_letter_days * 86_400), opts=env.opts(role))
     hold = gcp.pubsub.Subscription(
         role.name("hold"),
+        name=env.pubsub_name(role.name("hold")),
         topic=topic.id,
         message_retention_duration=seconds(spec.storage.dead_letter_days * 86_400),
         ack_deadline_seconds=MAX_ACK_DEADLINE_S,
@@ -103,7 +102,7 @@ def deliver_objects(role: RoleContext, env: Env, stage: StageSpec, bucket: pulum
                     function: Handle[Any], dlq: Handle[Any]) -> gcp.pubsub.Subscription:
     """Objects finalized in `bucket` under `prefix` -> notification topic -> our push subscription -> `function`."""
     assert env.gcs_agent is not None, "platform() looks up the Cloud Storage agent when a stage is fed by object events"
-    topic = gcp.pubsub.Topic(role.name("events"), message_retention_duration=seconds(event_retention_s(stage)), opts=env.opts(role))
+    topic = gcp.pubsub.Topic(role.name("events"), name=env.pubsub_name(role.name("events")), message_retention_duration=seconds(event_retention_s(stage)), opts=env.opts(role))
     # The Cloud Storage service agent publishes the notifications: on this topic only.
     gcs_publisher = iam.topic_publisher(role, env, "gcs-agent-publisher", topic.id, iam.member(env.gcs_agent))
     gcp.storage.Notification(
@@ -124,6 +123,7 @@ def deliver_objects(role: RoleContext, env: Env, stage: StageSpec, bucket: pulum
     forward = iam.topic_publisher(role, env, "agent-dead-letter-publisher", dlq.extra["id"], agent)
     subscription = gcp.pubsub.Subscription(
         role.name(),
+        name=env.pubsub_name(role.name()),
         topic=topic.id,
         ack_deadline_seconds=ack_deadline(stage),
         message_retention_duration=seconds(event_retention_s(stage)),
@@ -145,41 +145,49 @@ def deliver_objects(role: RoleContext, env: Env, stage: StageSpec, bucket: pulum
 
 def stream_trigger(role: RoleContext, env: Env, spec: PipelineSpec, stage: StageSpec, source: Handle[gcp.pubsub.Topic],
                    function: Handle[Any], identity: Handle[gcp.serviceaccount.Account], dlq: Handle[Any]) -> None:
-    """Batches: a Cloud Storage subscription writes the stream into the stage's batch bucket, one Avro file per batch
-    (with each message's id, publish time, ordering key and attributes); each file invokes the stage once."""
+    """Batches: the stage runs once per Avro batch file (batching.py). Its files are the raw archive's (the archive
+    subscription writes them), or those of a Cloud Storage subscription the first stage of its group creates here,
+    into a batch bucket of its own; a later stage of the same group reads that bucket."""
     if not identity.extra["stream_grants"]:
         raise PipelineError(f"stage {stage.name!r} has a stream trigger but the core granted it no READ_STREAM access")
     assert stage.trigger.stream is not None and spec.stream is not None
-    batches = storage.batch_bucket(role, env, stage.name, stage.max_event_age_s)
-    prefix = f"{stage.name}/"
+    batch = batching.sources(spec)[stage.name]
+    if batch.archive:
+        files = env.buckets[batching.ARCHIVE_KEY]
+    elif batch.owner == stage.name:
+        files = _batch_files(role, env, spec, source, batch)
+    else:
+        files = env.batch_buckets[batch.key]
+    prefix = batch.prefix
+    # READ_STREAM, realised: the stage reads the batch files under their prefix.
+    identity.extra["bindings"].append(iam.bucket_member(role, env, "read-batches", files.name, iam.OBJECT_READER, identity.extra["member"],
+                                                        iam.prefix_condition(files.name, prefix, f"read {prefix} batches")))
+    deliver_objects(role, env, stage, files.name, prefix, function, dlq)
+
+
+def _batch_files(role: RoleContext, env: Env, spec: PipelineSpec, topic: Handle[gcp.pubsub.Topic], batch: batching.Source) -> Handle[Any]:
+    """A batch bucket and the Cloud Storage subscription that writes the group's files into it."""
+    assert spec.stream is not None
+    days = max(batching.retention_days(spec.stage(name).max_event_age_s) for name in batch.stages)
+    bucket = storage.batch_bucket(role, env, batch.key, days)
     agent = iam.member(env.pubsub_agent)
     # The Pub/Sub agent writes the files: create objects and read the bucket's metadata, on this bucket only
     # (https://cloud.google.com/pubsub/docs/create-cloudstorage-subscription#assign_roles).
-    writer = iam.bucket_member(role, env, "agent-writer", batches.name, iam.OBJECT_CREATOR, agent)
-    reader = iam.bucket_member(role, env, "agent-bucket-reader", batches.name, "roles/storage.legacyBucketReader", agent)
-    # READ_STREAM, realised: the stage reads its own batch files.
-    identity.extra["bindings"].append(iam.bucket_member(role, env, "read-batches", batches.name, iam.OBJECT_READER, identity.extra["member"],
-                                                        iam.prefix_condition(batches.name, prefix, f"read {prefix} batches")))
-    duration = sizing.batch_duration_s(stage)
+    writer = iam.bucket_member(role, env, "agent-writer", bucket.name, iam.OBJECT_CREATOR, agent)
+    reader = iam.bucket_member(role, env, "agent-bucket-reader", bucket.name, "roles/storage.legacyBucketReader", agent)
     subscription = gcp.pubsub.Subscription(
         role.name("batches"),
-        topic=source.extra["id"],
-        ack_deadline_seconds=max(duration, ack_deadline(stage)),  # max_duration may not exceed the ack deadline
+        name=env.pubsub_name(role.name("batches")),
+        topic=topic.extra["id"],
+        ack_deadline_seconds=stream.ack_deadline_s(batch.files),
         message_retention_duration=seconds(spec.stream.retention_hours * 3600),
         expiration_policy=gcp.pubsub.SubscriptionExpirationPolicyArgs(ttl=""),
-        cloud_storage_config=gcp.pubsub.SubscriptionCloudStorageConfigArgs(
-            bucket=batches.name,
-            filename_prefix=prefix,
-            filename_datetime_format=BATCH_DATETIME,
-            filename_suffix=BATCH_SUFFIX,
-            max_bytes=sizing.batch_max_bytes(spec, stage),
-            max_duration=seconds(duration),
-            avro_config=gcp.pubsub.SubscriptionCloudStorageConfigAvroConfigArgs(write_metadata=True),
-        ),
+        cloud_storage_config=stream.storage_config(bucket.name, batch.prefix, batch.files),
         opts=env.opts(role, writer, reader),
     )
-    env.batch_subscriptions[stage.name] = subscription.name
-    deliver_objects(role, env, stage, batches.name, prefix, function, dlq)
+    env.batch_subscriptions[batch.key] = subscription.name
+    env.batch_buckets[batch.key] = bucket
+    return bucket
 
 
 def object_trigger(role: RoleContext, env: Env, stage: StageSpec, source: Handle[gcp.storage.Bucket], prefix: str,
@@ -251,12 +259,15 @@ def schedule_trigger(role: RoleContext, env: Env, stage: StageSpec, schedule: Sc
                                  f"Cloud Scheduler identity for stage {stage.name} of {role.pipeline} ({role.stack}); may invoke only that function")
     invoke = iam.invoker(role, env, "scheduler-invoker", function, caller.extra["member"])
     body = json.dumps({"pipeline": role.pipeline, "stage": stage.name, "schedule": stage.trigger.schedule}, sort_keys=True)
+    zone = stage.trigger.timezone or "UTC"
     job = gcp.cloudscheduler.Job(
         role.name(),
-        region=env.region,
-        description=f"Runs stage {stage.name} of {role.pipeline} ({role.stack}) on {stage.trigger.schedule}",
+        region=regions.scheduler_region(env.region),
+        description=f"Runs stage {stage.name} of {role.pipeline} ({role.stack}) on {stage.trigger.schedule} ({zone})",
         schedule=gcp_cron(schedule),
-        time_zone="UTC",
+        # The cron fields are read in this IANA zone (tz database names, https://cloud.google.com/scheduler/docs/configuring/cron-job-schedules);
+        # Cloud Scheduler follows its daylight-saving changes. Without `timezone` in the spec: UTC, as on every cloud.
+        time_zone=zone,
         attempt_deadline=seconds(min(SCHEDULER_MAX_DEADLINE_S, stage.timeout_s + 30)),
         retry_config=gcp.cloudscheduler.JobRetryConfigArgs(
             retry_count=min(stage.retries, SCHEDULER_MAX_RETRIES),
