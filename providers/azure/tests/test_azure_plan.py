@@ -428,7 +428,9 @@ def test_object_stage_consumes_its_queue_with_exact_rights(example: Plan) -> Non
     identity = example.one("azure-native:managedidentity:UserAssignedIdentity", "score-identity")
     principal = naming.mock_uuid(identity.name, "principal")
     (consumer,) = [r for r in example.of_type("azure-native:authorization:RoleDefinition") if r.role == "score-function"]
-    assert consumer.inputs["roleType"] == "CustomRole" and consumer.inputs["assignableScopes"] == [work] and consumer.inputs["scope"] == work
+    # AssignableScopes take a resource group at the narrowest (role-definitions#assignablescopes); the assignment names the queue.
+    rg = f"/subscriptions/{SUB}/resourceGroups/rg-txn-scoring-dev"
+    assert consumer.inputs["roleType"] == "CustomRole" and consumer.inputs["assignableScopes"] == [rg] and consumer.inputs["scope"] == rg
     (perms,) = consumer.inputs["permissions"]
     assert perms == {"actions": ["Microsoft.Storage/storageAccounts/queueServices/queues/read"],
                      "dataActions": ["Microsoft.Storage/storageAccounts/queueServices/queues/messages/read",
@@ -436,7 +438,7 @@ def test_object_stage_consumes_its_queue_with_exact_rights(example: Plan) -> Non
                                      "Microsoft.Storage/storageAccounts/queueServices/queues/messages/write"]}
     on_queues = {(g.inputs["roleDefinitionId"], g.inputs["scope"]) for g in example.of_type(RA)
                  if g.inputs["principalId"] == principal and "/queueServices/" in g.inputs["scope"]}
-    consumer_id = f"{work}/providers/Microsoft.Authorization/roleDefinitions/{consumer.inputs.get('roleDefinitionId') or naming.mock_uuid(consumer.name)}"
+    consumer_id = f"{rg}/providers/Microsoft.Authorization/roleDefinitions/{consumer.inputs.get('roleDefinitionId') or naming.mock_uuid(consumer.name)}"
     assert on_queues == {(consumer_id, work), (role_def(iam.STORAGE_QUEUE_DATA_MESSAGE_SENDER), poison)}
     app = example.one("azure-native:web:WebApp", "score-function")
     queue_grants = {g.urn for g in example.of_type(RA) if g.role == "score-function" and "/queueServices/" in g.inputs["scope"]}
@@ -751,7 +753,7 @@ SOURCES = """
       http: {requests_per_second: 5, rows_per_request: 20}
       stages: {daily: {ms_per_record: 0.01}}
     clouds:
-      azure: {http_invokers: [6f0a7c3e-1d2b-4c5d-8e9f-a0b1c2d3e4f5, "group:0b5d6a1c-2e3f-4a5b-8c7d-9e0f1a2b3c4d"]}
+      azure: {http_invokers: [6f0a7c3e-1d2b-4c5d-8e9f-a0b1c2d3e4f5, "sp:0b5d6a1c-2e3f-4a5b-8c7d-9e0f1a2b3c4d"]}
 """
 
 
@@ -768,8 +770,10 @@ def test_uploads_landing_container_triggers_the_object_stage(tmp_path: Path) -> 
     for stage in ("lookup", "keep"):
         assert apps[stage].inputs["publicNetworkAccess"] == "Enabled" and apps[stage].inputs["siteConfig"]["publicNetworkAccess"] == "Enabled"
     (write,) = assignments(p, "uploads-producer")
-    assert write["scope"] == landing and write["roleDefinitionId"] == role_def(iam.STORAGE_BLOB_DATA_CONTRIBUTOR)
-    assert write["condition"] == iam.path_condition(iam.BLOB_WRITE_ACTIONS, "StringStartsWith", "uploads/")
+    creator = p.one("azure-native:authorization:RoleDefinition", "uploads-producer")
+    assert write["scope"] == landing and write["roleDefinitionId"].endswith("/roleDefinitions/" + naming.mock_uuid(creator.name))
+    assert creator.inputs["permissions"] == [{"dataActions": ["Microsoft.Storage/storageAccounts/blobServices/containers/blobs/add/action"]}]
+    assert write["condition"] == iam.path_condition(iam.BLOB_CREATE_ACTIONS, "StringStartsWith", "uploads/")
     producer = p.one("azure-native:managedidentity:UserAssignedIdentity", "uploads-producer")
     assert write["principalId"] == naming.mock_uuid(producer.name, "principal")
     reads = [g for g in assignments(p, "ingest-identity") if g["roleDefinitionId"] == role_def(iam.STORAGE_BLOB_DATA_READER)]
@@ -804,32 +808,34 @@ def test_schedule_over_accumulated_outputs_lists_exactly_the_source_prefix(tmp_p
     assert s["PIPELINE_STATE_PREFIX"] == "_state/daily/" and s["PIPELINE_INPUT_PREFIX"] == "ingest/" and s["PIPELINE_SCHEDULE"] == "0 0 6 * * *"
 
 
-def test_http_stage_needs_a_function_key_only_its_callers_can_read(tmp_path: Path) -> None:
+def test_http_stage_needs_an_entra_token_and_a_function_key_only_its_callers_can_read(tmp_path: Path) -> None:
     p = plan_of(write_spec(tmp_path, SOURCES))
     app = p.one("azure-native:web:WebApp", "lookup-function")
     site = app.inputs["siteConfig"]
-    assert site["ipSecurityRestrictionsDefaultAction"] == "Allow"  # callers come from anywhere, with a key
-    assert app.inputs["functionAppConfig"]["scaleAndConcurrency"]["triggers"] == {"http": {"perInstanceConcurrency": 1}}
+    assert site["ipSecurityRestrictionsDefaultAction"] == "Allow"  # callers come from anywhere, with a token and a key
     assert "PIPELINE_OUTPUT_BUCKET" not in settings(app)  # no persist: answers only
     assert settings(p.one("azure-native:web:WebApp", "keep-function"))["PIPELINE_OUTPUT_BUCKET"] == "out-keep"
     role = p.one("azure-native:authorization:RoleDefinition", "lookup-trigger").inputs
     assert role["permissions"] == [{"actions": ["Microsoft.Web/sites/functions/listkeys/action", "Microsoft.Web/sites/functions/read"]}]
-    app_id = f"/subscriptions/{SUB}/resourceGroups/rg-feeds-default/providers/Microsoft.Web/sites/{app.inputs['name']}"
-    assert role["assignableScopes"] == [app_id] and role["scope"] == app_id
+    rg = f"/subscriptions/{SUB}/resourceGroups/rg-feeds-default"
+    app_id = f"{rg}/providers/Microsoft.Web/sites/{app.inputs['name']}"
+    assert role["assignableScopes"] == [rg] and role["scope"] == rg
     granted = {g["principalId"]: g for g in assignments(p, "lookup-trigger")}
     caller = p.one("azure-native:managedidentity:UserAssignedIdentity", "lookup-trigger")
     assert set(granted) == {naming.mock_uuid(caller.name, "principal"), "6f0a7c3e-1d2b-4c5d-8e9f-a0b1c2d3e4f5",
                             "0b5d6a1c-2e3f-4a5b-8c7d-9e0f1a2b3c4d"}
-    assert all(g["scope"] == app_id and g["roleDefinitionId"].startswith(app_id + "/providers/Microsoft.Authorization/roleDefinitions/")
+    assert all(g["scope"] == app_id and g["roleDefinitionId"].startswith(rg + "/providers/Microsoft.Authorization/roleDefinitions/")
                for g in granted.values())
-    assert granted["6f0a7c3e-1d2b-4c5d-8e9f-a0b1c2d3e4f5"]["principalType"] == "User"  # a bare object ID
-    assert granted["0b5d6a1c-2e3f-4a5b-8c7d-9e0f1a2b3c4d"]["principalType"] == "Group"
+    assert "principalType" not in granted["6f0a7c3e-1d2b-4c5d-8e9f-a0b1c2d3e4f5"]  # untyped: ARM looks the principal up
+    assert granted["0b5d6a1c-2e3f-4a5b-8c7d-9e0f1a2b3c4d"]["principalType"] == "ServicePrincipal"
     assert granted[naming.mock_uuid(caller.name, "principal")]["principalType"] == "ServicePrincipal"
 
 
 def test_http_invokers_must_be_object_ids(tmp_path: Path) -> None:
-    text = _problems(tmp_path, SOURCES.replace("6f0a7c3e-1d2b-4c5d-8e9f-a0b1c2d3e4f5", "alice@example.com"))
-    assert "http_invokers" in text and "object ID" in text
+    with pytest.raises(SpecError) as err:
+        plan_of(write_spec(tmp_path, SOURCES.replace("6f0a7c3e-1d2b-4c5d-8e9f-a0b1c2d3e4f5", "alice@example.com")))
+    text = str(err.value)
+    assert "http_invokers[0]" in text and "not an Entra ID principal" in text
 
 
 def test_unknown_location_lists_the_regions(tmp_path: Path) -> None:

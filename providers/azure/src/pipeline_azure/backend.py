@@ -21,7 +21,7 @@ from pipeline.scan import ScanMapping
 from pipeline.sizing import Sizing, StageDemand, StageSizing, StreamSizing
 from pipeline.spec.model import StageSpec
 from pipeline.spec.schedule import Schedule
-from pipeline_azure import archiver, archiving, checks, credentials, functions, iam, naming, observability, scan, sizing, storage, stream, triggers
+from pipeline_azure import archiver, archiving, checks, credentials, functions, iam, naming, observability, producers, scan, sizing, storage, stream, triggers
 from pipeline_azure.platform import Platform, platform
 from pipeline_azure.sizing import RawArchive
 
@@ -85,10 +85,10 @@ class AzureBackend(Backend):  # type: ignore[misc]  # Backend is Any when mypy c
         return sizing.size_stage(self.spec, stage, demand, stream)
 
     def producer(self, role: RoleContext, source: str, grants: Sequence[Grant]) -> Handle[Any]:
-        return iam.producer(role, self.platform_state, source, grants)
+        return producers.producer(role, self.platform_state, self.spec, source, grants)
 
     def http_trigger(self, role: RoleContext, stage: StageSpec, function: Handle[Any], identity: Handle[Any], dead_letter: Handle[Any]) -> Handle[Any]:
-        return triggers.http_trigger(role, self.platform_state, stage, function, list(self.spec.clouds.azure.http_invokers))
+        return triggers.http_trigger(role, self.platform_state, stage, function, identity, list(self.spec.clouds.azure.http_invokers))
 
     def stack_config(self) -> dict[str, str]:
         return credentials.stack_config(self.spec)

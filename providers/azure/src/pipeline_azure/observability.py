@@ -151,6 +151,8 @@ def observability(role: RoleContext, platform: Platform, source: Any, stages: Se
     storage.lifecycle_policy(platform)
     # The data account's name carries the stack's random suffix: exported for the deploy summary's commands.
     pulumi.export(credentials.DATA_ACCOUNT_OUTPUT, platform.data.name)
+    if platform.http_audiences:  # what a caller of each HTTP stage asks Entra ID a token for (http_auth)
+        pulumi.export(credentials.HTTP_AUDIENCES_OUTPUT, platform.http_audiences)
     group = action_group(role, platform, alerts)
     actions = group.id
     if source is not None:

@@ -13,7 +13,8 @@
   into the dead-letter container with the same identity.
 * Schedule stages: a timer trigger in the app; the NCRONTAB expression (six fields, with seconds)
   is the `PIPELINE_SCHEDULE` app setting that the binding reads as `%PIPELINE_SCHEDULE%`.
-* HTTP stages: an HTTP trigger with a function key; see `http_trigger` for who may read the key.
+* HTTP stages: an HTTP trigger behind App Service Authentication (Entra ID tokens of allowed principals) and a
+  function key; see `http_trigger` and `http_auth`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 import pulumi
-from pulumi_azure_native import authorization, eventgrid, eventhub, managedidentity, web
+from pulumi_azure_native import eventgrid, eventhub, managedidentity, web
 
 from pipeline.backend import Handle, RoleContext
 from pipeline.spec.model import StageSpec
@@ -229,46 +230,41 @@ def object_trigger(role: RoleContext, platform: Platform, stage: StageSpec, sour
     )
 
 
-# Listing a function's keys through Azure Resource Manager (POST .../functions/stage/listkeys) is all a
-# caller needs to call an HTTP stage; nothing else of the app (no host or master keys).
+# Listing a function's keys through Azure Resource Manager (POST .../functions/stage/listkeys) is what a caller
+# needs for the function key; nothing else of the app (no host or master keys).
 LIST_FUNCTION_KEYS = ("Microsoft.Web/sites/functions/listkeys/action", "Microsoft.Web/sites/functions/read")
 
 
-def http_trigger(role: RoleContext, platform: Platform, stage: StageSpec, function: Handle[web.WebApp],
+def http_trigger(role: RoleContext, platform: Platform, stage: StageSpec, function: Handle[web.WebApp], identity: Handle[Any],
                  invokers: list[str]) -> Handle[Any]:
-    """An HTTPS endpoint with authLevel FUNCTION: a request needs the function's key (x-functions-key).
+    """An HTTPS endpoint that takes a request only with an Entra ID token of an allowed principal *and* the
+    function's key (see `http_auth`): the pipeline's caller identity and each `clouds.azure.http_invokers` entry
+    are the allowed principals and hold a custom role that reads only this function's key. The code is released
+    after authentication is configured, so the function never serves an unauthenticated request."""
+    from pipeline_azure import functions, http_auth, iam, principals
 
-    Who may call = who may read that key: a custom role holding only LIST_FUNCTION_KEYS, scoped to this
-    app, assigned to the pipeline's caller identity and to each `clouds.azure.http_invokers` object ID.
-    (Entra ID Easy Auth would need an app registration azure-native cannot create, and was documented as
-    not enforced on Flex Consumption; a function key is enforced by the Functions host itself.)"""
-    from pipeline_azure import checks, functions, iam
-
-    released = functions.release(function, after=[])
     caller = managedidentity.UserAssignedIdentity(
         role.name("caller"), resource_name_=f"id-{role.pipeline}-{role.stack}-{stage.name}-caller", resource_group_name=platform.rg_name,
         location=platform.location, tags=platform.tags, opts=role.opts(),
     )
+    callers = [principals.parse(entry) for entry in invokers]  # check() refused groups: a token names no group
+    auth = http_auth.easy_auth(role, platform, function, audience=identity.extra["client_id"], tenant_id=identity.extra["tenant_id"],
+                               principals=[caller.principal_id, *(c.object_id for c in callers)])
+    released = functions.release(function, after=[auth])
     app_id = function.extra["id"]
-    definition = authorization.RoleDefinition(
-        role.name("invoke-role"),
-        role_name=platform.name(lambda s: f"{role.pipeline}-{role.stack}-{stage.name}-invoke-{s}"),  # unique in the tenant
-        description=f"Read the function key of HTTP stage {stage.name} of {role.pipeline} ({role.stack}), to call it",
-        role_type="CustomRole",
-        permissions=[authorization.PermissionArgs(actions=list(LIST_FUNCTION_KEYS))],
-        assignable_scopes=[app_id],
-        scope=app_id,
-        opts=role.opts(),
-    )
+    definition = iam.custom_role(role, platform, "invoke-role", f"{stage.name}-invoke",
+                                 f"Read the function key of HTTP stage {stage.name} of {role.pipeline} ({role.stack}), to call it",
+                                 actions=LIST_FUNCTION_KEYS)
     assignments = [iam.assign_definition(role, "caller-invoke", caller.principal_id, definition.id, app_id,
                                          f"call HTTP stage {stage.name}", principal_type="ServicePrincipal", opts=role.opts(depends_on=[released]))]
-    for index, entry in enumerate(invokers):
-        principal_type, principal = checks.invoker(entry) or ("User", entry)  # check() refused anything else
-        assignments.append(iam.assign_definition(role, f"invoker-{index}", principal, definition.id, app_id,
-                                                 f"clouds.azure.http_invokers: call HTTP stage {stage.name}", principal_type=principal_type,
+    for index, who in enumerate(callers):
+        assignments.append(iam.assign_definition(role, f"invoker-{index}", who.object_id, definition.id, app_id,
+                                                 f"clouds.azure.http_invokers: call HTTP stage {stage.name}", principal_type=who.principal_type,
                                                  opts=role.opts(depends_on=[released])))
     url = pulumi.Output.concat("https://", function.extra["app_name"], ".azurewebsites.net/api/", stage.name)
-    return Handle(function.resource, url, {"caller": caller.client_id, "caller_id": caller.id, "assignments": assignments})
+    platform.http_audiences[stage.name] = identity.extra["client_id"]
+    return Handle(function.resource, url, {"caller": caller.client_id, "caller_id": caller.id, "assignments": assignments,
+                                           "audience": identity.extra["client_id"], "auth": auth})
 
 
 def schedule_trigger(function: Handle[web.WebApp]) -> None:
