@@ -148,7 +148,8 @@ class AzureBackend(Backend):  # type: ignore[misc]  # Backend is Any when mypy c
             stream.archive(role, self.platform_state, source, bucket, prefix)
             return
         code = archiver.package(self.base_dir, self.stack, self.vendor_dependencies)
-        self._archiver = archiver.archiver(role, self.platform_state, chosen.archiver, source, bucket, prefix, code)
+        self._archiver = archiver.archiver(role, self.platform_state, chosen.archiver, source, bucket, prefix, code,
+                                           sizing.max_instance_count(self.spec, chosen.archiver.partitions))
 
     def artifact(self, role: RoleContext, bucket: Handle[Any], path: Path, key: str) -> Handle[Any]:
         return storage.artifact(role, self.platform_state, bucket, path, key)

@@ -44,7 +44,7 @@ from pipeline.backend import Handle, RoleContext
 from pipeline.packaging import Package, Recipe
 from pipeline.sizing import StageSizing
 from pipeline.spec.model import PipelineSpec, StageSpec
-from pipeline_azure import iam, naming, object_queue, sizing, triggers
+from pipeline_azure import iam, naming, object_queue, sizing, telemetry, triggers
 from pipeline_azure.platform import Platform, account, blob_endpoint
 
 PYTHON_VERSION = "3.12"
@@ -65,11 +65,13 @@ def timespan(seconds: int) -> str:
 
 
 def host_json(stage: StageSpec, sized: StageSizing) -> str:
-    """host.json: the bundle, the timeout and, for object stages, the queue trigger's settings sized for the stage."""
+    """host.json: the bundle, the timeout, the telemetry the app sends (`telemetry`) and, for object stages, the queue
+    trigger's settings sized for the stage."""
     host: dict[str, Any] = {
         "version": "2.0",
         "extensionBundle": {"id": "Microsoft.Azure.Functions.ExtensionBundle", "version": EXTENSION_BUNDLE},
         "functionTimeout": timespan(stage.timeout_s),
+        "logging": telemetry.host_logging(ENTRY_FUNCTION),
     }
     if stage.trigger.objects:
         host["extensions"] = {"queues": object_queue.host_settings(stage, sized)}
