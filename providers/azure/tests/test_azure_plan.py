@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pipeline_azure import checks, iam, naming, observability, sizing, triggers
+from pipeline_azure import checks, iam, naming, ncrontab, observability, sizing
 from pipeline_azure.backend import AzureBackend
 
 from pipeline.errors import SpecError
@@ -588,7 +588,7 @@ def test_check_retention_and_consumer_groups() -> None:
     ("rate(7 days)", "0 0 0 * * 0"),
 ])
 def test_ncrontab_translation(text: str, expected: str) -> None:
-    assert triggers.ncrontab(parse_schedule(text)) == expected
+    assert ncrontab.ncrontab(parse_schedule(text)) == expected
 
 
 def test_mock_ids_are_realistic(example: Plan) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pipeline.spec.model import PipelineSpec
-from pipeline_azure import functions, limits, principals, sizing, triggers
+from pipeline_azure import functions, limits, ncrontab, principals, sizing
 
 Problem = tuple[tuple[str | int, ...], str, str]
 MAX_CONSUMER_GROUPS_STANDARD = 20  # per event hub, including $Default
@@ -116,6 +116,6 @@ def problems(spec: PipelineSpec, stack: str, previous_outputs: Mapping[str, Any]
                           "(the Azure load balancer's idle timeout), whatever its functionTimeout",
                           f"set timeout_s to {limits.HTTP_TIMEOUT_S} or less, or move the work to an object or schedule stage"))
         if stage.trigger.schedule:
-            for message, hint in triggers.schedule_problems(stage.trigger.parsed_schedule):
-                found.append((("stages", index, "trigger", "schedule"), message, hint))
+            for name, message, hint in ncrontab.schedule_problems(stage.trigger.parsed_schedule, stage.trigger.timezone):
+                found.append((("stages", index, "trigger", name), message, hint))
     return found

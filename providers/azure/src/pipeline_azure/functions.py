@@ -44,7 +44,7 @@ from pipeline.backend import Handle, RoleContext
 from pipeline.packaging import Package, Recipe
 from pipeline.sizing import StageSizing
 from pipeline.spec.model import PipelineSpec, StageSpec
-from pipeline_azure import iam, naming, object_queue, sizing, telemetry, triggers
+from pipeline_azure import iam, naming, ncrontab, object_queue, sizing, telemetry, triggers
 from pipeline_azure.platform import Platform, account, blob_endpoint
 
 PYTHON_VERSION = "3.12"
@@ -142,7 +142,7 @@ def trigger_settings(stage: StageSpec, stream: Handle[Any] | None, client_id: pu
                                  from_start=batch.starting_position != "latest"),
         })
     elif trigger.schedule:
-        settings["PIPELINE_SCHEDULE"] = triggers.ncrontab(trigger.parsed_schedule)
+        settings["PIPELINE_SCHEDULE"] = ncrontab.ncrontab(trigger.parsed_schedule, trigger.timezone)  # in UTC: Flex timers know no zone
         settings["PIPELINE_SCHEDULE_SOURCE"] = trigger.schedule
     return settings
 

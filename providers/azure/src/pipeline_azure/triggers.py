@@ -11,8 +11,8 @@
   written to the stage's Storage queue with the topic's identity (see `object_queue` for why a queue
   and how the queue trigger retries and dead-letters); what Event Grid cannot write is dead-lettered
   into the dead-letter container with the same identity.
-* Schedule stages: a timer trigger in the app; the NCRONTAB expression (six fields, with seconds)
-  is the `PIPELINE_SCHEDULE` app setting that the binding reads as `%PIPELINE_SCHEDULE%`.
+* Schedule stages: a timer trigger in the app; the NCRONTAB expression (six fields, with seconds, in UTC:
+  `ncrontab`) is the `PIPELINE_SCHEDULE` app setting that the binding reads as `%PIPELINE_SCHEDULE%`.
 * HTTP stages: an HTTP trigger behind App Service Authentication (Entra ID tokens of allowed principals) and a
   function key; see `http_trigger` and `http_auth`.
 """
@@ -26,101 +26,11 @@ from pulumi_azure_native import eventgrid, eventhub, managedidentity, web
 
 from pipeline.backend import Handle, RoleContext
 from pipeline.spec.model import StageSpec
-from pipeline.spec.schedule import Cron, Rate, Schedule
 from pipeline_azure import iam
 from pipeline_azure.platform import Platform
 
 EVENT_GRID_MAX_ATTEMPTS = 30
 EVENT_GRID_MAX_TTL_MIN = 1440
-_MONTHS = {m: i + 1 for i, m in enumerate(["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"])}
-_DAYS = {d: i for i, d in enumerate(["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"])}
-
-
-# ---- schedules -----------------------------------------------------------------------------
-def _expand(expr: str, low: int, high: int, names: dict[str, int]) -> list[int]:
-    """Every value a (validated) Unix cron field matches."""
-
-    def number(token: str) -> int:
-        return names[token.upper()] if token.upper() in names else int(token)
-
-    values: set[int] = set()
-    for part in expr.split(","):
-        step = 1
-        if "/" in part:
-            part, step_text = part.split("/", 1)
-            step = int(step_text)
-        if part == "*":
-            start, end = low, high
-        elif "-" in part:
-            a, b = part.split("-", 1)
-            start, end = number(a), number(b)
-        else:
-            start = number(part)
-            end = high if step > 1 else start
-        values.update(range(start, end + 1, step))
-    return sorted(values)
-
-
-def _field(expr: str, low: int, high: int, names: dict[str, int], modulo: int | None = None) -> str:
-    """'*' and '*/n' mean the same in NCRONTAB; anything else becomes an explicit list of numbers
-    (no names, no 'a/n' forms, Sunday as 0), which NCRONTAB always reads the Unix way."""
-    if expr == "*" or (expr.startswith("*/") and expr[2:].isdigit()):
-        return expr
-    values = _expand(expr, low, high, names)
-    if modulo is not None:
-        values = sorted({v % modulo for v in values})
-    return ",".join(str(v) for v in values)
-
-
-def _restricted(expr: str) -> bool:
-    return expr != "*"
-
-
-def ncrontab(schedule: Schedule) -> str:
-    """The spec's schedule as a six-field NCRONTAB expression ('second minute hour day month day-of-week')."""
-    if isinstance(schedule, Rate):
-        expr = _rate(schedule)
-        if expr is None:
-            raise ValueError(f"rate({schedule.value} {schedule.unit}) has no NCRONTAB equivalent")
-        return expr
-    assert isinstance(schedule, Cron)
-    return " ".join([
-        "0",
-        _field(schedule.minute, 0, 59, {}),
-        _field(schedule.hour, 0, 23, {}),
-        _field(schedule.day_of_month, 1, 31, {}),
-        _field(schedule.month, 1, 12, _MONTHS),
-        _field(schedule.day_of_week, 0, 7, _DAYS, modulo=7),
-    ])
-
-
-def _rate(rate: Rate) -> str | None:
-    """Rates that repeat evenly forever: divisors of an hour or a day, one day, one week."""
-    minutes = rate.minutes
-    if minutes < 60 and 60 % minutes == 0:
-        return "0 * * * * *" if minutes == 1 else f"0 */{minutes} * * * *"
-    if minutes % 60 == 0 and minutes < 1440 and 24 % (minutes // 60) == 0:
-        hours = minutes // 60
-        return "0 0 * * * *" if hours == 1 else f"0 0 */{hours} * * *"
-    if minutes == 1440:
-        return "0 0 0 * * *"
-    if minutes == 7 * 1440:
-        return "0 0 0 * * 0"
-    return None
-
-
-def schedule_problems(schedule: Schedule) -> list[tuple[str, str]]:
-    """(message, hint) for schedules the timer trigger cannot run as written (Flex has no TimeSpan schedules)."""
-    if isinstance(schedule, Rate):
-        if _rate(schedule) is None:
-            return [(f"Azure timer triggers cannot run rate({schedule.value} {schedule.unit}) at even intervals (NCRONTAB restarts "
-                     "its steps every hour or day)",
-                     "use a rate that divides an hour or a day (e.g. 5, 10, 15, 20, 30 minutes; 1, 2, 3, 4, 6, 8, 12 hours), 1 day or 7 days")]
-        return []
-    if _restricted(schedule.day_of_month) and _restricted(schedule.day_of_week):
-        return [("NCRONTAB runs only when day-of-month AND day-of-week both match; Unix cron runs when either matches",
-                 "restrict only one of day-of-month and day-of-week, and set the other to '*'")]
-    return []
 
 
 # ---- dead letters --------------------------------------------------------------------------
