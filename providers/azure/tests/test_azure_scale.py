@@ -13,6 +13,7 @@ from pipeline_azure.backend import AzureBackend
 from test_azure_plan import plan_of, write_spec
 from test_azure_pricing import EXAMPLE, backend, line, spec_of
 
+from pipeline.errors import SpecError
 from pipeline.sizing import HEADROOM, SECONDS_PER_MONTH, erlang_b, servers_for_blocking
 from pipeline.spec.load import load_spec
 from pipeline.spec.model import PipelineSpec
@@ -141,3 +142,22 @@ def test_host_logging_sends_one_request_row_and_the_runtimes_line(tmp_path: Path
 def test_one_log_alert_rule_per_kind_whatever_the_number_of_apps(tmp_path: Path) -> None:
     est = backend(mixed(tmp_path), tmp_path).estimate_cost(free_tier=False)
     assert line(est, "observability", "Log search alert rules") == pytest.approx(3 * 1.50)  # errors, dead letters, poison
+
+
+# ---- what a fresh subscription's defaults allow (issue 18) and what Azure does not price (issue 20 item 9) ----
+def test_more_than_the_default_flex_quota_is_refused(tmp_path: Path) -> None:
+    body = MIXED.replace("http: {requests_per_second: 4, rows_per_request: 10}", "http: {requests_per_second: 5000, rows_per_request: 10}")
+    body = body.replace("lookup: {ms_per_invocation: 40, ms_per_record: 1}", "lookup: {ms_per_invocation: 90, ms_per_record: 1}")
+    body = body.replace("trigger: {http: {}}, timeout_s: 30}", "trigger: {http: {}}, timeout_s: 30, memory_mb: 2048}")  # 1 core each
+    body = body.replace(", on-demand: {ms_per_invocation: 200, ms_per_record: 0.01}", "").replace(
+        "      - {name: on-demand, handler: h.py:handle, trigger: {http: {from: ingest}}, timeout_s: 200, memory_mb: 2048}\n", "")
+    with pytest.raises(SpecError) as err:
+        plan_of(write_spec(tmp_path, body))
+    assert "cores at once" in str(err.value) and "250 per region by default" in str(err.value)
+
+
+def test_beyond_standard_event_hubs_says_plainly_why_there_is_no_estimate(tmp_path: Path) -> None:
+    with pytest.raises(SpecError) as err:
+        plan_of(write_spec(tmp_path, MIXED.replace("records_per_second: 50", "records_per_second: 60000")))
+    text = str(err.value)
+    assert "workload.records_per_second" in text and "neither plans nor prices them" in text and "no estimate rather than a guess" in text

@@ -59,7 +59,12 @@ class AzureBackend(Backend):  # type: ignore[misc]  # Backend is Any when mypy c
         return str(self.spec.clouds.azure.location)
 
     def check(self) -> list[tuple[tuple[str | int, ...], str, str]]:
-        return checks.problems(self.spec, self.stack, self.previous_outputs)
+        found = checks.problems(self.spec, self.stack, self.previous_outputs)
+        if found:
+            return found
+        # What a subscription's default Flex quota can run, once the spec is valid enough to size.
+        archive = self.raw_archive() if self.spec.stream is not None and self.spec.stream.archive else None
+        return checks.quota_problems(self.spec, self.sizing().stages, archive.archiver if archive is not None and archive.kind == "function" else None)
 
     def size_stream(self) -> StreamSizing:
         """TUs and partitions, and (when the stream is archived) which raw archive the plan builds and why:

@@ -53,8 +53,12 @@ def _stream_problems(spec: PipelineSpec, previous_outputs: Mapping[str, Any]) ->
     units, _ = sizing.needed_units(spec)
     if units > sizing.MAX_TU_STANDARD:
         found.append((("workload", "records_per_second"),
-                      f"the workload needs {units} throughput units; an Event Hubs Standard namespace allows {sizing.MAX_TU_STANDARD}",
-                      "lower the workload or split the stream (Premium/Dedicated tiers are not supported by this backend)"))
+                      f"the workload needs {units} throughput units; an Event Hubs Standard namespace allows {sizing.MAX_TU_STANDARD}. "
+                      "Event Hubs Premium (processing units) or Dedicated would carry it, but this backend neither plans nor prices them, "
+                      "so Azure gets no estimate rather than a guess: a processing unit has no fixed throughput (\"~5-10 MB/s ingress and "
+                      "10-20 MB/s egress per processing unit\", depending on the load, https://learn.microsoft.com/azure/event-hubs/event-hubs-faq) "
+                      "and its list price could not be read from Microsoft's pricing page",
+                      "lower the workload or split the stream over several namespaces"))
     if spec.workload.record_bytes > MAX_EVENT_BYTES_STANDARD:
         found.append((("workload", "record_bytes"), "Event Hubs Standard accepts events of at most 1 MB", "send smaller records"))
     stream_stages = [s for s in spec.stages if s.trigger.stream]
@@ -119,3 +123,24 @@ def problems(spec: PipelineSpec, stack: str, previous_outputs: Mapping[str, Any]
             for name, message, hint in ncrontab.schedule_problems(stage.trigger.parsed_schedule, stage.trigger.timezone):
                 found.append((("stages", index, "trigger", name), message, hint))
     return found
+
+
+# Flex Consumption's default regional quota: "250 cores (equivalent to 512,000 MB) for all Flex Consumption app instances
+# combined" per subscription and region, shared by every Flex app there; beyond it "scaling is throttled"
+# (https://learn.microsoft.com/azure/azure-functions/flex-consumption-plan#regional-subscription-memory-quotas).
+FLEX_DEFAULT_QUOTA_CORES = 250
+
+
+def quota_problems(spec: PipelineSpec, stages: Mapping[str, Any], archiver: Any | None) -> list[Problem]:
+    """The cores the plan's apps run at the workload (`instances` x the instance size's vCPUs) against the default quota."""
+    cores = 0.0
+    for stage in spec.stages:
+        memory = functions.flex_memory(stage.memory_mb) or functions.FLEX_MEMORY_MB[-1]
+        cores += stages[stage.name].settings.get("instances", 1) * sizing.FLEX_VCPUS[memory]
+    if archiver is not None:
+        cores += archiver.partitions * sizing.FLEX_VCPUS[archiver.memory_mb]
+    if cores <= FLEX_DEFAULT_QUOTA_CORES:
+        return []
+    return [(("workload",), f"at this workload the plan's Flex Consumption apps run {cores:,.0f} cores at once; a subscription has "
+             f"{FLEX_DEFAULT_QUOTA_CORES} per region by default, shared by all its Flex apps, and scaling stops there",
+             "request a larger Flex Consumption quota for the region (a support ticket), lower the workload, or use smaller instances")]
