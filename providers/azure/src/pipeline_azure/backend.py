@@ -3,7 +3,8 @@
 Event Hubs (Standard), archived by Capture or by an archiver function, whichever the workload makes
 sensible (`archiving`); one Flex Consumption function app per stage, each with its
 own user-assigned identity and its own host storage; Event Grid into a Storage queue per object stage
-(stage outputs and uploads), read by a queue trigger; timers for schedules; HTTP triggers with function keys; blob containers for buckets.
+(stage outputs and uploads), read by a queue trigger; timers for schedules (in UTC); HTTP triggers behind App Service
+Authentication (Entra ID tokens) and a function key; blob containers for buckets.
 The backend keeps the platform (resource group, accounts, monitoring) between role calls. See
 providers/azure/README.md for the design and its reasons.
 """

@@ -26,8 +26,9 @@ Deploying code (Flex has no code property and azure-native no One Deploy resourc
 
 So one `pulumi up` creates, deploys and wires everything.
 
-Inbound network: see `inbound()` - only HTTP stages accept traffic (from anywhere, with a function
-key); every other app has public network access disabled: its trigger pulls or fires inside the platform.
+Inbound network: see `inbound()` - only HTTP stages accept traffic (from anywhere, with an Entra ID
+token and a function key); every other app has public network access disabled: its trigger pulls or fires
+inside the platform. Scale: `maximumInstanceCount` comes from the sizing (never below what Flex accepts).
 """
 
 from __future__ import annotations
@@ -150,7 +151,7 @@ def trigger_settings(stage: StageSpec, stream: Handle[Any] | None, client_id: pu
 def inbound(public: bool) -> tuple[str, str, list[web.IpSecurityRestrictionArgs]]:
     """Who may reach the app's public endpoints: (publicNetworkAccess, default action, allow rules).
 
-    Only HTTP stages serve callers (from anywhere, each request with a function key). Every other trigger
+    Only HTTP stages serve callers (from anywhere, each request with an Entra ID token and a function key). Every other trigger
     is pulled or fired inside the platform - Event Hubs and Storage queue listeners poll from the app, timers
     fire in the host - so those apps take no inbound traffic at all: public network access is Disabled, and
     the main and SCM access restrictions deny by default, saying the same thing. Deployments are unaffected:

@@ -5,6 +5,9 @@ Who is told: one action group with an e-mail receiver per `alerts.emails` addres
 receiver for `alerts.webhook` (the URL is a secret in the stack state: it often carries a token).
 With neither, the group still exists (alerts fire in the portal) and the plan says nobody is told.
 
+One log search rule per kind (errors, dead letters, poison messages) watches every app: a rule is billed per month
+whatever it watches, and the query's results name the app.
+
 Dead letters, two sources:
 * the runtime writes poison records, and whole inputs whose retries ran out, to the dead-letter
   container and logs one JSON line per input with `"dead_letters": N` (N > 0): "batch done" and

@@ -27,8 +27,11 @@ Stages on Flex Consumption:
   Latency: Event Grid's delivery plus the queue polling (`maxPollingInterval` 2 s), a cold start at worst
   (https://learn.microsoft.com/azure/azure-functions/functions-bindings-storage-queue-trigger#polling-algorithm).
 * http: requests run one at a time per instance (`perInstanceConcurrency` 1: the handlers are CPU
-  bound Python) on up to `maximumInstanceCount` instances.
+  bound Python), instances sized with Erlang B for at most 1 % refused requests (`http_stage`); with `from`,
+  one run at a time like a schedule at the request rate (`windowed_http_stage`).
 * schedule: the timer trigger holds a singleton lock: one run at a time.
+* every app: `instances` (what the workload keeps running, what Flex bills) and `maximumInstanceCount` (never
+  below the lowest Flex accepts in the region: `max_instance_count`).
 """
 
 from __future__ import annotations
