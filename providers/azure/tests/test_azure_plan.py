@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pipeline_azure import checks, iam, naming, observability, sizing, triggers
+from pipeline_azure import checks, iam, naming, ncrontab, observability, sizing
 from pipeline_azure.backend import AzureBackend
 
 from pipeline.errors import SpecError
@@ -428,7 +428,9 @@ def test_object_stage_consumes_its_queue_with_exact_rights(example: Plan) -> Non
     identity = example.one("azure-native:managedidentity:UserAssignedIdentity", "score-identity")
     principal = naming.mock_uuid(identity.name, "principal")
     (consumer,) = [r for r in example.of_type("azure-native:authorization:RoleDefinition") if r.role == "score-function"]
-    assert consumer.inputs["roleType"] == "CustomRole" and consumer.inputs["assignableScopes"] == [work] and consumer.inputs["scope"] == work
+    # AssignableScopes take a resource group at the narrowest (role-definitions#assignablescopes); the assignment names the queue.
+    rg = f"/subscriptions/{SUB}/resourceGroups/rg-txn-scoring-dev"
+    assert consumer.inputs["roleType"] == "CustomRole" and consumer.inputs["assignableScopes"] == [rg] and consumer.inputs["scope"] == rg
     (perms,) = consumer.inputs["permissions"]
     assert perms == {"actions": ["Microsoft.Storage/storageAccounts/queueServices/queues/read"],
                      "dataActions": ["Microsoft.Storage/storageAccounts/queueServices/queues/messages/read",
@@ -436,7 +438,7 @@ def test_object_stage_consumes_its_queue_with_exact_rights(example: Plan) -> Non
                                      "Microsoft.Storage/storageAccounts/queueServices/queues/messages/write"]}
     on_queues = {(g.inputs["roleDefinitionId"], g.inputs["scope"]) for g in example.of_type(RA)
                  if g.inputs["principalId"] == principal and "/queueServices/" in g.inputs["scope"]}
-    consumer_id = f"{work}/providers/Microsoft.Authorization/roleDefinitions/{consumer.inputs.get('roleDefinitionId') or naming.mock_uuid(consumer.name)}"
+    consumer_id = f"{rg}/providers/Microsoft.Authorization/roleDefinitions/{consumer.inputs.get('roleDefinitionId') or naming.mock_uuid(consumer.name)}"
     assert on_queues == {(consumer_id, work), (role_def(iam.STORAGE_QUEUE_DATA_MESSAGE_SENDER), poison)}
     app = example.one("azure-native:web:WebApp", "score-function")
     queue_grants = {g.urn for g in example.of_type(RA) if g.role == "score-function" and "/queueServices/" in g.inputs["scope"]}
@@ -503,7 +505,9 @@ def test_chained_object_stages(tmp_path: Path) -> None:
     # alerts: errors and runtime dead letters for every stage, Event Grid dead letters for object stages
     alerts = {r.name for r in p.of_type("azure-native:monitor:MetricAlert")}
     assert {"chain-observability-clean-undelivered", "chain-observability-report-undelivered"} <= alerts
-    assert len(p.of_type("azure-native:monitor:ScheduledQueryRule")) == 6 * 2 + 3  # + a poison-queue alert per object stage
+    # errors, dead letters and poison messages: one log search rule each over every app (each rule is billed, whatever it watches)
+    assert {r.inputs["ruleName"].removeprefix("chain-observability-") for r in p.of_type("azure-native:monitor:ScheduledQueryRule")} == {
+        "errors", "dead-letters", "poison"}
 
 
 def test_plans_are_deterministic(tmp_path: Path) -> None:
@@ -584,7 +588,7 @@ def test_check_retention_and_consumer_groups() -> None:
     ("rate(7 days)", "0 0 0 * * 0"),
 ])
 def test_ncrontab_translation(text: str, expected: str) -> None:
-    assert triggers.ncrontab(parse_schedule(text)) == expected
+    assert ncrontab.ncrontab(parse_schedule(text)) == expected
 
 
 def test_mock_ids_are_realistic(example: Plan) -> None:
@@ -608,21 +612,20 @@ def test_metric_alerts_use_the_provider_property_names(example: Plan) -> None:
     assert throttled.inputs["actions"] == [{"actionGroupId": group.physical_name if group.physical_name.startswith("/") else
                                             throttled.inputs["actions"][0]["actionGroupId"]}]
     assert throttled.inputs["actions"][0]["actionGroupId"].endswith(f"/actionGroups/{group.inputs['actionGroupName']}")
-    rule = next(r for r in example.of_type("azure-native:monitor:ScheduledQueryRule") if r.name.endswith("preprocess-dead-letters"))
+    rule = next(r for r in example.of_type("azure-native:monitor:ScheduledQueryRule") if r.name.endswith("-dead-letters"))
     (condition,) = rule.inputs["criteria"]["allOf"]
     assert condition["timeAggregation"] == "Count" and condition["failingPeriods"] == {"minFailingPeriodsToAlert": 1, "numberOfEvaluationPeriods": 1}
-    app = example.one("azure-native:web:WebApp", "preprocess-function").inputs["name"]
-    assert condition["query"] == observability.dead_letter_query(app)
+    apps = [example.one("azure-native:web:WebApp", f"{s}-function").inputs["name"] for s in ("preprocess", "score", "calibrate")]
+    assert condition["query"] == observability.dead_letter_query(*apps, example.one("azure-native:web:WebApp", "raw-archive").inputs["name"])
     assert rule.inputs["actions"]["actionGroups"][0].endswith(f"/actionGroups/{group.inputs['actionGroupName']}")
 
 
 def test_every_stage_alerts_on_dead_letters_and_object_stages_on_undelivered_events(example: Plan) -> None:
     rules = {r.name.removeprefix("txn-scoring-observability-"): r for r in example.of_type("azure-native:monitor:ScheduledQueryRule")}
-    assert set(rules) == ({f"{s}-{kind}" for s in ("preprocess", "score", "calibrate", "raw_archive") for kind in ("errors", "dead-letters")}
-                          | {"score-poison"})
+    assert set(rules) == {"errors", "dead-letters", "poison"}  # one rule each over every app (was one per app: $1.50 each)
     app = example.one("azure-native:web:WebApp", "score-function").inputs["name"]
-    (condition,) = rules["score-poison"].inputs["criteria"]["allOf"]
-    assert condition["query"] == observability.poison_query(app, "objects-poison")
+    (condition,) = rules["poison"].inputs["criteria"]["allOf"]
+    assert condition["query"] == observability.poison_query("objects-poison", app)
     # the line the queue extension logs when it moves a message (QueueProcessor.CopyMessageToPoisonQueueAsync)
     line = "Message has reached MaxDequeueCount of 4. Moving message to queue 'objects-poison'."
     assert observability.POISON_MARKER in line and "objects-poison" in line
@@ -733,8 +736,10 @@ def test_stage_scale_limits_come_from_the_sizing(example: Plan) -> None:
     for stage, sized in example.sizing["stages"].items():
         app = example.one("azure-native:web:WebApp", f"{stage}-function")
         assert app.inputs["functionAppConfig"]["scaleAndConcurrency"]["maximumInstanceCount"] == sized["settings"]["maximumInstanceCount"]
-    assert example.sizing["stages"]["preprocess"]["settings"]["maximumInstanceCount"] == example.sizing["stream"]["partitions"]
-    assert example.sizing["stages"]["calibrate"]["settings"]["maximumInstanceCount"] == 1
+        # East US refuses a maximum below 40 (flex-consumption-plan#considerations): never plan less there
+        assert sized["settings"]["maximumInstanceCount"] == 40
+    assert example.sizing["stages"]["preprocess"]["settings"]["instances"] == example.sizing["stream"]["partitions"]
+    assert example.sizing["stages"]["calibrate"]["settings"]["instances"] == 1
 
 
 # ---- issue 11: uploads, HTTP, schedules over accumulated outputs --------------------------------
@@ -751,7 +756,7 @@ SOURCES = """
       http: {requests_per_second: 5, rows_per_request: 20}
       stages: {daily: {ms_per_record: 0.01}}
     clouds:
-      azure: {http_invokers: [6f0a7c3e-1d2b-4c5d-8e9f-a0b1c2d3e4f5, "group:0b5d6a1c-2e3f-4a5b-8c7d-9e0f1a2b3c4d"]}
+      azure: {http_invokers: [6f0a7c3e-1d2b-4c5d-8e9f-a0b1c2d3e4f5, "sp:0b5d6a1c-2e3f-4a5b-8c7d-9e0f1a2b3c4d"]}
 """
 
 
@@ -768,8 +773,10 @@ def test_uploads_landing_container_triggers_the_object_stage(tmp_path: Path) -> 
     for stage in ("lookup", "keep"):
         assert apps[stage].inputs["publicNetworkAccess"] == "Enabled" and apps[stage].inputs["siteConfig"]["publicNetworkAccess"] == "Enabled"
     (write,) = assignments(p, "uploads-producer")
-    assert write["scope"] == landing and write["roleDefinitionId"] == role_def(iam.STORAGE_BLOB_DATA_CONTRIBUTOR)
-    assert write["condition"] == iam.path_condition(iam.BLOB_WRITE_ACTIONS, "StringStartsWith", "uploads/")
+    creator = p.one("azure-native:authorization:RoleDefinition", "uploads-producer")
+    assert write["scope"] == landing and write["roleDefinitionId"].endswith("/roleDefinitions/" + naming.mock_uuid(creator.name))
+    assert creator.inputs["permissions"] == [{"dataActions": ["Microsoft.Storage/storageAccounts/blobServices/containers/blobs/add/action"]}]
+    assert write["condition"] == iam.path_condition(iam.BLOB_CREATE_ACTIONS, "StringStartsWith", "uploads/")
     producer = p.one("azure-native:managedidentity:UserAssignedIdentity", "uploads-producer")
     assert write["principalId"] == naming.mock_uuid(producer.name, "principal")
     reads = [g for g in assignments(p, "ingest-identity") if g["roleDefinitionId"] == role_def(iam.STORAGE_BLOB_DATA_READER)]
@@ -804,32 +811,34 @@ def test_schedule_over_accumulated_outputs_lists_exactly_the_source_prefix(tmp_p
     assert s["PIPELINE_STATE_PREFIX"] == "_state/daily/" and s["PIPELINE_INPUT_PREFIX"] == "ingest/" and s["PIPELINE_SCHEDULE"] == "0 0 6 * * *"
 
 
-def test_http_stage_needs_a_function_key_only_its_callers_can_read(tmp_path: Path) -> None:
+def test_http_stage_needs_an_entra_token_and_a_function_key_only_its_callers_can_read(tmp_path: Path) -> None:
     p = plan_of(write_spec(tmp_path, SOURCES))
     app = p.one("azure-native:web:WebApp", "lookup-function")
     site = app.inputs["siteConfig"]
-    assert site["ipSecurityRestrictionsDefaultAction"] == "Allow"  # callers come from anywhere, with a key
-    assert app.inputs["functionAppConfig"]["scaleAndConcurrency"]["triggers"] == {"http": {"perInstanceConcurrency": 1}}
+    assert site["ipSecurityRestrictionsDefaultAction"] == "Allow"  # callers come from anywhere, with a token and a key
     assert "PIPELINE_OUTPUT_BUCKET" not in settings(app)  # no persist: answers only
     assert settings(p.one("azure-native:web:WebApp", "keep-function"))["PIPELINE_OUTPUT_BUCKET"] == "out-keep"
     role = p.one("azure-native:authorization:RoleDefinition", "lookup-trigger").inputs
     assert role["permissions"] == [{"actions": ["Microsoft.Web/sites/functions/listkeys/action", "Microsoft.Web/sites/functions/read"]}]
-    app_id = f"/subscriptions/{SUB}/resourceGroups/rg-feeds-default/providers/Microsoft.Web/sites/{app.inputs['name']}"
-    assert role["assignableScopes"] == [app_id] and role["scope"] == app_id
+    rg = f"/subscriptions/{SUB}/resourceGroups/rg-feeds-default"
+    app_id = f"{rg}/providers/Microsoft.Web/sites/{app.inputs['name']}"
+    assert role["assignableScopes"] == [rg] and role["scope"] == rg
     granted = {g["principalId"]: g for g in assignments(p, "lookup-trigger")}
     caller = p.one("azure-native:managedidentity:UserAssignedIdentity", "lookup-trigger")
     assert set(granted) == {naming.mock_uuid(caller.name, "principal"), "6f0a7c3e-1d2b-4c5d-8e9f-a0b1c2d3e4f5",
                             "0b5d6a1c-2e3f-4a5b-8c7d-9e0f1a2b3c4d"}
-    assert all(g["scope"] == app_id and g["roleDefinitionId"].startswith(app_id + "/providers/Microsoft.Authorization/roleDefinitions/")
+    assert all(g["scope"] == app_id and g["roleDefinitionId"].startswith(rg + "/providers/Microsoft.Authorization/roleDefinitions/")
                for g in granted.values())
-    assert granted["6f0a7c3e-1d2b-4c5d-8e9f-a0b1c2d3e4f5"]["principalType"] == "User"  # a bare object ID
-    assert granted["0b5d6a1c-2e3f-4a5b-8c7d-9e0f1a2b3c4d"]["principalType"] == "Group"
+    assert "principalType" not in granted["6f0a7c3e-1d2b-4c5d-8e9f-a0b1c2d3e4f5"]  # untyped: ARM looks the principal up
+    assert granted["0b5d6a1c-2e3f-4a5b-8c7d-9e0f1a2b3c4d"]["principalType"] == "ServicePrincipal"
     assert granted[naming.mock_uuid(caller.name, "principal")]["principalType"] == "ServicePrincipal"
 
 
 def test_http_invokers_must_be_object_ids(tmp_path: Path) -> None:
-    text = _problems(tmp_path, SOURCES.replace("6f0a7c3e-1d2b-4c5d-8e9f-a0b1c2d3e4f5", "alice@example.com"))
-    assert "http_invokers" in text and "object ID" in text
+    with pytest.raises(SpecError) as err:
+        plan_of(write_spec(tmp_path, SOURCES.replace("6f0a7c3e-1d2b-4c5d-8e9f-a0b1c2d3e4f5", "alice@example.com")))
+    text = str(err.value)
+    assert "http_invokers[0]" in text and "not an Entra ID principal" in text
 
 
 def test_unknown_location_lists_the_regions(tmp_path: Path) -> None:

@@ -121,9 +121,10 @@ def test_hand_computed_stream_stage(tmp_path: Path) -> None:
     assert line(est, "clean-bucket", "Blob Hot ZRS storage (soft-deleted") == pytest.approx(gib * 7 / (730 / 24) * 0.026)
     # Host storage: 2,628,000 checkpoints + 2 partitions x 0.1 lease renewals/s x 2,628,000 s = 3,153,600 ops x $0.004/10k.
     assert line(est, "clean-trigger", "Host storage operations") == pytest.approx(315.36 * 0.004)
-    # Telemetry: 2,628,000 x 3 KiB = 7.52 GiB x $2.30.
-    assert line(est, "observability", "Log Analytics ingestion") == pytest.approx(2_628_000 * 3 / 1024**2 * 2.30)
-    # Alerts: errors + dead-letters (log, 5 min) = 2 x $1.50; stream throttling metric = 1 series x $0.10.
+    # Telemetry with host.json's logging (telemetry.py): an AppRequests row + the runtime's line, 1,500 B per invocation
+    # (was 3 KiB, untuned): 2,628,000 x 1,500 B = 3.67 GiB x $2.30.
+    assert line(est, "observability", "Log Analytics ingestion") == pytest.approx(2_628_000 * 1500 / 1024**3 * 2.30)
+    # Alerts: errors + dead-letters (log, 5 min), one rule each over every app = 2 x $1.50; stream throttling metric = 1 series x $0.10.
     assert line(est, "observability", "Log search alert rules") == 3.0
     assert line(est, "observability", "Metric alert time series") == pytest.approx(0.10)
     assert not [x for x in est.lines if x.role in ("raw-archive", "raw-bucket", "platform")]  # no Capture, no Event Grid
@@ -132,11 +133,11 @@ def test_hand_computed_stream_stage(tmp_path: Path) -> None:
 
 
 def test_free_tier_takes_each_grant_once(tmp_path: Path) -> None:
-    """Free grants: 100,000 GB-s x $0.000026 = $2.60, 250,000 executions x $0.0000004 = $0.10, 5 GB of logs
-    x $2.30 = $11.50 -> the free-tier estimate is $14.20 lower. Nothing else changes."""
+    """Free grants: 100,000 GB-s x $0.000026 = $2.60, 250,000 executions x $0.0000004 = $0.10, and all of the 3.67 GB
+    of logs (under the 5 GB grant) x $2.30 = $8.44 -> the free-tier estimate is $11.14 lower. Nothing else changes."""
     spec = spec_of(tmp_path, STREAM_ONLY)
     paid, free = (backend(spec, tmp_path).estimate_cost(free_tier=f) for f in (False, True))
-    assert paid.total - free.total == pytest.approx(2.60 + 0.10 + 11.50)
+    assert paid.total - free.total == pytest.approx(2.60 + 0.10 + 2_628_000 * 1500 / 1024**3 * 2.30)
     assert "100,000 GB-s free" in next(x.note for x in free.lines if x.item.endswith("execution time"))
     assert all(x.monthly_usd >= 0 for x in free.lines)
 
@@ -223,7 +224,8 @@ def test_uploads_http_and_accumulating_schedule_are_priced(tmp_path: Path) -> No
     assert next(x for x in est.lines if x.role == "ingest-function" and x.item.endswith("executions")).quantity == pytest.approx(files)
     # Event Grid: every upload and every output object is published; uploads are delivered to ingest.
     published = next(x for x in est.lines if x.role == "platform" and x.item.startswith("Event Grid")).quantity
-    assert published == pytest.approx(files + files + 2 * runs)  # uploads + ingest outputs + daily's output and watermark
+    # uploads + ingest outputs + daily's output, its lease taken and released and its watermark (runtime windows: 3 PUTs a run)
+    assert published == pytest.approx(files + files + 4 * runs)
     # HTTP: one execution per request, the per-request price.
     requests = 2 * 2_628_000
     http = next(x for x in est.lines if x.role == "lookup-function" and x.item.endswith("executions"))
@@ -266,8 +268,13 @@ def test_every_price_has_source_and_date_and_says_why_it_needs_verifying() -> No
             assert len(price.retrieved) == 10 and price.retrieved[4] == "-", name
             if price.verify:
                 assert price.note, (region, name)
+            # issue 21 item 7: vendor sources only (pricing pages, the Retail Prices API, Microsoft Learn), never a repository
+            assert price.source.startswith(("https://azure.microsoft.com/", "https://prices.azure.com/", "https://learn.microsoft.com/")), (region, name)
     east = load_price_sheet(pricing.PRICES, "Azure", "eastus")
-    assert sorted(n for n, p in east.prices.items() if p.verify) == ["blob_hot_zrs_list_ops", "queue_operations"]
+    # figures only seen in third-party captures of the vendor's meters stay marked to verify
+    assert sorted(n for n, p in east.prices.items() if p.verify) == [
+        "blob_hot_zrs_list_ops", "eventhubs_standard_capture", "eventhubs_standard_ingress", "eventhubs_standard_tu", "log_analytics_ingestion",
+        "monitor_log_alert_5min", "monitor_metric_alert_series", "queue_operations"]
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
@@ -290,9 +297,13 @@ def test_memory_is_the_flex_instance_size() -> None:
     gbs = next(x for x in est.lines if x.role == "score-function" and x.item.endswith("execution time"))
     assert "2048 MB instance size" in gbs.note
     sized = AzureBackend(loaded.spec, "prod", loaded.base_dir).sizing().stages["score"]
-    # 7,884,000 objects of 475 rows (500 x 0.95) a month, each 150 ms + 475 x 0.5 ms = 387.5 ms, on 2 GB.
+    # 7,884,000 objects of 475 rows (500 x 0.95) a month, each 150 ms + 475 x 0.5 ms = 387.5 ms, on 2 GB. 3 objects/s each
+    # starting a 1 s minimum period, over the 2 instances the sizing runs: billed min(7,884,000 x 1 s, 2 instance-months)
+    # = 5,256,000 s (it was capped at one instance-month, 3,055,050 s: $114.45 too little at $0.000026 x 2 GB).
     assert sized.invocation_ms == pytest.approx(387.5) and sized.invocations_per_month == pytest.approx(7_884_000)
-    assert gbs.quantity == pytest.approx(7_884_000 * 0.3875 * 2)
+    assert sized.settings["instances"] == 2
+    assert gbs.quantity == pytest.approx(2 * 2_628_000 * 2) and "2 instance(s) the workload runs" in gbs.note
+    assert gbs.monthly_usd - 7_884_000 * 0.3875 * 2 * 0.000026 == pytest.approx(114.45, abs=0.01)
 
 
 def test_limits() -> None:
@@ -358,7 +369,9 @@ def test_object_stage_sizing_pulls_from_its_queue() -> None:
     sized = AzureBackend(loaded.spec, "prod", loaded.base_dir).sizing().stages["score"]
     assert sized.settings["batchSize"] == 1 and sized.settings["newBatchThreshold"] == 0 and sized.settings["maxDequeueCount"] == 4
     # instances for demand x 1.25 headroom, each message taking its run + the trigger's 100 ms pause: 3 objects/s x 1.25 x 0.4875 s
-    assert sized.concurrency == sized.settings["maximumInstanceCount"] == 2
+    assert sized.settings["instances"] == 2
+    # the cap is the lowest Flex accepts in East US (40); the plan can run that many, so that is its capacity
+    assert sized.concurrency == sized.settings["maximumInstanceCount"] == 40
     assert sized.capacity_records_per_second >= sized.demand_records_per_second
     # Event Grid (~1 s) + half of the 2 s polling interval; at worst + the full interval and a cold start
     assert sized.latency_s == pytest.approx(2.0) and sized.latency_max_s == pytest.approx(8.0)

@@ -3,7 +3,8 @@
 Event Hubs (Standard), archived by Capture or by an archiver function, whichever the workload makes
 sensible (`archiving`); one Flex Consumption function app per stage, each with its
 own user-assigned identity and its own host storage; Event Grid into a Storage queue per object stage
-(stage outputs and uploads), read by a queue trigger; timers for schedules; HTTP triggers with function keys; blob containers for buckets.
+(stage outputs and uploads), read by a queue trigger; timers for schedules (in UTC); HTTP triggers behind App Service
+Authentication (Entra ID tokens) and a function key; blob containers for buckets.
 The backend keeps the platform (resource group, accounts, monitoring) between role calls. See
 providers/azure/README.md for the design and its reasons.
 """
@@ -21,7 +22,7 @@ from pipeline.scan import ScanMapping
 from pipeline.sizing import Sizing, StageDemand, StageSizing, StreamSizing
 from pipeline.spec.model import StageSpec
 from pipeline.spec.schedule import Schedule
-from pipeline_azure import archiver, archiving, checks, credentials, functions, iam, naming, observability, scan, sizing, storage, stream, triggers
+from pipeline_azure import archiver, archiving, checks, credentials, functions, iam, naming, observability, producers, scan, sizing, storage, stream, triggers
 from pipeline_azure.platform import Platform, platform
 from pipeline_azure.sizing import RawArchive
 
@@ -59,7 +60,12 @@ class AzureBackend(Backend):  # type: ignore[misc]  # Backend is Any when mypy c
         return str(self.spec.clouds.azure.location)
 
     def check(self) -> list[tuple[tuple[str | int, ...], str, str]]:
-        return checks.problems(self.spec, self.stack, self.previous_outputs)
+        found = checks.problems(self.spec, self.stack, self.previous_outputs)
+        if found:
+            return found
+        # What a subscription's default Flex quota can run, once the spec is valid enough to size.
+        archive = self.raw_archive() if self.spec.stream is not None and self.spec.stream.archive else None
+        return checks.quota_problems(self.spec, self.sizing().stages, archive.archiver if archive is not None and archive.kind == "function" else None)
 
     def size_stream(self) -> StreamSizing:
         """TUs and partitions, and (when the stream is archived) which raw archive the plan builds and why:
@@ -85,10 +91,10 @@ class AzureBackend(Backend):  # type: ignore[misc]  # Backend is Any when mypy c
         return sizing.size_stage(self.spec, stage, demand, stream)
 
     def producer(self, role: RoleContext, source: str, grants: Sequence[Grant]) -> Handle[Any]:
-        return iam.producer(role, self.platform_state, source, grants)
+        return producers.producer(role, self.platform_state, self.spec, source, grants)
 
     def http_trigger(self, role: RoleContext, stage: StageSpec, function: Handle[Any], identity: Handle[Any], dead_letter: Handle[Any]) -> Handle[Any]:
-        return triggers.http_trigger(role, self.platform_state, stage, function, list(self.spec.clouds.azure.http_invokers))
+        return triggers.http_trigger(role, self.platform_state, stage, function, identity, list(self.spec.clouds.azure.http_invokers))
 
     def stack_config(self) -> dict[str, str]:
         return credentials.stack_config(self.spec)
@@ -148,7 +154,8 @@ class AzureBackend(Backend):  # type: ignore[misc]  # Backend is Any when mypy c
             stream.archive(role, self.platform_state, source, bucket, prefix)
             return
         code = archiver.package(self.base_dir, self.stack, self.vendor_dependencies)
-        self._archiver = archiver.archiver(role, self.platform_state, chosen.archiver, source, bucket, prefix, code)
+        self._archiver = archiver.archiver(role, self.platform_state, chosen.archiver, source, bucket, prefix, code,
+                                           sizing.max_instance_count(self.spec, chosen.archiver.partitions))
 
     def artifact(self, role: RoleContext, bucket: Handle[Any], path: Path, key: str) -> Handle[Any]:
         return storage.artifact(role, self.platform_state, bucket, path, key)

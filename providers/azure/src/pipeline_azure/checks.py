@@ -7,31 +7,16 @@ is an error with a hint.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
 from pipeline.spec.model import PipelineSpec
-from pipeline_azure import functions, limits, sizing, triggers
+from pipeline_azure import functions, limits, ncrontab, principals, sizing
 
 Problem = tuple[tuple[str | int, ...], str, str]
 MAX_CONSUMER_GROUPS_STANDARD = 20  # per event hub, including $Default
 MAX_RETENTION_HOURS_STANDARD = 168
 MAX_EVENT_BYTES_STANDARD = 1_048_576
-GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-# An HTTP invoker is an Entra object ID, optionally prefixed with its kind: a role assignment must state the
-# principal type (ARM rejects a mismatch), and a bare ID is taken as a user.
-PRINCIPAL_TYPES = {"user": "User", "group": "Group", "sp": "ServicePrincipal"}
-
-
-def invoker(entry: str) -> tuple[str, str] | None:
-    """'group:<guid>' -> ('Group', '<guid>'); a bare GUID is a user; None when it is not an object ID."""
-    kind, _, object_id = entry.rpartition(":")
-    principal_type = PRINCIPAL_TYPES.get(kind.lower() or "user")
-    if principal_type is None or not GUID.match(object_id):
-        return None
-    return principal_type, object_id
-
 # Azure public-cloud regions (`az account list-locations`, physical regions). A name outside this list is
 # a typo; a listed region without a price sheet plans fine and says "cost unknown". Flex Consumption is
 # not offered everywhere: `az functionapp list-flexconsumption-locations` tells at deploy time.
@@ -68,8 +53,12 @@ def _stream_problems(spec: PipelineSpec, previous_outputs: Mapping[str, Any]) ->
     units, _ = sizing.needed_units(spec)
     if units > sizing.MAX_TU_STANDARD:
         found.append((("workload", "records_per_second"),
-                      f"the workload needs {units} throughput units; an Event Hubs Standard namespace allows {sizing.MAX_TU_STANDARD}",
-                      "lower the workload or split the stream (Premium/Dedicated tiers are not supported by this backend)"))
+                      f"the workload needs {units} throughput units; an Event Hubs Standard namespace allows {sizing.MAX_TU_STANDARD}. "
+                      "Event Hubs Premium (processing units) or Dedicated would carry it, but this backend neither plans nor prices them, "
+                      "so Azure gets no estimate rather than a guess: a processing unit has no fixed throughput (\"~5-10 MB/s ingress and "
+                      "10-20 MB/s egress per processing unit\", depending on the load, https://learn.microsoft.com/azure/event-hubs/event-hubs-faq) "
+                      "and its list price could not be read from Microsoft's pricing page",
+                      "lower the workload or split the stream over several namespaces"))
     if spec.workload.record_bytes > MAX_EVENT_BYTES_STANDARD:
         found.append((("workload", "record_bytes"), "Event Hubs Standard accepts events of at most 1 MB", "send smaller records"))
     stream_stages = [s for s in spec.stages if s.trigger.stream]
@@ -79,18 +68,48 @@ def _stream_problems(spec: PipelineSpec, previous_outputs: Mapping[str, Any]) ->
     return found
 
 
+def _principal_problems(spec: PipelineSpec) -> list[Problem]:
+    """Invokers and producers ARM or App Service Authentication would refuse, or that could never work."""
+    found: list[Problem] = []
+    settings = spec.clouds.azure
+    seen: dict[str, int] = {}
+    for index, entry in enumerate(settings.http_invokers):
+        who = principals.parse(entry)
+        if who.is_group:
+            found.append((("clouds", "azure", "http_invokers", index),
+                          f"{entry!r}: HTTP stages admit callers by the object id (oid) in their Entra ID token, and a group never "
+                          "appears there (a token names its groups only for an app registration that asks for them)",
+                          "list the group's members instead: 'user:<id>' for people, 'sp:<id>' for service principals and managed identities"))
+        if who.object_id in seen:
+            found.append((("clouds", "azure", "http_invokers", index), f"{entry!r} is listed twice (also at http_invokers[{seen[who.object_id]}]); "
+                          "Azure refuses a second identical role assignment", "list each principal once"))
+        seen.setdefault(who.object_id, index)
+    principals_seen: dict[str, int] = {}
+    credentials_seen: dict[str, int] = {}
+    for index, producer in enumerate(settings.producers):
+        at: tuple[str | int, ...] = ("clouds", "azure", "producers", index)
+        if producer.principal is not None:
+            oid = principals.parse(producer.principal).object_id
+            if oid in principals_seen:
+                found.append(((*at, "principal"), f"principal {oid} is also producers[{principals_seen[oid]}]; Azure refuses a second "
+                              "identical role assignment", "list each principal once, with every source it feeds in 'sources'"))
+            principals_seen.setdefault(oid, index)
+        elif producer.federated is not None:
+            name = principals.credential_name(producer.federated)
+            if name in credentials_seen:
+                found.append(((*at, "federated"), f"the same issuer, subject and audience as producers[{credentials_seen[name]}]; an "
+                              "identity holds one federated credential per issuer and subject", "list each outside workload once"))
+            credentials_seen.setdefault(name, index)
+    return found
+
+
 def problems(spec: PipelineSpec, stack: str, previous_outputs: Mapping[str, Any] | None = None) -> list[Problem]:
     found: list[Problem] = []
     settings = spec.clouds.azure
     if settings.location not in REGIONS:
         found.append((("clouds", "azure", "location"), f"{settings.location!r} is not an Azure region",
                       f"use one of: {', '.join(sorted(REGIONS))}"))
-    for index, principal in enumerate(settings.http_invokers):
-        if invoker(principal) is None:
-            found.append((("clouds", "azure", "http_invokers", index), f"{principal!r} is not an Entra ID object ID",
-                          "give the object ID (a GUID such as 00000000-0000-0000-0000-000000000000) of a user, or 'group:<id>' / "
-                          "'sp:<id>' for a group or a service principal (managed identities are service principals): "
-                          "`az ad user show --id <upn> --query id`"))
+    found += _principal_problems(spec)
     found += _stream_problems(spec, previous_outputs or {})
     for index, stage in enumerate(spec.stages):
         if functions.flex_memory(stage.memory_mb) is None:
@@ -101,6 +120,27 @@ def problems(spec: PipelineSpec, stack: str, previous_outputs: Mapping[str, Any]
                           "(the Azure load balancer's idle timeout), whatever its functionTimeout",
                           f"set timeout_s to {limits.HTTP_TIMEOUT_S} or less, or move the work to an object or schedule stage"))
         if stage.trigger.schedule:
-            for message, hint in triggers.schedule_problems(stage.trigger.parsed_schedule):
-                found.append((("stages", index, "trigger", "schedule"), message, hint))
+            for name, message, hint in ncrontab.schedule_problems(stage.trigger.parsed_schedule, stage.trigger.timezone):
+                found.append((("stages", index, "trigger", name), message, hint))
     return found
+
+
+# Flex Consumption's default regional quota: "250 cores (equivalent to 512,000 MB) for all Flex Consumption app instances
+# combined" per subscription and region, shared by every Flex app there; beyond it "scaling is throttled"
+# (https://learn.microsoft.com/azure/azure-functions/flex-consumption-plan#regional-subscription-memory-quotas).
+FLEX_DEFAULT_QUOTA_CORES = 250
+
+
+def quota_problems(spec: PipelineSpec, stages: Mapping[str, Any], archiver: Any | None) -> list[Problem]:
+    """The cores the plan's apps run at the workload (`instances` x the instance size's vCPUs) against the default quota."""
+    cores = 0.0
+    for stage in spec.stages:
+        memory = functions.flex_memory(stage.memory_mb) or functions.FLEX_MEMORY_MB[-1]
+        cores += stages[stage.name].settings.get("instances", 1) * sizing.FLEX_VCPUS[memory]
+    if archiver is not None:
+        cores += archiver.partitions * sizing.FLEX_VCPUS[archiver.memory_mb]
+    if cores <= FLEX_DEFAULT_QUOTA_CORES:
+        return []
+    return [(("workload",), f"at this workload the plan's Flex Consumption apps run {cores:,.0f} cores at once; a subscription has "
+             f"{FLEX_DEFAULT_QUOTA_CORES} per region by default, shared by all its Flex apps, and scaling stops there",
+             "request a larger Flex Consumption quota for the region (a support ticket), lower the workload, or use smaller instances")]

@@ -65,6 +65,7 @@ def stack_config(spec: PipelineSpec) -> dict[str, str]:
 
 
 DATA_ACCOUNT_OUTPUT = "azure_data_account"  # exported by the backend (observability role): the data account's name
+HTTP_AUDIENCES_OUTPUT = "azure_http_audiences"  # HTTP stage -> the application id its callers get Entra ID tokens for
 
 
 def test_record_hint(spec: PipelineSpec, stack: str, outputs: Mapping[str, Any]) -> str:
@@ -74,7 +75,7 @@ def test_record_hint(spec: PipelineSpec, stack: str, outputs: Mapping[str, Any])
     The Azure CLI has no "send an event" command for Event Hubs, and the namespace accepts only Entra ID
     (no SAS keys), so the event goes through the Event Hubs REST API with `az rest`, signed with the CLI's
     login. Run the commands as the producer identity (`producers` output: its client id), or as a user
-    given the same role. HTTP stages take a function key that only their callers may read.
+    given the same role. HTTP stages take an Entra ID token for their audience and a function key, both for their callers only.
     """
     lines: list[str] = []
     account = str(outputs.get(DATA_ACCOUNT_OUTPUT) or "<data account>")
@@ -91,16 +92,20 @@ def test_record_hint(spec: PipelineSpec, stack: str, outputs: Mapping[str, Any])
                   f"--headers 'Content-Type=application/atom+xml;type=entry;charset=utf-8' --body '{SAMPLE_RECORD}'"]
     if spec.uploads is not None and spec.uploads.name in buckets:
         name = spec.uploads.name
-        lines += [f"Upload a JSON-lines file (as producer identity {producers.get(name, '<client id>')}: write access under {name}/ only):",
+        lines += [f"Upload a JSON-lines file (as producer identity {producers.get(name, '<client id>')}: it may create new files under {name}/ "
+                  "and nothing else, so a name can be used once):",
                   f"  printf '%s\\n' '{SAMPLE_RECORD}' > sample.jsonl",
                   f"  az storage blob upload --auth-mode login --account-name {account} --container-name {buckets[name]} "
-                  f"--name {name}/sample.jsonl --file sample.jsonl"]
+                  f"--name {name}/sample-$(date +%s).jsonl --file sample.jsonl"]
+    audiences = outputs.get(HTTP_AUDIENCES_OUTPUT) or {}
     for stage, url in (outputs.get("endpoints") or {}).items():
         lines += [f"Call HTTP stage {stage} (as its caller identity {(outputs.get('http_callers') or {}).get(stage, '<client id>')} or an "
-                  "http_invoker: they may read its function key):",
+                  "http_invoker: an Entra ID token for the stage's audience, and the function key only they may read):",
+                  f"  TOKEN=$(az account get-access-token --resource {audiences.get(stage, '<audience>')} --query accessToken -o tsv)",
                   f"  KEY=$(az functionapp function keys list --resource-group {naming.resource_group_name(spec.name, stack)} "
                   f"--name {url.split('/')[2].split('.')[0]} --function-name stage --query default -o tsv)",
-                  f"  curl -sS -H \"x-functions-key: $KEY\" -H 'Content-Type: application/json' -d '[{SAMPLE_RECORD}]' {url}"]
+                  f"  curl -sS -H \"Authorization: Bearer $TOKEN\" -H \"x-functions-key: $KEY\" -H 'Content-Type: application/json' "
+                  f"-d '[{SAMPLE_RECORD}]' {url}"]
     finals = [s.name for s in spec.stages if not spec.consumers_of(s.name) and s.name in buckets]
     if finals:
         lines.append("Then look for the results (needs 'Storage Blob Data Reader' on the data account):")

@@ -26,8 +26,9 @@ Deploying code (Flex has no code property and azure-native no One Deploy resourc
 
 So one `pulumi up` creates, deploys and wires everything.
 
-Inbound network: see `inbound()` - only HTTP stages accept traffic (from anywhere, with a function
-key); every other app has public network access disabled: its trigger pulls or fires inside the platform.
+Inbound network: see `inbound()` - only HTTP stages accept traffic (from anywhere, with an Entra ID
+token and a function key); every other app has public network access disabled: its trigger pulls or fires
+inside the platform. Scale: `maximumInstanceCount` comes from the sizing (never below what Flex accepts).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from pipeline.backend import Handle, RoleContext
 from pipeline.packaging import Package, Recipe
 from pipeline.sizing import StageSizing
 from pipeline.spec.model import PipelineSpec, StageSpec
-from pipeline_azure import iam, naming, object_queue, sizing, triggers
+from pipeline_azure import iam, naming, ncrontab, object_queue, sizing, telemetry, triggers
 from pipeline_azure.platform import Platform, account, blob_endpoint
 
 PYTHON_VERSION = "3.12"
@@ -65,11 +66,13 @@ def timespan(seconds: int) -> str:
 
 
 def host_json(stage: StageSpec, sized: StageSizing) -> str:
-    """host.json: the bundle, the timeout and, for object stages, the queue trigger's settings sized for the stage."""
+    """host.json: the bundle, the timeout, the telemetry the app sends (`telemetry`) and, for object stages, the queue
+    trigger's settings sized for the stage."""
     host: dict[str, Any] = {
         "version": "2.0",
         "extensionBundle": {"id": "Microsoft.Azure.Functions.ExtensionBundle", "version": EXTENSION_BUNDLE},
         "functionTimeout": timespan(stage.timeout_s),
+        "logging": telemetry.host_logging(ENTRY_FUNCTION),
     }
     if stage.trigger.objects:
         host["extensions"] = {"queues": object_queue.host_settings(stage, sized)}
@@ -140,7 +143,7 @@ def trigger_settings(stage: StageSpec, stream: Handle[Any] | None, client_id: pu
                                  from_start=batch.starting_position != "latest"),
         })
     elif trigger.schedule:
-        settings["PIPELINE_SCHEDULE"] = triggers.ncrontab(trigger.parsed_schedule)
+        settings["PIPELINE_SCHEDULE"] = ncrontab.ncrontab(trigger.parsed_schedule, trigger.timezone)  # in UTC: Flex timers know no zone
         settings["PIPELINE_SCHEDULE_SOURCE"] = trigger.schedule
     return settings
 
@@ -148,7 +151,7 @@ def trigger_settings(stage: StageSpec, stream: Handle[Any] | None, client_id: pu
 def inbound(public: bool) -> tuple[str, str, list[web.IpSecurityRestrictionArgs]]:
     """Who may reach the app's public endpoints: (publicNetworkAccess, default action, allow rules).
 
-    Only HTTP stages serve callers (from anywhere, each request with a function key). Every other trigger
+    Only HTTP stages serve callers (from anywhere, each request with an Entra ID token and a function key). Every other trigger
     is pulled or fired inside the platform - Event Hubs and Storage queue listeners poll from the app, timers
     fire in the host - so those apps take no inbound traffic at all: public network access is Disabled, and
     the main and SCM access restrictions deny by default, saying the same thing. Deployments are unaffected:

@@ -42,6 +42,10 @@ ROLE_NAMES = {
 _BLOBS = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs"
 BLOB_READ_ACTIONS = (f"{_BLOBS}/read",)
 BLOB_WRITE_ACTIONS = (f"{_BLOBS}/read", f"{_BLOBS}/write", f"{_BLOBS}/add/action", f"{_BLOBS}/delete", f"{_BLOBS}/move/action")
+# Create, never replace: `add/action` authorizes Put Blob and Put Block List for a blob that does not exist yet
+# ("Create a blob or snapshot, or append data"; https://learn.microsoft.com/azure/storage/blobs/storage-auth-abac-attributes),
+# and overwriting an existing blob needs `write`, which this role lacks (no read, list or delete either).
+BLOB_CREATE_ACTIONS = (f"{_BLOBS}/add/action",)
 PATH = f"@Resource[{_BLOBS}:path]"
 LIST_PREFIX = f"@Request[{_BLOBS}:prefix]"
 CONDITION_VERSION = "2.0"
@@ -82,11 +86,14 @@ def assign(role: RoleContext, platform: Platform, suffix: str, principal_id: pul
 
 
 def assign_definition(role: RoleContext, suffix: str, principal_id: pulumi.Input[str], definition_id: pulumi.Input[str], scope: pulumi.Input[str],
-                      description: str, condition: str | None = None, principal_type: str = "ServicePrincipal",
+                      description: str, condition: str | None = None, principal_type: str | None = "ServicePrincipal",
                       opts: pulumi.ResourceOptions | None = None) -> authorization.RoleAssignment:
-    """Any role definition (built-in or custom). `principal_type` must match the principal (ARM refuses a
-    mismatch; the SDK defaults to "User"): "ServicePrincipal" for managed identities, which also avoids
-    failures while a new principal replicates."""
+    """Any role definition (built-in or custom). `principal_type` must match the principal or be None (ARM refuses
+    a mismatch, `UnmatchedPrincipalType`, and looks an untyped principal up itself; see `principals`):
+    "ServicePrincipal" for the managed identities this plan creates, which also avoids failures while a new
+    principal replicates."""
+    if principal_type is None:
+        opts = pulumi.ResourceOptions.merge(opts or role.opts(), pulumi.ResourceOptions(transformations=[_untyped]))
     return authorization.RoleAssignment(
         role.name(suffix),
         principal_id=principal_id,
@@ -100,13 +107,44 @@ def assign_definition(role: RoleContext, suffix: str, principal_id: pulumi.Input
     )
 
 
+def custom_role(role: RoleContext, platform: Platform, suffix: str, name: str, description: str, actions: Sequence[str] = (),
+                data_actions: Sequence[str] = ()) -> authorization.RoleDefinition:
+    """A custom role definition made for this stack, in its resource group.
+
+    Its assignable scope is the resource group: `AssignableScopes` takes management groups, subscriptions or
+    resource groups, not single resources (https://learn.microsoft.com/azure/role-based-access-control/role-definitions#assignablescopes);
+    each assignment still names the exact resource (an app, a queue, a container). The name must be unique in the
+    tenant, hence the stack's random suffix. Creating one needs Microsoft.Authorization/roleDefinitions/write
+    (Owner or User Access Administrator; Role Based Access Control Administrator only assigns)."""
+    rg_id = platform.resource_group.id
+    return authorization.RoleDefinition(
+        role.name(suffix),
+        role_name=platform.name(lambda s: f"{role.pipeline}-{role.stack}-{name}-{s}"),
+        description=description,
+        role_type="CustomRole",
+        permissions=[authorization.PermissionArgs(actions=list(actions) or None, data_actions=list(data_actions) or None)],
+        assignable_scopes=[rg_id],
+        scope=rg_id,
+        opts=role.opts(),
+    )
+
+
+def _untyped(args: pulumi.ResourceTransformationArgs) -> pulumi.ResourceTransformationResult:
+    """Send a role assignment without `principalType`, so ARM looks the principal up. The SDK cannot: it fills in
+    "User" for a missing type (the 2022-04-01 API description's default, Azure/azure-rest-api-specs#21664), which
+    ARM then refuses for any group or service principal (`UnmatchedPrincipalType`)."""
+    props = {key: value for key, value in args.props.items() if key not in ("principal_type", "principalType")}
+    return pulumi.ResourceTransformationResult(props, args.opts)
+
+
 def identity(role: RoleContext, platform: Platform, name: str) -> Handle[managedidentity.UserAssignedIdentity]:
     """The user-assigned identity of one app: a stage's (`name` = the stage's name) or the raw archiver's."""
     uami = managedidentity.UserAssignedIdentity(
         role.name(), resource_name_=f"id-{role.pipeline}-{role.stack}-{name}", resource_group_name=platform.rg_name,
         location=platform.location, tags=platform.tags, opts=role.opts(),
     )
-    extra: dict[str, Any] = {"id": uami.id, "principal_id": uami.principal_id, "client_id": uami.client_id, "assignments": []}
+    extra: dict[str, Any] = {"id": uami.id, "principal_id": uami.principal_id, "client_id": uami.client_id, "tenant_id": uami.tenant_id,
+                             "assignments": []}
     return Handle(uami, uami.name, extra)
 
 
@@ -140,18 +178,3 @@ def role_for(g: Grant) -> tuple[str, str | None]:
     else:  # pragma: no cover - exhaustive over Access
         raise ValueError(g.access)
     return guid, condition
-
-
-def producer(role: RoleContext, platform: Platform, source: str, grants: Sequence[Grant]) -> Handle[managedidentity.UserAssignedIdentity]:
-    """A user-assigned identity producers run as (attach it to their app, or federate a workload to it):
-    Azure Event Hubs Data Sender on the event hub itself (not the namespace), or Storage Blob Data
-    Contributor on the landing container with a path condition on every blob data action
-    (`<uploads>/` only: write, create, read back, delete its own files; no listing)."""
-    uami = managedidentity.UserAssignedIdentity(
-        role.name(), resource_name_=f"id-{role.pipeline}-{role.stack}-{source}-in", resource_group_name=platform.rg_name,
-        location=platform.location, tags=platform.tags, opts=role.opts(),
-    )
-    handle: Handle[managedidentity.UserAssignedIdentity] = Handle(
-        uami, uami.client_id, {"id": uami.id, "principal_id": uami.principal_id, "client_id": uami.client_id, "assignments": []})
-    grant(role, platform, handle, grants)
-    return handle

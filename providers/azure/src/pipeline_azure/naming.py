@@ -116,6 +116,8 @@ _KNOWN: dict[str, tuple[str, str]] = {
     "azure-native:eventhub:ConsumerGroup": (
         "consumerGroupName", _RG + "Microsoft.EventHub/namespaces/{namespaceName}/eventhubs/{eventHubName}/consumergroups/{name}"),
     "azure-native:managedidentity:UserAssignedIdentity": ("resourceName", _RG + "Microsoft.ManagedIdentity/userAssignedIdentities/{name}"),
+    "azure-native:managedidentity:FederatedIdentityCredential": (
+        "federatedIdentityCredentialResourceName", _RG + "Microsoft.ManagedIdentity/userAssignedIdentities/{resourceName}/federatedIdentityCredentials/{name}"),
     "azure-native:web:AppServicePlan": ("name", _RG + "Microsoft.Web/serverfarms/{name}"),
     "azure-native:web:WebApp": ("name", _RG + "Microsoft.Web/sites/{name}"),
     "azure-native:eventgrid:SystemTopic": ("systemTopicName", _RG + "Microsoft.EventGrid/systemTopics/{name}"),
@@ -128,6 +130,7 @@ _KNOWN: dict[str, tuple[str, str]] = {
     "azure-native:monitor:ScheduledQueryRule": ("ruleName", _RG + "Microsoft.Insights/scheduledQueryRules/{name}"),
     "azure-native:resources:Deployment": ("deploymentName", _RG + "Microsoft.Resources/deployments/{name}"),
     "azure-native:storage:BlobServiceProperties": ("blobServicesName", _RG + "Microsoft.Storage/storageAccounts/{accountName}/blobServices/{name}"),
+    "azure-native:web:WebAppAuthSettingsV2": ("name", _RG + "Microsoft.Web/sites/{name}/config/authsettingsV2"),
     "azure-native:web:WebAppFtpAllowed": ("name", _RG + "Microsoft.Web/sites/{name}/basicPublishingCredentialsPolicies/ftp"),
     "azure-native:web:WebAppScmAllowed": ("name", _RG + "Microsoft.Web/sites/{name}/basicPublishingCredentialsPolicies/scm"),
 }

@@ -157,17 +157,10 @@ def stage_queue(role: RoleContext, platform: Platform, stage: StageSpec, account
                           metadata={"stage": stage.name, "purpose": "BlobCreated events from Event Grid"}, opts=role.opts())
     poison = storage.Queue(role.name("poison-queue"), account_name=account.name, resource_group_name=rg, queue_name=POISON_QUEUE_NAME,
                            metadata={"stage": stage.name, "purpose": "messages the queue trigger gave up on"}, opts=role.opts())
-    consumer = authorization.RoleDefinition(
-        role.name("queue-consumer-role"),
-        role_name=platform.name(lambda s: f"{role.pipeline}-{role.stack}-{stage.name}-queue-consumer-{s}"),  # unique in the tenant
-        description=f"Consume the object queue of stage {stage.name} of {role.pipeline} ({role.stack}): read its length, "
-                    "get, hide (update) and delete messages",
-        role_type="CustomRole",
-        permissions=[authorization.PermissionArgs(actions=list(CONSUMER_ACTIONS), data_actions=list(CONSUMER_DATA_ACTIONS))],
-        assignable_scopes=[queue.id],
-        scope=queue.id,
-        opts=role.opts(),
-    )
+    consumer = iam.custom_role(
+        role, platform, "queue-consumer-role", f"{stage.name}-queue-consumer",
+        f"Consume the object queue of stage {stage.name} of {role.pipeline} ({role.stack}): read its length, "
+        "get, hide (update) and delete messages", CONSUMER_ACTIONS, CONSUMER_DATA_ACTIONS)
     assignments = [
         iam.assign_definition(role, "queue-consumer", principal, consumer.id, queue.id,
                               f"queue trigger of stage {stage.name}: consume the object queue"),

@@ -5,6 +5,9 @@ Who is told: one action group with an e-mail receiver per `alerts.emails` addres
 receiver for `alerts.webhook` (the URL is a secret in the stack state: it often carries a token).
 With neither, the group still exists (alerts fire in the portal) and the plan says nobody is told.
 
+One log search rule per kind (errors, dead letters, poison messages) watches every app: a rule is billed per month
+whatever it watches, and the query's results name the app.
+
 Dead letters, two sources:
 * the runtime writes poison records, and whole inputs whose retries ran out, to the dead-letter
   container and logs one JSON line per input with `"dead_letters": N` (N > 0): "batch done" and
@@ -38,23 +41,29 @@ from pipeline_azure.platform import Platform
 DEAD_LETTER_FIELD = "dead_letters"  # the runtime's count of inputs it dead-lettered, on every "batch done" line
 
 
-def dead_letter_query(app_name: str) -> str:
-    """KQL over AppTraces: runtime log lines of `app_name` whose JSON says it dead-lettered something."""
-    return (f"AppTraces | where AppRoleName =~ '{app_name}' and Message contains '\"{DEAD_LETTER_FIELD}\"' "
+def _apps(app_names: Sequence[str]) -> str:
+    if any("'" in name for name in app_names):
+        raise ValueError(f"an app name cannot contain a quote: {app_names!r}")
+    return ", ".join(f"'{name}'" for name in app_names)
+
+
+def dead_letter_query(*app_names: str) -> str:
+    """KQL over AppTraces: runtime log lines of any of `app_names` whose JSON says it dead-lettered something."""
+    return (f"AppTraces | where AppRoleName in~ ({_apps(app_names)}) and Message contains '\"{DEAD_LETTER_FIELD}\"' "
             f"| extend entry = parse_json(Message) | where toint(entry.{DEAD_LETTER_FIELD}) > 0")
 
 
-def error_query(app_name: pulumi.Input[str]) -> pulumi.Output[str]:
-    """KQL over AppRequests: invocations of `app_name` that failed."""
-    return pulumi.Output.concat("AppRequests | where AppRoleName =~ '", app_name, "' and Success == false")
+def error_query(*app_names: str) -> str:
+    """KQL over AppRequests: invocations of any of `app_names` that failed (the app shows in the alert's results)."""
+    return f"AppRequests | where AppRoleName in~ ({_apps(app_names)}) and Success == false | project TimeGenerated, AppRoleName, Name, ResultCode"
 
 
 POISON_MARKER = "Moving message to queue"
 
 
-def poison_query(app_name: str, poison_queue: str) -> str:
-    """KQL over AppTraces: the queue trigger of `app_name` moved a message to `poison_queue`."""
-    return (f"AppTraces | where AppRoleName =~ '{app_name}' and Message has '{POISON_MARKER}' "
+def poison_query(poison_queue: str, *app_names: str) -> str:
+    """KQL over AppTraces: the queue trigger of any of `app_names` moved a message to `poison_queue`."""
+    return (f"AppTraces | where AppRoleName in~ ({_apps(app_names)}) and Message has '{POISON_MARKER}' "
             f"and Message has '{poison_queue}'")
 
 
@@ -68,6 +77,9 @@ def dead_letter_line(message: str) -> bool:
         return int(entry.get(DEAD_LETTER_FIELD) or 0) > 0
     except (ValueError, TypeError, AttributeError):
         return False
+
+
+LOG_ALERT_KINDS = ("errors", "dead-letters", "poison")  # the log search rules a plan can have (poison: with an object stage)
 
 
 def _log_alert(role: RoleContext, platform: Platform, suffix: str, description: str, query: pulumi.Input[str], actions: pulumi.Input[str]) -> None:
@@ -151,27 +163,29 @@ def observability(role: RoleContext, platform: Platform, source: Any, stages: Se
     storage.lifecycle_policy(platform)
     # The data account's name carries the stack's random suffix: exported for the deploy summary's commands.
     pulumi.export(credentials.DATA_ACCOUNT_OUTPUT, platform.data.name)
+    if platform.http_audiences:  # what a caller of each HTTP stage asks Entra ID a token for (http_auth)
+        pulumi.export(credentials.HTTP_AUDIENCES_OUTPUT, platform.http_audiences)
     group = action_group(role, platform, alerts)
     actions = group.id
     if source is not None:
         _metric_alert(role, platform, "stream-throttled", "Producers or consumers are throttled: the namespace needs more throughput units",
                       source.extra["namespace"].id, "Microsoft.EventHub/namespaces", "ThrottledRequests", actions,
                       [monitor.MetricDimensionArgs(name="EntityName", operator="Include", values=[stream.EVENT_HUB_NAME])])
-    if archiver is not None:  # the raw archiver function (pipeline_azure.archiver): alerts like a stream stage's
-        app_name = archiver.extra["app_name"]
-        _log_alert(role, platform, "raw_archive-errors", "The raw archiver failed to write a batch (its retry policy runs it again)",
-                   error_query(app_name), actions)
-        _log_alert(role, platform, "raw_archive-dead-letters", "The raw archiver dead-lettered a batch it could not write",
-                   pulumi.Output.from_input(app_name).apply(dead_letter_query), actions)
+    # One log search rule per kind of failure across every app, not one per app: a rule is billed per month whatever it
+    # watches, and the query's results name the app (AppRoleName), so nothing is lost by sharing it.
+    apps = [built.function.extra["app_name"] for built in stages] + ([archiver.extra["app_name"]] if archiver is not None else [])
+    object_apps = [built.function.extra["app_name"] for built in stages if built.stage.trigger.objects]
+    who = ", ".join([s.stage.name for s in stages] + (["the raw archiver"] if archiver is not None else []))
+    _log_alert(role, platform, "errors", f"A function failed (one of: {who}); the results name the app",
+               pulumi.Output.all(*apps).apply(lambda names: error_query(*names)), actions)
+    _log_alert(role, platform, "dead-letters", f"Records or inputs were dead-lettered (one of: {who}); the results name the app",
+               pulumi.Output.all(*apps).apply(lambda names: dead_letter_query(*names)), actions)
+    if object_apps:
+        _log_alert(role, platform, "poison", "An object stage's queue message never completed and went to its poison queue",
+                   pulumi.Output.all(*object_apps).apply(lambda names: poison_query(object_queue.POISON_QUEUE_NAME, *names)), actions)
     for built in stages:
         name = built.stage.name
-        app = built.function.extra["app_name"]
-        _log_alert(role, platform, f"{name}-errors", f"Stage {name} raised errors", error_query(app), actions)
-        _log_alert(role, platform, f"{name}-dead-letters", f"Stage {name} dead-lettered records or inputs",
-                   pulumi.Output.from_input(app).apply(dead_letter_query), actions)
         if built.stage.trigger.objects:
-            _log_alert(role, platform, f"{name}-poison", f"Stage {name}: a queue message never completed and went to the poison queue",
-                       pulumi.Output.from_input(app).apply(lambda a: poison_query(a, object_queue.POISON_QUEUE_NAME)), actions)
             subscription = f"{name}-objects"
             _metric_alert(role, platform, f"{name}-undelivered", f"Event Grid dead-lettered blob events it could not queue for stage {name}",
                           platform.system_topic.id, "Microsoft.EventGrid/systemTopics", "DeadLetteredCount", actions,

@@ -62,6 +62,7 @@ class Platform:
     buckets: dict[str, Handle[Any]] = field(default_factory=dict)
     system_topic: Any = None  # eventgrid.SystemTopic, created with the first object trigger
     system_topic_grant: Any = None
+    http_audiences: dict[str, Any] = field(default_factory=dict)  # HTTP stage -> the token audience callers ask for (http_auth)
 
     @property
     def rg_name(self) -> pulumi.Output[str]:

@@ -53,9 +53,9 @@ from pipeline.cost import (
     stored_gb_months,
     uploads_per_month,
 )
-from pipeline.sizing import Sizing, StageSizing, StreamSizing
+from pipeline.sizing import Sizing, StageSizing, StreamSizing, erlang_b
 from pipeline.spec.model import PipelineSpec, StageSpec
-from pipeline_azure import functions, stream
+from pipeline_azure import functions, stream, telemetry
 from pipeline_azure.platform import SOFT_DELETE_DAYS
 from pipeline_azure.sizing import ARCHIVE_MS_PER_INVOCATION, ARCHIVE_US_PER_EVENT, ARCHIVE_US_PER_KIB, RawArchive
 
@@ -73,9 +73,8 @@ LOG_FREE_GB = 5.0  # per billing account and month
 # Properties next to Body, plus the container's header and sync markers. ~120 bytes per event is an
 # estimate (not a published figure) for events without application properties.
 AVRO_OVERHEAD_BYTES_PER_EVENT = 120
-# Telemetry per invocation (assumed, not published): one AppRequests row (~1 KB with its standard
-# columns), the host's "Executing"/"Executed" AppTraces rows and the runtime's one summary log line.
-TELEMETRY_BYTES_PER_INVOCATION = 3 * 1024
+# Telemetry per invocation, with the host logging `telemetry` configures: one AppRequests row and the runtime's line.
+TELEMETRY_BYTES_PER_INVOCATION = telemetry.BYTES_PER_INVOCATION
 HOST_LEASE_RENEWALS_PER_PARTITION_S = 1 / 10  # the Event Hubs processor renews each partition lease about every 10 s
 SINGLE_PUT_BYTES = 64 * 1024 * 1024  # azure-storage-blob max_single_put_size default
 BLOCK_BYTES = 4 * 1024 * 1024  # azure-storage-blob max_block_size default
@@ -86,7 +85,10 @@ QUEUE_PROBE_S = 10  # estimate (no published cadence): one queue read every 10 s
 # Raw JSON records compress about 4:1 with gzip: 3.6-4.9:1 measured by benchmarks/azure_archiver.py, and the figure the
 # AWS backend uses for the same objects (the same work priced the same way).
 GZIP_RATIO = 4.0
-ARCHIVER_LOG_ALERTS = 2  # the raw archiver's errors and dead letters (observability.py)
+# Windowed runs (a schedule or an HTTP stage with `from`): per run the runtime lists the whole source prefix, GETs its
+# watermark and its lease, PUTs the lease twice (take, release) and the watermark once (pipeline.runtime's windows).
+WINDOW_READS_PER_RUN = 2
+WINDOW_WRITES_PER_RUN = 3
 ARCHIVER_ASSUMPTION = (
     f"raw archiver: {ARCHIVE_MS_PER_INVOCATION:g} ms per batch + {ARCHIVE_US_PER_EVENT:g} us per event + {ARCHIVE_US_PER_KIB:g} us per KiB "
     "at one vCPU (512 MB = 0.25 vCPU, 2,048 MB = 1), from benchmarks/azure_archiver.py with a margin for the Functions host's own "
@@ -129,16 +131,38 @@ def billable_events(records: float, record_bytes: int) -> float:
     return records * max(1, math.ceil(record_bytes / EVENT_BILLING_BYTES))
 
 
-def flex_billed_seconds(invocations: float, duration_s: float) -> float:
-    """Instance-seconds Flex bills on demand for `invocations` runs of `duration_s`.
+def flex_billed_seconds(invocations: float, duration_s: float, instances: int = 1) -> float:
+    """Instance-seconds Flex bills on demand for `invocations` runs of `duration_s` spread over `instances`.
 
     Flex bills an instance's activity periods (concurrent executions on one instance count once), at
     least 1 s each, rounded up to 100 ms. Busy stages are one long activity period: their billed time is
     the execution time. Sparse stages start a new period per invocation, billed at least 1 s each, but
-    those periods cannot add up to more than one instance active all month. Hence
-    max(execution time, min(invocations x per-period time, one instance-month))."""
+    those periods cannot add up to more than the instances the plan runs being active all month (an
+    object stage's queue trigger, an HTTP stage's requests and an Event Hubs trigger's partitions are spread
+    over `instances`, each with its own 1 s minimum periods). Hence
+    max(execution time, min(invocations x per-period time, instances x one month))."""
     period = max(FLEX_MIN_PERIOD_S, math.ceil(round(duration_s / FLEX_ROUNDING_S, 9)) * FLEX_ROUNDING_S)
-    return max(invocations * duration_s, min(invocations * period, float(SECONDS_PER_MONTH)))
+    return max(invocations * duration_s, min(invocations * period, max(1, instances) * float(SECONDS_PER_MONTH)))
+
+
+def http_billed_seconds(requests_per_second: float, duration_s: float, servers: int) -> float:
+    """Instance-seconds Flex bills a month for an HTTP stage answering `requests_per_second` requests of `duration_s`, one
+    per instance at a time on up to `servers` instances.
+
+    A request goes to an instance that is free (per-instance concurrency 1), so instance k takes the requests the first
+    k - 1 find busy: rate x (B(k-1) - B(k)) with Erlang B (`pipeline.sizing.erlang_b`). Each of its requests starts an
+    activity period billed at least 1 s (rounded up to 100 ms); an instance taking one or more requests a second is
+    billed all month. So sum over k of min(1, rate_k x period) instance-months, and never less than the execution time."""
+    period = max(FLEX_MIN_PERIOD_S, math.ceil(round(duration_s / FLEX_ROUNDING_S, 9)) * FLEX_ROUNDING_S)
+    offered = requests_per_second * duration_s
+    months, blocked_before = 0.0, 1.0
+    for k in range(1, max(1, servers) + 1):
+        blocked = erlang_b(k, offered)
+        months += min(1.0, requests_per_second * (blocked_before - blocked) * period)
+        blocked_before = blocked
+        if blocked_before < 1e-12:
+            break
+    return max(requests_per_second * SECONDS_PER_MONTH * duration_s, months * SECONDS_PER_MONTH)
 
 
 def gb_seconds(memory_mb: int, seconds: float) -> float:
@@ -344,11 +368,11 @@ def _archiver_lines(est: CostEstimate, spec: PipelineSpec, archive: RawArchive, 
         est.add("raw-archive", "Event Hubs throughput units for the archiver's reads (egress)", extra * HOURS_PER_MONTH,
                 sheet["eventhubs_standard_tu"], note=f"+{extra} TU x {HOURS_PER_MONTH} h: its consumer group reads against the TUs' egress")
     invocations = sized.invocations_per_month
-    billed_s = flex_billed_seconds(invocations, sized.invocation_ms / 1000)
+    billed_s = flex_billed_seconds(invocations, sized.invocation_ms / 1000, sized.partitions)
     gbs = gb_seconds(sized.memory_mb, billed_s)
     est.add("raw-archive", "Flex Consumption on-demand execution time", gbs, sheet["flex_on_demand_execution_time"], free=grants.gb_s.take(gbs),
             note=f"archiver: {invocations:,.0f} batches x {sized.invocation_ms:,.0f} ms at the {sized.memory_mb} MB instance size; "
-                 f"{billed_s:,.0f} instance-s billed")
+                 f"{billed_s:,.0f} instance-s billed over up to {sized.partitions} instance(s), one per partition")
     est.add("raw-archive", "Flex Consumption on-demand executions", invocations, per_unit(sheet["flex_on_demand_executions"], 1e6, "execution"),
             free=grants.executions.take(invocations), note=f"archiver: {sized.records_per_invocation:,.0f} events a batch, per partition")
     est.add("raw-archive", "Host storage operations (checkpoints, partition leases)", host_operations(invocations, sized.partitions),
@@ -359,9 +383,7 @@ def _archiver_lines(est: CostEstimate, spec: PipelineSpec, archive: RawArchive, 
     blobs.write("raw-bucket", "one gzip blob per archiver batch", invocations * write_operations(per_blob), 0)
     gb = invocations * TELEMETRY_BYTES_PER_INVOCATION / GB
     est.add("observability", "Log Analytics ingestion (telemetry of the raw archiver)", gb, sheet["log_analytics_ingestion"],
-            free=grants.logs.take(gb), note=f"~{TELEMETRY_BYTES_PER_INVOCATION // 1024} KB per invocation (assumed), no sampling")
-    est.add("observability", "Log search alert rules (raw archiver: errors, dead letters)", ARCHIVER_LOG_ALERTS,
-            sheet["monitor_log_alert_5min"])
+            free=grants.logs.take(gb), note=telemetry.NOTE)
     return invocations
 
 
@@ -379,10 +401,18 @@ def archive_costs(spec: PipelineSpec, archive: RawArchive, partitions: int, shee
 def _stage_lines(est: CostEstimate, spec: PipelineSpec, st: _Stage, full: Sizing, sheet: PriceSheet, blobs: _Storage,
                  grants: _Grants) -> None:
     name, role = st.spec.name, f"{st.spec.name}-function"
-    billed_s = flex_billed_seconds(st.invocations, st.duration_s)
+    instances = int(st.sized.settings.get("instances", 1))
+    synchronous = st.spec.trigger.http is not None and not st.spec.trigger.http.from_stage
+    if synchronous:
+        billed_s = http_billed_seconds(st.sized.invocations_per_second, st.duration_s, int(st.sized.settings["maximumInstanceCount"]))
+        over = (f"over the instances requests find free (instance k takes what the first k-1 find busy, Erlang B; "
+                f"{billed_s / SECONDS_PER_MONTH:,.2f} instance-months)")
+    else:
+        billed_s = flex_billed_seconds(st.invocations, st.duration_s, instances)
+        over = f"over the {instances} instance(s) the workload runs"
     gbs = gb_seconds(st.memory_mb, billed_s)
     how = (f"{st.invocations:,.0f} invocations x {st.duration_s * 1000:,.0f} ms at the {st.memory_mb} MB instance size "
-           f"(spec asks {st.spec.memory_mb} MB); {billed_s:,.0f} instance-s billed")
+           f"(spec asks {st.spec.memory_mb} MB); {billed_s:,.0f} instance-s billed {over} (1 s minimum per activity period of each)")
     est.add(role, "Flex Consumption on-demand execution time", gbs, sheet["flex_on_demand_execution_time"], free=grants.gb_s.take(gbs), note=how)
     est.add(role, "Flex Consumption on-demand executions", st.invocations, per_unit(sheet["flex_on_demand_executions"], 1e6, "execution"),
             free=grants.executions.take(st.invocations), note=_invocation_note(st))
@@ -401,17 +431,21 @@ def _stage_lines(est: CostEstimate, spec: PipelineSpec, st: _Stage, full: Sizing
     source = trigger.source
     if trigger.objects and source:
         est.add(f"{source}-bucket", f"Blob read operations (stage {name} reads each object)", st.invocations, blobs.reads)
-    if trigger.schedule and source:
-        # Each run lists the source prefix (everything it still keeps), reads the new objects, reads and writes its watermark.
-        kept_days = spec.storage.uploads_days if source == spec.uploads_name else (
-            spec.storage.intermediate_days if spec.consumers_of(source) else spec.storage.final_days)
-        objects_per_s = (work.uploads.files_per_hour / 3600) if source == spec.uploads_name else full.stages[source].output_objects_per_second
+    window = trigger.window_source
+    if window:
+        # Each run lists the whole source prefix (keys are not time-ordered), reads the new objects, GETs its watermark and
+        # lease and PUTs the lease twice and the watermark once.
+        kept_days = spec.storage.uploads_days if window == spec.uploads_name else (
+            spec.storage.intermediate_days if spec.consumers_of(window) else spec.storage.final_days)
+        objects_per_s = (work.uploads.files_per_hour / 3600) if window == spec.uploads_name else full.stages[window].output_objects_per_second
         kept = objects_per_s * kept_days * 86_400
-        est.add(f"{source}-bucket", f"Blob list operations (stage {name} lists the prefix each run)",
-                st.invocations * list_calls(kept), blobs.lists, note=f"~{kept:,.0f} objects kept, 5,000 per List Blobs page")
-        est.add(f"{source}-bucket", f"Blob read operations (stage {name} reads each new object)", objects_per_s * SECONDS_PER_MONTH, blobs.reads)
-        est.add(f"{name}-bucket", f"Blob operations (stage {name} reads and advances its watermark)", st.invocations, blobs.reads)
-        blobs.write(f"{name}-bucket", "watermark after each run", st.invocations, st.invocations)
+        est.add(f"{window}-bucket", f"Blob list operations (stage {name} lists the whole prefix each run)",
+                st.invocations * list_calls(kept), blobs.lists, note=f"~{kept:,.0f} objects kept, {LIST_PAGE:,} per List Blobs page")
+        est.add(f"{window}-bucket", f"Blob read operations (stage {name} reads each new object)", objects_per_s * SECONDS_PER_MONTH, blobs.reads)
+        est.add(f"{name}-bucket", f"Blob read operations (stage {name} reads its watermark and lease each run)",
+                st.invocations * WINDOW_READS_PER_RUN, blobs.reads)
+        writes = st.invocations * WINDOW_WRITES_PER_RUN
+        blobs.write(f"{name}-bucket", "the lease taken and released, the watermark advanced, each run", writes, writes)
     if trigger.stream and full.stream is not None:
         # The Functions host checkpoints every batch (batchCheckpointFrequency 1) and renews partition leases, in the app's host storage.
         est.add(f"{name}-trigger", "Host storage operations (checkpoints, partition leases)", host_operations(st.invocations, full.stream.partitions),
@@ -423,11 +457,13 @@ def _observability_lines(est: CostEstimate, spec: PipelineSpec, stages: list[_St
     for st in stages:
         gb = st.invocations * TELEMETRY_BYTES_PER_INVOCATION / GB
         est.add("observability", f"Log Analytics ingestion (telemetry of {st.spec.name})", gb, sheet["log_analytics_ingestion"],
-                free=grants.logs.take(gb), note=f"~{TELEMETRY_BYTES_PER_INVOCATION // 1024} KB per invocation (assumed), no sampling")
-    # errors + runtime dead letters per stage, + messages moved to the poison queue per object stage
-    log_rules = 2 * len(stages) + sum(1 for st in stages if st.spec.trigger.objects)
-    metric_series = (1 if spec.stream is not None else 0) + sum(1 for st in stages if st.spec.trigger.objects)
-    est.add("observability", "Log search alert rules (5-minute frequency)", log_rules, sheet["monitor_log_alert_5min"])
+                free=grants.logs.take(gb), note=telemetry.NOTE)
+    # One log search rule per kind across every app (observability.py): errors, dead letters, and poison messages with an object stage.
+    object_stages = sum(1 for st in stages if st.spec.trigger.objects)
+    log_rules = 2 + (1 if object_stages else 0)
+    metric_series = (1 if spec.stream is not None else 0) + object_stages
+    est.add("observability", "Log search alert rules (5-minute frequency)", log_rules, sheet["monitor_log_alert_5min"],
+            note="errors, dead letters" + (", poison messages" if object_stages else "") + ": one rule each over every app")
     if metric_series:
         est.add("observability", "Metric alert time series", metric_series, sheet["monitor_metric_alert_series"])
 
@@ -463,14 +499,15 @@ def _assumptions(spec: PipelineSpec, sizing: StreamSizing | None, free_tier: boo
     notes += [
         "Flex Consumption on demand only: no always-ready instances are configured, so no baseline charge; "
         "instance memory is the Flex size the backend configures (512/2048/4096 MB), not the spec's memory_mb",
-        "Flex billed time assumes one instance carries a sparse stage; the Event Hubs trigger may spread partitions over "
-        "several instances, each with its own 1 s minimum periods",
+        "Flex billed time: each instance's activity periods bill at least 1 s; a sparse stage is billed up to the instances its "
+        "workload runs being active all month (the sizing's `instances`: partitions for Event Hubs triggers, the queue trigger's "
+        "instances for object stages, the Erlang-sized instances of HTTP stages, one for timers and windowed runs)",
         "storage is Hot ZRS (three zones, like S3 Standard and GCS regional buckets); each output row is about one input record "
         "in size; one output object per invocation",
         "no failures: retries, dead letters and redeliveries are not priced",
         f"object stages: queue reads every {QUEUE_PROBE_S} s around the clock are an estimate (polling while an instance is up, "
         "queue-length reads for scaling); no published cadence",
-        f"telemetry ~{TELEMETRY_BYTES_PER_INVOCATION // 1024} KB per invocation (assumed); Log Analytics retention is the "
+        f"telemetry {TELEMETRY_BYTES_PER_INVOCATION:,} B per invocation (assumed: the rows host.json's logging sends); Log Analytics retention is the "
         "included 31 days (30 configured)",
     ]
     if free_tier:

@@ -44,6 +44,8 @@ _ARM: dict[str, tuple[str, tuple[str, ...]]] = {
     "azure-native:eventhub:EventHub": ("Microsoft.EventHub/namespaces/eventhubs", ("namespaceName", "eventHubName")),
     "azure-native:eventhub:Namespace": ("Microsoft.EventHub/namespaces", ("namespaceName",)),
     "azure-native:managedidentity:UserAssignedIdentity": ("Microsoft.ManagedIdentity/userAssignedIdentities", ("resourceName",)),
+    "azure-native:managedidentity:FederatedIdentityCredential": (
+        "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials", ("resourceName", "federatedIdentityCredentialResourceName")),
     "azure-native:monitor:ActionGroup": ("Microsoft.Insights/actionGroups", ("actionGroupName",)),
     "azure-native:monitor:MetricAlert": ("Microsoft.Insights/metricAlerts", ("ruleName",)),
     "azure-native:monitor:ScheduledQueryRule": ("Microsoft.Insights/scheduledQueryRules", ("ruleName",)),
@@ -57,6 +59,8 @@ _ARM: dict[str, tuple[str, tuple[str, ...]]] = {
     "azure-native:storage:StorageAccount": ("Microsoft.Storage/storageAccounts", ("accountName",)),
     "azure-native:web:AppServicePlan": ("Microsoft.Web/serverfarms", ("name",)),
     "azure-native:web:WebApp": ("Microsoft.Web/sites", ("name",)),
+    # App Service Authentication (Easy Auth v2) of HTTP stages: the site's config/authsettingsV2 child resource.
+    "azure-native:web:WebAppAuthSettingsV2": ("Microsoft.Web/sites/config", ("name", "=authsettingsV2")),
     # Basic publishing credentials (FTP, SCM user/password) off: the site's two policy child resources.
     "azure-native:web:WebAppFtpAllowed": ("Microsoft.Web/sites/basicPublishingCredentialsPolicies", ("name", "=ftp")),
     "azure-native:web:WebAppScmAllowed": ("Microsoft.Web/sites/basicPublishingCredentialsPolicies", ("name", "=scm")),

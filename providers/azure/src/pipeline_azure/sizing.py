@@ -27,8 +27,11 @@ Stages on Flex Consumption:
   Latency: Event Grid's delivery plus the queue polling (`maxPollingInterval` 2 s), a cold start at worst
   (https://learn.microsoft.com/azure/azure-functions/functions-bindings-storage-queue-trigger#polling-algorithm).
 * http: requests run one at a time per instance (`perInstanceConcurrency` 1: the handlers are CPU
-  bound Python) on up to `maximumInstanceCount` instances.
+  bound Python), instances sized with Erlang B for at most 1 % refused requests (`http_stage`); with `from`,
+  one run at a time like a schedule at the request rate (`windowed_http_stage`).
 * schedule: the timer trigger holds a singleton lock: one run at a time.
+* every app: `instances` (what the workload keeps running, what Flex bills) and `maximumInstanceCount` (never
+  below the lowest Flex accepts in the region: `max_instance_count`).
 """
 
 from __future__ import annotations
@@ -39,13 +42,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.sizing import (
+    BLOCKING_TARGET,
     SECONDS_PER_MONTH,
     StageDemand,
     StageSizing,
     StreamSizing,
+    erlang_b,
     invocation_ms,
     needed_concurrency,
     schedule_interval_s,
+    servers_for_blocking,
     stage_sizing,
 )
 from pipeline.spec.model import PipelineSpec, StageSpec
@@ -59,7 +65,15 @@ HEADROOM = 1.25
 MAX_TU_STANDARD = 40
 MAX_PARTITIONS_STANDARD = 32
 MIN_PARTITIONS = 2  # a floor so two instances can share the stream (partitions can never be added later)
-MAX_INSTANCES = 1000  # Flex maximumInstanceCount 1-1000 (event-driven-scaling#limit-scale-out)
+MAX_INSTANCES = 1000  # Flex maximumInstanceCount: the highest supported value (event-driven-scaling#limit-scale-out)
+# The lowest maximumInstanceCount Flex accepts: "The lowest maximum scale is currently 40"
+# (https://learn.microsoft.com/azure/azure-functions/flex-consumption-plan#considerations, 2026-01). Lower values were
+# opened only in a few regions as a preview (the Functions team, early 2026) and are refused elsewhere. A maximum costs
+# nothing on Flex (on-demand billing is per execution), so plans never go below 40 except where a lower one is known
+# to be accepted; no stage relies on the cap as a mutex (timers hold a singleton lock, windowed runs take the
+# runtime's lease), and what a stage is billed for is the instances its workload keeps running (`instances`).
+FLEX_LOWEST_MAXIMUM = 40
+LOW_MAXIMUM_REGIONS = frozenset({"westeurope", "australiaeast", "westus2"})
 MAX_WAIT_S = 600  # maxWaitTime: "The longest allowed wait time is 10 minutes"
 # Event Grid: "sub-second end-to-end latency" (event-grid overview), here into a queue; a cold Flex
 # instance adds seconds. Both are estimates, not SLAs.
@@ -179,8 +193,26 @@ def max_event_batch(stage: StageSpec) -> tuple[int, int | None, int | None]:
     return batch, None, None
 
 
-def _instances(needed: int) -> int:
-    return max(1, min(MAX_INSTANCES, needed))
+def max_instance_count(spec: PipelineSpec, instances: int) -> int:
+    """maximumInstanceCount for an app that runs `instances` at its workload (see FLEX_LOWEST_MAXIMUM)."""
+    floor = 1 if spec.clouds.azure.location in LOW_MAXIMUM_REGIONS else FLEX_LOWEST_MAXIMUM
+    return max(floor, min(MAX_INSTANCES, instances))
+
+
+def _scale(spec: PipelineSpec, instances: int) -> dict[str, int]:
+    """The two instance counts every stage's settings carry: what its workload runs (billed: `pricing`) and the cap."""
+    runs = max(1, min(MAX_INSTANCES, instances))
+    return {"instances": runs, "maximumInstanceCount": max_instance_count(spec, runs)}
+
+
+def _cap_note(spec: PipelineSpec, scale: dict[str, int]) -> str:
+    if scale["maximumInstanceCount"] == scale["instances"]:
+        return f"maximumInstanceCount {scale['instances']}"
+    return (f"maximumInstanceCount {scale['maximumInstanceCount']} (the lowest Flex accepts in {spec.clouds.azure.location}; "
+            f"the workload keeps {scale['instances']} running)")
+
+
+HTTP_PER_INSTANCE = 1  # perInstanceConcurrency of HTTP stages: the handlers are CPU-bound Python
 
 
 def size_stage(spec: PipelineSpec, stage: StageSpec, demand: StageDemand, stream: StreamSizing | None) -> StageSizing:
@@ -192,31 +224,62 @@ def size_stage(spec: PipelineSpec, stage: StageSpec, demand: StageDemand, stream
         per_partition = demand.records_per_second / max(1, partitions)
         full_after = most / per_partition if per_partition else math.inf
         fill = min(float(wait), full_after) if wait else 0.0
+        scale = _scale(spec, partitions)
         return stage_sizing(
             spec, stage, demand, records_per_invocation=batch, concurrency=partitions,
             latency_s=fill / 2, latency_max_s=fill,
-            reasoning=[f"Event Hubs trigger: one batch per partition at a time, {partitions} partitions (at most one instance each); "
-                       f"a batch closes at {most} events or after {wait or 0} s" + (" (up to twice that right after a scale-out)" if wait else "")],
-            settings={"partitions": partitions, "maxEventBatchSize": most, "minEventBatchSize": least, "maxWaitTime_s": wait,
-                      "maximumInstanceCount": _instances(partitions)},
+            reasoning=[f"Event Hubs trigger: one batch per partition at a time, {partitions} partitions (at most one instance each: "
+                       f"{_cap_note(spec, scale)}); a batch closes at {most} events or after {wait or 0} s"
+                       + (" (up to twice that right after a scale-out)" if wait else "")],
+            settings={"partitions": partitions, "maxEventBatchSize": most, "minEventBatchSize": least, "maxWaitTime_s": wait, **scale},
         )
     if trigger.schedule:
         interval = schedule_interval_s(stage)
-        source = f"; reads what {trigger.from_stage} wrote since the last run" if trigger.from_stage else ""
+        source = f"; reads what {trigger.from_stage} wrote since the last run (the runtime's lease: one run at a time)" if trigger.from_stage else ""
+        scale = _scale(spec, 1)
         return stage_sizing(spec, stage, demand, records_per_invocation=0, concurrency=1,
                             latency_s=interval / 2, latency_max_s=interval,
-                            reasoning=[f"timer trigger: one run at a time (singleton lock), every {interval:,.0f} s{source}"],
-                            settings={"maximumInstanceCount": 1})
+                            reasoning=[f"timer trigger: one run at a time (singleton lock), every {interval:,.0f} s{source}; {_cap_note(spec, scale)}"],
+                            settings=scale)
+    if trigger.http and trigger.http.from_stage:
+        return windowed_http_stage(spec, stage, demand)
+    if trigger.http:
+        return http_stage(spec, stage, demand)
+    return object_stage(spec, stage, demand)
+
+
+def http_stage(spec: PipelineSpec, stage: StageSpec, demand: StageDemand) -> StageSizing:
+    """Requests answered synchronously, one per instance at a time. Flex's front end does not hold a request for an
+    instance: when every instance allowed is busy it answers 429 (as a Lambda function URL does), so the instances are
+    sized with Erlang B for at most 1 % refused requests at the workload with headroom (`pipeline.sizing.erlang_b`)."""
     per_event = demand.records_per_event
     duration = invocation_ms(spec, stage, per_event)
-    needed = needed_concurrency(demand.records_per_second, per_event, duration)
-    instances = _instances(needed)
-    if trigger.http:
-        return stage_sizing(spec, stage, demand, records_per_invocation=0, concurrency=instances, latency_s=0.0, latency_max_s=COLD_START_S,
-                            reasoning=[f"HTTP trigger (function key): one request per instance at a time, {needed:,} concurrent needed "
-                                       f"-> maximumInstanceCount {instances}; a cold instance adds ~{COLD_START_S:.0f} s (estimate)"],
-                            settings={"maximumInstanceCount": instances, "perInstanceConcurrency": 1})
-    return object_stage(spec, stage, demand)
+    rate = demand.events_per_second or 0.0
+    offered = rate * duration / 1000
+    servers = max(needed_concurrency(demand.records_per_second, per_event, duration), servers_for_blocking(offered * HEADROOM))
+    scale = _scale(spec, math.ceil(servers / HTTP_PER_INSTANCE))
+    slots = scale["maximumInstanceCount"] * HTTP_PER_INSTANCE
+    refused = erlang_b(slots, offered)
+    return stage_sizing(spec, stage, demand, records_per_invocation=0, concurrency=slots, latency_s=0.0, latency_max_s=COLD_START_S,
+                        reasoning=[f"HTTP trigger: one request per instance at a time; {offered:,.2f} erlangs offered ({rate:,.2f} requests/s x "
+                                   f"{duration:,.0f} ms); {servers:,} instance(s) keep Erlang B blocking at or below "
+                                   f"{BLOCKING_TARGET:.0%} with {HEADROOM} headroom -> {_cap_note(spec, scale)}, which refuses "
+                                   f"{refused:.2e} of requests (429); a cold instance adds ~{COLD_START_S:.0f} s (estimate)"],
+                        settings={**scale, "perInstanceConcurrency": HTTP_PER_INSTANCE}, blocking=refused)
+
+
+def windowed_http_stage(spec: PipelineSpec, stage: StageSpec, demand: StageDemand) -> StageSizing:
+    """An HTTP stage over accumulated outputs (`http: {from: ...}`): each request runs the stage over what its source
+    wrote since the last run, one run at a time (the runtime's lease; a request arriving during a run is told so, not
+    queued), so it is sized like a schedule over accumulated outputs that fires at the request rate."""
+    rate = demand.events_per_second or 0.0
+    interval = 1 / rate if rate > 0 else math.inf
+    scale = _scale(spec, 1)
+    return stage_sizing(spec, stage, demand, records_per_invocation=0, concurrency=1,
+                        latency_s=interval / 2 if rate > 0 else 0.0, latency_max_s=interval if rate > 0 else 0.0,
+                        reasoning=[f"HTTP trigger over accumulated outputs of {stage.trigger.source}: one run at a time (the runtime's lease), "
+                                   f"{rate:,.3f} requested runs/s, each over what arrived since the last; {_cap_note(spec, scale)}"],
+                        settings={**scale, "perInstanceConcurrency": HTTP_PER_INSTANCE})
 
 
 def object_stage(spec: PipelineSpec, stage: StageSpec, demand: StageDemand) -> StageSizing:
@@ -227,18 +290,18 @@ def object_stage(spec: PipelineSpec, stage: StageSpec, demand: StageDemand) -> S
     per_instance = q.BATCH_SIZE + q.NEW_BATCH_THRESHOLD
     # An instance takes its next message ~100 ms after the last one ends: size the instances for that cycle.
     needed = math.ceil(needed_concurrency(demand.records_per_second, per_event, duration + q.POLL_GAP_S * 1000) / per_instance)
-    instances = _instances(needed)
+    scale = _scale(spec, needed)
     poll = float(q.MAX_POLLING_INTERVAL_S)
     return stage_sizing(
-        spec, stage, demand, records_per_invocation=0, concurrency=instances * per_instance,
+        spec, stage, demand, records_per_invocation=0, concurrency=scale["maximumInstanceCount"] * per_instance,
         latency_s=EVENT_GRID_DELIVERY_S + poll / 2, latency_max_s=EVENT_GRID_DELIVERY_S + poll + COLD_START_S,
         reasoning=[f"Event Grid -> Storage queue -> queue trigger: one BlobCreated message per object, {per_instance} per instance at a time "
                    f"(batchSize {q.BATCH_SIZE} + newBatchThreshold {q.NEW_BATCH_THRESHOLD}); {needed:,} instance(s) needed with the "
-                   f"{q.POLL_GAP_S * 1000:.0f} ms pause between messages -> maximumInstanceCount {instances}",
+                   f"{q.POLL_GAP_S * 1000:.0f} ms pause between messages -> {_cap_note(spec, scale)}",
                    f"latency: ~{EVENT_GRID_DELIVERY_S:.0f} s delivery + up to {q.MAX_POLLING_INTERVAL_S} s polling "
                    f"(+~{COLD_START_S:.0f} s on a cold instance; estimates); {q.max_dequeue_count(stage)} attempt(s), "
                    f"{q.retry_delay_s(stage)} s apart"],
-        settings={"maximumInstanceCount": instances, "batchSize": q.BATCH_SIZE, "newBatchThreshold": q.NEW_BATCH_THRESHOLD,
+        settings={**scale, "batchSize": q.BATCH_SIZE, "newBatchThreshold": q.NEW_BATCH_THRESHOLD,
                   "maxDequeueCount": q.max_dequeue_count(stage), "visibilityTimeout_s": q.retry_delay_s(stage),
                   "maxPollingInterval_s": q.MAX_POLLING_INTERVAL_S},
     )

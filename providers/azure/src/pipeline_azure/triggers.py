@@ -11,9 +11,10 @@
   written to the stage's Storage queue with the topic's identity (see `object_queue` for why a queue
   and how the queue trigger retries and dead-letters); what Event Grid cannot write is dead-lettered
   into the dead-letter container with the same identity.
-* Schedule stages: a timer trigger in the app; the NCRONTAB expression (six fields, with seconds)
-  is the `PIPELINE_SCHEDULE` app setting that the binding reads as `%PIPELINE_SCHEDULE%`.
-* HTTP stages: an HTTP trigger with a function key; see `http_trigger` for who may read the key.
+* Schedule stages: a timer trigger in the app; the NCRONTAB expression (six fields, with seconds, in UTC:
+  `ncrontab`) is the `PIPELINE_SCHEDULE` app setting that the binding reads as `%PIPELINE_SCHEDULE%`.
+* HTTP stages: an HTTP trigger behind App Service Authentication (Entra ID tokens of allowed principals) and a
+  function key; see `http_trigger` and `http_auth`.
 """
 
 from __future__ import annotations
@@ -21,105 +22,15 @@ from __future__ import annotations
 from typing import Any
 
 import pulumi
-from pulumi_azure_native import authorization, eventgrid, eventhub, managedidentity, web
+from pulumi_azure_native import eventgrid, eventhub, managedidentity, web
 
 from pipeline.backend import Handle, RoleContext
 from pipeline.spec.model import StageSpec
-from pipeline.spec.schedule import Cron, Rate, Schedule
 from pipeline_azure import iam
 from pipeline_azure.platform import Platform
 
 EVENT_GRID_MAX_ATTEMPTS = 30
 EVENT_GRID_MAX_TTL_MIN = 1440
-_MONTHS = {m: i + 1 for i, m in enumerate(["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"])}
-_DAYS = {d: i for i, d in enumerate(["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"])}
-
-
-# ---- schedules -----------------------------------------------------------------------------
-def _expand(expr: str, low: int, high: int, names: dict[str, int]) -> list[int]:
-    """Every value a (validated) Unix cron field matches."""
-
-    def number(token: str) -> int:
-        return names[token.upper()] if token.upper() in names else int(token)
-
-    values: set[int] = set()
-    for part in expr.split(","):
-        step = 1
-        if "/" in part:
-            part, step_text = part.split("/", 1)
-            step = int(step_text)
-        if part == "*":
-            start, end = low, high
-        elif "-" in part:
-            a, b = part.split("-", 1)
-            start, end = number(a), number(b)
-        else:
-            start = number(part)
-            end = high if step > 1 else start
-        values.update(range(start, end + 1, step))
-    return sorted(values)
-
-
-def _field(expr: str, low: int, high: int, names: dict[str, int], modulo: int | None = None) -> str:
-    """'*' and '*/n' mean the same in NCRONTAB; anything else becomes an explicit list of numbers
-    (no names, no 'a/n' forms, Sunday as 0), which NCRONTAB always reads the Unix way."""
-    if expr == "*" or (expr.startswith("*/") and expr[2:].isdigit()):
-        return expr
-    values = _expand(expr, low, high, names)
-    if modulo is not None:
-        values = sorted({v % modulo for v in values})
-    return ",".join(str(v) for v in values)
-
-
-def _restricted(expr: str) -> bool:
-    return expr != "*"
-
-
-def ncrontab(schedule: Schedule) -> str:
-    """The spec's schedule as a six-field NCRONTAB expression ('second minute hour day month day-of-week')."""
-    if isinstance(schedule, Rate):
-        expr = _rate(schedule)
-        if expr is None:
-            raise ValueError(f"rate({schedule.value} {schedule.unit}) has no NCRONTAB equivalent")
-        return expr
-    assert isinstance(schedule, Cron)
-    return " ".join([
-        "0",
-        _field(schedule.minute, 0, 59, {}),
-        _field(schedule.hour, 0, 23, {}),
-        _field(schedule.day_of_month, 1, 31, {}),
-        _field(schedule.month, 1, 12, _MONTHS),
-        _field(schedule.day_of_week, 0, 7, _DAYS, modulo=7),
-    ])
-
-
-def _rate(rate: Rate) -> str | None:
-    """Rates that repeat evenly forever: divisors of an hour or a day, one day, one week."""
-    minutes = rate.minutes
-    if minutes < 60 and 60 % minutes == 0:
-        return "0 * * * * *" if minutes == 1 else f"0 */{minutes} * * * *"
-    if minutes % 60 == 0 and minutes < 1440 and 24 % (minutes // 60) == 0:
-        hours = minutes // 60
-        return "0 0 * * * *" if hours == 1 else f"0 0 */{hours} * * *"
-    if minutes == 1440:
-        return "0 0 0 * * *"
-    if minutes == 7 * 1440:
-        return "0 0 0 * * 0"
-    return None
-
-
-def schedule_problems(schedule: Schedule) -> list[tuple[str, str]]:
-    """(message, hint) for schedules the timer trigger cannot run as written (Flex has no TimeSpan schedules)."""
-    if isinstance(schedule, Rate):
-        if _rate(schedule) is None:
-            return [(f"Azure timer triggers cannot run rate({schedule.value} {schedule.unit}) at even intervals (NCRONTAB restarts "
-                     "its steps every hour or day)",
-                     "use a rate that divides an hour or a day (e.g. 5, 10, 15, 20, 30 minutes; 1, 2, 3, 4, 6, 8, 12 hours), 1 day or 7 days")]
-        return []
-    if _restricted(schedule.day_of_month) and _restricted(schedule.day_of_week):
-        return [("NCRONTAB runs only when day-of-month AND day-of-week both match; Unix cron runs when either matches",
-                 "restrict only one of day-of-month and day-of-week, and set the other to '*'")]
-    return []
 
 
 # ---- dead letters --------------------------------------------------------------------------
@@ -229,46 +140,41 @@ def object_trigger(role: RoleContext, platform: Platform, stage: StageSpec, sour
     )
 
 
-# Listing a function's keys through Azure Resource Manager (POST .../functions/stage/listkeys) is all a
-# caller needs to call an HTTP stage; nothing else of the app (no host or master keys).
+# Listing a function's keys through Azure Resource Manager (POST .../functions/stage/listkeys) is what a caller
+# needs for the function key; nothing else of the app (no host or master keys).
 LIST_FUNCTION_KEYS = ("Microsoft.Web/sites/functions/listkeys/action", "Microsoft.Web/sites/functions/read")
 
 
-def http_trigger(role: RoleContext, platform: Platform, stage: StageSpec, function: Handle[web.WebApp],
+def http_trigger(role: RoleContext, platform: Platform, stage: StageSpec, function: Handle[web.WebApp], identity: Handle[Any],
                  invokers: list[str]) -> Handle[Any]:
-    """An HTTPS endpoint with authLevel FUNCTION: a request needs the function's key (x-functions-key).
+    """An HTTPS endpoint that takes a request only with an Entra ID token of an allowed principal *and* the
+    function's key (see `http_auth`): the pipeline's caller identity and each `clouds.azure.http_invokers` entry
+    are the allowed principals and hold a custom role that reads only this function's key. The code is released
+    after authentication is configured, so the function never serves an unauthenticated request."""
+    from pipeline_azure import functions, http_auth, iam, principals
 
-    Who may call = who may read that key: a custom role holding only LIST_FUNCTION_KEYS, scoped to this
-    app, assigned to the pipeline's caller identity and to each `clouds.azure.http_invokers` object ID.
-    (Entra ID Easy Auth would need an app registration azure-native cannot create, and was documented as
-    not enforced on Flex Consumption; a function key is enforced by the Functions host itself.)"""
-    from pipeline_azure import checks, functions, iam
-
-    released = functions.release(function, after=[])
     caller = managedidentity.UserAssignedIdentity(
         role.name("caller"), resource_name_=f"id-{role.pipeline}-{role.stack}-{stage.name}-caller", resource_group_name=platform.rg_name,
         location=platform.location, tags=platform.tags, opts=role.opts(),
     )
+    callers = [principals.parse(entry) for entry in invokers]  # check() refused groups: a token names no group
+    auth = http_auth.easy_auth(role, platform, function, audience=identity.extra["client_id"], tenant_id=identity.extra["tenant_id"],
+                               principals=[caller.principal_id, *(c.object_id for c in callers)])
+    released = functions.release(function, after=[auth])
     app_id = function.extra["id"]
-    definition = authorization.RoleDefinition(
-        role.name("invoke-role"),
-        role_name=platform.name(lambda s: f"{role.pipeline}-{role.stack}-{stage.name}-invoke-{s}"),  # unique in the tenant
-        description=f"Read the function key of HTTP stage {stage.name} of {role.pipeline} ({role.stack}), to call it",
-        role_type="CustomRole",
-        permissions=[authorization.PermissionArgs(actions=list(LIST_FUNCTION_KEYS))],
-        assignable_scopes=[app_id],
-        scope=app_id,
-        opts=role.opts(),
-    )
+    definition = iam.custom_role(role, platform, "invoke-role", f"{stage.name}-invoke",
+                                 f"Read the function key of HTTP stage {stage.name} of {role.pipeline} ({role.stack}), to call it",
+                                 actions=LIST_FUNCTION_KEYS)
     assignments = [iam.assign_definition(role, "caller-invoke", caller.principal_id, definition.id, app_id,
                                          f"call HTTP stage {stage.name}", principal_type="ServicePrincipal", opts=role.opts(depends_on=[released]))]
-    for index, entry in enumerate(invokers):
-        principal_type, principal = checks.invoker(entry) or ("User", entry)  # check() refused anything else
-        assignments.append(iam.assign_definition(role, f"invoker-{index}", principal, definition.id, app_id,
-                                                 f"clouds.azure.http_invokers: call HTTP stage {stage.name}", principal_type=principal_type,
+    for index, who in enumerate(callers):
+        assignments.append(iam.assign_definition(role, f"invoker-{index}", who.object_id, definition.id, app_id,
+                                                 f"clouds.azure.http_invokers: call HTTP stage {stage.name}", principal_type=who.principal_type,
                                                  opts=role.opts(depends_on=[released])))
     url = pulumi.Output.concat("https://", function.extra["app_name"], ".azurewebsites.net/api/", stage.name)
-    return Handle(function.resource, url, {"caller": caller.client_id, "caller_id": caller.id, "assignments": assignments})
+    platform.http_audiences[stage.name] = identity.extra["client_id"]
+    return Handle(function.resource, url, {"caller": caller.client_id, "caller_id": caller.id, "assignments": assignments,
+                                           "audience": identity.extra["client_id"], "auth": auth})
 
 
 def schedule_trigger(function: Handle[web.WebApp]) -> None:
