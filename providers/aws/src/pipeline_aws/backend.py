@@ -202,7 +202,7 @@ class AwsBackend(Backend):
     def bucket(self, role: RoleContext, bucket: BucketSpec) -> Handle[Any]:
         # Every data bucket is versioned (deletion protection for data of record; storage.NONCURRENT_DAYS); only a
         # bucket several stages are triggered from sends its events through EventBridge (storage.fans_out).
-        return storage.bucket(role, bucket, versioned=bucket.data, eventbridge=storage.fans_out(self.spec, bucket.key),
+        return storage.bucket(role, bucket, versioned=bucket.data, eventbridge=sizing.fans_out(self.spec, bucket.key),
                               delete_data=self.delete_data)
 
     def archive(self, role: RoleContext, source: Handle[Any], bucket: Handle[Any], prefix: str) -> None:
@@ -238,7 +238,7 @@ class AwsBackend(Backend):
     def s3_notified(self, stage: StageSpec) -> bool:
         """An object stage that is the only stage triggered by its source bucket: S3 notifies its function directly."""
         source = stage.trigger.objects.from_stage if stage.trigger.objects else None
-        return source is not None and not storage.fans_out(self.spec, source)
+        return source is not None and not sizing.fans_out(self.spec, source)
 
     def package_recipe(self, stage: StageSpec, code: FunctionCode) -> Recipe:
         return functions.recipe()

@@ -454,7 +454,7 @@ def _triggers(est: CostEstimate, prices: PriceSheet, spec: PipelineSpec, sizing:
     scheduler_free = shared_free(SCHEDULER_FREE_INVOCATIONS, schedules)
     for s in spec.stages:
         source_key = s.trigger.objects.from_stage if s.trigger.objects else None
-        if source_key is not None and source_key not in billed and storage.fans_out(spec, source_key):
+        if source_key is not None and source_key not in billed and aws_sizing.fans_out(spec, source_key):
             billed.add(source_key)
             source = sources[source_key]
             per_object = events_per_object(source.versioned)
@@ -468,7 +468,7 @@ def _triggers(est: CostEstimate, prices: PriceSheet, spec: PipelineSpec, sizing:
                 events += runs * STATE_PUTS_PER_RUN * 2
                 note += f"; its lease and watermark, {STATE_PUTS_PER_RUN} PUTs in each of {runs:,.0f} runs, 2 events each"
             est.add(f"{s.name}-trigger", "EventBridge S3 events", events, prices["eventbridge-event"],
-                    note=f"{note}; EventBridge because {len(storage.object_readers(spec, source_key))} stages read {source_key}")
+                    note=f"{note}; EventBridge because {len(aws_sizing.object_readers(spec, source_key))} stages read {source_key}")
         elif s.trigger.schedule:
             est.add(f"{s.name}-trigger", "EventBridge Scheduler invocations", invocations[s.name], prices["scheduler-invocation"],
                     free=scheduler_free[s.name])

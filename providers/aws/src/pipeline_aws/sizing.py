@@ -232,6 +232,17 @@ def stream_shards(stream: StreamSizing) -> int:
 # ---- stages -----------------------------------------------------------------------------------------
 
 
+def object_readers(spec: PipelineSpec, key: str) -> list[str]:
+    """Stages triggered by each new object of bucket `key`."""
+    return [s.name for s in spec.stages if s.trigger.objects is not None and s.trigger.objects.from_stage == key]
+
+
+def fans_out(spec: PipelineSpec, key: str) -> bool:
+    """Several stages read each new object of `key`: its events go through EventBridge, whose rules fan them out. One
+    reader is notified by S3 directly (free): S3 cannot send one event type and prefix to several functions."""
+    return len(object_readers(spec, key)) > 1
+
+
 @dataclass(frozen=True)
 class _Carry:
     """How a stage's invocations run before the account's pool is shared out: what it needs at its peak and the
@@ -257,8 +268,11 @@ def _carry(spec: PipelineSpec, stage: StageSpec, demand: StageDemand, duration: 
             f"Lambda function URL (IAM auth), one synchronous invocation per request: a request that finds no free execution gets 429 "
             f"at once; {offered:,.2f} busy executions on average need {for_blocking:,} for at most {BLOCKING_TARGET:.0%} of requests "
             "refused (Erlang B)"])
-    return _Carry(needed, None, ["S3 event notification -> Lambda (asynchronous), one invocation per object (EventBridge where "
-                                 "several stages read the bucket); a burst beyond its concurrency waits in Lambda's async queue"])
+    assert trigger.objects is not None
+    route = (f"S3 -> EventBridge (several stages read {trigger.objects.from_stage}) -> Lambda" if fans_out(spec, trigger.objects.from_stage)
+             else "S3 event notification -> Lambda")
+    return _Carry(needed, None, [f"{route} (asynchronous), one invocation per object; a burst beyond its concurrency waits in "
+                                 "Lambda's async queue"])
 
 
 def _share(spec: PipelineSpec, stage: StageSpec, carry: _Carry, pool: Pool | None) -> tuple[int, list[str], dict[str, Any]]:

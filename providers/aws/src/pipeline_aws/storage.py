@@ -28,22 +28,10 @@ import pulumi
 import pulumi_aws as aws
 
 from pipeline.backend import BucketSpec, Handle, RoleContext
-from pipeline.spec.model import PipelineSpec
 
 BUCKET_PREFIX_MAX = 37  # `bucket_prefix` limit: S3 names are 3-63 characters and the provider appends 26
 NONCURRENT_DAYS = 7  # an overwritten or deleted object stays recoverable this long (GCS soft delete's default, Azure's SOFT_DELETE_DAYS)
 ABORT_MULTIPART_DAYS = 1  # wiring.UPLOAD_LATENESS_S (25 h) relies on this
-
-
-def object_readers(spec: PipelineSpec, key: str) -> list[str]:
-    """Stages triggered by each new object of bucket `key`."""
-    return [s.name for s in spec.stages if s.trigger.objects is not None and s.trigger.objects.from_stage == key]
-
-
-def fans_out(spec: PipelineSpec, key: str) -> bool:
-    """Several stages read each new object of `key`: its events go through EventBridge, whose rules fan them out (one
-    stage is notified by S3 directly: S3 cannot send one event type and prefix to several functions)."""
-    return len(object_readers(spec, key)) > 1
 
 
 def bucket_prefix(pipeline: str, stack: str, key: str) -> str:
