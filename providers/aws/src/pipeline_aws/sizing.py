@@ -319,12 +319,13 @@ def size_stage(spec: PipelineSpec, stage: StageSpec, demand: StageDemand, stream
     offered = (demand.events_per_second or 0.0) * duration / 1000  # Erlang: executions busy on average
     carry = _carry(spec, stage, demand, duration, offered)
     concurrency, shared, settings = _share(spec, stage, carry, pool)
-    lines = carry.lines + shared
+    lines = list(carry.lines)
     blocking = erlang_b(concurrency, offered) if trigger.http else None
     if blocking is not None and blocking > BLOCKING_TARGET:
         lines.append(f"{blocking:.1%} of requests would find all {concurrency:,} execution(s) busy and be refused (Erlang B; "
                      f"{servers_for_blocking(offered):,} keep it at or below {BLOCKING_TARGET:.0%})"
                      + ("; requests to a windowed stage run one at a time: call it less often than a run takes" if trigger.window_source else ""))
+    lines += shared  # last: what to do about the account's pool is the hint of a capacity problem
     if trigger.window_source:
         every = 1 / demand.events_per_second if demand.events_per_second else 0.0
         if trigger.schedule:
