@@ -515,3 +515,81 @@ def test_s3_events_count_every_event_a_fanned_out_bucket_sends_including_a_windo
     assert events.quantity == pytest.approx(730 * 3 + 730 * 3 * 2)
     assert "lease and watermark" in events.note and "2 stages read hourly" in events.note
     assert "EventBridge S3 events" not in lines(est, "audit-trigger")
+
+
+# ---- worked examples of the new designs (issue 20): each line reproduces a hand calculation within 1 % ----------
+
+
+def test_worked_example_http_stage_is_lambda_pricing_example_1() -> None:
+    """An HTTP stage is a function URL, which adds nothing to Lambda's bill (https://aws.amazon.com/lambda/pricing/: "no
+    additional charge for function URLs"), so Lambda's Example 1 (a mobile backend: 3 M requests a month of 120 ms at
+    1,536 MB; x86 in the example, free tier applied: 140,000 GB-s x $0.0000166667 = $2.33 + 2 M x $0.20/M = $0.40) is an
+    HTTP stage at 3,000,000 / 2,628,000 requests/s of one row. Our arm64 duration is re-priced at the example's x86 rate."""
+    spec = make_spec(stream=None, stages=[{"name": "api", "handler": "h.py:handle", "memory_mb": 1536, "trigger": {"http": {}}}],
+                     workload={"records_per_second": 1, "record_bytes": 100, "http": {"requests_per_second": 3_000_000 / SECONDS_PER_MONTH,
+                                                                                      "rows_per_request": 1},
+                               "stages": {"api": {"ms_per_record": 0, "ms_per_invocation": 120}}})
+    fn = lines(backend(spec).estimate_cost(free_tier=True), "api-function")
+    assert fn["Lambda requests"].monthly_usd == pytest.approx(0.40, rel=0.01)
+    gb_s = fn["Lambda duration (arm64)"].quantity
+    assert (gb_s - pricing.LAMBDA_FREE_GB_SECONDS) * LAMBDA_X86 == pytest.approx(2.33, rel=0.01)
+    assert not [line for line in backend(spec).estimate_cost(free_tier=True).lines if "URL" in line.item]
+
+
+def test_worked_example_a_schedule_over_accumulated_outputs() -> None:
+    """`rate(15 minutes)` over a stream stage's outputs, no free tier: 2,920 runs a month.
+    Scheduler: 2,920 x $1.00/M = $0.00292. The source writes one object per batch of 100 records at 10 records/s: 0.1 object/s,
+    kept 7 days = 60,480 keys, so each run lists 61 pages: 2,920 x 61 = 178,120 LISTs x $0.005/1,000 = $0.8906. The lease
+    and watermark: 3 PUTs and 2 GETs a run = 8,760 PUTs ($0.0438) and 5,840 GETs ($0.0023). Each run reads what arrived in
+    15 minutes, 90 objects: 262,800 GETs ($0.1051)."""
+    spec = make_spec(stages=[{"name": "work", "handler": "h.py:handle", "trigger": {"stream": {"batch_size": 100, "max_batching_window_s": 10}}},
+                             {"name": "batch", "handler": "h.py:handle", "timeout_s": 900, "trigger": {"schedule": "rate(15 minutes)", "from": "work"}}],
+                     workload={"records_per_second": 10, "record_bytes": 100})
+    est = backend(spec).estimate_cost(free_tier=False)
+    assert lines(est, "batch-trigger")["EventBridge Scheduler invocations"].monthly_usd == pytest.approx(0.00292, rel=0.01)
+    work = lines(est, "work-bucket")
+    assert work["S3 LIST requests (batch)"].monthly_usd == pytest.approx(0.8906, rel=0.01)
+    assert work["S3 GET requests (batch)"].monthly_usd == pytest.approx(0.1051, rel=0.01)
+    state = lines(est, "batch-bucket")
+    assert state["S3 PUT requests (window lease and watermark)"].monthly_usd == pytest.approx(0.0438, rel=0.01)
+    assert state["S3 GET requests (window lease and watermark)"].monthly_usd == pytest.approx(0.002336, rel=0.01)
+
+
+def test_worked_example_uploads_the_bundled_upload_processing_prod() -> None:
+    """40 files an hour of 50,000 lines of 900 B: 29,200 files = 1.314e12 bytes = 1,223.75 GB (of 2^30 bytes, as S3 bills)
+    a month, no free tier. Landing bucket: kept 30 days + 7 as noncurrent versions = 1,223.75 x 37 / 30.4167 = 1,488.6
+    GB-months x $0.023 = $34.24;
+    29,200 PUTs x $0.005/1,000 = $0.146; 29,200 GETs x $0.0004/1,000 = $0.0117. S3 notifies `process` directly: no EventBridge.
+    `process`: 29,200 invocations of 300 + 50,000 x 0.15 = 7,800 ms at 1,024 MB = 227,760 GB-s x $0.0000133334 = $3.0368.
+    Its outputs (0.97 rows per line) kept 365 + 7 days: 1,187.04 GB x 372 / 30.4167 = 14,517.9 GB-months x $0.023 = $333.91."""
+    spec = load_spec(EXAMPLE.parents[1] / "upload-processing" / "pipeline.yaml", "prod").spec
+    est = backend(spec, "prod").estimate_cost(free_tier=False)
+    landing = lines(est, "uploads-bucket")
+    assert landing["S3 Standard storage"].monthly_usd == pytest.approx(34.24, rel=0.01)
+    assert landing["S3 PUT requests"].monthly_usd == pytest.approx(0.146, rel=0.01)
+    assert landing["S3 GET requests (process)"].monthly_usd == pytest.approx(0.01168, rel=0.01)
+    assert lines(est, "process-function")["Lambda duration (arm64)"].monthly_usd == pytest.approx(3.0368, rel=0.01)
+    assert lines(est, "process-bucket")["S3 Standard storage"].monthly_usd == pytest.approx(333.91, rel=0.01)
+    assert "process-trigger" not in est.by_role()
+
+
+def test_worked_example_firehose_where_it_is_built() -> None:
+    """0.5 records/s of 700 B, where Firehose costs least: 1,314,000 records x 5,120 B = 6.2657 GB (2^30 bytes) x $0.029 = $0.1817 of
+    ingestion, and one object per 300 s flush: 8,760 PUTs x $0.005/1,000 = $0.0438 (the archiver's 4 alarms alone are $0.40)."""
+    spec = make_spec(stream={"archive": True}, workload={"records_per_second": 0.5, "record_bytes": 700})
+    est = backend(spec).estimate_cost(free_tier=False)
+    assert lines(est, "raw-archive")["Firehose ingestion (5 KB rounding per record)"].monthly_usd == pytest.approx(0.1817, rel=0.01)
+    assert lines(est, "raw-bucket")["S3 PUT requests"].monthly_usd == pytest.approx(0.0438, rel=0.01)
+
+
+def test_worked_example_logs_with_the_free_tier() -> None:
+    """The example's dev stack: 788,400 invocations of preprocess and as many of score (1 KiB of logs each), 30.4 daily runs of
+    calibrate and 96,240.2 archiver batches: 1,673,071 KiB = 1.5956 GB ingested a month, and 1.57 GB-months stored, all inside
+    the 5 GB free allowance; without the free tier preprocess pays 0.75187 GB x $0.50 = $0.3759 and stores 0.75187 x 30 / 30.4167 =
+    0.74157 GB-months x $0.03 = $0.02225."""
+    spec = load_spec(EXAMPLE, "dev").spec
+    paid = lines(backend(spec, "dev").estimate_cost(free_tier=False), "observability")
+    assert paid["CloudWatch Logs ingestion (preprocess)"].monthly_usd == pytest.approx(0.3759, rel=0.01)
+    assert paid["CloudWatch Logs storage (preprocess)"].monthly_usd == pytest.approx(0.02225, rel=0.01)
+    free = lines(backend(spec, "dev").estimate_cost(free_tier=True), "observability")
+    assert sum(line.monthly_usd for item, line in free.items() if item.startswith("CloudWatch Logs")) == pytest.approx(0.0, abs=1e-9)
