@@ -443,3 +443,21 @@ def test_a_producer_listed_twice_is_located(tmp_path: Path) -> None:
     problems = AwsBackend(loaded.spec, LONG_STACK, loaded.base_dir).check()
     assert (("clouds", "aws", "producers", 2, "principal"), "'444455556666' is listed twice",
             "list each outside producer once, with every source it feeds under `sources`") in problems
+
+
+def test_an_s3_notified_stage_ships_its_entry_point(tmp_path: Path) -> None:
+    """The handler an S3-notified function names is in its package (built like a deploy builds it, without wheels)."""
+    import zipfile
+
+    from pipeline.backend import FunctionCode
+
+    loaded = load_spec(write(tmp_path, """
+        name: shipped
+        uploads: {}
+        stages: [{name: files, handler: h.py:handle, trigger: {objects: {from: uploads}}}]
+    """))
+    backend = AwsBackend(loaded.spec, "default", loaded.base_dir)
+    stage = loaded.spec.stage("files")
+    package = backend.package(stage, FunctionCode.for_stage(loaded.base_dir, stage))
+    names = zipfile.ZipFile(package.path).namelist()
+    assert {"pipeline_aws/s3_notification.py", "pipeline_aws/runtime.py", "h.py"} <= set(names)
