@@ -233,6 +233,12 @@ class Backend(ABC):
         """Why a deploy could not authenticate or has no region/project/location, found locally without a network call; None if fine."""
         return None
 
+    def deploy_problem(self) -> str | None:
+        """Why creating or updating this stack would fail in the account the credentials reach, found by asking the cloud
+        (e.g. a quota the spec's settings exceed); None if fine. Runs before `preview` and `deploy` only, after the
+        credentials resolve, so a refused stack can still be refreshed or destroyed."""
+        return None
+
     def test_record_hint(self, outputs: Mapping[str, Any]) -> str:
         """Shell commands that send one test record to the deployed stream and show its results, with the real names in `outputs`."""
         return ""

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pipeline_aws.backend import AwsBackend
 
 from pipeline.errors import SpecError
 from pipeline.plan import Plan, PlannedResource
@@ -85,33 +86,65 @@ def test_stream_stage_has_an_event_source_mapping_not_a_permission(dev: Plan) ->
     assert not [p for p in dev.of_type("aws:lambda/permission:Permission") if "kinesis" in p.inputs["principal"]]
 
 
-def test_object_stage_rule_names_the_source_bucket_and_prefix(dev: Plan) -> None:
-    rule = physical(dev, "aws:cloudwatch/eventRule:EventRule", "score-trigger")
-    pattern = json.loads(rule.inputs["eventPattern"])
-    source_bucket = physical(dev, "aws:s3/bucket:Bucket", "preprocess-bucket").physical_name
-    assert pattern == {
-        "source": ["aws.s3"],
-        "detail-type": ["Object Created"],
-        "detail": {"bucket": {"name": [source_bucket]}, "object": {"key": [{"prefix": "preprocess/"}]}},
-    }
-    rule_arn = f"arn:aws:events:us-east-1:123456789012:rule/{rule.physical_name}"
-    target = physical(dev, "aws:cloudwatch/eventTarget:EventTarget", "score-trigger").inputs
-    assert target["arn"] == arn(dev, "aws:lambda/function:Function", "score-function")
-    assert target["rule"] == rule.physical_name
-    assert target["retryPolicy"] == {"maximumRetryAttempts": 3, "maximumEventAgeInSeconds": 3600}
-    assert target["deadLetterConfig"]["arn"] == arn(dev, "aws:sqs/queue:Queue", "score-dead-letter")
-    permission = physical(dev, "aws:lambda/permission:Permission", "score-trigger").inputs
-    assert permission["principal"] == "events.amazonaws.com"
-    assert permission["sourceArn"] == rule_arn
-    queue_policy = json.loads(physical(dev, "aws:sqs/queuePolicy:QueuePolicy", "score-trigger").inputs["policy"])
-    assert queue_policy["Statement"][0]["Condition"] == {"ArnEquals": {"aws:SourceArn": rule_arn}}
-    # S3 -> EventBridge is on for the source bucket only (the core marks it `notify`), and no CloudTrail is involved.
-    notifications = dev.of_type("aws:s3/bucketNotification:BucketNotification")
-    assert [(n.role, n.inputs["eventbridge"]) for n in notifications] == [("preprocess-bucket", True)]
+def test_an_object_stage_one_stage_reads_is_notified_by_s3_not_eventbridge(dev: Plan) -> None:
+    """Only `score` reads the preprocess bucket: a free S3 event notification invokes it (asynchronously, with Lambda's
+    bounded retries and on-failure queue), no EventBridge rule or per-event charge; S3 may invoke only this function, for
+    this bucket in this account, and the notification waits for that permission (S3 validates it when saving)."""
+    assert not dev.of_type("aws:cloudwatch/eventRule:EventRule") and not dev.of_type("aws:cloudwatch/eventTarget:EventTarget")
+    source = physical(dev, "aws:s3/bucket:Bucket", "preprocess-bucket")
+    function_arn = arn(dev, "aws:lambda/function:Function", "score-function")
+    [notification] = dev.of_type("aws:s3/bucketNotification:BucketNotification")
+    assert notification.role == "score-trigger"
+    assert notification.inputs["bucket"] == source.physical_name and "eventbridge" not in notification.inputs
+    assert notification.inputs["lambdaFunctions"] == [{"lambdaFunctionArn": function_arn, "events": ["s3:ObjectCreated:*"],
+                                                      "filterPrefix": "preprocess/"}]
+    permission = physical(dev, "aws:lambda/permission:Permission", "score-trigger")
+    assert permission.inputs == {"action": "lambda:InvokeFunction", "function": physical(dev, "aws:lambda/function:Function", "score-function").physical_name,
+                                 "principal": "s3.amazonaws.com", "sourceArn": f"arn:aws:s3:::{source.physical_name}",
+                                 "sourceAccount": "123456789012"}
+    assert permission.urn in notification.dependencies
+    # The function's entry point reads S3 notifications (pipeline_aws.s3_notification), and no CloudTrail is involved.
+    assert physical(dev, "aws:lambda/function:Function", "score-function").inputs["handler"] == "pipeline_aws.s3_notification.handler"
+    assert physical(dev, "aws:lambda/function:Function", "preprocess-function").inputs["handler"] == "pipeline_aws.runtime.handler"
     assert not [r for r in dev.resources if r.type.startswith("aws:cloudtrail")]
     invoke_config = physical(dev, "aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig", "score-trigger").inputs
     assert invoke_config["maximumRetryAttempts"] == 2
+    assert invoke_config["maximumEventAgeInSeconds"] == 3600
     assert invoke_config["destinationConfig"]["onFailure"]["destination"] == arn(dev, "aws:sqs/queue:Queue", "score-dead-letter")
+
+
+def test_a_bucket_several_stages_read_fans_out_through_eventbridge(tmp_path: Path) -> None:
+    """Two stages read each new object of `ingest`: S3 cannot notify two functions of one event type and prefix, so the
+    bucket sends its events to EventBridge and a rule per stage matches the bucket and prefix."""
+    spec = write_spec(tmp_path, """
+        name: fanout
+        stages:
+          - {name: ingest, handler: "h.py:handle", trigger: {stream: {}}}
+          - {name: left, handler: "h.py:handle", trigger: {objects: {from: ingest}}}
+          - {name: right, handler: "h.py:handle", trigger: {objects: {from: ingest}}, retries: 4}
+    """)
+    p = plan(load_spec(spec), "aws")
+    [notification] = p.of_type("aws:s3/bucketNotification:BucketNotification")
+    assert (notification.role, notification.inputs["eventbridge"]) == ("ingest-bucket", True)
+    source_bucket = physical(p, "aws:s3/bucket:Bucket", "ingest-bucket").physical_name
+    for stage, retries in (("left", 3), ("right", 4)):
+        rule = physical(p, "aws:cloudwatch/eventRule:EventRule", f"{stage}-trigger")
+        assert json.loads(rule.inputs["eventPattern"]) == {
+            "source": ["aws.s3"], "detail-type": ["Object Created"],
+            "detail": {"bucket": {"name": [source_bucket]}, "object": {"key": [{"prefix": "ingest/"}]}},
+        }
+        rule_arn = f"arn:aws:events:us-east-1:123456789012:rule/{rule.physical_name}"
+        target = physical(p, "aws:cloudwatch/eventTarget:EventTarget", f"{stage}-trigger").inputs
+        assert target["arn"] == arn(p, "aws:lambda/function:Function", f"{stage}-function") and target["rule"] == rule.physical_name
+        assert target["retryPolicy"] == {"maximumRetryAttempts": retries, "maximumEventAgeInSeconds": 3600}
+        assert target["deadLetterConfig"]["arn"] == arn(p, "aws:sqs/queue:Queue", f"{stage}-dead-letter")
+        permission = physical(p, "aws:lambda/permission:Permission", f"{stage}-trigger").inputs
+        assert (permission["principal"], permission["sourceArn"]) == ("events.amazonaws.com", rule_arn)
+        queue_policy = json.loads(physical(p, "aws:sqs/queuePolicy:QueuePolicy", f"{stage}-trigger").inputs["policy"])
+        assert queue_policy["Statement"][0]["Condition"] == {"ArnEquals": {"aws:SourceArn": rule_arn}}
+        assert physical(p, "aws:lambda/function:Function", f"{stage}-function").inputs["handler"] == "pipeline_aws.runtime.handler"
+    cost = {(line.role, line.item) for line in AwsBackend(load_spec(spec).spec, "default", tmp_path).estimate_cost(free_tier=False).lines}
+    assert ("left-trigger", "EventBridge S3 events") in cost and ("right-trigger", "EventBridge S3 events") not in cost  # billed once
 
 
 def test_schedule_stage_uses_scheduler_with_a_role_that_invokes_only_its_function(dev: Plan) -> None:
@@ -205,7 +238,7 @@ def test_small_records_are_archived_by_a_lambda_archiver(dev: Plan) -> None:
     assert fn.inputs["handler"] == "pipeline_aws.archive.handler"
     assert fn.inputs["code"]["archive"].endswith(".pipeline/build/aws/dev/raw_archive.zip")  # no user code (test_aws_archiver_package)
     assert fn.inputs["memorySize"] == 256 and fn.inputs["architectures"] == ["arm64"]
-    assert fn.inputs["reservedConcurrentExecutions"] == 1  # 1 shard x ParallelizationFactor 1
+    assert fn.inputs["reservedConcurrentExecutions"] == -1  # nothing reserved: its mapping runs 1 shard x ParallelizationFactor 1
     raw_bucket = physical(dev, "aws:s3/bucket:Bucket", "raw-bucket").physical_name
     assert fn.inputs["environment"]["variables"] == {"PIPELINE_RAW_BUCKET": raw_bucket, "PIPELINE_RAW_PREFIX": "raw/"}
     assert fn.inputs["loggingConfig"]["logGroup"] == "/aws/lambda/txn-scoring-dev-raw_archive"
@@ -230,24 +263,26 @@ def test_small_records_are_archived_by_a_lambda_archiver(dev: Plan) -> None:
         ("logs:CreateLogStream", f"{log_group}:*"), ("logs:PutLogEvents", f"{log_group}:*"),
         ("sqs:SendMessage", queue),
     }
-    # Alarmed like a stage: batches it gave up on, errors, falling behind the stream.
+    # Alarmed like a stage: batches it gave up on, errors, throttles, falling behind the stream.
     alarms = {a.physical_name: a.inputs for a in dev.of_type("aws:cloudwatch/metricAlarm:MetricAlarm") if "raw_archive" in a.physical_name}
-    assert set(alarms) == {f"txn-scoring-dev-raw_archive-{what}" for what in ("failed-batches", "errors", "lag")}
+    assert set(alarms) == {f"txn-scoring-dev-raw_archive-{what}" for what in ("failed-batches", "errors", "throttles", "lag")}
+    assert alarms["txn-scoring-dev-raw_archive-throttles"]["metricName"] == "Throttles"
     assert alarms["txn-scoring-dev-raw_archive-failed-batches"]["dimensions"] == {"QueueName": physical(dev, "aws:sqs/queue:Queue", "raw-archive").physical_name}
     assert alarms["txn-scoring-dev-raw_archive-errors"]["dimensions"] == {"FunctionName": fn.physical_name}
     assert alarms["txn-scoring-dev-raw_archive-lag"]["metricName"] == "IteratorAge"
     reasoning = dev.sizing["stream"]["reasoning"]
     assert any(line.startswith("raw archive: Firehose would bill 2.0 TB a month (5 KB per 700-byte record) = $54.5") for line in reasoning)
-    assert any(line.startswith("=> Lambda archiver: Firehose's 5 KB rounding would cost $47.") for line in reasoning)
+    assert any(line.startswith("=> Lambda archiver: $5") and "less than Firehose" in line for line in reasoning)
 
 
-def test_firehose_archives_when_its_rounding_costs_little(tmp_path: Path) -> None:
-    """A trickle of small records: Firehose's rounding costs a few dollars, so the managed service stays."""
+def test_firehose_archives_where_it_costs_least(tmp_path: Path) -> None:
+    """A trickle of records: Firehose's bill (pennies) is below what an archiver's alarms alone cost, so the managed
+    service is built."""
     spec = write_spec(tmp_path, """
         name: trickle
         stream: {archive: true}
         stages: [{name: only, handler: "h.py:handle", trigger: {stream: {}}}]
-        workload: {records_per_second: 10, record_bytes: 700}
+        workload: {records_per_second: 0.5, record_bytes: 700}
     """)
     p = plan(load_spec(spec), "aws")
     assert not [r for r in p.of_type("aws:lambda/function:Function") if r.role == "raw-archive"]
@@ -257,7 +292,7 @@ def test_firehose_archives_when_its_rounding_costs_little(tmp_path: Path) -> Non
     assert s3["bucketArn"] == arn(p, "aws:s3/bucket:Bucket", "raw-bucket")
     assert s3["prefix"].startswith("raw/") and s3["compressionFormat"] == "GZIP"
     assert s3["errorOutputPrefix"].startswith("raw-errors/")
-    assert any(line.startswith("=> Firehose: its 5 KB rounding costs $3.") for line in p.sizing["stream"]["reasoning"])
+    assert any(line.startswith("=> Firehose: a Lambda archiver would not cost less") for line in p.sizing["stream"]["reasoning"])
 
 
 def test_dead_letter_queues_are_encrypted_and_alarmed(dev: Plan) -> None:
@@ -287,11 +322,11 @@ def test_chained_object_stages_never_retrigger_themselves(tmp_path: Path) -> Non
     """)
     p = plan(load_spec(spec), "aws")
     for stage, source in (("clean", "ingest"), ("enrich", "clean"), ("score", "enrich")):
-        pattern = json.loads(physical(p, "aws:cloudwatch/eventRule:EventRule", f"{stage}-trigger").inputs["eventPattern"])
+        notification = physical(p, "aws:s3/bucketNotification:BucketNotification", f"{stage}-trigger").inputs
         own = physical(p, "aws:s3/bucket:Bucket", f"{stage}-bucket").physical_name
-        assert pattern["detail"]["bucket"]["name"] == [physical(p, "aws:s3/bucket:Bucket", f"{source}-bucket").physical_name]
-        assert own not in pattern["detail"]["bucket"]["name"]
-        assert pattern["detail"]["object"]["key"] == [{"prefix": f"{source}/"}]
+        assert notification["bucket"] == physical(p, "aws:s3/bucket:Bucket", f"{source}-bucket").physical_name != own
+        assert notification["lambdaFunctions"][0]["filterPrefix"] == f"{source}/"
+        assert notification["lambdaFunctions"][0]["lambdaFunctionArn"] == arn(p, "aws:lambda/function:Function", f"{stage}-function")
     assert len(p.of_type("aws:s3/bucketNotification:BucketNotification")) == 3
 
 

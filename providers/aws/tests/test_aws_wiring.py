@@ -78,13 +78,12 @@ def full(tmp_path_factory: pytest.TempPathFactory) -> Plan:
 # ---- issue 11: sources ---------------------------------------------------------------------------
 
 
-def test_uploads_bucket_notifies_eventbridge_and_triggers_its_stage(full: Plan) -> None:
+def test_uploads_bucket_notifies_its_stage_and_triggers_it(full: Plan) -> None:
     uploads = one(full, "aws:s3/bucket:Bucket", "uploads-bucket").physical_name
-    assert [(n.role, n.inputs["eventbridge"]) for n in full.of_type("aws:s3/bucketNotification:BucketNotification")] == [("uploads-bucket", True)]
-    pattern = json.loads(one(full, "aws:cloudwatch/eventRule:EventRule", "files-trigger").inputs["eventPattern"])
-    assert pattern["detail"] == {"bucket": {"name": [uploads]}, "object": {"key": [{"prefix": "uploads/"}]}}
-    target = one(full, "aws:cloudwatch/eventTarget:EventTarget", "files-trigger").inputs
-    assert target["arn"] == arn_of(full, "aws:lambda/function:Function", "files-function")
+    [notification] = full.of_type("aws:s3/bucketNotification:BucketNotification")
+    assert notification.role == "files-trigger" and notification.inputs["bucket"] == uploads
+    assert notification.inputs["lambdaFunctions"] == [{"lambdaFunctionArn": arn_of(full, "aws:lambda/function:Function", "files-function"),
+                                                      "events": ["s3:ObjectCreated:*"], "filterPrefix": "uploads/"}]
     rules = one(full, "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration", "uploads-bucket").inputs["rules"]
     assert [r["expiration"]["days"] for r in rules if "days" in r.get("expiration", {})] == [30]  # storage.uploads_days default
 
@@ -156,11 +155,12 @@ def test_http_invokers_get_exact_resource_permissions(full: Plan) -> None:
     ]
 
 
-def test_http_stage_without_persist_has_no_bucket_and_is_capped(full: Plan) -> None:
+def test_http_stage_without_persist_has_no_bucket_and_reserves_nothing(full: Plan) -> None:
     assert not [b for b in full.of_type("aws:s3/bucket:Bucket") if b.role == "lookup-bucket"]
     fn = one(full, "aws:lambda/function:Function", "lookup-function").inputs
     assert "PIPELINE_OUTPUT_BUCKET" not in fn["environment"]["variables"]
-    assert fn["reservedConcurrentExecutions"] == full.sizing["stages"]["lookup"]["concurrency"] >= 1
+    assert fn["reservedConcurrentExecutions"] == -1
+    assert full.sizing["stages"]["lookup"]["blocking"] == pytest.approx(0.0, abs=1e-9)  # the unreserved pool refuses nothing
 
 
 # ---- issue 10: alerts ------------------------------------------------------------------------------------
@@ -212,13 +212,16 @@ def test_runtime_dead_letters_alarm_through_a_log_metric_filter(full: Plan) -> N
 # ---- issue 10: capacity ----------------------------------------------------------------------------------
 
 
-def test_every_function_reserves_the_concurrency_its_sizing_provisions(full: Plan) -> None:
+def test_no_function_reserves_concurrency_by_default(full: Plan) -> None:
+    """A reservation fails the first deploy on a new account (quota 10, and Lambda keeps 100 unreserved): every function,
+    the raw archiver's too, leaves it unreserved (-1 also removes a reservation an earlier plan made); the stream stage's
+    concurrency is what its mapping runs, shards x ParallelizationFactor."""
     for fn in full.of_type("aws:lambda/function:Function"):
-        stage = fn.role.removesuffix("-function")
-        assert fn.inputs["reservedConcurrentExecutions"] == full.sizing["stages"][stage]["settings"]["reserved_concurrency"] >= 1
+        assert fn.inputs["reservedConcurrentExecutions"] == -1, fn.role
+    for stage, sized in full.sizing["stages"].items():
+        assert "reserved_concurrency" not in sized["settings"], stage
     esm = one(full, "aws:lambda/eventSourceMapping:EventSourceMapping", "ingest-trigger").inputs
-    shards = full.sizing["stream"]["units"]
-    assert one(full, "aws:lambda/function:Function", "ingest-function").inputs["reservedConcurrentExecutions"] == shards * esm["parallelizationFactor"]
+    assert full.sizing["stages"]["ingest"]["concurrency"] == full.sizing["stream"]["units"] * esm["parallelizationFactor"]
 
 
 def test_parallelization_factor_rises_when_one_batch_per_shard_is_not_enough(tmp_path: Path) -> None:
@@ -295,15 +298,19 @@ def test_shards_move_at_most_2x_from_the_last_deploy(redeployed: dict[str, Any])
 # ---- issue 10: archive, versioning, destroy, names -------------------------------------------------------
 
 
-def test_raw_archive_appends_a_newline_to_every_record(full: Plan) -> None:
-    processing = one(full, "aws:kinesis/firehoseDeliveryStream:FirehoseDeliveryStream", "raw-archive").inputs[
+def test_raw_archive_appends_a_newline_to_every_record(tmp_path: Path) -> None:
+    trickle = plan(load_spec(write_spec(tmp_path, FULL.replace("records_per_second: 10", "records_per_second: 0.2"))), "aws")
+    processing = one(trickle, "aws:kinesis/firehoseDeliveryStream:FirehoseDeliveryStream", "raw-archive").inputs[
         "extendedS3Configuration"]["processingConfiguration"]
     assert processing == {"enabled": True, "processors": [{"type": "AppendDelimiterToRecord"}]}
 
 
-def test_output_buckets_are_versioned_and_still_expire(full: Plan) -> None:
+def test_every_data_bucket_is_versioned_and_still_expires(full: Plan) -> None:
+    """Data of record is protected from deletion: the landing, raw-archive and dead-letter buckets as well as every
+    stage's outputs keep a replaced or deleted object for a week (the week GCS and Azure soft delete keep)."""
     versioned = {v.role for v in full.of_type("aws:s3/bucketVersioning:BucketVersioning")}
-    assert versioned == {"ingest-bucket", "files-bucket", "nightly-bucket"}  # stage outputs only
+    assert versioned == {"uploads-bucket", "raw-bucket", "dead-letter-bucket", "ingest-bucket", "files-bucket", "nightly-bucket"}
+    assert storage.NONCURRENT_DAYS == 7
     for role in versioned:
         assert one(full, "aws:s3/bucketVersioning:BucketVersioning", role).inputs["versioningConfiguration"] == {"status": "Enabled"}
         rules = {r["id"]: r for r in one(full, "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration", role).inputs["rules"]}
@@ -469,6 +476,6 @@ def test_hints_name_the_producer_policies_and_the_endpoint(full: Plan, tmp_path:
     hint = aws.test_record_hint(outputs)
     assert "aws kinesis put-record --region us-east-1 --stream-name wiring-stream-abc" in hint
     assert "policy/stream-producer attached" in hint and "policy/uploads-producer attached" in hint
-    assert "s3://wiring-default-uploads-x/uploads/test.jsonl" in hint
+    assert "s3://wiring-default-uploads-x/uploads/test-$(date -u +%Y%m%dT%H%M%SZ).jsonl" in hint  # a new name per upload
     assert "--aws-sigv4 'aws:amz:us-east-1:lambda'" in hint and "https://abc.lambda-url.us-east-1.on.aws/" in hint
     assert "policy/lookup-caller attached" in hint

@@ -89,7 +89,8 @@ def _prepare(verb: str, spec: Path, stack: str | None, cloud: str, backend_url: 
     if problems:
         _fail(EXIT_BAD_INPUT, f"error: {backend.title} cannot express this spec:\n{spec_problems(loaded, problems)}")
     interactive = preflight.is_interactive()
-    cli, found = preflight.environment_problems(backend, url, secrets, credentials=credentials, passphrase=passphrase, interactive=interactive)
+    cli, found = preflight.environment_problems(backend, url, secrets, credentials=credentials, passphrase=passphrase, interactive=interactive,
+                                                deploying=verb in ("preview", "deploy"))
     if found or cli is None:
         listed = "".join(f"\n  - {problem}" for problem in found)
         _fail(EXIT_FAILED, f"error: {verb} did not start: {len(found)} problem{'s' if len(found) != 1 else ''} to fix first:{listed}")

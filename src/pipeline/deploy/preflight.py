@@ -2,7 +2,9 @@
 
 A deploy that fails ten minutes in because the CLI is missing, a passphrase was never set or
 the credentials point nowhere wastes the user's time and can leave a half-created stack behind.
-Everything here is local: no network, no token acquisition, no Pulumi engine.
+Everything here is local (no network, no token acquisition, no Pulumi engine), except a backend's
+`deploy_problem` before a preview or deploy: a check the cloud alone can answer, e.g. whether the account's quota
+leaves room for what the spec reserves.
 """
 
 from __future__ import annotations
@@ -144,14 +146,18 @@ def credentials_problem(backend: Backend) -> str | None:
 
 
 def environment_problems(backend: Backend, backend_url: str, secrets_provider: str | None, *, credentials: bool, passphrase: bool,
-                         interactive: bool, environ: Mapping[str, str] | None = None) -> tuple[Cli | None, list[str]]:
-    """Every local problem at once (CLI, state login, passphrase, credentials), so one run lists all fixes."""
+                         interactive: bool, environ: Mapping[str, str] | None = None, deploying: bool = False) -> tuple[Cli | None, list[str]]:
+    """Every local problem at once (CLI, state login, passphrase, credentials), so one run lists all fixes; when
+    `deploying` (preview, deploy) and the credentials resolve, also what the cloud's account would refuse
+    (`Backend.deploy_problem`, the one check here that calls the cloud)."""
     cli, problem = check_cli(environ)
     problems = [problem] if problem else []
+    found_credentials = credentials_problem(backend) if credentials else None
     for found in (
         pulumi_cloud_problem(backend_url, environ),
         passphrase_problem(backend_url, secrets_provider, environ, interactive) if passphrase else None,
-        credentials_problem(backend) if credentials else None,
+        found_credentials,
+        backend.deploy_problem() if deploying and credentials and found_credentials is None else None,
     ):
         if found:
             problems.append(found)

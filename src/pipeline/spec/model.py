@@ -464,6 +464,11 @@ class AwsSettings(Strict):
     stream_mode: Literal["provisioned", "on_demand"] = Field("provisioned", description="Kinesis capacity mode.")
     http_invokers: list[str] = Field(default_factory=list, max_length=50, description=f"{_INVOKERS} IAM role or user ARNs.")
     producers: list[AwsProducer] = Field(default_factory=list, max_length=20, description=_PRODUCERS)
+    reserved_concurrency: dict[str, Annotated[int, Field(ge=1, le=100_000)]] = Field(
+        default_factory=dict,
+        description="Reserve (and cap) Lambda concurrency for these stages: {<stage>: N}. By default no function reserves any: a "
+                    "reservation needs the account's concurrency quota to leave 100 unreserved, which new accounts (quota 10) do not.",
+    )
 
 
 class GcpSettings(Strict):
@@ -572,6 +577,8 @@ def wiring_problems(spec: PipelineSpec) -> list[tuple[tuple[str | int, ...], str
                 if source not in sources:
                     problems.append((("clouds", cloud, "producers", number, "sources", position), f"{echo(source)} is not a source of this pipeline",
                                      f"sources: {', '.join(sources)}"))
+    for name in sorted(set(spec.clouds.aws.reserved_concurrency) - set(seen)):
+        problems.append((("clouds", "aws", "reserved_concurrency", name), f"{echo(name)} is not a stage", f"stages: {', '.join(seen)}"))
     for name in sorted(set(spec.workload.stages) - set(seen)):
         problems.append((("workload", "stages", name), f"{echo(name)} is not a stage", f"stages: {', '.join(seen)}"))
     return problems

@@ -7,14 +7,15 @@ localized copy https://aws.amazon.com/de/kinesis/data-firehose/pricing/). Only v
 escape the rounding. So a 700-byte record bills as 5 KB: 7.3 times its bytes, a per-record charge for work
 GCP (a Cloud Storage subscription, per byte) and Azure (Event Hubs Capture, per throughput unit) do per batch.
 
-The plan therefore prices both ways for the workload (`pricing.archive_costs`) and keeps Firehose, the
-managed service, while its rounding costs little: at most FIREHOSE_ROUNDING_TOLERANCE_USD a month (tiny
-volumes), or at most FIREHOSE_ROUNDING_TOLERANCE_SHARE of what it bills (records just under a multiple of 5 KB),
-or when the archiver would not be cheaper anyway. Otherwise the stream is
-archived by a Lambda function (`pipeline_aws.archive`) on its own event source mapping, with the largest
-batches a mapping allows (10,000 records or 300 s, within the 6 MB payload), which writes one gzip object of
-newline-delimited records per batch, at a key named by the batch (a redelivery overwrites it). The stream
-sizing's reasoning states the comparison either way.
+The plan therefore prices both ways for the workload (`pricing.archive_costs`) and builds the cheaper, keeping
+Firehose, the managed service, on a tie. It keeps no tolerance for the managed service ("keep Firehose while the
+archiver saves less than $X"): any such margin makes the bill step *down* where the choice flips as the load grows
+(Firehose at A + X just below the flip, the archiver at A just above it), and a bill must never fall when only the
+load rises. Each is priced exactly as the estimate prices it, so the flip happens where the two bills cross and the
+total is continuous there. When the archiver wins, the stream is archived by a Lambda function
+(`pipeline_aws.archive`) on its own event source mapping, with the largest batches a mapping allows (10,000 records
+or 300 s, within the 6 MB payload), which writes one gzip object of newline-delimited records per batch, at a key
+named by the batch (a redelivery overwrites it). The stream sizing's reasoning states the comparison either way.
 """
 
 from __future__ import annotations
@@ -36,8 +37,6 @@ from pipeline_aws import sizing as aws_sizing
 from pipeline_aws.observability import ArchiverResources
 from pipeline_aws.sizing import ArchiverSizing, RawArchive
 
-FIREHOSE_ROUNDING_TOLERANCE_USD = 10.0  # a month: below this, Firehose's simplicity is worth its rounding
-FIREHOSE_ROUNDING_TOLERANCE_SHARE = 0.2  # or when the rounding is at most this share of the bytes Firehose bills
 REFERENCE_REGION = "us-east-1"  # prices the choice in a region without a price sheet
 LABEL = "raw_archive"  # the archiver's name in function and alarm names: never a stage's (stage names have no '_')
 HANDLER = "pipeline_aws.archive.handler"
@@ -69,16 +68,15 @@ def plan_archive(spec: PipelineSpec, stream: StreamSizing) -> RawArchive:
              f"record) = ${costs.firehose:,.2f}; a Lambda archiver ({archiver.records_per_invocation:,.0f} records a batch, "
              f"{archiver.invocations_per_month:,.0f} invocations) bills ${costs.archiver:,.2f}{priced}"]
     if costs.archiver >= costs.firehose:
-        lines.append("=> Firehose: a Lambda archiver would not cost less")
+        lines.append(f"=> Firehose: a Lambda archiver would not cost less (its 5 KB rounding costs ${rounding:,.2f} a month, "
+                     f"{share:.0%} of what it bills)")
         return RawArchive("firehose", archiver, lines)
-    if rounding <= FIREHOSE_ROUNDING_TOLERANCE_USD or share <= FIREHOSE_ROUNDING_TOLERANCE_SHARE:
-        lines.append(f"=> Firehose: its 5 KB rounding costs ${rounding:,.2f} a month ({share:.0%} of what it bills), little enough "
-                     "to keep the managed service")
-        return RawArchive("firehose", archiver, lines)
-    lines.append(f"=> Lambda archiver: Firehose's 5 KB rounding would cost ${rounding:,.2f} a month ({share:.0%} of what it bills)")
-    lines.append(f"archiver: {archiver.shards} shard(s) x ParallelizationFactor {archiver.parallelization} = reserved concurrency "
-                 f"{archiver.concurrency}; batches of up to {aws_sizing.ARCHIVER_BATCH_SIZE:,} records or {aws_sizing.ARCHIVER_WINDOW_S} s "
-                 f"(6 MB payload), {archiver.invocation_ms:,.0f} ms each at {aws_sizing.ARCHIVER_MEMORY_MB} MB")
+    lines.append(f"=> Lambda archiver: ${costs.firehose - costs.archiver:,.2f} a month less than Firehose, whose 5 KB rounding costs "
+                 f"${rounding:,.2f} ({share:.0%} of what it bills); the cheaper design is built, so the bill never falls as the load grows")
+    lines.append(f"archiver: {archiver.shards} shard(s) x ParallelizationFactor {archiver.parallelization} = at most "
+                 f"{archiver.concurrency} concurrent invocation(s) (not reserved); batches of up to {aws_sizing.ARCHIVER_BATCH_SIZE:,} "
+                 f"records or {aws_sizing.ARCHIVER_WINDOW_S} s (6 MB payload), {archiver.invocation_ms:,.0f} ms each at "
+                 f"{aws_sizing.ARCHIVER_MEMORY_MB} MB")
     if archiver.needed > archiver.concurrency:
         lines.append(f"the archiver needs {archiver.needed} concurrent batches, more than {archiver.shards} shard(s) x "
                      f"{aws_sizing.MAX_PARALLELIZATION}: it will fall behind")
@@ -125,7 +123,7 @@ def lambda_archive(role: RoleContext, spec: PipelineSpec, archiver: ArchiverSizi
         code=pulumi.FileArchive(str(code.path)),
         memory_size=aws_sizing.ARCHIVER_MEMORY_MB,
         timeout=aws_sizing.ARCHIVER_TIMEOUT_S,
-        reserved_concurrent_executions=archiver.concurrency,
+        reserved_concurrent_executions=functions.UNRESERVED,  # its mapping bounds it (shards x ParallelizationFactor)
         environment=aws.lambda_.FunctionEnvironmentArgs(variables={"PIPELINE_RAW_BUCKET": bucket.name, "PIPELINE_RAW_PREFIX": prefix}),
         logging_config=aws.lambda_.FunctionLoggingConfigArgs(log_format="JSON", log_group=log_group.name,
                                                              application_log_level="INFO", system_log_level="WARN"),

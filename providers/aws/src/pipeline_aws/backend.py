@@ -14,11 +14,12 @@ from pipeline.cost import CostEstimate
 from pipeline.packaging import Recipe
 from pipeline.plan import Plan
 from pipeline.scan import ScanMapping
-from pipeline.sizing import Sizing, StageDemand, StageSizing, StreamSizing
+from pipeline.sizing import Sizing, StageDemand, StageSizing, StreamSizing, size_pipeline
 from pipeline.spec.model import StageSpec
 from pipeline.spec.schedule import Schedule
 from pipeline_aws import (
     archiving,
+    concurrency,
     credentials,
     environment,
     functions,
@@ -27,6 +28,8 @@ from pipeline_aws import (
     naming,
     observability,
     pricing,
+    producers,
+    quota,
     regions,
     scan,
     sizing,
@@ -68,7 +71,8 @@ class AwsBackend(Backend):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._reserved = 0  # concurrency reserved by the archiver and the stages sized so far (one account's pool)
+        self._outside = producers.OutsideProducers(self.spec, self.stack)
+        self._pool: concurrency.Pool | None = None  # the account's concurrency shared between the plan's functions (sizing())
         self._raw_archive: RawArchive | None = None
         self._archiver: observability.ArchiverResources | None = None  # built by archive() when the plan has a Lambda archiver
 
@@ -94,6 +98,12 @@ class AwsBackend(Backend):
             if not iam.PRINCIPAL_ARN.match(principal):
                 problems.append((("clouds", "aws", "http_invokers", index), f"{principal!r} is not an IAM role or user ARN",
                                  "write arn:aws:iam::<12-digit account>:role/<name> or arn:aws:iam::<account>:user/<name>"))
+        seen: set[str] = set()
+        for index, producer in enumerate(settings.producers):
+            if producer.principal in seen:
+                problems.append((("clouds", "aws", "producers", index, "principal"), f"{producer.principal!r} is listed twice",
+                                 "list each outside producer once, with every source it feeds under `sources`"))
+            seen.add(producer.principal)
         for index, stage in enumerate(self.spec.stages):
             if stage.trigger.schedule:
                 for message in triggers.schedule_problems(stage.trigger.parsed_schedule):
@@ -105,14 +115,12 @@ class AwsBackend(Backend):
 
     def size_stream(self) -> StreamSizing:
         """The shards, and (when the stream is archived) which raw archive they feed and why: the archive's
-        choice is part of the stream's reasoning, and a Lambda archiver's reserved concurrency comes first
-        out of the account's pool."""
+        choice is part of the stream's reasoning."""
         sized = sizing.size_stream(self.spec, self.previous_outputs.get("stream_sizing") or {})
         assert self.spec.stream is not None
         if not self.spec.stream.archive:
             return sized
         self._raw_archive = archiving.plan_archive(self.spec, sized)
-        self._reserved = self._raw_archive.reserved_concurrency
         return dataclasses.replace(sized, reasoning=[*sized.reasoning, *self._raw_archive.reasoning])
 
     def raw_archive(self) -> RawArchive:
@@ -123,11 +131,23 @@ class AwsBackend(Backend):
             self._raw_archive = archiving.plan_archive(self.spec, stream_sizing)
         return self._raw_archive
 
+    def sizing(self) -> Sizing:
+        """Two passes: the first finds every function's peak concurrency, the second shares the account's pool
+        between them (`pipeline_aws.concurrency`), so a stage's capacity is what a default account leaves it."""
+        if self._sizing is None:
+            stream = self.size_stream() if self.spec.stream is not None else None
+            peaks = size_pipeline(self.spec, stream, lambda stage, demand, s: sizing.size_stage(self.spec, stage, demand, s))
+            archive = self._raw_archive.peak_concurrency if self._raw_archive is not None else 0
+            self._pool = concurrency.Pool(
+                reserved=dict(self.spec.clouds.aws.reserved_concurrency),
+                peaks={**({archiving.LABEL: archive} if archive else {}),
+                       **{name: int(sized.settings["peak_concurrency"]) for name, sized in peaks.stages.items()}},
+            )
+            self._sizing = size_pipeline(self.spec, stream, self.size_stage)
+        return self._sizing
+
     def size_stage(self, stage: StageSpec, demand: StageDemand, stream: StreamSizing | None) -> StageSizing:
-        sized = sizing.size_stage(self.spec, stage, demand, stream)
-        note = sizing.reserved_total_note(self._reserved, sized)
-        self._reserved += int(sized.settings.get("reserved_concurrency", 0))
-        return dataclasses.replace(sized, reasoning=[*sized.reasoning, note]) if note else sized
+        return sizing.size_stage(self.spec, stage, demand, stream, self._pool)
 
     # ---- deploying -------------------------------------------------------------------------------------
     def stack_config(self) -> dict[str, str]:
@@ -135,6 +155,10 @@ class AwsBackend(Backend):
 
     def credentials_problem(self) -> str | None:
         return credentials.credentials_problem(self.spec)
+
+    def deploy_problem(self) -> str | None:
+        """A reservation the spec asks for must fit the real account's concurrency quota (pipeline_aws.quota)."""
+        return quota.reservation_problem(self.spec, self.stack)
 
     def test_record_hint(self, outputs: Mapping[str, Any]) -> str:
         return credentials.test_record_hint(self.spec, self.stack, outputs)
@@ -176,10 +200,10 @@ class AwsBackend(Backend):
         return stream.stream(role, self.spec, sizing)
 
     def bucket(self, role: RoleContext, bucket: BucketSpec) -> Handle[Any]:
-        # Stage outputs are versioned: a redelivery or a re-run overwrites an output, and the old version stays
-        # recoverable for a few days (storage.NONCURRENT_DAYS).
-        versioned = bucket.data and bucket.key in {s.name for s in self.spec.stages}
-        return storage.bucket(role, bucket, versioned=versioned, delete_data=self.delete_data)
+        # Every data bucket is versioned (deletion protection for data of record; storage.NONCURRENT_DAYS); only a
+        # bucket several stages are triggered from sends its events through EventBridge (storage.fans_out).
+        return storage.bucket(role, bucket, versioned=bucket.data, eventbridge=sizing.fans_out(self.spec, bucket.key),
+                              delete_data=self.delete_data)
 
     def archive(self, role: RoleContext, source: Handle[Any], bucket: Handle[Any], prefix: str) -> None:
         """Firehose, or the Lambda archiver, as the sizing chose (pipeline_aws.archiving)."""
@@ -194,6 +218,8 @@ class AwsBackend(Backend):
         return storage.artifact(role, bucket, path, key)
 
     def producer(self, role: RoleContext, source: str, grants: Sequence[Grant]) -> Handle[Any]:
+        """The managed policy producers in this account attach, and the roles outside producers assume (producers.py)."""
+        self._outside.feed(role, source, grants)
         return iam.producer(role, source, grants)
 
     def identity(self, role: RoleContext, stage: StageSpec) -> Handle[Any]:
@@ -206,8 +232,13 @@ class AwsBackend(Backend):
         return triggers.dead_letter(role, self.spec)
 
     def function(self, role: RoleContext, stage: StageSpec, identity: Handle[Any], code: FunctionCode, env: Mapping[str, Any]) -> Handle[Any]:
-        reserved = int(self.sizing().stages[stage.name].settings["reserved_concurrency"])
-        return functions.function(role, stage, identity, self.package(stage, code), env, reserved)
+        reserved = self.spec.clouds.aws.reserved_concurrency.get(stage.name)
+        return functions.function(role, stage, identity, self.package(stage, code), env, reserved, s3_notified=self.s3_notified(stage))
+
+    def s3_notified(self, stage: StageSpec) -> bool:
+        """An object stage that is the only stage triggered by its source bucket: S3 notifies its function directly."""
+        source = stage.trigger.objects.from_stage if stage.trigger.objects else None
+        return source is not None and not sizing.fans_out(self.spec, source)
 
     def package_recipe(self, stage: StageSpec, code: FunctionCode) -> Recipe:
         return functions.recipe()

@@ -57,26 +57,18 @@ def stack_config(spec: PipelineSpec) -> dict[str, str]:
 def test_record_hint(spec: PipelineSpec, stack: str, outputs: Mapping[str, Any]) -> str:
     """AWS CLI / curl commands that feed the deployed pipeline (a record, a file, a request) and list its results.
 
-    Each source names the customer-managed policy (from the outputs) the identity running the command needs.
+    Each source names the customer-managed policy (from the outputs) the identity running the command needs; each
+    outside producer (`clouds.aws.producers`) gets the assume-role command for its role, then the same commands.
     """
     region = spec.clouds.aws.region
     producers = outputs.get("producers") or {}
     buckets = outputs.get("buckets") or {}
+    sends = _send_commands(spec, region, outputs)
     lines: list[str] = []
-    if spec.stream is not None:
-        stream = outputs.get("stream", "<stream>")
-        lines += [
-            f"Send a test record (as an identity with the policy {producers.get('stream', '<producer policy>')} attached):",
-            f"  aws kinesis put-record --region {region} --stream-name {stream} --partition-key test-1 "
-            f"--cli-binary-format raw-in-base64-out --data '{SAMPLE_RECORD}'",
-        ]
-    if spec.uploads is not None:
-        name = spec.uploads.name
-        bucket = buckets.get(name, "<uploads bucket>")
-        lines += [
-            f"Upload a test file (as an identity with the policy {producers.get(name, '<producer policy>')} attached):",
-            f"  echo '{SAMPLE_RECORD}' > test.jsonl && aws s3 cp --region {region} test.jsonl s3://{bucket}/{spec.uploads.prefix}test.jsonl",
-        ]
+    for source, commands in sends.items():
+        what = "a test record" if source == "stream" else "a test file"
+        lines += [f"Send {what} (as an identity with the policy {producers.get(source, '<producer policy>')} attached):", *commands]
+    lines += _outside_producers(spec, outputs, sends)
     endpoints = outputs.get("endpoints") or {}
     callers = outputs.get("http_callers") or {}
     for stage_name, url in endpoints.items():
@@ -91,3 +83,41 @@ def test_record_hint(spec: PipelineSpec, stack: str, outputs: Mapping[str, Any])
         lines.append("Then look for its results:")
         lines += [f"  aws s3 ls --region {region} --recursive s3://{buckets[name]}/{name}/" for name in finals]
     return "\n".join(lines)
+
+
+def _send_commands(spec: PipelineSpec, region: str, outputs: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Per source ("stream" or the uploads bucket's name), the commands that send it one test record or file."""
+    buckets = outputs.get("buckets") or {}
+    sends: dict[str, list[str]] = {}
+    if spec.stream is not None:
+        stream = outputs.get("stream", "<stream>")
+        sends["stream"] = [f"  aws kinesis put-record --region {region} --stream-name {stream} --partition-key test-1 "
+                           f"--cli-binary-format raw-in-base64-out --data '{SAMPLE_RECORD}'"]
+    if spec.uploads is not None:
+        name = spec.uploads.name
+        bucket = buckets.get(name, "<uploads bucket>")
+        # A new key per upload: an upload under an existing name replaces the file (the earlier one stays a noncurrent
+        # version for a week) and is processed again into the same output key.
+        sends[name] = [f"  echo '{SAMPLE_RECORD}' > test.jsonl && aws s3 cp --region {region} test.jsonl "
+                       f"s3://{bucket}/{spec.uploads.prefix}test-$(date -u +%Y%m%dT%H%M%SZ).jsonl"]
+    return sends
+
+
+def _outside_producers(spec: PipelineSpec, outputs: Mapping[str, Any], sends: Mapping[str, list[str]]) -> list[str]:
+    """For each outside producer: assume its role (with the external id it was given), then send what it may send."""
+    roles = outputs.get("producer_roles") or {}
+    lines: list[str] = []
+    for producer in spec.clouds.aws.producers:
+        found = roles.get(producer.principal)
+        arn = found.get("role") if isinstance(found, Mapping) else None
+        external = f" --external-id '{producer.external_id}'" if producer.external_id else ""
+        lines += [
+            f"As the outside producer {producer.principal}: assume its role, export the returned AccessKeyId, SecretAccessKey and "
+            "SessionToken as AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN, then send:",
+            f"  aws sts assume-role --role-arn {arn or '<producer role>'} --role-session-name {spec.name}-producer{external} "
+            "--query Credentials",
+        ]
+        for source, commands in sends.items():
+            if producer.feeds(source):
+                lines += commands
+    return lines

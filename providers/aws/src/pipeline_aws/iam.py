@@ -26,11 +26,23 @@ URL_AUTH_TYPE = "AWS_IAM"
 PRINCIPAL_ARN = re.compile(r"^arn:aws(-cn|-us-gov)?:iam::\d{12}:(role|user)/[A-Za-z0-9+=,.@_/-]{1,512}$")
 
 
-def trust(service: str) -> pulumi.Output[str]:
-    return pulumi.Output.json_dumps({
-        "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}],
-    })
+def trust(service: str, condition: dict[str, Any] | None = None) -> pulumi.Output[str]:
+    """A service may assume the role; `condition` narrows it (a confused-deputy guard, see `from_source`)."""
+    body: dict[str, Any] = {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}
+    if condition:
+        body["Condition"] = condition
+    return pulumi.Output.json_dumps({"Version": "2012-10-17", "Statement": [body]})
+
+
+def from_source(account: pulumi.Input[str], source_arn: pulumi.Input[str]) -> dict[str, Any]:
+    """Confused-deputy guard for a service principal: it acts only for `source_arn` in this account
+    (https://docs.aws.amazon.com/IAM/latest/UserGuide/confused-deputy.html)."""
+    return {"StringEquals": {"aws:SourceAccount": account}, "ArnEquals": {"aws:SourceArn": source_arn}}
+
+
+def account_id(role: RoleContext) -> pulumi.Output[str]:
+    """The account the stack deploys into (a placeholder in offline plans)."""
+    return aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=role.component)).account_id
 
 
 def policy(statements: list[dict[str, Any]]) -> pulumi.Output[str]:
@@ -44,8 +56,8 @@ def statement(sid: str, actions: list[str], resources: list[Any], condition: dic
     return body
 
 
-def service_role(role: RoleContext, suffix: str, service: str, description: str) -> aws.iam.Role:
-    return aws.iam.Role(role.name(suffix), assume_role_policy=trust(service), description=description, opts=role.opts())
+def service_role(role: RoleContext, suffix: str, service: str, description: str, condition: dict[str, Any] | None = None) -> aws.iam.Role:
+    return aws.iam.Role(role.name(suffix), assume_role_policy=trust(service, condition), description=description, opts=role.opts())
 
 
 def inline_policy(role: RoleContext, suffix: str, iam_role: aws.iam.Role, statements: list[dict[str, Any]]) -> aws.iam.RolePolicy:

@@ -21,7 +21,8 @@ _KNOWN: dict[str, tuple[str, str]] = {
     "aws:cloudwatch/eventRule:EventRule": ("name", "arn:aws:events:{region}:{account}:rule/{name}"),
     "aws:cloudwatch/logGroup:LogGroup": ("name", "arn:aws:logs:{region}:{account}:log-group:{name}"),
     "aws:cloudwatch/metricAlarm:MetricAlarm": ("name", "arn:aws:cloudwatch:{region}:{account}:alarm:{name}"),
-    "aws:scheduler/schedule:Schedule": ("name", "arn:aws:scheduler:{region}:{account}:schedule/default/{name}"),
+    "aws:scheduler/schedule:Schedule": ("name", "arn:aws:scheduler:{region}:{account}:schedule/{group}/{name}"),
+    "aws:scheduler/scheduleGroup:ScheduleGroup": ("name", "arn:aws:scheduler:{region}:{account}:schedule-group/{name}"),
     "aws:sns/topic:Topic": ("name", "arn:aws:sns:{region}:{account}:{name}"),
     "aws:s3/bucketObjectv2:BucketObjectv2": ("key", "arn:aws:s3:::{bucket}/{name}"),
     "aws:iam/policy:Policy": ("name", "arn:aws:iam::{account}:policy/{name}"),
@@ -41,7 +42,8 @@ def mock_resource(type_: str, logical: str, inputs: Mapping[str, Any], region: s
     generated = prefix + hashlib.sha256(logical.encode()).hexdigest()[:26] if prefix else autoname(logical)
     name = inputs.get(name_key) or generated
     outputs[name_key] = name
-    outputs["arn"] = template.format(region=region, account=MOCK_ACCOUNT, name=name, bucket=inputs.get("bucket", ""))
+    outputs["arn"] = template.format(region=region, account=MOCK_ACCOUNT, name=name, bucket=inputs.get("bucket", ""),
+                                     group=inputs.get("groupName") or "default")
     if type_ == "aws:sqs/queue:Queue":
         outputs["url"] = f"https://sqs.{region}.amazonaws.com/{MOCK_ACCOUNT}/{name}"
         return outputs["url"], outputs

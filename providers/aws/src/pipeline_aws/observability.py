@@ -5,7 +5,8 @@
   the invocation succeeds, so neither the queues nor the Errors metric ever see it. A metric filter
   on the runtime's JSON log line (`{"message": "batch done", ..., "dead_letters": N}` and
   `"retries exhausted; input dead-lettered"`, see pipeline.runtime.invoke) turns it into a metric.
-* Function errors, and stream consumers falling behind (iterator age).
+* Function errors, throttles (no function reserves concurrency by default, so a throttle means the account's
+  unreserved pool ran out: pipeline_aws.concurrency), and stream consumers falling behind (iterator age).
 * The alarm topic is encrypted with a customer-managed KMS key whose policy lets CloudWatch use it:
   CloudWatch cannot publish to a topic encrypted with the AWS-managed `alias/aws/sns` key, so with that
   key no alarm would ever notify (https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html#compatibility-with-aws-services).
@@ -24,12 +25,13 @@ import pulumi_aws as aws
 
 from pipeline.backend import Handle, RoleContext, StageResources
 from pipeline.spec.model import AlertsSpec
+from pipeline_aws import iam
 
 ITERATOR_AGE_ALARM_MS = 5 * 60 * 1000
 DEAD_LETTER_PATTERN = "{ $.dead_letters > 0 }"  # CloudWatch Logs JSON filter pattern on the runtime's log lines
 DEAD_LETTER_METRIC = "DeadLetters"
 KEY_DELETION_DAYS = 30
-ARCHIVER_ALARMS = 3  # the raw archiver's failed batches, errors and iterator age
+ARCHIVER_ALARMS = 4  # the raw archiver's failed batches, errors, throttles and iterator age
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,7 @@ def _alarm_key(role: RoleContext, account: pulumi.Output[str], region: str) -> a
 
 
 def _topic(role: RoleContext, region: str, alerts: AlertsSpec) -> aws.sns.Topic:
-    account = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=role.component)).account_id
+    account = iam.account_id(role)
     key = _alarm_key(role, account, region)
     topic = aws.sns.Topic(role.name("alerts"), kms_master_key_id=key.arn, opts=role.opts())
     aws.sns.TopicPolicy(role.name("alerts-policy"), arn=topic.arn, policy=pulumi.Output.json_dumps({
@@ -119,6 +121,8 @@ def observability(role: RoleContext, region: str, alerts: AlertsSpec, stages: Se
             treat_missing_data="notBreaching", alarm_actions=actions, opts=role.opts(),
         )
         _errors_alarm(role, name, f"Stage {name} raised errors", built.function, actions)
+        _throttles_alarm(role, name, f"Stage {name} was throttled: the account's concurrency ran out (or its reservation is too small)",
+                         built.function, actions)
         if built.stage.trigger.stream:
             _lag_alarm(role, name, f"Stage {name} is more than 5 minutes behind the stream", built.function, actions)
     if archiver is not None:
@@ -126,6 +130,7 @@ def observability(role: RoleContext, region: str, alerts: AlertsSpec, stages: Se
         _queue_alarm(role, label, "failed-batches", "The raw archiver gave up on batches (their shard and sequence range are in SQS; "
                                                     "the records stay in the stream until its retention ends)", archiver.failed_batches, actions)
         _errors_alarm(role, label, "The raw archiver failed to write batches to S3 (the mapping retries them)", archiver.function, actions)
+        _throttles_alarm(role, label, "The raw archiver was throttled: the account's concurrency ran out", archiver.function, actions)
         _lag_alarm(role, label, "The raw archiver is more than 5 minutes behind the stream", archiver.function, actions)
 
 
@@ -147,6 +152,15 @@ def _errors_alarm(role: RoleContext, name: str, description: str, function: Hand
     )
 
 
+def _throttles_alarm(role: RoleContext, name: str, description: str, function: Handle[Any], actions: list[Any]) -> None:
+    aws.cloudwatch.MetricAlarm(
+        role.name(f"{name}-throttles"), name=alarm_name(role, name, "throttles"), alarm_description=description,
+        namespace="AWS/Lambda", metric_name="Throttles", dimensions={"FunctionName": function.name},
+        statistic="Sum", period=300, evaluation_periods=1, threshold=0, comparison_operator="GreaterThanThreshold",
+        treat_missing_data="notBreaching", alarm_actions=actions, opts=role.opts(),
+    )
+
+
 def _lag_alarm(role: RoleContext, name: str, description: str, function: Handle[Any], actions: list[Any]) -> None:
     aws.cloudwatch.MetricAlarm(
         role.name(f"{name}-lag"), name=alarm_name(role, name, "lag"), alarm_description=description,
@@ -158,4 +172,4 @@ def _lag_alarm(role: RoleContext, name: str, description: str, function: Handle[
 
 def alarms_per_stage(stream: bool) -> int:
     """Alarms observability() creates for one stage (pricing counts them the same way)."""
-    return 4 if stream else 3
+    return 5 if stream else 4

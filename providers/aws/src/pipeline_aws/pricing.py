@@ -57,6 +57,10 @@ ON_DEMAND_ROUNDING_BYTES = KB  # Kinesis on-demand: each record rounded up to th
 FIREHOSE_ROUNDING_BYTES = 5 * KB  # Firehose: each record rounded up to 5 KB
 DEFAULT_RETENTION_HOURS = 24  # Kinesis retention included in the shard-hour / stream-hour price
 LIST_PAGE_KEYS = 1000  # ListObjectsV2 returns at most 1,000 keys a request
+# A windowed run (a schedule or an HTTP stage over accumulated outputs) lists its whole source prefix, GETs the
+# watermark and the lease, PUTs the lease twice (take, release) and the watermark once (pipeline.runtime).
+STATE_PUTS_PER_RUN = 3
+STATE_GETS_PER_RUN = 2
 
 # ---- free allowances per account and month (applied once, only when free_tier is on) ---------
 LAMBDA_FREE_REQUESTS = 1_000_000
@@ -258,12 +262,16 @@ def estimate(spec: PipelineSpec, sizing: Sizing, free_tier: bool, archive: RawAr
         "invocations, records per invocation and output objects are the plan's sizing (see each stage's reasoning); "
         "every invocation that yields rows writes one object, which triggers each consumer once",
         f"raw archive objects are gzip JSON at {GZIP_RATIO:g}:1; stage outputs and uploads are uncompressed JSON lines of about the record's size",
-        f"stage output buckets are versioned: data stays {storage.NONCURRENT_DAYS} days longer as a noncurrent version after it expires",
+        f"every data bucket is versioned (deletion protection): data stays {storage.NONCURRENT_DAYS} days longer as a noncurrent "
+        "version after it expires or is overwritten",
         "a healthy pipeline, as on every cloud: no failed records, retries or dead letters are priced (the dead-letter lines show "
         f"{FAILURE_RATE:.0%}; each would cost {SQS_REQUESTS_PER_DEAD_LETTER} SQS requests, or an S3 object per invocation with a failed row)",
         f"{LOG_BYTES_PER_INVOCATION:,} bytes of CloudWatch Logs per invocation, kept {LOG_RETENTION_DAYS} days",
-        "S3 -> EventBridge: every event a bucket that triggers a stage sends is billed as an ingested opt-in data event, "
-        "matched or not (Object Created, the lifecycle's Object Deleted, and on versioned buckets the noncurrent version's deletion)",
+        "a bucket one stage reads notifies that stage through S3 event notifications (free); a bucket several stages read sends "
+        "its events to EventBridge, where every event is billed as an ingested opt-in data event, matched or not (Object Created, "
+        "the lifecycle's Object Deleted, and the noncurrent version's deletion)",
+        f"a windowed stage (a schedule or an HTTP stage over accumulated outputs) lists its whole source prefix every run "
+        f"({LIST_PAGE_KEYS:,} keys a request) and makes {STATE_GETS_PER_RUN} GETs and {STATE_PUTS_PER_RUN} PUTs for its lease and watermark",
         "HTTP stages: a Lambda function URL adds no charge of its own beyond Lambda's requests and duration",
     ])
     est.unpriced.extend([
@@ -271,7 +279,7 @@ def estimate(spec: PipelineSpec, sizing: Sizing, free_tier: bool, archive: RawAr
         "KMS requests: the alarm topic's key on each alarm notification, the AWS-managed stream key (Kinesis caches data keys)",
         "SNS deliveries of alarms (e-mail: first 1,000 a month free; HTTPS: $0.60 per million)",
         *(["Firehose's error logs in CloudWatch Logs (only on delivery errors)"] if archive is not None and archive.kind == "firehose" else []),
-        "noncurrent versions of outputs overwritten by a redelivery (rare, kept 3 days)",
+        f"noncurrent versions of objects overwritten by a redelivery or a re-upload (rare, kept {storage.NONCURRENT_DAYS} days)",
         "data transfer out to the internet of HTTP responses (billed per GB like every cloud's egress)",
     ])
     return est
@@ -351,12 +359,13 @@ class _Source:
 
 
 def _sources(spec: PipelineSpec, sizing: Sizing) -> dict[str, _Source]:
-    """Every bucket other stages read from: the uploads bucket and each stage that writes objects."""
+    """Every bucket other stages read from: the uploads bucket and each stage that writes objects (every data bucket is
+    versioned: storage.bucket)."""
     retention = {b.key: b.retention_days or 0 for b in bucket_plan(spec)}
     found: dict[str, _Source] = {}
     if spec.uploads is not None:
         files, upload_bytes = uploads_per_month(spec)
-        found[spec.uploads.name] = _Source(files, upload_bytes, retention[spec.uploads.name], False)
+        found[spec.uploads.name] = _Source(files, upload_bytes, retention[spec.uploads.name], True)
     for s in spec.stages:
         if s.name in retention:
             sized = sizing.stages[s.name]
@@ -370,8 +379,8 @@ def _storage(est: CostEstimate, prices: PriceSheet, spec: PipelineSpec, sizing: 
     retention = {b.key: b.retention_days or 0 for b in bucket_plan(spec)}
     if archive is not None:
         raw_bytes, days = bytes_per_month(spec), retention["raw"]
-        est.add("raw-bucket", "S3 Standard storage", stored_gb_months(raw_bytes / GZIP_RATIO, days), storage_price,
-                note=f"gzip {GZIP_RATIO:g}:1, kept {days} days")
+        est.add("raw-bucket", "S3 Standard storage", stored_gb_months(raw_bytes / GZIP_RATIO, days + storage.NONCURRENT_DAYS), storage_price,
+                note=f"gzip {GZIP_RATIO:g}:1, kept {days} days + {storage.NONCURRENT_DAYS} as noncurrent versions")
         if archive.kind == "firehose":
             est.add("raw-bucket", "S3 PUT requests", firehose_flushes(spec), put,
                     note=f"one object per Firehose flush ({stream.ARCHIVE_BUFFER_MB} MB or {stream.ARCHIVE_BUFFER_SECONDS} s)")
@@ -388,19 +397,23 @@ def _storage(est: CostEstimate, prices: PriceSheet, spec: PipelineSpec, sizing: 
                 note="producers' uploads (billed to the bucket owner)" if uploaded else "one output object per invocation")
         for reader in spec.consumers_of(key):
             est.add(role, f"S3 GET requests ({reader.name})", source.objects, get, note=f"{reader.name} reads each object once")
-            if reader.trigger.schedule:
+            if reader.trigger.window_source:
                 runs = sizing.stages[reader.name].invocations_per_month
                 est.add(role, f"S3 LIST requests ({reader.name})", list_requests(runs, source.keys_kept), put,
-                        note=f"each of {runs:,.0f} runs lists the {source.keys_kept:,.0f} keys kept under {key}/ (1,000 a request)")
+                        note=f"each of {runs:,.0f} runs lists all {source.keys_kept:,.0f} keys kept under {key}/ (keys are not in time "
+                             f"order; {LIST_PAGE_KEYS:,} a request)")
     for s in spec.stages:
-        if s.trigger.from_stage:
+        if s.trigger.window_source:
             runs = sizing.stages[s.name].invocations_per_month
-            est.add(f"{s.name}-bucket", "S3 requests (watermark)", runs, put, note="one watermark PUT per run (its GET is $0.0004/1,000)")
+            est.add(f"{s.name}-bucket", "S3 PUT requests (window lease and watermark)", runs * STATE_PUTS_PER_RUN, put,
+                    note=f"{runs:,.0f} runs x {STATE_PUTS_PER_RUN}: the lease taken and released, the watermark advanced")
+            est.add(f"{s.name}-bucket", "S3 GET requests (window lease and watermark)", runs * STATE_GETS_PER_RUN, get,
+                    note=f"{runs:,.0f} runs x {STATE_GETS_PER_RUN}: the watermark and the lease read")
     failed_records, dead_objects = dead_letters(spec, sizing)
     dead_bytes = failed_records * (spec.workload.record_bytes + DEAD_LETTER_OVERHEAD_BYTES)
     days = retention["dead-letter"]
-    est.add("dead-letter-bucket", "S3 Standard storage", stored_gb_months(dead_bytes, days), storage_price,
-            note=f"{FAILURE_RATE:.1%} of input rows dead-lettered, kept {days} days")
+    est.add("dead-letter-bucket", "S3 Standard storage", stored_gb_months(dead_bytes, days + storage.NONCURRENT_DAYS), storage_price,
+            note=f"{FAILURE_RATE:.1%} of input rows dead-lettered, kept {days} days + {storage.NONCURRENT_DAYS} as noncurrent versions")
     est.add("dead-letter-bucket", "S3 PUT requests", dead_objects, put, note="one dead-letter object per invocation with at least one failed row")
 
 
@@ -433,27 +446,29 @@ def _triggers(est: CostEstimate, prices: PriceSheet, spec: PipelineSpec, sizing:
     if RAW_ARCHIVER in sqs_usage:
         est.add("raw-archive", "SQS requests (failed batches)", sqs_usage[RAW_ARCHIVER], prices["sqs-request"], free=sqs_free[RAW_ARCHIVER],
                 note=f"{FAILURE_RATE:.1%} of archiver batches fail after retries; {SQS_REQUESTS_PER_DEAD_LETTER} requests each")
-    # A bucket with EventBridge on sends each of its events to the bus once, however many rules match.
+    # A bucket several stages read sends its events to EventBridge, each once however many rules match; a bucket one
+    # stage reads notifies that stage's function directly, at no charge (S3 event notifications are free).
     sources = _sources(spec, sizing)
     billed: set[str] = set()
     schedules = {s.name: invocations[s.name] for s in spec.stages if s.trigger.schedule}
     scheduler_free = shared_free(SCHEDULER_FREE_INVOCATIONS, schedules)
     for s in spec.stages:
         source_key = s.trigger.objects.from_stage if s.trigger.objects else None
-        if source_key is not None and source_key not in billed:
+        if source_key is not None and source_key not in billed and aws_sizing.fans_out(spec, source_key):
             billed.add(source_key)
             source = sources[source_key]
             per_object = events_per_object(source.versioned)
             events = source.objects * per_object
             note = f"{source.objects:,.0f} objects in {source_key} x {per_object} events (created, expired" + (", noncurrent deleted)" if source.versioned else ")")
             writer = next((t for t in spec.stages if t.name == source_key), None)
-            if writer is not None and writer.trigger.from_stage:
-                # A schedule over accumulated outputs rewrites its watermark in its own (versioned) bucket every run:
-                # Object Created, and the replaced version's deletion days later.
+            if writer is not None and writer.trigger.window_source:
+                # A windowed stage rewrites its lease and watermark in its own (versioned) bucket every run: each PUT is an
+                # Object Created, and the version it replaces is deleted days later.
                 runs = invocations[source_key]
-                events += runs * 2
-                note += f"; its watermark, rewritten {runs:,.0f} times, 2 events each"
-            est.add(f"{s.name}-trigger", "EventBridge S3 events", events, prices["eventbridge-event"], note=note)
+                events += runs * STATE_PUTS_PER_RUN * 2
+                note += f"; its lease and watermark, {STATE_PUTS_PER_RUN} PUTs in each of {runs:,.0f} runs, 2 events each"
+            est.add(f"{s.name}-trigger", "EventBridge S3 events", events, prices["eventbridge-event"],
+                    note=f"{note}; EventBridge because {len(aws_sizing.object_readers(spec, source_key))} stages read {source_key}")
         elif s.trigger.schedule:
             est.add(f"{s.name}-trigger", "EventBridge Scheduler invocations", invocations[s.name], prices["scheduler-invocation"],
                     free=scheduler_free[s.name])
@@ -479,8 +494,8 @@ def _observability(est: CostEstimate, prices: PriceSheet, spec: PipelineSpec, si
     alarms += observability.ARCHIVER_ALARMS if archiver else 0
     est.add("observability", "CloudWatch standard alarms", alarms, prices["cloudwatch-alarm-month"],
             free=min(alarms, CLOUDWATCH_FREE_ALARMS),
-            note="per stage: SQS dead letters, runtime dead letters, errors (+ iterator age for stream stages)"
-                 + ("; the raw archiver: failed batches, errors, iterator age" if archiver else ""))
+            note="per stage: SQS dead letters, runtime dead letters, errors, throttles (+ iterator age for stream stages)"
+                 + ("; the raw archiver: failed batches, errors, throttles, iterator age" if archiver else ""))
     metrics = len(spec.stages)
     est.add("observability", "CloudWatch custom metrics (dead letters from logs)", metrics, prices["cloudwatch-custom-metric-month"],
             free=min(metrics, CLOUDWATCH_FREE_METRICS), note="one DeadLetters metric per stage, from its log metric filter")

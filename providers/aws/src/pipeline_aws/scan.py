@@ -47,6 +47,7 @@ TYPES: dict[str, TerraformType] = {
         "aws_s3_bucket_server_side_encryption_configuration", {"rules": "rule"}),
     "aws:s3/bucketVersioning:BucketVersioning": TerraformType("aws_s3_bucket_versioning"),
     "aws:scheduler/schedule:Schedule": TerraformType("aws_scheduler_schedule"),
+    "aws:scheduler/scheduleGroup:ScheduleGroup": TerraformType("aws_scheduler_schedule_group"),
     "aws:sns/topic:Topic": TerraformType("aws_sns_topic"),
     "aws:sns/topicPolicy:TopicPolicy": TerraformType("aws_sns_topic_policy"),
     "aws:sns/topicSubscription:TopicSubscription": TerraformType("aws_sns_topic_subscription"),

@@ -16,11 +16,12 @@ Figures (each cited where it is used):
   (https://docs.aws.amazon.com/lambda/latest/dg/configuration-memory.html);
 * S3 -> EventBridge events "are typically delivered in seconds but can sometimes take a minute or longer"
   (https://docs.aws.amazon.com/AmazonS3/latest/userguide/NotificationHowTo.html);
-* an account has 1,000 concurrent Lambda executions per region by default, and reservations must leave
-  100 unreserved (https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html).
+* an account has 1,000 concurrent Lambda executions per region by default, new accounts fewer, and reservations
+  must leave 100 unreserved (https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html).
 
-Every stage gets a reserved concurrency from this sizing, so the plan caps Lambda like GCP and Azure cap
-instances, and what is priced is exactly what is provisioned.
+No function reserves concurrency unless the user caps it (`clouds.aws.reserved_concurrency`): every function scales
+in the account's unreserved pool, and the sizing shares that pool between the plan's functions at their peaks
+(`pipeline_aws.concurrency`), so the capacity shown is what a default account gives.
 """
 
 from __future__ import annotations
@@ -31,17 +32,21 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pipeline.sizing import (
+    BLOCKING_TARGET,
     HEADROOM,
     SECONDS_PER_MONTH,
     StageDemand,
     StageSizing,
     StreamSizing,
+    erlang_b,
     invocation_ms,
     needed_concurrency,
     schedule_interval_s,
+    servers_for_blocking,
     stage_sizing,
 )
 from pipeline.spec.model import PipelineSpec, StageSpec
+from pipeline_aws.concurrency import Pool
 
 MIB = 1024 * 1024
 WRITE_BYTES_PER_SHARD = MIB
@@ -66,9 +71,6 @@ VCPU_MEMORY_MB = 1769  # Lambda memory that comes with one full vCPU
 EVENT_DELIVERY_S = 2.0  # S3 -> EventBridge -> Lambda: "typically ... in seconds"
 EVENT_DELIVERY_MAX_S = 60.0  # "... can sometimes take a minute or longer"
 SCHEDULE_SETTLE_S = 60.0  # the runtime leaves objects younger than this for the next run (pipeline.runtime.invoke.SETTLE_S)
-ACCOUNT_CONCURRENCY = 1000
-UNRESERVED_MINIMUM = 100
-RESERVABLE = ACCOUNT_CONCURRENCY - UNRESERVED_MINIMUM
 
 
 def _mib(value: float) -> str:
@@ -230,68 +232,116 @@ def stream_shards(stream: StreamSizing) -> int:
 # ---- stages -----------------------------------------------------------------------------------------
 
 
-def _reserve(needed: int, lines: list[str]) -> int:
-    """Concurrency reserved for one function: what it needs, within what an account can reserve."""
-    if needed > RESERVABLE:
-        lines.append(f"needs {needed:,} concurrent executions; one function can reserve at most {RESERVABLE:,} of the default "
-                     f"{ACCOUNT_CONCURRENCY:,} (ask AWS for a higher Lambda concurrency quota)")
-        return RESERVABLE
-    return needed
+def object_readers(spec: PipelineSpec, key: str) -> list[str]:
+    """Stages triggered by each new object of bucket `key`."""
+    return [s.name for s in spec.stages if s.trigger.objects is not None and s.trigger.objects.from_stage == key]
 
 
-def size_stage(spec: PipelineSpec, stage: StageSpec, demand: StageDemand, stream: StreamSizing | None) -> StageSizing:
-    """Records per invocation, reserved concurrency and trigger wait of one stage on Lambda."""
+def fans_out(spec: PipelineSpec, key: str) -> bool:
+    """Several stages read each new object of `key`: its events go through EventBridge, whose rules fan them out. One
+    reader is notified by S3 directly (free): S3 cannot send one event type and prefix to several functions."""
+    return len(object_readers(spec, key)) > 1
+
+
+@dataclass(frozen=True)
+class _Carry:
+    """How a stage's invocations run before the account's pool is shared out: what it needs at its peak and the
+    most its trigger can ever run at once (None: as many as the pool gives)."""
+
+    peak: int
+    ceiling: int | None
+    lines: list[str]
+
+
+def _carry(spec: PipelineSpec, stage: StageSpec, demand: StageDemand, duration: float, offered: float) -> _Carry:
+    trigger = stage.trigger
+    if trigger.window_source:
+        how = "EventBridge Scheduler (flexible window off)" if trigger.schedule else "a Lambda function URL (IAM auth), on each request"
+        return _Carry(1, 1, [f"{how} runs the stage over what {trigger.window_source} wrote since its last good run; the runtime's lease "
+                             "in the stage's own bucket lets one run at a time take the window (a run that finds it taken ends at once)"])
+    if trigger.schedule:
+        return _Carry(1, 1, ["EventBridge Scheduler (flexible window off) invokes one run per tick"])
+    needed = needed_concurrency(demand.records_per_second, demand.records_per_event, duration) if demand.events_per_second else 1
+    if trigger.http:
+        for_blocking = servers_for_blocking(offered)
+        return _Carry(max(needed, for_blocking), None, [
+            f"Lambda function URL (IAM auth), one synchronous invocation per request: a request that finds no free execution gets 429 "
+            f"at once; {offered:,.2f} busy executions on average need {for_blocking:,} for at most {BLOCKING_TARGET:.0%} of requests "
+            "refused (Erlang B)"])
+    assert trigger.objects is not None
+    route = (f"S3 -> EventBridge (several stages read {trigger.objects.from_stage}) -> Lambda" if fans_out(spec, trigger.objects.from_stage)
+             else "S3 event notification -> Lambda")
+    return _Carry(needed, None, [f"{route} (asynchronous), one invocation per object; a burst beyond its concurrency waits in "
+                                 "Lambda's async queue"])
+
+
+def _share(spec: PipelineSpec, stage: StageSpec, carry: _Carry, pool: Pool | None) -> tuple[int, list[str], dict[str, Any]]:
+    """The concurrency the plan gives a stage: its reservation when the user caps it, else what the shared pool leaves it."""
+    cap = spec.clouds.aws.reserved_concurrency.get(stage.name)
+    settings: dict[str, Any] = {"peak_concurrency": carry.peak}
+    if cap is not None:
+        settings["reserved_concurrency"] = cap
+        concurrency = min(cap, carry.ceiling) if carry.ceiling is not None else cap
+        lines = [f"reserved concurrency {cap:,} (clouds.aws.reserved_concurrency): guaranteed and a cap; it needs {carry.peak:,} at its peak"]
+        if cap < carry.peak:
+            lines.append(f"the reservation {cap:,} is below the {carry.peak:,} it needs at its peak: invocations beyond it are throttled")
+        return concurrency, lines, settings
+    if pool is None:  # the first pass, before every function's peak is known
+        return carry.ceiling or carry.peak, [], settings
+    available = pool.available(stage.name)
+    concurrency = min(carry.ceiling, available) if carry.ceiling is not None else available
+    return max(concurrency, 0), pool.explain(stage.name, carry.peak), settings
+
+
+def size_stage(spec: PipelineSpec, stage: StageSpec, demand: StageDemand, stream: StreamSizing | None, pool: Pool | None = None) -> StageSizing:
+    """Records per invocation, concurrency and trigger wait of one stage on Lambda. `pool` shares the account's concurrency
+    between the plan's functions (`pipeline_aws.concurrency`); without it, each stage gets what it needs (a first pass
+    that finds every function's peak)."""
     trigger = stage.trigger
     if trigger.stream is not None:
         assert stream is not None
         shards = stream_shards(stream)
         batch = plan_stream_stage(spec, stage, shards)
-        concurrency = batch.concurrency_for(shards)
-        per_batcher = demand.records_per_second / max(concurrency, 1)
+        most = batch.concurrency_for(shards)
+        notes = [f"event source mapping: {shards} shard(s) x ParallelizationFactor {batch.parallelization} = {most} concurrent "
+                 f"batch(es), {batch.records_per_invocation:,.0f} records each (batch_size {trigger.stream.batch_size}, window "
+                 f"{trigger.stream.max_batching_window_s} s, 6 MB cap)"]
+        if batch.needed > most:
+            notes.append(f"needs {batch.needed} concurrent batches, more than {shards} shard(s) x {MAX_PARALLELIZATION}")
+        concurrency, shared, settings = _share(spec, stage, _Carry(most, most, notes), pool)
+        per_batcher = demand.records_per_second / max(most, 1)
         fill = batch.records_per_invocation / per_batcher if per_batcher > 0 else float(trigger.stream.max_batching_window_s)
         wait = min(float(trigger.stream.max_batching_window_s), fill)
-        notes = [f"event source mapping: {shards} shard(s) x ParallelizationFactor {batch.parallelization} = {concurrency} concurrent "
-                 f"batch(es), {batch.records_per_invocation:,.0f} records each (batch_size {trigger.stream.batch_size}, window "
-                 f"{trigger.stream.max_batching_window_s} s, 6 MB cap); reserved concurrency {concurrency}"]
-        if batch.needed > concurrency:
-            notes.append(f"needs {batch.needed} concurrent batches, more than {shards} shard(s) x {MAX_PARALLELIZATION}")
         return stage_sizing(spec, stage, demand, records_per_invocation=batch.records_per_invocation, concurrency=concurrency,
-                            latency_s=wait / 2 + POLL_INTERVAL_S / 2, latency_max_s=wait + POLL_INTERVAL_S, reasoning=notes,
-                            settings={"parallelization_factor": batch.parallelization, "reserved_concurrency": concurrency,
-                                      "shards": shards})
-    per_event = demand.records_per_event
-    duration = invocation_ms(spec, stage, per_event)
-    lines: list[str] = []
+                            latency_s=wait / 2 + POLL_INTERVAL_S / 2, latency_max_s=wait + POLL_INTERVAL_S, reasoning=notes + shared,
+                            settings={**settings, "parallelization_factor": batch.parallelization, "shards": shards})
+    duration = invocation_ms(spec, stage, demand.records_per_event)
+    offered = (demand.events_per_second or 0.0) * duration / 1000  # Erlang: executions busy on average
+    carry = _carry(spec, stage, demand, duration, offered)
+    concurrency, shared, settings = _share(spec, stage, carry, pool)
+    lines = list(carry.lines)
+    blocking = erlang_b(concurrency, offered) if trigger.http else None
+    if blocking is not None and blocking > BLOCKING_TARGET:
+        lines.append(f"{blocking:.1%} of requests would find all {concurrency:,} execution(s) busy and be refused (Erlang B; "
+                     f"{servers_for_blocking(offered):,} keep it at or below {BLOCKING_TARGET:.0%})"
+                     + ("; requests to a windowed stage run one at a time: call it less often than a run takes" if trigger.window_source else ""))
+    lines += shared  # last: what to do about the account's pool is the hint of a capacity problem
+    if trigger.window_source:
+        every = 1 / demand.events_per_second if demand.events_per_second else 0.0
+        if trigger.schedule:
+            every = schedule_interval_s(stage)
+        return stage_sizing(spec, stage, demand, records_per_invocation=0, concurrency=concurrency,
+                            latency_s=every / 2 + SCHEDULE_SETTLE_S, latency_max_s=every + SCHEDULE_SETTLE_S, reasoning=lines,
+                            settings=settings, blocking=blocking)
     if trigger.schedule:
         interval = schedule_interval_s(stage)
-        settle = SCHEDULE_SETTLE_S if trigger.from_stage else 0.0
-        lines.append("EventBridge Scheduler (flexible window off) invokes one run at a time: reserved concurrency 1 "
-                     "(an overlapping run waits in Lambda's async queue, so the watermark never races)")
-        return stage_sizing(spec, stage, demand, records_per_invocation=0, concurrency=1,
-                            latency_s=interval / 2 + settle, latency_max_s=interval + settle, reasoning=lines,
-                            settings={"reserved_concurrency": 1})
-    needed = needed_concurrency(demand.records_per_second, per_event, duration) if demand.events_per_second else 1
-    concurrency = _reserve(needed, lines)
+        return stage_sizing(spec, stage, demand, records_per_invocation=0, concurrency=concurrency, latency_s=interval / 2,
+                            latency_max_s=interval, reasoning=lines, settings=settings)
     if trigger.http:
-        lines.insert(0, f"Lambda function URL (IAM auth), one synchronous invocation per request; reserved concurrency {concurrency} "
-                        "(requests beyond it get 429 Too Many Requests)")
         return stage_sizing(spec, stage, demand, records_per_invocation=0, concurrency=concurrency, latency_s=0.0, latency_max_s=0.0,
-                            reasoning=lines, settings={"reserved_concurrency": concurrency})
-    lines.insert(0, f"S3 -> EventBridge -> Lambda (asynchronous), one invocation per object; reserved concurrency {concurrency} "
-                    "(a burst beyond it waits in Lambda's async queue)")
+                            reasoning=lines, settings=settings, blocking=blocking)
     return stage_sizing(spec, stage, demand, records_per_invocation=0, concurrency=concurrency,
-                        latency_s=EVENT_DELIVERY_S, latency_max_s=EVENT_DELIVERY_MAX_S, reasoning=lines,
-                        settings={"reserved_concurrency": concurrency})
-
-
-def reserved_total_note(reserved_before: int, sized: StageSizing) -> str | None:
-    """One account reserves at most 900 of its default 1,000 concurrent executions across all functions:
-    the stage whose reservation crosses that line says so (an account with a raised quota is fine)."""
-    total = reserved_before + int(sized.settings.get("reserved_concurrency", 0))
-    if reserved_before <= RESERVABLE < total:
-        return (f"the functions sized so far (the raw archiver, if any, then the stages) reserve {total:,} concurrent Lambda executions; "
-                f"an account reserves at most {RESERVABLE:,} of its default {ACCOUNT_CONCURRENCY:,} per region: raise the Lambda concurrency quota before deploying")
-    return None
+                        latency_s=EVENT_DELIVERY_S, latency_max_s=EVENT_DELIVERY_MAX_S, reasoning=lines, settings=settings)
 
 
 # ---- the raw archive's Lambda archiver ------------------------------------------------------------
@@ -315,14 +365,14 @@ def archiver_invocation_ms(records: float, record_bytes: int) -> float:
 
 @dataclass(frozen=True)
 class ArchiverSizing:
-    """How a Lambda archiver would carry the stream: batches, invocations and the concurrency reserved for it."""
+    """How a Lambda archiver would carry the stream: batches, invocations and the most it runs at once."""
 
     shards: int
     parallelization: int
     records_per_invocation: float
     invocations_per_second: float
     invocation_ms: float
-    concurrency: int  # shards x ParallelizationFactor: what the plan reserves
+    concurrency: int  # shards x ParallelizationFactor: the most its mapping runs at once (its peak in the account's pool)
     needed: int  # concurrent invocations the archive needs with headroom
 
     @property
@@ -336,7 +386,7 @@ class ArchiverSizing:
 
 def size_archiver(spec: PipelineSpec, stream: StreamSizing) -> ArchiverSizing:
     """Batches of up to 10,000 records or 300 s (capped by the 6 MB payload), one batcher per shard unless more
-    are needed; the archiver's reserved concurrency is what its mapping can run at once."""
+    are needed; the archiver's peak concurrency is what its mapping can run at once."""
     work = spec.workload
     shards = stream_shards(stream)
     batch = plan_batches(work.records_per_second, shards, ARCHIVER_BATCH_SIZE, ARCHIVER_WINDOW_S, work.record_bytes,
@@ -359,5 +409,6 @@ class RawArchive:
     reasoning: list[str] = field(default_factory=list)
 
     @property
-    def reserved_concurrency(self) -> int:
+    def peak_concurrency(self) -> int:
+        """Executions the archive takes from the account's pool at its peak (Firehose takes none)."""
         return self.archiver.concurrency if self.kind == "lambda" else 0

@@ -1,14 +1,21 @@
 """S3 buckets with every v7 side resource a reviewer expects, and artifact uploads.
 
-Each bucket is private (public access blocked, ACLs disabled), encrypted (SSE-S3), TLS-only and
-expires its data after the spec's retention. On top of that:
+Each bucket is private (public access blocked, ACLs disabled), encrypted (SSE-S3), TLS-only, expires its
+data after the spec's retention and aborts multipart uploads left incomplete for a day. On top of that:
 
-* a bucket a stage is triggered from (`BucketSpec.notify`) sends its events to EventBridge;
-* stage output buckets are versioned, so an overwritten output can be recovered for a few days
-  (`NONCURRENT_DAYS`), while current objects still expire after the retention;
+* every data bucket (uploads, raw archive, stage outputs, dead letters) is versioned, so an overwritten or
+  deleted object stays recoverable for `NONCURRENT_DAYS` (the week GCS soft delete and Azure blob soft delete
+  keep), while current objects still expire after the retention;
+* a bucket several stages are triggered from sends its events to EventBridge (rules fan them out); a bucket
+  one stage reads notifies that stage's function directly, which the trigger sets up
+  (`pipeline_aws.triggers.object_trigger`): S3 event notifications cost nothing, EventBridge bills each event;
 * data buckets survive `pipeline destroy` with their configuration (`retain_on_delete`), unless the
   backend's `delete_data` is set, in which case S3 deletes them with every object version
   (`force_destroy`).
+
+Aborting incomplete multipart uploads after a day bounds how late an upload can appear: S3 dates a multipart
+object when the upload starts (`CreateMultipartUpload`), so a windowed stage reading the uploads bucket keeps
+the keys it read for 25 hours (`pipeline.wiring.UPLOAD_LATENESS_S`) and neither misses nor rereads one.
 """
 
 from __future__ import annotations
@@ -23,8 +30,8 @@ import pulumi_aws as aws
 from pipeline.backend import BucketSpec, Handle, RoleContext
 
 BUCKET_PREFIX_MAX = 37  # `bucket_prefix` limit: S3 names are 3-63 characters and the provider appends 26
-NONCURRENT_DAYS = 3  # an overwritten output stays recoverable this long
-ABORT_MULTIPART_DAYS = 1
+NONCURRENT_DAYS = 7  # an overwritten or deleted object stays recoverable this long (GCS soft delete's default, Azure's SOFT_DELETE_DAYS)
+ABORT_MULTIPART_DAYS = 1  # wiring.UPLOAD_LATENESS_S (25 h) relies on this
 
 
 def bucket_prefix(pipeline: str, stack: str, key: str) -> str:
@@ -42,7 +49,7 @@ def bucket_prefix(pipeline: str, stack: str, key: str) -> str:
     return f"{head}-{key}-"
 
 
-def bucket(role: RoleContext, spec: BucketSpec, *, versioned: bool, delete_data: bool) -> Handle[aws.s3.Bucket]:
+def bucket(role: RoleContext, spec: BucketSpec, *, versioned: bool, eventbridge: bool, delete_data: bool) -> Handle[aws.s3.Bucket]:
     """A private, encrypted, TLS-only bucket with lifecycle expiry (see the module docstring)."""
     keep = spec.data and not delete_data
 
@@ -86,10 +93,10 @@ def bucket(role: RoleContext, spec: BucketSpec, *, versioned: bool, delete_data:
     })
     # The policy waits for the public access block so S3 never sees a policy it would call public.
     aws.s3.BucketPolicy(role.name("tls-only"), bucket=b.id, policy=tls_only, opts=opts(depends_on=[block]))
-    if spec.notify:
+    if eventbridge:
         # One BucketNotification per bucket (S3 replaces the whole configuration); EventBridge rules fan out from it.
         aws.s3.BucketNotification(role.name("eventbridge"), bucket=b.id, eventbridge=True, opts=opts())
-    return Handle(b, b.bucket, {"arn": b.arn, "id": b.id, "eventbridge": spec.notify, "versioned": versioned})
+    return Handle(b, b.bucket, {"arn": b.arn, "id": b.id, "eventbridge": eventbridge, "versioned": versioned})
 
 
 def lifecycle_rules(retention_days: int | None, versioned: bool) -> list[aws.s3.BucketLifecycleConfigurationRuleArgs]:

@@ -15,9 +15,11 @@ from pipeline_aws import iam
 LAMBDA_ASYNC_MAX_RETRIES = 2
 LAMBDA_ASYNC_MAX_AGE_S = 21_600
 ESM_MAX_RECORD_AGE_S = 604_800
+OBJECT_CREATED = "s3:ObjectCreated:*"  # Put, Post, Copy and CompleteMultipartUpload
 # EventBridge Scheduler replaces this context attribute in the target input with the run's scheduled time, so a
 # retried run keeps its name (https://docs.aws.amazon.com/scheduler/latest/UserGuide/managing-schedule-context-attributes.html).
 SCHEDULED_TIME_INPUT = '{"scheduled_time": "<aws.scheduler.scheduled-time>"}'
+DEFAULT_TIMEZONE = "UTC"  # what a schedule without `timezone` fires in, on every cloud
 _DAY_NAMES = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN"]
 
 
@@ -95,9 +97,42 @@ def _allow_events_to_queue(role: RoleContext, dlq: Handle[aws.sqs.Queue], source
 
 def object_trigger(role: RoleContext, stage: StageSpec, source: Handle[aws.s3.Bucket], prefix: str,
                    function: Handle[aws.lambda_.Function], identity: Handle[aws.iam.Role], dlq: Handle[aws.sqs.Queue]) -> None:
-    """S3 -> EventBridge 'Object Created' on the source bucket and prefix only (no CloudTrail); the bucket
-    sends its events to EventBridge because the core marks it `notify` (see storage.bucket)."""
-    assert source.extra["eventbridge"], "the source bucket of an object stage must be a notify bucket"
+    """Each object created under `prefix` invokes the function asynchronously, with Lambda's bounded retries and its
+    on-failure queue either way:
+
+    * the only stage reading the bucket gets an S3 event notification (free; its function's entry point reads it,
+      pipeline_aws.s3_notification);
+    * where several stages read the bucket, S3 sends its events to EventBridge (storage.bucket) and one rule per stage
+      matches its bucket and prefix (EventBridge bills each event; S3 cannot send overlapping notifications of one
+      event type and prefix to several functions)."""
+    send = _send_to_dead_letter(role, identity, dlq)
+    if source.extra["eventbridge"]:
+        _eventbridge_rule(role, stage, source, prefix, function, dlq)
+    else:
+        _s3_notification(role, source, prefix, function)
+    _async_failures(role, stage, function, dlq, [send])
+
+
+def _s3_notification(role: RoleContext, source: Handle[aws.s3.Bucket], prefix: str, function: Handle[aws.lambda_.Function]) -> None:
+    """S3 -> Lambda. S3 checks that it may invoke the function when the notification is saved ("Unable to validate the
+    following destination configurations" otherwise), so the notification waits for the permission; the permission names
+    the bucket and this account, as a bucket name can later belong to another account
+    (https://docs.aws.amazon.com/lambda/latest/dg/with-s3.html). It is the bucket's only notification configuration
+    (S3 replaces the whole configuration on each save), which holds because only one stage reads this bucket."""
+    permission = aws.lambda_.Permission(role.name("invoke"), action="lambda:InvokeFunction", function=function.name,
+                                        principal="s3.amazonaws.com", source_arn=source.extra["arn"],
+                                        source_account=iam.account_id(role), opts=role.opts())
+    aws.s3.BucketNotification(
+        role.name("notification"), bucket=source.extra["id"],
+        lambda_functions=[aws.s3.BucketNotificationLambdaFunctionArgs(
+            lambda_function_arn=function.extra["arn"], events=[OBJECT_CREATED], filter_prefix=prefix)],
+        opts=role.opts(depends_on=[permission]),
+    )
+
+
+def _eventbridge_rule(role: RoleContext, stage: StageSpec, source: Handle[aws.s3.Bucket], prefix: str,
+                      function: Handle[aws.lambda_.Function], dlq: Handle[aws.sqs.Queue]) -> None:
+    """S3 -> EventBridge 'Object Created' on the source bucket and prefix only (no CloudTrail)."""
     pattern = pulumi.Output.json_dumps({
         "source": ["aws.s3"],
         "detail-type": ["Object Created"],
@@ -117,7 +152,6 @@ def object_trigger(role: RoleContext, stage: StageSpec, source: Handle[aws.s3.Bu
     aws.lambda_.Permission(role.name("invoke"), action="lambda:InvokeFunction", function=function.name,
                            principal="events.amazonaws.com", source_arn=rule.arn, opts=role.opts())
     _allow_events_to_queue(role, dlq, rule.arn)
-    _async_failures(role, stage, function, dlq, [_send_to_dead_letter(role, identity, dlq)])
 
 
 def aws_schedule_expression(schedule: Schedule) -> str:
@@ -157,16 +191,26 @@ def schedule_problems(schedule: Schedule) -> list[str]:
 
 def schedule_trigger(role: RoleContext, stage: StageSpec, schedule: Schedule, function: Handle[aws.lambda_.Function],
                      identity: Handle[aws.iam.Role], dlq: Handle[aws.sqs.Queue]) -> None:
-    """EventBridge Scheduler with its own role allowed to invoke only this function."""
-    scheduler_role = iam.service_role(role, "role", "scheduler.amazonaws.com", f"Invokes stage {stage.name} of {role.pipeline} on schedule")
+    """EventBridge Scheduler, in a schedule group of its own, with a role allowed to invoke only this function.
+
+    The role trusts scheduler.amazonaws.com only for this account and this group (aws:SourceAccount, aws:SourceArn):
+    Scheduler passes the *schedule group's* ARN as the source ("Do not scope the aws:SourceArn statement to a specific
+    schedule ... The ARN you specify must be a schedule group",
+    https://docs.aws.amazon.com/scheduler/latest/UserGuide/cross-service-confused-deputy-prevention.html), so each
+    schedule gets its own group and its role can serve no other schedule. Cron fields are read in the trigger's
+    `timezone` (an IANA name, daylight saving included), UTC by default."""
+    group = aws.scheduler.ScheduleGroup(role.name("group"), name=schedule_group_name(role, stage), opts=role.opts())
+    scheduler_role = iam.service_role(role, "role", "scheduler.amazonaws.com", f"Invokes stage {stage.name} of {role.pipeline} on schedule",
+                                      condition=iam.from_source(iam.account_id(role), group.arn))
     invoke = iam.inline_policy(role, "invoke", scheduler_role, [
         iam.statement("InvokeStage", ["lambda:InvokeFunction"], [function.extra["arn"]]),
         iam.statement("SendUndelivered", ["sqs:SendMessage"], [dlq.extra["arn"]]),
     ])
     aws.scheduler.Schedule(
         role.name(),
+        group_name=group.name,
         schedule_expression=aws_schedule_expression(schedule),
-        schedule_expression_timezone="UTC",
+        schedule_expression_timezone=stage.trigger.timezone or DEFAULT_TIMEZONE,
         flexible_time_window=aws.scheduler.ScheduleFlexibleTimeWindowArgs(mode="OFF"),
         target=aws.scheduler.ScheduleTargetArgs(
             arn=function.extra["arn"],
@@ -179,6 +223,11 @@ def schedule_trigger(role: RoleContext, stage: StageSpec, schedule: Schedule, fu
         opts=role.opts(depends_on=[invoke]),
     )
     _async_failures(role, stage, function, dlq, [_send_to_dead_letter(role, identity, dlq)])
+
+
+def schedule_group_name(role: RoleContext, stage: StageSpec) -> str:
+    """`<pipeline>-<stack>-<stage>`: at most 20 + 16 + 20 + 2 = 58 of the 64 characters a group name may have."""
+    return f"{role.pipeline}-{role.stack}-{stage.name}"
 
 
 # ---- HTTP ----------------------------------------------------------------------------------------------
