@@ -1,4 +1,4 @@
-"""The entry point of an object stage S3 notifies directly (`pipeline_aws.s3_notification.handler`), against S3 (moto
+"""The Lambda entry point (`pipeline_aws.runtime.handler`) of an object stage S3 notifies directly, against S3 (moto
 server mode), driven by S3 event notifications in the shape AWS documents
 (https://docs.aws.amazon.com/AmazonS3/latest/userguide/notification-content-structure.html)."""
 
@@ -45,7 +45,7 @@ def landing(s3_client: Any, stage_env: Any, tmp_path: Path, monkeypatch: pytest.
 
 
 def test_a_notified_upload_is_processed_like_an_eventbridge_one(s3_client: Any, landing: dict[str, str]) -> None:
-    from pipeline_aws.s3_notification import handler
+    from pipeline_aws.runtime import handler
 
     payload = gzip.compress(b'{"id": "a"}\n{"id": "b"}\n')
     key = "uploads/2026/claims day+1 é.jsonl.gz"  # a space, a literal '+' and a non-ASCII letter: decoded exactly
@@ -61,16 +61,8 @@ def test_a_notified_upload_is_processed_like_an_eventbridge_one(s3_client: Any, 
     assert handler(notification(landing["uploads"], key, len(payload)), None)["output"] == result["output"]
 
 
-def test_the_runtime_alone_does_not_read_s3_notifications(s3_client: Any, landing: dict[str, str]) -> None:
-    """Why object stages S3 notifies get this entry point: the runtime's own handler reads EventBridge's shape only."""
-    from pipeline_aws.runtime import handler
-
-    with pytest.raises(ValueError, match="unrecognised event"):
-        handler(notification(landing["uploads"], "uploads/x.jsonl", 1), None)
-
-
 def test_objects_outside_the_input_prefix_and_s3_test_events_are_ignored(s3_client: Any, landing: dict[str, str]) -> None:
-    from pipeline_aws.s3_notification import handler
+    from pipeline_aws.runtime import handler
 
     assert handler(notification(landing["uploads"], "elsewhere/x.jsonl", 1), None) == {"ignored": "elsewhere/x.jsonl"}
     assert handler({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": landing["uploads"]}, None) == {"ignored": "s3:TestEvent"}
@@ -79,14 +71,14 @@ def test_objects_outside_the_input_prefix_and_s3_test_events_are_ignored(s3_clie
 def test_a_failing_object_raises_so_lambda_retries_the_event(s3_client: Any, landing: dict[str, str]) -> None:
     """A missing object (deleted before the stage ran) fails the invocation: Lambda's async retries and the stage's
     on-failure queue take it from there, as with EventBridge."""
-    from pipeline_aws.s3_notification import handler
+    from pipeline_aws.runtime import handler
 
     with pytest.raises(Exception):  # noqa: B017 - whatever the runtime raises, it must not be swallowed
         handler(notification(landing["uploads"], "uploads/gone.jsonl", 10), None)
 
 
 def test_every_record_of_a_notification_is_processed(s3_client: Any, landing: dict[str, str]) -> None:
-    from pipeline_aws.s3_notification import handler
+    from pipeline_aws.runtime import handler
 
     event: dict[str, Any] = {"Records": []}
     for name in ("one", "two"):

@@ -43,11 +43,11 @@ LONG = """
       - {name: stream-stage-numbr-2, handler: h.py:handle, trigger: {stream: {batch_size: 100}}}
       - {name: files-processing-stg, handler: h.py:handle, trigger: {objects: {from: partner-landing-zone}}}
       - {name: hourly-window-paris1, handler: h.py:handle, timeout_s: 900, memory_mb: 4096,
-         trigger: {schedule: "0 * * * *", timezone: Europe/Paris, from: stream-stage-numbr-1}}
+         trigger: {schedule: "*/15 * * * *", timezone: Europe/Paris, from: stream-stage-numbr-1}}
       - {name: on-demand-window-api, handler: h.py:handle, timeout_s: 300, trigger: {http: {from: files-processing-stg}}}
       - {name: plain-scoring-api-xx, handler: h.py:handle, trigger: {http: {}}}
-      - {name: report-from-windowxx, handler: h.py:handle, timeout_s: 900, trigger: {objects: {from: hourly-window-paris1}}}
-      - {name: audit-from-windowxxx, handler: h.py:handle, timeout_s: 900, trigger: {objects: {from: hourly-window-paris1}}}
+      - {name: report-from-windowxx, handler: h.py:handle, timeout_s: 900, memory_mb: 2048, trigger: {objects: {from: hourly-window-paris1}}}
+      - {name: audit-from-windowxxx, handler: h.py:handle, timeout_s: 900, memory_mb: 2048, trigger: {objects: {from: hourly-window-paris1}}}
     workload:
       records_per_second: 200
       record_bytes: 800
@@ -340,7 +340,7 @@ def test_a_schedule_runs_in_its_own_group_with_a_role_only_that_group_may_use(lo
     assert group.physical_name == "abcdefghij-klmnopqrs-abcdefghijklmnop-hourly-window-paris1"
     schedule = one(long_plan, "aws:scheduler/schedule:Schedule", "hourly-window-paris1-trigger").inputs
     assert schedule["groupName"] == group.physical_name
-    assert schedule["scheduleExpression"] == "cron(0 * * * ? *)" and schedule["scheduleExpressionTimezone"] == "Europe/Paris"
+    assert schedule["scheduleExpression"] == "cron(*/15 * * * ? *)" and schedule["scheduleExpressionTimezone"] == "Europe/Paris"
     role = one(long_plan, "aws:iam/role:Role", "hourly-window-paris1-trigger")
     [trust] = statements(role, "assumeRolePolicy")
     assert trust["Principal"] == {"Service": "scheduler.amazonaws.com"}
@@ -443,21 +443,3 @@ def test_a_producer_listed_twice_is_located(tmp_path: Path) -> None:
     problems = AwsBackend(loaded.spec, LONG_STACK, loaded.base_dir).check()
     assert (("clouds", "aws", "producers", 2, "principal"), "'444455556666' is listed twice",
             "list each outside producer once, with every source it feeds under `sources`") in problems
-
-
-def test_an_s3_notified_stage_ships_its_entry_point(tmp_path: Path) -> None:
-    """The handler an S3-notified function names is in its package (built like a deploy builds it, without wheels)."""
-    import zipfile
-
-    from pipeline.backend import FunctionCode
-
-    loaded = load_spec(write(tmp_path, """
-        name: shipped
-        uploads: {}
-        stages: [{name: files, handler: h.py:handle, trigger: {objects: {from: uploads}}}]
-    """))
-    backend = AwsBackend(loaded.spec, "default", loaded.base_dir)
-    stage = loaded.spec.stage("files")
-    package = backend.package(stage, FunctionCode.for_stage(loaded.base_dir, stage))
-    names = zipfile.ZipFile(package.path).namelist()
-    assert {"pipeline_aws/s3_notification.py", "pipeline_aws/runtime.py", "h.py"} <= set(names)

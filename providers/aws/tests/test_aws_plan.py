@@ -104,7 +104,7 @@ def test_an_object_stage_one_stage_reads_is_notified_by_s3_not_eventbridge(dev: 
                                  "sourceAccount": "123456789012"}
     assert permission.urn in notification.dependencies
     # The function's entry point reads S3 notifications (pipeline_aws.s3_notification), and no CloudTrail is involved.
-    assert physical(dev, "aws:lambda/function:Function", "score-function").inputs["handler"] == "pipeline_aws.s3_notification.handler"
+    assert physical(dev, "aws:lambda/function:Function", "score-function").inputs["handler"] == "pipeline_aws.runtime.handler"
     assert physical(dev, "aws:lambda/function:Function", "preprocess-function").inputs["handler"] == "pipeline_aws.runtime.handler"
     assert not [r for r in dev.resources if r.type.startswith("aws:cloudtrail")]
     invoke_config = physical(dev, "aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig", "score-trigger").inputs

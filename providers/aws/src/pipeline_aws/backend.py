@@ -233,12 +233,7 @@ class AwsBackend(Backend):
 
     def function(self, role: RoleContext, stage: StageSpec, identity: Handle[Any], code: FunctionCode, env: Mapping[str, Any]) -> Handle[Any]:
         reserved = self.spec.clouds.aws.reserved_concurrency.get(stage.name)
-        return functions.function(role, stage, identity, self.package(stage, code), env, reserved, s3_notified=self.s3_notified(stage))
-
-    def s3_notified(self, stage: StageSpec) -> bool:
-        """An object stage that is the only stage triggered by its source bucket: S3 notifies its function directly."""
-        source = stage.trigger.objects.from_stage if stage.trigger.objects else None
-        return source is not None and not sizing.fans_out(self.spec, source)
+        return functions.function(role, stage, identity, self.package(stage, code), env, reserved)
 
     def package_recipe(self, stage: StageSpec, code: FunctionCode) -> Recipe:
         return functions.recipe()

@@ -32,7 +32,6 @@ def physical_name(pipeline: str, stack: str, stage: str) -> str:
 
 
 HANDLER = "pipeline_aws.runtime.handler"  # the runtime shim; it loads the stage's handler from PIPELINE_HANDLER
-S3_NOTIFICATION_HANDLER = "pipeline_aws.s3_notification.handler"  # object stages S3 notifies directly (see that module)
 PACKAGE_LIMIT_ZIPPED = 50 * 1024 * 1024  # direct upload (https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html)
 PACKAGE_LIMIT_UNZIPPED = 250 * 1024 * 1024
 VENDOR_PLATFORM = "manylinux2014_aarch64"  # wheels for Lambda's arm64 Amazon Linux, never the build machine's
@@ -40,16 +39,16 @@ VENDOR_PLATFORM = "manylinux2014_aarch64"  # wheels for Lambda's arm64 Amazon Li
 
 def recipe() -> Recipe:
     """boto3 is in the Lambda runtime already; anything else the stage needs ships as arm64 wheels."""
-    return Recipe("aws", ("pipeline.runtime", "pipeline_aws.runtime", "pipeline_aws.s3_notification"), vendor_platform=VENDOR_PLATFORM,
+    return Recipe("aws", ("pipeline.runtime", "pipeline_aws.runtime"), vendor_platform=VENDOR_PLATFORM,
                   vendor_python=RUNTIME.removeprefix("python"), limit_bytes=PACKAGE_LIMIT_ZIPPED, limit_unpacked=PACKAGE_LIMIT_UNZIPPED)
 
 
 def function(role: RoleContext, stage: StageSpec, identity: Handle[aws.iam.Role], package: Package, env: Mapping[str, Any],
-             reserved_concurrency: int | None, *, s3_notified: bool = False) -> Handle[aws.lambda_.Function]:
+             reserved_concurrency: int | None) -> Handle[aws.lambda_.Function]:
     """The stage's function. It reserves concurrency only when the user caps the stage (`clouds.aws.reserved_concurrency`):
     a reservation fails the deploy on an account whose quota cannot leave 100 unreserved, as new accounts' cannot
     (pipeline_aws.concurrency); the deploy preflight checks a cap against the real account (pipeline_aws.quota).
-    `s3_notified`: S3 event notifications invoke it (pipeline_aws.s3_notification), not EventBridge."""
+    One entry point takes every event shape its trigger delivers (pipeline_aws.runtime)."""
     name = function_name(role, stage)
     # Created first so Lambda never auto-creates a group without retention.
     log_group = aws.cloudwatch.LogGroup(role.name("logs"), name=f"/aws/lambda/{name}", retention_in_days=LOG_RETENTION_DAYS, opts=role.opts())
@@ -61,7 +60,7 @@ def function(role: RoleContext, stage: StageSpec, identity: Handle[aws.iam.Role]
         name=name,
         runtime=RUNTIME,
         architectures=[ARCHITECTURE],
-        handler=S3_NOTIFICATION_HANDLER if s3_notified else HANDLER,
+        handler=HANDLER,
         role=identity.extra["arn"],
         code=pulumi.FileArchive(str(package.path)),
         memory_size=stage.memory_mb,

@@ -129,6 +129,10 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     records = event.get("Records")
     if records and records[0].get("eventSource") == "aws:kinesis":
         return kinesis(stage, records)
+    if records and all(isinstance(r, dict) and r.get("eventSource") == "aws:s3" for r in records):
+        return s3_notification(stage, records)
+    if event.get("Event") == S3_TEST_EVENT:  # S3 may send this when a notification configuration is saved
+        return {"ignored": S3_TEST_EVENT}
     if event.get("source") == "aws.s3" and event.get("detail-type") == "Object Created":
         return object_created(stage, event)
     if isinstance(event.get("requestContext"), dict) and "http" in event["requestContext"]:
@@ -181,6 +185,29 @@ def object_created(stage: StageRunner, event: dict[str, Any]) -> dict[str, Any]:
     version = detail["object"].get("version-id") or detail["object"].get("etag")
     result = stage.run_object(bucket, key, generation=version)
     return {"output": result.output_key, "rows": result.rows, "dead_letters": result.dead_letters}
+
+
+S3_TEST_EVENT = "s3:TestEvent"
+
+
+def s3_notification(stage: StageRunner, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """An S3 event notification (a bucket one stage reads notifies it directly; EventBridge only fans out to
+    several readers): each record as the EventBridge `Object Created` event it stands for, in order. The key
+    arrives URL-encoded ("red flower.jpg" as "red+flower.jpg", notification-content-structure.html) and is
+    decoded here. A failure raises, so Lambda's async retries and on-failure destination apply as they do to
+    EventBridge's invocations; objects already done are rewritten at the same keys."""
+    results = []
+    for record in records:
+        s3 = record["s3"]
+        found = s3["object"]
+        detail_object: dict[str, Any] = {"key": unquote_plus(found["key"])}
+        for source, target in (("size", "size"), ("eTag", "etag"), ("versionId", "version-id"), ("sequencer", "sequencer")):
+            if found.get(source) is not None:
+                detail_object[target] = found[source]
+        event = {"source": "aws.s3", "detail-type": "Object Created", "time": record.get("eventTime"),
+                 "detail": {"bucket": {"name": s3["bucket"]["name"]}, "object": detail_object, "reason": record.get("eventName", "")}}
+        results.append(object_created(stage, event))
+    return results[0] if len(results) == 1 else {"objects": results}
 
 
 def _response(status: int, body: dict[str, Any]) -> dict[str, Any]:

@@ -70,7 +70,6 @@ KINESIS_EVENT_RECORD_BYTES = 600
 VCPU_MEMORY_MB = 1769  # Lambda memory that comes with one full vCPU
 EVENT_DELIVERY_S = 2.0  # S3 -> EventBridge -> Lambda: "typically ... in seconds"
 EVENT_DELIVERY_MAX_S = 60.0  # "... can sometimes take a minute or longer"
-SCHEDULE_SETTLE_S = 60.0  # the runtime leaves objects younger than this for the next run (pipeline.runtime.invoke.SETTLE_S)
 
 
 def _mib(value: float) -> str:
@@ -331,7 +330,7 @@ def size_stage(spec: PipelineSpec, stage: StageSpec, demand: StageDemand, stream
         if trigger.schedule:
             every = schedule_interval_s(stage)
         return stage_sizing(spec, stage, demand, records_per_invocation=0, concurrency=concurrency,
-                            latency_s=every / 2 + SCHEDULE_SETTLE_S, latency_max_s=every + SCHEDULE_SETTLE_S, reasoning=lines,
+                            latency_s=every / 2, latency_max_s=every, reasoning=lines,
                             settings=settings, blocking=blocking)
     if trigger.schedule:
         interval = schedule_interval_s(stage)
