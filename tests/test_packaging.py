@@ -103,8 +103,7 @@ def test_plans_reference_the_built_package(project: Path) -> None:
 
     aws = plan(load_spec(project / "pipeline.yaml"), "aws")
     fn = aws.one("aws:lambda/function:Function", "score-function")
-    assert fn.inputs["handler"] == "pipeline_aws.s3_notification.handler"  # the only reader of preprocess's bucket: S3 notifies it
-    assert aws.one("aws:lambda/function:Function", "preprocess-function").inputs["handler"] == "pipeline_aws.runtime.handler"
+    assert fn.inputs["handler"] == aws.one("aws:lambda/function:Function", "preprocess-function").inputs["handler"] == "pipeline_aws.runtime.handler"
     assert fn.inputs["code"]["archive"] == str(project / ".pipeline" / "build" / "aws" / "default" / "score.zip")
 
 
