@@ -266,7 +266,9 @@ def latency_paths(spec: PipelineSpec, sizing: Sizing) -> list[Latency]:
     """Trigger waits plus invocation times summed along every path that carries data.
 
     A path starts at the stream, the uploads bucket or an HTTP request (answered synchronously) and ends
-    at a stage no other stage reads. A schedule with no `from` carries no data and has no path.
+    at a stage no event-driven stage reads: a stage read only by schedules ends a path of its own (its
+    outputs are there in seconds; a schedule's interval is another path), so a slow schedule never hides
+    how fast the stream is processed. A schedule with no `from` carries no data and has no path.
     """
     paths: dict[str, Latency] = {}
     for stage in spec.stages:
@@ -280,6 +282,6 @@ def latency_paths(spec: PipelineSpec, sizing: Sizing) -> list[Latency]:
         hop = sized.invocation_ms / 1000
         paths[stage.name] = Latency([*start, stage.name], (before.typical_s if before else 0.0) + sized.latency_s + hop,
                                     (before.max_s if before else 0.0) + sized.latency_max_s + hop)
-    read = {stage.trigger.source for stage in spec.stages}
+    read = {stage.trigger.source for stage in spec.stages if not stage.trigger.schedule}
     return [latency for name, latency in paths.items() if name not in read]
 
