@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline import verdict
 from pipeline import workload as workloads
 from pipeline.backend import Backend
 from pipeline.compare import CloudColumn, Comparison, compare_point
@@ -277,6 +278,7 @@ class Crossover:
     after: str | None
     changes: list[str]
     costs: dict[str, float | None]  # every cloud's monthly USD at `high` (None: it does not carry the load)
+    unverified: dict[str, float] = field(default_factory=dict)  # every cloud's USD billed at prices marked to verify, at `high`
 
 
 @dataclass
@@ -326,7 +328,8 @@ class Sweep:
             "clouds": {c.cloud: {"title": c.title, "location": c.location} for c in first.columns},
             "points": [_point_dict(point) for point in self.points],
             "crossovers": [{"between": [c.low, c.high], "at": c.high, "from": c.before, "to": c.after, "changes": c.changes,
-                            "monthly_usd": c.costs, "text": crossover_text(self.axis, c, _titles(first))} for c in self.crossovers],
+                            "monthly_usd": c.costs, "verify_usd": c.unverified, "text": crossover_text(self.axis, c, _titles(first))}
+                           for c in self.crossovers],
             "changes": [{"cloud": c.cloud, "kind": c.kind, "text": c.text, "from": c.start, "to": c.end, "at": c.high,
                          "first_between": [c.low, c.high]} for c in self.changes],
             "plans_made": self.plans_made,
@@ -342,8 +345,10 @@ def _point_dict(point: Point) -> dict[str, Any]:
     data.pop("roles", None)
     data.pop("definitions", None)
     comparison = point.comparison
+    slower = verdict.slower_than_the_spec(comparison)
     return {"value": point.value, "spec": point.spec, "cheapest": point.cheapest,
             "carries": {c.cloud: carries(comparison, c) for c in comparison.columns},
+            "slower_than_spec": {c.cloud: c.cloud in slower for c in comparison.columns},
             "design": {c.cloud: design(comparison, c) for c in comparison.columns},
             "comparison": data}
 
@@ -354,10 +359,12 @@ def crossover_text(axis: Axis, crossover: Crossover, titles: dict[str, str]) -> 
     after = titles.get(crossover.after or "", "no cloud")
     before = titles.get(crossover.before or "", "no cloud")
     head = f"At {at} {after} becomes the cheapest ({before} below)" if crossover.after else f"From {at} no cloud carries the load ({before} below)"
+    unsure = "".join(f"; {titles[c]} bills ${usd:,.2f} of it at prices marked to verify, enough to move it"
+                     for c, usd in crossover.unverified.items() if usd > 0 and c in (crossover.before, crossover.after))
     if crossover.changes:
-        return f"{head}: {'; '.join(crossover.changes)}."
+        return f"{head}: {'; '.join(crossover.changes)}{unsure}."
     costs = ", ".join(f"{titles[c]} ${usd:,.2f}" for c, usd in crossover.costs.items() if usd is not None and c in (crossover.before, crossover.after))
-    return f"{head}: no design changes there, the costs cross ({costs})."
+    return f"{head}: no design changes there, the costs cross ({costs}){unsure}."
 
 
 class _Points:
@@ -389,7 +396,8 @@ class _Points:
         low, high = _bisect(left.value, right.value, self.axis.whole, same)
         after = self.at(high)
         costs = {c.cloud: (c.cost.total if c.cost and carries(after, c) else None) for c in after.columns}
-        return Crossover(low, high, cheapest(self.at(low)), cheapest(after), _changes(self.at(low), after), costs)
+        return Crossover(low, high, cheapest(self.at(low)), cheapest(after), _changes(self.at(low), after), costs,
+                         {c.cloud: c.verify_usd for c in after.columns})
 
     def changes(self, left: Point, right: Point, index: int) -> list[Change]:
         """One cloud's design changes between two points: where the first happens, in its words, and the stream

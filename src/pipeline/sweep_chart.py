@@ -20,8 +20,8 @@ CLOUD_STYLE = {  # colour and marker per cloud, told apart without colour too
     "aws": ("#c2410c", "circle"), "gcp": ("#1d4ed8", "square"), "azure": ("#7e22ce", "diamond"),
 }
 OTHER_STYLE = ("#374151", "circle")
-WIDTH, HEIGHT = 900, 460
-LEFT, RIGHT, TOP, BOTTOM = 80, 130, 64, 64  # room for the y ticks, the lines' labels, crossover labels, the x ticks
+WIDTH, HEIGHT = 900, 480
+LEFT, RIGHT, TOP, BOTTOM = 80, 130, 64, 84  # room for the y ticks, the lines' labels, crossover labels, the x ticks and the key
 LABEL_GAP = 15  # the smallest vertical distance between two lines' end labels
 
 
@@ -69,13 +69,16 @@ def _bounds(values: list[float], log: bool) -> tuple[float, float]:
     return below, above if above > below else below * 10
 
 
-def _marker(kind: str, x: float, y: float, colour: str, title: str) -> str:
+def _marker(kind: str, x: float, y: float, colour: str, title: str, hollow: bool) -> str:
+    """A point; hollow where the cloud is priced for slower delivery than the spec asks."""
     tip = f"<title>{escape(title)}</title>"
+    paint = f'fill="#fff" stroke="{colour}" stroke-width="2"' if hollow else f'fill="{colour}"'
+    css = "point slower" if hollow else "point"
     if kind == "square":
-        return f'<rect class="point" x="{x - 4:.1f}" y="{y - 4:.1f}" width="8" height="8" fill="{colour}">{tip}</rect>'
+        return f'<rect class="{css}" x="{x - 4:.1f}" y="{y - 4:.1f}" width="8" height="8" {paint}>{tip}</rect>'
     if kind == "diamond":
-        return f'<path class="point" d="M{x:.1f} {y - 5.5:.1f}L{x + 5.5:.1f} {y:.1f}L{x:.1f} {y + 5.5:.1f}L{x - 5.5:.1f} {y:.1f}Z" fill="{colour}">{tip}</path>'
-    return f'<circle class="point" cx="{x:.1f}" cy="{y:.1f}" r="4.5" fill="{colour}">{tip}</circle>'
+        return f'<path class="{css}" d="M{x:.1f} {y - 5.5:.1f}L{x + 5.5:.1f} {y:.1f}L{x:.1f} {y + 5.5:.1f}L{x - 5.5:.1f} {y:.1f}Z" {paint}>{tip}</path>'
+    return f'<circle class="{css}" cx="{x:.1f}" cy="{y:.1f}" r="4.5" {paint}>{tip}</circle>'
 
 
 def _money_tick(usd: float) -> str:
@@ -88,6 +91,7 @@ def chart_svg(data: dict[str, Any]) -> str:
     titles = {c: data["clouds"][c]["title"] for c in clouds}
     unit, points = data["unit"], data["points"]
     series: dict[str, list[tuple[float, float | None, str]]] = {c: [] for c in clouds}  # (x, usd or None, why not)
+    slower = {(p["value"], c) for p in points for c, flag in (p.get("slower_than_spec") or {}).items() if flag}
     for point in points:
         for cloud in clouds:
             column = point["comparison"]["clouds"][cloud]
@@ -121,7 +125,7 @@ def chart_svg(data: dict[str, Any]) -> str:
                      f'<text class="small x-tick" data-value="{tick:g}" x="{tx:.1f}" y="{plot_bottom + 18}" text-anchor="middle">{amount(tick)}</text>')
     parts.append(f'<rect x="{LEFT}" y="{plot_top}" width="{WIDTH - RIGHT - LEFT}" height="{plot_bottom - plot_top}" fill="none" stroke="#9ca3af"/>')
     scale_words = "log scale" if log_x else "linear scale"
-    parts.append(f'<text class="small" x="{(LEFT + WIDTH - RIGHT) / 2:.0f}" y="{HEIGHT - 22}" text-anchor="middle">'
+    parts.append(f'<text class="small" x="{(LEFT + WIDTH - RIGHT) / 2:.0f}" y="{plot_bottom + 40}" text-anchor="middle">'
                  f'{field} ({escape(unit)}, {scale_words})</text>'
                  f'<text class="small" transform="translate(16 {(plot_top + plot_bottom) / 2:.0f}) rotate(-90)" text-anchor="middle">'
                  'monthly cost, USD (log scale)</text>')
@@ -138,7 +142,7 @@ def chart_svg(data: dict[str, Any]) -> str:
         label_y = TOP - 8.0 - (index % 2) * 15  # alternate rows so neighbours do not collide
         parts.append(f'<g class="crossover" data-at="{crossover["at"]:g}"><line x1="{cx:.1f}" x2="{cx:.1f}" y1="{label_y + 3}" y2="{plot_bottom}" '
                      f'stroke="#111827" stroke-dasharray="5 4"/><text class="small" x="{cx:.1f}" y="{label_y:.1f}" text-anchor="middle">'
-                     f'~{amount(crossover["at"])}: {escape(after)} cheapest</text><title>{escape(crossover["text"])}</title></g>')
+                     f'~{amount(crossover["at"])} {escape(unit)}: {escape(after)} cheapest</text><title>{escape(crossover["text"])}</title></g>')
     # one line per cloud, broken where it cannot carry the load
     ends: list[tuple[float, str, str]] = []
     for number, cloud in enumerate(clouds):
@@ -157,7 +161,9 @@ def chart_svg(data: dict[str, Any]) -> str:
         for run in (r for r in runs if r):
             coords = " ".join(f"{x(v):.1f},{y(u):.1f}" for v, u in run)
             parts.append(f'<polyline class="cloud-line" data-cloud="{cloud}" points="{coords}" fill="none" stroke="{colour}" stroke-width="2.5"/>')
-            parts += [_marker(marker, x(v), y(u), colour, f"{titles[cloud]} at {amount(v)} {unit}: {compact_money(u)}/month") for v, u in run]
+            parts += [_marker(marker, x(v), y(u), colour, f"{titles[cloud]} at {amount(v)} {unit}: {compact_money(u)}/month"
+                              + (" (priced for slower delivery than the spec asks)" if (v, cloud) in slower else ""), (v, cloud) in slower)
+                      for v, u in run]
         carried = [(v, u) for v, u, _ in series[cloud] if u is not None and u > 0]
         if carried:
             ends.append((y(carried[-1][1]), cloud, colour))
@@ -168,8 +174,10 @@ def chart_svg(data: dict[str, Any]) -> str:
         placed.append(label_y)
         parts.append(f'<text class="line-label" data-cloud="{cloud}" x="{WIDTH - RIGHT + 8}" y="{label_y + 4:.1f}" '
                      f'style="fill:{colour};font-weight:bold">{escape(titles[cloud])}</text>')
-    if any(usd is None for line in series.values() for _, usd, _ in line):
-        parts.append(f'<text class="small" x="{WIDTH - RIGHT + 8}" y="{plot_top + 12}">× cannot carry</text>')
+    keys = [text for shown, text in ((bool(slower), "hollow point: priced for slower delivery than the spec's batching window"),
+                                     (any(usd is None for line in series.values() for _, usd, _ in line), "×: cannot carry the load")) if shown]
+    if keys:
+        parts.append(f'<text class="small key" x="{LEFT}" y="{HEIGHT - 8}">{escape("   ·   ".join(keys))}</text>')
     parts.append("</svg>")
     return "".join(parts)
 

@@ -14,6 +14,7 @@ from pipeline.summary import Cell, CloudHead, Finding
 from pipeline.workload import amount
 
 MARK_SPEC = "▸"  # marks the spec's own workload among the points
+MARK_SLOWER = "†"  # a cloud whose design delivers slower than the spec's batching window at that point
 
 
 @dataclass
@@ -58,7 +59,8 @@ def _cell(point: dict[str, Any], cloud: str) -> Cell:
     if not point["carries"][cloud]:
         return Cell("over a limit", "bad")
     usd = sum(line["monthly_usd"] for line in column["cost"]["lines"])
-    text = " ".join(x for x in (compact_money(usd), units_text(column.get("stream"))) if x)
+    slower = MARK_SLOWER if (point.get("slower_than_spec") or {}).get(cloud) else ""
+    text = " ".join(x for x in (compact_money(usd) + slower, units_text(column.get("stream"))) if x)
     return Cell(text, "good" if point["cheapest"] == cloud else "")
 
 
@@ -97,6 +99,8 @@ def summarize_sweep(data: dict[str, Any]) -> SweepSummary:
                 + (f"; {MARK_SPEC} the spec's own {amount(data['spec_value'])}" if spec_point else ""))
     note = ("Each row is what `pipeline compare` prints for that workload; --format json has every point, "
             "--format html draws the chart.")
+    if any(any((p.get("slower_than_spec") or {}).values()) for p in data["points"]):
+        note = f"{MARK_SLOWER} priced for slower delivery than the spec's batching window (that point's verdict says how slow). " + note
     title = f"{data['pipeline']} ({data['stack']}): monthly cost as {data['field']} grows"
     return SweepSummary(title, subtitle, unit, heads, rows, findings, note)
 

@@ -77,6 +77,11 @@ def _unverified_order(comparison: Comparison) -> list[str]:
     return lines
 
 
+def slower_than_the_spec(comparison: Comparison) -> set[str]:
+    """Clouds whose design typically delivers slower than the spec's batching window (see `_slower_than_the_spec`)."""
+    return _slower_than_the_spec(comparison)[0]
+
+
 def _slower_than_the_spec(comparison: Comparison) -> tuple[set[str], list[str]]:
     """Stream stages whose trigger, on a cloud's design, typically holds records longer than the spec's batching
     window: that cloud is priced for slower delivery than the spec asks, and an equally fast design is not priced."""
@@ -137,7 +142,11 @@ def assumptions(comparison: Comparison) -> list[str]:
 
 
 def _percent(value: float, base: float) -> str:
-    return f"{(value - base) / base * 100:,.0f}% more" if base > 0 else "n/a"
+    """"70% more", "0.2% more" (a difference is never shown as 0%)."""
+    if base <= 0:
+        return "n/a"
+    share = (value - base) / base * 100
+    return f"{share:,.0f}% more" if share >= 1 else f"{share:.1f}% more" if share >= 0.1 else "<0.1% more"
 
 
 def _seconds(value: float) -> str:
