@@ -400,20 +400,31 @@ class _Points:
                          {c.cloud: c.verify_usd for c in after.columns})
 
     def changes(self, left: Point, right: Point, index: int) -> list[Change]:
-        """One cloud's design changes between two points: where the first happens, in its words, and the stream
-        units from one point to the next (which may take several steps)."""
+        """One cloud's design changes between two points, each kind located on its own: where it starts or stops
+        carrying the load (in the words of that boundary), where its stream first gains or loses units (and how
+        many it has at the next point), where the services it is billed for change."""
         before, after = self.design(left.value, index), self.design(right.value, index)
-        if before == after:
-            return []
-
-        def same(value: float) -> bool:
-            return self.design(value, index) == before
-
-        low, high = _bisect(left.value, right.value, self.axis.whole, same)
-        lines = [line for line in describe_change(before, self.design(high, index)) if line[0] != "stream"]
-        lines += [line for line in describe_change(before, after) if line[0] == "stream"]
+        found: list[Change] = []
         column = left.comparison.columns[index]
-        return [Change(column.cloud, kind, f"{column.title} {words}", left.value, right.value, low, high) for kind, words in lines]
+        for kind in ("capacity", "stream", "services"):
+            if _aspect(before, kind) == _aspect(after, kind):
+                continue
+
+            def same(value: float, kind: str = kind) -> bool:
+                return _aspect(self.design(value, index), kind) == _aspect(before, kind)
+
+            low, high = _bisect(left.value, right.value, self.axis.whole, same)
+            target = after if kind == "stream" else self.design(high, index)
+            found += [Change(column.cloud, kind, f"{column.title} {words}", left.value, right.value, low, high)
+                      for line_kind, words in describe_change(before, target) if line_kind == kind]
+        return found
+
+
+def _aspect(found: dict[str, Any], kind: str) -> Any:
+    """The part of a design one kind of change is about."""
+    if kind == "capacity":
+        return found.get("carries")
+    return found.get(kind)
 
 
 def run(loaded: LoadedSpec, clouds: list[str], axis: Axis, free_tier: bool = False) -> Sweep:

@@ -85,13 +85,14 @@ def summarize_sweep(data: dict[str, Any]) -> SweepSummary:
         tone = "bad" if change["kind"] == "capacity" and "cannot" in change["text"] else ""
         found.append((change["at"], Finding(f"From ~{amount(change['at'])} {unit}: {change['text']}.", tone)))
     findings = [finding for _, finding in sorted(found, key=lambda item: item[0])]
-    if not data["crossovers"]:
-        bests = {p.get("cheapest") for p in data["points"]}
-        best = next(iter(bests)) if len(bests) == 1 else None
-        text = (f"{titles[best]} is the cheapest cloud that carries the load at every point: the clouds do not cross in this range."
-                if best else "No cloud carries the load at any point of this range." if bests == {None} else "")
-        if text:
-            findings.insert(0, Finding(text, "good" if best else "bad"))
+    bests = {p.get("cheapest") for p in data["points"]}
+    able = bests - {None}
+    if not able:
+        findings.insert(0, Finding("No cloud carries the load at any point of this range.", "bad"))
+    elif len(able) == 1:
+        best = titles[next(iter(able))]
+        where = "at every point" if None not in bests else "wherever a cloud carries the load"
+        findings.insert(0, Finding(f"{best} is the cheapest {where}: the clouds do not cross in this range.", "good"))
     values = data["values"]
     spaced = {"log": "log-spaced", "linear": "evenly spaced", "list": "as listed"}.get(data["scale"], data["scale"])
     spec_point = any(p.get("spec") for p in data["points"])
