@@ -359,8 +359,9 @@ def crossover_text(axis: Axis, crossover: Crossover, titles: dict[str, str]) -> 
     after = titles.get(crossover.after or "", "no cloud")
     before = titles.get(crossover.before or "", "no cloud")
     head = f"At {at} {after} becomes the cheapest ({before} below)" if crossover.after else f"From {at} no cloud carries the load ({before} below)"
-    unsure = "".join(f"; {titles[c]} bills ${usd:,.2f} of it at prices marked to verify, enough to move it"
-                     for c, usd in crossover.unverified.items() if usd > 0 and c in (crossover.before, crossover.after))
+    doubtful = [f"${usd:,.2f} of {titles[c]}'s bill" for c, usd in crossover.unverified.items()
+                if usd > 0 and c in (crossover.before, crossover.after)]
+    unsure = f"; prices marked to verify ({', '.join(doubtful)}) can move it" if doubtful else ""
     if crossover.changes:
         return f"{head}: {'; '.join(crossover.changes)}{unsure}."
     costs = ", ".join(f"{titles[c]} ${usd:,.2f}" for c, usd in crossover.costs.items() if usd is not None and c in (crossover.before, crossover.after))
@@ -411,7 +412,7 @@ class _Points:
                 continue
 
             def same(value: float, kind: str = kind) -> bool:
-                return _aspect(self.design(value, index), kind) == _aspect(before, kind)
+                return bool(_aspect(self.design(value, index), kind) == _aspect(before, kind))
 
             low, high = _bisect(left.value, right.value, self.axis.whole, same)
             target = after if kind == "stream" else self.design(high, index)

@@ -7,6 +7,7 @@ the JSON holds; each cell and finding carries a tone a view may colour, and its 
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,10 +59,27 @@ def _cell(point: dict[str, Any], cloud: str) -> Cell:
         return Cell("cost unknown", "warn")
     if not point["carries"][cloud]:
         return Cell("over a limit", "bad")
-    usd = sum(line["monthly_usd"] for line in column["cost"]["lines"])
+    usd = _usd(point, cloud)
     slower = MARK_SLOWER if (point.get("slower_than_spec") or {}).get(cloud) else ""
     text = " ".join(x for x in (compact_money(usd) + slower, units_text(column.get("stream"))) if x)
     return Cell(text, "good" if point["cheapest"] == cloud else "")
+
+
+def _falls(data: dict[str, Any], titles: dict[str, str]) -> list[tuple[float, Finding]]:
+    """Where a cloud's total falls although the load grows (a design switch priced as cheaper than the last one):
+    the curve a team would extrapolate from is not the one it will pay."""
+    found = []
+    for cloud, title in titles.items():
+        carried = [(p["value"], _usd(p, cloud)) for p in data["points"] if p["carries"][cloud]]
+        for (low, before), (high, after) in itertools.pairwise(carried):
+            if after < before - 0.005:
+                found.append((high, Finding(f"{title}'s total falls as the load grows: {amount(low)} -> {amount(high)} {data['unit']}, "
+                                            f"{compact_money(before)} -> {compact_money(after)}.", "warn")))
+    return found
+
+
+def _usd(point: dict[str, Any], cloud: str) -> float:
+    return float(sum(line["monthly_usd"] for line in point["comparison"]["clouds"][cloud]["cost"]["lines"]))
 
 
 def summarize_sweep(data: dict[str, Any]) -> SweepSummary:
@@ -84,6 +102,7 @@ def summarize_sweep(data: dict[str, Any]) -> SweepSummary:
             continue  # stream units are in the table; changes at a crossover are in its sentence
         tone = "bad" if change["kind"] == "capacity" and "cannot" in change["text"] else ""
         found.append((change["at"], Finding(f"From ~{amount(change['at'])} {unit}: {change['text']}.", tone)))
+    found += _falls(data, titles)
     findings = [finding for _, finding in sorted(found, key=lambda item: item[0])]
     bests = {p.get("cheapest") for p in data["points"]}
     able = bests - {None}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -325,12 +326,16 @@ def compare(
             _print_summary(data, output)
 
 
+@dataclass(frozen=True)
 class _SweepOptions:
     """`compare --sweep` and the options that shape it."""
 
-    def __init__(self, text: str, points: int | None, linear: bool, free_tier: bool, cache: bool, detail: bool):
-        self.text, self.points, self.linear = text, points, linear
-        self.free_tier, self.cache, self.detail = free_tier, cache, detail
+    text: str
+    points: int | None
+    linear: bool
+    free_tier: bool
+    cache: bool
+    detail: bool
 
 
 def _compare_sweep(spec: Path, stack: str | None, names: list[str], format: CompareFormat, output: Path | None, options: _SweepOptions) -> None:
