@@ -82,6 +82,10 @@ def _marker(kind: str, x: float, y: float, colour: str, title: str, hollow: bool
 
 
 def _money_tick(usd: float) -> str:
+    """$0.5, $20, $500, $2k, $50k, $1M: short enough for the margin at any scale."""
+    for scale, suffix in ((1e6, "M"), (1e3, "k")):
+        if usd >= scale:
+            return f"${usd / scale:,.3g}{suffix}"
     return f"${usd:,.0f}" if usd >= 1 else f"${usd:.2g}"
 
 
@@ -138,11 +142,11 @@ def chart_svg(data: dict[str, Any]) -> str:
     # crossovers
     for index, crossover in enumerate(data["crossovers"]):
         cx = x(crossover["at"])
-        after = titles.get(crossover["to"] or "", "none")
+        after = f"{titles[crossover['to']]} cheapest" if crossover["to"] else "no cloud carries the load"
         label_y = TOP - 8.0 - (index % 2) * 15  # alternate rows so neighbours do not collide
         parts.append(f'<g class="crossover" data-at="{crossover["at"]:g}"><line x1="{cx:.1f}" x2="{cx:.1f}" y1="{label_y + 3}" y2="{plot_bottom}" '
                      f'stroke="#111827" stroke-dasharray="5 4"/><text class="small" x="{cx:.1f}" y="{label_y:.1f}" text-anchor="middle">'
-                     f'~{amount(crossover["at"])} {escape(unit)}: {escape(after)} cheapest</text><title>{escape(crossover["text"])}</title></g>')
+                     f'~{amount(crossover["at"])} {escape(unit)}: {escape(after)}</text><title>{escape(crossover["text"])}</title></g>')
     # one line per cloud, broken where it cannot carry the load
     ends: list[tuple[float, str, str]] = []
     for number, cloud in enumerate(clouds):
