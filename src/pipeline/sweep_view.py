@@ -106,7 +106,9 @@ def summarize_sweep(data: dict[str, Any]) -> SweepSummary:
     findings = [finding for _, finding in sorted(found, key=lambda item: item[0])]
     bests = {p.get("cheapest") for p in data["points"]}
     able = bests - {None}
-    if not able:
+    if len(names) == 1:
+        findings.insert(0, Finding(f"Only {titles[names[0]]} is compared: its cost along the range, and what changes in its design.", ""))
+    elif not able:
         findings.insert(0, Finding("No cloud carries the load at any point of this range.", "bad"))
     elif len(able) == 1:
         best = titles[next(iter(able))]

@@ -148,10 +148,12 @@ def sweep_screen(summary: SweepSummary) -> list[RenderableType]:
     table.add_column(summary.axis_label, justify="right", no_wrap=True, style="bold")
     for head in summary.clouds:
         table.add_column(Text(head.title, style="bold") + Text(f" {head.location}", style="dim"), overflow="fold")
-    table.add_column("Cheapest", no_wrap=True)
+    several = len(summary.clouds) > 1
+    if several:
+        table.add_column("Cheapest", no_wrap=True)
     for row in summary.rows:
         label = Text(row.label, style="bold" if row.spec else "")
-        table.add_row(label, *(_cell(row.cells[h.cloud]) for h in summary.clouds), _cell(row.cheapest))
+        table.add_row(label, *(_cell(row.cells[h.cloud]) for h in summary.clouds), *([_cell(row.cheapest)] if several else []))
     grid = Table.grid(padding=(0, 1))
     grid.add_column(no_wrap=True)
     grid.add_column()
