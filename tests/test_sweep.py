@@ -20,6 +20,7 @@ from pipeline import sweep, workload
 from pipeline.compare import _planned, compare, compare_point
 from pipeline.errors import PipelineError
 from pipeline.spec.load import load_spec
+from pipeline.summary import amount
 
 ROOT = Path(__file__).parents[1]
 STACKS = ROOT / "stacks"
@@ -140,7 +141,7 @@ def test_the_crossover_is_narrowed_and_true() -> None:
     below, above = (compare(workload.with_value(loaded, "records_per_second", v), CLOUDS) for v in (crossover.low, crossover.high))
     assert sweep.cheapest(below) == "gcp" and sweep.cheapest(above) == "aws"
     text = sweep.crossover_text(swept.axis, crossover, {"aws": "AWS", "gcp": "GCP", "azure": "Azure"})
-    assert text.startswith(f"At ~{workload.amount(crossover.high)} rec/s AWS becomes the cheapest (GCP below)"), text
+    assert text.startswith(f"At ~{amount(crossover.high)} rec/s AWS becomes the cheapest (GCP below)"), text
 
 
 def test_a_cloud_that_cannot_carry_the_load_reads_as_such_never_as_zero() -> None:
@@ -259,3 +260,24 @@ def test_the_cost_vs_load_chart_reads_at_a_glance_in_chromium(tmp_path: Path) ->
             assert a[3] <= b[1] or b[3] <= a[1] or a[2] <= b[0] or b[2] <= a[0], "line labels overlap"
     left, top, right, bottom = seen["svg"]
     assert all(left - 1 <= t[0] and t[2] <= right + 1 and top - 1 <= t[1] and t[3] <= bottom + 1 for t in seen["texts"]), "text outside the chart"
+
+
+def test_a_sweep_is_answered_from_the_plan_cache_without_planning(tmp_path: Path) -> None:
+    """The table, JSON and Markdown come from the sweep's JSON: an unchanged spec is answered byte for byte,
+    without importing pydantic, Pulumi or a cloud SDK."""
+    probe = ("import json, sys\nfrom pipeline.cli.app import main\ncode = 0\ntry:\n    main(ARGS)\nexcept SystemExit as exc:\n    code = exc.code\n"
+             "heavy = sorted({m.split('.')[0] for m in sys.modules if m.split('.')[0] in ('pydantic', 'pulumi', 'pulumi_aws', 'pulumi_gcp', "
+             "'pulumi_azure_native')})\nprint('\\n@@' + json.dumps({'code': code, 'heavy': heavy}))\n")
+    args = ["compare", str(EXAMPLE), "--stack", "dev", "--sweep", "records_per_second=10..1000", "--points", "4"]
+    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "80", "PIPELINE_CACHE_DIR": str(tmp_path), "PIPELINE_SERVER": "0"}
+    env.pop("PIPELINE_NO_CACHE", None)
+    runs = []
+    for _ in range(2):
+        result = subprocess.run([sys.executable, "-c", probe.replace("ARGS", repr(args))], capture_output=True, text=True, env=env, timeout=600, check=False)
+        out, _, report = result.stdout.rpartition("\n@@")
+        assert report, result.stderr
+        runs.append((out, json.loads(report)))
+    (first, miss), (second, hit) = runs
+    assert miss["code"] == hit["code"] == 0 and "pulumi" in miss["heavy"]
+    assert hit["heavy"] == [], f"a cache hit imported {hit['heavy']}"
+    assert second == first and "Where the clouds cross" in second

@@ -23,6 +23,7 @@ from pipeline.planner import preflight
 from pipeline.sizing import HEADROOM, Latency, latency_paths
 from pipeline.spec.load import LoadedSpec, spec_problems
 from pipeline.spec.model import PipelineSpec
+from pipeline.summary import amount
 
 # How a column gets its plan: the planner by default; `compare --sweep` passes one that re-plans only when a
 # cloud's design changes (pipeline.sweep).
@@ -167,7 +168,7 @@ class Comparison:
             problems.append(f"records of {self.spec.workload.record_bytes:,} bytes exceed the {limits.max_record_bytes:,}-byte maximum event size")
         stream = column.stream
         if stream and stream["capacity_records_per_second"] and self.spec.workload.records_per_second > stream["capacity_records_per_second"]:
-            problems.append(f"{workloads.amount(self.spec.workload.records_per_second)} records/s exceed the stream's sized capacity of "
+            problems.append(f"{amount(self.spec.workload.records_per_second)} records/s exceed the stream's sized capacity of "
                             f"{stream['capacity_records_per_second']:,.0f} records/s")
         for name, stage in column.stages.items():
             if stage["demand_records_per_second"] > stage["capacity_records_per_second"]:

@@ -92,6 +92,16 @@ def clouds_phrase(titles: list[str]) -> str:
     return " vs ".join(titles) if titles else "no cloud"
 
 
+def amount(value: float) -> str:
+    """A rate or size as people write it: 1,500, 150, 12.5, 0.3, 0.0042 (never "0" for a fraction)."""
+    if value >= 1000:
+        return f"{value:,.0f}"
+    if value == 0:
+        return "0"
+    text = f"{value:.3g}"
+    return text if "e" not in text else f"{value:.2e}"
+
+
 def money(usd: float | None) -> str:
     if usd is None:
         return "-"

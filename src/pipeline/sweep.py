@@ -32,6 +32,7 @@ from pipeline.errors import PipelineError
 from pipeline.plan import Plan
 from pipeline.planner import plan as make_plan
 from pipeline.spec.load import LoadedSpec
+from pipeline.summary import amount
 
 SCHEMA_VERSION = 1
 DEFAULT_POINTS = 12
@@ -355,7 +356,7 @@ def _point_dict(point: Point) -> dict[str, Any]:
 
 def crossover_text(axis: Axis, crossover: Crossover, titles: dict[str, str]) -> str:
     """"At ~95 records/s AWS becomes the cheapest (GCP below): the costs cross at $44.10 and $44.30"."""
-    at = f"~{workloads.amount(crossover.high)} {axis.unit}"
+    at = f"~{amount(crossover.high)} {axis.unit}"
     after = titles.get(crossover.after or "", "no cloud")
     before = titles.get(crossover.before or "", "no cloud")
     head = f"At {at} {after} becomes the cheapest ({before} below)" if crossover.after else f"From {at} no cloud carries the load ({before} below)"

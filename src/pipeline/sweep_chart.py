@@ -13,8 +13,8 @@ import math
 from html import escape
 from typing import Any
 
+from pipeline.summary import amount
 from pipeline.sweep_view import compact_money
-from pipeline.workload import amount
 
 CLOUD_STYLE = {  # colour and marker per cloud, told apart without colour too
     "aws": ("#c2410c", "circle"), "gcp": ("#1d4ed8", "square"), "azure": ("#7e22ce", "diamond"),

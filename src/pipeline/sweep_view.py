@@ -11,8 +11,7 @@ import itertools
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.summary import Cell, CloudHead, Finding
-from pipeline.workload import amount
+from pipeline.summary import Cell, CloudHead, Finding, amount
 
 MARK_SPEC = "▸"  # marks the spec's own workload among the points
 MARK_SLOWER = "†"  # a cloud whose design delivers slower than the spec's batching window at that point

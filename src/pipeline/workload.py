@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ValidationError
 
 from pipeline.errors import PipelineError
+from pipeline.summary import amount
 
 if TYPE_CHECKING:
     from pipeline.spec.load import LoadedSpec
@@ -32,16 +33,6 @@ SWEEPABLE: dict[str, tuple[str, bool]] = {
 }
 SHORT_UNITS = {"records_per_second": "rec/s", "record_bytes": "B", "uploads.files_per_hour": "files/h",
                "uploads.records_per_file": "rows/file", "http.requests_per_second": "req/s", "http.rows_per_request": "rows/req"}
-
-
-def amount(value: float) -> str:
-    """A rate or size as people write it: 1,500, 150, 12.5, 0.3, 0.0042 (never "0" for a fraction)."""
-    if value >= 1000:
-        return f"{value:,.0f}"
-    if value == 0:
-        return "0"
-    text = f"{value:.3g}"
-    return text if "e" not in text else f"{value:.2e}"
 
 
 def sweepable_fields(spec: PipelineSpec) -> list[str]:

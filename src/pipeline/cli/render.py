@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich import box
 from rich.console import RenderableType
@@ -14,7 +14,9 @@ from rich.tree import Tree
 
 from pipeline.plan import Plan, PlannedResource, short_type
 from pipeline.summary import SECTION_TITLES, Cell, Summary, latency_lines, sizing_reasoning
-from pipeline.sweep_view import SweepSummary
+
+if TYPE_CHECKING:
+    from pipeline.sweep_view import SweepSummary
 
 _SKIP_INPUTS = {"tags", "tagsAll", "labels", "effectiveLabels", "__defaults"}
 _MAX_SETTINGS = 5
