@@ -38,13 +38,13 @@ def fresh(exe: str, args: list[str], runs: int, env: dict[str, str]) -> tuple[fl
 
 def in_process(spec: Path, stack: str) -> tuple[float, float, int]:
     """(seconds planning every point, seconds planning each design once, plans made) for one 20-point sweep, warm."""
-    from pipeline import sweep
+    from pipeline import sweep, sweep_axis
     from pipeline.compare import _planned, compare_point
     from pipeline.spec.load import load_spec
     from pipeline.workload import with_value
 
     loaded = load_spec(spec, stack)
-    axis = sweep.parse_axis(RANGE, loaded, points=20)
+    axis = sweep_axis.parse_axis(RANGE, loaded, points=20)
     compare_point(loaded, ["aws", "gcp", "azure"], False, _planned, None)  # imports and first plans out of the way
     start = time.perf_counter()
     for value in axis.values:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import sweep, workload
+from pipeline import sweep, sweep_axis, workload
 from pipeline.compare import _planned, compare, compare_point
 from pipeline.errors import PipelineError
 from pipeline.spec.load import load_spec
@@ -46,15 +46,15 @@ def cli(*args: str | Path, columns: int = 80) -> subprocess.CompletedProcess[str
 
 def test_a_range_is_log_spaced_in_round_numbers_from_end_to_end() -> None:
     loaded = load_spec(EXAMPLE, "dev")
-    axis = sweep.parse_axis("workload.records_per_second=10..20000", loaded, points=12)
+    axis = sweep_axis.parse_axis("workload.records_per_second=10..20000", loaded, points=12)
     assert axis.field == "records_per_second" and axis.scale == "log" and len(axis.values) == 12
     assert axis.values[0] == 10 and axis.values[-1] == 20_000
     step = (20_000 / 10) ** (1 / 11)
     for low, high in itertools.pairwise(axis.values):
         assert step * 0.9 < high / low < step * 1.1, axis.values
     assert all(float(f"{v:.2g}") == v for v in axis.values[1:-1]), axis.values  # two significant digits: a number a spec would state
-    assert sweep.parse_axis("record_bytes=100,700,5000", loaded).values == (100, 700, 5000)
-    linear = sweep.parse_axis("records_per_second=100..1000", loaded, points=10, linear=True).values
+    assert sweep_axis.parse_axis("record_bytes=100,700,5000", loaded).values == (100, 700, 5000)
+    linear = sweep_axis.parse_axis("records_per_second=100..1000", loaded, points=10, linear=True).values
     assert linear == (100, 200, 300, 400, 500, 600, 700, 800, 900, 1000)
 
 
@@ -70,7 +70,7 @@ def test_a_range_is_log_spaced_in_round_numbers_from_end_to_end() -> None:
 ])
 def test_a_bad_sweep_says_what_would_be_valid(text: str, said: str) -> None:
     with pytest.raises(PipelineError, match=re.escape(said)):
-        sweep.parse_axis(text, load_spec(EXAMPLE, "dev"))
+        sweep_axis.parse_axis(text, load_spec(EXAMPLE, "dev"))
 
 
 def test_a_bad_sweep_is_a_usage_error_on_the_command_line() -> None:
@@ -91,7 +91,7 @@ def test_reusing_plans_within_a_design_changes_nothing_a_comparison_says(stack: 
     overlay, *fields = BUNDLED[stack]
     loaded = load_spec(STACKS / stack / "pipeline.yaml", overlay)
     for text in fields:
-        axis = sweep.parse_axis(text, loaded, points=5)
+        axis = sweep_axis.parse_axis(text, loaded, points=5)
         swept = sweep.run(loaded, CLOUDS, axis)
         assert swept.plans_made < len(swept.points) * len(CLOUDS), "a design's plan is made once"
         for point in swept.points:
@@ -133,7 +133,7 @@ def test_each_point_equals_compare_with_that_workload(tmp_path: Path) -> None:
 
 def test_the_crossover_is_narrowed_and_true() -> None:
     loaded = load_spec(EXAMPLE, "dev")
-    swept = sweep.run(loaded, CLOUDS, sweep.parse_axis("records_per_second=10..20000", loaded, points=12))
+    swept = sweep.run(loaded, CLOUDS, sweep_axis.parse_axis("records_per_second=10..20000", loaded, points=12))
     [crossover] = swept.crossovers
     assert (crossover.before, crossover.after) == ("gcp", "aws")
     assert crossover.high / crossover.low <= sweep.BISECT_RATIO
@@ -189,7 +189,7 @@ def test_the_example_shows_where_aws_overtakes_gcp() -> None:
 
 def test_a_twenty_point_sweep_plans_each_design_once() -> None:
     loaded = load_spec(EXAMPLE, "dev")
-    swept = sweep.run(loaded, CLOUDS, sweep.parse_axis("records_per_second=10..20000", loaded, points=20))
+    swept = sweep.run(loaded, CLOUDS, sweep_axis.parse_axis("records_per_second=10..20000", loaded, points=20))
     assert len(swept.points) == 21
     # AWS: Firehose, then the Lambda archiver; GCP and Azure: one design each (their units are inputs, not resources)
     assert swept.plans_made == 4, swept.plans_made

@@ -316,9 +316,10 @@ def compare(
             _write_or_print(markdown(result), output)
         elif format is CompareFormat.html:
             from pipeline import sweep as sweeps
+            from pipeline.sweep_axis import default_axis
 
             with working("sweeping the workload for the cost-vs-load chart"):
-                swept = sweeps.run(loaded, names, sweeps.default_axis(loaded), free_tier).to_dict()
+                swept = sweeps.run(loaded, names, default_axis(loaded), free_tier).to_dict()
             _write_html(result, loaded, swept, output)
         elif detail:
             _print_detail(result, output)
@@ -355,10 +356,11 @@ def _compare_sweep(spec: Path, stack: str | None, names: list[str], format: Comp
     data = plan_cache.lookup(request) if request else None
     if data is None:
         from pipeline import sweep as sweeps
+        from pipeline.sweep_axis import DEFAULT_POINTS, parse_axis
 
         loaded = _load(spec, stack)
         try:
-            axis = sweeps.parse_axis(options.text, loaded, options.points or sweeps.DEFAULT_POINTS, options.linear)
+            axis = parse_axis(options.text, loaded, options.points or DEFAULT_POINTS, options.linear)
         except PipelineError as exc:
             fail(EXIT_BAD_INPUT, f"error: {exc}")
         with _reported("the spec cannot be swept"):
