@@ -103,7 +103,8 @@ def test_compare_detail_has_roles_and_prose_and_still_ends_with_the_verdict() ->
     text = result.stdout
     assert "By role" in text and "kinesis.Stream" in text and "Poison records" in text and "Sizing" in text
     assert text.index("By role") < text.rindex("Verdict")
-    assert text.rstrip().splitlines()[-1].startswith("• ")
+    verdict = text.rstrip().splitlines()[text.rstrip().splitlines().index("Verdict") + 1:]
+    assert verdict and verdict[0].startswith("• ") and all(line.startswith(("• ", "  ")) for line in verdict)  # nothing after it
 
 
 def test_compare_of_one_cloud_is_an_answer_not_a_failure() -> None:

@@ -95,6 +95,18 @@ class Limits:
     http_max_request_bytes: int | None = None  # largest HTTP request body an HTTP stage accepts (None: no HTTP stage)
     http_max_response_bytes: int | None = None
     http_max_timeout_s: int | None = None  # longest an HTTP request may run
+    # The platform's longest invocation per trigger kind the spec uses ("stream", "objects", "schedule", "http"):
+    # `max_stage_timeout_s` is the smallest of these, which alone would misstate every other kind's limit.
+    max_stage_timeout_s_by_trigger: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Compute:
+    """What one invocation of a stage runs on as planned: the same milliseconds of `workload.stages` buy
+    different CPU on each cloud, and a comparison says so."""
+
+    memory_mb: int  # the memory the function gets (a Flex instance size, a Lambda memory setting, ...)
+    vcpus: float  # the CPU that memory comes with
 
 
 H = TypeVar("H")
@@ -211,6 +223,14 @@ class Backend(ABC):
         `pipeline.sizing`), line by line, from its price sheet. Log and telemetry lines go under the
         "observability" role on every cloud."""
         raise NotImplementedError(f"{self.title} has no cost model yet")
+
+    def compute(self, stage: StageSpec) -> Compute:
+        """The memory and vCPUs one invocation of `stage` gets as planned (shown among the comparison's assumptions)."""
+        raise NotImplementedError(f"{self.title} does not describe its compute yet")
+
+    def data_protection(self) -> str:
+        """How long deleted or overwritten data stays recoverable as planned, and whether the estimate prices it."""
+        raise NotImplementedError(f"{self.title} does not describe its data protection yet")
 
     def count_grants(self, plan: Plan) -> int:
         """Permission grants in `plan`, counted the same way on every cloud: one grant is one principal

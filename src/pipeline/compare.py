@@ -8,18 +8,26 @@ backend; the verdict (cheapest cloud, limits the spec exceeds) is computed here,
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from pipeline import sdk_modules
-from pipeline.backend import Backend, Limits, backend_class
+from pipeline import sdk_modules, verdict
+from pipeline import workload as workloads
+from pipeline.backend import Backend, Compute, Limits, backend_class
 from pipeline.cost import CostEstimate
 from pipeline.errors import PipelineError, SpecError
 from pipeline.plan import Plan
 from pipeline.planner import plan as make_plan
+from pipeline.planner import preflight
 from pipeline.sizing import HEADROOM, Latency, latency_paths
 from pipeline.spec.load import LoadedSpec, spec_problems
 from pipeline.spec.model import PipelineSpec
+from pipeline.summary import amount
+
+# How a column gets its plan: the planner by default; `compare --sweep` passes one that re-plans only when a
+# cloud's design changes (pipeline.sweep).
+PlanSource = Callable[[LoadedSpec, Backend, "CloudColumn"], Plan]
 
 COMPARISON_SCHEMA_VERSION = 2
 # What the totals mean, the same on every cloud; carried in the JSON and printed under every view.
@@ -28,8 +36,11 @@ DEFINITIONS = {
     "permission_grants": "one principal allowed one role or action set on one resource scope: an IAM policy statement counts once "
                          "per resource it names; a role assignment, an IAM member binding or a resource-policy permission counts once",
     "capacity": "records per second a stage (or the stream) can carry as planned, against what reaches it; sized with 25 % headroom",
-    "latency": "typical and worst-case seconds along the slowest path from a source to a last stage: trigger waits plus invocation times",
-    "max_stage_timeout_s": "the platform's longest invocation for the trigger kinds the spec uses, not the spec's own timeouts",
+    "latency": "typical and worst-case seconds along each path from a source to a last stage: trigger waits plus invocation times, "
+               "estimated from the sizing",
+    "max_stage_timeout_s": "the platform's longest invocation for each trigger kind the spec uses, as planned (the spec's own "
+                           "timeouts must fit within it)",
+    "workload": "the numbers every cloud is sized and priced for, each from the spec, the documented default, or --sweep",
 }
 
 
@@ -53,6 +64,8 @@ class CloudColumn:
     permission_grants: int = 0
     grant_types: frozenset[str] = frozenset()
     key_settings: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    compute: dict[str, Compute] = field(default_factory=dict)  # stage -> what one invocation runs on, as planned
+    data_protection: str = ""  # how long deleted or overwritten data stays recoverable, as planned and priced
 
     @property
     def ok(self) -> bool:
@@ -70,8 +83,17 @@ class CloudColumn:
 
     @property
     def latency(self) -> Latency | None:
-        """The slowest data path (the headline latency row)."""
+        """The slowest data path (kept in the JSON as `latency`; views show every path)."""
         return max(self.latency_paths, key=lambda latency: latency.typical_s, default=None)
+
+    def reasons(self) -> list[str]:
+        """Why this cloud cannot run the spec, located, without the cloud's name repeated after the location."""
+        return [problem.replace(f": {self.title}: ", ": ", 1).removeprefix(f"{self.title}: ") for problem in self.problems]
+
+    @property
+    def verify_usd(self) -> float:
+        """Monthly USD billed with prices the sheets mark for verification."""
+        return sum(line.monthly_usd for line in self.cost.lines if line.verify) if self.cost else 0.0
 
     def totals(self) -> dict[str, Any]:
         if self.plan is None:
@@ -95,6 +117,7 @@ class Comparison:
     free_tier: bool
     columns: list[CloudColumn]
     spec: PipelineSpec
+    swept: str | None = None  # the workload field `compare --sweep` set for this point
 
     def roles(self) -> list[tuple[str, str]]:
         """Role keys in program order, across all planned clouds."""
@@ -109,9 +132,11 @@ class Comparison:
         return [c for c in self.columns if c.ok]
 
     def workload(self) -> dict[str, Any]:
-        """The workload every cloud was priced and sized for, and whether the spec stated it."""
+        """The workload every cloud was priced and sized for, and where each number came from."""
         work = self.spec.workload
-        data: dict[str, Any] = {"from_spec": self.spec.workload_given, "record_bytes": work.record_bytes, "headroom": HEADROOM}
+        origins = workloads.origins(self.spec, self.swept)
+        data: dict[str, Any] = {"from_spec": "spec" in origins.values(), "record_bytes": work.record_bytes, "headroom": HEADROOM,
+                                "origins": origins, "text": self.workload_text()}
         if self.spec.stream is not None:
             data["records_per_second"] = work.records_per_second
         if self.spec.uploads is not None:
@@ -122,50 +147,17 @@ class Comparison:
         return data
 
     def workload_text(self) -> str:
-        """One line naming the priced workload, e.g. "1,500 records/s of 700 B (from the spec)"."""
-        work, parts = self.spec.workload, []
-        if self.spec.stream is not None:
-            parts.append(f"{work.records_per_second:,.0f} records/s of {work.record_bytes:,} B")
-        if self.spec.uploads is not None:
-            parts.append(f"{work.uploads.files_per_hour:,.0f} uploaded files/h of {work.uploads.records_per_file:,} rows")
-        if any(stage.trigger.http for stage in self.spec.stages):
-            parts.append(f"{work.http.requests_per_second:,g} HTTP requests/s of {work.http.rows_per_request:,} rows")
-        origin = "from the spec" if self.spec.workload_given else "the default workload: the spec states none, set `workload:` for yours"
-        return f"{', '.join(parts)} ({origin})"
+        """One line naming the priced workload and where its numbers came from, e.g.
+        "1,500 records/s of 700 B (from the spec)"."""
+        return workloads.phrase(self.spec, self.swept)
 
     def verdicts(self) -> list[str]:
-        """One line per finding: the cheapest cloud and by how much (for the named workload), and what a
-        cloud cannot carry or express."""
-        lines = []
-        priced = sorted((c for c in self.planned() if c.cost), key=lambda c: c.cost.total if c.cost else 0.0)
-        workload = self.workload_text()
-        if priced:
-            best = priced[0]
-            assert best.cost is not None
-            if len(priced) > 1:
-                others = ", ".join(f"{c.title} ${c.cost.total:,.2f} (+${c.cost.total - best.cost.total:,.2f}, "
-                                   f"{_percent(c.cost.total, best.cost.total)})" for c in priced[1:] if c.cost)
-                lines.append(f"Cheapest for {workload}: {best.title} at ${best.cost.total:,.2f}/month; {others}.")
-            elif len(self.columns) == 1:
-                lines.append(f"{best.title} costs ${best.cost.total:,.2f}/month for {workload}.")
-            else:
-                lines.append(f"Only {best.title} could be priced: ${best.cost.total:,.2f}/month for {workload}.")
-        slow = [(c, c.latency) for c in self.planned() if c.latency is not None]
-        if len(slow) > 1:
-            fastest = min(latency.typical_s for _, latency in slow)
-            for column, latency in slow:
-                if latency.typical_s > max(2 * fastest, fastest + 30):
-                    lines.append(f"{column.title} is slower: ~{_seconds(latency.typical_s)} end to end "
-                                 f"({' -> '.join(latency.path)}) against ~{_seconds(fastest)} on the fastest cloud.")
-        for column in self.columns:
-            if column.problems:
-                lines.append(f"{column.title} cannot run this spec: " + "; ".join(column.problems))
-            if column.cost_error:
-                lines.append(f"{column.title} cost unknown: {column.cost_error}")
-            if column.limits_error:
-                lines.append(f"{column.title} limits unknown: {column.limits_error}")
-            lines.extend(f"{column.title} limit exceeded: {problem}" for problem in self.limit_problems(column))
-        return lines
+        """One line per finding (see `pipeline.verdict`)."""
+        return verdict.findings(self)
+
+    def assumptions(self) -> list[str]:
+        """What the comparison holds equal across clouds and what it does not (see `pipeline.verdict`)."""
+        return verdict.assumptions(self)
 
     def limit_problems(self, column: CloudColumn) -> list[str]:
         limits, plan = column.limits, column.plan
@@ -176,7 +168,7 @@ class Comparison:
             problems.append(f"records of {self.spec.workload.record_bytes:,} bytes exceed the {limits.max_record_bytes:,}-byte maximum event size")
         stream = column.stream
         if stream and stream["capacity_records_per_second"] and self.spec.workload.records_per_second > stream["capacity_records_per_second"]:
-            problems.append(f"{self.spec.workload.records_per_second:,.0f} records/s exceed the stream's sized capacity of "
+            problems.append(f"{amount(self.spec.workload.records_per_second)} records/s exceed the stream's sized capacity of "
                             f"{stream['capacity_records_per_second']:,.0f} records/s")
         for name, stage in column.stages.items():
             if stage["demand_records_per_second"] > stage["capacity_records_per_second"]:
@@ -194,6 +186,7 @@ class Comparison:
             "hours_per_month": 730,
             "definitions": DEFINITIONS,
             "workload": self.workload(),
+            "assumptions": self.assumptions(),
             "clouds": {
                 c.cloud: {
                     "title": c.title,
@@ -212,6 +205,9 @@ class Comparison:
                     "assumptions": c.cost.assumptions if c.cost else [],
                     "unpriced": c.cost.unpriced if c.cost else [],
                     "verify": c.cost.to_verify if c.cost else [],
+                    "verify_usd": round(c.verify_usd, 4),
+                    "compute": {stage: asdict(compute) for stage, compute in c.compute.items()},
+                    "data_protection": c.data_protection,
                 }
                 for c in self.columns
             },
@@ -232,21 +228,6 @@ class Comparison:
         }
 
 
-def _percent(value: float, base: float) -> str:
-    return f"{(value - base) / base * 100:,.0f}% more" if base > 0 else "n/a"
-
-
-def _seconds(value: float) -> str:
-    """A latency as people say it: 850 ms, 12 s, 4.5 min, 3.2 h."""
-    if value < 1:
-        return f"{value * 1000:,.0f} ms"
-    if value < 120:
-        return f"{value:,.0f} s"
-    if value < 7200:
-        return f"{value / 60:,.1f} min"
-    return f"{value / 3600:,.1f} h"
-
-
 def _stream_units(stream: dict[str, Any]) -> str:
     units, name = stream["units"], stream["unit_name"]
     provisioned = f"{units} {name}{'s' if units != 1 else ''}" if units else name
@@ -254,18 +235,23 @@ def _stream_units(stream: dict[str, Any]) -> str:
     return f"{provisioned} ({stream['mode']}{partitions})"
 
 
-def _column(loaded: LoadedSpec, name: str, free_tier: bool) -> CloudColumn:
+def _planned(loaded: LoadedSpec, backend: Backend, column: CloudColumn) -> Plan:
+    """The default plan source: plan this cloud afresh."""
+    return make_plan(loaded, backend.name)
+
+
+def _column(loaded: LoadedSpec, name: str, free_tier: bool, plans: PlanSource = _planned) -> CloudColumn:
+    """One cloud: whether it can express and carry the spec (the planner's own preflight), then its sizing,
+    latency, limits and cost, then its plan (from `plans`). A cloud that fails has problems and nothing else."""
     sdk_modules.install()  # before the backend (and its SDKs) is imported; see pipeline.sdk_modules
     cls = backend_class(name)
     backend: Backend = cls(loaded.spec, loaded.stack, loaded.base_dir)
     column = CloudColumn(name, cls.title, backend.location(), grant_types=cls.grant_types, key_settings=cls.key_settings)
     try:
-        column.plan = make_plan(loaded, name)
+        preflight(loaded, backend)
     except SpecError as exc:
-        column.problems = [f"{p.path}: {p.message}" if p.path else p.message for p in exc.problems]
+        column.problems = _problem_lines(exc)
         return column
-    column.identities = sum(1 for r in column.plan.cloud_resources if r.type in cls.identity_types)
-    column.permission_grants = backend.count_grants(column.plan)
     column.latency_paths = latency_paths(loaded.spec, backend.sizing())
     try:
         column.limits = backend.limits()
@@ -275,7 +261,23 @@ def _column(loaded: LoadedSpec, name: str, free_tier: bool) -> CloudColumn:
         column.cost = backend.estimate_cost(free_tier)
     except (PipelineError, NotImplementedError) as exc:
         column.cost_error = str(exc)
+    try:
+        column.compute = {stage.name: backend.compute(stage) for stage in loaded.spec.stages}
+        column.data_protection = backend.data_protection()
+    except NotImplementedError:
+        pass  # the comparison's assumptions leave this cloud out of those lines
+    try:
+        column.plan = plans(loaded, backend, column)
+    except SpecError as exc:  # the program itself refused (e.g. a shipped file changed since validation)
+        return CloudColumn(name, cls.title, backend.location(), problems=_problem_lines(exc), grant_types=cls.grant_types,
+                           key_settings=cls.key_settings)
+    column.identities = sum(1 for r in column.plan.cloud_resources if r.type in cls.identity_types)
+    column.permission_grants = backend.count_grants(column.plan)
     return column
+
+
+def _problem_lines(exc: SpecError) -> list[str]:
+    return [f"{p.path}: {p.message}" if p.path else p.message for p in exc.problems]
 
 
 def compare(loaded: LoadedSpec, clouds: list[str], free_tier: bool = False, jobs: int = 1) -> Comparison:
@@ -283,13 +285,19 @@ def compare(loaded: LoadedSpec, clouds: list[str], free_tier: bool = False, jobs
     `jobs` > 1 up to that many clouds at once in child processes (each imports only its own SDK)."""
     if not clouds:
         raise PipelineError("name at least one cloud to compare")
-    spec = loaded.spec
     parallel = jobs > 1 and len(clouds) > 1
     columns = _columns_in_processes(loaded, clouds, free_tier, jobs) if parallel else [_column(loaded, name, free_tier) for name in clouds]
     if not any(c.ok for c in columns):
         problems = [(("clouds",), f"{c.title}: {p}") for c in columns for p in c.problems]
         raise spec_problems(loaded, problems)
-    return Comparison(spec.name, loaded.stack, free_tier, columns, spec)
+    return Comparison(loaded.spec.name, loaded.stack, free_tier, columns, loaded.spec)
+
+
+def compare_point(loaded: LoadedSpec, clouds: list[str], free_tier: bool, plans: PlanSource, swept: str | None) -> Comparison:
+    """One point of `compare --sweep`: the same columns `compare` builds, with plans from `plans`, and the
+    comparison kept even when no cloud can carry the load (a sweep shows such a point, it does not stop)."""
+    columns = [_column(loaded, name, free_tier, plans) for name in clouds]
+    return Comparison(loaded.spec.name, loaded.stack, free_tier, columns, loaded.spec, swept)
 
 
 def _columns_in_processes(loaded: LoadedSpec, clouds: list[str], free_tier: bool, jobs: int) -> list[CloudColumn]:

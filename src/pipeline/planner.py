@@ -179,6 +179,17 @@ def _physical_name(outputs: Mapping[str, Any], resource_id: str) -> str:
     return resource_id
 
 
+def preflight(loaded: LoadedSpec, backend: Backend) -> None:
+    """Raise SpecError when `backend` cannot express or carry the spec: its own checks first, then the
+    capacity its sizing gives. The planner runs this before the program; `compare --sweep` runs it alone at
+    each workload, so a point that cannot be planned fails there with the very problems `plan` names."""
+    problems = backend.check()
+    if not problems:
+        problems = capacity_problems(loaded.spec, backend.sizing(), backend.title)
+    if problems:
+        raise spec_problems(loaded, problems, prefix=f"{backend.title}: ")
+
+
 def plan(loaded: LoadedSpec, cloud: str, program: Callable[[Backend], Orchestrator] = pipeline_program) -> Plan:
     """Plan `loaded` for `cloud`; raises SpecError if this cloud cannot express the spec.
 
@@ -186,11 +197,7 @@ def plan(loaded: LoadedSpec, cloud: str, program: Callable[[Backend], Orchestrat
     to check that an exported project runs the very same program."""
     sdk_modules.install()  # load only the SDK modules this plan uses (pipeline.sdk_modules)
     backend = backend_class(cloud)(loaded.spec, loaded.stack, loaded.base_dir)
-    problems = backend.check()
-    if not problems:
-        problems = capacity_problems(loaded.spec, backend.sizing(), backend.title)
-    if problems:
-        raise spec_problems(loaded, problems, prefix=f"{backend.title}: ")
+    preflight(loaded, backend)
     sizing = backend.sizing()
 
     recorder = _Recorder(backend)

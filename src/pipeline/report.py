@@ -18,7 +18,17 @@ from typing import Any
 
 from pipeline.compare import Comparison
 from pipeline.plan import PlannedResource, short_type
-from pipeline.summary import COST_GROUPS, GROUP_ORDER, Summary, clouds_phrase, latency_lines, money, of_comparison, sizing_reasoning
+from pipeline.summary import (
+    COST_GROUPS,
+    GROUP_ORDER,
+    SECTION_TITLES,
+    Summary,
+    clouds_phrase,
+    latency_lines,
+    money,
+    of_comparison,
+    sizing_reasoning,
+)
 
 CHART_COLORS = {  # cost group -> colour (distinct, readable on white)
     "stream": "#d97706", "archive": "#facc15", "storage": "#2563eb", "functions": "#059669", "triggers": "#7c3aed",
@@ -122,7 +132,7 @@ def _md(text: str) -> str:
 
 
 def _markdown_notes(summary: Summary, data: dict[str, Any]) -> list[str]:
-    out = []
+    out = ["**Every cloud**", "", *[f"- {_md(x)}" for x in summary.assumptions], ""] if summary.assumptions else []
     for head in summary.clouds:
         notes = summary.notes[head.cloud]
         reasoning, latency = sizing_reasoning(data["clouds"][head.cloud]), latency_lines(data["clouds"][head.cloud])
@@ -147,7 +157,7 @@ def markdown(comparison: Comparison) -> str:
     section = ""
     for row in summary.rows:
         if row.section != section and row.section in ("capacity", "limits", "cost"):
-            title = {"capacity": "Capacity (records/s: have / need)", "limits": "Limits", "cost": "Monthly cost by role"}[row.section]
+            title = SECTION_TITLES[row.section]
             out.append(f"| _{title}_ |" + " |" * len(clouds))
         section = row.section
         out.append(f"| {row.label} | " + " | ".join(_md(row.cells[c.cloud].text) for c in clouds) + " |")
@@ -246,7 +256,7 @@ th{background:#f3f4f6} td.num{text-align:right;white-space:nowrap} td.role{white
 ul.verdict li{margin:4px 0} .cost{font-weight:bold;color:#065f46} .section td{background:#f9fafb;font-style:italic;color:#374151}
 .diagram{overflow:auto;border:1px solid #e5e7eb;margin:8px 0 20px;padding:8px;max-height:90vh}
 .diagram svg{max-width:none;height:auto} .note{color:#4b5563;font-size:13px} .line{display:block;margin:2px 0}
-.line small{color:#6b7280} nav a{margin-right:12px}
+.line small{color:#6b7280} nav a{margin-right:12px} .chart{overflow:auto;margin:8px 0}
 """
 
 
@@ -254,10 +264,23 @@ def _cell_html(text: str, tone: str) -> str:
     return f'<span class="{tone}">{escape(text)}</span>' if tone else escape(text)
 
 
-def html(comparison: Comparison, diagrams: dict[str, dict[str, str]]) -> str:
-    """One self-contained page: verdict, summary, cost chart, billing lines by role, resources by
-    role, limits in words, assumptions, and per cloud the data-path and identity diagrams at their
-    natural size (scroll, never shrink)."""
+def _sweep_section(swept: dict[str, Any] | None) -> str:
+    """Where the clouds cross: the cost-vs-load chart of a sweep and its findings in words."""
+    if not swept:
+        return ""
+    from pipeline.sweep_chart import chart_svg
+    from pipeline.sweep_view import summarize_sweep
+
+    view = summarize_sweep(swept)
+    items = "".join(f"<li>{_cell_html(f.text, f.tone)}</li>" for f in view.findings)
+    return (f"<h2 id='sweep'>Where the clouds cross</h2><div id='sweep-chart' class='chart'>{chart_svg(swept)}</div>"
+            f"<ul id='sweep-findings' class='verdict'>{items}</ul><p class='note'>{escape(view.subtitle)}. {escape(view.note)}</p>")
+
+
+def html(comparison: Comparison, diagrams: dict[str, dict[str, str]], swept: dict[str, Any] | None = None) -> str:
+    """One self-contained page: verdict, summary, cost chart, where the clouds cross (the cost-vs-load chart of
+    `swept`, a `compare --sweep` JSON object), billing lines by role, resources by role, limits in words,
+    assumptions, and per cloud the data-path and identity diagrams at their natural size (scroll, never shrink)."""
     data = comparison.to_dict()
     summary = of_comparison(comparison)
     clouds = summary.clouds
@@ -267,7 +290,7 @@ def html(comparison: Comparison, diagrams: dict[str, dict[str, str]]) -> str:
     rows, section = [], ""
     for row in summary.rows:
         if row.section != section and row.section in ("capacity", "limits", "cost"):
-            title = {"capacity": "Capacity (records/s: have / need)", "limits": "Limits", "cost": "Monthly cost by role"}[row.section]
+            title = SECTION_TITLES[row.section]
             rows.append(f"<tr class='section'><td colspan='{len(clouds) + 1}'>{title}</td></tr>")
         section = row.section
         rows.append(f"<tr><td class='role'>{escape(row.label)}</td>"
@@ -312,20 +335,24 @@ def html(comparison: Comparison, diagrams: dict[str, dict[str, str]]) -> str:
     verdict = "".join(f"<li>{_cell_html(f.text, f.tone)}</li>" for f in summary.verdict)
     nav = " ".join(f"<a href='#diagram-{c}'>{escape(titles.get(c, c))} diagrams</a>" for c in diagrams)
     free = "with" if comparison.free_tier else "without"
+    sweep_link = "<a href='#sweep'>Where the clouds cross</a> " if swept else ""
+    shared = (f"<div id='shared-assumptions'><h3>Every cloud</h3><ul>{''.join(f'<li>{escape(x)}</li>' for x in summary.assumptions)}</ul></div>"
+              if summary.assumptions else "")
     definitions = "".join(f"<dt>{escape(key.replace('_', ' '))}</dt><dd>{escape(text)}</dd>" for key, text in data["definitions"].items())
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{escape(summary.title)}</title><style>{_CSS}</style></head>
 <body>
 <h1>{escape(summary.title)}</h1>
 <ul class="verdict">{verdict}</ul>
-<nav><a href="#summary">Summary</a> <a href="#cost">Cost</a> <a href="#billing">Billing lines</a> <a href="#roles">Resources</a>
+<nav><a href="#summary">Summary</a> <a href="#cost">Cost</a> {sweep_link}<a href="#billing">Billing lines</a> <a href="#roles">Resources</a>
 <a href="#assumptions">Assumptions</a> {nav}</nav>
 <h2 id="summary">Summary</h2><table id="totals">{head}{''.join(rows)}</table>
 <h2 id="cost">Monthly cost by role and cloud</h2><div id="cost-chart">{cost_chart_svg(comparison)}</div>
+{_sweep_section(swept)}
 <h2 id="billing">Billing lines by role (quantity × unit price = USD/month)</h2><table id="billing-lines" class="wide">{head}{''.join(billing)}</table>
 <h2 id="roles">Resources by role</h2><table id="roles-table" class="wide">{head}{''.join(roles)}</table>
 <h2 id="limits">Limits in words</h2><table id="limit-words" class="wide">{head}{words}</table>
-<h2 id="assumptions">Assumptions, sizing and what is not priced</h2><div id="notes">{''.join(notes) or '<p>None listed.</p>'}</div>
+<h2 id="assumptions">Assumptions, sizing and what is not priced</h2>{shared}<div id="notes">{''.join(notes) or '<p>None listed.</p>'}</div>
 <h2 id="definitions">What the rows mean</h2><dl id="definitions-list">{definitions}</dl>
 {''.join(pictures)}
 <p class="note">Offline plans and estimates {free} free tiers from list prices in each backend's price sheet ({data['hours_per_month']} hours a month).

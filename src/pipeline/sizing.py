@@ -324,7 +324,10 @@ def latency_paths(spec: PipelineSpec, sizing: Sizing) -> list[Latency]:
     """Trigger waits plus invocation times summed along every path that carries data.
 
     A path starts at the stream, the uploads bucket or an HTTP request (answered synchronously; an HTTP stage
-    with `from` continues its source's path) and ends at a stage no other stage reads. A schedule with no `from` carries no data and has no path.
+    with `from` continues its source's path) and ends at a stage no event-driven stage reads: a stage read only
+    by windowed stages (schedules, HTTP stages with `from`) ends a path of its own (its outputs are there in seconds; a window's interval is another
+    path), so a slow schedule never hides how fast the stream is processed. A schedule with no `from` carries
+    no data and has no path.
     """
     paths: dict[str, Latency] = {}
     for stage in spec.stages:
@@ -338,6 +341,6 @@ def latency_paths(spec: PipelineSpec, sizing: Sizing) -> list[Latency]:
         hop = sized.invocation_ms / 1000
         paths[stage.name] = Latency([*start, stage.name], (before.typical_s if before else 0.0) + sized.latency_s + hop,
                                     (before.max_s if before else 0.0) + sized.latency_max_s + hop)
-    read = {stage.trigger.source for stage in spec.stages}
+    read = {stage.trigger.source for stage in spec.stages if not stage.trigger.window_source}
     return [latency for name, latency in paths.items() if name not in read]
 

@@ -23,6 +23,9 @@ COST_GROUPS = {
     "DeadLetter": "dead letters", "Observability": "observability", "Platform": "platform",
 }
 GROUP_ORDER = [*dict.fromkeys(COST_GROUPS.values()), "other"]
+# Section titles every view shows above its rows; short, since the terminal puts them in the label column.
+SECTION_TITLES = {"capacity": "Capacity: plan / need", "latency": "", "limits": "Limits (as planned)", "cost": "Monthly cost by role"}
+TRIGGER_KINDS = {"stream": "stream", "objects": "objects", "schedule": "schedule", "http": "HTTP"}
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,7 @@ class Summary:
     notes: dict[str, Notes]  # cloud -> notes
     verdict: list[Finding]
     free_tier: bool = False
+    assumptions: list[str] = field(default_factory=list)  # what the comparison holds equal across clouds, and what it cannot
 
     @property
     def title(self) -> str:
@@ -86,6 +90,16 @@ class Summary:
 def clouds_phrase(titles: list[str]) -> str:
     """'AWS', 'AWS vs GCP', 'AWS vs GCP vs Azure': the clouds a comparison names."""
     return " vs ".join(titles) if titles else "no cloud"
+
+
+def amount(value: float) -> str:
+    """A rate or size as people write it: 1,500, 150, 12.5, 0.3, 0.0042 (never "0" for a fraction)."""
+    if value >= 1000:
+        return f"{value:,.0f}"
+    if value == 0:
+        return "0"
+    text = f"{value:.3g}"
+    return text if "e" not in text else f"{value:.2e}"
 
 
 def money(usd: float | None) -> str:
@@ -133,14 +147,17 @@ def seconds(value: float | None) -> str:
 
 def workload_phrase(data: dict[str, Any], fallback_rps: float | None = None, fallback_bytes: int | None = None) -> str:
     workload = data.get("workload") or {}
+    hours = data.get("hours_per_month", HOURS_PER_MONTH)
+    tail = f", {hours} h/month, {'with' if data.get('free_tier') else 'without'} free tiers"
+    if workload.get("text"):  # newer comparisons name every number and where it came from
+        return str(workload["text"]) + tail
     rps = workload.get("records_per_second", fallback_rps)
     record_bytes = workload.get("record_bytes", fallback_bytes)
     where = ""
     if "from_spec" in workload:
         where = " (from the spec)" if workload["from_spec"] else " (the default: the spec sets no workload)"
-    hours = data.get("hours_per_month", HOURS_PER_MONTH)
     text = f"{rate(rps)} records/s of {size(record_bytes)}{where}" if rps is not None else "the spec's workload"
-    return f"{text}, {hours} h/month, {'with' if data.get('free_tier') else 'without'} free tiers"
+    return text + tail
 
 
 def stream_sizing(cloud: dict[str, Any]) -> dict[str, Any] | None:
@@ -185,16 +202,44 @@ def _stage_rows(data: dict[str, Any], clouds: list[str]) -> list[Row]:
     return rows
 
 
-def _latency_row(data: dict[str, Any], clouds: list[str]) -> Row | None:
-    cells = {}
+def _latency_cell(latency: dict[str, Any] | None) -> Cell:
+    if not latency or latency.get("end_to_end_s") is None:
+        return Cell("-")
+    worst = latency.get("end_to_end_max_s")
+    return Cell(seconds(latency["end_to_end_s"]) + (f" (≤{seconds(worst)})" if worst is not None else ""))
+
+
+def _latency_rows(data: dict[str, Any], clouds: list[str]) -> list[Row]:
+    """Typical (and worst) seconds end to end: one row per data path, named by the stage it ends at, so a slow
+    schedule never hides a fast stream path (comparisons without `latency_paths` have one row, the slowest)."""
+    paths: dict[str, dict[str, dict[str, Any]]] = {}  # last stage -> cloud -> path
     for cloud in clouds:
-        latency = data["clouds"][cloud].get("latency") or {}
-        if latency.get("end_to_end_s") is None:
-            cells[cloud] = Cell("-")
-            continue
-        worst = latency.get("end_to_end_max_s")
-        cells[cloud] = Cell(seconds(latency["end_to_end_s"]) + (f" (≤{seconds(worst)})" if worst is not None else ""))
-    return Row("Latency (e2e)", cells, "latency") if any(c.text != "-" for c in cells.values()) else None
+        column = data["clouds"][cloud]
+        for latency in column.get("latency_paths") or ([column["latency"]] if column.get("latency") else []):
+            paths.setdefault((latency.get("path") or ["?"])[-1], {})[cloud] = latency
+    if len(paths) == 1:
+        only = next(iter(paths.values()))
+        return [Row("Latency (e2e)", {c: _latency_cell(only.get(c)) for c in clouds}, "latency")]
+    return [Row(f"Latency → {end}", {c: _latency_cell(found.get(c)) for c in clouds}, "latency") for end, found in paths.items()]
+
+
+def _max_run_rows(columns: dict[str, dict[str, Any]], names: list[str], each: Any) -> None:
+    """The platform's longest run for each trigger kind the spec uses, as planned: kinds with the same limit on
+    every cloud share a row, so one short limit (an HTTP answer, a push deadline) is never shown as every stage's."""
+    by_kind: dict[str, dict[str, int]] = {}
+    for cloud in names:
+        for kind, limit in ((columns[cloud].get("limits") or {}).get("max_stage_timeout_s_by_trigger") or {}).items():
+            by_kind.setdefault(kind, {})[cloud] = limit
+    if not by_kind:  # comparisons made before limits per trigger kind: the smallest, as it was shown then
+        each("Max stage run", "limits", lambda c: Cell(seconds(columns[c]["limits"]["max_stage_timeout_s"]) if columns[c].get("limits") else "-"))
+        return
+    groups: dict[tuple[int | None, ...], list[str]] = {}
+    for kind in [k for k in TRIGGER_KINDS if k in by_kind] + [k for k in by_kind if k not in TRIGGER_KINDS]:
+        groups.setdefault(tuple(by_kind[kind].get(c) for c in names), []).append(kind)
+    for limits, kinds in groups.items():
+        label = "Max stage run" if len(groups) == 1 else "Max run, " + "/".join(TRIGGER_KINDS.get(k, k) for k in kinds)
+        values = dict(zip(names, limits, strict=True))
+        each(label, "limits", lambda c, values=values: Cell(seconds(values[c]) if values[c] is not None else "-"))
 
 
 def _cost_rows(data: dict[str, Any], clouds: list[str]) -> list[Row]:
@@ -231,9 +276,11 @@ def _monthly(cloud: dict[str, Any]) -> float:
 
 def _tone(line: str) -> str:
     """Colour for a verdict line (the text says it all; this only helps the eye)."""
+    if line.startswith(("Cheapest", "Only")):
+        return "good"
     if "cannot run" in line or "exceed" in line:
         return "bad"
-    if "unknown" in line or "is slower" in line:
+    if "unknown" in line or "is slower" in line or "slower delivery" in line or "unverified price" in line:
         return "warn"
     if line.startswith(("Cheapest", "Only")) or " costs $" in line or ": $" in line.split(";")[0]:
         return "good"
@@ -292,16 +339,14 @@ def summarize(data: dict[str, Any], *, records_per_second: float | None = None, 
         each("Stream", "capacity", units)
         each("Stream rec/s", "capacity", stream_capacity)
     rows += _stage_rows(data, names)
-    latency = _latency_row(data, names)
-    if latency:
-        rows.append(latency)
+    rows += _latency_rows(data, names)
 
     def limit(key: str, fmt: Any) -> Any:
         return lambda c: Cell(fmt(columns[c]["limits"][key]) if columns[c].get("limits") else "-")
 
     if has_stream:  # a stream's limits mean nothing to a pipeline fed by uploads alone
         each("Max record", "limits", limit("max_record_bytes", size))
-    each("Max stage run", "limits", limit("max_stage_timeout_s", seconds))
+    _max_run_rows(columns, names, each)
     if has_stream:
         each("Max retention", "limits", limit("max_retention_hours", lambda h: f"{h / 24:,.0f} days" if h >= 48 else f"{h} h"))
     if any((columns[c].get("limits") or {}).get("http_max_request_bytes") for c in names):
@@ -312,7 +357,7 @@ def summarize(data: dict[str, Any], *, records_per_second: float | None = None, 
     verdict = [] if "workload" in data else [Finding(f"Priced for {workload_phrase(data, records_per_second, record_bytes)}.")]
     verdict += [Finding(line, _tone(line)) for line in data.get("verdicts", [])]
     return Summary(data["pipeline"], data["stack"], heads, workload_phrase(data, records_per_second, record_bytes), rows,
-                   {c: _notes(columns[c]) for c in names}, verdict, bool(data.get("free_tier")))
+                   {c: _notes(columns[c]) for c in names}, verdict, bool(data.get("free_tier")), list(data.get("assumptions") or []))
 
 
 def of_comparison(comparison: Any) -> Summary:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -266,6 +267,13 @@ def compare(
     cache: CacheOpt = True,
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, max=16, metavar="N",
                                       help="Plan up to N clouds at once in separate processes (faster only on an idle multi-core machine).")] = 1,
+    sweep: Annotated[str | None, typer.Option("--sweep", metavar="FIELD=LOW..HIGH",
+                                              help="Compare across a range of one workload field (records_per_second, record_bytes, "
+                                                   "uploads.files_per_hour, uploads.records_per_file, http.requests_per_second, "
+                                                   "http.rows_per_request), log-spaced, or FIELD=V1,V2,...: each cloud's cost per "
+                                                   "point and where the cheapest cloud changes.")] = None,
+    points: Annotated[int | None, typer.Option("--points", min=2, max=60, metavar="N", help="Points in a --sweep range (default 12).")] = None,
+    linear: Annotated[bool, typer.Option("--linear", help="Space a --sweep range evenly instead of logarithmically.")] = False,
 ) -> None:
     """Plan, size and price the spec on several clouds and show them side by side, offline."""
     import json
@@ -274,6 +282,11 @@ def compare(
 
     want_json_errors(format is CompareFormat.json)
     names = parse_clouds([*(cloud or []), *([clouds] if clouds else [])])
+    if sweep is None and (points is not None or linear):
+        fail(EXIT_BAD_INPUT, "error: --points and --linear shape a --sweep; add --sweep FIELD=LOW..HIGH")
+    if sweep is not None:
+        _compare_sweep(spec, stack, names, format, output, _SweepOptions(sweep, points, linear, free_tier, cache, detail))
+        return
     request = plan_cache.Request("compare", spec, {"clouds": names, "stack": stack, "free_tier": free_tier}) if plan_cache.enabled(cache) else None
     # The one-screen summary and the JSON are drawn from the comparison's JSON object, which the cache
     # keeps; the detailed views read the plans themselves, so they always plan.
@@ -302,18 +315,91 @@ def compare(
 
             _write_or_print(markdown(result), output)
         elif format is CompareFormat.html:
-            from pipeline import diagram
-            from pipeline.report import html
+            from pipeline import sweep as sweeps
+            from pipeline.sweep_axis import default_axis
 
-            data = result.to_dict()
-            with working("drawing diagrams"):
-                pictures = {c.cloud: diagram.report_views(c.plan, loaded.spec, diagram.delivered(data["clouds"][c.cloud]))
-                            for c in result.planned() if c.plan}
-            _write_or_print(html(result, pictures), output)
+            with working("sweeping the workload for the cost-vs-load chart"):
+                swept = sweeps.run(loaded, names, default_axis(loaded), free_tier).to_dict()
+            _write_html(result, loaded, swept, output)
         elif detail:
             _print_detail(result, output)
         else:
             _print_summary(data, output)
+
+
+@dataclass(frozen=True)
+class _SweepOptions:
+    """`compare --sweep` and the options that shape it."""
+
+    text: str
+    points: int | None
+    linear: bool
+    free_tier: bool
+    cache: bool
+    detail: bool
+
+
+def _compare_sweep(spec: Path, stack: str | None, names: list[str], format: CompareFormat, output: Path | None, options: _SweepOptions) -> None:
+    """The comparison at every point of a workload range; the table, JSON and Markdown come from the sweep's
+    JSON object (live or cached), the HTML report plans the spec itself and adds the sweep's chart."""
+    import json
+
+    from pipeline import plan_cache
+    from pipeline.errors import PipelineError
+
+    if options.detail:
+        fail(EXIT_BAD_INPUT, "error: --detail shows one workload; with --sweep, --format json has every point's detail "
+                             "(or run compare --detail with that workload)")
+    request = plan_cache.Request("compare-sweep", spec, {"clouds": names, "stack": stack, "free_tier": options.free_tier, "sweep": options.text,
+                                                         "points": options.points, "linear": options.linear}) \
+        if plan_cache.enabled(options.cache) and format is not CompareFormat.html else None
+    data = plan_cache.lookup(request) if request else None
+    if data is None:
+        from pipeline import sweep as sweeps
+        from pipeline.sweep_axis import DEFAULT_POINTS, parse_axis
+
+        loaded = _load(spec, stack)
+        try:
+            axis = parse_axis(options.text, loaded, options.points or DEFAULT_POINTS, options.linear)
+        except PipelineError as exc:
+            fail(EXIT_BAD_INPUT, f"error: {exc}")
+        with _reported("the spec cannot be swept"):
+            with working(f"planning and pricing {', '.join(names)} at {len(axis.values)} values of {axis.field}"):
+                data = sweeps.run(loaded, names, axis, options.free_tier).to_dict()
+            if format is CompareFormat.html:
+                from pipeline.compare import compare as make_comparison
+
+                with working(f"planning {', '.join(names)} for the report"):
+                    result = make_comparison(loaded, names, options.free_tier)
+                _write_html(result, loaded, data, output)
+                return
+        if request:
+            plan_cache.store(request, loaded, data)
+    if format is CompareFormat.json:
+        _write_or_print(json.dumps(data, indent=2, sort_keys=True), output)
+    elif format is CompareFormat.markdown:
+        from pipeline.sweep_view import markdown_sweep
+
+        _write_or_print(markdown_sweep(data), output)
+    else:
+        from pipeline.cli import render
+        from pipeline.sweep_view import summarize_sweep
+
+        with _console(output, 120) as console:
+            for part in render.sweep_screen(summarize_sweep(data)):
+                console.print(part)
+
+
+def _write_html(result: Any, loaded: LoadedSpec, swept: dict[str, Any], output: Path | None) -> None:
+    """The HTML report: the comparison, its diagrams and the cost-vs-load chart of `swept`."""
+    from pipeline import diagram
+    from pipeline.report import html
+
+    data = result.to_dict()
+    with working("drawing diagrams"):
+        pictures = {c.cloud: diagram.report_views(c.plan, loaded.spec, diagram.delivered(data["clouds"][c.cloud]))
+                    for c in result.planned() if c.plan}
+    _write_or_print(html(result, pictures, swept), output)
 
 
 def _print_summary(data: dict[str, Any], output: Path | None) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich import box
 from rich.console import RenderableType
@@ -13,7 +13,10 @@ from rich.text import Text
 from rich.tree import Tree
 
 from pipeline.plan import Plan, PlannedResource, short_type
-from pipeline.summary import Cell, Summary, latency_lines, sizing_reasoning
+from pipeline.summary import SECTION_TITLES, Cell, Summary, latency_lines, sizing_reasoning
+
+if TYPE_CHECKING:
+    from pipeline.sweep_view import SweepSummary
 
 _SKIP_INPUTS = {"tags", "tagsAll", "labels", "effectiveLabels", "__defaults"}
 _MAX_SETTINGS = 5
@@ -81,7 +84,6 @@ def plan_summary(plan: Plan) -> Text:
 # ---- comparison -------------------------------------------------------------------------
 
 TONES = {"good": "green", "bad": "bold red", "warn": "yellow", "": ""}
-SECTION_TITLES = {"capacity": "Capacity: have / need", "latency": "", "limits": "Limits", "cost": "Monthly cost by role"}
 
 
 def _cell(cell: Cell) -> Text:
@@ -115,7 +117,7 @@ def notes_lines(summary: Summary, width: int) -> list[Text]:
         text = "; ".join(f"{title}: {', '.join(items)}" for title, items in unpriced.items())
         lines.append(Text(f"Not priced: {text}", style="yellow", overflow="ellipsis", no_wrap=True))
     verify = {c.title: len(summary.notes[c.cloud].verify) for c in summary.clouds if summary.notes[c.cloud].verify}
-    assumptions = sum(len(summary.notes[c.cloud].assumptions) for c in summary.clouds)
+    assumptions = sum(len(summary.notes[c.cloud].assumptions) for c in summary.clouds) + len(summary.assumptions)
     counts = [f"{assumptions} assumptions"] if assumptions else []
     if verify:
         counts.append(f"{sum(verify.values())} prices to verify ({', '.join(verify)})")
@@ -139,6 +141,28 @@ def verdict_block(summary: Summary) -> Table:
 def comparison_summary(summary: Summary, width: int) -> list[RenderableType]:
     """The default `compare` screen: fits 80x40 and ends with the verdict."""
     return [Text(summary.title, style="bold"), summary_table(summary), *notes_lines(summary, width), Text(""), Text("Verdict", style="bold"), verdict_block(summary)]
+
+
+def sweep_screen(summary: SweepSummary) -> list[RenderableType]:
+    """`compare --sweep`: a row per point (each cloud's monthly cost and stream units, or why it cannot carry
+    the load; the cheapest), then where the clouds cross and what changes, in words."""
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1), expand=False)
+    table.add_column(summary.axis_label, justify="right", no_wrap=True, style="bold")
+    for head in summary.clouds:
+        table.add_column(Text(head.title, style="bold") + Text(f" {head.location}", style="dim"), overflow="fold")
+    several = len(summary.clouds) > 1
+    if several:
+        table.add_column("Cheapest", no_wrap=True)
+    for row in summary.rows:
+        label = Text(row.label, style="bold" if row.spec else "")
+        table.add_row(label, *(_cell(row.cells[h.cloud]) for h in summary.clouds), *([_cell(row.cheapest)] if several else []))
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(no_wrap=True)
+    grid.add_column()
+    for finding in summary.findings:
+        grid.add_row("•", Text(finding.text, style=TONES.get(finding.tone, "")))
+    return [Text(summary.title, style="bold"), Text(summary.subtitle, style="dim"), table, Text("Where the clouds cross", style="bold"),
+            grid, Text(summary.note, style="dim")]
 
 
 def role_table(comparison: Any) -> Table:
@@ -165,6 +189,13 @@ def detail_texts(comparison: Any, summary: Summary) -> list[RenderableType]:
     and every note (wrapped lines hang under their label)."""
     data = comparison.to_dict()
     parts: list[RenderableType] = []
+    if summary.assumptions:
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(no_wrap=True)
+        grid.add_column()
+        for item in summary.assumptions:
+            grid.add_row(Text("Assumes", style="bold"), item)
+        parts += [Text(""), Text("Every cloud", style="bold underline"), grid]
     for head in summary.clouds:
         cloud = data["clouds"][head.cloud]
         grid = Table.grid(padding=(0, 1))

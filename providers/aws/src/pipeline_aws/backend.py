@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 import pulumi_aws as aws
 
-from pipeline.backend import Backend, BucketSpec, FunctionCode, Grant, Handle, Limits, RoleContext, StageResources
+from pipeline.backend import Backend, BucketSpec, Compute, FunctionCode, Grant, Handle, Limits, RoleContext, StageResources
 from pipeline.cost import CostEstimate
 from pipeline.packaging import Recipe
 from pipeline.plan import Plan
@@ -176,6 +176,14 @@ class AwsBackend(Backend):
     def scan_mapping(cls) -> ScanMapping:
         """How this cloud's plans read as a Terraform plan for scanners (pipeline.scan.Scannable)."""
         return scan.MAPPING
+
+    def compute(self, stage: StageSpec) -> Compute:
+        """Lambda gives CPU in proportion to memory: one vCPU at 1,769 MB (pipeline_aws.sizing)."""
+        return Compute(stage.memory_mb, stage.memory_mb / sizing.VCPU_MEMORY_MB)
+
+    def data_protection(self) -> str:
+        return (f"stage outputs versioned, an overwritten or expired output kept {storage.NONCURRENT_DAYS} days as a noncurrent "
+                "version (priced); other buckets keep no deleted copy")
 
     def count_grants(self, plan: Plan) -> int:
         """A policy document counts once per resource each Allow statement names; a Lambda permission once."""

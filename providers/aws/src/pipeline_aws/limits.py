@@ -50,4 +50,5 @@ def limits(spec: PipelineSpec, sizing: Sizing) -> Limits:
         http_max_request_bytes=triggers.URL_PAYLOAD_BYTES if http else None,
         http_max_response_bytes=triggers.URL_PAYLOAD_BYTES if http else None,
         http_max_timeout_s=triggers.URL_TIMEOUT_S if http else None,
+        max_stage_timeout_s_by_trigger={stage.trigger.kind: LAMBDA_MAX_TIMEOUT_S for stage in spec.stages},
     )

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pipeline.backend import Backend, BucketSpec, FunctionCode, Grant, Handle, RoleContext, StageResources
+from pipeline.backend import Backend, BucketSpec, Compute, FunctionCode, Grant, Handle, RoleContext, StageResources
 from pipeline.packaging import Recipe
 from pipeline.scan import ScanMapping
 from pipeline.sizing import Sizing, StageDemand, StageSizing, StreamSizing
@@ -109,6 +109,16 @@ class AzureBackend(Backend):  # type: ignore[misc]  # Backend is Any when mypy c
         from pipeline_azure import limits
 
         return limits.limits(self.spec)
+
+    def compute(self, stage: StageSpec) -> Compute:
+        """Flex Consumption runs the Flex instance size at or above memory_mb (pipeline_azure.functions.flex_memory)."""
+        memory = functions.flex_memory(stage.memory_mb) or stage.memory_mb
+        return Compute(memory, sizing.FLEX_VCPUS.get(memory, memory / 2048))
+
+    def data_protection(self) -> str:
+        from pipeline_azure.platform import SOFT_DELETE_DAYS
+
+        return f"blob and container soft delete keep deleted and overwritten blobs {SOFT_DELETE_DAYS} days (priced as storage)"
 
     def price(self, sizing: Sizing, free_tier: bool) -> CostEstimate:
         from pipeline_azure import pricing

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pipeline.backend import Backend, BucketSpec, FunctionCode, Grant, Handle, Limits, RoleContext, StageResources
+from pipeline.backend import Backend, BucketSpec, Compute, FunctionCode, Grant, Handle, Limits, RoleContext, StageResources
 from pipeline.cost import CostEstimate
 from pipeline.packaging import Recipe
 from pipeline.scan import ScanMapping
@@ -125,6 +125,14 @@ class GcpBackend(Backend):
 
     def price(self, sizing: Sizing, free_tier: bool) -> CostEstimate:
         return pricing.estimate(self.spec, sizing, free_tier)
+
+    def compute(self, stage: StageSpec) -> Compute:
+        """gen2 pairs each memory tier with a CPU (pipeline_gcp.functions.CPU_TIERS)."""
+        return Compute(stage.memory_mb, float(functions.cpu_for(stage.memory_mb)))
+
+    def data_protection(self) -> str:
+        return (f"soft delete keeps deleted and overwritten objects of data buckets {storage.SOFT_DELETE_DATA_S // 86_400} days "
+                "(priced as storage)")
 
     @classmethod
     def scan_mapping(cls) -> ScanMapping:

@@ -59,4 +59,5 @@ def limits(spec: PipelineSpec) -> Limits:
         http_max_request_bytes=HTTP_MAX_REQUEST_BYTES if http else None,
         http_max_response_bytes=HTTP_MAX_RESPONSE_BYTES if http else None,
         http_max_timeout_s=functions.HTTP_MAX_TIMEOUT_S if http else None,
+        max_stage_timeout_s_by_trigger={kind: MAX_TIMEOUT_S[kind] for kind in kinds},
     )
