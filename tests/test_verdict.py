@@ -50,12 +50,14 @@ def test_a_cloud_that_cannot_carry_the_load_is_named_as_not_priced() -> None:
 
 
 def test_a_design_slower_than_the_spec_is_named_with_the_window_it_misses() -> None:
-    verdicts = at(10).verdicts()
-    slower = [v for v in verdicts if "priced for slower delivery" in v]
-    assert len(slower) == 1 and slower[0].startswith("GCP is priced for slower delivery: preprocess waits ~"), verdicts
-    assert "the spec asks ≤5 s (max_batching_window_s)" in slower[0] and "A design as fast is not priced" in slower[0]
-    # where GCP's batch files fill within the window, nothing is said
-    assert not [v for v in at(1500, "prod").verdicts() if "slower delivery" in v]
+    comparison = at(10)
+    # every cloud's design honours the spec's 5 s window at 10 rec/s (GCP closes its batch files by the window)
+    assert not [v for v in comparison.verdicts() if "slower delivery" in v]
+    gcp = next(c for c in comparison.columns if c.cloud == "gcp")
+    gcp.stages["preprocess"] = {**gcp.stages["preprocess"], "latency_s": 32.0, "latency_max_s": 70.0}  # a design that does not
+    slower = [v for v in comparison.verdicts() if "priced for slower delivery" in v]
+    assert slower == ["GCP is priced for slower delivery: preprocess waits ~32 s (up to 70 s) for a batch at this load; the spec "
+                      "asks ≤5 s (max_batching_window_s). A design as fast is not priced."], slower
 
 
 def test_an_order_that_rests_on_prices_marked_to_verify_says_so() -> None:
@@ -100,7 +102,7 @@ def test_the_assumptions_state_the_cpu_behind_each_stage_and_each_clouds_data_pr
     # 1,024 MB: Lambda ~0.58 vCPU, gen2 0.583, Flex runs its 2,048 MB instance (1 vCPU)
     assert "score at 1,024 MB: AWS 0.58 vCPU, GCP 0.58 vCPU, Azure 1 vCPU (2,048 MB instance)" in cpu, cpu
     kept = next(line for line in lines if "recoverable" in line)
-    assert re.search(r"AWS: .*3 days.*GCP: .*7 days.*Azure: .*7 days", kept), kept
+    assert re.search(r"AWS: .*7 days.*GCP: .*7 days.*Azure: .*7 days", kept), kept
 
 
 def run(*args: str | Path) -> subprocess.CompletedProcess[str]:

@@ -182,8 +182,8 @@ class AwsBackend(Backend):
         return Compute(stage.memory_mb, stage.memory_mb / sizing.VCPU_MEMORY_MB)
 
     def data_protection(self) -> str:
-        return (f"stage outputs versioned, an overwritten or expired output kept {storage.NONCURRENT_DAYS} days as a noncurrent "
-                "version (priced); other buckets keep no deleted copy")
+        return (f"every data bucket versioned: an overwritten, deleted or expired object kept {storage.NONCURRENT_DAYS} days as a "
+                "noncurrent version (priced as storage)")
 
     def count_grants(self, plan: Plan) -> int:
         """A policy document counts once per resource each Allow statement names; a Lambda permission once."""
