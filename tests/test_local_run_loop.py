@@ -54,6 +54,7 @@ def test_a_new_input_starts_a_new_run_and_the_same_input_resumes(tmp_path: Path,
     changed = run(cli_env_vars, pipeline_exe, spec, "--input", data)
     assert changed.returncode == 0, changed.stderr
     assert "the input differs from the last run's" in changed.stderr and "starting a new run" in changed.stderr
+    assert "the last run's outputs there are removed" in changed.stderr, changed.stderr
     assert [r["n"] for r in rows(spec, "parse")] == [100 + n for n in range(12)]
 
     same = run(cli_env_vars, pipeline_exe, spec, "--input", data)
@@ -71,6 +72,7 @@ def test_a_new_input_starts_a_new_run_and_the_same_input_resumes(tmp_path: Path,
     (spec.parent / "handlers" / "h.py").write_text(ECHO.replace("yield record.json()", 'yield {**record.json(), "v": 2}'))
     recoded = run(cli_env_vars, pipeline_exe, spec, "--input", data)
     assert recoded.returncode == 0 and "code changed" in recoded.stderr, recoded.stderr
+    assert "the last run's outputs there are removed" in recoded.stderr  # said, not done silently
     assert {r["v"] for r in rows(spec, "parse")} == {2}
 
 

@@ -603,17 +603,22 @@ class LocalRun:
             self._new_run("the spec or the stages' code changed since the last run")
         elif header.get("inputs") != self.inputs:
             self._new_run(_inputs_changed(header.get("inputs"), self.inputs))
+        else:  # the journal's run goes on: what a killed run had staged and not landed is of no use to anyone
+            self.store.remove_temporaries(skip=(RUN_DIR,))
 
     def _new_run(self, reason: str | None) -> None:
-        """Empty the store and start the journal over. The journal goes first: killed half-way, the
-        next run finds no run in it and empties the store again."""
+        """Empty the store and start the journal over, crash-safe: the journal is emptied first (and
+        synced), then the store, and the new run's header is written only once the store is empty.
+        Killed anywhere in between, the next start finds no run in the journal and empties the store
+        again, so no object of the last run is ever taken for one of this run's."""
+        old = [child for child in self.root.iterdir() if child.name not in (RUN_DIR, LOG_NAME)]
         if reason:
-            self.notify(f"{reason}: starting a new run in {self.root}")
+            self.notify(f"{reason}: starting a new run in {self.root}"
+                        + ("; the last run's outputs there are removed (--store DIR keeps a run apart)" if old else ""))
         self.summary.new_run = reason or "new"
         self._settle()  # (a batch in a worker's hands is finished, then emptied away with the rest)
         self.writer.drain()
-        self.journal.restart({"c": "run", "fp": self.fingerprint, "spec": str(self.loaded.path.resolve()), "stack": self.loaded.stack,
-                              "inputs": self.inputs})
+        self.journal.clear(self.store.durable)
         for child in self.root.iterdir():
             if child.name not in (RUN_DIR, LOG_NAME):
                 if child.is_dir() and not child.is_symlink():
@@ -623,6 +628,8 @@ class LocalRun:
         with contextlib.suppress(FileNotFoundError):
             (self.root / RUN_DIR / STREAM_FILE).unlink()
         self.run_log.restart()
+        self.journal.begin({"c": "run", "fp": self.fingerprint, "spec": str(self.loaded.path.resolve()), "stack": self.loaded.stack,
+                            "inputs": self.inputs})
         self.summary.stages = {s.name: StageStats(s.name, s.trigger.kind) for s in self.spec.stages}
         self.summary.raw_objects = self.summary.records_this_run = self.summary.batches_skipped = self.summary.batches_resumed = 0
         self.summary.uploads_this_run = self.summary.uploads_skipped = 0

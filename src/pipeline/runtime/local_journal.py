@@ -69,8 +69,16 @@ class Journal:
     def append(self, entry: dict[str, Any]) -> None:
         os.write(self.fd, (json.dumps(entry, separators=(",", ":")) + "\n").encode())
 
-    def restart(self, header: dict[str, Any]) -> None:
+    def clear(self, durable: bool) -> None:
+        """No run at all: what a new run does first, before it empties the store, so a run killed while
+        emptying it finds no run here and empties it again (never an old run's objects under a new header)."""
         os.ftruncate(self.fd, 0)
+        if durable:
+            os.fsync(self.fd)
+        self.entries = []
+
+    def begin(self, header: dict[str, Any]) -> None:
+        """The new run's first line, once the store is empty."""
         self.entries = [header]
         self.append(header)
 

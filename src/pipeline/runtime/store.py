@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import re
 from collections.abc import Iterator
 from typing import NamedTuple, NoReturn, Protocol
 
@@ -143,6 +144,21 @@ class LocalStore:
         with contextlib.suppress(OSError):
             os.unlink(staged.tmp)
 
+    def remove_temporaries(self, skip: tuple[str, ...] = ()) -> int:
+        """Delete the temporary files writers killed between `write_temp` and `publish` left behind (only
+        files named as `write_temp` names them, outside the folders in `skip`); returns how many. Only for
+        the store's owner, while nothing else writes to it: a live writer's temporary file would go too."""
+        removed = 0
+        for dirpath, dirs, files in os.walk(self.root):
+            if dirpath == self.root:
+                dirs[:] = [d for d in dirs if d not in skip]
+            for name in files:
+                if _TEMPORARY.search(name):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(os.path.join(dirpath, name))
+                        removed += 1
+        return removed
+
     def list(self, bucket: str, prefix: str) -> Iterator[tuple[str, float]]:
         """Keys under `prefix` with their modification times, like the clouds' list calls."""
         for key in self.keys(bucket, prefix):
@@ -166,6 +182,9 @@ class LocalStore:
                 if key.startswith(prefix):
                     found.append(key)
         yield from sorted(found)
+
+
+_TEMPORARY = re.compile(r"\.[0-9]+-[0-9]+" + re.escape(LocalStore.TMP_SUFFIX) + "$")  # `write_temp`'s names: <key>.<pid>-<n>.tmp
 
 
 def _failed(staged: Staged, exc: OSError) -> NoReturn:
