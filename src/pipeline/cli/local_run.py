@@ -7,13 +7,11 @@ interrupted by Ctrl-C / SIGTERM (the store is consistent and the same command re
 
 from __future__ import annotations
 
-import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from rich.console import Console
@@ -39,17 +37,12 @@ class RunOptions:
 
 @contextmanager
 def stop_on_sigterm() -> Iterator[None]:
-    """SIGTERM stops a run like Ctrl-C does: workers stopped, queued writes landed, a resume hint."""
-    from pipeline.runtime.local import Stopped
+    """SIGTERM stops a run like Ctrl-C does: workers stopped, queued writes landed, a resume hint
+    (both wait for the few steps that must not be cut in two: `pipeline.runtime.interrupts`)."""
+    from pipeline.runtime.interrupts import stoppable
 
-    def stop(number: int, frame: FrameType | None) -> None:
-        raise Stopped(number)
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
+    with stoppable():
         yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 class LogShower:

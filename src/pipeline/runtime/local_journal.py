@@ -82,6 +82,10 @@ class Journal:
         self.entries = [header]
         self.append(header)
 
+    def sync(self) -> None:
+        """What was appended is on the disk (for the lines a promise to someone else rests on)."""
+        os.fsync(self.fd)
+
     def close(self) -> None:
         os.close(self.fd)
 
