@@ -14,6 +14,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,8 @@ from test_local_run_stacks import SCORING, UPLOADS, copy_stack
 class Server:
     """`pipeline serve SPEC --port 0 ...`: waits for its `serving ... on URL` line; stderr is collected as it comes."""
 
-    def __init__(self, exe: str, env: dict[str, str], spec: Path, *args: str | Path) -> None:
-        self.process = subprocess.Popen([exe, "serve", str(spec), "--port", "0", *map(str, args)], env=env,
+    def __init__(self, exe: str, env: dict[str, str], spec: Path, *args: str | Path, preexec_fn: Callable[[], None] | None = None) -> None:
+        self.process = subprocess.Popen([exe, "serve", str(spec), "--port", "0", *map(str, args)], env=env, preexec_fn=preexec_fn,
                                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.lines: queue.Queue[str | None] = queue.Queue()
         self.seen: list[str] = []
@@ -34,7 +35,7 @@ class Server:
         while True:
             line = self.lines.get(timeout=max(0.1, deadline - time.monotonic()))
             assert line is not None, "the server ended before serving:\n" + "".join(self.seen)
-            if match := re.match(r"serving \S+ \(\S+\) on (http://127\.0\.0\.1:\d+)$", line.strip()):
+            if match := re.match(r"serving \S+ \(\S+\) on (http://\S+:\d+)$", line.strip()):
                 self.url = match.group(1)
                 return
 

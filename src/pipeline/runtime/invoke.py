@@ -395,7 +395,7 @@ class StageRunner:
             if all(whole):
                 try:
                     rows = json.loads("[" + ",".join(whole) + "]")
-                except ValueError:
+                except (ValueError, RecursionError):
                     rows = []
                 if len(rows) == len(whole):
                     return rows, raws, bad
@@ -405,7 +405,7 @@ class StageRunner:
                 continue
             try:
                 rows.append(loads(line))
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:  # (a line nested deeper than the parser goes is not JSON it can read)
                 bad[len(raws)] = exc
                 rows.append(None)
             raws.append(raw)
@@ -523,14 +523,26 @@ def decompress(data: bytes) -> bytes:
     return out
 
 
+NESTED_TOO_DEEPLY = "is nested too deeply to be read (each row may nest a few hundred levels at most)"
+
+
 def http_rows(body: bytes, content_type: str = "") -> list[Any]:
-    """An HTTP request body as rows: a JSON array of rows, or JSON lines (one row per line)."""
-    text = decompress(body).decode("utf-8", errors="strict").strip()
+    """An HTTP request body as rows: a JSON array of rows, or JSON lines (one row per line). Anything else
+    (not JSON, not UTF-8, broken gzip, nesting beyond the parser's depth) is a ValueError: the caller's
+    request is bad (400), not the handler's failure."""
+    import zlib
+
+    try:
+        text = decompress(body).decode("utf-8", errors="strict").strip()
+    except (OSError, EOFError, zlib.error) as exc:
+        raise ValueError(f"the request body is not valid gzip: {exc}") from None
     if not text:
         raise ValueError("the request body is empty; send a JSON array of rows or JSON lines")
     if text.startswith("["):
         try:
             rows = json.loads(text)
+        except RecursionError:
+            raise ValueError(f"the request body {NESTED_TOO_DEEPLY}") from None
         except ValueError as exc:
             raise ValueError(f"the request body is not a JSON array: {exc}") from None
         if not isinstance(rows, list):
@@ -541,6 +553,8 @@ def http_rows(body: bytes, content_type: str = "") -> list[Any]:
         if line.strip():
             try:
                 result.append(json.loads(line))
+            except RecursionError:
+                raise ValueError(f"line {number} of the request body {NESTED_TOO_DEEPLY}") from None
             except ValueError as exc:
                 raise ValueError(f"line {number} of the request body is not JSON: {exc}") from None
     return result

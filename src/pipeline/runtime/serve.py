@@ -35,7 +35,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from pipeline.runtime.local import LocalRun, LocalRunError, LocalUsageError, Outcome, check_upload_name
-from pipeline.runtime.serve_http import Budget, GuardedHandler, GuardedServer, HostPolicy, connection_limit, printable
+from pipeline.runtime.serve_http import Budget, GuardedHandler, GuardedServer, HostPolicy, connection_limit, printable, return_large_blocks
 
 DEFAULT_MAX_BODY = 64 * 1024 * 1024
 DRAIN_LIMIT = 64 * 1024 * 1024  # a body this much over the limit is still read before the 413; a bigger one is cut off
@@ -166,6 +166,7 @@ class LocalServer:
         side: queued requests are answered 503 (nothing of them was kept), answers being written get a few
         seconds to reach their senders, and the caller closes the session."""
         self.httpd.max_connections = connection_limit()  # (the workers' descriptors are open by now)
+        return_large_blocks()
         listener = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.2}, name="pipeline-http", daemon=True)
         listener.start()
         next_tick = time.monotonic() + self.tick_s if self.tick_s else None
