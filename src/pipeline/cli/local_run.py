@@ -46,10 +46,16 @@ def stop_on_sigterm() -> Iterator[None]:
 
 
 class LogShower:
-    """Handler logs, tracebacks and notes on stderr while stages run (`run`, `serve`, `invoke`)."""
+    """Handler logs, tracebacks and notes on stderr while stages run (`run`, `serve`, `invoke`).
+
+    A traceback is shown once per input: an input retried after the same failure says so in one line
+    (run.log keeps every attempt's traceback)."""
+
+    REMEMBERED = 1000  # inputs whose last traceback is remembered (then forgotten, oldest first)
 
     def __init__(self, err: Console, quiet: bool) -> None:
         self.err, self.quiet = err, quiet
+        self.tracebacks: dict[tuple[str, str], str] = {}
 
     def note(self, message: str) -> None:
         self.err.print(f"note: {message}", markup=False, highlight=False)
@@ -57,10 +63,24 @@ class LogShower:
     def show(self, entry: dict[str, Any]) -> None:
         from pipeline.runtime.report import log_text
 
-        text = log_text(entry)
-        if text is None or self.quiet:
+        if self.quiet:
             return
-        self.line(text)
+        text = log_text(entry, again=self._seen(entry))
+        if text is not None:
+            self.line(text)
+
+    def _seen(self, entry: dict[str, Any]) -> bool:
+        """Whether this entry's traceback was shown for the same input (stage and batch) already."""
+        trace, batch = entry.get("traceback"), entry.get("batch")
+        if not trace or batch is None:
+            return False
+        key = (str(entry.get("stage", "")), str(batch))
+        if self.tracebacks.get(key) == trace:
+            return True
+        if len(self.tracebacks) >= self.REMEMBERED:
+            del self.tracebacks[next(iter(self.tracebacks))]
+        self.tracebacks[key] = str(trace)
+        return False
 
     def line(self, text: str) -> None:
         try:

@@ -24,6 +24,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from itertools import pairwise
 from typing import Any, NamedTuple
 
 from pipeline.runtime import fastjson, keys
@@ -168,6 +169,7 @@ class BatchResult:
         self.retry_from: int | None = None  # partial mode: index of the first item the platform must redeliver
         self.error = error
         self.poisoned: list[int] = []
+        self.filtered = 0  # inputs the handler took and gave no row for (see `_Outcome.filtered`)
 
     def __repr__(self) -> str:
         return (f"BatchResult({self.batch_id!r}, items={self.items}, rows={self.rows}, output={self.output_key!r}, "
@@ -183,12 +185,13 @@ class _Feed:
     know which rows are safe to keep.
     """
 
-    __slots__ = ("current", "items", "marks", "out", "productive", "skip", "start")
+    __slots__ = ("current", "ended", "items", "marks", "out", "productive", "skip", "start")
 
     def __init__(self, items: Sequence[Any], start: int, skip: Mapping[int, Any], out: list[Any], marks: list[int], productive: int) -> None:
         self.items, self.start, self.skip, self.out, self.marks = items, start, skip, out, marks
         self.current: int | None = None
         self.productive = productive
+        self.ended = -1  # the number of output rows when the handler had taken every item (-1: it did not)
 
     def __iter__(self) -> Iterator[Any]:
         items, out, marks, skip = self.items, self.out, self.marks, self.skip
@@ -206,15 +209,31 @@ class _Feed:
         if prev >= 0 and len(out) != marks[prev]:
             self.productive = prev
         self.current = None
+        self.ended = len(out)
 
 
 class _Outcome:
-    """Rows kept (encoded JSON lines), poison records, and `cut`: items [0, cut) are done, the rest must be redelivered."""
+    """Rows kept (encoded JSON lines), poison records, and `cut`: items [0, cut) are done, the rest must be redelivered.
+    `filtered`: the items that gave no row (see `filtered`)."""
 
-    __slots__ = ("cut", "error", "poison", "rows")
+    __slots__ = ("cut", "error", "filtered", "poison", "rows")
 
-    def __init__(self, rows: list[bytes], poison: dict[int, BaseException], cut: int, error: BaseException | None = None) -> None:
-        self.rows, self.poison, self.cut, self.error = rows, poison, cut, error
+    def __init__(self, rows: list[bytes], poison: dict[int, BaseException], cut: int, error: BaseException | None = None,
+                 filtered: int = 0) -> None:
+        self.rows, self.poison, self.cut, self.error, self.filtered = rows, poison, cut, error, filtered
+
+
+def filtered(n: int, poison: Mapping[int, Any], marks: list[int], ended: int, rows: int) -> int:
+    """How many of `n` items the handler filtered out: took, and gave no row for before it took the next
+    (the rows of item i are those that appeared between its mark and the next item's). A handler that
+    made rows only after it had taken every item (returned a list, or yielded a summary at the end)
+    aggregated its input rather than filtering it: none then (nor when it stopped before the last item,
+    which says nothing about the items it left)."""
+    if ended < 0 or rows > ended:
+        return 0
+    bounds = [marks[i] for i in range(n) if i not in poison] if poison else marks[:n]
+    bounds.append(ended)
+    return sum(1 for a, b in pairwise(bounds) if a == b)
 
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -275,7 +294,7 @@ class StageRunner:
                         append = out.append
                         for row in result:
                             append(encode(row))
-                return _Outcome(out, poison, n)
+                return _Outcome(out, poison, n, filtered=filtered(n, poison, marks, feed.ended, len(out)))
             except Exception as exc:
                 current = feed.current
                 if current is None and isinstance(exc, RowNotJSONError):
@@ -342,6 +361,7 @@ class StageRunner:
         for index in sorted(outcome.poison):
             dead.append(self._dead_entry(batch_id, index, raw_of(index), identity_of(index), outcome.poison[index]))
         result.poisoned = sorted(outcome.poison)
+        result.filtered = outcome.filtered
         self._write(result, outcome.rows, dead)
         if outcome.cut < n:
             result.retry_from = outcome.cut

@@ -192,6 +192,7 @@ class RunSummary:
     uploads_this_run: int = 0
     uploads_skipped: int = 0  # landed and processed by an earlier run of the same inputs
     stream_input: bool = True  # False: the run had uploads only
+    archive: bool = False  # the stream's records are archived raw
     seconds: float = 0.0
     new_run: str | None = None  # why this run started over (None: resumed or continued the journal's run)
     stages: dict[str, StageStats] = field(default_factory=dict)
@@ -378,7 +379,7 @@ class LocalRun:
                  on_log: Callable[[dict[str, Any]], None] | None = None, notify: Callable[[str], None] | None = None) -> None:
         self.loaded = loaded
         self.spec = loaded.spec
-        self.root = root or default_root(loaded)
+        self.root = (root or default_root(loaded)).absolute()  # (workers run in the spec's folder: a relative --store is ours)
         self.fresh = fresh
         self.tick_s = tick_s
         self.progress = progress
@@ -386,6 +387,7 @@ class LocalRun:
         self.notify = notify or (lambda message: None)
         self.store = LocalStore(self.root, durable=durable)
         self.summary = RunSummary(self.spec.name, loaded.stack, self.root)
+        self.summary.archive = self.spec.stream is not None and self.spec.stream.archive
         self.inputs: dict[str, Any] = {}
         self.primary: _Consumer | None = None
         self.consumers: list[_Consumer] = []

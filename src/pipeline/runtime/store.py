@@ -50,7 +50,7 @@ class LocalStore:
     TMP_SUFFIX = ".tmp"
 
     def __init__(self, root: str | os.PathLike[str], durable: bool = True) -> None:
-        self.root = os.fspath(root)
+        self.root = os.path.abspath(root)  # absolute: workers write its temporary files from the spec's folder, not ours
         self.durable = durable
         self._made: set[str] = set()
         self._serial = itertools.count()  # temporary names are unique: two writes of one key may be in progress
