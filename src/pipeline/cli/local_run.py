@@ -122,7 +122,7 @@ class Runner:
         except LocalRunError as exc:
             self.err.print(f"error: {exc}", markup=False, highlight=False)
             return EXIT_FAILED
-        self.out.print(summary_table(summary))
+        self.out.print(summary_table(summary, self.out.width))
         for line in summary_lines(summary):
             self.out.print(line, markup=False, highlight=False)
         self.out.file.flush()

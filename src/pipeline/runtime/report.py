@@ -37,27 +37,38 @@ def progress_bar(console: Console, source: str | None) -> Iterator[Callable[[int
         yield update
 
 
-def summary_table(summary: RunSummary) -> Table:
-    """Per stage what ran, in an 80-column terminal: no borders, short headers, the stage names whole;
-    retries and failed inputs only when there were any (the dead-letter line says more about them)."""
+def summary_table(summary: RunSummary, width: int = 80) -> Table:
+    """Per stage what ran, within `width` columns (the terminal's): no borders, short headers, numbers never
+    cut; retries and failed inputs only when there were any (the dead-letter line says more about them).
+    Where even that is too wide (long stage names and millions of records), the trigger column goes, then
+    the stage names fold onto a second line rather than being cut."""
     stages = list(summary.stages.values())
     not_invoked = summary.not_invoked
     retried = any(s.retries for s in stages)
     failed = any(s.failed_batches for s in stages)
-    table = Table(title=f"{summary.pipeline} ({summary.stack}) ran locally", title_justify="left", box=box.SIMPLE_HEAD,
-                  padding=(0, 1), pad_edge=False, show_edge=False)
-    table.add_column("stage", no_wrap=True, min_width=max((len(s.name) for s in stages), default=5))
-    table.add_column("trigger", no_wrap=True)
-    for name in ("runs", "in", "out", "filtered", "dead\nletters", *(["retries"] if retried else []), *(["failed\ninputs"] if failed else [])):
-        table.add_column(name, justify="right", no_wrap=True)
+    headers = ["runs", "in", "out", "filtered", "dead\nletters", *(["retries"] if retried else []), *(["failed\ninputs"] if failed else [])]
+    rows = []
     for stats in stages:
         if stats.name in not_invoked:  # no requests in `pipeline run`: nothing to count, and not zero either
-            table.add_row(stats.name, stats.trigger, *["-"] * (5 + retried + failed))
+            rows.append([stats.name, stats.trigger, *["-"] * len(headers)])
             continue
         counts = [stats.invocations, stats.items, stats.rows, stats.filtered, stats.dead_letters]
         counts += [stats.retries] if retried else []
         counts += [stats.failed_batches] if failed else []
-        table.add_row(stats.name, stats.trigger, *(f"{count:,}" for count in counts))
+        rows.append([stats.name, stats.trigger, *(f"{count:,}" for count in counts)])
+    columns = ["stage", "trigger", *headers]
+    widths = [max([len(line) for line in column.split("\n")] + [len(row[i]) for row in rows]) for i, column in enumerate(columns)]
+    trigger = sum(widths) + 2 * (len(widths) - 1) <= width
+    if not trigger:
+        del columns[1], widths[1]
+        rows = [[row[0], *row[2:]] for row in rows]
+    table = Table(title=f"{summary.pipeline} ({summary.stack}) ran locally", title_justify="left", box=box.SIMPLE_HEAD,
+                  padding=(0, 1, 0, 0), pad_edge=False, show_edge=False)
+    table.add_column(columns[0], overflow="fold")
+    for column, column_width in zip(columns[1:], widths[1:], strict=True):
+        table.add_column(column, justify="left" if column == "trigger" else "right", no_wrap=True, min_width=column_width)
+    for row in rows:
+        table.add_row(*row)
     return table
 
 
