@@ -334,6 +334,11 @@ class GuardedHandler(BaseHTTPRequestHandler):
                 self.close_connection = True
                 return
             self.state.phase(None)
+            doubled = [name for name in ("Host", "Content-Length", "Transfer-Encoding", "Origin") if len(self.headers.get_all(name) or ()) > 1]
+            if doubled:  # which one would count is a matter of opinion between a proxy and us: take none
+                self.close_connection = True
+                self._answer(400, {"error": f"the request has more than one {doubled[0]} header"})
+                return
             refusal = self.server.policy.refusal(self.headers)
             if refusal is not None:
                 self.close_connection = True
