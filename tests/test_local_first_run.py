@@ -193,3 +193,18 @@ def test_overlays_empty_or_changing_a_trigger_kind_and_control_characters(tmp_pa
     assert "control character U+0007" in problem["message"] and "\\x07" in problem["hint"]
     text = cli(cli_env_vars, pipeline_exe, "validate", spec)
     assert text.returncode == 2 and "pipeline.yaml:7:20:" in text.stderr and "\x07" not in text.stderr
+
+
+QUOTING = """\
+def parse(records, context):
+    for record in records:
+        raise ValueError(f"unknown status {record.json()['status']}")
+"""
+
+
+def test_an_error_quoting_a_record_cannot_write_to_the_terminal(tmp_path: Path, pipeline_exe: str, cli_env_vars: dict[str, str]) -> None:
+    stage = "  - name: parse\n    handler: handlers/h.py:parse\n    trigger: {stream: {batch_size: 10, max_batching_window_s: 1}}\n"
+    spec, data = project(tmp_path, QUOTING, stage, [{"status": "\x1b]0;owned\x07\x1b[2J"}])
+    result = run(cli_env_vars, pipeline_exe, spec, "--input", data)
+    assert result.returncode == 1 and "unknown status \\x1b]0;owned\\x07\\x1b[2J" in result.stderr, result.stderr
+    assert "\x1b" not in result.stderr and "\x07" not in result.stderr

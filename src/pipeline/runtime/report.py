@@ -18,6 +18,7 @@ from rich.table import Table
 
 from pipeline.runtime.local import RunSummary
 from pipeline.runtime.logs import LEVELS
+from pipeline.runtime.text import printable
 
 
 @contextmanager
@@ -144,15 +145,16 @@ def log_text(entry: dict[str, Any], again: bool = False) -> str | None:
     if entry.get("logger") == "runtime" and LEVELS.get(level, 20) < LEVELS["WARNING"]:
         return None
     stage = entry.get("stage", "")
-    if entry.get("stream") == "output":
+    if entry.get("stream") == "output":  # what the handler printed: the user's own text, colours and all
         return f"{stage} | {entry.get('message', '')}"
-    extras = "  ".join(f"{key}={value}" for key, value in entry.items() if key not in _NOT_SHOWN and value is not None)
-    text = f"{stage} | {level} {entry.get('message', '')}" + (f"  ({extras})" if extras else "")
+    # The rest may quote an input (an exception's message does): its control characters are shown escaped.
+    extras = "  ".join(f"{key}={printable(str(value), 500)}" for key, value in entry.items() if key not in _NOT_SHOWN and value is not None)
+    text = f"{stage} | {level} {printable(str(entry.get('message', '')), 2000)}" + (f"  ({extras})" if extras else "")
     if entry.get("traceback") and again:
         last = next((line for line in reversed(str(entry["traceback"]).splitlines()) if line.strip()), "")
-        text += f"\n    the same error again: {last.strip()}"
+        text += f"\n    the same error again: {printable(last.strip(), 500)}"
     elif entry.get("traceback"):
-        text += "\n" + "\n".join("    " + line for line in _user_frames(str(entry["traceback"])))
+        text += "\n" + "\n".join("    " + printable(line, 2000) for line in _user_frames(str(entry["traceback"])))
     elif entry.get("error"):
-        text += f"\n    {entry['error']}"
+        text += f"\n    {printable(str(entry['error']), 2000)}"
     return text

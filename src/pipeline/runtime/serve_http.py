@@ -40,6 +40,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
+from pipeline.runtime.text import printable
+
 MAX_CONNECTIONS = 32
 HEAD_S = 10.0  # request line and headers (and the wait for the next request on a kept-alive connection)
 HEAD_BYTES = 32 * 1024  # request line and headers together
@@ -48,12 +50,6 @@ BODY_S = 10.0  # plus one second per MIN_RATE bytes of the body
 MIN_RATE = 1024 * 1024
 IO_TIMEOUT_S = 30.0  # any single read or write
 DESCRIPTORS_KEPT = 64  # file descriptors left for the runner (workers' pipes, the journal, the store) below the limit
-
-
-def printable(text: str, limit: int = 300) -> str:
-    """The sender's text for a log line: control characters (C0, DEL, C1) as \\xNN escapes, cut to `limit`."""
-    shown = "".join(c if c.isprintable() or c == " " else f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}" for c in text[:limit])
-    return shown + ("..." if len(text) > limit else "")
 
 
 def loopback(host: str) -> bool:
@@ -245,7 +241,7 @@ class GuardedServer(ThreadingHTTPServer):
         error = sys.exc_info()[1]
         if isinstance(error, (ConnectionError, TimeoutError)) or (isinstance(error, OSError) and self.stopping.is_set()):
             return
-        self.log(f"a request from {client_address[0]} failed: {type(error).__name__}: {printable(str(error))}")
+        self.log(f"a request from {client_address[0]} failed: {type(error).__name__}: {printable(str(error), 300)}")
 
     def _reap(self) -> None:
         while True:
