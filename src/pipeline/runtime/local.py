@@ -457,6 +457,9 @@ class LocalRun:
             signal_number = exc.signal_number if isinstance(exc, Stopped) else 2
             raise LocalRunInterrupted(self._interrupted_message(), signal_number) from None
         except OSError as exc:
+            writer = getattr(self, "writer", None)
+            if writer is not None:  # the store's writer failed first (disk full): that is the cause, what followed its effect
+                writer.check()
             raise LocalRunError(describe_os_error(exc, self.root)) from exc
 
     # -- the session of `pipeline serve` ------------------------------------------------------------
