@@ -118,7 +118,7 @@ def test_the_run_summary_reads_at_80_columns(tmp_path: Path, pipeline_exe: str, 
     rows = {line.split()[0]: line.split()[1:] for line in lines[header + 2:header + 5]}
     assert set(rows) == {"parse-and-validate-1", "aggregate-per-window", "call-a-slow-service2"}  # names whole
     runs, taken, out, filtered, dead, retries, failed = (int(v.replace(",", "")) for v in rows["parse-and-validate-1"][1:])
-    assert (taken, out, filtered, dead) == (40, 29, 10, 1)  # n % 4 == 0 gave no row; n == 7 raised
+    assert (runs, taken, out, filtered, dead, retries, failed) == (4, 40, 29, 10, 1, 0, 0)  # n % 4 == 0 gave no row; n == 7 raised
     assert rows["aggregate-per-window"][1:] == ["4", "29", "4", "0", "0", "0", "0"]  # it aggregated: nothing filtered out
     assert rows["call-a-slow-service2"][-2:] == ["4", "4"]  # retried, then failed as a whole
     listed = [line.strip() for line in lines if line.startswith("  ") and line.strip().endswith(".jsonl")]
