@@ -69,8 +69,9 @@ def copy(rows, context):
 
 
 def make_input(path: Path, count: int) -> None:
-    """The example's 2,000 records repeated with unique ids, malformed ones included."""
-    lines = (EXAMPLE / "data" / "transactions.jsonl").read_text(encoding="utf-8").splitlines()
+    """The example's 2,000 records and its sample of bad ones, repeated with unique ids (malformed ones included)."""
+    lines = [line for name in ("transactions.jsonl", "transactions-with-errors.jsonl")
+             for line in (EXAMPLE / "data" / name).read_text(encoding="utf-8").splitlines()]
     with path.open("w", encoding="utf-8") as out:
         for i in range(count):
             line = lines[i % len(lines)]

@@ -45,10 +45,14 @@ def copy_rows(rows, context):
 '''
 
 
+MALFORMED = (b'{"txn_id": "t000000", "card_id": "c0166", "currency": "USD", "merchant_category": "7995", "country": "GB", '
+             b'"timestamp": "2026-11-01T16:13:02Z", "card_present": false, "txns_last_hour": 6}')  # no amount: preprocess raises
+
+
 def example_lines(count: int) -> list[bytes]:
-    """The first `count` lines of the example data (line 1 is malformed: no amount)."""
+    """`count` lines of the example data, the first one malformed (no amount), the rest as in its sample file."""
     with (EXAMPLE / "data" / "transactions.jsonl").open("rb") as handle:
-        return [handle.readline().rstrip(b"\n") for _ in range(count)]
+        return [MALFORMED] + [handle.readline().rstrip(b"\n") for _ in range(count)][1:]
 
 
 def write_flaky(folder: Path) -> Path:

@@ -328,14 +328,16 @@ def test_init_validate_run_and_the_generated_handler_test(tmp_path: Path) -> Non
     validated = run("validate", cwd=project)
     assert validated.returncode == 0 and "fraud-scoring" in validated.stdout, validated.stderr
     ran = run("run", "--input", "data/transactions.jsonl", cwd=project)
-    # The sample data carries a few malformed transactions on purpose: they are dead-lettered, so the run says so and exits 1.
-    assert ran.returncode == 1 and "dead letters" in ran.stderr and "Traceback (most recent call last)" in ran.stderr, ran.stderr
+    assert ran.returncode == 0 and "dead letters: 0" in ran.stdout and "Traceback" not in ran.stderr, ran.stderr  # the first run succeeds
+    # The second step: a sample of malformed transactions, dead-lettered, so the run says so and exits 1.
+    bad = run("run", "--input", "data/transactions-with-errors.jsonl", cwd=project)
+    assert bad.returncode == 1 and "dead letters" in bad.stderr and "Traceback (most recent call last)" in bad.stderr, bad.stderr
     assert (project / ".pipeline" / "local").is_dir()
     env = {k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"}
     tested = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"], cwd=project, env=env,
                             capture_output=True, text=True, timeout=300, check=False)
     assert tested.returncode == 0, tested.stdout + tested.stderr
-    assert "4 passed" in tested.stdout
+    assert "5 passed" in tested.stdout
 
     again = run("init", project)
     assert again.returncode == 2 and "not empty" in again.stderr

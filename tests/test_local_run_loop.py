@@ -54,6 +54,7 @@ def test_a_new_input_starts_a_new_run_and_the_same_input_resumes(tmp_path: Path,
     changed = run(cli_env_vars, pipeline_exe, spec, "--input", data)
     assert changed.returncode == 0, changed.stderr
     assert "the input differs from the last run's" in changed.stderr and "starting a new run" in changed.stderr
+    assert "the last run's outputs there are removed" in changed.stderr, changed.stderr
     assert [r["n"] for r in rows(spec, "parse")] == [100 + n for n in range(12)]
 
     same = run(cli_env_vars, pipeline_exe, spec, "--input", data)
@@ -71,6 +72,7 @@ def test_a_new_input_starts_a_new_run_and_the_same_input_resumes(tmp_path: Path,
     (spec.parent / "handlers" / "h.py").write_text(ECHO.replace("yield record.json()", 'yield {**record.json(), "v": 2}'))
     recoded = run(cli_env_vars, pipeline_exe, spec, "--input", data)
     assert recoded.returncode == 0 and "code changed" in recoded.stderr, recoded.stderr
+    assert "the last run's outputs there are removed" in recoded.stderr  # said, not done silently
     assert {r["v"] for r in rows(spec, "parse")} == {2}
 
 
@@ -145,15 +147,15 @@ def test_exit_code_and_summary_count_filtered_rows_and_dead_letters(tmp_path: Pa
     spec, data = project(tmp_path, handlers, STREAM_STAGE.format(timeout=60), [{"n": n} for n in range(8)])
     clean = run(cli_env_vars, pipeline_exe, spec, "--input", data)
     assert clean.returncode == 0, clean.stderr
-    assert "filtered out: 4 inputs gave no row (parse 4)" in clean.stdout and "dead letters: 0" in clean.stdout
+    assert "filtered out (no row, no error): parse 4" in clean.stdout and "dead letters: 0" in clean.stdout
 
     write_records(data, [{"n": n} for n in range(12)])
     failed = run(cli_env_vars, pipeline_exe, spec, "--input", data)
     assert failed.returncode == 1
-    assert "filtered out: 6 inputs gave no row (parse 6)" in failed.stdout
-    listed = [line.strip() for line in failed.stdout.splitlines() if "dead-letter/parse/" in line]
-    assert len(listed) == 1 and Path(listed[0]).is_file(), failed.stdout
-    assert "dead letters: 1 (parse 1) in:" in failed.stdout and "1 dead letters" in failed.stderr
+    assert "filtered out (no row, no error): parse 6" in failed.stdout
+    listed = [line.strip() for line in failed.stdout.splitlines() if line.startswith("  parse/")]
+    assert len(listed) == 1 and (store_of(spec) / "dead-letter" / listed[0]).is_file(), failed.stdout
+    assert "dead letters: 1 (parse 1), each with its error, in dead-letter/:" in failed.stdout and "1 dead letters" in failed.stderr
 
 
 REQUIRES = """\

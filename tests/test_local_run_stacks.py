@@ -43,9 +43,9 @@ def bad_claims(lines: list[str]) -> set[int]:
 def test_uploaded_files_land_in_the_uploads_bucket_and_run_the_object_stage(tmp_path: Path, pipeline_exe: str,
                                                                             cli_env_vars: dict[str, str]) -> None:
     spec = copy_stack(UPLOADS, tmp_path)
-    gz, plain = spec.parent / "data" / "claims-2026-11-01.jsonl.gz", spec.parent / "data" / "claims-2026-11-02.jsonl"
+    gz, plain = spec.parent / "data" / "claims-2026-11-01.jsonl.gz", spec.parent / "data" / "claims-with-errors.jsonl"
     result = run(cli_env_vars, pipeline_exe, spec, "--upload", gz, "--upload", plain, "--quiet")
-    assert result.returncode == 1, result.stdout + result.stderr  # the sample files hold bad claims: dead letters
+    assert result.returncode == 1, result.stdout + result.stderr  # the sample of bad claims: dead letters
     assert "uploads: 2 files (2 processed by this run)" in result.stdout and "internal error" not in result.stderr
     assert "records in" not in result.stdout  # no stream input, nothing said about one
     root = store_of(spec, "claims-intake")
@@ -58,9 +58,9 @@ def test_uploaded_files_land_in_the_uploads_bucket_and_run_the_object_stage(tmp_
         stem = path.name.split(".")[0]
         dead = jsonl(root / "dead-letter" / "process" / f"{stem}.jsonl")
         bad = bad_claims(lines)
-        assert {d["input"]["line"] for d in dead} == bad and len(dead) == len(bad)
+        assert {d["input"]["line"] for d in dead} == bad and len(dead) == len(bad) and (path is gz) == (not bad)  # gz: all good
         assert all(d["input"]["key"] == f"uploads/{path.name}" and d["input"]["bucket"] == "uploads" for d in dead)
-        assert "not JSON" in {d["reason"] for d in dead}  # the line that is not JSON, dead-lettered by the runtime
+        assert path is gz or "not JSON" in {d["reason"] for d in dead}  # the line that is not JSON, dead-lettered by the runtime
         claims = jsonl(root / "process" / "process" / f"{stem}.jsonl")
         good_ids = {json.loads(lines[i])["claim_id"] for i in range(len(lines)) if i not in bad}
         assert {c["claim_id"] for c in claims} == good_ids and all(c["amount_usd"] > 0 for c in claims)
@@ -74,7 +74,7 @@ def test_uploaded_files_land_in_the_uploads_bucket_and_run_the_object_stage(tmp_
 
     fewer = run(cli_env_vars, pipeline_exe, spec, "--upload", plain, "--quiet")  # another set of files: another run
     assert "the uploaded files (--upload) differ from the last run's: starting a new run" in fewer.stderr
-    assert not (root / "uploads" / "uploads" / gz.name).exists() and (root / "process" / "process" / "claims-2026-11-02.jsonl").is_file()
+    assert not (root / "uploads" / "uploads" / gz.name).exists() and (root / "process" / "process" / "claims-with-errors.jsonl").is_file()
 
 
 def test_upload_usage_errors(tmp_path: Path, pipeline_exe: str, cli_env_vars: dict[str, str]) -> None:
@@ -100,7 +100,7 @@ def test_stream_scoring_scores_what_preprocess_wrote_and_says_the_http_stage_was
     spec = copy_stack(SCORING, tmp_path)
     readings = spec.parent / "data" / "readings.jsonl"
     result = run(cli_env_vars, pipeline_exe, spec, "--input", readings, "--quiet")
-    assert result.returncode == 1, result.stdout + result.stderr  # the sample readings include malformed ones
+    assert result.returncode == 0, result.stdout + result.stderr
     assert "score-api: an HTTP stage, not invoked" in result.stdout and "pipeline invoke score-api" in result.stdout
     score_api_row = next(line for line in result.stdout.splitlines() if line.strip("│ ").startswith("score-api"))
     assert "0" not in score_api_row.split("http", 1)[1] and "-" in score_api_row  # no counts shown as zeros
@@ -108,14 +108,14 @@ def test_stream_scoring_scores_what_preprocess_wrote_and_says_the_http_stage_was
     features = rows(spec, "preprocess", name="sensor-scoring")
     scored = rows(spec, "score-batch", name="sensor-scoring")
     per_reading = [s for s in scored if not s.get("summary")]
-    assert len(features) == 1983 and [(s["device_id"], s["ts"]) for s in per_reading] == [(f["device_id"], f["ts"]) for f in features]
+    assert len(features) == 1992 and [(s["device_id"], s["ts"]) for s in per_reading] == [(f["device_id"], f["ts"]) for f in features]
     summaries = [s for s in scored if s.get("summary")]
     assert {s["device_id"] for s in summaries} == {f["device_id"] for f in features}
     assert sum(s["readings"] for s in summaries) == len(features)
     root = store_of(spec, "sensor-scoring")
     mark = json.loads((root / "score-batch" / "_state" / "score-batch" / STATE).read_text())
     assert mark["last_run"]["objects"] == 2 and mark["runs"] == 1  # both preprocess outputs, read in one run
-    assert "dead letters: 9 (preprocess 9)" in result.stdout  # score-batch dead-lettered nothing
+    assert "dead letters: 0" in result.stdout
 
     output = root / "score-batch" / "score-batch" / "window" / "start.jsonl"  # the first window: keyed by its start
     before = output.read_bytes()

@@ -14,6 +14,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,8 @@ from test_local_run_stacks import SCORING, UPLOADS, copy_stack
 class Server:
     """`pipeline serve SPEC --port 0 ...`: waits for its `serving ... on URL` line; stderr is collected as it comes."""
 
-    def __init__(self, exe: str, env: dict[str, str], spec: Path, *args: str | Path) -> None:
-        self.process = subprocess.Popen([exe, "serve", str(spec), "--port", "0", *map(str, args)], env=env,
+    def __init__(self, exe: str, env: dict[str, str], spec: Path, *args: str | Path, preexec_fn: Callable[[], None] | None = None) -> None:
+        self.process = subprocess.Popen([exe, "serve", str(spec), "--port", "0", *map(str, args)], env=env, preexec_fn=preexec_fn,
                                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.lines: queue.Queue[str | None] = queue.Queue()
         self.seen: list[str] = []
@@ -34,7 +35,7 @@ class Server:
         while True:
             line = self.lines.get(timeout=max(0.1, deadline - time.monotonic()))
             assert line is not None, "the server ended before serving:\n" + "".join(self.seen)
-            if match := re.match(r"serving \S+ \(\S+\) on (http://127\.0\.0\.1:\d+)$", line.strip()):
+            if match := re.match(r"serving \S+ \(\S+\) on (http://\S+:\d+)$", line.strip()):
                 self.url = match.group(1)
                 return
 
@@ -74,10 +75,10 @@ def test_serve_runs_http_stages_and_takes_records_into_the_stream(tmp_path: Path
         # Records into the stream: batched like `pipeline run` (1,000 a batch), archived, preprocessed before the answer.
         status, answer = server.request("POST", "/stream", readings, {"Content-Type": "application/x-ndjson"})
         assert status == 200 and answer["records"] == 2000 and answer["lines"] == [1, 2000], answer
-        assert answer["stages"]["preprocess"]["rows"] == 1983 and answer["dead_letters"] == 9 and answer["raw_objects"] == 2
+        assert answer["stages"]["preprocess"]["rows"] == 1992 and answer["dead_letters"] == 0 and answer["raw_objects"] == 2
         # The schedule over accumulated outputs: a tick reads what preprocess wrote since the last one, once.
         status, first = server.request("POST", "/tick")
-        assert status == 200 and first["stages"]["score-batch"]["items"] == 1983, first
+        assert status == 200 and first["stages"]["score-batch"]["items"] == 1992, first
         status, empty = server.request("POST", "/tick")
         assert status == 200 and "items" not in empty["stages"].get("score-batch", {}), empty
         three = "[" + ",".join(line.decode() for line in lines[:3]) + "]"  # a JSON array of records works too
@@ -114,7 +115,7 @@ def test_serve_runs_http_stages_and_takes_records_into_the_stream(tmp_path: Path
 
     # The same records through `pipeline run` give the same objects (same batches, same keys, same bytes).
     ran = copy_stack(SCORING, tmp_path / "ran")
-    assert run(cli_env_vars, pipeline_exe, ran, "--input", spec.parent / "data" / "readings.jsonl", "--quiet").returncode == 1
+    assert run(cli_env_vars, pipeline_exe, ran, "--input", spec.parent / "data" / "readings.jsonl", "--quiet").returncode == 0
     run_root = ran.parent / ".pipeline" / "local" / "sensor-scoring" / "default"
     for bucket in ("preprocess", "raw"):
         for path in sorted((run_root / bucket).rglob("*.jsonl")):
@@ -136,16 +137,16 @@ def test_serve_runs_http_stages_and_takes_records_into_the_stream(tmp_path: Path
 def test_serve_takes_files_into_the_landing_bucket(tmp_path: Path, pipeline_exe: str, cli_env_vars: dict[str, str]) -> None:
     spec = copy_stack(UPLOADS, tmp_path)
     gz = spec.parent / "data" / "claims-2026-11-01.jsonl.gz"
-    plain = spec.parent / "data" / "claims-2026-11-02.jsonl"
+    plain = spec.parent / "data" / "claims-with-errors.jsonl"
     store = tmp_path / "served"
     server = Server(pipeline_exe, cli_env_vars, spec, "--store", store, "--quiet")
     try:
         status, landed = server.request("PUT", f"/uploads/{gz.name}", gz.read_bytes())
         assert status == 200 and landed["upload"] == f"uploads/uploads/{gz.name}", landed
-        assert landed["stages"]["process"]["invocations"] == 1 and landed["stages"]["process"]["rows"] > 1400 and landed["dead_letters"] > 0
+        assert landed["stages"]["process"]["invocations"] == 1 and landed["stages"]["process"]["rows"] > 1400 and landed["dead_letters"] == 0
         assert "process/process/claims-2026-11-01.jsonl" in landed["objects"]
-        status, posted = server.request("POST", "/uploads/claims%202026-11-02.jsonl", plain.read_bytes())  # POST, and a quoted name
-        assert status == 200 and posted["upload"] == "uploads/uploads/claims 2026-11-02.jsonl"
+        status, posted = server.request("POST", "/uploads/claims%20with%20errors.jsonl", plain.read_bytes())  # POST, and a quoted name
+        assert status == 200 and posted["upload"] == "uploads/uploads/claims with errors.jsonl" and posted["dead_letters"] > 0
         status, refused = server.request("PUT", "/uploads/..%2Fescape.jsonl", b"{}")
         assert status == 400 and "cannot be an upload's name" in refused["error"]
         assert server.request("POST", "/stream", b"{}")[0] == 404  # fed by uploads only: no stream
@@ -155,10 +156,11 @@ def test_serve_takes_files_into_the_landing_bucket(tmp_path: Path, pipeline_exe:
     assert (store / "uploads" / "uploads" / gz.name).read_bytes() == gz.read_bytes()
 
     ran = copy_stack(UPLOADS, tmp_path / "ran")
-    assert run(cli_env_vars, pipeline_exe, ran, "--upload", gz, "--quiet").returncode == 1
+    assert run(cli_env_vars, pipeline_exe, ran, "--upload", gz, "--quiet").returncode == 0
     run_root = ran.parent / ".pipeline" / "local" / "claims-intake" / "default"
-    for key in ("process/process/claims-2026-11-01.jsonl", "dead-letter/process/claims-2026-11-01.jsonl"):
-        assert (store / key).read_bytes() == (run_root / key).read_bytes()  # served or run: the same objects
+    key = "process/process/claims-2026-11-01.jsonl"
+    assert (store / key).read_bytes() == (run_root / key).read_bytes()  # served or run: the same objects
+    assert list((store / "dead-letter" / "process").iterdir())  # (the bad claims' dead letters)
 
 
 SLOW = """\

@@ -284,8 +284,14 @@ CASES: list[Case] = [
       files={"stacks/dev.yaml": "tags: {env: dev}\ntags: {env: prod}\n"}),
     c("overlay-top-level-list", one_stage(), 1, None, None, ("overlay's top level must be a mapping",), file="stacks/dev.yaml",
       stack="dev", files={"stacks/dev.yaml": "- a\n- b\n"}),
-    c("overlay-empty", one_stage(), None, None, None, ("empty",), file="stacks/dev.yaml", stack="dev",
-      files={"stacks/dev.yaml": "# nothing here\n"}),
+    c("overlay-changes-trigger-kind", one_stage(), 4, "schedule", "stages[0].trigger.schedule",
+      ("cannot change the trigger of stage 'first' from 'stream'", "pipeline.yaml:6", "to 'schedule'", "same way in every stack"),
+      file="stacks/dev.yaml", stack="dev",
+      files={"stacks/dev.yaml": "stages:\n  - name: first\n    trigger:\n      schedule: rate(1 hour)\n"}),
+    c("control-character", one_stage(top='description: "bell \x07 here"'), 7, "\x07", None,
+      ("control character U+0007 is not allowed", "\\x07")),
+    c("control-character-in-overlay", one_stage(), 2, "\x1b", None, ("control character U+001B",), file="stacks/dev.yaml", stack="dev",
+      files={"stacks/dev.yaml": "tags:\n  env: \x1b[31mred\n"}),
     c("invalid-stack-name", one_stage(), None, None, None, ("'Dev' is not a valid stack name",), file="", stack="Dev"),
 ]
 

@@ -574,11 +574,14 @@ def serve(
     fresh: Annotated[bool, typer.Option("--fresh", help="Start a new run instead of continuing the last `pipeline serve`.")] = False,
     fsync: FsyncOpt = True,
     quiet: QuietOpt = False,
+    allow_host: Annotated[list[str] | None, typer.Option(
+        "--allow-host", metavar="NAME",
+        help="Also answer requests whose Host is NAME (localhost, *.localhost and IP addresses always are); repeat for more.")] = None,
 ) -> None:
     """Serve the pipeline over local HTTP: HTTP stages on request, records into the stream, files into the uploads bucket."""
     from pipeline.cli.local_serve import ServeOptions, serve_command
 
-    options = ServeOptions(spec, stack, host, port, tick, max_body_mb * 1024 * 1024, store, fresh, fsync, quiet)
+    options = ServeOptions(spec, stack, host, port, tick, max_body_mb * 1024 * 1024, store, fresh, fsync, quiet, tuple(allow_host or ()))
     code = serve_command(options, _load, err)
     if code:
         raise typer.Exit(code)

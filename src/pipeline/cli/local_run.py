@@ -7,13 +7,11 @@ interrupted by Ctrl-C / SIGTERM (the store is consistent and the same command re
 
 from __future__ import annotations
 
-import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from rich.console import Console
@@ -39,24 +37,25 @@ class RunOptions:
 
 @contextmanager
 def stop_on_sigterm() -> Iterator[None]:
-    """SIGTERM stops a run like Ctrl-C does: workers stopped, queued writes landed, a resume hint."""
-    from pipeline.runtime.local import Stopped
+    """SIGTERM stops a run like Ctrl-C does: workers stopped, queued writes landed, a resume hint
+    (both wait for the few steps that must not be cut in two: `pipeline.runtime.interrupts`)."""
+    from pipeline.runtime.interrupts import stoppable
 
-    def stop(number: int, frame: FrameType | None) -> None:
-        raise Stopped(number)
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
+    with stoppable():
         yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 class LogShower:
-    """Handler logs, tracebacks and notes on stderr while stages run (`run`, `serve`, `invoke`)."""
+    """Handler logs, tracebacks and notes on stderr while stages run (`run`, `serve`, `invoke`).
+
+    A traceback is shown once per input: an input retried after the same failure says so in one line
+    (run.log keeps every attempt's traceback)."""
+
+    REMEMBERED = 1000  # inputs whose last traceback is remembered (then forgotten, oldest first)
 
     def __init__(self, err: Console, quiet: bool) -> None:
         self.err, self.quiet = err, quiet
+        self.tracebacks: dict[tuple[str, str], str] = {}
 
     def note(self, message: str) -> None:
         self.err.print(f"note: {message}", markup=False, highlight=False)
@@ -64,10 +63,24 @@ class LogShower:
     def show(self, entry: dict[str, Any]) -> None:
         from pipeline.runtime.report import log_text
 
-        text = log_text(entry)
-        if text is None or self.quiet:
+        if self.quiet:
             return
-        self.line(text)
+        text = log_text(entry, again=self._seen(entry))
+        if text is not None:
+            self.line(text)
+
+    def _seen(self, entry: dict[str, Any]) -> bool:
+        """Whether this entry's traceback was shown for the same input (stage and batch) already."""
+        trace, batch = entry.get("traceback"), entry.get("batch")
+        if not trace or batch is None:
+            return False
+        key = (str(entry.get("stage", "")), str(batch))
+        if self.tracebacks.get(key) == trace:
+            return True
+        if len(self.tracebacks) >= self.REMEMBERED:
+            del self.tracebacks[next(iter(self.tracebacks))]
+        self.tracebacks[key] = str(trace)
+        return False
 
     def line(self, text: str) -> None:
         try:
@@ -109,7 +122,7 @@ class Runner:
         except LocalRunError as exc:
             self.err.print(f"error: {exc}", markup=False, highlight=False)
             return EXIT_FAILED
-        self.out.print(summary_table(summary))
+        self.out.print(summary_table(summary, self.out.width))
         for line in summary_lines(summary):
             self.out.print(line, markup=False, highlight=False)
         self.out.file.flush()

@@ -8,7 +8,6 @@ the way (port in use, disk full, a handler that cannot be imported); 2 bad usage
 from __future__ import annotations
 
 import errno
-import ipaddress
 import socket
 import sys
 from collections.abc import Callable
@@ -33,6 +32,7 @@ class ServeOptions:
     fresh: bool
     fsync: bool
     quiet: bool
+    allow_hosts: tuple[str, ...] = ()
 
 
 def serve_command(options: ServeOptions, load: Callable[[Path, str | None], Any], err: Console) -> int:
@@ -44,13 +44,6 @@ def serve_command(options: ServeOptions, load: Callable[[Path, str | None], Any]
         return 130
 
 
-def _loopback(host: str) -> bool:
-    try:
-        return host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _serve(options: ServeOptions, load: Callable[[Path, str | None], Any], err: Console) -> int:
     from pipeline.runtime.local import LocalRun, LocalRunError, LocalRunInterrupted, LocalUsageError
     from pipeline.runtime.serve import LocalServer
@@ -60,7 +53,8 @@ def _serve(options: ServeOptions, load: Callable[[Path, str | None], Any], err: 
     session = LocalRun(loaded, options.store, None, durable=options.fsync, fresh=options.fresh,
                        on_log=None if options.quiet else logs.show, notify=logs.note)
     try:
-        server = LocalServer(session, options.host, options.port, options.max_body, options.tick, on_request=logs.line)
+        server = LocalServer(session, options.host, options.port, options.max_body, options.tick, on_request=logs.line,
+                             allow_hosts=options.allow_hosts)
     except OSError as exc:
         return _cannot_listen(err, options, exc)
     try:
@@ -115,10 +109,12 @@ def _cannot_listen(err: Console, options: ServeOptions, exc: OSError) -> int:
 
 def _banner(err: Console, server: Any, session: Any, options: ServeOptions) -> None:
     """What is served where; the first line is stable (`serving NAME (STACK) on URL`) for scripts that wait for it."""
+    from pipeline.runtime.serve_http import loopback
+
     lines = [f"serving {session.spec.name} ({session.loaded.stack}) on {server.url}"]
     lines += [f"  {route['method']:<4} {server.url}{route['path']}  {route['does']}" for route in server.routes()]
     lines.append(f"store: {session.root}" + (f"; schedules run every {options.tick:g} s" if options.tick else ""))
-    if not _loopback(options.host):
+    if not loopback(options.host):
         lines.append(f"warning: listening on {options.host}: anyone who can reach it can send records and call stages (no authentication)")
     lines.append("Ctrl-C to stop")
     sys.stderr.write("\n".join(lines) + "\n")

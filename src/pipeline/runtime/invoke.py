@@ -24,6 +24,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from itertools import pairwise
 from typing import Any, NamedTuple
 
 from pipeline.runtime import fastjson, keys
@@ -194,6 +195,7 @@ class BatchResult:
         self.error = error
         self.poisoned: list[int] = []
         self.dead_entries: list[dict[str, Any]] = []  # what went to the dead-letter object (an HTTP answer over a window lists them)
+        self.filtered = 0  # inputs the handler took and gave no row for (see `_Outcome.filtered`)
 
     def __repr__(self) -> str:
         return (f"BatchResult({self.batch_id!r}, items={self.items}, rows={self.rows}, output={self.output_key!r}, "
@@ -209,12 +211,13 @@ class _Feed:
     know which rows are safe to keep.
     """
 
-    __slots__ = ("current", "items", "marks", "out", "productive", "skip", "start")
+    __slots__ = ("current", "ended", "items", "marks", "out", "productive", "skip", "start")
 
     def __init__(self, items: Sequence[Any], start: int, skip: Mapping[int, Any], out: list[Any], marks: list[int], productive: int) -> None:
         self.items, self.start, self.skip, self.out, self.marks = items, start, skip, out, marks
         self.current: int | None = None
         self.productive = productive
+        self.ended = -1  # the number of output rows when the handler had taken every item (-1: it did not)
 
     def __iter__(self) -> Iterator[Any]:
         items, out, marks, skip = self.items, self.out, self.marks, self.skip
@@ -232,15 +235,31 @@ class _Feed:
         if prev >= 0 and len(out) != marks[prev]:
             self.productive = prev
         self.current = None
+        self.ended = len(out)
 
 
 class _Outcome:
-    """Rows kept (encoded JSON lines), poison records, and `cut`: items [0, cut) are done, the rest must be redelivered."""
+    """Rows kept (encoded JSON lines), poison records, and `cut`: items [0, cut) are done, the rest must be redelivered.
+    `filtered`: the items that gave no row (see `filtered`)."""
 
-    __slots__ = ("cut", "error", "poison", "rows")
+    __slots__ = ("cut", "error", "filtered", "poison", "rows")
 
-    def __init__(self, rows: list[bytes], poison: dict[int, BaseException], cut: int, error: BaseException | None = None) -> None:
-        self.rows, self.poison, self.cut, self.error = rows, poison, cut, error
+    def __init__(self, rows: list[bytes], poison: dict[int, BaseException], cut: int, error: BaseException | None = None,
+                 filtered: int = 0) -> None:
+        self.rows, self.poison, self.cut, self.error, self.filtered = rows, poison, cut, error, filtered
+
+
+def filtered(n: int, poison: Mapping[int, Any], marks: list[int], ended: int, rows: int) -> int:
+    """How many of `n` items the handler filtered out: took, and gave no row for before it took the next
+    (the rows of item i are those that appeared between its mark and the next item's). A handler that
+    made rows only after it had taken every item (returned a list, or yielded a summary at the end)
+    aggregated its input rather than filtering it: none then (nor when it stopped before the last item,
+    which says nothing about the items it left)."""
+    if ended < 0 or rows > ended:
+        return 0
+    bounds = [marks[i] for i in range(n) if i not in poison] if poison else marks[:n]
+    bounds.append(ended)
+    return sum(1 for a, b in pairwise(bounds) if a == b)
 
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -301,7 +320,7 @@ class StageRunner:
                         append = out.append
                         for row in result:
                             append(encode(row))
-                return _Outcome(out, poison, n)
+                return _Outcome(out, poison, n, filtered=filtered(n, poison, marks, feed.ended, len(out)))
             except Exception as exc:
                 current = feed.current
                 if current is None and isinstance(exc, RowNotJSONError):
@@ -368,6 +387,7 @@ class StageRunner:
         for index in sorted(outcome.poison):
             dead.append(self._dead_entry(batch_id, index, raw_of(index), identity_of(index), outcome.poison[index]))
         result.poisoned = sorted(outcome.poison)
+        result.filtered = outcome.filtered
         self._write(result, outcome.rows, dead)
         if outcome.cut < n:
             result.retry_from = outcome.cut
@@ -421,7 +441,7 @@ class StageRunner:
             if all(whole):
                 try:
                     rows = json.loads("[" + ",".join(whole) + "]")
-                except ValueError:
+                except (ValueError, RecursionError):
                     rows = []
                 if len(rows) == len(whole):
                     return rows, raws, bad
@@ -431,7 +451,7 @@ class StageRunner:
                 continue
             try:
                 rows.append(loads(line))
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:  # (a line nested deeper than the parser goes is not JSON it can read)
                 bad[len(raws)] = exc
                 rows.append(None)
             raws.append(raw)
@@ -558,14 +578,26 @@ def decompress(data: bytes) -> bytes:
     return out
 
 
+NESTED_TOO_DEEPLY = "is nested too deeply to be read (each row may nest a few hundred levels at most)"
+
+
 def http_rows(body: bytes, content_type: str = "") -> list[Any]:
-    """An HTTP request body as rows: a JSON array of rows, or JSON lines (one row per line)."""
-    text = decompress(body).decode("utf-8", errors="strict").strip()
+    """An HTTP request body as rows: a JSON array of rows, or JSON lines (one row per line). Anything else
+    (not JSON, not UTF-8, broken gzip, nesting beyond the parser's depth) is a ValueError: the caller's
+    request is bad (400), not the handler's failure."""
+    import zlib
+
+    try:
+        text = decompress(body).decode("utf-8", errors="strict").strip()
+    except (OSError, EOFError, zlib.error) as exc:
+        raise ValueError(f"the request body is not valid gzip: {exc}") from None
     if not text:
         raise ValueError("the request body is empty; send a JSON array of rows or JSON lines")
     if text.startswith("["):
         try:
             rows = json.loads(text)
+        except RecursionError:
+            raise ValueError(f"the request body {NESTED_TOO_DEEPLY}") from None
         except ValueError as exc:
             raise ValueError(f"the request body is not a JSON array: {exc}") from None
         if not isinstance(rows, list):
@@ -576,6 +608,8 @@ def http_rows(body: bytes, content_type: str = "") -> list[Any]:
         if line.strip():
             try:
                 result.append(json.loads(line))
+            except RecursionError:
+                raise ValueError(f"line {number} of the request body {NESTED_TOO_DEEPLY}") from None
             except ValueError as exc:
                 raise ValueError(f"line {number} of the request body is not JSON: {exc}") from None
     return result

@@ -53,8 +53,9 @@ from pathlib import Path
 from typing import IO, Any, TextIO, cast
 
 from pipeline.runtime import keys
+from pipeline.runtime.interrupts import Stopped, held
 from pipeline.runtime.lines import LINE_WIDTH, PARTITION, LineRecord, file_chunks, pipe_chunks
-from pipeline.runtime.local_journal import Journal, QueuedWriter, RunLog, describe_os_error, whole_lines
+from pipeline.runtime.local_journal import Journal, QueuedWriter, RunLog, describe_os_error
 from pipeline.runtime.local_stages import Call, Inputs, LocalRunError, LocalStages, Stats, add_stats, object_items, output_of, stage_env
 from pipeline.runtime.logs import JsonLogger
 from pipeline.runtime.stage_process import Reply
@@ -72,6 +73,8 @@ DEAD_LETTER_BUCKET = "dead-letter"
 RAW_CONSUMER = "@raw"
 UPLOAD = "@upload"  # journal lines of uploaded files (consumers are stage names, which never start with '@')
 TICK = "@tick"  # journal lines of schedule ticks
+KEEP = "@keep"  # serve: a request's records kept in the stream file (lines s-e, the file's size "o" after them, the sender's key "k")
+JOURNAL_FORMAT = 2  # 2: serve keeps a request's records with a KEEP line (a run of another format starts over)
 DEFAULT_BATCH = 500
 RUN_DIR = "_run"  # the runner's own files; no bucket can be named so (stage names start with a letter)
 LOG_NAME = "run.log"
@@ -84,14 +87,6 @@ class LocalUsageError(LocalRunError):
 
 class StoreConflictError(LocalUsageError):
     """The store belongs to another spec."""
-
-
-class Stopped(KeyboardInterrupt):
-    """The run was asked to stop by a signal other than Ctrl-C (SIGTERM)."""
-
-    def __init__(self, signal_number: int) -> None:
-        super().__init__(signal_number)
-        self.signal_number = signal_number
 
 
 class LocalRunInterrupted(Exception):  # noqa: N818 - an outcome, not an error
@@ -199,6 +194,7 @@ class RunSummary:
     uploads_this_run: int = 0
     uploads_skipped: int = 0  # landed and processed by an earlier run of the same inputs
     stream_input: bool = True  # False: the run had uploads only
+    archive: bool = False  # the stream's records are archived raw
     seconds: float = 0.0
     new_run: str | None = None  # why this run started over (None: resumed or continued the journal's run)
     stages: dict[str, StageStats] = field(default_factory=dict)
@@ -365,10 +361,15 @@ class _StdinInput:
 
 @dataclass
 class Outcome:
-    """What one request to `pipeline serve` did: counts per stage and the objects it wrote (`bucket/key`)."""
+    """What one request to `pipeline serve` did: counts per stage and the objects it wrote (`bucket/key`).
+    `repeated`: the request's idempotency key was kept before, so nothing was done again."""
 
     stats: Stats = field(default_factory=dict)
     objects: list[str] = field(default_factory=list)
+    repeated: bool = False
+
+
+Kept = Callable[[], None]  # serve: called once a request's input is kept for good (it will be processed, even after a kill)
 
 
 class LocalRun:
@@ -380,7 +381,7 @@ class LocalRun:
                  on_log: Callable[[dict[str, Any]], None] | None = None, notify: Callable[[str], None] | None = None) -> None:
         self.loaded = loaded
         self.spec = loaded.spec
-        self.root = root or default_root(loaded)
+        self.root = (root or default_root(loaded)).absolute()  # (workers run in the spec's folder: a relative --store is ours)
         self.fresh = fresh
         self.tick_s = tick_s
         self.progress = progress
@@ -388,6 +389,7 @@ class LocalRun:
         self.notify = notify or (lambda message: None)
         self.store = LocalStore(self.root, durable=durable)
         self.summary = RunSummary(self.spec.name, loaded.stack, self.root)
+        self.summary.archive = self.spec.stream is not None and self.spec.stream.archive
         self.inputs: dict[str, Any] = {}
         self.primary: _Consumer | None = None
         self.consumers: list[_Consumer] = []
@@ -400,6 +402,8 @@ class LocalRun:
         self.ticks_planned: dict[str, dict[str, Any]] = {}
         self.ticks_done: set[str] = set()
         self.collected: Stats | None = None  # serve: the counts of the request being answered
+        self.keys_kept: dict[str, Any] = {}  # serve: the idempotency keys of the requests kept, and what each kept
+        self.stream_kept = 0  # serve: the size of the stream file up to the last request kept (the rest was never accepted)
         self.digests: dict[tuple[int, int], str] = {}  # (first line, last line) -> digest, shared by the stream's consumers
 
     # -- one `pipeline run` -------------------------------------------------------------------------
@@ -455,6 +459,9 @@ class LocalRun:
             signal_number = exc.signal_number if isinstance(exc, Stopped) else 2
             raise LocalRunInterrupted(self._interrupted_message(), signal_number) from None
         except OSError as exc:
+            writer = getattr(self, "writer", None)
+            if writer is not None:  # the store's writer failed first (disk full): that is the cause, what followed its effect
+                writer.check()
             raise LocalRunError(describe_os_error(exc, self.root)) from exc
 
     # -- the session of `pipeline serve` ------------------------------------------------------------
@@ -475,31 +482,50 @@ class LocalRun:
                 self.summary.uploads_in = len(self.uploads_planned)
                 self.stream_path = self.root / RUN_DIR / STREAM_FILE
                 if self.spec.stream is not None:
-                    self.stream_path.touch()
-                    whole_lines(self.stream_path)  # records of a request a kill cut short were never accepted
+                    self._unkept_records()
                     try:
                         self.next_line = self._stream(_FileInput(self.stream_path)) + 1
                     except _InputChanged as change:
                         self._new_run(f"the records kept in {self.stream_path} disagree with its journal ({change})")
                         self._replay()
-                        self.stream_path.touch()
+                        self._unkept_records()
                         self.next_line = 1
                     self.writer.drain()
             except BaseException:
                 self._close(failed=True)
                 raise
 
-    def add_records(self, lines: Sequence[bytes]) -> Outcome:
+    def _unkept_records(self) -> None:
+        """Cut the stream file back to the last request kept: records written after it (a kill in the middle
+        of keeping a request) were never accepted, their sender got no answer, and they must not be processed."""
+        self.stream_path.touch()
+        if self.stream_path.stat().st_size > self.stream_kept:
+            os.truncate(self.stream_path, self.stream_kept)
+
+    def add_records(self, lines: Sequence[bytes], key: str | None = None, kept: Kept | None = None) -> Outcome:
         """Records into the local stream: kept (the stream's retention), batched like `run` batches them,
-        and processed before returning; the last partial batch closes as if its window had passed."""
+        and processed before returning; the last partial batch closes as if its window had passed.
+
+        Keeping is one step a stop cannot cut in two: the records are written and synced, a KEEP line
+        journaled (synced too), and `kept()` called, with Ctrl-C and SIGTERM held off; from then on the
+        records are processed, now or when a stopped server starts again. A request with the `key` of
+        one kept before keeps nothing again (`Outcome.repeated`)."""
         with self._reported(), self._collecting() as outcome:
+            if key is not None and key in self.keys_kept:
+                outcome.repeated = True
+                return outcome
             first = self.next_line
-            with open(self.stream_path, "ab") as handle:  # one write: a kill leaves whole lines, or a torn last one serve() drops
-                handle.write(b"".join(line + b"\n" for line in lines))
-                handle.flush()
-                if self.store.durable:
-                    os.fsync(handle.fileno())
-            self.next_line += len(lines)
+            with held():
+                with open(self.stream_path, "ab") as handle:
+                    handle.write(b"".join(line + b"\n" for line in lines))
+                    handle.flush()
+                    if self.store.durable:
+                        os.fsync(handle.fileno())
+                    size = handle.tell()
+                self.writer.submit(self.journal.append, _keyed({"c": KEEP, "s": first, "e": first + len(lines) - 1, "o": size}, key))
+                self._promise(key, (first, first + len(lines) - 1), kept)
+                self.stream_kept = size
+                self.next_line += len(lines)
             now = time.monotonic()
             records = _Lines(list(lines), list(range(first, first + len(lines))), [time.time()] * len(lines))
             self.summary.records_in += len(records)
@@ -512,14 +538,29 @@ class LocalRun:
             self.writer.drain()
         return outcome
 
-    def add_upload(self, name: str, data: bytes) -> Outcome:
+    def _promise(self, key: str | None, what: Any, kept: Kept | None) -> None:
+        """What was asked of the writer so far (a request's input and its journal line) on disk, then tell
+        the sender (`kept`) and remember its key with `what` was kept."""
+        self.writer.drain()
+        if self.store.durable:
+            self.journal.sync()
+        if key is not None:
+            self.keys_kept[key] = what
+        if kept is not None:
+            kept()
+
+    def add_upload(self, name: str, data: bytes, key: str | None = None, kept: Kept | None = None) -> Outcome:
         """A file dropped into the landing bucket: it lands under `<uploads>/<name>` and triggers the object
-        stages that read the uploads, as an object-created event would (the same name again: a new event)."""
+        stages that read the uploads, as an object-created event would (the same name again: a new event).
+        Kept like `add_records` keeps records: once it landed and its plan line is on disk, `kept()`."""
         check_upload_name(name)
         with self._reported(), self._collecting() as outcome:
+            if key is not None and key in self.keys_kept:
+                outcome.repeated = True
+                return outcome
             number = max(self.uploads_planned, default=0) + 1
             self.summary.uploads_in += 1
-            self._land(number, name, data)
+            self._land(number, name, data, key, kept)
             self.writer.drain()
         return outcome
 
@@ -616,21 +657,28 @@ class LocalRun:
             self._new_run(None)
         elif header is None:
             self._new_run("the store holds a run of another version of pipeline" if self.journal.entries else None)
+        elif header.get("format") != JOURNAL_FORMAT:
+            self._new_run("the store holds a run of another version of pipeline")
         elif header.get("fp") != self.fingerprint:
             self._new_run("the spec or the stages' code changed since the last run")
         elif header.get("inputs") != self.inputs:
             self._new_run(_inputs_changed(header.get("inputs"), self.inputs))
+        else:  # the journal's run goes on: what a killed run had staged and not landed is of no use to anyone
+            self.store.remove_temporaries(skip=(RUN_DIR,))
 
     def _new_run(self, reason: str | None) -> None:
-        """Empty the store and start the journal over. The journal goes first: killed half-way, the
-        next run finds no run in it and empties the store again."""
+        """Empty the store and start the journal over, crash-safe: the journal is emptied first (and
+        synced), then the store, and the new run's header is written only once the store is empty.
+        Killed anywhere in between, the next start finds no run in the journal and empties the store
+        again, so no object of the last run is ever taken for one of this run's."""
+        old = [child for child in self.root.iterdir() if child.name not in (RUN_DIR, LOG_NAME)]
         if reason:
-            self.notify(f"{reason}: starting a new run in {self.root}")
+            self.notify(f"{reason}: starting a new run in {self.root}"
+                        + ("; the last run's outputs there are removed (--store DIR keeps a run apart)" if old else ""))
         self.summary.new_run = reason or "new"
         self._settle()  # (a batch in a worker's hands is finished, then emptied away with the rest)
         self.writer.drain()
-        self.journal.restart({"c": "run", "fp": self.fingerprint, "spec": str(self.loaded.path.resolve()), "stack": self.loaded.stack,
-                              "inputs": self.inputs})
+        self.journal.clear(self.store.durable)
         for child in self.root.iterdir():
             if child.name not in (RUN_DIR, LOG_NAME):
                 if child.is_dir() and not child.is_symlink():
@@ -640,6 +688,8 @@ class LocalRun:
         with contextlib.suppress(FileNotFoundError):
             (self.root / RUN_DIR / STREAM_FILE).unlink()
         self.run_log.restart()
+        self.journal.begin({"c": "run", "format": JOURNAL_FORMAT, "fp": self.fingerprint, "spec": str(self.loaded.path.resolve()), "stack": self.loaded.stack,
+                            "inputs": self.inputs})
         self.summary.stages = {s.name: StageStats(s.name, s.trigger.kind) for s in self.spec.stages}
         self.summary.raw_objects = self.summary.records_this_run = self.summary.batches_skipped = self.summary.batches_resumed = 0
         self.summary.uploads_this_run = self.summary.uploads_skipped = 0
@@ -685,11 +735,18 @@ class LocalRun:
         self.primary = consumers[0] if consumers else None
         by_name = {c.name: c for c in consumers}
         self.uploads_planned, self.uploads_done, self.ticks_planned, self.ticks_done = {}, set(), {}, set()
+        self.keys_kept, self.stream_kept = {}, 0
         for entry in self.journal.entries:
             kind, state = entry.get("c"), entry.get("st")
-            if kind == UPLOAD:
+            if kind == KEEP:
+                self.stream_kept = entry["o"]
+                if "k" in entry:
+                    self.keys_kept[entry["k"]] = (entry["s"], entry["e"])
+            elif kind == UPLOAD:
                 if state == "plan":
                     self.uploads_planned[entry["u"]] = entry
+                    if "k" in entry:
+                        self.keys_kept[entry["k"]] = {"upload": entry["name"]}
                 elif state == "done":
                     self.uploads_done.add(entry["u"])
                     self._count(entry["stats"])
@@ -774,15 +831,19 @@ class LocalRun:
             self._land(number, upload.name, upload.read())
             self._maybe_tick(time.monotonic())
 
-    def _land(self, number: int, name: str, data: bytes) -> None:
-        """Upload number `number` lands in the uploads bucket and triggers its readers: planned, then done."""
+    def _land(self, number: int, name: str, data: bytes, sender_key: str | None = None, kept: Kept | None = None) -> None:
+        """Upload number `number` lands in the uploads bucket and triggers its readers: planned, then done.
+        With `kept` (serve), the plan line and the file are on disk before it is called and anything runs."""
         assert self.spec.uploads is not None
         bucket, key = self.spec.uploads.name, self.spec.uploads.prefix + name
-        if number not in self.uploads_planned:
-            entry = {"c": UPLOAD, "st": "plan", "u": number, "name": name, "h": digest_of(data)}
-            self.writer.submit(self.journal.append, entry)
-            self.uploads_planned[number] = entry
-        self.writer.put(bucket, key, data)
+        with held():
+            if number not in self.uploads_planned:
+                entry = _keyed({"c": UPLOAD, "st": "plan", "u": number, "name": name, "h": digest_of(data)}, sender_key)
+                self.writer.submit(self.journal.append, entry)
+                self.uploads_planned[number] = entry
+            self.writer.put(bucket, key, data)
+            if kept is not None:
+                self._promise(sender_key, {"upload": name}, kept)
         stats: Stats = {}
         self._fan_out(bucket, key, data, stats)
         self._record_done({"c": UPLOAD, "st": "done", "u": number, "stats": stats})
@@ -802,7 +863,8 @@ class LocalRun:
                 data = self.store.get(self.spec.uploads.name, self.spec.uploads.prefix + entry["name"])
             except FileNotFoundError:
                 data = None
-            if data is None or digest_of(data) != entry["h"]:
+            if data is None or digest_of(data) != entry["h"]:  # (never kept: its sender got no answer)
+                self.keys_kept.pop(str(entry.get("k")), None)
                 self.notify(f"upload {entry['name']!r} was cut short by the last stop and is dropped; send it again")
                 self._record_done({"c": UPLOAD, "st": "done", "u": number, "stats": {}})
                 self.redo_left.discard((UPLOAD, number))
@@ -1041,6 +1103,11 @@ class LocalRun:
         self._settle()
         summary.records_in = records_in
         return line_no
+
+
+def _keyed(entry: dict[str, Any], key: str | None) -> dict[str, Any]:
+    """A journal line with the sender's idempotency key, if it sent one."""
+    return entry if key is None else {**entry, "k": key}
 
 
 def _inputs_changed(old: dict[str, Any] | None, new: dict[str, Any]) -> str:

@@ -69,10 +69,22 @@ class Journal:
     def append(self, entry: dict[str, Any]) -> None:
         os.write(self.fd, (json.dumps(entry, separators=(",", ":")) + "\n").encode())
 
-    def restart(self, header: dict[str, Any]) -> None:
+    def clear(self, durable: bool) -> None:
+        """No run at all: what a new run does first, before it empties the store, so a run killed while
+        emptying it finds no run here and empties it again (never an old run's objects under a new header)."""
         os.ftruncate(self.fd, 0)
+        if durable:
+            os.fsync(self.fd)
+        self.entries = []
+
+    def begin(self, header: dict[str, Any]) -> None:
+        """The new run's first line, once the store is empty."""
         self.entries = [header]
         self.append(header)
+
+    def sync(self) -> None:
+        """What was appended is on the disk (for the lines a promise to someone else rests on)."""
+        os.fsync(self.fd)
 
     def close(self) -> None:
         os.close(self.fd)
@@ -135,7 +147,7 @@ class QueuedWriter:
 
     def flush(self) -> None:
         """Hand what was asked so far to the writer thread."""
-        self._check()
+        self.check()
         self.flushed = time.monotonic()
         if self.pending:
             steps, self.pending = self.pending, []
@@ -149,7 +161,7 @@ class QueuedWriter:
         """Everything asked so far has landed (or a LocalRunError says why not)."""
         self.flush()
         self.queue.join()
-        self._check()
+        self.check()
 
     def close(self) -> None:
         """Land what was asked (unless something failed), then stop the thread."""
@@ -159,7 +171,8 @@ class QueuedWriter:
         self.queue.put(None)
         self.thread.join()
 
-    def _check(self) -> None:
+    def check(self) -> None:
+        """Raise the LocalRunError saying why writing failed, if it did."""
         if self.error is not None:
             error = self.error
             if isinstance(error, OSError):
@@ -201,7 +214,7 @@ class QueuedWriter:
                 kind = step[0]
                 done.append(store.write_temp(*step[1:]) if kind == _PUT else store.staged(*step[1:]) if kind == _FILE else step)
         except BaseException as exc:
-            failure = exc
+            failure = self.error = exc  # (before the temporary files go: a reader that misses one must find the cause here)
             self._drop(steps[len(done) + 1:])
         cut = len(done)
         for i, item in enumerate(done):
@@ -210,6 +223,7 @@ class QueuedWriter:
                     store.sync(item)  # (closes the file, and removes it when the fsync failed)
                 except BaseException as exc:
                     failure, cut = exc, i
+                    self.error = exc
                     break
         for item in done[cut + 1:]:  # not fsynced: still open when the store is durable
             if isinstance(item, Staged):
@@ -224,7 +238,8 @@ class QueuedWriter:
                     store.publish(item)
                 else:
                     item[1](*item[2])
-            except BaseException:
+            except BaseException as exc:
+                self.error = exc
                 for rest in done[i + 1:cut]:
                     if isinstance(rest, Staged):
                         store.discard(rest)

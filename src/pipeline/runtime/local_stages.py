@@ -184,7 +184,7 @@ class LocalStages:
         self._write(reply)
         result = reply.result
         items, rows, dead = result["items"], result["rows"], result["dead_letters"]
-        add_stats(stats, stage.name, {**counts, "items": items, "rows": rows, "dead_letters": dead, "filtered": max(0, items - rows - dead)})
+        add_stats(stats, stage.name, {**counts, "items": items, "rows": rows, "dead_letters": dead, "filtered": result.get("filtered", 0)})
         return reply
 
     def run_window(self, stage: StageSpec, store: LocalStore, land: Callable[[], None], cutoff: float, run: str,
@@ -237,7 +237,7 @@ class LocalStages:
         result = reply.result
         items, rows, dead = result["items"], result["rows"], result["dead_letters"]
         add_stats(stats, stage.name, {"invocations": 1, "items": items, "rows": rows, "dead_letters": dead,
-                                      "filtered": max(0, items - rows - dead), "failed_batches": int(result["status"] >= 500)})
+                                      "filtered": result.get("filtered", 0), "failed_batches": int(result["status"] >= 500)})
         return result["status"], result["body"], reply
 
     def _log_crash(self, stage: StageSpec, reply: Reply, batch_id: str, attempt: int, attempts: int) -> None:

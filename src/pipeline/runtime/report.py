@@ -11,12 +11,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from pipeline.runtime.local import RunSummary
 from pipeline.runtime.logs import LEVELS
+from pipeline.runtime.text import printable
 
 
 @contextmanager
@@ -36,18 +38,38 @@ def progress_bar(console: Console, source: str | None) -> Iterator[Callable[[int
         yield update
 
 
-def summary_table(summary: RunSummary) -> Table:
-    table = Table(title=f"{summary.pipeline} ({summary.stack}) ran locally", title_justify="left")
-    for name, justify in (("stage", "left"), ("trigger", "left"), ("invocations", "right"), ("in", "right"), ("rows out", "right"),
-                          ("filtered", "right"), ("dead letters", "right"), ("retries", "right"), ("failed inputs", "right")):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+def summary_table(summary: RunSummary, width: int = 80) -> Table:
+    """Per stage what ran, within `width` columns (the terminal's): no borders, short headers, numbers never
+    cut; retries and failed inputs only when there were any (the dead-letter line says more about them).
+    Where even that is too wide (long stage names and millions of records), the trigger column goes, then
+    the stage names fold onto a second line rather than being cut."""
+    stages = list(summary.stages.values())
     not_invoked = summary.not_invoked
-    for stats in summary.stages.values():
+    retried = any(s.retries for s in stages)
+    failed = any(s.failed_batches for s in stages)
+    headers = ["runs", "in", "out", "filtered", "dead\nletters", *(["retries"] if retried else []), *(["failed\ninputs"] if failed else [])]
+    rows = []
+    for stats in stages:
         if stats.name in not_invoked:  # no requests in `pipeline run`: nothing to count, and not zero either
-            table.add_row(stats.name, stats.trigger, *["-"] * 7)
+            rows.append([stats.name, stats.trigger, *["-"] * len(headers)])
             continue
-        table.add_row(stats.name, stats.trigger, f"{stats.invocations:,}", f"{stats.items:,}", f"{stats.rows:,}", f"{stats.filtered:,}",
-                      f"{stats.dead_letters:,}", f"{stats.retries:,}", f"{stats.failed_batches:,}")
+        counts = [stats.invocations, stats.items, stats.rows, stats.filtered, stats.dead_letters]
+        counts += [stats.retries] if retried else []
+        counts += [stats.failed_batches] if failed else []
+        rows.append([stats.name, stats.trigger, *(f"{count:,}" for count in counts)])
+    columns = ["stage", "trigger", *headers]
+    widths = [max([len(line) for line in column.split("\n")] + [len(row[i]) for row in rows]) for i, column in enumerate(columns)]
+    trigger = sum(widths) + 2 * (len(widths) - 1) <= width
+    if not trigger:
+        del columns[1], widths[1]
+        rows = [[row[0], *row[2:]] for row in rows]
+    table = Table(title=f"{summary.pipeline} ({summary.stack}) ran locally", title_justify="left", box=box.SIMPLE_HEAD,
+                  padding=(0, 1, 0, 0), pad_edge=False, show_edge=False)
+    table.add_column(columns[0], overflow="fold")
+    for column, column_width in zip(columns[1:], widths[1:], strict=True):
+        table.add_column(column, justify="left" if column == "trigger" else "right", no_wrap=True, min_width=column_width)
+    for row in rows:
+        table.add_row(*row)
     return table
 
 
@@ -59,6 +81,7 @@ def _shown(path: Path) -> Path:
 
 
 def summary_lines(summary: RunSummary, listed: int = 10) -> list[str]:
+    """What the table does not say, a line each (short enough not to wrap: paths under the store are given once)."""
     shown = _shown(summary.root)
     lines = []
     if summary.uploads_in:
@@ -71,29 +94,26 @@ def summary_lines(summary: RunSummary, listed: int = 10) -> list[str]:
         lines.append(f"throughput: {summary.throughput:,.0f} records/s ({summary.seconds:.2f} s)")
     else:
         lines.append(f"time: {summary.seconds:.2f} s")
-    filtered = sum(s.filtered for s in summary.stages.values())
+    filtered = [s for s in summary.stages.values() if s.filtered]
     if filtered:
-        lines.append(f"filtered out: {filtered:,} inputs gave no row ("
-                     + ", ".join(f"{s.name} {s.filtered:,}" for s in summary.stages.values() if s.filtered) + ")")
+        lines.append("filtered out (no row, no error): " + ", ".join(f"{s.name} {s.filtered:,}" for s in filtered))
     for name in summary.not_invoked:
-        lines.append(f"{name}: an HTTP stage, not invoked (`pipeline run` sends no requests); "
-                     f"try `pipeline serve` or `pipeline invoke {name} --input FILE`")
-    lines.append(f"outputs: {shown}/<stage>/<stage>/")
-    if summary.stream_input:
-        lines.append(f"raw archive: {shown}/raw/raw/ ({summary.raw_objects:,} objects)")
+        lines.append(f"{name}: an HTTP stage, not invoked by `pipeline run`; try `pipeline serve` or `pipeline invoke {name} --input FILE`")
+    lines.append(f"store: {shown}/")
+    lines.append("  outputs in <stage>/<stage>/" + (f", the raw archive in raw/raw/ ({summary.raw_objects:,} objects)" if summary.archive else "")
+                 + ", run.log")
     dead = summary.dead_letters
     failed = sum(s.failed_batches for s in summary.stages.values())
     if dead:
         by_stage = ", ".join(f"{s.name} {s.dead_letters:,}" for s in summary.stages.values() if s.dead_letters)
-        lines.append(f"dead letters: {dead:,} ({by_stage}"
-                     + (f"; {failed:,} whole inputs failed after their retries" if failed else "") + ") in:")
+        lines.append(f"dead letters: {dead:,} ({by_stage}" + (f"; {failed:,} whole inputs failed after their retries" if failed else "")
+                     + "), each with its error, in dead-letter/:")
         for key in summary.dead_letter_keys[:listed]:
-            lines.append(f"  {shown}/dead-letter/{key}")
+            lines.append(f"  {key}")
         if len(summary.dead_letter_keys) > listed:
-            lines.append(f"  ... and {len(summary.dead_letter_keys) - listed:,} more under {shown}/dead-letter/")
+            lines.append(f"  ... and {len(summary.dead_letter_keys) - listed:,} more")
     else:
         lines.append("dead letters: 0")
-    lines.append(f"log: {shown}/run.log")
     return lines
 
 
@@ -114,22 +134,27 @@ def _user_frames(traceback: str) -> list[str]:
     return lines
 
 
-def log_text(entry: dict[str, Any]) -> str | None:
+def log_text(entry: dict[str, Any], again: bool = False) -> str | None:
     """A log line for the terminal, or None for the runtime's routine lines (they stay in run.log).
 
     Shown: everything a handler prints or logs, and every warning or error (a dead-lettered
-    record, a failed or crashed invocation) with its traceback.
+    record, a failed or crashed invocation) with its traceback; `again`: the same traceback was
+    shown for this input before (a retry failed the same way), so only its last line is.
     """
     level = str(entry.get("level", "INFO"))
     if entry.get("logger") == "runtime" and LEVELS.get(level, 20) < LEVELS["WARNING"]:
         return None
     stage = entry.get("stage", "")
-    if entry.get("stream") == "output":
+    if entry.get("stream") == "output":  # what the handler printed: the user's own text, colours and all
         return f"{stage} | {entry.get('message', '')}"
-    extras = "  ".join(f"{key}={value}" for key, value in entry.items() if key not in _NOT_SHOWN and value is not None)
-    text = f"{stage} | {level} {entry.get('message', '')}" + (f"  ({extras})" if extras else "")
-    if entry.get("traceback"):
-        text += "\n" + "\n".join("    " + line for line in _user_frames(str(entry["traceback"])))
+    # The rest may quote an input (an exception's message does): its control characters are shown escaped.
+    extras = "  ".join(f"{key}={printable(str(value), 500)}" for key, value in entry.items() if key not in _NOT_SHOWN and value is not None)
+    text = f"{stage} | {level} {printable(str(entry.get('message', '')), 2000)}" + (f"  ({extras})" if extras else "")
+    if entry.get("traceback") and again:
+        last = next((line for line in reversed(str(entry["traceback"]).splitlines()) if line.strip()), "")
+        text += f"\n    the same error again: {printable(last.strip(), 500)}"
+    elif entry.get("traceback"):
+        text += "\n" + "\n".join("    " + printable(line, 2000) for line in _user_frames(str(entry["traceback"])))
     elif entry.get("error"):
-        text += f"\n    {entry['error']}"
+        text += f"\n    {printable(str(entry['error']), 2000)}"
     return text

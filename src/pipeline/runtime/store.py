@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import itertools
 import os
+import re
 import zlib
 from collections.abc import Iterator
 from typing import NamedTuple, NoReturn, Protocol
@@ -76,7 +77,7 @@ class LocalStore:
     TMP_SUFFIX = ".tmp"
 
     def __init__(self, root: str | os.PathLike[str], durable: bool = True) -> None:
-        self.root = os.fspath(root)
+        self.root = os.path.abspath(root)  # absolute: workers write its temporary files from the spec's folder, not ours
         self.durable = durable
         self._made: set[str] = set()
         self._serial = itertools.count()  # temporary names are unique: two writes of one key may be in progress
@@ -170,6 +171,21 @@ class LocalStore:
         with contextlib.suppress(OSError):
             os.unlink(staged.tmp)
 
+    def remove_temporaries(self, skip: tuple[str, ...] = ()) -> int:
+        """Delete the temporary files writers killed between `write_temp` and `publish` left behind (only
+        files named as `write_temp` names them, outside the folders in `skip`); returns how many. Only for
+        the store's owner, while nothing else writes to it: a live writer's temporary file would go too."""
+        removed = 0
+        for dirpath, dirs, files in os.walk(self.root):
+            if dirpath == self.root:
+                dirs[:] = [d for d in dirs if d not in skip]
+            for name in files:
+                if _TEMPORARY.search(name):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(os.path.join(dirpath, name))
+                        removed += 1
+        return removed
+
     def list(self, bucket: str, prefix: str) -> Iterator[tuple[str, float]]:
         """Keys under `prefix` with their modification times, like the clouds' list calls."""
         for key, modified, _ in self.list_sized(bucket, prefix):
@@ -233,6 +249,9 @@ class LocalStore:
                 if key.startswith(prefix):
                     found.append(key)
         yield from sorted(found)
+
+
+_TEMPORARY = re.compile(r"\.[0-9]+-[0-9]+" + re.escape(LocalStore.TMP_SUFFIX) + "$")  # `write_temp`'s names: <key>.<pid>-<n>.tmp
 
 
 def _failed(staged: Staged, exc: OSError) -> NoReturn:

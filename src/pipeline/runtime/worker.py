@@ -133,7 +133,8 @@ class _LocalStageRunner(StageRunner):
 
 
 def _result(result: BatchResult) -> dict[str, Any]:
-    return {"items": result.items, "rows": result.rows, "dead_letters": result.dead_letters, "output_key": result.output_key}
+    return {"items": result.items, "rows": result.rows, "dead_letters": result.dead_letters, "filtered": result.filtered,
+            "output_key": result.output_key}
 
 
 def _handle(runner: StageRunner, store: _ReturnedStore, request: tuple[Any, ...]) -> dict[str, Any]:

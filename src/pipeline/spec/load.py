@@ -110,6 +110,8 @@ class _Merge:
 
     def merge(self, base: Any, over: Any, base_path: FieldPath, over_path: FieldPath, ov: dict[FieldPath, Position], ok: dict[FieldPath, Position]) -> Any:
         if isinstance(base, dict) and isinstance(over, dict):
+            if len(base_path) == 2 and base_path[0] == "stages" and isinstance(base.get("trigger"), dict) and isinstance(over.get("trigger"), dict):
+                self._same_kind(base, over, base_path, over_path, ok)
             result = dict(base)
             for key, value in over.items():
                 if key in base:
@@ -135,6 +137,27 @@ class _Merge:
         if over_path in ov:
             self.values[base_path] = ov[over_path]
         return over
+
+
+    def _same_kind(self, base: dict[str, Any], over: dict[str, Any], base_path: FieldPath, over_path: FieldPath,
+                   ok: dict[FieldPath, Position]) -> None:
+        """A stage's trigger keeps its kind in every stack: merged key by key, an overlay naming another kind
+        would leave a trigger of two kinds, reported against the spec's line; say it at the overlay's line."""
+        had = [kind for kind in TRIGGER_KINDS if kind in base["trigger"]]
+        new = [kind for kind in TRIGGER_KINDS if kind in over["trigger"] and kind not in had]
+        if had and new:
+            at = ok.get(over_path + ("trigger", new[0]))
+            was = self.keys.get(base_path + ("trigger", had[0]))
+            where = f" ({was.file}:{was.line})" if was else ""
+            raise SpecError([Problem(
+                f"an overlay cannot change the trigger of stage {echo(str(base.get('name')))} from {had[0]!r}{where} to {new[0]!r}",
+                file=at.file if at else "", line=at.line if at else None, column=at.column if at else None,
+                path=format_path(base_path + ("trigger", new[0])),
+                hint="a stage is triggered the same way in every stack: change the trigger in the spec itself, or add a stage "
+                     "of that kind in the overlay")])
+
+
+TRIGGER_KINDS = ("stream", "objects", "schedule", "http")
 
 
 def _named_list(value: Any) -> bool:
@@ -254,11 +277,12 @@ def load_spec(path: str | Path, stack: str | None = None) -> LoadedSpec:
             known = available_stacks(spec_path)
             hint = f"available stacks: {', '.join(known)}" if known else f"create {over_file} to define it"
             raise SpecError([Problem(f"no overlay for stack {echo(stack)}", file=str(over_file), hint=hint)])
-        overlay = load_yaml(_read(over_file), str(over_file))
-        if not isinstance(overlay.data, dict):
-            raise SpecError([Problem("an overlay's top level must be a mapping", file=str(over_file), line=1, column=1)])
-        merger = _Merge(values, keys)
-        data = merger.merge(data, overlay.data, (), (), _positions(overlay), _key_positions(overlay))
+        overlay = load_yaml(_read(over_file), str(over_file), empty_ok=True)
+        if overlay.data is not None:  # (an overlay with nothing in it, or only comments, changes nothing)
+            if not isinstance(overlay.data, dict):
+                raise SpecError([Problem("an overlay's top level must be a mapping", file=str(over_file), line=1, column=1)])
+            merger = _Merge(values, keys)
+            data = merger.merge(data, overlay.data, (), (), _positions(overlay), _key_positions(overlay))
 
     try:
         spec = PipelineSpec.model_validate(data, context={"base_dir": project})

@@ -112,6 +112,13 @@ def _events(text: str, file: str) -> list[yaml.Event]:
             events.append(event)
             if len(events) > MAX_NODES * 2:
                 raise _fail(file, "the document is too large", f"at most {MAX_NODES:,} values")
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow anywhere: say which, and where
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        at = text.find(chr(code))  # the first one is the one refused (libyaml counts bytes, PyYAML characters: find it instead)
+        place = (text.count("\n", 0, at) + 1, at - text.rfind("\n", 0, at)) if at >= 0 else None
+        escape = f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+        raise _fail(file, f"the control character U+{code:04X} is not allowed in YAML",
+                    f"delete it; inside a double-quoted string it can be written as {escape}", place) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = (mark.line + 1, mark.column + 1) if mark else None
@@ -241,14 +248,16 @@ def _construct(root: _Node, located: Located) -> Any:
     return build(root, (), set())
 
 
-def load_yaml(raw: bytes, file: str) -> Located:
-    """Load one YAML document safely; raises SpecError with a position on any problem."""
+def load_yaml(raw: bytes, file: str, empty_ok: bool = False) -> Located:
+    """Load one YAML document safely; raises SpecError with a position on any problem. A file with
+    nothing in it (blank, or comments only) is refused, unless `empty_ok` (a stack overlay: `data` None)."""
     text = _decode(raw, file)
     located = Located(data=None, file=file)
-    if not text.strip() or all(line.lstrip().startswith("#") or not line.strip() for line in text.splitlines()):
-        raise _fail(file, "the file is empty", "a spec needs at least 'name' and 'stages'")
-    root = _build(_events(text, file), file)
-    if root is None:
+    blank = not text.strip() or all(line.lstrip().startswith("#") or not line.strip() for line in text.splitlines())
+    root = None if blank else _build(_events(text, file), file)
+    if root is None or (root.kind == "scalar" and root.plain and not root.value):
+        if empty_ok:
+            return located
         raise _fail(file, "the file is empty", "a spec needs at least 'name' and 'stages'")
     located.data = _construct(root, located)
     return located

@@ -53,3 +53,17 @@ def test_http_scoring_takes_raw_readings() -> None:
     reading = {"device_id": "c", "ts": "2026-11-15T08:00:00Z", "temperature_c": 41, "vibration_mm_s": 9.5, "pressure_kpa": 300}
     (row,) = score_request([reading], CONTEXT)
     assert row["anomalous"] and row["cause"] == "vibration_mm_s"
+
+
+def test_the_sample_with_errors_holds_readings_preprocess_refuses() -> None:
+    """data/readings-with-errors.jsonl shows dead letters; data/readings.jsonl has none."""
+    def refused(name: str) -> int:
+        count = 0
+        for line in (HERE / "data" / name).read_text(encoding="utf-8").splitlines():
+            try:
+                list(preprocess([Record(line.encode(), record_id="1")], CONTEXT))
+            except ValueError:
+                count += 1
+        return count
+
+    assert refused("readings-with-errors.jsonl") == 5 and refused("readings.jsonl") == 0

@@ -74,3 +74,16 @@ def test_calibrate_reports_the_model_version() -> None:
     rows = list(calibrate([], Context("calibrate", env={}, model_path=str(MODEL))))
     model = json.loads(MODEL.read_text(encoding="utf-8"))
     assert len(rows) == 1 and rows[0]["model_version"] == model["version"]
+
+
+def test_the_sample_with_errors_holds_records_preprocess_refuses() -> None:
+    """data/transactions-with-errors.jsonl shows dead letters: each bad line raises alone, the others give features."""
+    preprocess = handler_module("preprocess").preprocess
+    refused = []
+    lines = (PROJECT / "data" / "transactions-with-errors.jsonl").read_text(encoding="utf-8").splitlines()
+    for number, line in enumerate(lines, start=1):
+        try:
+            list(preprocess([Record(line.encode(), record_id=str(number))], Context("preprocess", env={})))
+        except ValueError:  # (json.JSONDecodeError is a ValueError)
+            refused.append(number)
+    assert refused == [3, 5, 6, 8]
