@@ -25,11 +25,12 @@ from pulumi.runtime.sync_await import _sync_await
 
 from pipeline import sdk_modules
 from pipeline.backend import Backend, backend_class
+from pipeline.cloud_checks import check_clouds
 from pipeline.errors import PipelineError, SpecError
 from pipeline.plan import Plan, PlannedResource
 from pipeline.program import ROLE_TYPE_PREFIX, Orchestrator, pipeline_program
-from pipeline.sizing import Sizing, capacity_problems
-from pipeline.spec.load import LoadedSpec, spec_problems
+from pipeline.sizing import Sizing
+from pipeline.spec.load import LoadedSpec
 
 # Pulumi's wire-format signatures (sdk/go/common/resource/sig): how special values travel.
 _SIG_KEY = "4dabf18193072939515e22adb298388d"
@@ -186,11 +187,7 @@ def plan(loaded: LoadedSpec, cloud: str, program: Callable[[Backend], Orchestrat
     to check that an exported project runs the very same program."""
     sdk_modules.install()  # load only the SDK modules this plan uses (pipeline.sdk_modules)
     backend = backend_class(cloud)(loaded.spec, loaded.stack, loaded.base_dir)
-    problems = backend.check()
-    if not problems:
-        problems = capacity_problems(loaded.spec, backend.sizing(), backend.title)
-    if problems:
-        raise spec_problems(loaded, problems, prefix=f"{backend.title}: ")
+    check_clouds(loaded, [backend])  # what this cloud cannot express or carry: the same check as `validate`
     sizing = backend.sizing()
 
     recorder = _Recorder(backend)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 
 from pipeline import __version__
-from pipeline.cli import help_text, lifecycle
+from pipeline.cli import completion, help_text, lifecycle
 from pipeline.cli.entry import exit_now
 from pipeline.cli.output import EXIT_BAD_INPUT, EXIT_FAILED, err, fail, out, spec_failure, want_json_errors, working, wrote
 
@@ -37,10 +37,12 @@ app = typer.Typer(
 )
 
 SpecArg = Annotated[Path, typer.Argument(help="The pipeline spec (YAML).", show_default=True, metavar="SPEC")]
-StackOpt = Annotated[str | None, typer.Option("--stack", "-s", metavar="NAME", help="Merge stacks/NAME.yaml (next to the spec) over the spec.")]
-CloudOpt = Annotated[str, typer.Option("--cloud", "-c", metavar="CLOUD", help="Target cloud: aws, gcp or azure.")]
+StackOpt = Annotated[str | None, typer.Option("--stack", "-s", metavar="NAME", help="Merge stacks/NAME.yaml (next to the spec) over the spec.",
+                                              autocompletion=completion.stacks)]
+CloudOpt = Annotated[str, typer.Option("--cloud", "-c", metavar="CLOUD", help="Target cloud: aws, gcp or azure.", autocompletion=completion.clouds)]
 CloudsOpt = Annotated[list[str] | None, typer.Option(
-    "--cloud", "-c", metavar="CLOUD[,CLOUD]", help="Clouds to use: repeat the option or give a comma list (default: aws,gcp,azure).")]
+    "--cloud", "-c", metavar="CLOUD[,CLOUD]", help="Clouds to use: repeat the option or give a comma list (default: aws,gcp,azure).",
+    autocompletion=completion.clouds)]
 OutputOpt = Annotated[Path | None, typer.Option("--output", "-o", metavar="FILE", help="Write to this file instead of the terminal.")]
 DEFAULT_CLOUDS = ("aws", "gcp", "azure")
 StoreOpt = Annotated[Path | None, typer.Option("--store", metavar="DIR", help="Local object store (default: .pipeline/local/<name>/<stack>/ next to the spec).")]
@@ -126,30 +128,32 @@ class TextFormat(StrEnum):
 
 @app.command()
 def validate(spec: SpecArg = Path("pipeline.yaml"), stack: StackOpt = None,
-             cloud: Annotated[list[str] | None, typer.Option("--cloud", "-c", metavar="CLOUD[,CLOUD]",
+             cloud: Annotated[list[str] | None, typer.Option("--cloud", "-c", metavar="CLOUD[,CLOUD]", autocompletion=completion.clouds,
                                                              help="Check these clouds (repeatable or a comma list; default: the clouds the spec configures).")] = None,
              format: Annotated[TextFormat, typer.Option("--format", "-f", help="text, or json (every problem, located).")] = TextFormat.text) -> None:
-    """Check a spec, and that each cloud it configures (or each --cloud) can express it, without planning."""
+    """Check a spec, and that each cloud it configures (or each --cloud) can express it and carry its workload, without planning."""
     import json
 
     from pipeline.backend import backend_class
+    from pipeline.cloud_checks import merged, problems_for
     from pipeline.errors import PipelineError
-    from pipeline.spec.load import spec_problems
 
     want_json_errors(format is TextFormat.json, valid=False)
     loaded = _load(spec, stack)
-    # Like `terraform validate`, check what the spec configures: a region a cloud does not have, a timeout it cannot run.
+    # Like `terraform validate`, check what the spec configures: a region a cloud does not have, a timeout it cannot run,
+    # and, as `plan` and `compare` would, whether each stage's sizing carries the workload (pure Python: no Pulumi program).
     configured = tuple(name for name in ("aws", "gcp", "azure") if name in loaded.spec.clouds.model_fields_set)
     clouds = parse_clouds(cloud, default=configured)
-    problems = []
+    per_cloud = []
     for name in clouds:
         try:
             backend = backend_class(name)(loaded.spec, loaded.stack, loaded.base_dir)
         except PipelineError as exc:
             fail(EXIT_BAD_INPUT, f"error: {exc}")
-        problems += spec_problems(loaded, backend.check(), prefix=f"{backend.title}: ").problems
+        per_cloud.append((backend.title, problems_for(loaded, backend)))
+    problems = merged(per_cloud)
     if problems:
-        spec_failure(f"the spec has {len(problems)} problem{'s' if len(problems) != 1 else ''}", problems)  # each names its cloud
+        spec_failure(f"the spec has {len(problems)} problem{'s' if len(problems) != 1 else ''}", problems)  # each names its clouds
     s = loaded.spec
     if format is TextFormat.json:
         stages = [{"name": st.name, "trigger": st.trigger.kind} for st in s.stages]
@@ -157,7 +161,7 @@ def validate(spec: SpecArg = Path("pipeline.yaml"), stack: StackOpt = None,
                                      "problems": []}, indent=2) + "\n")
         return
     kinds = ", ".join(f"{st.name} ({st.trigger.kind})" for st in s.stages)
-    checked = f"; {', '.join(clouds)} can express it" if clouds else ""
+    checked = f"; {', '.join(clouds)} can express it and carry its workload" if clouds else ""
     out.print(f"[green]valid[/green]: {s.name} (stack {loaded.stack}): {len(s.stages)} stage(s): {kinds}{checked}", highlight=False, soft_wrap=True)
 
 
@@ -354,7 +358,8 @@ def diff(
     stack: StackOpt = None,
     against: Annotated[Path | None, typer.Option("--against", "-a", metavar="SPEC|JSON",
                                                  help="The baseline: another spec, or a saved `compare --format json` (default: SPEC itself).")] = None,
-    against_stack: Annotated[str | None, typer.Option("--against-stack", metavar="NAME", help="The baseline's stack (default: --stack).")] = None,
+    against_stack: Annotated[str | None, typer.Option("--against-stack", metavar="NAME", help="The baseline's stack (default: --stack).",
+                                                      autocompletion=completion.stacks)] = None,
     cloud: CloudsOpt = None,
     format: Annotated[DiffFormat, typer.Option("--format", "-f", help="table, json or markdown (for a pull-request comment).")] = DiffFormat.table,
     output: OutputOpt = None,
@@ -505,7 +510,7 @@ class InvokeFormat(StrEnum):
 
 @app.command()
 def invoke(
-    stage: Annotated[str, typer.Argument(metavar="STAGE", help="The stage to invoke.")],
+    stage: Annotated[str, typer.Argument(metavar="STAGE", help="The stage to invoke.", autocompletion=completion.stages)],
     spec: SpecArg = Path("pipeline.yaml"),
     stack: StackOpt = None,
     input: Annotated[str | None, typer.Option(
@@ -583,7 +588,8 @@ def export(
 @app.command()
 def init(
     directory: Annotated[Path, typer.Argument(help="A new or empty folder for the project.", metavar="DIR")] = Path("."),
-    template: Annotated[str, typer.Option("--template", "-t", metavar="NAME", help="The bundled stack to start from (see --list).")] = "transactions",
+    template: Annotated[str, typer.Option("--template", "-t", metavar="NAME", help="The bundled stack to start from (see --list).",
+                                          autocompletion=completion.templates)] = "transactions",
     name: Annotated[str | None, typer.Option("--name", "-n", metavar="NAME", help="Pipeline name (default: from the folder's name).")] = None,
     list_templates: Annotated[bool, typer.Option("--list", help="List the templates and exit.")] = False,
 ) -> None:
@@ -681,9 +687,67 @@ def _command_name(args: Sequence[str]) -> str:
     return next((a for a in args if not a.startswith("-")), "")
 
 
+class _InterruptedError(Exception):
+    """Ctrl-C inside a command. Typer turns a KeyboardInterrupt into a silent exit 130; this one reaches `main`,
+    which says so (and writes the JSON error a JSON command owes)."""
+
+
+class _OutputClosedError(Exception):
+    """The reader of stdout went away (`pipeline compare | head -1`): nothing left to say, and not a failure."""
+
+
+def _guarded(callback: Any) -> Any:
+    import functools
+
+    @functools.wraps(callback)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return callback(*args, **kwargs)
+        except KeyboardInterrupt:
+            raise _InterruptedError from None
+        except BrokenPipeError:
+            raise _OutputClosedError from None
+
+    run.pipeline_guarded = True  # type: ignore[attr-defined]
+    return run
+
+
+def _guard_commands(group: Any) -> None:
+    """Every command (and sub-command) reports Ctrl-C and ends quietly on a closed pipe. Commands that handle
+    Ctrl-C themselves (run, serve, the deploy lifecycle) still do; this only sees what they let through."""
+    for command in group.commands.values():
+        if hasattr(command, "commands"):
+            _guard_commands(command)
+        elif command.callback is not None and not getattr(command.callback, "pipeline_guarded", False):
+            command.callback = _guarded(command.callback)
+
+
+_sigint_seen = False
+
+
+def _on_sigint(signum: int, frame: Any) -> None:
+    """Ctrl-C, remembered: a KeyboardInterrupt raised inside a library can come out wrapped in its own error
+    (pydantic building a schema reports a SchemaError), which must still read as "interrupted", not as a bug."""
+    global _sigint_seen
+    _sigint_seen = True
+    raise KeyboardInterrupt
+
+
+def _quiet_stdout() -> None:
+    """After a broken pipe: point stdout at /dev/null so the final flush cannot fail again (Python's own advice)."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry: readable help, `--no-color` anywhere, JSON errors when JSON was asked
-    for, and never a traceback."""
+    for, Ctrl-C said in one line (130), a closed pipe ending quietly (0, like other CLIs), and never a traceback."""
     from pipeline.cli.output import EXIT_INTERRUPTED, disable_colour, emit_json_error, json_errors_requested
 
     try:  # Typer >= 0.2x carries its own copy of click; older Typer uses click itself
@@ -696,6 +760,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     if "--no-color" in args[:cut]:  # a global flag: accepted before or after the command
         args = [a for i, a in enumerate(args) if not (a == "--no-color" and i < cut)]
         disable_colour()
+    script = completion.requested_script(args)
+    if script is not None:  # `--show-completion zsh` shows zsh's script, whatever shell runs it
+        code, text = completion.completion_script(*script)
+        (sys.stdout if code == 0 else sys.stderr).write(text + "\n")
+        sys.exit(code)
     json_wanted = json_errors_requested(args)
     quick = argv is None and _command_name(args) in _QUICK_COMMANDS
     if quick:
@@ -704,6 +773,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         gc.disable()
     command = typer.main.get_command(app)
     help_text.polish(command)
+    _guard_commands(command)
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where Ctrl-C is ignored (a background job)
+        signal.signal(signal.SIGINT, _on_sigint)
     try:
         code = command.main(args=args, prog_name="pipeline", standalone_mode=False)
     except typer.Exit as exc:
@@ -713,12 +787,20 @@ def main(argv: Sequence[str] | None = None) -> None:
             emit_json_error("usage", exc.format_message(), exc.exit_code)
         exc.show()
         code = exc.exit_code
-    except (KeyboardInterrupt, typer.Abort):
+    except _OutputClosedError:
+        _quiet_stdout()
+        code = 0
+    except (KeyboardInterrupt, _InterruptedError, typer.Abort):
         if json_wanted:
             emit_json_error("interrupted", "interrupted", EXIT_INTERRUPTED)
         err.print("interrupted")
         code = EXIT_INTERRUPTED
     except Exception as exc:  # last resort: a bug, reported in one line with a pointer
+        if _sigint_seen:  # ... unless Ctrl-C came first and a library wrapped it
+            if json_wanted:
+                emit_json_error("interrupted", "interrupted", EXIT_INTERRUPTED)
+            err.print("interrupted")
+            exit_now(EXIT_INTERRUPTED) if quick else sys.exit(EXIT_INTERRUPTED)
         message = f"internal error: {type(exc).__name__}: {exc}"
         if json_wanted:
             emit_json_error("internal", message, EXIT_FAILED)
