@@ -186,7 +186,7 @@ def plan(
 ) -> None:
     """Show exactly what would be created on a cloud: offline, no credentials, no Pulumi CLI."""
     from pipeline import plan_cache
-    from pipeline.cli import render
+    from pipeline.cli import plan_view
     from pipeline.plan import Plan
 
     want_json_errors(format is PlanFormat.json)
@@ -220,9 +220,13 @@ def plan(
             err.print(f"left out {count} resource(s): {reason}", markup=False, highlight=False)
         err.print(f"scan it with: checkov -f {output or 'FILE'} --framework {document.framework}", markup=False, highlight=False)
         return
-    with _console(output, 200) as console:
-        console.print(render.plan_tree(result) if format is PlanFormat.tree else render.plan_table(result))
-        console.print(render.plan_summary(result))
+    with _console(output, 100) as console:
+        if format is PlanFormat.tree:
+            console.print(plan_view.plan_tree(result))
+        else:
+            for line in plan_view.plan_lines(result, console.width):
+                console.print(line, soft_wrap=True)  # already wrapped to the width, at spaces
+        console.print(plan_view.plan_summary(result))
 
 
 @contextmanager
