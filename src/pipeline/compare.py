@@ -222,7 +222,8 @@ class Comparison:
                     "role": key,
                     "kind": kind,
                     "clouds": {
-                        c.cloud: [{"type": r.type, "name": r.physical_name, "logical": r.name, "inputs_sha256": c.plan.inputs_sha256(r)}  # for `pipeline diff`
+                        c.cloud: [{"type": r.type, "name": r.physical_name, "logical": r.name, "inputs_sha256": c.plan.inputs_sha256(r),
+                                   "inputs": c.plan.portable_inputs(r)}  # for `pipeline diff`: what changed, secrets masked as in the JSON plan
                                   for r in c.plan.by_role().get(key, [])]
                         for c in self.planned()
                         if c.plan

@@ -156,9 +156,14 @@ class Plan:
             resource["inputs"] = portable(resource["inputs"], root)
         return {"schema_version": SCHEMA_VERSION, **data}
 
+    def portable_inputs(self, resource: PlannedResource) -> dict[str, Any]:
+        """A resource's inputs as the JSON plan shows them: secrets masked, local files relative to the spec."""
+        value: dict[str, Any] = portable(resource.inputs, self.root)
+        return value
+
     def inputs_sha256(self, resource: PlannedResource) -> str:
         """A fingerprint of a resource's inputs as the JSON plan shows them (for diffs)."""
-        text = json.dumps(portable(resource.inputs, self.root), sort_keys=True, default=str)
+        text = json.dumps(self.portable_inputs(resource), sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()
 
     def to_json(self) -> str:

@@ -45,6 +45,7 @@ CloudsOpt = Annotated[list[str] | None, typer.Option(
     autocompletion=completion.clouds)]
 OutputOpt = Annotated[Path | None, typer.Option("--output", "-o", metavar="FILE", help="Write to this file instead of the terminal.")]
 DEFAULT_CLOUDS = ("aws", "gcp", "azure")
+EXIT_CHANGES = 3  # `diff --exit-code`: changes present (terraform's -detailed-exitcode uses 2, which here means bad input)
 StoreOpt = Annotated[Path | None, typer.Option("--store", metavar="DIR", help="Local object store (default: .pipeline/local/<name>/<stack>/ next to the spec).")]
 FsyncOpt = Annotated[bool, typer.Option("--fsync/--no-fsync", help="fsync every object (survives power loss; kill -9 safety needs no fsync).")]
 CacheOpt = Annotated[bool, typer.Option("--cache/--no-cache", help="Reuse the answer for an unchanged spec; --no-cache (or PIPELINE_NO_CACHE=1) plans afresh.")]
@@ -225,7 +226,7 @@ def plan(
             console.print(plan_view.plan_tree(result))
         else:
             for line in plan_view.plan_lines(result, console.width):
-                console.print(line, soft_wrap=True)  # already wrapped to the width, at spaces
+                console.print(line)  # already wrapped to the width, at spaces
         console.print(plan_view.plan_summary(result))
 
 
@@ -370,8 +371,14 @@ def diff(
     fail_above: Annotated[str | None, typer.Option("--fail-above", metavar="USD|PCT%",
                                                    help="Exit 1 when any cloud's monthly cost rises by more than this: 5 (USD) or 10% (of the baseline).")] = None,
     free_tier: Annotated[bool | None, typer.Option("--free-tier/--no-free-tier", help="Subtract free tiers (default: as the saved baseline, else no).")] = None,
+    exit_code: Annotated[bool, typer.Option("--exit-code", help=(
+        "For CI: exit 3 when anything changed (a resource, a billing line, a cloud planned on one side only), 0 when nothing did. "
+        "1 (failed, e.g. above --fail-above) and 2 (bad input) keep their meaning, so a change is never mistaken for an error."))] = False,
 ) -> None:
-    """Cost and resource difference between a baseline (a spec, a stack or a saved comparison) and SPEC now."""
+    """Cost and resource difference between a baseline (a spec, a stack or a saved comparison) and SPEC now: each
+    resource added, removed or changed with the inputs that changed (old -> new, secrets masked), and the monthly
+    cost per billing line. Exit codes: 0 no change (or without --exit-code), 1 failed or above --fail-above,
+    2 bad input, 3 changes present with --exit-code."""
     import json
 
     from pipeline import diff as diffs
@@ -412,15 +419,17 @@ def diff(
     elif format is DiffFormat.markdown:
         _write_or_print(diffs.markdown(result, threshold), output)
     else:
-        from pipeline.cli import render
+        from pipeline.cli.diff_view import diff_view
 
-        with _console(output, 120) as console:
-            for part in render.diff_view(result, threshold):
+        with _console(output, 100) as console:
+            for part in diff_view(result, threshold, console.width):
                 console.print(part)
     if over:
         rises = ", ".join(f"{c.title} {c.change_text()}" for c in over)
         err.print(f"[bold red]failed[/bold red]: monthly cost rises by more than --fail-above {threshold}: {rises}", highlight=False)
         raise typer.Exit(EXIT_FAILED)
+    if exit_code and result.changed:
+        raise typer.Exit(EXIT_CHANGES)
 
 
 # ---- diagram ------------------------------------------------------------------------------

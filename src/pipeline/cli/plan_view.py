@@ -53,8 +53,9 @@ def resource_lines(marker: str, style: str, type_: str, name: str, width: int, i
     head = Text(indent)
     head.append(marker, style=style)
     head.append(f" {type_}", style="bold")
-    if len(indent) + len(marker) + 1 + len(type_) + 1 + len(name) <= width:
-        head.append(f" {name}", style="dim")
+    if not name or len(indent) + len(marker) + 1 + len(type_) + 1 + len(name) <= width:
+        if name:
+            head.append(f" {name}", style="dim")
         return [head]
     return [head, *wrapped(name, width, indent + INDENT, "dim")]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Any
 
 from rich import box
@@ -10,7 +9,6 @@ from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from pipeline.plan import short_type
 from pipeline.summary import Cell, Summary, latency_lines, sizing_reasoning
 
 # ---- comparison -------------------------------------------------------------------------
@@ -121,61 +119,4 @@ def detail_texts(comparison: Any, summary: Summary) -> list[RenderableType]:
             grid.add_row(Text("Cannot plan", style="bold red"), problem)
         parts += [Text(""), Text(f"{head.title} {head.location}", style="bold underline"), grid]
     parts.append(Text(""))
-    return parts
-
-
-# ---- diff ---------------------------------------------------------------------------------
-
-
-def _delta_style(delta: float | None) -> str:
-    return "" if not delta else "red" if delta > 0 else "green"
-
-
-def diff_view(result: Any, threshold: Any = None, max_lines: int = 8) -> list[RenderableType]:
-    """Per cloud: the monthly total before and after, resources added/removed/changed by role, and
-    the billing lines that moved most. Ends with the totals, like `infracost diff`."""
-    from pipeline.summary import money, signed_money
-
-    parts: list[RenderableType] = [Text(f"{result.base_label} -> {result.head_label}", style="bold")]
-    for c in result.clouds:
-        if not (c.lines or c.resources or c.note):
-            continue
-        parts.append(Text(f"\n{c.title}", style="bold underline"))
-        if c.note:
-            parts.append(Text(f"  {c.note}", style="yellow"))
-        marks = {"added": ("+", "green"), "removed": ("-", "red"), "changed": ("~", "yellow")}
-        grid = Table.grid(padding=(0, 1))
-        grid.add_column(no_wrap=True)
-        grid.add_column()
-        for role, changes in c.by_role().items():
-            line = Text()
-            for kind, items in changes.items():
-                sign, style = marks[kind]
-                types = Counter(short_type(r.type) for r in items)
-                line.append(f"{sign}{len(items)} ", style=style).append(", ".join(f"{n}x {t}" if n > 1 else t for t, n in types.items()) + "  ")
-            grid.add_row(Text(f"  {role}", style="bold"), line)
-        if c.resources:
-            parts.append(grid)
-        if c.lines:
-            table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1))
-            for name, justify in (("Role", "left"), ("Billing line", "left"), ("Before", "right"), ("After", "right"), ("Change", "right")):
-                table.add_column(name, justify=justify, overflow="fold")  # type: ignore[arg-type]
-            for line in c.lines[:max_lines]:
-                table.add_row(line.role, line.item, money(line.base_usd), money(line.head_usd), Text(signed_money(line.delta), style=_delta_style(line.delta)))
-            if len(c.lines) > max_lines:
-                table.add_row("", Text(f"... {len(c.lines) - max_lines} smaller changes (--format json lists all)", style="dim"), "", "", "")
-            parts.append(table)
-    totals = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1), title=Text("Monthly cost", style="bold"), title_justify="left")
-    for name, justify in (("Cloud", "left"), ("Before", "right"), ("After", "right"), ("Change", "right"), ("Resources", "left")):
-        totals.add_column(name, justify=justify)  # type: ignore[arg-type]
-    over = {c.cloud for c in result.over(threshold)} if threshold else set()
-    for c in result.clouds:
-        counts = c.counts()
-        resources = ", ".join(f"{n} {kind}" for kind, n in counts.items() if n) or "no change"
-        style = "bold red" if c.cloud in over else _delta_style(c.delta)
-        totals.add_row(c.title, money(c.base_usd), money(c.head_usd), Text(c.change_text() if c.delta is not None else c.note or "n/a", style=style), resources)
-    parts.append(Text(""))
-    parts.append(totals)
-    if threshold is not None:
-        parts.append(Text(f"over --fail-above {threshold}" if over else f"within --fail-above {threshold}", style="bold red" if over else "green"))
     return parts
