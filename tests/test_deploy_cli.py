@@ -186,3 +186,33 @@ def test_spec_the_cloud_cannot_express_is_bad_input(run, write_spec) -> None:
 def test_cloud_is_required(run, write_spec) -> None:
     result = run("deploy", write_spec(), "--yes")
     assert result.returncode == 2 and "--cloud" in result.stderr
+
+
+def test_ci_learns_every_preflight_problem_in_one_run(run, write_spec) -> None:
+    """Without --yes in CI, the credentials, passphrase and CLI problems are listed too, not only after --yes is added."""
+    if not has_cloud_hooks("aws"):
+        pytest.skip("apply the deploy-hook lines to the aws backend class")
+    result = run("deploy", write_spec(), "--cloud", "aws", env={"CI": "true"})
+    assert result.returncode == 2, result.stderr  # the command line needs fixing (--yes): bad usage
+    for words in ("--yes", "Pulumi CLI is not installed", "PULUMI_CONFIG_PASSPHRASE", "no AWS credentials"):
+        assert words in result.stderr, words
+    assert "deploy did not start: 4 problems to fix first" in result.stderr
+    no_traceback(result)
+
+
+def test_preflight_problems_are_listed_one_by_one_in_json(run, write_spec) -> None:
+    import json
+
+    if not has_cloud_hooks("aws"):
+        pytest.skip("apply the deploy-hook lines to the aws backend class")
+    result = run("deploy", write_spec(), "--cloud", "aws", "--json", pulumi="v3.201.0", env={"CI": "true"})
+    assert result.returncode == 2, result.stderr
+    error = json.loads(result.stdout)["error"]
+    assert error["kind"] == "usage" and error["message"] == "deploy did not start: 3 problems to fix first"
+    assert [p["check"] for p in error["problems"]] == ["confirmation", "passphrase", "credentials"]
+    assert "--yes" in error["problems"][0]["message"] and "no AWS credentials" in error["problems"][2]["message"]
+    with_yes = run("preview", write_spec(), "--cloud", "aws", "--json", pulumi="v3.201.0", env=PASSPHRASE)
+    assert with_yes.returncode == 1, with_yes.stderr  # only failed checks: exit 1
+    failed = json.loads(with_yes.stdout)["error"]
+    assert failed["kind"] == "failed" and [p["check"] for p in failed["problems"]] == ["credentials"]
+    no_traceback(result)

@@ -15,13 +15,13 @@ from typing import Any
 from pipeline import sdk_modules, verdict
 from pipeline import workload as workloads
 from pipeline.backend import Backend, Compute, Limits, backend_class
+from pipeline.cloud_checks import merged, problems_for
 from pipeline.cost import CostEstimate
-from pipeline.errors import PipelineError, SpecError
+from pipeline.errors import PipelineError, Problem, SpecError
 from pipeline.plan import Plan
 from pipeline.planner import plan as make_plan
-from pipeline.planner import preflight
 from pipeline.sizing import HEADROOM, Latency, latency_paths
-from pipeline.spec.load import LoadedSpec, spec_problems
+from pipeline.spec.load import LoadedSpec
 from pipeline.spec.model import PipelineSpec
 from pipeline.summary import amount
 
@@ -53,6 +53,7 @@ class CloudColumn:
     location: str
     plan: Plan | None = None
     problems: list[str] = field(default_factory=list)
+    located: list[Problem] = field(default_factory=list)  # the same problems at their lines, with hints (see pipeline.cloud_checks)
     cost: CostEstimate | None = None
     cost_error: str = ""
     limits: Limits | None = None
@@ -216,7 +217,8 @@ class Comparison:
                     "role": key,
                     "kind": kind,
                     "clouds": {
-                        c.cloud: [{"type": r.type, "name": r.physical_name, "logical": r.name, "inputs_sha256": c.plan.inputs_sha256(r)}  # for `pipeline diff`
+                        c.cloud: [{"type": r.type, "name": r.physical_name, "logical": r.name, "inputs_sha256": c.plan.inputs_sha256(r),
+                                   "inputs": c.plan.portable_inputs(r)}  # for `pipeline diff`: what changed, secrets masked as in the JSON plan
                                   for r in c.plan.by_role().get(key, [])]
                         for c in self.planned()
                         if c.plan
@@ -247,10 +249,10 @@ def _column(loaded: LoadedSpec, name: str, free_tier: bool, plans: PlanSource = 
     cls = backend_class(name)
     backend: Backend = cls(loaded.spec, loaded.stack, loaded.base_dir)
     column = CloudColumn(name, cls.title, backend.location(), grant_types=cls.grant_types, key_settings=cls.key_settings)
-    try:
-        preflight(loaded, backend)
-    except SpecError as exc:
-        column.problems = _problem_lines(exc)
+    located = problems_for(loaded, backend)  # the planner's own preflight, located as `validate` says it
+    if located:
+        column.located = located
+        column.problems = _problem_lines(located)
         return column
     column.latency_paths = latency_paths(loaded.spec, backend.sizing())
     try:
@@ -269,15 +271,15 @@ def _column(loaded: LoadedSpec, name: str, free_tier: bool, plans: PlanSource = 
     try:
         column.plan = plans(loaded, backend, column)
     except SpecError as exc:  # the program itself refused (e.g. a shipped file changed since validation)
-        return CloudColumn(name, cls.title, backend.location(), problems=_problem_lines(exc), grant_types=cls.grant_types,
+        return CloudColumn(name, cls.title, backend.location(), problems=_problem_lines(exc.problems), located=exc.problems, grant_types=cls.grant_types,
                            key_settings=cls.key_settings)
     column.identities = sum(1 for r in column.plan.cloud_resources if r.type in cls.identity_types)
     column.permission_grants = backend.count_grants(column.plan)
     return column
 
 
-def _problem_lines(exc: SpecError) -> list[str]:
-    return [f"{p.path}: {p.message}" if p.path else p.message for p in exc.problems]
+def _problem_lines(problems: list[Problem]) -> list[str]:
+    return [f"{p.path}: {p.message}" if p.path else p.message for p in problems]
 
 
 def compare(loaded: LoadedSpec, clouds: list[str], free_tier: bool = False, jobs: int = 1) -> Comparison:
@@ -287,9 +289,8 @@ def compare(loaded: LoadedSpec, clouds: list[str], free_tier: bool = False, jobs
         raise PipelineError("name at least one cloud to compare")
     parallel = jobs > 1 and len(clouds) > 1
     columns = _columns_in_processes(loaded, clouds, free_tier, jobs) if parallel else [_column(loaded, name, free_tier) for name in clouds]
-    if not any(c.ok for c in columns):
-        problems = [(("clouds",), f"{c.title}: {p}") for c in columns for p in c.problems]
-        raise spec_problems(loaded, problems)
+    if not any(c.ok for c in columns):  # each problem at its field's line, shared ones once (as `validate` says them)
+        raise SpecError(merged([(c.title, c.located) for c in columns]))
     return Comparison(loaded.spec.name, loaded.stack, free_tier, columns, loaded.spec)
 
 
@@ -318,18 +319,24 @@ def _columns_in_processes(loaded: LoadedSpec, clouds: list[str], free_tier: bool
             process.start()
             sender.close()
             running.append((name, receiver, process))
-        for name, receiver, process in running:
-            try:
-                outcome, value = receiver.recv()
-            except (EOFError, OSError):
-                outcome, value = "error", PipelineError(f"planning {name} failed: its worker process ended without an answer "
-                                                        f"(exit code {process.exitcode}); run with --jobs 1 to see why")
-            finally:
-                receiver.close()
-            process.join()
-            if outcome != "ok":
-                raise value
-            columns.append(value)
+        try:
+            for name, receiver, process in running:
+                try:
+                    outcome, value = receiver.recv()
+                except (EOFError, OSError):
+                    outcome, value = "error", PipelineError(f"planning {name} failed: its worker process ended without an answer "
+                                                            f"(exit code {process.exitcode}); run with --jobs 1 to see why")
+                finally:
+                    receiver.close()
+                process.join()
+                if outcome != "ok":
+                    raise value
+                columns.append(value)
+        finally:  # Ctrl-C or a failed cloud: no worker outlives the command (the console script exits without teardown)
+            for _, _, process in running:
+                if process.is_alive():
+                    process.kill()
+                    process.join()
     return columns
 
 
@@ -337,7 +344,9 @@ def _column_in_child(sender: Any, loaded: LoadedSpec, name: str, free_tier: bool
     """Plan one cloud, send the column (or the error) back and leave at once (no teardown)."""
     import gc
     import os
+    import signal
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to report; it ends this worker
     gc.disable()
     try:
         answer: tuple[str, Any] = ("ok", _column(loaded, name, free_tier))

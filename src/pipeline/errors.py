@@ -50,6 +50,7 @@ class Problem:
     column: int | None = None  # 1-based
     path: str = ""  # dotted field path, e.g. "stages[1].trigger.schedule"
     hint: str = ""  # what would be valid
+    check: str = ""  # for a problem that is not in a file: which check found it (a deploy preflight's "credentials", ...)
 
     def location(self) -> str:
         parts = [self.file or "<input>"]
@@ -60,6 +61,8 @@ class Problem:
         return ":".join(parts)
 
     def render(self) -> str:
+        if self.check and not self.file:
+            return clip(self.message) + (f" ({clip(self.hint)})" if self.hint else "")
         where = self.location()
         field_part = f" {clip(self.path, ECHO_LIMIT * 3)}:" if self.path else ""
         text = f"{where}:{field_part} {clip(self.message)}"

@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 SCHEMA_VERSION = 1
 
@@ -18,6 +19,45 @@ def short_type(type_: str) -> str:
         return type_
     module = parts[1].split("/")[0]
     return f"{module}.{parts[2]}"
+
+
+T = TypeVar("T")
+
+
+def group_parts(items: Sequence[T], physical: Callable[[T], str], logical: Callable[[T], str]) -> list[tuple[T, list[T]]]:
+    """Resources with their parts: [(resource, [its parts])], in the order given.
+
+    A part is a settings resource of another one in the same role, e.g. an S3 bucket's policy, lifecycle
+    and encryption, or a web app's FTP and SCM switches: it carries the other's physical name and its
+    logical name extends the other's (`txn-scoring-raw-bucket-lifecycle` of `txn-scoring-raw-bucket`).
+    Views list a part under its resource, so a bucket's name is shown once, not on every setting. Works on
+    anything with a physical and a logical name (planned resources, the rows of a saved comparison)."""
+    owner: dict[int, int] = {}
+    for i, item in enumerate(items):
+        best = -1
+        for j, other in enumerate(items):
+            if i != j and physical(other) == physical(item) and logical(item).startswith(logical(other) + "-") \
+                    and (best < 0 or len(logical(other)) > len(logical(items[best]))):
+                best = j
+        if best >= 0:
+            owner[i] = best
+    def root(i: int) -> int:  # a part of a part belongs to the resource at the top
+        seen = set()
+        while i in owner and i not in seen:
+            seen.add(i)
+            i = owner[i]
+        return i
+    groups: dict[int, list[T]] = {i: [] for i in range(len(items)) if i not in owner}
+    for i in owner:
+        top = root(i)
+        groups.setdefault(top, []).append(items[i])
+    return [(items[i], groups[i]) for i in sorted(groups)]
+
+
+def part_label(main_type: str, part_type: str) -> str:
+    """A part's name under its resource: 'aws:s3/bucketPolicy:BucketPolicy' under a Bucket -> 'Policy'."""
+    main, part = main_type.rsplit(":", 1)[-1], part_type.rsplit(":", 1)[-1]
+    return part[len(main):] if part.startswith(main) and len(part) > len(main) else part
 
 
 def portable(value: Any, root: str) -> Any:
@@ -116,9 +156,14 @@ class Plan:
             resource["inputs"] = portable(resource["inputs"], root)
         return {"schema_version": SCHEMA_VERSION, **data}
 
+    def portable_inputs(self, resource: PlannedResource) -> dict[str, Any]:
+        """A resource's inputs as the JSON plan shows them: secrets masked, local files relative to the spec."""
+        value: dict[str, Any] = portable(resource.inputs, self.root)
+        return value
+
     def inputs_sha256(self, resource: PlannedResource) -> str:
         """A fingerprint of a resource's inputs as the JSON plan shows them (for diffs)."""
-        text = json.dumps(portable(resource.inputs, self.root), sort_keys=True, default=str)
+        text = json.dumps(self.portable_inputs(resource), sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()
 
     def to_json(self) -> str:

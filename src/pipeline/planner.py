@@ -25,11 +25,12 @@ from pulumi.runtime.sync_await import _sync_await
 
 from pipeline import sdk_modules
 from pipeline.backend import Backend, backend_class
+from pipeline.cloud_checks import check_clouds
 from pipeline.errors import PipelineError, SpecError
 from pipeline.plan import Plan, PlannedResource
 from pipeline.program import ROLE_TYPE_PREFIX, Orchestrator, pipeline_program
-from pipeline.sizing import Sizing, capacity_problems
-from pipeline.spec.load import LoadedSpec, spec_problems
+from pipeline.sizing import Sizing
+from pipeline.spec.load import LoadedSpec
 
 # Pulumi's wire-format signatures (sdk/go/common/resource/sig): how special values travel.
 _SIG_KEY = "4dabf18193072939515e22adb298388d"
@@ -180,14 +181,11 @@ def _physical_name(outputs: Mapping[str, Any], resource_id: str) -> str:
 
 
 def preflight(loaded: LoadedSpec, backend: Backend) -> None:
-    """Raise SpecError when `backend` cannot express or carry the spec: its own checks first, then the
-    capacity its sizing gives. The planner runs this before the program; `compare --sweep` runs it alone at
-    each workload, so a point that cannot be planned fails there with the very problems `plan` names."""
-    problems = backend.check()
-    if not problems:
-        problems = capacity_problems(loaded.spec, backend.sizing(), backend.title)
-    if problems:
-        raise spec_problems(loaded, problems, prefix=f"{backend.title}: ")
+    """Raise SpecError when `backend` cannot express or carry the spec: the very check `validate` runs
+    (`pipeline.cloud_checks`: its own checks and the capacity its sizing gives). The planner runs this before
+    the program; `compare --sweep` runs it alone at each workload, so a point that cannot be planned fails
+    there with the very problems `plan` names."""
+    check_clouds(loaded, [backend])
 
 
 def plan(loaded: LoadedSpec, cloud: str, program: Callable[[Backend], Orchestrator] = pipeline_program) -> Plan:

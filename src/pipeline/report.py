@@ -17,7 +17,7 @@ from html import escape
 from typing import Any
 
 from pipeline.compare import Comparison
-from pipeline.plan import PlannedResource, short_type
+from pipeline.plan import PlannedResource, group_parts, part_label, short_type
 from pipeline.summary import (
     COST_GROUPS,
     GROUP_ORDER,
@@ -71,10 +71,12 @@ def role_rows(comparison: Comparison, names: bool = True) -> list[RoleRow]:
         for column in comparison.planned():
             assert column.plan is not None
             lines: list[str] = []
-            for resource in column.plan.role_resources(key, column.grant_types):
+            resources = column.plan.role_resources(key, column.grant_types)
+            for resource, parts in group_parts(resources, lambda r: r.physical_name, lambda r: r.name):  # a bucket's settings under it, named once
                 detail = highlights(resource, column.key_settings)
                 label = f"{short_type(resource.type)} {resource.physical_name}" if names else short_type(resource.type)
-                lines.append(label + (f" ({detail})" if detail else ""))
+                with_parts = f" + {', '.join(part_label(resource.type, p.type) for p in parts)}" if parts else ""
+                lines.append(label + (f" ({detail})" if detail else "") + with_parts)
             cells[column.cloud] = lines if names else [f"{n}x {line}" if n > 1 else line for line, n in Counter(lines).items()]
             cost[column.cloud] = column.cost.by_role().get(key, 0.0) if column.cost else 0.0
         rows.append(RoleRow(key, kind, cells, cost))

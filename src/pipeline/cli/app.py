@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 
 from pipeline import __version__
-from pipeline.cli import help_text, lifecycle
+from pipeline.cli import completion, help_text, lifecycle
 from pipeline.cli.entry import exit_now
 from pipeline.cli.output import EXIT_BAD_INPUT, EXIT_FAILED, err, fail, out, spec_failure, want_json_errors, working, wrote
 
@@ -38,12 +38,15 @@ app = typer.Typer(
 )
 
 SpecArg = Annotated[Path, typer.Argument(help="The pipeline spec (YAML).", show_default=True, metavar="SPEC")]
-StackOpt = Annotated[str | None, typer.Option("--stack", "-s", metavar="NAME", help="Merge stacks/NAME.yaml (next to the spec) over the spec.")]
-CloudOpt = Annotated[str, typer.Option("--cloud", "-c", metavar="CLOUD", help="Target cloud: aws, gcp or azure.")]
+StackOpt = Annotated[str | None, typer.Option("--stack", "-s", metavar="NAME", help="Merge stacks/NAME.yaml (next to the spec) over the spec.",
+                                              autocompletion=completion.stacks)]
+CloudOpt = Annotated[str, typer.Option("--cloud", "-c", metavar="CLOUD", help="Target cloud: aws, gcp or azure.", autocompletion=completion.clouds)]
 CloudsOpt = Annotated[list[str] | None, typer.Option(
-    "--cloud", "-c", metavar="CLOUD[,CLOUD]", help="Clouds to use: repeat the option or give a comma list (default: aws,gcp,azure).")]
+    "--cloud", "-c", metavar="CLOUD[,CLOUD]", help="Clouds to use: repeat the option or give a comma list (default: aws,gcp,azure).",
+    autocompletion=completion.clouds)]
 OutputOpt = Annotated[Path | None, typer.Option("--output", "-o", metavar="FILE", help="Write to this file instead of the terminal.")]
 DEFAULT_CLOUDS = ("aws", "gcp", "azure")
+EXIT_CHANGES = 3  # `diff --exit-code`: changes present (terraform's -detailed-exitcode uses 2, which here means bad input)
 StoreOpt = Annotated[Path | None, typer.Option("--store", metavar="DIR", help="Local object store (default: .pipeline/local/<name>/<stack>/ next to the spec).")]
 FsyncOpt = Annotated[bool, typer.Option("--fsync/--no-fsync", help="fsync every object (survives power loss; kill -9 safety needs no fsync).")]
 CacheOpt = Annotated[bool, typer.Option("--cache/--no-cache", help="Reuse the answer for an unchanged spec; --no-cache (or PIPELINE_NO_CACHE=1) plans afresh.")]
@@ -127,30 +130,32 @@ class TextFormat(StrEnum):
 
 @app.command()
 def validate(spec: SpecArg = Path("pipeline.yaml"), stack: StackOpt = None,
-             cloud: Annotated[list[str] | None, typer.Option("--cloud", "-c", metavar="CLOUD[,CLOUD]",
+             cloud: Annotated[list[str] | None, typer.Option("--cloud", "-c", metavar="CLOUD[,CLOUD]", autocompletion=completion.clouds,
                                                              help="Check these clouds (repeatable or a comma list; default: the clouds the spec configures).")] = None,
              format: Annotated[TextFormat, typer.Option("--format", "-f", help="text, or json (every problem, located).")] = TextFormat.text) -> None:
-    """Check a spec, and that each cloud it configures (or each --cloud) can express it, without planning."""
+    """Check a spec, and that each cloud it configures (or each --cloud) can express it and carry its workload, without planning."""
     import json
 
     from pipeline.backend import backend_class
+    from pipeline.cloud_checks import merged, problems_for
     from pipeline.errors import PipelineError
-    from pipeline.spec.load import spec_problems
 
     want_json_errors(format is TextFormat.json, valid=False)
     loaded = _load(spec, stack)
-    # Like `terraform validate`, check what the spec configures: a region a cloud does not have, a timeout it cannot run.
+    # Like `terraform validate`, check what the spec configures: a region a cloud does not have, a timeout it cannot run,
+    # and, as `plan` and `compare` would, whether each stage's sizing carries the workload (pure Python: no Pulumi program).
     configured = tuple(name for name in ("aws", "gcp", "azure") if name in loaded.spec.clouds.model_fields_set)
     clouds = parse_clouds(cloud, default=configured)
-    problems = []
+    per_cloud = []
     for name in clouds:
         try:
             backend = backend_class(name)(loaded.spec, loaded.stack, loaded.base_dir)
         except PipelineError as exc:
             fail(EXIT_BAD_INPUT, f"error: {exc}")
-        problems += spec_problems(loaded, backend.check(), prefix=f"{backend.title}: ").problems
+        per_cloud.append((backend.title, problems_for(loaded, backend)))
+    problems = merged(per_cloud)
     if problems:
-        spec_failure(f"the spec has {len(problems)} problem{'s' if len(problems) != 1 else ''}", problems)  # each names its cloud
+        spec_failure(f"the spec has {len(problems)} problem{'s' if len(problems) != 1 else ''}", problems)  # each names its clouds
     s = loaded.spec
     if format is TextFormat.json:
         stages = [{"name": st.name, "trigger": st.trigger.kind} for st in s.stages]
@@ -158,7 +163,7 @@ def validate(spec: SpecArg = Path("pipeline.yaml"), stack: StackOpt = None,
                                      "problems": []}, indent=2) + "\n")
         return
     kinds = ", ".join(f"{st.name} ({st.trigger.kind})" for st in s.stages)
-    checked = f"; {', '.join(clouds)} can express it" if clouds else ""
+    checked = f"; {', '.join(clouds)} can express it and carry its workload" if clouds else ""
     out.print(f"[green]valid[/green]: {s.name} (stack {loaded.stack}): {len(s.stages)} stage(s): {kinds}{checked}", highlight=False, soft_wrap=True)
 
 
@@ -183,7 +188,7 @@ def plan(
 ) -> None:
     """Show exactly what would be created on a cloud: offline, no credentials, no Pulumi CLI."""
     from pipeline import plan_cache
-    from pipeline.cli import render
+    from pipeline.cli import plan_view
     from pipeline.plan import Plan
 
     want_json_errors(format is PlanFormat.json)
@@ -217,9 +222,13 @@ def plan(
             err.print(f"left out {count} resource(s): {reason}", markup=False, highlight=False)
         err.print(f"scan it with: checkov -f {output or 'FILE'} --framework {document.framework}", markup=False, highlight=False)
         return
-    with _console(output, 200) as console:
-        console.print(render.plan_tree(result) if format is PlanFormat.tree else render.plan_table(result))
-        console.print(render.plan_summary(result))
+    with _console(output, 100) as console:
+        if format is PlanFormat.tree:
+            console.print(plan_view.plan_tree(result))
+        else:
+            for line in plan_view.plan_lines(result, console.width):
+                console.print(line)  # already wrapped to the width, at spaces
+        console.print(plan_view.plan_summary(result))
 
 
 @contextmanager
@@ -440,15 +449,22 @@ def diff(
     stack: StackOpt = None,
     against: Annotated[Path | None, typer.Option("--against", "-a", metavar="SPEC|JSON",
                                                  help="The baseline: another spec, or a saved `compare --format json` (default: SPEC itself).")] = None,
-    against_stack: Annotated[str | None, typer.Option("--against-stack", metavar="NAME", help="The baseline's stack (default: --stack).")] = None,
+    against_stack: Annotated[str | None, typer.Option("--against-stack", metavar="NAME", help="The baseline's stack (default: --stack).",
+                                                      autocompletion=completion.stacks)] = None,
     cloud: CloudsOpt = None,
     format: Annotated[DiffFormat, typer.Option("--format", "-f", help="table, json or markdown (for a pull-request comment).")] = DiffFormat.table,
     output: OutputOpt = None,
     fail_above: Annotated[str | None, typer.Option("--fail-above", metavar="USD|PCT%",
                                                    help="Exit 1 when any cloud's monthly cost rises by more than this: 5 (USD) or 10% (of the baseline).")] = None,
     free_tier: Annotated[bool | None, typer.Option("--free-tier/--no-free-tier", help="Subtract free tiers (default: as the saved baseline, else no).")] = None,
+    exit_code: Annotated[bool, typer.Option("--exit-code", help=(
+        "For CI: exit 3 when anything changed (a resource, a billing line, a cloud planned on one side only), 0 when nothing did. "
+        "1 (failed, e.g. above --fail-above) and 2 (bad input) keep their meaning, so a change is never mistaken for an error."))] = False,
 ) -> None:
-    """Cost and resource difference between a baseline (a spec, a stack or a saved comparison) and SPEC now."""
+    """Cost and resource difference between a baseline (a spec, a stack or a saved comparison) and SPEC now: each
+    resource added, removed or changed with the inputs that changed (old -> new, secrets masked), and the monthly
+    cost per billing line. Exit codes: 0 no change (or without --exit-code), 1 failed or above --fail-above,
+    2 bad input, 3 changes present with --exit-code."""
     import json
 
     from pipeline import diff as diffs
@@ -489,15 +505,17 @@ def diff(
     elif format is DiffFormat.markdown:
         _write_or_print(diffs.markdown(result, threshold), output)
     else:
-        from pipeline.cli import render
+        from pipeline.cli.diff_view import diff_view
 
-        with _console(output, 120) as console:
-            for part in render.diff_view(result, threshold):
+        with _console(output, 100) as console:
+            for part in diff_view(result, threshold, console.width):
                 console.print(part)
     if over:
         rises = ", ".join(f"{c.title} {c.change_text()}" for c in over)
         err.print(f"[bold red]failed[/bold red]: monthly cost rises by more than --fail-above {threshold}: {rises}", highlight=False)
         raise typer.Exit(EXIT_FAILED)
+    if exit_code and result.changed:
+        raise typer.Exit(EXIT_CHANGES)
 
 
 # ---- diagram ------------------------------------------------------------------------------
@@ -594,7 +612,7 @@ class InvokeFormat(StrEnum):
 
 @app.command()
 def invoke(
-    stage: Annotated[str, typer.Argument(metavar="STAGE", help="The stage to invoke.")],
+    stage: Annotated[str, typer.Argument(metavar="STAGE", help="The stage to invoke.", autocompletion=completion.stages)],
     spec: SpecArg = Path("pipeline.yaml"),
     stack: StackOpt = None,
     input: Annotated[str | None, typer.Option(
@@ -672,7 +690,8 @@ def export(
 @app.command()
 def init(
     directory: Annotated[Path, typer.Argument(help="A new or empty folder for the project.", metavar="DIR")] = Path("."),
-    template: Annotated[str, typer.Option("--template", "-t", metavar="NAME", help="The bundled stack to start from (see --list).")] = "transactions",
+    template: Annotated[str, typer.Option("--template", "-t", metavar="NAME", help="The bundled stack to start from (see --list).",
+                                          autocompletion=completion.templates)] = "transactions",
     name: Annotated[str | None, typer.Option("--name", "-n", metavar="NAME", help="Pipeline name (default: from the folder's name).")] = None,
     list_templates: Annotated[bool, typer.Option("--list", help="List the templates and exit.")] = False,
 ) -> None:
@@ -770,9 +789,67 @@ def _command_name(args: Sequence[str]) -> str:
     return next((a for a in args if not a.startswith("-")), "")
 
 
+class _InterruptedError(Exception):
+    """Ctrl-C inside a command. Typer turns a KeyboardInterrupt into a silent exit 130; this one reaches `main`,
+    which says so (and writes the JSON error a JSON command owes)."""
+
+
+class _OutputClosedError(Exception):
+    """The reader of stdout went away (`pipeline compare | head -1`): nothing left to say, and not a failure."""
+
+
+def _guarded(callback: Any) -> Any:
+    import functools
+
+    @functools.wraps(callback)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return callback(*args, **kwargs)
+        except KeyboardInterrupt:
+            raise _InterruptedError from None
+        except BrokenPipeError:
+            raise _OutputClosedError from None
+
+    run.pipeline_guarded = True  # type: ignore[attr-defined]
+    return run
+
+
+def _guard_commands(group: Any) -> None:
+    """Every command (and sub-command) reports Ctrl-C and ends quietly on a closed pipe. Commands that handle
+    Ctrl-C themselves (run, serve, the deploy lifecycle) still do; this only sees what they let through."""
+    for command in group.commands.values():
+        if hasattr(command, "commands"):
+            _guard_commands(command)
+        elif command.callback is not None and not getattr(command.callback, "pipeline_guarded", False):
+            command.callback = _guarded(command.callback)
+
+
+_sigint_seen = False
+
+
+def _on_sigint(signum: int, frame: Any) -> None:
+    """Ctrl-C, remembered: a KeyboardInterrupt raised inside a library can come out wrapped in its own error
+    (pydantic building a schema reports a SchemaError), which must still read as "interrupted", not as a bug."""
+    global _sigint_seen
+    _sigint_seen = True
+    raise KeyboardInterrupt
+
+
+def _quiet_stdout() -> None:
+    """After a broken pipe: point stdout at /dev/null so the final flush cannot fail again (Python's own advice)."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry: readable help, `--no-color` anywhere, JSON errors when JSON was asked
-    for, and never a traceback."""
+    for, Ctrl-C said in one line (130), a closed pipe ending quietly (0, like other CLIs), and never a traceback."""
     from pipeline.cli.output import EXIT_INTERRUPTED, disable_colour, emit_json_error, json_errors_requested
 
     try:  # Typer >= 0.2x carries its own copy of click; older Typer uses click itself
@@ -785,6 +862,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     if "--no-color" in args[:cut]:  # a global flag: accepted before or after the command
         args = [a for i, a in enumerate(args) if not (a == "--no-color" and i < cut)]
         disable_colour()
+    script = completion.requested_script(args)
+    if script is not None:  # `--show-completion zsh` shows zsh's script, whatever shell runs it
+        code, text = completion.completion_script(*script)
+        (sys.stdout if code == 0 else sys.stderr).write(text + "\n")
+        sys.exit(code)
     json_wanted = json_errors_requested(args)
     quick = argv is None and _command_name(args) in _QUICK_COMMANDS
     if quick:
@@ -793,6 +875,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         gc.disable()
     command = typer.main.get_command(app)
     help_text.polish(command)
+    _guard_commands(command)
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where Ctrl-C is ignored (a background job)
+        signal.signal(signal.SIGINT, _on_sigint)
     try:
         code = command.main(args=args, prog_name="pipeline", standalone_mode=False)
     except typer.Exit as exc:
@@ -802,12 +889,20 @@ def main(argv: Sequence[str] | None = None) -> None:
             emit_json_error("usage", exc.format_message(), exc.exit_code)
         exc.show()
         code = exc.exit_code
-    except (KeyboardInterrupt, typer.Abort):
+    except _OutputClosedError:
+        _quiet_stdout()
+        code = 0
+    except (KeyboardInterrupt, _InterruptedError, typer.Abort):
         if json_wanted:
             emit_json_error("interrupted", "interrupted", EXIT_INTERRUPTED)
         err.print("interrupted")
         code = EXIT_INTERRUPTED
     except Exception as exc:  # last resort: a bug, reported in one line with a pointer
+        if _sigint_seen:  # ... unless Ctrl-C came first and a library wrapped it
+            if json_wanted:
+                emit_json_error("interrupted", "interrupted", EXIT_INTERRUPTED)
+            err.print("interrupted")
+            exit_now(EXIT_INTERRUPTED) if quick else sys.exit(EXIT_INTERRUPTED)
         message = f"internal error: {type(exc).__name__}: {exc}"
         if json_wanted:
             emit_json_error("internal", message, EXIT_FAILED)

@@ -24,13 +24,16 @@ def exit_now(code: int) -> NoReturn:
 
 
 def main() -> None:
-    from pipeline import plan_server
+    try:
+        from pipeline import plan_server
 
-    args = sys.argv[1:]
-    if plan_server.wanted(args):
-        code = plan_server.run_remote(args)
-        if code is not None:
-            exit_now(code)
-    from pipeline.cli.app import main as run_here
-
+        args = sys.argv[1:]
+        if plan_server.wanted(args):
+            code = plan_server.run_remote(args)
+            if code is not None:
+                exit_now(code)
+        from pipeline.cli.app import main as run_here
+    except KeyboardInterrupt:  # Ctrl-C while the CLI is still loading: said like any other interruption
+        sys.stderr.write("interrupted\n")
+        exit_now(130)
     run_here()

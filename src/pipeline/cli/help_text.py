@@ -12,7 +12,8 @@ SPEC = "stacks/transactions/pipeline.yaml"
 
 EXAMPLES: dict[str, list[str]] = {
     "init": ["pipeline init my-pipeline", "pipeline init --list"],
-    "validate": [f"pipeline validate {SPEC} --stack dev --cloud aws,gcp", "pipeline validate --format json"],
+    "validate": [f"pipeline validate {SPEC} --stack prod --cloud aws,gcp   # also checks each stage carries the workload",
+                 "pipeline validate --format json"],
     "plan": [f"pipeline plan {SPEC} --stack dev --cloud gcp", f"pipeline plan {SPEC} --cloud aws --format json -o plan.json"],
     "compare": [f"pipeline compare {SPEC} --stack dev", f"pipeline compare {SPEC} --cloud aws,azure --detail",
                 f"pipeline compare {SPEC} --stack dev --format html -o report.html",
@@ -21,7 +22,8 @@ EXAMPLES: dict[str, list[str]] = {
                 f"pipeline compare {SPEC} --sweep record_bytes=200,700,5000 --format json"],
     "diff": [f"pipeline diff {SPEC} --stack prod --against-stack dev", "pipeline diff new.yaml --against old.yaml --format markdown",
              "pipeline compare --format json -o base.json   # on the main branch, then on the change:",
-             "pipeline diff --against base.json --fail-above 10%"],
+             "pipeline diff --against base.json --fail-above 10%",
+             "pipeline diff --against base.json --exit-code   # CI: 0 nothing changed, 3 changes present, 1 failed, 2 bad input"],
     "diagram": [f"pipeline diagram {SPEC} --cloud azure -o azure.svg", f"pipeline diagram {SPEC} --cloud aws --view identity -o iam.png"],
     "run": [f"pipeline run {SPEC} --stack dev --input stacks/transactions/data/transactions.jsonl", "cat events.jsonl | pipeline run --input -",
             "pipeline run stacks/upload-processing/pipeline.yaml --upload day1.jsonl.gz --upload day2.jsonl"],
@@ -39,7 +41,7 @@ EXAMPLES: dict[str, list[str]] = {
                "pipeline server status", "pipeline server stop"],
     "backends": ["pipeline backends"],
     "preview": [f"pipeline preview {SPEC} --cloud aws --stack dev"],
-    "deploy": [f"pipeline deploy {SPEC} --cloud aws --stack dev", f"pipeline deploy {SPEC} --cloud gcp --stack prod --yes --json"],
+    "deploy": [f"pipeline deploy {SPEC} --cloud aws --stack dev", f"pipeline deploy {SPEC} --cloud gcp --stack prod --yes --json   # CI: every preflight problem listed"],
     "outputs": [f"pipeline outputs {SPEC} --cloud aws --stack dev --json"],
     "refresh": [f"pipeline refresh {SPEC} --cloud aws --stack dev"],
     "destroy": [f"pipeline destroy {SPEC} --cloud aws --stack dev"],

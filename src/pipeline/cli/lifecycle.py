@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
+from pipeline.cli import completion
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -26,8 +28,9 @@ EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 
 SpecArg = Annotated[Path, typer.Argument(help="The pipeline spec (YAML).", show_default=True)]
-StackOpt = Annotated[str | None, typer.Option("--stack", "-s", help="Environment: merge stacks/NAME.yaml over the spec; the Pulumi stack is NAME-CLOUD.")]
-CloudOpt = Annotated[str, typer.Option("--cloud", "-c", help="Target cloud: aws, gcp or azure.")]
+StackOpt = Annotated[str | None, typer.Option("--stack", "-s", help="Environment: merge stacks/NAME.yaml over the spec; the Pulumi stack is NAME-CLOUD.",
+                                              autocompletion=completion.stacks)]
+CloudOpt = Annotated[str, typer.Option("--cloud", "-c", help="Target cloud: aws, gcp or azure.", autocompletion=completion.clouds)]
 BackendOpt = Annotated[str | None, typer.Option(
     "--backend-url", help="Where Pulumi keeps state: file://DIR, s3://BUCKET, gs://BUCKET, azblob://CONTAINER or https://api.pulumi.com "
                           "(default: $PULUMI_BACKEND_URL, else file://<spec dir>/.pipeline/state).")]
@@ -49,14 +52,6 @@ def _json_errors(enabled: bool) -> None:
     want_json_errors(enabled)
 
 
-def _require_yes(verb: str, yes: bool) -> None:
-    """Changing or unlocking cloud resources needs a person's yes, or --yes where no person can answer."""
-    from pipeline.deploy.preflight import is_interactive
-
-    if not yes and not is_interactive():
-        _fail(EXIT_BAD_INPUT, f"error: {verb} asks for confirmation, but this run has no terminal to ask on (or CI is set); use --yes to {verb} without asking")
-
-
 def _confirm(question: str) -> None:
     from pipeline.cli.app import err
 
@@ -69,14 +64,16 @@ def _confirm(question: str) -> None:
 
 
 def _prepare(verb: str, spec: Path, stack: str | None, cloud: str, backend_url: str | None, secrets_provider: str | None, *,
-             credentials: bool, passphrase: bool) -> Target:
-    """Spec, cloud and state options resolved, spec checked for the cloud, local preflight passed."""
+             credentials: bool, passphrase: bool, confirm: bool = False) -> Target:
+    """Spec, cloud and state options resolved, spec checked for the cloud, local preflight passed. `confirm`: the
+    command will ask before changing anything, so without a terminal it needs --yes (checked with the rest)."""
     from pipeline.backend import backend_class
     from pipeline.cli.app import _load, err
+    from pipeline.cli.output import fail, spec_failure
+    from pipeline.cloud_checks import merged, problems_for
     from pipeline.deploy import naming, preflight
     from pipeline.deploy.engine import Target
     from pipeline.errors import PipelineError
-    from pipeline.spec.load import spec_problems
 
     loaded = _load(spec, stack)
     try:
@@ -85,15 +82,17 @@ def _prepare(verb: str, spec: Path, stack: str | None, cloud: str, backend_url: 
         secrets = naming.resolve_secrets_provider(secrets_provider)
     except PipelineError as exc:
         _fail(EXIT_BAD_INPUT, f"error: {exc}")
-    problems = backend.check()
+    problems = merged([(backend.title, problems_for(loaded, backend))])  # what validate and plan check, the same way
     if problems:
-        _fail(EXIT_BAD_INPUT, f"error: {backend.title} cannot express this spec:\n{spec_problems(loaded, problems)}")
+        spec_failure(f"{backend.title} cannot plan this spec", problems)
     interactive = preflight.is_interactive()
     cli, found = preflight.environment_problems(backend, url, secrets, credentials=credentials, passphrase=passphrase, interactive=interactive,
-                                                deploying=verb in ("preview", "deploy"))
+                                                deploying=verb in ("preview", "deploy"), confirm=verb if confirm else None)
     if found or cli is None:
-        listed = "".join(f"\n  - {problem}" for problem in found)
-        _fail(EXIT_FAILED, f"error: {verb} did not start: {len(found)} problem{'s' if len(found) != 1 else ''} to fix first:{listed}")
+        listed = "".join(f"\n  - {problem.render()}" for problem in found)
+        usage = any(problem.check == preflight.CONFIRMATION for problem in found)  # fix the command line first: bad usage
+        fail(EXIT_BAD_INPUT if usage else EXIT_FAILED, f"error: {verb} did not start: {len(found)} problem{'s' if len(found) != 1 else ''} to fix first:{listed}",
+             kind="usage" if usage else "failed", problems=found)
     target = Target(loaded, cloud, url, secrets, cli)
     if passphrase and interactive and preflight.passphrase_problem(url, secrets, interactive=False) is not None:
         target.passphrase = err.input(f"Passphrase for the secrets of stack {target.stack}: ", password=True)
@@ -180,8 +179,7 @@ def deploy(cloud: CloudOpt, spec: SpecArg = Path("pipeline.yaml"), stack: StackO
     from pipeline.cli.app import err
     from pipeline.deploy.summary import has_changes
 
-    _require_yes("deploy", yes)
-    target = _prepare("deploy", spec, stack, cloud, backend_url, secrets_provider, credentials=True, passphrase=True)
+    target = _prepare("deploy", spec, stack, cloud, backend_url, secrets_provider, credentials=True, passphrase=True, confirm=not yes)
     engine = _open(target, create=True)
     if not yes:
         plan = _run(target, "preview", engine.preview)
@@ -256,8 +254,7 @@ def destroy(cloud: CloudOpt, spec: SpecArg = Path("pipeline.yaml"), stack: Stack
     from pipeline.cli.app import err
     from pipeline.deploy import naming
 
-    _require_yes("destroy", yes)
-    target = _prepare("destroy", spec, stack, cloud, backend_url, None, credentials=True, passphrase=True)
+    target = _prepare("destroy", spec, stack, cloud, backend_url, None, credentials=True, passphrase=True, confirm=not yes)
     engine = _open(target, create=False)
     if not yes:
         plan = _run(target, "preview-destroy", engine.preview_destroy)
@@ -279,8 +276,7 @@ def cancel(cloud: CloudOpt, spec: SpecArg = Path("pipeline.yaml"), stack: StackO
     from pipeline.cli.app import out
     from pipeline.deploy.errors import DeployError
 
-    _require_yes("cancel", yes)
-    target = _prepare("cancel", spec, stack, cloud, backend_url, None, credentials=False, passphrase=False)
+    target = _prepare("cancel", spec, stack, cloud, backend_url, None, credentials=False, passphrase=False, confirm=not yes)
     engine = _open(target, create=False)
     if not yes:
         _confirm(f"Release the lock on {target.project}/{target.stack}? Only do this when no other deploy, refresh or destroy of it is running.")

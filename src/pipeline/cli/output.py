@@ -28,8 +28,23 @@ EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 
-out = Console()
-err = Console(stderr=True, soft_wrap=True)  # never hard-wrap file:line:col messages
+class _Console(Console):
+    """Rich's console, except that a closed pipe (`pipeline compare | head -1`) is not a failure: Rich exits 1
+    there, which fails a `set -o pipefail` script; here the output is pointed at /dev/null and BrokenPipeError
+    goes on to `pipeline.cli.app.main`, which ends the command quietly with 0, as other CLIs do."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, (sys.stderr if self.stderr else sys.stdout).fileno())
+        os.close(devnull)
+        raise BrokenPipeError
+
+
+out = _Console()
+err = _Console(stderr=True, soft_wrap=True)  # never hard-wrap file:line:col messages
 
 _json_errors = False  # set by a command that was asked for JSON output
 _json_extra: dict[str, Any] = {}  # fields that command's JSON always has (validate: {"valid": false})
@@ -60,8 +75,10 @@ def json_errors_requested(args: Sequence[str]) -> bool:
 
 
 def problem_dict(problem: Problem) -> dict[str, Any]:
-    return {"file": problem.file, "line": problem.line, "column": problem.column, "path": problem.path,
+    """One problem as JSON; a problem found by a check rather than in a file (a deploy's preflight) also names the check."""
+    data = {"file": problem.file, "line": problem.line, "column": problem.column, "path": problem.path,
             "message": problem.message, "hint": problem.hint}
+    return {**data, "check": problem.check} if problem.check else data
 
 
 def error_object(kind: str, message: str, code: int, problems: Sequence[Problem] = ()) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline.deploy import naming
+from pipeline.errors import Problem
 
 if TYPE_CHECKING:
     from pipeline.backend import Backend
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 MIN_VERSION = (3, 120, 0)  # destroy --preview-only (3.105), event logs, refresh --clear-pending-creates
 INSTALL_DOCS = "https://www.pulumi.com/docs/install/"
 WITHOUT_CLI = "`pipeline plan` and `pipeline compare` work without it (offline, no credentials)"
+CONFIRMATION = "confirmation"  # the preflight check a missing --yes fails: bad usage (exit 2), not a failed check
 _VERSION = re.compile(r"v?(\d+)\.(\d+)\.(\d+)")
 
 
@@ -145,20 +147,35 @@ def credentials_problem(backend: Backend) -> str | None:
     return backend.credentials_problem()
 
 
+def confirmation_problem(verb: str, confirm: bool, interactive: bool) -> str | None:
+    """A command that changes or unlocks cloud resources needs a person's yes, or --yes where no person can answer."""
+    if not confirm or interactive:
+        return None
+    return f"{verb} asks for confirmation, but this run has no terminal to ask on (or CI is set); use --yes to {verb} without asking"
+
+
 def environment_problems(backend: Backend, backend_url: str, secrets_provider: str | None, *, credentials: bool, passphrase: bool,
-                         interactive: bool, environ: Mapping[str, str] | None = None, deploying: bool = False) -> tuple[Cli | None, list[str]]:
-    """Every local problem at once (CLI, state login, passphrase, credentials), so one run lists all fixes; when
+                         interactive: bool, environ: Mapping[str, str] | None = None,
+                         confirm: str | None = None, deploying: bool = False) -> tuple[Cli | None, list[Problem]]:
+    """Every local problem at once (--yes, CLI, state login, passphrase, credentials), so one run lists every fix:
+    a CI job learns about its credentials on the first try, not after adding --yes. `confirm` is the verb of a
+    command that asks before changing anything (deploy, destroy, cancel); each problem names its check. When
     `deploying` (preview, deploy) and the credentials resolve, also what the cloud's account would refuse
     (`Backend.deploy_problem`, the one check here that calls the cloud)."""
+    problems: list[Problem] = []
+    if confirm:
+        missing_yes = confirmation_problem(confirm, True, interactive)
+        if missing_yes:
+            problems.append(Problem(missing_yes, check=CONFIRMATION))
     cli, problem = check_cli(environ)
-    problems = [problem] if problem else []
     found_credentials = credentials_problem(backend) if credentials else None
-    for found in (
-        pulumi_cloud_problem(backend_url, environ),
-        passphrase_problem(backend_url, secrets_provider, environ, interactive) if passphrase else None,
-        found_credentials,
-        backend.deploy_problem() if deploying and credentials and found_credentials is None else None,
+    for check, found in (
+        ("pulumi-cli", problem),
+        ("state-login", pulumi_cloud_problem(backend_url, environ)),
+        ("passphrase", passphrase_problem(backend_url, secrets_provider, environ, interactive) if passphrase else None),
+        ("credentials", found_credentials),
+        ("account", backend.deploy_problem() if deploying and credentials and found_credentials is None else None),
     ):
         if found:
-            problems.append(found)
+            problems.append(Problem(found, check=check))
     return cli, problems

@@ -21,6 +21,7 @@ from pipeline.spec.model import PipelineSpec, wiring_problems
 from pipeline.spec.paths import FileTooLargeError, NotRegularFileError, UnsafePathError, read_regular_file
 from pipeline.spec.safe_yaml import MAX_BYTES, Located, load_yaml
 from pipeline.spec.safe_yaml import Path as FieldPath
+from pipeline.spec.shapes import describe
 
 STACK_PATTERN = re.compile(r"[a-z][a-z0-9-]{0,15}")  # fullmatch: '$' would accept a trailing newline
 _PLAIN_KEY = re.compile(r"[^\s.\[\]'\"]{1,60}")
@@ -233,6 +234,10 @@ def _problem_for(error: Any, values: dict[FieldPath, Position], keys: dict[Field
         if kind.startswith("literal_error"):
             hint = "expected " + str(error.get("ctx", {}).get("expected", ""))
         pos = (keys.get(path) if is_key else None) or _nearest(path, values)
+        shaped = None if is_key else describe(kind, path, error.get("input"), _model_at)  # the valid shape and an example
+        if shaped:
+            message, hint = shaped
+            kind = "described"
     if kind in {"int_parsing", "int_type", "float_parsing", "bool_parsing", "string_type", "dict_type", "list_type", "int_from_float",
                 "string_pattern_mismatch"}:
         got = error.get("input")
