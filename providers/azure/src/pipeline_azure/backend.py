@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pipeline.backend import Backend, BucketSpec, FunctionCode, Grant, Handle, RoleContext, StageResources
+from pipeline.operations.protocol import Operations
 from pipeline.packaging import Recipe
 from pipeline.scan import ScanMapping
 from pipeline.sizing import Sizing, StageDemand, StageSizing, StreamSizing
@@ -98,6 +99,12 @@ class AzureBackend(Backend):  # type: ignore[misc]  # Backend is Any when mypy c
 
     def test_record_hint(self, outputs: Mapping[str, Any]) -> str:
         return credentials.test_record_hint(self.spec, self.stack, outputs)
+
+    def operations(self, outputs: Mapping[str, Any]) -> Operations:
+        """Day two: this stack's dead letters, failure queues and windows (pipeline_azure.operations; SDKs imported there)."""
+        from pipeline_azure.operations import AzureOperations
+
+        return AzureOperations(self.spec, self.stack, self.base_dir, outputs)
 
     def limits(self) -> Limits:
         from pipeline_azure import limits
