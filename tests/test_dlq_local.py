@@ -12,83 +12,10 @@ import textwrap
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import pytest
-from local_project import files, jsonl, run, store_of, write_records
-
-NAME = "daytwo"
-TOKEN = "tok-3f9a77c2-secret"  # a stage's environment value: never printed
-SPEC = f"""\
-name: {NAME}
-stream: {{archive: false}}
-stages:
-  - name: parse
-    handler: handlers/h.py:parse
-    retries: 1
-    trigger: {{stream: {{batch_size: 10, max_batching_window_s: 1}}}}
-    environment: {{API_TOKEN: {TOKEN}}}
-  - name: enrich
-    handler: handlers/h.py:enrich
-    retries: 1
-    trigger: {{objects: {{from: parse}}}}
-  - name: total
-    handler: handlers/h.py:total
-    retries: 0
-    trigger: {{schedule: rate(1 hour), from: parse}}
-"""
-BROKEN = """\
-import os
-import time
-from pathlib import Path
-
-
-def parse(records, context):
-    for record in records:
-        row = record.json()
-        if row.get("bad"):
-            raise ValueError(f"record {row['id']} is bad (token {os.environ['API_TOKEN']})")
-        yield {"id": row["id"], "n": row["n"]}
-
-
-def enrich(rows, context):
-    for row in rows:
-        if row["n"] == 13:
-            raise KeyError("unlucky")
-        yield {**row, "enriched": True}
-
-
-def total(rows, context):
-    for row in rows:
-        yield {"id": row["id"]}
-"""
-FIXED = BROKEN.replace('        if row.get("bad"):\n            raise', '        if row.get("bad") and False:\n            raise') \
-              .replace('        if row["n"] == 13:\n            raise KeyError("unlucky")\n', '') \
-              .replace('def parse(records, context):\n    for record in records:\n        row = record.json()\n',
-                       'def parse(records, context):\n    for record in records:\n        row = record.json()\n'
-                       '        if row["id"] == 15 and Path("block").exists():\n'
-                       '            Path("reached").touch()\n'
-                       '            while not Path("release").exists():\n'
-                       '                time.sleep(0.05)\n')
-RECORDS = [{"id": i, "n": i, **({"bad": True, "password": "hunter2-pw"} if i in (3, 15) else {})} for i in range(20)]
-
-
-def _project(folder: Path) -> Path:
-    (folder / "handlers").mkdir(parents=True)
-    (folder / "handlers" / "h.py").write_text(BROKEN, encoding="utf-8")
-    spec = folder / "pipeline.yaml"
-    spec.write_text(SPEC, encoding="utf-8")
-    write_records(folder / "input.jsonl", RECORDS)
-    return spec
-
-
-def _cli(env: dict[str, str], exe: str, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([exe, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=180, check=False, stdin=subprocess.DEVNULL)
-
-
-def _json(result: subprocess.CompletedProcess[str]) -> Any:
-    assert result.stdout.strip(), result.stderr
-    return json.loads(result.stdout)
+from dlq_project import FIXED, NAME, TOKEN, answer, cli, make_project
+from local_project import files, jsonl, run, store_of
 
 
 def _ids(store: Path, stage: str) -> Counter[int]:
@@ -98,7 +25,7 @@ def _ids(store: Path, stage: str) -> Counter[int]:
 
 @pytest.fixture
 def broken_run(tmp_path: Path, cli_env_vars: dict[str, str], pipeline_exe: str) -> Path:
-    spec = _project(tmp_path)
+    spec = make_project(tmp_path)
     result = run(cli_env_vars, pipeline_exe, spec, "--input", tmp_path / "input.jsonl", "--quiet")
     assert result.returncode == 1, result.stderr  # dead letters
     return spec
@@ -109,7 +36,7 @@ def test_list_show_replay_leave_nothing_dead_and_nothing_twice(broken_run: Path,
     store = store_of(spec, NAME)
     env, exe = cli_env_vars, pipeline_exe
 
-    listed = _json(_cli(env, exe, folder, "dlq", "list", "--local", "--format", "json"))
+    listed = answer(cli(env, exe, folder, "dlq", "list", "--local", "--format", "json"))
     groups = {(g["stage"], g["error"]["type"]): g for g in listed["groups"]}
     assert listed["total"] == 3
     assert groups[("parse", "ValueError")]["count"] == 2  # ids 3 and 15: one cause, whatever the ids in the messages
@@ -117,11 +44,11 @@ def test_list_show_replay_leave_nothing_dead_and_nothing_twice(broken_run: Path,
     assert groups[("parse", "ValueError")]["kept"].endswith("/dead-letter/parse/")
     assert TOKEN not in json.dumps(listed)
 
-    text = _cli(env, exe, folder, "dlq", "list", "--local")
+    text = cli(env, exe, folder, "dlq", "list", "--local")
     assert text.returncode == 0 and "3 dead letters in 2 groups" in text.stdout
-    assert _cli(env, exe, folder, "dlq", "list", "--local", "--fail-if-any").returncode == 1
+    assert cli(env, exe, folder, "dlq", "list", "--local", "--fail-if-any").returncode == 1
 
-    shown = _cli(env, exe, folder, "dlq", "show", "--local", "--format", "jsonl")
+    shown = cli(env, exe, folder, "dlq", "show", "--local", "--format", "jsonl")
     letters = [json.loads(line) for line in shown.stdout.splitlines()]
     assert len(letters) == 3 and shown.returncode == 0
     bad = [letter for letter in letters if letter["stage"] == "parse"]
@@ -129,22 +56,22 @@ def test_list_show_replay_leave_nothing_dead_and_nothing_twice(broken_run: Path,
     assert all(letter["record"]["password"] == "***" for letter in bad)  # a secret-looking field of the record
     assert all(letter["attempts"] == 1 and letter["error"]["traceback"] for letter in bad)
     assert TOKEN not in shown.stdout and "hunter2-pw" not in shown.stdout and "***" in bad[0]["error"]["message"]
-    table = _cli(env, exe, folder, "dlq", "show", "--local", "--stage", "enrich", "--limit", "1")
+    table = cli(env, exe, folder, "dlq", "show", "--local", "--stage", "enrich", "--limit", "1")
     assert "KeyError: 'unlucky'" in table.stdout and "1 dead letter shown" in table.stdout
 
     before = files(store)
-    asked = _cli(env, exe, folder, "dlq", "replay", "--local")
+    asked = cli(env, exe, folder, "dlq", "replay", "--local")
     assert asked.returncode == 2 and "--yes" in asked.stderr  # no terminal to confirm on
-    dry = _json(_cli(env, exe, folder, "dlq", "replay", "--local", "--dry-run", "--format", "json"))
+    dry = answer(cli(env, exe, folder, "dlq", "replay", "--local", "--dry-run", "--format", "json"))
     assert dry["ok"] and {r["status"] for r in dry["results"]} == {"would replay"} and len(dry["results"]) == 3
     assert files(store) == before  # a dry run changes nothing
 
     (folder / "handlers" / "h.py").write_text(FIXED, encoding="utf-8")
-    replayed = _cli(env, exe, folder, "dlq", "replay", "--local", "--yes", "--format", "json")
+    replayed = cli(env, exe, folder, "dlq", "replay", "--local", "--yes", "--format", "json")
     assert replayed.returncode == 0, replayed.stdout + replayed.stderr
-    answer = json.loads(replayed.stdout)
-    assert answer["ok"] and all(r["status"] == "replayed" for r in answer["results"] if r["records"])
-    assert _json(_cli(env, exe, folder, "dlq", "list", "--local", "--format", "json"))["total"] == 0
+    result = json.loads(replayed.stdout)
+    assert result["ok"] and all(r["status"] == "replayed" for r in result["results"] if r["records"])
+    assert answer(cli(env, exe, folder, "dlq", "list", "--local", "--format", "json"))["total"] == 0
     assert not list((store / "dead-letter").rglob("*.jsonl"))
 
     everyone = Counter(range(20))
@@ -153,23 +80,23 @@ def test_list_show_replay_leave_nothing_dead_and_nothing_twice(broken_run: Path,
     assert _ids(store, "total") == everyone  # the window read the replay's output on its run after the replay
     assert any("/replay=parse/" in str(p) for p in (store / "parse" / "parse").rglob("*.jsonl"))
 
-    again = _cli(env, exe, folder, "dlq", "replay", "--local", "--yes")
+    again = cli(env, exe, folder, "dlq", "replay", "--local", "--yes")
     assert again.returncode == 0 and "no dead letters to replay" in again.stdout
 
 
 def test_a_replay_that_still_fails_keeps_the_dead_letter_once_and_counts_the_attempt(broken_run: Path, cli_env_vars: dict[str, str],
                                                                                       pipeline_exe: str) -> None:
     folder, store = broken_run.parent, store_of(broken_run, NAME)
-    failed = _cli(cli_env_vars, pipeline_exe, broken_run.parent, "dlq", "replay", "--local", "--yes", "--stage", "parse", "--format", "json")
+    failed = cli(cli_env_vars, pipeline_exe, broken_run.parent, "dlq", "replay", "--local", "--yes", "--stage", "parse", "--format", "json")
     assert failed.returncode == 1
     assert {r["status"] for r in json.loads(failed.stdout)["results"]} == {"still failing"}
-    letters = [json.loads(line) for line in _cli(cli_env_vars, pipeline_exe, folder, "dlq", "show", "--local", "--stage", "parse",
+    letters = [json.loads(line) for line in cli(cli_env_vars, pipeline_exe, folder, "dlq", "show", "--local", "--stage", "parse",
                                                  "--format", "jsonl").stdout.splitlines()]
     assert sorted(letter["record"]["id"] for letter in letters) == [3, 15]  # moved, not copied
     assert all(letter["attempts"] == 2 and letter["batch"].startswith("replay=parse/") for letter in letters)
     assert all(letter["input"]["sequence"] in ("4", "16") for letter in letters)  # still naming the input line they came from
     (folder / "handlers" / "h.py").write_text(FIXED, encoding="utf-8")
-    fixed = _cli(cli_env_vars, pipeline_exe, folder, "dlq", "replay", "--local", "--yes")
+    fixed = cli(cli_env_vars, pipeline_exe, folder, "dlq", "replay", "--local", "--yes")
     assert fixed.returncode == 0, fixed.stdout + fixed.stderr
     assert _ids(store, "parse") == Counter(range(20)) and _ids(store, "enrich") == Counter(range(20))
 
@@ -179,11 +106,11 @@ def test_replay_waits_for_a_running_pipeline(broken_run: Path, cli_env_vars: dic
     handle = os.open(lock, os.O_WRONLY)
     try:
         fcntl.flock(handle, fcntl.LOCK_EX)  # what a running `pipeline run` or `serve` holds
-        result = _cli(cli_env_vars, pipeline_exe, broken_run.parent, "dlq", "replay", "--local", "--yes")
+        result = cli(cli_env_vars, pipeline_exe, broken_run.parent, "dlq", "replay", "--local", "--yes")
     finally:
         os.close(handle)
     assert result.returncode == 1 and "`pipeline run` or `pipeline serve` is using" in result.stderr
-    assert _json(_cli(cli_env_vars, pipeline_exe, broken_run.parent, "dlq", "list", "--local", "--format", "json"))["total"] == 3
+    assert answer(cli(cli_env_vars, pipeline_exe, broken_run.parent, "dlq", "list", "--local", "--format", "json"))["total"] == 3
 
 
 def test_ctrl_c_during_a_replay_loses_nothing(broken_run: Path, cli_env_vars: dict[str, str], pipeline_exe: str) -> None:
@@ -203,42 +130,42 @@ def test_ctrl_c_during_a_replay_loses_nothing(broken_run: Path, cli_env_vars: di
             process.kill()
     assert process.returncode == 130, stdout + stderr
     assert "run the same command again" in stderr
-    left = [json.loads(line) for line in _cli(cli_env_vars, pipeline_exe, folder, "dlq", "show", "--local", "--stage", "parse",
+    left = [json.loads(line) for line in cli(cli_env_vars, pipeline_exe, folder, "dlq", "show", "--local", "--stage", "parse",
                                               "--format", "jsonl").stdout.splitlines()]
     assert [letter["record"]["id"] for letter in left] == [15]  # the first object was replayed and removed, the second is untouched
     (folder / "block").unlink()
-    resumed = _cli(cli_env_vars, pipeline_exe, folder, "dlq", "replay", "--local", "--yes")
+    resumed = cli(cli_env_vars, pipeline_exe, folder, "dlq", "replay", "--local", "--yes")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert _ids(store, "parse") == Counter(range(20)) and _ids(store, "enrich") == Counter(range(20))
 
 
 def test_status_shows_the_window_and_dead_letters(broken_run: Path, cli_env_vars: dict[str, str], pipeline_exe: str) -> None:
     folder = broken_run.parent
-    status = _json(_cli(cli_env_vars, pipeline_exe, folder, "status", "--local", "--format", "json"))
+    status = answer(cli(cli_env_vars, pipeline_exe, folder, "status", "--local", "--format", "json"))
     stages = {entry["stage"]: entry for entry in status["stages"]}
     window = stages["total"]["window"]
     assert window["source"] == "parse" and window["runs"] == 1 and window["watermark"]
     assert window["last_run"]["rows"] == 18 and window["waiting"]["objects"] == 0
     assert stages["parse"]["dead_letters"]["records"] == 2 and stages["parse"]["dead_letters"]["inputs"] == 2
     assert stages["enrich"]["dead_letters"]["records"] == 1
-    text = _cli(cli_env_vars, pipeline_exe, folder, "status", "--local")
+    text = cli(cli_env_vars, pipeline_exe, folder, "status", "--local")
     assert text.returncode == 0 and "parse" in text.stdout and "2 records" in text.stdout
-    assert _cli(cli_env_vars, pipeline_exe, folder, "status", "--local", "--fail-if-any").returncode == 1
+    assert cli(cli_env_vars, pipeline_exe, folder, "status", "--local", "--fail-if-any").returncode == 1
 
 
 def test_usage_errors_are_clear(tmp_path: Path, cli_env_vars: dict[str, str], pipeline_exe: str) -> None:
-    spec = _project(tmp_path)
-    neither = _cli(cli_env_vars, pipeline_exe, tmp_path, "dlq", "list")
+    spec = make_project(tmp_path)
+    neither = cli(cli_env_vars, pipeline_exe, tmp_path, "dlq", "list")
     assert neither.returncode == 2 and "--local" in neither.stderr and "--cloud" in neither.stderr
-    stage = _cli(cli_env_vars, pipeline_exe, tmp_path, "dlq", "list", "--local", "--stage", "nope")
+    stage = cli(cli_env_vars, pipeline_exe, tmp_path, "dlq", "list", "--local", "--stage", "nope")
     assert stage.returncode == 2 and "its stages: parse, enrich, total" in stage.stderr
-    since = _cli(cli_env_vars, pipeline_exe, tmp_path, "dlq", "list", "--local", "--since", "5 parsecs", "--format", "json")
+    since = cli(cli_env_vars, pipeline_exe, tmp_path, "dlq", "list", "--local", "--since", "5 parsecs", "--format", "json")
     assert since.returncode == 2 and json.loads(since.stdout)["error"]["kind"] == "usage" and "30m" in since.stderr
-    empty = _cli(cli_env_vars, pipeline_exe, tmp_path, "dlq", "list", "--local")
+    empty = cli(cli_env_vars, pipeline_exe, tmp_path, "dlq", "list", "--local")
     assert empty.returncode == 0 and "no local store" in empty.stderr and "0 dead letters" in empty.stdout
     outputs = tmp_path / "outputs.json"
     outputs.write_text(textwrap.dedent('{"buckets": {"parse": "b"}}'), encoding="utf-8")
-    wrong = _cli(cli_env_vars, pipeline_exe, tmp_path, "dlq", "list", str(spec), "--cloud", "aws", "--outputs", str(outputs))
+    wrong = cli(cli_env_vars, pipeline_exe, tmp_path, "dlq", "list", str(spec), "--cloud", "aws", "--outputs", str(outputs))
     assert wrong.returncode == 2 and "no dead-letter bucket" in wrong.stderr and "Traceback" not in wrong.stderr
-    missing = _cli(cli_env_vars, pipeline_exe, tmp_path, "dlq", "list", "--cloud", "aws", "--outputs", "nope.json")
+    missing = cli(cli_env_vars, pipeline_exe, tmp_path, "dlq", "list", "--cloud", "aws", "--outputs", "nope.json")
     assert missing.returncode == 2 and "no such file" in missing.stderr

@@ -36,6 +36,11 @@ class AccessError(PipelineError):
     """The target refused, or could not be reached: the message says which permission or setting (exit 1)."""
 
 
+class UnrecoverableError(PipelineError):
+    """A queued dead letter that can no longer be sent again as it was (past the stream's retention, its object gone):
+    the message says why and what to do instead. It stays where it is."""
+
+
 class OutputsError(PipelineError):
     """The stack's deploy outputs are missing or do not describe this spec (exit 1; a bad --outputs file is usage, exit 2)."""
 

@@ -37,8 +37,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.errors import PipelineError
 from pipeline.operations.model import BATCH, EVENT, DeadLetter, epoch
-from pipeline.operations.protocol import Operations, OperationsStore, Redriven
+from pipeline.operations.protocol import Operations, OperationsStore, Redriven, UnrecoverableError
 from pipeline.runtime import keys
 from pipeline.spec.model import StageSpec
 from pipeline_aws.runtime import S3Store
@@ -128,19 +129,18 @@ class AwsOperations(Operations):
                 self._queue_urls[name] = str(self.client("sqs").get_queue_url(QueueName=name)["QueueUrl"])
         return self._queue_urls[name]
 
-    def _receive(self, url: str, visibility: int) -> Iterator[dict[str, Any]]:
-        """Every message of the queue, each received once (it stays hidden for `visibility` seconds)."""
-        sqs, seen = self.client("sqs"), set[str]()
-        while len(seen) < MAX_MESSAGES:
+    def _receive(self, url: str, visibility: int) -> list[dict[str, Any]]:
+        """Every message of the queue, received (so hidden for `visibility` seconds), each with its newest receipt handle."""
+        sqs, found = self.client("sqs"), dict[str, dict[str, Any]]()
+        while len(found) < MAX_MESSAGES:
             # Long polling (WaitTimeSeconds >= 1) asks every SQS server, so an empty answer means an empty queue.
             got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=visibility, WaitTimeSeconds=1,
                                       AttributeNames=["All"], MessageAttributeNames=["All"]).get("Messages") or []
-            fresh = [m for m in got if m["MessageId"] not in seen]
+            fresh = [m for m in got if m["MessageId"] not in found]
+            found.update((m["MessageId"], m) for m in got)  # a message received again answers only to its newest handle
             if not fresh:
-                return
-            for message in fresh:
-                seen.add(message["MessageId"])
-                yield message
+                break
+        return list(found.values())
 
     def _release(self, url: str, messages: Sequence[dict[str, Any]]) -> None:
         """Make received messages visible again, at once."""
@@ -180,26 +180,29 @@ class AwsOperations(Operations):
             yield from self._redrive_queue(url, wanted)
 
     def _redrive_queue(self, url: str, wanted: list[DeadLetter]) -> Iterator[Redriven]:
+        """Receive the queue (hidden while this runs), send each wanted event, delete it only once sent; everything not
+        sent (failed, or arrived since it was listed) is made visible again at the end."""
         by_id = {letter.ref.message_id: letter for letter in wanted}
-        others: list[dict[str, Any]] = []
+        keep: list[dict[str, Any]] = []
         try:
             for message in self._receive(url, REDRIVE_VISIBILITY_S):
                 letter = by_id.pop(message["MessageId"], None)
                 if letter is None:
-                    others.append(message)  # arrived since it was listed: left for the next replay
+                    keep.append(message)  # arrived since it was listed: left for the next replay
                     continue
                 try:
                     action = self._send(letter)
                 except Exception as exc:
-                    self._release(url, [message])
-                    text = self.explain(exc, f"redriving {letter.where}") or f"{type(exc).__name__}: {exc}"
+                    keep.append(message)
+                    said = self.explain(exc, f"redriving {letter.where}")
+                    text = str(exc) if isinstance(exc, PipelineError) else said or f"{type(exc).__name__}: {exc}"
                     yield Redriven(letter, False, self._plan(letter), text)
                     continue
                 self.client("sqs").delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
                 yield Redriven(letter, True, action + "; message deleted from the queue")
         finally:
-            if others:
-                self._release(url, others)
+            if keep:
+                self._release(url, keep)
         for letter in by_id.values():
             yield Redriven(letter, True, "already gone from the queue (redriven or expired since it was listed)")
 
@@ -226,25 +229,25 @@ class AwsOperations(Operations):
                                                     Payload=json.dumps(self.kinesis_event(letter, records)).encode())
             payload = _payload(response)
             if response.get("FunctionError"):
-                raise RuntimeError(f"{function} failed again on the batch: {_function_error(payload)}")
+                raise PipelineError(f"{function} failed again on the batch: {_function_error(payload)}")
             failures = (payload or {}).get("batchItemFailures") if isinstance(payload, dict) else None
             if failures:
-                raise RuntimeError(f"{function} failed again from record {failures[0].get('itemIdentifier')} of the batch (retryable)")
+                raise PipelineError(f"{function} failed again from record {failures[0].get('itemIdentifier')} of the batch (retryable)")
             return f"invoked {function} synchronously with the batch's {len(records)} records ({source})"
         event = letter.event
         if event is None:
-            raise ValueError("the message holds no event to send again")
+            raise UnrecoverableError("the message holds no event to send again")
         response = self.client("lambda").invoke(FunctionName=function, InvocationType="Event", Payload=json.dumps(event).encode())
         status = int(response.get("StatusCode", 0))
         if status != 202:
-            raise RuntimeError(f"Lambda answered {status} to the asynchronous invocation, not 202")
+            raise PipelineError(f"Lambda answered {status} to the asynchronous invocation, not 202")
         return f"invoked {function} asynchronously with the original event (Lambda retries it and keeps what fails, as the first time)"
 
     # -- a Kinesis batch's records ------------------------------------------------------------------------
 
     def batch_records(self, letter: DeadLetter) -> tuple[list[dict[str, Any]], str]:
         """The batch's records (Kinesis API shape: Data, PartitionKey, SequenceNumber, ApproximateArrivalTimestamp) and where
-        they came from; ValueError saying why when they can no longer be had."""
+        they came from; UnrecoverableError saying why when they can no longer be had."""
         info = letter.input
         shard, start, end = str(info.get("shardId")), str(info.get("startSequenceNumber")), str(info.get("endSequenceNumber"))
         found = self._from_stream(info, shard, start, end)
@@ -259,12 +262,14 @@ class AwsOperations(Operations):
             archive = (f"; the raw archive holds no object for exactly this batch (raw/{keys.safe(shard)}/{keys.sequence(start)}-"
                        f"{keys.sequence(end)}.jsonl.gz): a Firehose archive keeps the records without their sequence numbers, under raw/ "
                        f"around {info.get('approximateArrivalOfFirstRecord')}")
-        raise ValueError(f"the batch (shard {shard}, sequence {start}..{end}) is past the stream's retention ({retention} h){archive}; "
+        raise UnrecoverableError(f"the batch (shard {shard}, sequence {start}..{end}) is past the stream's retention ({retention} h){archive}; "
                          "it cannot be sent again as it was: send its records through the stream again")
 
     def _from_stream(self, info: dict[str, Any], shard: str, start: str, end: str) -> list[dict[str, Any]] | None:
         kinesis = self.client("kinesis")
-        where: dict[str, str] = {"StreamARN": str(info["streamArn"])} if info.get("streamArn") else {"StreamName": str(self.outputs.get("stream"))}
+        # By name when the outputs give it (the stack's own stream), else by the ARN the failure record names.
+        stream = self.outputs.get("stream")
+        where: dict[str, str] = {"StreamName": stream} if isinstance(stream, str) and stream else {"StreamARN": str(info.get("streamArn"))}
         try:
             iterator = kinesis.get_shard_iterator(**where, ShardId=shard, ShardIteratorType="AT_SEQUENCE_NUMBER",
                                                   StartingSequenceNumber=start)["ShardIterator"]
@@ -346,8 +351,6 @@ class AwsOperations(Operations):
                 return f"{doing}: it does not exist ({code}: {said}); was the stack destroyed, or deployed under other names than these outputs say?"
             return f"{doing}: AWS answered {code or 'an error'}: {said}"
         if isinstance(exc, errors.BotoCoreError):
-            return f"{doing}: {exc}"
-        if isinstance(exc, ValueError):
             return f"{doing}: {exc}"
         return None
 
