@@ -1,6 +1,9 @@
 """The project the day-two tests fail and replay, on the local store and on each cloud's emulator: a stream stage
-`parse` (raises on records marked bad, quoting a stage secret), an object stage `enrich` (raises on n == 13) and a
-schedule `total` over parse's outputs; FIXED is the same file with both bugs fixed."""
+`parse` (raises on records marked bad, quoting a stage secret), an object stage `enrich` and a
+schedule `total` over parse's outputs; FIXED is the same file with the bugs fixed.
+
+enrich fails two ways: on n == 5 it raises while holding that row (the row is dead-lettered alone), on n == 16 it raises
+ConnectionError (retryable: the whole input fails, and after its retries every row of it is dead-lettered)."""
 
 from __future__ import annotations
 
@@ -47,8 +50,10 @@ def parse(records, context):
 
 def enrich(rows, context):
     for row in rows:
-        if row["n"] == 13:
+        if row["n"] == 5:
             raise KeyError("unlucky")
+        if row["n"] == 16:
+            raise ConnectionError("enrichment service down")
         yield {**row, "enriched": True}
 
 
@@ -57,7 +62,8 @@ def total(rows, context):
         yield {"id": row["id"]}
 """
 FIXED = BROKEN.replace('        if row.get("bad"):\n            raise', '        if row.get("bad") and False:\n            raise') \
-              .replace('        if row["n"] == 13:\n            raise KeyError("unlucky")\n', '') \
+              .replace('        if row["n"] == 5:\n            raise KeyError("unlucky")\n', '') \
+              .replace('        if row["n"] == 16:\n            raise ConnectionError("enrichment service down")\n', '') \
               .replace('def parse(records, context):\n    for record in records:\n        row = record.json()\n',
                        'def parse(records, context):\n    for record in records:\n        row = record.json()\n'
                        '        if row["id"] == 15 and Path("block").exists():\n'

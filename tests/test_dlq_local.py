@@ -38,32 +38,34 @@ def test_list_show_replay_leave_nothing_dead_and_nothing_twice(broken_run: Path,
 
     listed = answer(cli(env, exe, folder, "dlq", "list", "--local", "--format", "json"))
     groups = {(g["stage"], g["error"]["type"]): g for g in listed["groups"]}
-    assert listed["total"] == 3
+    assert listed["total"] == 12
     assert groups[("parse", "ValueError")]["count"] == 2  # ids 3 and 15: one cause, whatever the ids in the messages
-    assert groups[("enrich", "KeyError")]["count"] == 1
+    assert groups[("enrich", "KeyError")]["count"] == 1 and groups[("enrich", "KeyError")]["reason"] == "handler raised"
+    assert groups[("enrich", "ConnectionError")]["count"] == 9  # the second input failed as a whole: each of its rows
+    assert groups[("enrich", "ConnectionError")]["reason"] == "retries exhausted"
     assert groups[("parse", "ValueError")]["kept"].endswith("/dead-letter/parse/")
     assert TOKEN not in json.dumps(listed)
 
     text = cli(env, exe, folder, "dlq", "list", "--local")
-    assert text.returncode == 0 and "3 dead letters in 2 groups" in text.stdout
+    assert text.returncode == 0 and "12 dead letters in 3 groups" in text.stdout
     assert cli(env, exe, folder, "dlq", "list", "--local", "--fail-if-any").returncode == 1
 
     shown = cli(env, exe, folder, "dlq", "show", "--local", "--format", "jsonl")
     letters = [json.loads(line) for line in shown.stdout.splitlines()]
-    assert len(letters) == 3 and shown.returncode == 0
+    assert len(letters) == 12 and shown.returncode == 0
     bad = [letter for letter in letters if letter["stage"] == "parse"]
     assert {letter["record"]["id"] for letter in bad} == {3, 15}
     assert all(letter["record"]["password"] == "***" for letter in bad)  # a secret-looking field of the record
     assert all(letter["attempts"] == 1 and letter["error"]["traceback"] for letter in bad)
     assert TOKEN not in shown.stdout and "hunter2-pw" not in shown.stdout and "***" in bad[0]["error"]["message"]
     table = cli(env, exe, folder, "dlq", "show", "--local", "--stage", "enrich", "--limit", "1")
-    assert "KeyError: 'unlucky'" in table.stdout and "1 dead letter shown" in table.stdout
+    assert "KeyError: 'unlucky'" in table.stdout and "1 dead letter shown; more follow" in table.stdout
 
     before = files(store)
     asked = cli(env, exe, folder, "dlq", "replay", "--local")
     assert asked.returncode == 2 and "--yes" in asked.stderr  # no terminal to confirm on
     dry = answer(cli(env, exe, folder, "dlq", "replay", "--local", "--dry-run", "--format", "json"))
-    assert dry["ok"] and {r["status"] for r in dry["results"]} == {"would replay"} and len(dry["results"]) == 3
+    assert dry["ok"] and {r["status"] for r in dry["results"]} == {"would replay"} and len(dry["results"]) == 4  # dead-letter objects
     assert files(store) == before  # a dry run changes nothing
 
     (folder / "handlers" / "h.py").write_text(FIXED, encoding="utf-8")
@@ -76,7 +78,8 @@ def test_list_show_replay_leave_nothing_dead_and_nothing_twice(broken_run: Path,
 
     everyone = Counter(range(20))
     assert _ids(store, "parse") == everyone  # the replayed records once, beside the rows of the first run
-    assert _ids(store, "enrich") == everyone  # enrich ran on the replayed parse output, and its own dead letter once
+    assert _ids(store, "enrich") == everyone  # on the replayed parse output, its own poison row, its failed input at its own key
+    assert (store / "enrich" / "enrich" / "local" / "000000000011-000000000020.jsonl").is_file()  # the whole input, where it belonged
     assert _ids(store, "total") == everyone  # the window read the replay's output on its run after the replay
     assert any("/replay=parse/" in str(p) for p in (store / "parse" / "parse").rglob("*.jsonl"))
 
@@ -110,7 +113,7 @@ def test_replay_waits_for_a_running_pipeline(broken_run: Path, cli_env_vars: dic
     finally:
         os.close(handle)
     assert result.returncode == 1 and "`pipeline run` or `pipeline serve` is using" in result.stderr
-    assert answer(cli(cli_env_vars, pipeline_exe, broken_run.parent, "dlq", "list", "--local", "--format", "json"))["total"] == 3
+    assert answer(cli(cli_env_vars, pipeline_exe, broken_run.parent, "dlq", "list", "--local", "--format", "json"))["total"] == 12
 
 
 def test_ctrl_c_during_a_replay_loses_nothing(broken_run: Path, cli_env_vars: dict[str, str], pipeline_exe: str) -> None:
@@ -147,7 +150,7 @@ def test_status_shows_the_window_and_dead_letters(broken_run: Path, cli_env_vars
     assert window["source"] == "parse" and window["runs"] == 1 and window["watermark"]
     assert window["last_run"]["rows"] == 18 and window["waiting"]["objects"] == 0
     assert stages["parse"]["dead_letters"]["records"] == 2 and stages["parse"]["dead_letters"]["inputs"] == 2
-    assert stages["enrich"]["dead_letters"]["records"] == 1
+    assert stages["enrich"]["dead_letters"] == {**stages["enrich"]["dead_letters"], "records": 10, "inputs": 2}
     text = cli(cli_env_vars, pipeline_exe, folder, "status", "--local")
     assert text.returncode == 0 and "parse" in text.stdout and "2 records" in text.stdout
     assert cli(cli_env_vars, pipeline_exe, folder, "status", "--local", "--fail-if-any").returncode == 1

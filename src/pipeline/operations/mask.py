@@ -4,7 +4,7 @@ that look like secrets.
 A dead letter carries a user's record and an error message a handler wrote, either of which may quote a
 password, a token or the environment a handler read it from. Shown records are therefore masked field by
 field (a key whose words name a secret: password, token, secret, authorization, cookie, `..._key`, ...),
-and every text shown is scrubbed of the spec's environment values and `alerts.webhook` (the webhook's URL
+and every text shown (records, errors, events, identities) is scrubbed of the spec's environment values and `alerts.webhook` (the webhook's URL
 is itself a credential: whoever has it can post alerts). Environment values shorter than six characters are
 scrubbed only when their variable's name looks secret, so `CURRENCY: USD` does not blank out every "USD".
 """
@@ -67,6 +67,15 @@ class Masker:
         if isinstance(value, str):
             return self.text(value)
         return value
+
+    def scrub(self, value: Any) -> Any:
+        """A JSON value the platform wrote (an event, a record's identity) with every string scrubbed; its field names
+        (an object's `key`, a partition `key`) are the platform's, not secrets, so nothing is masked by name."""
+        if isinstance(value, dict):
+            return {str(k): self.scrub(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.scrub(item) for item in value]
+        return self.text(value) if isinstance(value, str) else value
 
     def record(self, data: bytes | None) -> tuple[str, Any]:
         """A record's bytes as shown: ("json", masked value), ("text", scrubbed text) or ("base64", text) when binary."""

@@ -37,13 +37,13 @@ def letter_dict(letter: DeadLetter, masker: Masker) -> dict[str, Any]:
     body: dict[str, Any] = {
         "stage": letter.stage, "kind": letter.kind, "reason": letter.reason, "time": iso(letter.time), "attempts": letter.attempts,
         "error": {"type": letter.error_type, "message": masker.text(letter.error_message), "traceback": letter.traceback},
-        "kept": letter.kept, "where": letter.where, "batch": letter.batch, "index": letter.index, "input": masker.value(letter.input),
+        "kept": letter.kept, "where": letter.where, "batch": letter.batch, "index": letter.index, "input": masker.scrub(letter.input),
     }
     if letter.data is not None:
         body["record"] = value
         body["record_format"] = shape
     if letter.event is not None:
-        body["event"] = masker.value(letter.event)
+        body["event"] = masker.scrub(letter.event)
     if letter.notes:
         body["notes"] = letter.notes
     return body
@@ -64,7 +64,7 @@ def show_lines(letter: DeadLetter, masker: Masker) -> list[str]:
     attempts = f", {letter.attempts} attempt{'s' if letter.attempts != 1 else ''}" if letter.attempts is not None else ""
     lines = [f"{letter.stage}  {letter.kind}  {iso(letter.time) or 'time unknown'}{attempts}", f"  where:  {letter.where}"]
     if letter.input:
-        lines.append(f"  input:  {shorten(json.dumps(masker.value(letter.input), ensure_ascii=False, default=str), RECORD_PREVIEW)}")
+        lines.append(f"  input:  {shorten(json.dumps(masker.scrub(letter.input), ensure_ascii=False, default=str), RECORD_PREVIEW)}")
     lines.append(f"  error:  {shorten(masker.text(error_text(letter.reason, letter.error_type, letter.error_message)), ERROR_PREVIEW)}")
     lines += [f"          at {frame}" for frame in letter.traceback[-3:]]
     if letter.data is not None:
@@ -73,7 +73,7 @@ def show_lines(letter: DeadLetter, masker: Masker) -> list[str]:
         label = {"json": "record", "text": "record", "base64": "record (binary, base64)", "none": "record"}[shape]
         lines.append(f"  {label}: {shorten(text, RECORD_PREVIEW)}")
     if letter.event is not None:
-        lines.append(f"  event:  {shorten(json.dumps(masker.value(letter.event), ensure_ascii=False, default=str), RECORD_PREVIEW)}")
+        lines.append(f"  event:  {shorten(json.dumps(masker.scrub(letter.event), ensure_ascii=False, default=str), RECORD_PREVIEW)}")
     lines += [f"  note:   {note}" for note in letter.notes]
     return lines
 

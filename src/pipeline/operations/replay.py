@@ -11,8 +11,11 @@ same objects twice, never a row twice:
 * **A whole input whose retries ran out** (`retries exhausted`): nothing was written for it, so it is run again
   under its own batch id and its output lands at the very key its first successful delivery would have written
   (a stream batch's records, the source object re-read by its key, a schedule's tick).
-* **Poison records** of an input that otherwise succeeded: that input's output already holds the good rows, so the
-  records run as the input `replay=<stage>/<batch>` (`replay_batch`), whose output is
+* **An object stage's dead letters, while its input object is still in its bucket**: the object runs again whole, under
+  its own batch id, as a redelivery of its event would: its output is rewritten at its own key with every row, so no
+  later redelivery of that event (a redriven queue message, the platform's own) can add a row twice.
+* **Poison records** of an input that otherwise succeeded and cannot be had again whole (a stream batch, a window, an
+  object since expired): that input's output already holds the good rows, so the records run as the input `replay=<stage>/<batch>` (`replay_batch`), whose output is
   `<stage>/replay=<stage>/<batch>.jsonl`: a key derived from the dead letter, distinct from the original's, from
   any other replay's and from any key an input could produce (a record still failing is dead-lettered at that key
   in the dead-letter bucket, and its next replay nests: `replay=<stage>/replay=<stage>/<batch>`). A dead letter
@@ -251,17 +254,10 @@ class Replayer:
             return "a record's data_base64 is not base64; fix or remove the object by hand"
         identities: list[dict[str, Any]] = [entry["input"] if isinstance(entry.get("input"), dict) else {} for entry in entries]
         trigger = stage.trigger
+        if trigger.objects:
+            return self._object_input(job, datas, identities, whole)
         if not whole:
-            job.batch_id, job.remap = replay_batch(stage.name, batch), True
-            job.inputs = lambda: (datas, identities)
-            if trigger.stream:
-                job.request = ("records", job.batch_id, list(zip(datas, identities, strict=True)))
-                return None
-            if any(not data.strip() for data in datas):
-                return "a dead-lettered row is empty; there is nothing to run the handler on"
-            bucket = self._role(identities[0].get("bucket")) or stage.trigger.source or stage.name
-            job.request = ("window", job.batch_id, bucket, [(f"{batch}.jsonl", b"\n".join(datas) + b"\n")])
-            return None
+            return self._records(job, datas, identities)
         job.batch_id = batch
         if trigger.schedule and not trigger.source:
             if not batch.startswith("tick/"):
@@ -272,13 +268,28 @@ class Replayer:
             job.request = ("records", batch, list(zip(datas, identities, strict=True)))
             job.inputs = lambda: (datas, identities)
             return None
-        if trigger.objects:
-            return self._object_input(job, datas, identities)
         return f"a {trigger.kind} stage's whole input cannot be sent again from here"
 
-    def _object_input(self, job: _Job, datas: list[bytes], identities: list[dict[str, Any]]) -> str | None:
-        """An object stage's whole input: its lines as dead-lettered, or, for a pointer to the object, the object
-        read again from its bucket (it stays there for the bucket's retention)."""
+    def _records(self, job: _Job, datas: list[bytes], identities: list[dict[str, Any]]) -> str | None:
+        """Poison records alone, as the input `replay=<stage>/<batch>`: a stream batch's records, a window's rows, the
+        rows of an object that is gone."""
+        stage, batch = job.stage, str(job.entries[0]["batch"])
+        job.batch_id, job.remap = replay_batch(stage.name, batch), True
+        job.inputs = lambda: (datas, identities)
+        if stage.trigger.stream:
+            job.request = ("records", job.batch_id, list(zip(datas, identities, strict=True)))
+            return None
+        if any(not data.strip() for data in datas):
+            return "a dead-lettered row is empty; there is nothing to run the handler on"
+        bucket = self._role(identities[0].get("bucket")) or stage.trigger.source or stage.name
+        job.request = ("window", job.batch_id, bucket, [(f"{batch}.jsonl", b"\n".join(datas) + b"\n")])
+        return None
+
+    def _object_input(self, job: _Job, datas: list[bytes], identities: list[dict[str, Any]], whole: bool) -> str | None:
+        """An object stage's dead letters: while its input object is in its bucket, that object runs again whole under its own
+        batch id, exactly as a redelivery of its event would (so its output is rewritten at its own key with every row, and a
+        later redelivery of the same event cannot add a row twice). Once the object is gone, only the dead-lettered lines can
+        run: an input whose retries ran out, as itself; poison rows, as a replay input (no redelivery can come any more)."""
         from pipeline.runtime.local_stages import object_items
 
         first = identities[0]
@@ -286,20 +297,24 @@ class Replayer:
         key = str(first.get("key") or "")
         if role is None or not key:
             return f"it names the input object {first.get('bucket')}/{key}, which is no bucket of this stack's outputs"
-        if len(job.entries) == 1 and "line" not in first and not datas[0]:
-            with self.ops.guarded(f"reading the input object {self.ops.location(str(first['bucket']), key)}"):
-                try:
-                    data = self.store.get(str(first["bucket"]), key)
-                except Exception as exc:
-                    if not is_missing(exc):
-                        raise
-                    return (f"its input object {self.ops.location(str(first['bucket']), key)} is gone (kept "
-                            f"{self._retention(role)} days); it cannot be run again: upload the file again instead")
-        else:
-            data = b"\n".join(datas) + b"\n"
+        where = self.ops.location(str(first["bucket"]), key)
+        with self.ops.guarded(f"reading the input object {where}"):
+            try:
+                data: bytes | None = self.store.get(str(first["bucket"]), key)
+            except Exception as exc:
+                if not is_missing(exc):
+                    raise
+                data = None
+        if data is None:
+            if not whole:
+                return self._records(job, datas, identities)
+            if len(job.entries) == 1 and "line" not in first and not datas[0]:
+                return f"its input object {where} is gone (kept {self._retention(role)} days); it cannot be run again: upload the file again instead"
+            data = b"\n".join(datas) + b"\n"  # every line of the input, as dead-lettered
         assert job.stage.trigger.source is not None
-        if keys.object_batch(key, stage_prefix(job.stage.trigger.source)) != job.batch_id:
-            return f"its input {key!r} does not name the batch {job.batch_id!r} it says it is"
+        job.batch_id = keys.object_batch(key, stage_prefix(job.stage.trigger.source))
+        if job.batch_id != str(job.entries[0]["batch"]):
+            return f"its input {key!r} does not name the batch {job.entries[0]['batch']!r} it says it is"
         job.request, job.inputs = ("object", role, key, data), object_items(role, key, data)
         return None
 
