@@ -172,3 +172,23 @@ def test_usage_errors_are_clear(tmp_path: Path, cli_env_vars: dict[str, str], pi
     assert wrong.returncode == 2 and "no dead-letter bucket" in wrong.stderr and "Traceback" not in wrong.stderr
     missing = cli(cli_env_vars, pipeline_exe, tmp_path, "dlq", "list", "--cloud", "aws", "--outputs", "nope.json")
     assert missing.returncode == 2 and "no such file" in missing.stderr
+
+
+def test_a_window_whose_retries_ran_out_is_read_again_by_its_next_run(tmp_path: Path, cli_env_vars: dict[str, str], pipeline_exe: str) -> None:
+    spec = make_project(tmp_path)
+    (tmp_path / "down").touch()  # total's service is down: its window run fails, and with retries 0 its rows are dead-lettered
+    assert run(cli_env_vars, pipeline_exe, spec, "--input", tmp_path / "input.jsonl", "--quiet").returncode == 1
+    store = store_of(spec, NAME)
+    listed = answer(cli(cli_env_vars, pipeline_exe, tmp_path, "dlq", "list", "--local", "--stage", "total", "--format", "json"))
+    [group] = listed["groups"]
+    assert group["reason"] == "retries exhausted" and group["count"] == 18 and group["error"]["type"] == "ConnectionError"
+    status = answer(cli(cli_env_vars, pipeline_exe, tmp_path, "status", "--local", "--stage", "total", "--format", "json"))
+    assert status["stages"][0]["window"]["watermark"] is None and status["stages"][0]["window"]["waiting"]["objects"] == 2
+
+    still = answer(cli(cli_env_vars, pipeline_exe, tmp_path, "dlq", "replay", "--local", "--stage", "total", "--yes", "--format", "json"))
+    assert not still["ok"] and [r["status"] for r in still["results"]] == ["waiting", "still failing", "still failing"]
+    (tmp_path / "down").unlink()  # back up: the window's next run (the replay's) reads every row again, once
+    fixed = answer(cli(cli_env_vars, pipeline_exe, tmp_path, "dlq", "replay", "--local", "--stage", "total", "--yes", "--format", "json"))
+    assert fixed["ok"] and [r["status"] for r in fixed["results"]] == ["waiting", "replayed", "resolved"]
+    assert _ids(store, "total") == Counter(i for i in range(20) if i not in (3, 15))
+    assert answer(cli(cli_env_vars, pipeline_exe, tmp_path, "dlq", "list", "--local", "--stage", "total", "--format", "json"))["total"] == 0

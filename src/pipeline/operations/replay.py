@@ -153,6 +153,7 @@ class Replayer:
         self.stages = LocalStages(loaded, cast(Any, self.collected), logger, self.run_log.worker_line, notify)
         self.cascades = isinstance(ops, LocalOperations)  # the clouds deliver new objects to their readers themselves
         self.windows_due: list[StageSpec] = []
+        self.window_jobs: dict[str, list[_Job]] = {}  # locally: a failed window's dead letters, looked at again after its run
         self.written: set[tuple[str, str]] = set()  # (bucket, key) this replay wrote: never replayed again by it
 
     def close(self, kill: bool = False) -> None:
@@ -211,7 +212,7 @@ class Replayer:
 
     # -- windows ------------------------------------------------------------------------------------
 
-    def _window_letters(self, job: _Job, dry_run: bool) -> Outcome:
+    def _window_letters(self, job: _Job, dry_run: bool, run_now: bool = True) -> Outcome:
         """A window whose retries ran out: resolved once a later run read all its objects; else its next run will."""
         stage, source = job.stage, self.ops.location(job.item.bucket, job.item.key)
         settings = self.ops.settings(stage)
@@ -224,6 +225,13 @@ class Replayer:
                        if not self._read_since(state, windows, key)]
         since = _window_start(next(iter({str(e["batch"]) for e in job.entries})))
         if pending or state.until is None or (since is not None and state.until <= since):
+            if self.cascades and run_now and not dry_run and stage.trigger.schedule:  # locally the next run is now: this replay holds the store
+                if stage not in self.windows_due:
+                    self.windows_due.append(stage)
+                self.window_jobs.setdefault(stage.name, []).append(job)
+                return Outcome(stage.name, source, len(job.entries), WAITING,
+                               f"the window's watermark has not moved past it ({_when(state.until)}): the stage runs over its window "
+                               "now, which reads these rows again")
             return Outcome(stage.name, source, len(job.entries), WAITING,
                            f"the window's watermark has not moved past it ({_when(state.until)}): the stage's next run reads these "
                            f"{len(job.entries)} row(s) again by itself; left in place")
@@ -446,6 +454,11 @@ class Replayer:
                        f"{counts.get('rows', 0)} row(s) out, {counts.get('dead_letters', 0)} dead-lettered")
             status = REPLAYED if window.status in ("ran", "empty", "late") and not counts.get("dead_letters") else STILL_FAILING
             yield Outcome(stage.name, where, 0, status, message, rows=counts.get("rows", 0), dead_letters=counts.get("dead_letters", 0))
+            for job in self.window_jobs.pop(stage.name, []):  # the failed window's dead letters: read again by this run?
+                again = self._window_letters(job, dry_run=False, run_now=False)
+                if again.status == WAITING:
+                    again.status, again.message = STILL_FAILING, "the window's run did not read these rows again; still dead-lettered"
+                yield again
 
     def _land_pending(self) -> None:
         pending = self.collected.take()
