@@ -199,7 +199,7 @@ def _hint(target: Target, verb: str) -> str:
 def dlq_list(
     spec: SpecArg = Path("pipeline.yaml"), stack: StackOpt = None, local: LocalOpt = False, cloud: CloudOpt = None, store: StoreOpt = None,
     outputs: OutputsOpt = None, backend_url: BackendOpt = None, stage: StageOpt = None, since: SinceOpt = None,
-    format: Annotated[ListFormat, typer.Option("--format", "-f", help="table, or json (every group).")] = ListFormat.table,
+    format: Annotated[ListFormat, typer.Option("--format", "-f", metavar="table|json", help="table, or json (every group).")] = ListFormat.table,
     fail_if_any: Annotated[bool, typer.Option("--fail-if-any", help="Exit 1 when there is any dead letter (for monitoring).")] = False,
 ) -> None:
     """Every dead letter of the pipeline, grouped by stage and cause: counts, first and last time, the error, where it is kept."""
@@ -239,7 +239,8 @@ def dlq_show(
     outputs: OutputsOpt = None, backend_url: BackendOpt = None, stage: StageOpt = None, since: SinceOpt = None,
     limit: Annotated[int | None, typer.Option("--limit", "-n", min=0, metavar="N",
                                               help=f"At most N dead letters (0: all; default {SHOW_LIMIT} as text, all as json/jsonl).")] = None,
-    format: Annotated[ShowFormat, typer.Option("--format", "-f", help="table (readable, records shortened), json or jsonl (records whole).")] = ShowFormat.table,
+    format: Annotated[ShowFormat, typer.Option("--format", "-f", metavar="table|json|jsonl",
+                                               help="table (readable, records shortened), json or jsonl (records whole).")] = ShowFormat.table,
 ) -> None:
     """The dead-lettered records and events themselves, decoded and with secrets masked, with their error and attempts."""
     from pipeline.operations.render import letter_dict, show_lines
@@ -285,7 +286,7 @@ def dlq_replay(
     outputs: OutputsOpt = None, backend_url: BackendOpt = None, stage: StageOpt = None, since: SinceOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be sent through again; change nothing.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask (required without a terminal, e.g. in CI).")] = False,
-    format: Annotated[ListFormat, typer.Option("--format", "-f", help="table, or json (every result).")] = ListFormat.table,
+    format: Annotated[ListFormat, typer.Option("--format", "-f", metavar="table|json", help="table, or json (every result).")] = ListFormat.table,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not show handler logs on stderr.")] = False,
 ) -> None:
     """Send dead letters through their stage again once the handler is fixed; each is removed only after its replay succeeded."""
@@ -401,7 +402,7 @@ def _finish_replay(target: Target, results: Sequence[Any], redriven: Sequence[An
 def status(
     spec: SpecArg = Path("pipeline.yaml"), stack: StackOpt = None, local: LocalOpt = False, cloud: CloudOpt = None, store: StoreOpt = None,
     outputs: OutputsOpt = None, backend_url: BackendOpt = None, stage: StageOpt = None,
-    format: Annotated[ListFormat, typer.Option("--format", "-f", help="table, or json.")] = ListFormat.table,
+    format: Annotated[ListFormat, typer.Option("--format", "-f", metavar="table|json", help="table, or json.")] = ListFormat.table,
     fail_if_any: Annotated[bool, typer.Option("--fail-if-any", help="Exit 1 when any stage has dead letters (for monitoring).")] = False,
 ) -> None:
     """Per stage: how far a windowed stage has read (its watermark), what waits for its next run and since when,

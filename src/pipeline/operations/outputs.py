@@ -28,9 +28,9 @@ class OutputsFileError(OutputsError):
 def both_ways(loaded: LoadedSpec, cloud: str) -> str:
     spec = loaded.path.name
     stack = f" --stack {loaded.stack}" if loaded.stack != "default" else ""
-    return (f"the stack's outputs come from its Pulumi state (needs the Pulumi CLI and access to the state, as for "
-            f"`pipeline outputs {spec} --cloud {cloud}{stack}`), or from a file: save them once with `pipeline outputs {spec} "
-            f"--cloud {cloud}{stack} --json > outputs.json` and pass --outputs outputs.json")
+    return (f"The outputs come from the stack's Pulumi state (what `pipeline outputs {spec} --cloud {cloud}{stack}` reads: the Pulumi "
+            f"CLI, the state and its passphrase), or from a file: where the state is, save them once with `pipeline outputs {spec} "
+            f"--cloud {cloud}{stack} --json > outputs.json`, then pass --outputs outputs.json")
 
 
 def read_outputs_file(path: Path) -> dict[str, Any]:
@@ -69,11 +69,12 @@ def stack_outputs(loaded: LoadedSpec, cloud: str, backend_url: str | None = None
         url = naming.resolve_backend_url(loaded, backend_url)
         cli, problems = preflight.environment_problems(backend, url, None, credentials=False, passphrase=True, interactive=False)
         if cli is None or problems:
-            raise OutputsError(f"cannot read the stack's outputs: {'; '.join(problems) or 'no Pulumi CLI'}. {both_ways(loaded, cloud)}")
+            listed = "".join(f"\n  - {problem}" for problem in problems or ["no Pulumi CLI"])
+            raise OutputsError(f"cannot read the stack's outputs from its Pulumi state here:{listed}\n{both_ways(loaded, cloud)}")
         target = Target(loaded, cloud, url, None, cli)
         values = Engine(target, open_stack(target, create=False)).outputs()
     except DeployError as exc:
-        raise OutputsError(f"cannot read the stack's outputs: {str(exc).splitlines()[0]}. {both_ways(loaded, cloud)}") from None
+        raise OutputsError(f"cannot read the stack's outputs from its Pulumi state: {str(exc).splitlines()[0]}\n{both_ways(loaded, cloud)}") from None
     if not values:
         raise OutputsError(f"stack {naming.stack_name(loaded, cloud)} has no outputs: it has not been deployed, or it was destroyed")
     return values
