@@ -148,12 +148,16 @@ def test_list_and_show_read_the_bucket_and_the_queues_without_changing_them(stac
     assert TOKEN not in json.dumps(listed)
 
     shown = cli(aws, pipeline_exe, stack.folder, "dlq", "show", *where, "--format", "jsonl")
-    letters = {(x["stage"], x["kind"]): x for x in map(json.loads, shown.stdout.splitlines())}
-    record = letters[("parse", "record")]
+    letters = [json.loads(x) for x in shown.stdout.splitlines()]
+    [record] = [x for x in letters if x["stage"] == "parse" and x["where"].startswith("s3://")]
     assert record["record"] == {"id": 3, "n": 3, "bad": True, "password": "***"} and "***" in record["error"]["message"]
     assert record["input"]["partition"] == stack.first[0]["shard"] and record["input"]["sequence"] == stack.first[3]["sequence"]  # type: ignore[attr-defined]
-    assert letters[("parse", "batch")]["input"]["batchSize"] == 10 and letters[("parse", "batch")]["attempts"] == 2
-    assert letters[("enrich", "event")]["event"]["detail-type"] == "Object Created" and letters[("enrich", "event")]["attempts"] == 3
+    batch = [x for x in letters if x["stage"] == "parse" and x["where"].startswith("SQS")]  # the batch, read back from the stream
+    assert [x["record"]["id"] for x in batch] == list(range(10, 20)) and {x["attempts"] for x in batch} == {2}
+    assert batch[5]["record"]["password"] == "***" and batch[0]["where"].endswith("record 1 of 10 (read back from the stream)")
+    assert [x["input"]["sequence"] for x in batch] == [p["sequence"] for p in stack.second]  # type: ignore[attr-defined]
+    [event] = [x for x in letters if x["stage"] == "enrich"]
+    assert event["event"]["detail-type"] == "Object Created" and event["attempts"] == 3 and event["kind"] == "event"
     assert stack.queue_size("parse") == 1 and stack.queue_size("enrich") == 1
     assert "hunter2" not in shown.stdout and TOKEN not in shown.stdout
 

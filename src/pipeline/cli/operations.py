@@ -255,7 +255,7 @@ def dlq_show(
     if format is ShowFormat.table:
         _no_store_note(target)
     with _reported():
-        for letter in _letters(target, stages, earliest):
+        for letter in (record for found in _letters(target, stages, earliest) for record in target.ops.records_of(found)):
             if most and shown_count >= most:
                 more = True
                 break

@@ -104,6 +104,11 @@ class Operations(ABC):
         """Events the stage's failure queues keep, read without removing them. None by default (the local store)."""
         return iter(())
 
+    def records_of(self, letter: DeadLetter) -> list[DeadLetter]:
+        """The records a queued letter stands for, when it names them only by range (a stream batch): read back, read-only,
+        for `dlq show`. By default (and when they can no longer be had: the letter then says why) the letter itself."""
+        return [letter]
+
     def queued_count(self, stage: StageSpec) -> int | None:
         """How many events the stage's failure queues hold (approximate where the cloud only says so); None: no queue."""
         return None

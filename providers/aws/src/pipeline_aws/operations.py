@@ -34,11 +34,11 @@ import base64
 import gzip
 import json
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pipeline.errors import PipelineError
-from pipeline.operations.model import BATCH, EVENT, DeadLetter, epoch
+from pipeline.operations.model import BATCH, EVENT, RECORD, DeadLetter, epoch
 from pipeline.operations.protocol import Operations, OperationsStore, Redriven, UnrecoverableError
 from pipeline.runtime import keys
 from pipeline.spec.model import StageSpec
@@ -244,6 +244,23 @@ class AwsOperations(Operations):
         return f"invoked {function} asynchronously with the original event (Lambda retries it and keeps what fails, as the first time)"
 
     # -- a Kinesis batch's records ------------------------------------------------------------------------
+
+    def records_of(self, letter: DeadLetter) -> list[DeadLetter]:
+        """A Kinesis on-failure record as the records it names, read back (read-only) from the stream or the raw archive."""
+        if letter.kind != BATCH:
+            return [letter]
+        with self.guarded(f"reading the records of {letter.where} back from the stream"):
+            try:
+                records, source = self.batch_records(letter)
+            except UnrecoverableError as exc:
+                return [replace(letter, notes=[*letter.notes, str(exc)])]
+        shard = str(letter.input.get("shardId"))
+        return [replace(letter, kind=RECORD, data=record["Data"] if isinstance(record["Data"], bytes) else str(record["Data"]).encode(),
+                        where=f"{letter.where}, record {index + 1} of {len(records)} ({source})", index=index,
+                        input={"shard": shard, "sequence": record["SequenceNumber"], "partition_key": record.get("PartitionKey"),
+                               "arrival_time": _seconds(record.get("ApproximateArrivalTimestamp"))},
+                        notes=[])
+                for index, record in enumerate(records)]
 
     def batch_records(self, letter: DeadLetter) -> tuple[list[dict[str, Any]], str]:
         """The batch's records (Kinesis API shape: Data, PartitionKey, SequenceNumber, ApproximateArrivalTimestamp) and where

@@ -112,7 +112,12 @@ class AzureOperations(Operations):
 
     def credential(self) -> Any:
         if self._credential is None:
+            import logging
+
             from azure.identity import DefaultAzureCredential
+
+            # DefaultAzureCredential logs each credential it tried at WARNING; a failure is explained once, by explain().
+            logging.getLogger("azure.identity").setLevel(logging.ERROR)
 
             self._credential = DefaultAzureCredential()
         return self._credential
