@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pipeline.backend import Backend, BucketSpec, FunctionCode, Grant, Handle, RoleContext, StageResources
-from pipeline.operations.protocol import Operations
 from pipeline.packaging import Recipe
 from pipeline.scan import ScanMapping
 from pipeline.sizing import Sizing, StageDemand, StageSizing, StreamSizing
@@ -29,6 +28,7 @@ from pipeline_azure.sizing import RawArchive
 if TYPE_CHECKING:
     from pipeline.backend import Limits
     from pipeline.cost import CostEstimate
+    from pipeline.operations.protocol import Operations
 
 
 class AzureBackend(Backend):  # type: ignore[misc]  # Backend is Any when mypy cannot see the editable core install
