@@ -163,7 +163,7 @@ def _letters(target: Target, stages: Sequence[StageSpec], earliest: float | None
     from pipeline.operations.model import shown
 
     ops = target.ops
-    if ops.name == "local" and not getattr(ops, "exists", lambda: True)():
+    if not ops.exists():
         return
     yield from runtime_letters(ops, stages, earliest)
     for stage in stages:
@@ -174,9 +174,8 @@ def _letters(target: Target, stages: Sequence[StageSpec], earliest: float | None
 
 
 def _no_store_note(target: Target) -> None:
-    if target.ops.name == "local" and not getattr(target.ops, "exists", lambda: True)():
-        err.print(f"note: no local store at {getattr(target.ops, 'root', '')}: nothing has run there yet (`pipeline run` makes it)",
-                  markup=False, highlight=False)
+    if not target.ops.exists():
+        err.print(f"note: {target.ops.missing_note()}", markup=False, highlight=False)
 
 
 def _write_json(value: Any) -> None:
@@ -299,7 +298,7 @@ def dlq_replay(
     stages = _stages(target, stage)
     earliest = _earliest(since)
     ops = target.ops
-    if isinstance(ops, LocalOperations) and not ops.exists():
+    if not ops.exists():
         _no_store_note(target)
         _finish_replay(target, [], [], dry_run, format)
         return
@@ -320,10 +319,10 @@ def dlq_replay(
             if not items and not queued:
                 _finish_replay(target, [], [], dry_run, format)
                 return
-            if not dry_run:
-                _confirm(target, len(items), len(queued), yes)
             if format is ListFormat.table and items:
                 err.print(f"note: {ops.replay_note()}", markup=False, highlight=False)
+            if not dry_run:
+                _confirm(target, len(items), len(queued), yes)
             for outcome in replayer.replay_all(items, dry_run):
                 results.append(outcome)
                 if format is ListFormat.table:
@@ -415,9 +414,10 @@ def status(
     want_json_errors(format is ListFormat.json)
     target = _target(spec, stack, local, cloud, store, outputs, backend_url)
     stages = _stages(target, stage)
-    if target.ops.name == "local" and not getattr(target.ops, "exists", lambda: True)():
+    if not target.ops.exists():
         entries: list[dict[str, Any]] = []
-        _no_store_note(target) if format is ListFormat.table else None
+        if format is ListFormat.table:
+            _no_store_note(target)
     else:
         with _reported():
             entries = pipeline_status(target.ops, stages)

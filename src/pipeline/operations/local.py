@@ -42,6 +42,9 @@ class LocalOperations(Operations):
     def exists(self) -> bool:
         return self.root.is_dir()
 
+    def missing_note(self) -> str:
+        return f"no local store at {self.root}: nothing has run there yet (`pipeline run` or `pipeline serve` makes it)"
+
     def store(self) -> OperationsStore:
         if self._store is None:
             self._store = DeletingLocalStore(self.root, durable=True)

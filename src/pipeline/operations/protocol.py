@@ -68,6 +68,14 @@ class Operations(ABC):
 
     # -- where things are -----------------------------------------------------------------------------
 
+    def exists(self) -> bool:
+        """Whether there is anything to read (a local store that never ran is not there; a stack is taken to be)."""
+        return True
+
+    def missing_note(self) -> str:
+        """What to say when `exists()` is false."""
+        return ""
+
     @abstractmethod
     def store(self) -> OperationsStore:
         """The store holding the pipeline's buckets (created on first use; may raise AccessError)."""
