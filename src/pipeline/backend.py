@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     import pulumi
 
     from pipeline.cost import CostEstimate
+    from pipeline.operations.protocol import Operations
     from pipeline.packaging import Package, Recipe
     from pipeline.plan import Plan
     from pipeline.spec.model import PipelineSpec, StageSpec
@@ -262,6 +263,12 @@ class Backend(ABC):
     def test_record_hint(self, outputs: Mapping[str, Any]) -> str:
         """Shell commands that send one test record to the deployed stream and show its results, with the real names in `outputs`."""
         return ""
+
+    # ---- day two: a deployed stack's dead letters and windows (cloud SDKs imported inside) ----
+    def operations(self, outputs: Mapping[str, Any]) -> Operations:
+        """The deployed stack's operations face (`pipeline.operations.protocol.Operations`): its buckets, failure
+        queues and redrive primitives, found by the names in `outputs` (what `pipeline outputs --json` prints)."""
+        raise NotImplementedError(f"{self.title} has no day-two operations (dead letters, windows) yet")
 
     # ---- roles, called by the orchestrator in this order ---------------------------------
     @abstractmethod

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 
 from pipeline import __version__
-from pipeline.cli import completion, help_text, lifecycle
+from pipeline.cli import completion, help_text, lifecycle, operations
 from pipeline.cli.entry import exit_now
 from pipeline.cli.output import EXIT_BAD_INPUT, EXIT_FAILED, err, fail, out, spec_failure, want_json_errors, working, wrote
 
@@ -776,6 +776,7 @@ def server_status() -> None:
 
 
 lifecycle.register(app)  # preview, deploy, outputs, refresh, destroy, cancel
+operations.register(app)  # dlq list|show|replay, status
 
 
 # Short-lived commands that only compute and print: as the console script, they run with the garbage

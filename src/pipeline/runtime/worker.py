@@ -15,6 +15,8 @@ Protocol, on two pipes whose fds are on the command line, frames of an 8-byte le
                        | ("object_file", bucket, key, tmp)   an object another worker staged in file tmp
                        | ("window", batch_id, bucket, [(key, data), ...])   a run over a window of accumulated objects
                        | ("http", body, content_type)                           one request to an HTTP stage
+                       | ("records", batch_id, [(data, identity), ...])  stream records rebuilt with their identities
+                                                                         (`pipeline dlq replay` of dead-lettered records)
     worker -> runner   first ("ready",) or ("error", info); then one reply per request:
                        ("ok", result, puts) | ("failed", info) | ("exited", info, code) | ("store_failed", os_error)
                        where puts are (bucket, key, temporary file): the objects the input wrote, in order
@@ -46,6 +48,7 @@ from pipeline.runtime.errors import BatchFailedError
 from pipeline.runtime.invoke import BatchResult, Settings, StageRunner, error_info, http_rows, load_handler
 from pipeline.runtime.lines import LineRecord
 from pipeline.runtime.logs import JsonLogger
+from pipeline.runtime.records import Record
 from pipeline.runtime.store import LocalStore
 
 _HEADER = struct.Struct("!Q")
@@ -158,6 +161,13 @@ def _handle(runner: StageRunner, store: _ReturnedStore, request: tuple[Any, ...]
         _, batch_id, bucket, objects = request
         result = runner.run_objects(batch_id, bucket, objects)
         return {**_result(result), "failed": failures(result.dead_entries)}
+    if kind == "records":
+        _, batch_id, items = request
+        rebuilt = [Record(data, key=who.get("key"), record_id=str(who.get("record_id") or ""), partition=str(who.get("partition") or "0"),
+                          sequence=str(who.get("sequence") or ""),
+                          arrival_time=who["arrival_time"] if isinstance(who.get("arrival_time"), (int, float)) else None)
+                   for data, who in items]
+        return _result(runner.run_stream(rebuilt, batch_id))
     if kind == "http":
         _, body, content_type = request
         status, answer = runner.run_http(body, content_type)

@@ -11,6 +11,7 @@ import pulumi_aws as aws
 
 from pipeline.backend import Backend, BucketSpec, Compute, FunctionCode, Grant, Handle, Limits, RoleContext, StageResources
 from pipeline.cost import CostEstimate
+from pipeline.operations.protocol import Operations
 from pipeline.packaging import Recipe
 from pipeline.plan import Plan
 from pipeline.scan import ScanMapping
@@ -162,6 +163,12 @@ class AwsBackend(Backend):
 
     def test_record_hint(self, outputs: Mapping[str, Any]) -> str:
         return credentials.test_record_hint(self.spec, self.stack, outputs)
+
+    def operations(self, outputs: Mapping[str, Any]) -> Operations:
+        """Day two: this stack's dead letters, failure queues and windows (pipeline_aws.operations; SDKs imported there)."""
+        from pipeline_aws.operations import AwsOperations
+
+        return AwsOperations(self.spec, self.stack, self.base_dir, outputs)
 
     # ---- comparison ------------------------------------------------------------------------------------
     def limits(self) -> Limits:

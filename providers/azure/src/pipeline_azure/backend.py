@@ -29,6 +29,7 @@ from pipeline_azure.sizing import RawArchive
 if TYPE_CHECKING:
     from pipeline.backend import Limits
     from pipeline.cost import CostEstimate
+    from pipeline.operations.protocol import Operations
 
 
 class AzureBackend(Backend):  # type: ignore[misc]  # Backend is Any when mypy cannot see the editable core install
@@ -104,6 +105,12 @@ class AzureBackend(Backend):  # type: ignore[misc]  # Backend is Any when mypy c
 
     def test_record_hint(self, outputs: Mapping[str, Any]) -> str:
         return credentials.test_record_hint(self.spec, self.stack, outputs)
+
+    def operations(self, outputs: Mapping[str, Any]) -> Operations:
+        """Day two: this stack's dead letters, failure queues and windows (pipeline_azure.operations; SDKs imported there)."""
+        from pipeline_azure.operations import AzureOperations
+
+        return AzureOperations(self.spec, self.stack, self.base_dir, outputs)
 
     def limits(self) -> Limits:
         from pipeline_azure import limits

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 from pipeline.backend import Backend, BucketSpec, Compute, FunctionCode, Grant, Handle, Limits, RoleContext, StageResources
 from pipeline.cost import CostEstimate
+from pipeline.operations.protocol import Operations
 from pipeline.packaging import Recipe
 from pipeline.scan import ScanMapping
 from pipeline.sizing import Sizing, StageDemand, StageSizing, StreamSizing
@@ -118,6 +119,12 @@ class GcpBackend(Backend):
 
     def test_record_hint(self, outputs: Mapping[str, Any]) -> str:
         return credentials.test_record_hint(self.spec, self.stack, outputs)
+
+    def operations(self, outputs: Mapping[str, Any]) -> Operations:
+        """Day two: this stack's dead letters, failure queues and windows (pipeline_gcp.operations; SDKs imported there)."""
+        from pipeline_gcp.operations import GcpOperations
+
+        return GcpOperations(self.spec, self.stack, self.base_dir, outputs)
 
     # ---- comparison: limits and cost ---------------------------------------------------------
     def limits(self) -> Limits:
