@@ -245,12 +245,21 @@ def _console(output: Path | None, width: int) -> Iterator[Any]:
 
 
 def _write_or_print(text: str, output: Path | None) -> None:
+    """The finished answer, written whole: Ctrl-C is ignored while it is written (the work is done; an
+    interrupt now would only leave half a JSON document for the reader, followed by the error object)."""
+    import signal
+
     text = text if text.endswith("\n") else text + "\n"
-    if output:
-        output.write_text(text, encoding="utf-8")
-        wrote(output)
-    else:
-        sys.stdout.write(text)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        if output:
+            output.write_text(text, encoding="utf-8")
+            wrote(output)
+        else:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 # ---- compare ------------------------------------------------------------------------------

@@ -69,7 +69,7 @@ def stack_outputs(loaded: LoadedSpec, cloud: str, backend_url: str | None = None
         url = naming.resolve_backend_url(loaded, backend_url)
         cli, problems = preflight.environment_problems(backend, url, None, credentials=False, passphrase=True, interactive=False)
         if cli is None or problems:
-            listed = "".join(f"\n  - {problem}" for problem in problems or ["no Pulumi CLI"])
+            listed = "".join(f"\n  - {problem.render()}" for problem in problems) or "\n  - no Pulumi CLI"
             raise OutputsError(f"cannot read the stack's outputs from its Pulumi state here:{listed}\n{both_ways(loaded, cloud)}")
         target = Target(loaded, cloud, url, None, cli)
         values = Engine(target, open_stack(target, create=False)).outputs()
