@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 
 from pipeline import __version__
-from pipeline.cli import help_text, lifecycle
-from pipeline.cli.entry import exit_now
+from pipeline.cli import help_text, lifecycle, server_commands
+from pipeline.cli.entry import exit_now, report_interrupt
 from pipeline.cli.output import EXIT_BAD_INPUT, EXIT_FAILED, err, fail, out, spec_failure, want_json_errors, working, wrote
 
 if TYPE_CHECKING:
+    from pipeline import plan_cache
     from pipeline.spec.load import LoadedSpec
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "app", "err", "main", "out"]
@@ -83,15 +84,20 @@ def _reported(what: str) -> Iterator[None]:
         fail(EXIT_FAILED, f"error: {exc}")
 
 
-def _load(spec: Path, stack: str | None) -> LoadedSpec:
+def _load(spec: Path, stack: str | None, request: plan_cache.Request | None = None) -> LoadedSpec:
+    """The spec, or exit 2 with its problems. With a plan-cache `request`, the spec and overlays are
+    the very bytes its key covers, and the other inputs are fingerprinted for `plan_cache.store`."""
     from pipeline.errors import SpecError
     from pipeline.spec.load import load_spec
 
     try:
-        return load_spec(spec, stack)
+        loaded = load_spec(spec, stack, request.read) if request else load_spec(spec, stack)
     except SpecError as exc:
         count = len(exc.problems)
         spec_failure(f"the spec has {count} problem{'s' if count != 1 else ''}", exc.problems)
+    if request:
+        request.watch(loaded)
+    return loaded
 
 
 def _version(value: bool) -> None:
@@ -183,7 +189,6 @@ def plan(
     """Show exactly what would be created on a cloud: offline, no credentials, no Pulumi CLI."""
     from pipeline import plan_cache
     from pipeline.cli import render
-    from pipeline.plan import Plan
 
     want_json_errors(format is PlanFormat.json)
     cloud = _one_cloud(cloud, "plan")
@@ -191,16 +196,15 @@ def plan(
     request = plan_cache.Request("plan", spec, {"cloud": cloud, "stack": stack}) \
         if plan_cache.enabled(cache) and format is not PlanFormat.scan else None
     cached = plan_cache.lookup(request) if request else None
-    if cached is not None:
-        result = Plan.restore(cached)
-    else:
+    result = _restored(cached) if cached is not None else None
+    if result is None:
         from pipeline.planner import plan as make_plan
 
-        loaded = _load(spec, stack)
+        loaded = _load(spec, stack, request)
         with _reported(f"the spec cannot be planned for {cloud}"), working(f"planning {cloud}"):
             result = make_plan(loaded, cloud)
         if request:
-            plan_cache.store(request, loaded, result.state())
+            plan_cache.store(request, result.state())
     if format is PlanFormat.json:
         _write_or_print(result.to_json(), output)
         return
@@ -219,6 +223,16 @@ def plan(
     with _console(output, 200) as console:
         console.print(render.plan_tree(result) if format is PlanFormat.tree else render.plan_table(result))
         console.print(render.plan_summary(result))
+
+
+def _restored(state: dict[str, Any]) -> Any:
+    """A cached plan, or None when the entry (checksummed, so only ever hand-made) does not make one."""
+    from pipeline.plan import Plan
+
+    try:
+        return Plan.restore(state)
+    except (TypeError, KeyError, ValueError, AttributeError):
+        return None
 
 
 @contextmanager
@@ -288,13 +302,13 @@ def compare(
 
     from pipeline.compare import compare as make_comparison
 
-    loaded = _load(spec, stack)
+    loaded = _load(spec, stack, request)
     with _reported("no cloud can plan this spec"):
         with working(f"planning and pricing {', '.join(names)}"):
             result = make_comparison(loaded, names, free_tier, jobs)
         data = result.to_dict()
         if request:
-            plan_cache.store(request, loaded, data)
+            plan_cache.store(request, data)
         if format is CompareFormat.json:
             _write_or_print(json.dumps(data, indent=2, sort_keys=True), output)
         elif format is CompareFormat.markdown:
@@ -530,16 +544,17 @@ def package(
     cloud: CloudOpt = "aws",
     deps: Annotated[bool, typer.Option("--deps/--no-deps", help="Install requirements into packages that ship them (needs PyPI).")] = True,
     format: Annotated[PlanFormat, typer.Option("--format", "-f", help="table or json.")] = PlanFormat.table,
+    cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Reuse installed requirements where pip could not install anything else "
+                                                                   "(--no-cache, or PIPELINE_NO_CACHE=1, installs and compresses afresh).")] = True,
 ) -> None:
     """Build every stage's function package (deterministic zip) and report its size, as deploy would."""
-    import json
-
-    from rich.table import Table
-
+    from pipeline import package_cache
     from pipeline.backend import FunctionCode, backend_class
 
     want_json_errors(format is PlanFormat.json)
     cloud = _one_cloud(cloud, "package")
+    if not cache:
+        package_cache.disable()
     loaded = _load(spec, stack)
     built = []
     with _reported(f"the spec cannot be packaged for {cloud}"):
@@ -549,16 +564,15 @@ def package(
             with working(f"building the {stage.name} package for {cloud}" + (" (installing requirements)" if deps and stage.requirements else "")):
                 built.append(backend.package(stage, FunctionCode.for_stage(loaded.base_dir, stage)))
     if format is PlanFormat.json:
+        import json
+
         rows = [{"stage": b.stage, "files": b.files, "bytes": b.size, "unpacked_bytes": b.unpacked, "sha256": b.sha256,
                  "path": b.path.relative_to(loaded.base_dir).as_posix()} for b in built]
         sys.stdout.write(json.dumps({"cloud": cloud, "pipeline": loaded.spec.name, "stack": loaded.stack, "packages": rows}, indent=2) + "\n")
         return
-    table = Table(title=f"{loaded.spec.name} ({loaded.stack}) packages for {cloud}")
-    for column in ("Stage", "Files", "Zipped", "Unpacked", "SHA-256", "Path"):
-        table.add_column(column, overflow="fold")
-    for b in built:
-        table.add_row(b.stage, str(b.files), f"{b.size / 1e6:,.2f} MB", f"{b.unpacked / 1e6:,.2f} MB", b.sha256[:12], str(b.path))
-    out.print(table)
+    from pipeline.cli.package_table import package_table
+
+    out.print(package_table(f"{loaded.spec.name} ({loaded.stack}) packages for {cloud}", built, loaded.base_dir, loaded.path.name))
 
 
 @app.command()
@@ -620,53 +634,7 @@ def backends() -> None:
         out.print(name)
 
 
-server_app = typer.Typer(help="A warm planning server: plan, compare and diff without start-up imports (POSIX).", no_args_is_help=True)
-app.add_typer(server_app, name="server")
-
-
-def _server_module() -> Any:
-    from pipeline import plan_server
-
-    if not plan_server.supported():
-        fail(EXIT_FAILED, "error: the planning server needs a POSIX system (fork and Unix sockets)")
-    return plan_server
-
-
-@server_app.command("start")
-def server_start(idle_minutes: Annotated[float, typer.Option("--idle-minutes", min=1, max=24 * 60, help="Stop after this long without a request.")] = 30) -> None:
-    """Start the server in the background; plan, compare and diff then use it until it stops."""
-    server = _server_module()
-    running = server.status()
-    if running:
-        out.print(f"already {running} on {server.socket_path()}", markup=False, highlight=False)
-        return
-    try:
-        with working("starting the planning server (importing Pulumi and the cloud SDKs once)"):
-            answer = server.start(idle_minutes)
-    except OSError as exc:
-        fail(EXIT_FAILED, f"error: {exc}")
-    out.print(f"{answer} on {server.socket_path()}; stops after {idle_minutes:g} idle minutes "
-              "(`pipeline server stop`; PIPELINE_SERVER=0 bypasses it)", markup=False, highlight=False)
-
-
-@server_app.command("stop")
-def server_stop() -> None:
-    """Stop the running server (a no-op when none runs)."""
-    server = _server_module()
-    out.print("stopped" if server.stop() else "no planning server was running", markup=False, highlight=False)
-
-
-@server_app.command("status")
-def server_status() -> None:
-    """Say whether a server runs (exit 1 when none does)."""
-    server = _server_module()
-    running = server.status()
-    if not running:
-        out.print("no planning server is running", markup=False, highlight=False)
-        raise typer.Exit(EXIT_FAILED)
-    out.print(f"{running} on {server.socket_path()}", markup=False, highlight=False)
-
-
+server_commands.register(app)  # server start, stop, status
 lifecycle.register(app)  # preview, deploy, outputs, refresh, destroy, cancel
 
 
@@ -684,7 +652,7 @@ def _command_name(args: Sequence[str]) -> str:
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry: readable help, `--no-color` anywhere, JSON errors when JSON was asked
     for, and never a traceback."""
-    from pipeline.cli.output import EXIT_INTERRUPTED, disable_colour, emit_json_error, json_errors_requested
+    from pipeline.cli.output import disable_colour, emit_json_error, json_errors_requested
 
     try:  # Typer >= 0.2x carries its own copy of click; older Typer uses click itself
         from typer._click.exceptions import ClickException
@@ -714,10 +682,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         exc.show()
         code = exc.exit_code
     except (KeyboardInterrupt, typer.Abort):
-        if json_wanted:
-            emit_json_error("interrupted", "interrupted", EXIT_INTERRUPTED)
-        err.print("interrupted")
-        code = EXIT_INTERRUPTED
+        code = report_interrupt(args)
     except Exception as exc:  # last resort: a bug, reported in one line with a pointer
         message = f"internal error: {type(exc).__name__}: {exc}"
         if json_wanted:

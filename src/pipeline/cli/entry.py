@@ -1,36 +1,58 @@
-"""The console script's first step: hand the command to a warm planning server when one is running
-(see `pipeline.plan_server`), else run it here. Kept free of heavy imports: it runs on every call."""
+"""The console script's first step: hand a planning command to this user's warm planning server when
+one runs (see `pipeline.plan_client`), else run it here and, if it had to plan, start a server in
+the background on the way out. Kept free of heavy imports: it runs on every call."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import sys
+from collections.abc import Callable, Sequence
 from typing import NoReturn
+
+# What may go to a planning server (checked here, so other commands import nothing of it).
+SERVED_COMMANDS = frozenset({"plan", "compare", "diff"})
+_on_exit: list[Callable[[int], None]] = []
 
 
 def flush_output() -> None:
     """Flush stdout and stderr; a closed pipe (`| head`) or stream has nothing left to lose."""
     for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):
+        with contextlib.suppress(OSError, ValueError, AttributeError):
             stream.flush()
 
 
 def exit_now(code: int) -> NoReturn:
     """Leave without interpreter teardown once what was printed is flushed (every file a command
-    writes is closed by its `with`)."""
+    writes is closed by its `with`); then whatever was asked to happen on the way out (starting a
+    planning server), so the caller already has the whole answer."""
     flush_output()
+    for hook in _on_exit:
+        with contextlib.suppress(Exception):
+            hook(code)
     os._exit(code)
 
 
-def main() -> None:
-    from pipeline import plan_server
+def report_interrupt(args: Sequence[str]) -> int:
+    """What an interrupted command prints (a JSON error too when JSON was asked for); its exit code."""
+    from pipeline.cli.output import EXIT_INTERRUPTED, emit_json_error, err, json_errors_requested
 
+    if json_errors_requested(list(args)):
+        emit_json_error("interrupted", "interrupted", EXIT_INTERRUPTED)
+    err.print("interrupted")
+    return EXIT_INTERRUPTED
+
+
+def main() -> None:
     args = sys.argv[1:]
-    if plan_server.wanted(args):
-        code = plan_server.run_remote(args)
-        if code is not None:
-            exit_now(code)
+    if next((a for a in args if not a.startswith("-")), "") in SERVED_COMMANDS:
+        from pipeline import plan_client
+
+        if plan_client.served(args):
+            code = plan_client.run_remote(args)
+            if code is not None:
+                exit_now(code)
+            _on_exit.append(plan_client.start_on_demand)
     from pipeline.cli.app import main as run_here
 
     run_here()
