@@ -58,8 +58,12 @@ _CHUNK = 1024 * 1024
 # File times come from a coarse kernel clock: a write just before the first fingerprint may carry a
 # time slightly older than it. Anything changed this close to it counts as changed during the run.
 _CLOCK_SLACK_NS = 50_000_000
-# What each command's result must at least hold (its checksum already proves it is what was stored).
-_RESULT_KEYS = {"plan": ("resources", "cloud"), "compare": ("clouds", "schema_version")}
+# What each command's result must at least hold, and of which type (its checksum already proves it is
+# what was stored; this catches an entry made by hand).
+_RESULT_SHAPE: dict[str, dict[str, type]] = {
+    "plan": {"cloud": str, "pipeline": str, "stack": str, "resources": list},
+    "compare": {"schema_version": int, "pipeline": str, "stack": str, "clouds": dict},
+}
 
 
 def enabled(flag: bool = True) -> bool:
@@ -220,7 +224,8 @@ def _parse(data: bytes, key: str, command: str) -> tuple[list[tuple[str, str]], 
         result = json.loads(body)
     except ValueError:
         return None
-    if not isinstance(result, dict) or not all(name in result for name in _RESULT_KEYS.get(command, ())):
+    shape = _RESULT_SHAPE.get(command, {})
+    if not isinstance(result, dict) or not all(isinstance(result.get(name), kind) for name, kind in shape.items()):
         return None
     return [(path, print_) for path, print_ in inputs], result
 
