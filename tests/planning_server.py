@@ -7,6 +7,7 @@ under ~100 bytes), and every test stops what it started, so no server outlives t
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -77,6 +78,7 @@ def started(cwd: Path | None = None, **extra: str) -> Iterator[Server]:
         yield server
     finally:
         stop(server)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def stop(server: Server) -> None:

@@ -9,8 +9,8 @@ were set up, and the installation's fingerprint. Ctrl-C is passed on; if this pr
 server's child dies with it.
 
 On demand, the way build daemons start: with `PIPELINE_SERVER` unset (or `auto`), a planning
-command that had to plan in this process (it imported Pulumi: a cache miss, not a hit or a bad
-spec) starts a server in the background as it exits, so it never slows that command; later
+command that had to plan in this process (a valid spec and a cache miss; not a hit, a bad spec or
+an interrupted run) starts a server in the background as it exits, so it never slows that command; later
 commands use it once it is warm. Never in CI (`CI` set), never with `PIPELINE_SERVER=0`; a server
 started on demand stops after `ON_DEMAND_IDLE_MINUTES` without a request. `PIPELINE_SERVER=1`
 starts one on demand even in CI.
@@ -319,10 +319,10 @@ def spawn(where: Place, idle_minutes: float) -> subprocess.Popen[bytes]:
         os.close(log)
 
 
-def start_on_demand(code: int) -> None:
-    """After a planning command ran in this process: start a server in the background if it is worth
-    it (this run planned, so the next one would too) and allowed (not off, not CI, none there yet)."""
-    if code == 130 or "pulumi" not in sys.modules or not plan_server.supported():
+def start_on_demand() -> None:
+    """After a planning command planned in this process (so the next one would too): start a server
+    in the background, if allowed (not off, not CI) and none is there or starting yet."""
+    if not plan_server.supported():
         return
     if setting() == "off" or (setting() == "auto" and in_ci()):
         return

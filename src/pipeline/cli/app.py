@@ -19,7 +19,7 @@ import typer
 
 from pipeline import __version__
 from pipeline.cli import help_text, lifecycle, server_commands
-from pipeline.cli.entry import exit_now, report_interrupt
+from pipeline.cli.entry import exit_now, planning_begins, report_interrupt
 from pipeline.cli.output import EXIT_BAD_INPUT, EXIT_FAILED, err, fail, out, spec_failure, want_json_errors, working, wrote
 
 if TYPE_CHECKING:
@@ -97,6 +97,7 @@ def _load(spec: Path, stack: str | None, request: plan_cache.Request | None = No
         spec_failure(f"the spec has {count} problem{'s' if count != 1 else ''}", exc.problems)
     if request:
         request.watch(loaded)
+    planning_begins()
     return loaded
 
 

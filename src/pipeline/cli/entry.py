@@ -13,6 +13,12 @@ from typing import NoReturn
 # What may go to a planning server (checked here, so other commands import nothing of it).
 SERVED_COMMANDS = frozenset({"plan", "compare", "diff"})
 _on_exit: list[Callable[[int], None]] = []
+_planning = [False]
+
+
+def planning_begins() -> None:
+    """A command has a valid spec and is about to plan (pay for Pulumi and the SDKs): worth a server next time."""
+    _planning[0] = True
 
 
 def flush_output() -> None:
@@ -52,7 +58,7 @@ def main() -> None:
             code = plan_client.run_remote(args)
             if code is not None:
                 exit_now(code)
-            _on_exit.append(plan_client.start_on_demand)
+            _on_exit.append(lambda code: plan_client.start_on_demand() if _planning[0] and code != 130 else None)
     from pipeline.cli.app import main as run_here
 
     run_here()
