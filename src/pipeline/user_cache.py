@@ -115,8 +115,9 @@ def _folder(path: Path, create: bool) -> Iterator[int]:
                 if exc.errno in (errno.ELOOP, errno.ENOTDIR):
                     raise UntrustedCacheError(exc.errno, f"{shown} is a symlink or not a folder; a cache folder must be a real folder of yours") from None
                 raise
+            checked = _checked_folder(below, shown)  # closes `below` when it raises
             os.close(descriptor)
-            descriptor = _checked_folder(below, shown)
+            descriptor = checked
         yield descriptor
     finally:
         os.close(descriptor)
