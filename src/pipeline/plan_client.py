@@ -279,22 +279,23 @@ def stop(wait_s: float = 60.0) -> bool:
     return True
 
 
-def start(idle_minutes: float, wait_s: float = 180.0) -> Status:
-    """Start a detached server (unless one runs) and wait until it answers; OSError when it cannot."""
+def start(idle_minutes: float, wait_s: float = 180.0) -> tuple[Status, bool]:
+    """Start a detached server (unless one runs) and wait until it answers: its status, and whether
+    this call started it. OSError (UntrustedServerError) when it cannot."""
     where = server_files.place()
     problem = server_files.usable(where)
     if problem:
         raise OSError(problem)
-    server_files.check_folder(where.folder, create=True)
+    server_files.check_folder(where.folder, create=True)  # made, or made private if it is ours
     current = status()
-    if current.state == "running":
-        return current
+    if current.state == "running" or current.problem:
+        return current, False
     process = spawn(where, idle_minutes) if current.state == "none" else None
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         current = status()
         if current.state == "running" or current.problem:
-            return current
+            return current, process is not None
         if process is not None and process.poll() is not None and current.state == "none":
             raise OSError(f"the planning server exited (code {process.returncode}) before it answered; see {where.log}")
         time.sleep(0.1)

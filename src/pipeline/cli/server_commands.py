@@ -32,19 +32,16 @@ def _say(text: str) -> None:
 def server_start(idle_minutes: Annotated[float, typer.Option("--idle-minutes", min=1, max=24 * 60, help="Stop after this long without a request.")] = 30) -> None:
     """Start the server in the background (or wait for one warming up); plan, compare and diff then use it until it stops."""
     client = _client()
-    current = client.status()
-    if current.problem:
-        fail(EXIT_FAILED, f"error: {current.problem}")
-    if current.state == "running":
-        _say(f"already {current.describe()}")
-        return
     try:
         with working("starting the planning server (importing Pulumi and the cloud SDKs once)"):
-            current = client.start(idle_minutes)
+            current, started = client.start(idle_minutes)
     except OSError as exc:
         fail(EXIT_FAILED, f"error: {exc}")
     if current.problem:
         fail(EXIT_FAILED, f"error: {current.problem}")
+    if not started:
+        _say(f"already {current.describe()}")
+        return
     _say(f"{current.describe()}; stops after {idle_minutes:g} idle minutes (`pipeline server stop`; PIPELINE_SERVER=0 bypasses it)")
 
 
