@@ -407,3 +407,16 @@ def test_a_fifo_in_a_handler_folder_neither_hangs_a_miss_nor_a_hit(example: Path
     hit = _script(*args, cache=tmp_path / "cache")
     assert miss.returncode == hit.returncode == 0, miss.stderr + hit.stderr
     assert hit.stdout == miss.stdout
+
+
+def test_a_handler_next_to_the_spec_is_cached_from_the_first_run(tmp_path: Path) -> None:
+    """The first plan makes `.pipeline/` in the spec's folder, which is also the handler's folder:
+    that is the tool's own doing, not an edit, and the answer is stored."""
+    project = tmp_path / "flat"
+    project.mkdir()
+    (project / "h.py").write_text("def handle(records, context):\n    return []\n")
+    spec = project / "pipeline.yaml"
+    spec.write_text('name: flat\nstages:\n  - {name: only, handler: "h.py:handle", trigger: {stream: {}}}\n')
+    first = _script("plan", spec, "--cloud", "aws", "--format", "json", cache=tmp_path / "cache")
+    assert first.returncode == 0, first.stderr
+    assert len(list((tmp_path / "cache" / "plans").rglob("*.json"))) == 1

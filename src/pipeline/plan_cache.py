@@ -145,7 +145,16 @@ class Request:
         return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
     def watch(self, loaded: LoadedSpec) -> None:
-        """Fingerprint the other inputs now, after loading and before planning; `store` checks them again."""
+        """Fingerprint the other inputs now, after loading and before planning; `store` checks them again.
+
+        Planning writes its packages under `.pipeline/` next to the spec. Made here, the first time,
+        and the clock started a file-time tick later, its creation is not taken for an edit of a
+        handler folder that holds the spec (costs one tick, once per project)."""
+        try:
+            (loaded.base_dir / ".pipeline").mkdir()  # the folder `Backend.package` builds in
+            time.sleep(_CLOCK_SLACK_NS / 1e9)
+        except OSError:
+            pass  # there already (or not ours to make: planning will say so)
         since = time.time_ns()
         project = project_of(loaded.path)
         self._snapshot = _Snapshot([(str(path), fingerprint(path, project)) for path in plan_inputs(loaded)], since)
