@@ -33,17 +33,22 @@ ATTACKER_PYTHON = "/usr/bin/python3"
 # descriptors it is handed and claims success.
 _FAKE_SERVER = r"""
 import os, socket, sys
-folder, name, mode, log = sys.argv[1], sys.argv[2], int(sys.argv[3], 8), sys.argv[4]
+import selectors
+folder, names, mode, log = sys.argv[1], sys.argv[2].split(","), int(sys.argv[3], 8), sys.argv[4]
 os.makedirs(folder, exist_ok=True)
 os.chmod(folder, mode)
-listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-path = os.path.join(folder, name)
-listener.bind(path)
-os.chmod(path, 0o777)
-listener.listen(8)
+selector = selectors.DefaultSelector()
+for name in names:  # the name this installation uses, and the one older versions used
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    path = os.path.join(folder, name)
+    listener.bind(path)
+    os.chmod(path, 0o777)
+    listener.listen(8)
+    selector.register(listener, selectors.EVENT_READ)
 open(log + ".ready", "w").close()
 while True:
-    connection, _ = listener.accept()
+    key, _ = selector.select()[0]
+    connection, _ = key.fileobj.accept()
     with connection:
         received, fds = b"", []
         connection.settimeout(5)
@@ -140,7 +145,7 @@ def test_a_folder_made_first_by_another_user_is_never_used(shared: Path, tmp_pat
     env = _victim_env(shared)
     place = _place(env)
     log = shared / "attacker" / "received"
-    fake = _fake_server(place.folder, place.socket.name, mode, log)
+    fake = _fake_server(place.folder, f"{place.socket.name},planner.sock", mode, log)
     try:
         _assert_refused(_plan(env), _truth(env), log)
         assert not log.exists(), "the console script connected to another user's socket"
@@ -160,7 +165,7 @@ def test_a_symlinked_folder_is_never_followed(shared: Path) -> None:
     place = _place(env)
     target = shared / "elsewhere"
     log = shared / "attacker" / "received"
-    fake = _fake_server(target, place.socket.name, "0777", log)
+    fake = _fake_server(target, f"{place.socket.name},planner.sock", "0777", log)
     try:
         subprocess.run(["ln", "-s", str(target), str(place.folder)], preexec_fn=other_user(), check=True)
         _assert_refused(_plan(env), _truth(env), log, uid_shown=False)
