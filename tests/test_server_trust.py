@@ -63,10 +63,14 @@ while True:
                     break
         except OSError:
             pass
-        for fd in fds:
-            os.write(fd, b"FORGED PLAN\n")
         with open(log, "ab") as out:
             out.write(b"CONNECTION " + str(len(received)).encode() + b"\n" + received + b"\n")
+        for fd in fds:
+            try:
+                os.write(fd, b"FORGED PLAN\n")
+            except OSError:
+                pass  # the caller's stdin
+            os.close(fd)  # holding the caller's pipes open would leave whoever reads them waiting
         try:
             connection.sendall(b"accepted 1\nexit 0\n")
         except OSError:
