@@ -211,7 +211,8 @@ class Status:
         if self.state == "running":
             return f"running {self.pid} on {self.where.socket}"
         if self.state == "starting":
-            return f"starting {self.pid or ''} on {self.where.socket} (warming up: importing Pulumi and the cloud SDKs)".replace("  ", " ")
+            who = f"starting {self.pid}" if self.pid else "starting"
+            return f"{who} on {self.where.socket} (warming up: importing Pulumi and the cloud SDKs)"
         return "no planning server is running"
 
 
@@ -255,27 +256,22 @@ def status() -> Status:
     return Status("starting", holder or None, where)
 
 
-def _wait(until: str, where_state: Any, wait_s: float) -> Status:
+def _wait_while(states: tuple[str, ...], wait_s: float) -> Status:
+    """Poll the status while it is one of `states` (a server warming up, or one stopping), at most `wait_s`."""
     deadline = time.monotonic() + wait_s
-    while True:
-        current = status()
-        if current.state == until or current.problem or where_state(current) or time.monotonic() > deadline:
-            return current
+    current = status()
+    while current.state in states and not current.problem and time.monotonic() < deadline:
         time.sleep(0.1)
+        current = status()
+    return current
 
 
 def stop(wait_s: float = 60.0) -> bool:
     """Stop this installation's server (waiting for one that is still warming up); whether one was running."""
-    current = status()
-    if current.state == "none":
+    current = _wait_while(("starting",), wait_s)
+    if current.state != "running" or _ask(current.where, {"kind": "stop"}) != "stopping":
         return False
-    if current.state == "starting":
-        current = _wait("running", lambda s: s.state == "none", wait_s)
-        if current.state != "running":
-            return current.state != "none"
-    if _ask(current.where, {"kind": "stop"}) != "stopping":
-        return False
-    _wait("none", lambda s: False, wait_s)  # gone: its lock is free, its socket removed
+    _wait_while(("running", "starting"), wait_s)  # gone: its lock is free, its socket removed
     return True
 
 

@@ -32,7 +32,6 @@ POSIX only (fork and descriptor passing).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import fcntl
 import io
@@ -561,6 +560,8 @@ def _watch_caller(connection: socket.socket) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    import argparse
+
     parser = argparse.ArgumentParser(prog="python -P -m pipeline.plan_server", description="The warm planning server (use `pipeline server start`).")
     parser.add_argument("--idle-minutes", type=float, default=30.0)
     args = parser.parse_args(argv)
