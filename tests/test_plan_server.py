@@ -21,9 +21,9 @@ import pytest
 from conftest import EXAMPLE_DIR, pipeline_script
 from planning_server import Server, alive, environment, many_stages, processes_of, short_folder, started, stop, wait_for
 
-from pipeline import plan_server
+from pipeline import server_files
 
-pytestmark = pytest.mark.skipif(not plan_server.supported(), reason="the planning server needs fork and Unix sockets")
+pytestmark = pytest.mark.skipif(not server_files.supported(), reason="the planning server needs fork and Unix sockets")
 
 SPEC = EXAMPLE_DIR / "pipeline.yaml"
 
@@ -269,7 +269,7 @@ def test_modules_in_the_working_folder_never_run_in_the_server(tmp_path: Path) -
 def _other_checkout(tmp_path: Path) -> Path:
     """A copy of the tool's code elsewhere (another checkout) whose plans say so on stderr."""
     root = tmp_path / "other-checkout"
-    shutil.copytree(Path(plan_server.__file__).parent, root / "pipeline", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(Path(server_files.__file__).parent, root / "pipeline", ignore=shutil.ignore_patterns("__pycache__"))
     app = root / "pipeline" / "cli" / "app.py"
     app.write_text(app.read_text().replace('    """Show exactly what would be created on a cloud: offline, no credentials, no Pulumi CLI."""',
                                            '    """Show exactly what would be created on a cloud: offline, no credentials, no Pulumi CLI."""\n'

@@ -19,9 +19,9 @@ import pytest
 from conftest import EXAMPLE_DIR, cli_env, pipeline_script
 from planning_server import wait_for
 
-from pipeline import plan_server
+from pipeline import server_files
 
-pytestmark = pytest.mark.skipif(not plan_server.supported(), reason="the planning server needs fork and Unix sockets")
+pytestmark = pytest.mark.skipif(not server_files.supported(), reason="the planning server needs fork and Unix sockets")
 
 SPEC = EXAMPLE_DIR / "pipeline.yaml"
 PLAN = ("plan", str(SPEC), "--cloud", "aws", "--format", "json")

@@ -21,9 +21,9 @@ from conftest import EXAMPLE_DIR, cli_env, pipeline_script
 from faults import OTHER_UID, need_root, other_user, remove, shared_folder
 from planning_server import wait_for
 
-from pipeline import plan_server, server_files
+from pipeline import server_files
 
-pytestmark = pytest.mark.skipif(not plan_server.supported(), reason="the planning server needs fork and Unix sockets")
+pytestmark = pytest.mark.skipif(not server_files.supported(), reason="the planning server needs fork and Unix sockets")
 
 SPEC = EXAMPLE_DIR / "pipeline.yaml"
 SECRET = "AKIA-NOT-FOR-OTHER-USERS"

@@ -58,7 +58,7 @@ def in_ci() -> bool:
 
 def served(args: list[str]) -> bool:
     """Whether this planning command line (`cli.entry.SERVED_COMMANDS`) may go to a planning server."""
-    return plan_server.supported() and setting() != "off" and "--help" not in args
+    return server_files.supported() and setting() != "off" and "--help" not in args
 
 
 def warn(problem: object) -> None:
@@ -319,7 +319,7 @@ def spawn(where: Place, idle_minutes: float) -> subprocess.Popen[bytes]:
 def start_on_demand() -> None:
     """After a planning command planned in this process (so the next one would too): start a server
     in the background, if allowed (not off, not CI) and none is there or starting yet."""
-    if not plan_server.supported():
+    if not server_files.supported():
         return
     if setting() == "off" or (setting() == "auto" and in_ci()):
         return

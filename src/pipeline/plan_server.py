@@ -61,10 +61,6 @@ LIMITS = {name: getattr(resource, name) for name in ("RLIMIT_AS", "RLIMIT_CPU", 
           if hasattr(resource, name)}
 
 
-def supported() -> bool:
-    return os.name == "posix" and hasattr(socket, "send_fds") and hasattr(os, "fork")
-
-
 def interpreter_settings() -> dict[str, Any]:
     """What, besides the code, decides how the same command behaves in this interpreter."""
     import locale

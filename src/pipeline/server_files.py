@@ -37,6 +37,11 @@ import pipeline
 MAX_SOCKET_PATH = 100
 
 
+def supported() -> bool:
+    """POSIX with fork and descriptor passing (the server's modules import POSIX-only ones: ask here first)."""
+    return os.name == "posix" and hasattr(socket, "send_fds") and hasattr(os, "fork")
+
+
 class UntrustedServerError(OSError):
     """The server's folder, socket or process is not this user's own, private one."""
 

@@ -51,7 +51,7 @@ def report_interrupt(args: Sequence[str]) -> int:
 
 def main() -> None:
     args = sys.argv[1:]
-    if next((a for a in args if not a.startswith("-")), "") in SERVED_COMMANDS:
+    if os.name == "posix" and next((a for a in args if not a.startswith("-")), "") in SERVED_COMMANDS:
         from pipeline import plan_client
 
         if plan_client.served(args):

@@ -17,10 +17,12 @@ def register(app: typer.Typer) -> None:
 
 
 def _client() -> Any:
-    from pipeline import plan_client, plan_server
+    from pipeline import server_files
 
-    if not plan_server.supported():
+    if not server_files.supported():
         fail(EXIT_FAILED, "error: the planning server needs a POSIX system (fork and Unix sockets)")
+    from pipeline import plan_client
+
     return plan_client
 
 
