@@ -42,7 +42,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline.spec.paths import SKIPPED_FOLDERS, read_regular_file
+from pipeline.spec.paths import MAX_SPEC_BYTES, SKIPPED_FOLDERS, FileTooLargeError, read_regular_file
 from pipeline.user_cache import UntrustedCacheError, cache_root, read_private, remove_private, warn_untrusted, write_private
 
 if TYPE_CHECKING:
@@ -73,12 +73,6 @@ def enabled(flag: bool = True) -> bool:
 
 def folder() -> Path:
     return cache_root() / "plans"
-
-
-def _spec_limit() -> int:
-    from pipeline.spec.safe_yaml import MAX_BYTES  # the loader's own limit, so both refuse the same files
-
-    return MAX_BYTES
 
 
 @dataclass(frozen=True)
@@ -112,12 +106,14 @@ class Request:
         found = self._files[name]
         if isinstance(found, Exception):
             raise found
+        if len(found) > limit:  # read before under a larger limit than the caller's
+            raise FileTooLargeError(len(found), limit)
         return found
 
     def key(self) -> str | None:
         """The entry's key, or None when the spec cannot be read (the loader then says why)."""
         spec = self.spec_path
-        limit = _spec_limit()
+        limit = MAX_SPEC_BYTES  # the loader's own limit: both refuse the same files
         try:
             spec_bytes = self.read(spec, limit)
         except (OSError, ValueError):
@@ -147,17 +143,19 @@ class Request:
     def watch(self, loaded: LoadedSpec) -> None:
         """Fingerprint the other inputs now, after loading and before planning; `store` checks them again.
 
-        Planning writes its packages under `.pipeline/` next to the spec. Made here, the first time,
-        and the clock started a file-time tick later, its creation is not taken for an edit of a
-        handler folder that holds the spec (costs one tick, once per project)."""
-        try:
-            (loaded.base_dir / ".pipeline").mkdir()  # the folder `Backend.package` builds in
-            time.sleep(_CLOCK_SLACK_NS / 1e9)
-        except OSError:
-            pass  # there already (or not ours to make: planning will say so)
+        Planning writes its packages under `.pipeline/` next to the spec. When a handler folder is the
+        spec's own folder, that folder is made here, the first time, and the clock started a
+        file-time tick later, so its creation is not taken for an edit (once per such project)."""
+        inputs = plan_inputs(loaded)
+        if any(os.path.realpath(path) == os.path.realpath(loaded.base_dir) for path in inputs):
+            try:
+                (loaded.base_dir / ".pipeline").mkdir()  # the folder `Backend.package` builds in
+                time.sleep(_CLOCK_SLACK_NS / 1e9)
+            except OSError:
+                pass  # there already (or not ours to make: planning will say so)
         since = time.time_ns()
         project = project_of(loaded.path)
-        self._snapshot = _Snapshot([(str(path), fingerprint(path, project)) for path in plan_inputs(loaded)], since)
+        self._snapshot = _Snapshot([(str(path), fingerprint(path, project)) for path in inputs], since)
 
 
 def lookup(request: Request) -> Any | None:
@@ -199,8 +197,8 @@ def store(request: Request, result: Any) -> None:
         newest = max(newest, changed_ns)
     if newest >= snapshot.since_ns - _CLOCK_SLACK_NS:
         return  # written while this command ran (perhaps changed and changed back): not what was planned
-    if tool_fingerprint.__wrapped__() != tool_fingerprint():
-        return  # the tool or its packages changed under this command
+    if _tool_files_changed():
+        return  # the tool's or a backend's code changed under this command
     body = json.dumps(result).encode()  # key order kept: it is the clouds' order
     header = {"format": FORMAT, "version": VERSION, "key": key, "inputs": [list(item) for item in snapshot.inputs],
               "result_sha256": hashlib.sha256(body).hexdigest(), "result_bytes": len(body)}
@@ -254,9 +252,10 @@ def plan_inputs(loaded: LoadedSpec) -> list[Path]:
 
 # ---- fingerprints -------------------------------------------------------------------------------
 
-def fingerprint(path: Path, project: str) -> str:
+def fingerprint(path: Path, project: str | None) -> str:
     """A file's hash, or a folder's (every file's relative name and bytes, as packages see them);
-    `project` is the real path of the project folder, which links may not leave."""
+    `project` is the real path of the project folder, which links may not leave (None: the
+    installation's own code, where nothing is checked)."""
     return _scan(path, project)[0]
 
 
@@ -265,7 +264,7 @@ def project_of(spec: Path) -> str:
     return os.path.dirname(os.path.realpath(spec))
 
 
-def _scan(path: Path, project: str) -> tuple[str, int]:
+def _scan(path: Path, project: str | None) -> tuple[str, int]:
     """(fingerprint, newest change time in ns of the file, or of the folder and everything in it).
 
     Only regular files inside the project are read, in chunks: a FIFO, a device, a socket
@@ -296,9 +295,9 @@ def _scan(path: Path, project: str) -> tuple[str, int]:
     return digest.hexdigest(), newest
 
 
-def _inside(path: Path, info: os.stat_result, project: str) -> tuple[str, int]:
-    real = os.path.realpath(path)
-    if not _within(real, project):
+def _inside(path: Path, info: os.stat_result, project: str | None) -> tuple[str, int]:
+    real = os.path.realpath(path) if project is not None else ""
+    if project is not None and not _within(real, project):
         return f"a link to {real}", info.st_ctime_ns
     return _file(path, info)
 
@@ -334,11 +333,29 @@ def import_path() -> list[str]:
     return list(sys.path if sys.flags.safe_path else sys.path[1:])
 
 
+_tool_code: list[tuple[Path, int]] = []  # (package folder, when its fingerprint was taken)
+
+
+def _tool_files_changed() -> bool:
+    """Whether a file of the tool's or a backend's code changed since `tool_fingerprint` read it (a
+    checkout switched under a running command): times only, no hashing."""
+    for location, since in _tool_code:
+        for current, folders, files in os.walk(location):
+            folders[:] = [f for f in folders if f not in SKIPPED_FOLDERS]
+            for name in files:
+                if not name.endswith(".pyc"):
+                    with contextlib.suppress(OSError):
+                        if os.stat(os.path.join(current, name)).st_ctime_ns >= since - _CLOCK_SLACK_NS:
+                            return True
+    return False
+
+
 @cache
 def tool_fingerprint() -> str:
     """The installation: the interpreter, the import path, the installed distributions (Pulumi and the
     cloud SDKs with their versions) and the code of the tool and of every installed backend, where it
     is and what it holds. What makes the same spec plan differently, or another installation answer."""
+    _tool_code.clear()
     digest = hashlib.sha256(f"{sys.version}\0{sys.platform}\0{sys.executable}\0{sys.prefix}\0{sys.base_prefix}\0".encode())
     for entry in import_path():
         digest.update(f"path\0{os.path.abspath(entry)}\0".encode())
@@ -348,7 +365,8 @@ def tool_fingerprint() -> str:
     for package in sorted({"pipeline", *_backend_packages(distributions)}):
         spec = importlib.util.find_spec(package)
         for location in (spec.submodule_search_locations or []) if spec else []:
-            digest.update(f"package\0{package}\0{os.path.abspath(location)}\0{fingerprint(Path(location), '/')}\0".encode())
+            _tool_code.append((Path(location), time.time_ns()))
+            digest.update(f"package\0{package}\0{os.path.abspath(location)}\0{fingerprint(Path(location), None)}\0".encode())
     return digest.hexdigest()
 
 

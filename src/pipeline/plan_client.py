@@ -24,19 +24,20 @@ import json
 import os
 import socket
 import struct
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pipeline import plan_server, server_files
+from pipeline import server_files
 from pipeline.server_files import Place, UntrustedServerError
+
+if TYPE_CHECKING:
+    import subprocess
 
 ON_DEMAND_IDLE_MINUTES = 15.0
 _OFF = ("0", "false", "no", "off")
-_ON = ("1", "true", "yes", "on")
 _ANSWER_TIMEOUT_S = 30.0  # a server that takes no request in this long is as good as none
 _MAX_LOG_BYTES = 1024 * 1024
 # What a server process needs of the starter's environment (each command brings its own): the
@@ -46,19 +47,13 @@ _SERVER_ENV_PREFIXES = ("LC_", "PYTHON", "PIPELINE_", "XDG_")
 _warned: set[str] = set()
 
 
-def setting() -> str:
-    """"off", "on" or "auto" (the default), from PIPELINE_SERVER."""
-    value = os.environ.get("PIPELINE_SERVER", "").strip().lower()
-    return "off" if value in _OFF else "on" if value in _ON else "auto"
-
-
 def in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() not in ("", *_OFF)
 
 
 def served(args: list[str]) -> bool:
     """Whether this planning command line (`cli.entry.SERVED_COMMANDS`) may go to a planning server."""
-    return server_files.supported() and setting() != "off" and "--help" not in args
+    return server_files.supported() and server_files.setting() != "off" and "--help" not in args
 
 
 def warn(problem: object) -> None:
@@ -100,7 +95,7 @@ def _connect(where: Place, timeout: float | None) -> socket.socket | None:
 
 
 def _frame(message: dict[str, Any]) -> tuple[bytes, bytes]:
-    body = json.dumps({"protocol": plan_server.PROTOCOL, **message}).encode()
+    body = json.dumps({"protocol": server_files.PROTOCOL, **message}).encode()
     return struct.pack("!I", len(body)), body
 
 
@@ -119,10 +114,10 @@ def _command(args: list[str]) -> dict[str, Any]:
 
     umask = os.umask(0o077)
     os.umask(umask)
-    limits = {name: resource.getrlimit(number)[0] for name, number in plan_server.LIMITS.items()}
+    limits = {name: resource.getrlimit(getattr(resource, name))[0] for name in server_files.LIMITS if hasattr(resource, name)}
     return {"kind": "run", "argv": args, "argv0": sys.argv[0] if sys.argv else "pipeline", "cwd": os.getcwd(), "env": dict(os.environ),
             "umask": umask, "installation": server_files.installation_id(), "fingerprint": tool_fingerprint(),
-            "settings": plan_server.interpreter_settings(), "stdio": [_stream_shape(s) for s in (sys.stdin, sys.stdout, sys.stderr)],
+            "settings": server_files.interpreter_settings(), "stdio": [_stream_shape(s) for s in (sys.stdin, sys.stdout, sys.stderr)],
             "limits": limits, "nice": os.getpriority(os.PRIO_PROCESS, 0)}
 
 
@@ -305,6 +300,8 @@ def server_environment() -> dict[str, str]:
 def spawn(where: Place, idle_minutes: float) -> subprocess.Popen[bytes]:
     """Start a server process detached from this one. `python -P` from the server's own private folder:
     never this caller's working folder on its import path."""
+    import subprocess
+
     log = server_files.open_private_file(where.log, os.O_WRONLY | os.O_APPEND)
     try:
         if os.fstat(log).st_size > _MAX_LOG_BYTES:
@@ -321,7 +318,7 @@ def start_on_demand() -> None:
     in the background, if allowed (not off, not CI) and none is there or starting yet."""
     if not server_files.supported():
         return
-    if setting() == "off" or (setting() == "auto" and in_ci()):
+    if server_files.setting() == "off" or (server_files.setting() == "auto" and in_ci()):
         return
     where = server_files.place()
     if server_files.usable(where):

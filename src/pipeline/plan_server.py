@@ -52,22 +52,10 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import server_files
+from pipeline.server_files import LIMITS, PROTOCOL, interpreter_settings
 
-PROTOCOL = 2
 _MAX_REQUEST = 4 * 1024 * 1024
 _REQUEST_TIMEOUT_S = 10.0
-# Soft limits a command runs under, as the caller set them (`ulimit`).
-LIMITS = {name: getattr(resource, name) for name in ("RLIMIT_AS", "RLIMIT_CPU", "RLIMIT_DATA", "RLIMIT_FSIZE", "RLIMIT_NOFILE", "RLIMIT_STACK")
-          if hasattr(resource, name)}
-
-
-def interpreter_settings() -> dict[str, Any]:
-    """What, besides the code, decides how the same command behaves in this interpreter."""
-    import locale
-
-    return {"utf8_mode": sys.flags.utf8_mode, "locale_encoding": locale.getpreferredencoding(False),
-            "filesystem_encoding": sys.getfilesystemencoding(), "gid": os.getgid(), "egid": os.getegid(),
-            "groups": sorted(os.getgroups())}
 
 
 # ---- requests -------------------------------------------------------------------------------------
@@ -500,7 +488,9 @@ def _take_on(command: Command, descriptors: list[int]) -> str | None:
     """The caller's umask, limits, priority, folder, environment and standard streams; why not, if one cannot be had."""
     os.umask(command.umask)
     for name, soft in command.limits.items():
-        number = LIMITS[name]
+        number = getattr(resource, name, None)
+        if number is None:
+            continue  # a limit this platform does not have
         _, hard = resource.getrlimit(number)
         if hard != resource.RLIM_INFINITY and (soft == resource.RLIM_INFINITY or soft > hard):
             return f"the caller's {name} is above this server's"

@@ -23,22 +23,45 @@ import contextlib
 import errno
 import hashlib
 import os
-import socket
 import stat
-import struct
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pipeline
 
+if TYPE_CHECKING:
+    import socket
+
 # A Unix socket's path must fit in sun_path (108 bytes on Linux, 104 on macOS), terminator included.
 MAX_SOCKET_PATH = 100
+PROTOCOL = 2  # of the requests the console script sends and the server reads (`plan_server.parse_request`)
+# Soft limits a command runs under, as the caller set them (`ulimit`); the child takes them on.
+LIMITS = ("RLIMIT_AS", "RLIMIT_CPU", "RLIMIT_DATA", "RLIMIT_FSIZE", "RLIMIT_NOFILE", "RLIMIT_STACK")
+
+
+def interpreter_settings() -> dict[str, Any]:
+    """What, besides the code, decides how the same command behaves in an interpreter: a server whose
+    settings differ from the caller's declines (the caller plans in-process)."""
+    import locale
+
+    return {"utf8_mode": sys.flags.utf8_mode, "locale_encoding": locale.getpreferredencoding(False),
+            "filesystem_encoding": sys.getfilesystemencoding(), "gid": os.getgid(), "egid": os.getegid(),
+            "groups": sorted(os.getgroups())}
+
+
+def setting() -> str:
+    """"off", "on" or "auto" (the default), from PIPELINE_SERVER: 0/false/no/off never use or start a
+    server, 1/true/yes/on start one on demand even in CI."""
+    value = os.environ.get("PIPELINE_SERVER", "").strip().lower()
+    return "off" if value in ("0", "false", "no", "off") else "on" if value in ("1", "true", "yes", "on") else "auto"
 
 
 def supported() -> bool:
     """POSIX with fork and descriptor passing (the server's modules import POSIX-only ones: ask here first)."""
+    import socket
+
     return os.name == "posix" and hasattr(socket, "send_fds") and hasattr(os, "fork")
 
 
@@ -69,6 +92,8 @@ def place() -> Place:
     if os.environ.get("PIPELINE_SERVER_SOCKET"):
         path = Path(os.environ["PIPELINE_SERVER_SOCKET"])
         return Place(path.parent, path, path.with_name(path.name + ".lock"), path.with_name(path.name + ".log"))
+    import tempfile
+
     base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
     folder = Path(base) / f"pipeline-deployer-{os.getuid()}"
     name = f"planner-{installation_id()}"
@@ -111,6 +136,9 @@ def check_socket(path: Path) -> None:
 def peer_uid(connection: socket.socket) -> int | None:
     """The uid of the process at the other end of a connected Unix socket, or None where the kernel
     cannot tell (then the private folder and socket checks are the guard)."""
+    import socket
+    import struct
+
     if hasattr(socket, "SO_PEERCRED"):  # Linux: struct ucred {pid, uid, gid}
         _, uid, _ = struct.unpack("3i", connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
         return int(uid)

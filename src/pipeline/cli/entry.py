@@ -10,6 +10,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
+from pipeline.server_files import setting as server_setting
+
 # What may go to a planning server (checked here, so other commands import nothing of it).
 SERVED_COMMANDS = frozenset({"plan", "compare", "diff"})
 _on_exit: list[Callable[[int], None]] = []
@@ -51,7 +53,7 @@ def report_interrupt(args: Sequence[str]) -> int:
 
 def main() -> None:
     args = sys.argv[1:]
-    if os.name == "posix" and next((a for a in args if not a.startswith("-")), "") in SERVED_COMMANDS:
+    if os.name == "posix" and next((a for a in args if not a.startswith("-")), "") in SERVED_COMMANDS and server_setting() != "off":
         from pipeline import plan_client
 
         if plan_client.served(args):
