@@ -367,13 +367,16 @@ class Server:
             if reason.startswith("stale"):
                 raise _StopServingError("the tool or its packages changed: stopping")
             return
-        descriptors, pending.descriptors = pending.descriptors, []
-        child = os.fork()
+        try:
+            child = os.fork()
+        except OSError as exc:  # no memory or processes left: the caller runs the command itself
+            with contextlib.suppress(OSError):
+                connection.sendall(f"declined cannot fork: {exc.strerror}\n".encode())
+            return
         if child == 0:
+            descriptors, pending.descriptors = pending.descriptors, []
             _child(connection, descriptors, request, self._close_in_child)  # never returns
-        for fd in descriptors:
-            os.close(fd)
-        _log(f"pipeline {' '.join(request.argv)[:200]} -> child {child}")
+        _log(f"pipeline {' '.join(request.argv)[:200]} -> child {child}")  # the caller's descriptors are closed with `pending`
 
     def _declined(self, request: Command, descriptors: int) -> str | None:
         if descriptors != 3:
@@ -456,6 +459,8 @@ def _child(connection: socket.socket, descriptors: list[int], command: Command, 
         for number in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP):
             signal.signal(number, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        with contextlib.suppress(OSError):
+            os.setpgid(0, 0)  # a group of its own: `compare --jobs` workers go with it (see _watch_caller)
         connection.settimeout(None)
         problem = _take_on(command, descriptors)
         if problem:
@@ -473,6 +478,10 @@ def _child(connection: socket.socket, descriptors: list[int], command: Command, 
             main(list(command.argv))
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except KeyboardInterrupt:  # Ctrl-C before the CLI's own handler was in place
+        from pipeline.cli.entry import report_interrupt
+
+        code = report_interrupt(command.argv)
     except BaseException:  # whatever happens, the caller gets an exit code
         code = 1
     finally:
@@ -532,17 +541,26 @@ def _stream(fd: int, shape: list[Any] | None) -> io.TextIOWrapper | None:
 
 
 def _watch_caller(connection: socket.socket) -> None:
-    """The caller's Ctrl-C arrives as b"i"; the caller gone (killed, timed out, its terminal closed)
-    ends this command at once, so it writes nothing after the caller gave up."""
+    """The caller's Ctrl-C arrives as b"i" and goes to the command's process group, as a terminal's
+    would; the caller gone (killed, timed out, its terminal closed) ends the command and any worker
+    it started at once, so nothing is written after the caller gave up."""
     while True:
         try:
             data = connection.recv(1)
         except OSError:
             data = b""
         if data == b"i":
-            os.kill(os.getpid(), signal.SIGINT)
+            _signal_command(signal.SIGINT)
         elif not data:
-            os.kill(os.getpid(), signal.SIGKILL)
+            _signal_command(signal.SIGKILL)
+
+
+def _signal_command(number: int) -> None:
+    """This process and its workers, when it leads a process group of its own (never the server's)."""
+    if os.getpgid(0) == os.getpid():
+        os.killpg(os.getpid(), number)
+    else:
+        os.kill(os.getpid(), number)
 
 
 def main(argv: list[str] | None = None) -> None:
