@@ -329,10 +329,13 @@ def test_a_server_of_another_installation_never_answers(tmp_path: Path) -> None:
 
 
 def test_changed_code_or_distributions_stop_the_server(tmp_path: Path) -> None:
-    """The fingerprint covers every distribution on the import path: a new one makes the server stale."""
+    """The fingerprint covers every distribution on the import path: a new one makes the server
+    stale. It declines (the command plans by itself), stops, and the command starts a server of the
+    new code on its way out, which answers from then on."""
     site = tmp_path / "site"
     site.mkdir()
     with started(PYTHONPATH=str(site)) as server:
+        stale = server.pid()
         (site / "newly_installed-1.0.dist-info").mkdir()
         args = ["plan", str(SPEC), "--cloud", "aws", "--format", "json"]
         result = server.run(*args)
@@ -340,4 +343,7 @@ def test_changed_code_or_distributions_stop_the_server(tmp_path: Path) -> None:
         assert result.stdout == _local(server, *args).stdout
         assert not server.served()
         wait_for(lambda: "changed: stopping" in server.log_text(), "the stale server to stop")
-        wait_for(lambda: server.run("server", "status").returncode == 1, "the stale server to be gone")
+        wait_for(lambda: stale is not None and not alive(stale), "the stale server to be gone")
+        again = server.run("server", "start")  # the one the command started on its way out, or a new one
+        assert again.returncode == 0 and f"running {stale} " not in again.stdout, again.stdout
+        assert server.run(*args).stdout == result.stdout and len(server.served()) == 1
