@@ -31,9 +31,10 @@ stages:
 @pytest.fixture(scope="session", autouse=True)
 def private_cache_folder(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Keep the plan cache (and other caches) of this test run out of the user's cache folder, and
-    commands off a planning server the user may have running (tests/test_plan_server.py starts its own)."""
+    commands off planning servers: neither one the user may have running nor one started on demand
+    (the server tests start their own, each in a folder of its own, and stop it)."""
     os.environ.setdefault("PIPELINE_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
-    os.environ.setdefault("PIPELINE_SERVER", "0")
+    os.environ["PIPELINE_SERVER"] = "0"
 
 
 @pytest.fixture

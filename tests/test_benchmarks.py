@@ -29,14 +29,17 @@ def test_speed_prints_every_row(tmp_path: Path) -> None:
     (tmp_path / "h.py").write_text("def handle(records, context):\n    return []\n")
     spec = tmp_path / "pipeline.yaml"
     spec.write_text(TINY_SPEC)
-    result = speed("--quick", "--runs", "1", "--no-warmup", "--skip-wing", "--skip-run", "--spec", str(spec), "--clouds", "aws", "--stages", "1,2")
+    result = speed("--quick", "--runs", "1", "--no-warmup", "--skip-wing", "--skip-run", "--skip-package", "--spec", str(spec), "--clouds", "aws",
+                   "--stages", "1,2")
     assert result.returncode == 0, result.stderr
     out = result.stdout
     for figure in ("compare, 1 cloud, changed spec (cache miss)", "plan --cloud aws, cache miss", "compare, 1 cloud, unchanged spec (cache hit)",
                    "compare, 1 stage(s), cache miss", "compare, 2 stage(s), cache miss", "compare, seconds per added stage",
-                   "compare --jobs", "cache miss, warm planning server", "Winglang", "pipeline run, trivial"):
+                   "compare --jobs", "first of a session (starts the server)", "cache miss, on demand (warm server)", "plan --cloud aws, cache miss, on demand",
+                   "compare, 2 stage(s), cache miss, on demand", "Winglang", "pipeline run, trivial", "package --cloud azure"):
         assert figure in out, f"{figure!r} missing from:\n{out}"
-    assert "skipped: --skip-wing" in out and "skipped: --skip-run" in out
+    assert "skipped: --skip-wing" in out and "skipped: --skip-run" in out and "skipped: --skip-package" in out
+    assert "not answered by the server" not in out and "started no server" not in out
     assert "target(s) not met" in out
     assert "Traceback" not in result.stderr
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import zipfile
@@ -114,3 +116,129 @@ def test_package_command_reports_sizes(project: Path) -> None:
     for stage in ("preprocess", "score", "calibrate"):
         assert stage in result.stdout
     assert " MB" in result.stdout
+
+
+# ---- issue 19 item 14, issue 21 item 8 --------------------------------------------------------------------
+
+def _script(*args: str | Path, env: dict[str, str] | None = None, columns: int = 200) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([EXE, *map(str, args)], capture_output=True, text=True, timeout=900, check=False,
+                          env={**os.environ, "COLUMNS": str(columns), "NO_COLOR": "1", "PIPELINE_SERVER": "0", **(env or {})})
+
+
+@pytest.mark.parametrize("command", [["plan", "--cloud", "azure", "--format", "json", "--no-cache"], ["package", "--cloud", "gcp", "--no-deps"]],
+                         ids=["plan", "package"])
+def test_concurrent_runs_of_one_project_never_collide(project: Path, command: list[str]) -> None:
+    """Issue 19, item 14: 3-4 concurrent runs failed on a fixed temporary package name under .pipeline/build/."""
+    for _ in range(3):
+        runs = [subprocess.Popen([EXE, command[0], str(project / "pipeline.yaml"), *command[1:]], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True, env={**os.environ, "PIPELINE_SERVER": "0", "COLUMNS": "200"}) for _ in range(4)]
+        results = [(process.communicate(timeout=900), process.returncode) for process in runs]
+        assert all(code == 0 for _, code in results), [err for (_, err), _ in results]
+        assert len({out for (out, _), _ in results}) == 1
+    assert not list((project / ".pipeline").rglob("*.tmp")), "temporary files were left behind"
+
+
+def test_the_package_table_fits_80_columns_with_paths_relative_to_the_spec(project: Path) -> None:
+    result = _script("package", project / "pipeline.yaml", "--cloud", "azure", "--no-deps", columns=80)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert max(len(line.rstrip()) for line in lines) <= 80, result.stdout
+    assert str(project) not in result.stdout, "an absolute path"
+    assert "in .pipeline/build/azure/default/ next to pipeline.yaml" in result.stdout
+    for stage in ("preprocess", "score", "calibrate"):
+        assert any(f"{stage}.zip" in line and stage in line.split("│")[1] for line in lines if "│" in line), stage
+
+
+def test_packages_are_the_bytes_zipfile_writes() -> None:
+    """The package writer reuses deflated members; its archives are what zipfile makes of the same entries."""
+    import io
+
+    from pipeline import zipper
+
+    entries = {"b/2.py": b"x = 2\n" * 1000, "a.py": b"", "h\u00e9llo.txt": b"non-ASCII names", "big.bin": os.urandom(200_000)}
+    expected = io.BytesIO()
+    with zipfile.ZipFile(expected, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
+        for name in sorted(entries):
+            info = zipfile.ZipInfo(name, date_time=FIXED_TIME)
+            info.external_attr = 0o644 << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.create_system = 3
+            archive.writestr(info, entries[name], compresslevel=9)
+    assert zipper.zip_bytes(entries) == expected.getvalue()
+    assert zipper.read_members(expected.getvalue()) == entries
+
+
+SIX_PINNED = "six==1.16.0 --hash=sha256:8abb2f1d86890a2dfb989f9a77cfcfd3e47c2a354b01111771326f8aa26e0254\n"
+_COUNT_PIP = """
+    def wrap(module):
+        original = module._pip_install
+
+        def _pip_install(*args, **kwargs):
+            with open(os.environ["FAULT"], "a") as log:
+                log.write("pip\\n")
+            return original(*args, **kwargs)
+
+        module._pip_install = _pip_install
+"""
+
+
+def _aws_packages(project: Path, env: dict[str, str], *extra: str) -> tuple[str, int]:
+    """`package --cloud aws` (with dependencies); its JSON and how many times pip ran."""
+    log = Path(env["FAULT"])
+    before = log.read_text().count("pip") if log.exists() else 0
+    result = _script("package", project / "pipeline.yaml", "--cloud", "aws", "--format", "json", *extra, env=env)
+    assert result.returncode == 0, result.stderr
+    return result.stdout, (log.read_text().count("pip") if log.exists() else 0) - before
+
+
+@pytest.fixture
+def counted(tmp_path: Path) -> dict[str, str]:
+    from faults import injected
+
+    return {**injected(tmp_path / "hook", "pipeline.packaging", _COUNT_PIP), "FAULT": str(tmp_path / "pip-runs"),
+            "PIPELINE_CACHE_DIR": str(tmp_path / "cache")}
+
+
+def test_hash_pinned_requirements_are_installed_once_and_reused(project: Path, counted: dict[str, str]) -> None:
+    """Issue 21, item 8: every `package` ran pip and deflated the wheels again."""
+    (project / "handlers" / "requirements.txt").write_text(SIX_PINNED)
+    first, pip_runs = _aws_packages(project, counted)
+    assert pip_runs == 1, "one pip run for every stage sharing the requirements"
+    again, pip_runs = _aws_packages(project, counted)
+    assert (again, pip_runs) == (first, 0)
+    fresh, pip_runs = _aws_packages(project, counted, "--no-cache")
+    assert (fresh, pip_runs) == (first, 1)
+    assert all(package["files"] > 10 for package in json.loads(first)["packages"])  # six's files went in
+
+
+def test_unpinned_requirements_are_resolved_by_pip_every_time(project: Path, counted: dict[str, str]) -> None:
+    """A cache keyed on the text alone would miss a new release of an unpinned dependency."""
+    (project / "handlers" / "requirements.txt").write_text("six>=1.16\n")
+    first, pip_runs = _aws_packages(project, counted)
+    again, pip_runs_again = _aws_packages(project, counted)
+    assert (pip_runs, pip_runs_again) == (1, 1) and again == first
+    trees = list((Path(counted["PIPELINE_CACHE_DIR"]) / "packages" / "trees").glob("*.zip"))
+    assert len(trees) == 1 and stat.S_IMODE(trees[0].stat().st_mode) == 0o600
+
+
+def test_package_cache_entries_of_another_user_or_damaged_are_never_used(project: Path, counted: dict[str, str]) -> None:
+    from faults import OTHER_UID, need_root
+
+    need_root()
+    (project / "handlers" / "requirements.txt").write_text(SIX_PINNED)
+    first, _ = _aws_packages(project, counted)
+    cache = Path(counted["PIPELINE_CACHE_DIR"]) / "packages"
+    (tree,) = (cache / "trees").glob("*.zip")
+    header, _, body = tree.read_bytes().partition(b"\n")
+    forged = body.replace(b"six", b"SIX")  # a planted tree (its checksum made to match)
+    fields = json.loads(header)
+    fields.update(sha256=__import__("hashlib").sha256(forged).hexdigest(), bytes=len(forged))
+    tree.write_bytes(json.dumps(fields).encode() + b"\n" + forged)
+    os.chown(tree, OTHER_UID, OTHER_UID)
+    again, pip_runs = _aws_packages(project, counted)
+    assert (again, pip_runs) == (first, 1), "another user's tree was used"
+    for entry in cache.rglob("*"):
+        if entry.is_file():
+            entry.write_bytes(entry.read_bytes()[:-10])  # truncated: its checksum no longer matches
+    damaged, pip_runs = _aws_packages(project, counted)
+    assert (damaged, pip_runs) == (first, 1)

@@ -186,12 +186,19 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 2)
 
 
+SAVED_LIMIT = 64 * 1024 * 1024  # bytes: a saved comparison of a 50-stage pipeline is a few MB
+
+
 def read_saved(path: Path) -> dict[str, Any]:
     """A comparison saved with `pipeline compare --format json`, checked enough to diff against."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+    from pipeline.spec.paths import UnsafePathError, read_regular_file
+
+    try:  # bounded, regular files only: a FIFO or /dev/zero named .json must not hang or fill memory
+        data = json.loads(read_regular_file(path, SAVED_LIMIT).decode("utf-8"))
     except FileNotFoundError:
         raise DiffInputError(f"{path}: no such file") from None
+    except UnsafePathError as exc:
+        raise DiffInputError(f"{exc.message}; pass a file saved with `pipeline compare --format json`") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DiffInputError(f"{path}: not a readable JSON file ({exc})") from None
     if not isinstance(data, dict) or not isinstance(data.get("clouds"), dict) or "roles" not in data or "schema_version" not in data:

@@ -2,31 +2,37 @@
 
 A package holds the user's handler folder, the runtime shim (the neutral `pipeline.runtime`
 plus the cloud's entry module), the stage's requirements and whatever layout the cloud's host
-expects. Entries are sorted and written with a fixed timestamp and permissions, so the same
-inputs give a byte-identical archive and its hash only changes when the code does; that hash
+expects. Entries are sorted and written with a fixed timestamp and permissions (`zipper`), so the
+same inputs give a byte-identical archive and its hash only changes when the code does; that hash
 names the uploaded object and so drives redeploys.
+
+Vendored requirements come from `package_cache` (installed once per run, deflated once per
+content). A zip is written under a unique temporary name and renamed into place, so concurrent
+`plan`/`compare`/`package` runs of one project never trip over each other's half-written files,
+and each reports the hash of the bytes it wrote.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
-import shutil
+import os
+import secrets
 import subprocess
 import sys
 import tempfile
-import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from pipeline import package_cache, zipper
 from pipeline.backend import FunctionCode
 from pipeline.errors import PipelineError, Problem, SpecError
 from pipeline.spec.paths import SKIPPED_FOLDERS, UnsafePathError, project_tree, read_project_file, refused
+from pipeline.zipper import FILE_MODE, FIXED_TIME  # noqa: F401 (where callers have always found them)
 
-FIXED_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip can hold
-FILE_MODE = 0o644 << 16
 REQUIREMENTS_LIMIT = 1024 * 1024  # bytes of a stage's requirements file
 
 
@@ -106,7 +112,14 @@ def requirement_lines(root: Path, requirements: Path | None) -> list[str]:
 
 
 def vendor(requirements: Path, platform: str, python_version: str, target_prefix: str = "") -> dict[str, bytes]:
-    """Install binary wheels for the cloud's platform (never the build machine's) and return them as entries."""
+    """Binary wheels for the cloud's platform (never the build machine's), installed as entries under
+    `target_prefix`; once per requirements text in a run, from the cache where that is the same (`package_cache`)."""
+    text = requirements.read_bytes()
+    tree = package_cache.installed(text, platform, python_version, lambda: _pip_install(requirements, platform, python_version))
+    return {target_prefix + name: data for name, data in tree.items()}
+
+
+def _pip_install(requirements: Path, platform: str, python_version: str) -> dict[str, bytes]:
     with tempfile.TemporaryDirectory() as tmp:
         command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-compile", "--disable-pip-version-check",
                    "--target", tmp, "--platform", platform, "--python-version", python_version,
@@ -114,59 +127,41 @@ def vendor(requirements: Path, platform: str, python_version: str, target_prefix
         result = subprocess.run(command, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise PipelineError(f"could not install {requirements.name} for {platform} / Python {python_version}:\n{result.stderr.strip()}")
-        return {name: data for name, data in _tree(Path(tmp), target_prefix).items() if ".dist-info/RECORD" not in name}
+        return {name: data for name, data in _tree(Path(tmp), "").items() if ".dist-info/RECORD" not in name}
 
 
-@dataclass(frozen=True)
-class _Built:
-    path: Path
-    sha256: str
-    size: int
-
-
-# Zips written by this process, by the digest of their entries: stages with the same handler folder
-# and requirements share one package per cloud, and a compare builds each distinct package once.
-_built: dict[str, _Built] = {}
-
-
-def _entries_digest(entries: Mapping[str, bytes]) -> str:
-    digest = hashlib.sha256()
-    for name in sorted(entries):
-        digest.update(f"{len(name)}:{name}:{len(entries[name])}:".encode())
-        digest.update(entries[name])
-    return digest.hexdigest()
-
-
-def _sha256_of(path: Path) -> str:
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
-        return ""
+# Archives assembled by this process, by the digest of their entries: stages with the same handler
+# folder and requirements share one package per cloud, and a compare assembles each distinct one once.
+_built: dict[str, tuple[bytes, str]] = {}
 
 
 def write_zip(entries: Mapping[str, bytes], target: Path) -> tuple[str, int, int]:
-    """Sorted entries, fixed time and mode, fixed compression: byte-identical for identical input."""
+    """Sorted entries, fixed time and mode, fixed compression: byte-identical for identical input.
+    (SHA-256, zipped size, unpacked size) of what was written."""
     unpacked = sum(len(v) for v in entries.values())
-    key = _entries_digest(entries)
-    earlier = _built.get(key)
-    if earlier is not None and _sha256_of(earlier.path) == earlier.sha256:  # still there and unchanged
-        if earlier.path != target:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(earlier.path, target)
-        return earlier.sha256, earlier.size, unpacked
+    key = package_cache.entries_digest(entries)
+    if key not in _built:
+        data = zipper.zip_bytes(entries)
+        _built[key] = (data, hashlib.sha256(data).hexdigest())
+    data, digest = _built[key]
+    _write_atomically(target, data)
+    return digest, len(data), unpacked
+
+
+def _write_atomically(target: Path, data: bytes) -> None:
+    """Under a name no other run uses, then renamed over `target`: a reader (a deploy, another plan)
+    sees the old archive or the new one, never half of one, and concurrent runs never collide."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_suffix(".tmp")
-    with zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
-        for name in sorted(entries):
-            info = zipfile.ZipInfo(name, date_time=FIXED_TIME)
-            info.external_attr = FILE_MODE
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.create_system = 3  # unix, so the mode bits are honoured
-            archive.writestr(info, entries[name], compresslevel=9)
-    temporary.replace(target)
-    data = target.read_bytes()
-    _built[key] = _Built(target, hashlib.sha256(data).hexdigest(), len(data))
-    return _built[key].sha256, _built[key].size, unpacked
+    temporary = target.with_name(f".{target.name}.{secrets.token_hex(8)}.tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)  # mode as the umask says
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
+        os.replace(temporary, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise
 
 
 def build(stage: str, entries: Mapping[str, bytes], target: Path, limit_bytes: int, limit_unpacked: int, cloud: str) -> Package:

@@ -38,7 +38,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
 
-from pipeline.user_cache import cache_root, write_private
+from pipeline.user_cache import cache_root, read_private, write_private
 
 # The top-level packages of the Pulumi SDKs the backends import (providers/*/src); their service packages are
 # the ones made lazy. The top-level packages themselves register resource modules: they are never touched.
@@ -301,6 +301,7 @@ def _literal_all(folder: Path, module: str, plain: set[str]) -> list[str] | None
 # --- the on-disk cache of indexes ------------------------------------------------------------------------
 
 _CACHE_FORMAT = 2
+_CACHE_LIMIT = 16 * 1024 * 1024  # bytes: an index is a few hundred kB
 
 
 class _Miss(enum.Enum):
@@ -317,7 +318,7 @@ def _cache_file(folder: Path) -> Path:
 def _read_cached(entry: Path, fingerprint: str) -> PackageIndex | Literal[_Miss.MISS] | None:
     """The cached index (or None, cached as "not generated"), or MISS."""
     try:
-        data = json.loads(entry.read_bytes())
+        data = json.loads(read_private(entry, _CACHE_LIMIT))  # only an entry of this user's (pipeline.user_cache)
         if data["format"] != _CACHE_FORMAT or data["fingerprint"] != fingerprint:
             return _Miss.MISS
         found = data["index"]

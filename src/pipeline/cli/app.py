@@ -19,11 +19,12 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 
 from pipeline import __version__
-from pipeline.cli import completion, help_text, lifecycle, operations
-from pipeline.cli.entry import exit_now
+from pipeline.cli import completion, help_text, lifecycle, operations, server_commands
+from pipeline.cli.entry import exit_now, planning_begins, report_interrupt
 from pipeline.cli.output import EXIT_BAD_INPUT, EXIT_FAILED, err, fail, out, spec_failure, want_json_errors, working, wrote
 
 if TYPE_CHECKING:
+    from pipeline import plan_cache
     from pipeline.spec.load import LoadedSpec
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "app", "err", "main", "out"]
@@ -87,15 +88,21 @@ def _reported(what: str) -> Iterator[None]:
         fail(EXIT_FAILED, f"error: {exc}")
 
 
-def _load(spec: Path, stack: str | None) -> LoadedSpec:
+def _load(spec: Path, stack: str | None, request: plan_cache.Request | None = None) -> LoadedSpec:
+    """The spec, or exit 2 with its problems. With a plan-cache `request`, the spec and overlays are
+    the very bytes its key covers, and the other inputs are fingerprinted for `plan_cache.store`."""
     from pipeline.errors import SpecError
     from pipeline.spec.load import load_spec
 
     try:
-        return load_spec(spec, stack)
+        loaded = load_spec(spec, stack, request.read) if request else load_spec(spec, stack)
     except SpecError as exc:
         count = len(exc.problems)
         spec_failure(f"the spec has {count} problem{'s' if count != 1 else ''}", exc.problems)
+    if request:
+        request.watch(loaded)
+    planning_begins()
+    return loaded
 
 
 def _version(value: bool) -> None:
@@ -189,7 +196,6 @@ def plan(
     """Show exactly what would be created on a cloud: offline, no credentials, no Pulumi CLI."""
     from pipeline import plan_cache
     from pipeline.cli import plan_view
-    from pipeline.plan import Plan
 
     want_json_errors(format is PlanFormat.json)
     cloud = _one_cloud(cloud, "plan")
@@ -197,16 +203,15 @@ def plan(
     request = plan_cache.Request("plan", spec, {"cloud": cloud, "stack": stack}) \
         if plan_cache.enabled(cache) and format is not PlanFormat.scan else None
     cached = plan_cache.lookup(request) if request else None
-    if cached is not None:
-        result = Plan.restore(cached)
-    else:
+    result = _restored(cached) if cached is not None else None
+    if result is None:
         from pipeline.planner import plan as make_plan
 
-        loaded = _load(spec, stack)
+        loaded = _load(spec, stack, request)
         with _reported(f"the spec cannot be planned for {cloud}"), working(f"planning {cloud}"):
             result = make_plan(loaded, cloud)
         if request:
-            plan_cache.store(request, loaded, result.state())
+            plan_cache.store(request, result.state())
     if format is PlanFormat.json:
         _write_or_print(result.to_json(), output)
         return
@@ -229,6 +234,16 @@ def plan(
             for line in plan_view.plan_lines(result, console.width):
                 console.print(line)  # already wrapped to the width, at spaces
         console.print(plan_view.plan_summary(result))
+
+
+def _restored(state: dict[str, Any]) -> Any:
+    """A cached plan, or None when the entry (checksummed, so only ever hand-made) does not make one."""
+    from pipeline.plan import Plan
+
+    try:
+        return Plan.restore(state)
+    except (TypeError, KeyError, ValueError, AttributeError):
+        return None
 
 
 @contextmanager
@@ -319,13 +334,13 @@ def compare(
 
     from pipeline.compare import compare as make_comparison
 
-    loaded = _load(spec, stack)
+    loaded = _load(spec, stack, request)
     with _reported("no cloud can plan this spec"):
         with working(f"planning and pricing {', '.join(names)}"):
             result = make_comparison(loaded, names, free_tier, jobs)
         data = result.to_dict()
         if request:
-            plan_cache.store(request, loaded, data)
+            plan_cache.store(request, data)
         if format is CompareFormat.json:
             _write_or_print(json.dumps(data, indent=2, sort_keys=True), output)
         elif format is CompareFormat.markdown:
@@ -376,7 +391,7 @@ def _compare_sweep(spec: Path, stack: str | None, names: list[str], format: Comp
         from pipeline import sweep as sweeps
         from pipeline.sweep_axis import DEFAULT_POINTS, parse_axis
 
-        loaded = _load(spec, stack)
+        loaded = _load(spec, stack, request)
         try:
             axis = parse_axis(options.text, loaded, options.points or DEFAULT_POINTS, options.linear)
         except PipelineError as exc:
@@ -392,7 +407,7 @@ def _compare_sweep(spec: Path, stack: str | None, names: list[str], format: Comp
                 _write_html(result, loaded, data, output)
                 return
         if request:
-            plan_cache.store(request, loaded, data)
+            plan_cache.store(request, data)
     if format is CompareFormat.json:
         _write_or_print(json.dumps(data, indent=2, sort_keys=True), output)
     elif format is CompareFormat.markdown:
@@ -646,16 +661,17 @@ def package(
     cloud: CloudOpt = "aws",
     deps: Annotated[bool, typer.Option("--deps/--no-deps", help="Install requirements into packages that ship them (needs PyPI).")] = True,
     format: Annotated[PlanFormat, typer.Option("--format", "-f", help="table or json.")] = PlanFormat.table,
+    cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Reuse installed requirements where pip could not install anything else "
+                                                                   "(--no-cache, or PIPELINE_NO_CACHE=1, installs and compresses afresh).")] = True,
 ) -> None:
     """Build every stage's function package (deterministic zip) and report its size, as deploy would."""
-    import json
-
-    from rich.table import Table
-
+    from pipeline import package_cache
     from pipeline.backend import FunctionCode, backend_class
 
     want_json_errors(format is PlanFormat.json)
     cloud = _one_cloud(cloud, "package")
+    if not cache:
+        package_cache.disable()
     loaded = _load(spec, stack)
     built = []
     with _reported(f"the spec cannot be packaged for {cloud}"):
@@ -665,16 +681,15 @@ def package(
             with working(f"building the {stage.name} package for {cloud}" + (" (installing requirements)" if deps and stage.requirements else "")):
                 built.append(backend.package(stage, FunctionCode.for_stage(loaded.base_dir, stage)))
     if format is PlanFormat.json:
+        import json
+
         rows = [{"stage": b.stage, "files": b.files, "bytes": b.size, "unpacked_bytes": b.unpacked, "sha256": b.sha256,
                  "path": b.path.relative_to(loaded.base_dir).as_posix()} for b in built]
         sys.stdout.write(json.dumps({"cloud": cloud, "pipeline": loaded.spec.name, "stack": loaded.stack, "packages": rows}, indent=2) + "\n")
         return
-    table = Table(title=f"{loaded.spec.name} ({loaded.stack}) packages for {cloud}")
-    for column in ("Stage", "Files", "Zipped", "Unpacked", "SHA-256", "Path"):
-        table.add_column(column, overflow="fold")
-    for b in built:
-        table.add_row(b.stage, str(b.files), f"{b.size / 1e6:,.2f} MB", f"{b.unpacked / 1e6:,.2f} MB", b.sha256[:12], str(b.path))
-    out.print(table)
+    from pipeline.cli.package_table import package_table
+
+    out.print(package_table(f"{loaded.spec.name} ({loaded.stack}) packages for {cloud}", built, loaded.base_dir, loaded.path.name))
 
 
 @app.command()
@@ -737,53 +752,7 @@ def backends() -> None:
         out.print(name)
 
 
-server_app = typer.Typer(help="A warm planning server: plan, compare and diff without start-up imports (POSIX).", no_args_is_help=True)
-app.add_typer(server_app, name="server")
-
-
-def _server_module() -> Any:
-    from pipeline import plan_server
-
-    if not plan_server.supported():
-        fail(EXIT_FAILED, "error: the planning server needs a POSIX system (fork and Unix sockets)")
-    return plan_server
-
-
-@server_app.command("start")
-def server_start(idle_minutes: Annotated[float, typer.Option("--idle-minutes", min=1, max=24 * 60, help="Stop after this long without a request.")] = 30) -> None:
-    """Start the server in the background; plan, compare and diff then use it until it stops."""
-    server = _server_module()
-    running = server.status()
-    if running:
-        out.print(f"already {running} on {server.socket_path()}", markup=False, highlight=False)
-        return
-    try:
-        with working("starting the planning server (importing Pulumi and the cloud SDKs once)"):
-            answer = server.start(idle_minutes)
-    except OSError as exc:
-        fail(EXIT_FAILED, f"error: {exc}")
-    out.print(f"{answer} on {server.socket_path()}; stops after {idle_minutes:g} idle minutes "
-              "(`pipeline server stop`; PIPELINE_SERVER=0 bypasses it)", markup=False, highlight=False)
-
-
-@server_app.command("stop")
-def server_stop() -> None:
-    """Stop the running server (a no-op when none runs)."""
-    server = _server_module()
-    out.print("stopped" if server.stop() else "no planning server was running", markup=False, highlight=False)
-
-
-@server_app.command("status")
-def server_status() -> None:
-    """Say whether a server runs (exit 1 when none does)."""
-    server = _server_module()
-    running = server.status()
-    if not running:
-        out.print("no planning server is running", markup=False, highlight=False)
-        raise typer.Exit(EXIT_FAILED)
-    out.print(f"{running} on {server.socket_path()}", markup=False, highlight=False)
-
-
+server_commands.register(app)  # server start, stop, status
 lifecycle.register(app)  # preview, deploy, outputs, refresh, destroy, cancel
 operations.register(app)  # dlq list|show|replay, status
 
@@ -903,10 +872,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         _quiet_stdout()
         code = 0
     except (KeyboardInterrupt, _InterruptedError, typer.Abort):
-        if json_wanted:
-            emit_json_error("interrupted", "interrupted", EXIT_INTERRUPTED)
-        err.print("interrupted")
-        code = EXIT_INTERRUPTED
+        code = report_interrupt(args)
     except Exception as exc:  # last resort: a bug, reported in one line with a pointer
         if _sigint_seen:  # ... unless Ctrl-C came first and a library wrapped it
             if json_wanted:

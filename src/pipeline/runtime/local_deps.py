@@ -49,11 +49,14 @@ def installed_path(root: Path, requirements: Path, shown: str, notify: Callable[
     The file is re-checked to be inside the project `root` as it is read, like packaging does."""
     if not requirement_lines(root, requirements):
         return None
+    from pipeline.user_cache import private_folder
+
     folder = cache_dir() / "requirements"
     target = folder / _key(requirements)
-    if (target / DONE_MARKER).is_file():
-        return target
     try:
+        private_folder(folder)  # imported code: only from folders this user made (pipeline.user_cache)
+        if (target / DONE_MARKER).is_file():
+            return private_folder(target)
         return _install(requirements, shown, folder, target, notify)
     except OSError as exc:
         raise RequirementsError(f"cannot install {shown} into the cache {exc.filename or folder}: {exc.strerror or exc}; "

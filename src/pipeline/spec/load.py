@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,11 +63,16 @@ def format_path(path: FieldPath) -> str:
     return text
 
 
-def _read(path: Path) -> bytes:
+# Reads a spec or overlay file: `read_regular_file`'s contract (path, size limit -> bytes or its errors).
+FileReader = Callable[[Path, int], bytes]
+
+
+def _read(path: Path, read: FileReader = read_regular_file) -> bytes:
     """The spec or an overlay: a regular file of at most MAX_BYTES, read without blocking or
-    reading more than that (a FIFO, /dev/zero or /dev/urandom must not hang or fill memory)."""
+    reading more than that (a FIFO, /dev/zero or /dev/urandom must not hang or fill memory).
+    `read` lets the plan cache hand over the very bytes its key was computed from."""
     try:
-        return read_regular_file(path, MAX_BYTES)
+        return read(path, MAX_BYTES)
     except FileTooLargeError as exc:
         raise SpecError([Problem(f"the file is {exc.size:,} bytes{' or more' if exc.grew else ''}; a spec may be at most {MAX_BYTES:,} bytes", file=str(path),
                                  hint="a spec is a short YAML file")]) from None
@@ -259,10 +264,11 @@ def _nearest(path: FieldPath, values: dict[FieldPath, Position]) -> Position | N
     return None
 
 
-def load_spec(path: str | Path, stack: str | None = None) -> LoadedSpec:
-    """Read, merge and validate; raises SpecError listing every problem found."""
+def load_spec(path: str | Path, stack: str | None = None, read: FileReader = read_regular_file) -> LoadedSpec:
+    """Read, merge and validate; raises SpecError listing every problem found. `read` reads the
+    spec and overlay files (the plan cache passes one that returns the bytes it keyed on)."""
     spec_path = Path(path)
-    located = load_yaml(_read(spec_path), str(spec_path))
+    located = load_yaml(_read(spec_path, read), str(spec_path))
     # The project folder: where the spec really lives (paths in it are relative to that, and
     # everything they name must stay inside it; see spec.paths).
     real_spec = Path(os.path.realpath(spec_path))
@@ -282,7 +288,7 @@ def load_spec(path: str | Path, stack: str | None = None) -> LoadedSpec:
             known = available_stacks(spec_path)
             hint = f"available stacks: {', '.join(known)}" if known else f"create {over_file} to define it"
             raise SpecError([Problem(f"no overlay for stack {echo(stack)}", file=str(over_file), hint=hint)])
-        overlay = load_yaml(_read(over_file), str(over_file), empty_ok=True)
+        overlay = load_yaml(_read(over_file, read), str(over_file), empty_ok=True)
         if overlay.data is not None:  # (an overlay with nothing in it, or only comments, changes nothing)
             if not isinstance(overlay.data, dict):
                 raise SpecError([Problem("an overlay's top level must be a mapping", file=str(over_file), line=1, column=1)])

@@ -21,6 +21,7 @@ from pathlib import Path, PurePosixPath
 
 from pipeline.errors import Problem, SpecError, echo
 
+MAX_SPEC_BYTES = 1024 * 1024  # a spec or overlay file (safe_yaml.MAX_BYTES; here so readers need not import YAML)
 PATH_HINT = "write a path relative to the spec file's folder that stays inside it"
 OUTSIDE_HINT = "keep every file the spec names inside the spec's folder; symlinks are followed"
 # Folders never shipped from a handler folder: caches, virtualenvs, VCS data, our own build output.

@@ -17,8 +17,9 @@ from typing import Any
 import yaml
 
 from pipeline.errors import ECHO_LIMIT, Problem, SpecError, clip, echo
+from pipeline.spec.paths import MAX_SPEC_BYTES
 
-MAX_BYTES = 1024 * 1024
+MAX_BYTES = MAX_SPEC_BYTES
 MAX_DEPTH = 32
 MAX_ALIASES = 100
 MAX_NODES = 50_000
