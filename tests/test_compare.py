@@ -223,3 +223,28 @@ def test_html_report_is_readable_in_headless_chromium(tmp_path: Path) -> None:
     assert high - low > 100, "the screenshot is blank"
     histogram = image.histogram()
     assert sum(1 for count in histogram if count) > 20, "the screenshot has almost no content"
+
+
+def test_window_reads_are_billed_to_buckets_the_plan_has(tmp_path: Path) -> None:
+    """A run over accumulated outputs lists and reads its source's bucket and keeps its state in its own: every cloud
+    bills those lines to those buckets, so the summary adds them up as storage (no cloud shows them as "other")."""
+    (tmp_path / "h.py").write_text("def handle(rows, context):\n    return []\n")
+    spec = tmp_path / "pipeline.yaml"
+    spec.write_text(textwrap.dedent("""
+        name: windows
+        stream: {}
+        stages:
+          - {name: prep, handler: "h.py:handle", trigger: {stream: {}}}
+          - {name: now, handler: "h.py:handle", trigger: {http: {from: prep}}}
+        workload: {stages: {now: {requests_per_second: 0.5}}}
+        clouds: {gcp: {project: windows-demo-1}}
+    """))
+    result = compare(load_spec(spec), CLOUDS)
+    data = result.to_dict()
+    roles = {r["role"] for r in data["roles"]}
+    for cloud in CLOUDS:
+        lines = data["clouds"][cloud]["cost"]["lines"]
+        billed = {line["role"] for line in lines}
+        assert billed <= roles, (cloud, billed - roles)
+        listing = [line for line in lines if "list" in line["item"].lower() and "now" in (line["item"] + line.get("note", ""))]
+        assert listing and all(line["role"] == "prep-bucket" for line in listing), (cloud, listing)

@@ -112,3 +112,21 @@ def test_bad_producer_is_located(write_spec: Callable[..., Path], edit: tuple[st
     assert found, problems
     for word in words:
         assert word in found[0]
+
+
+def test_an_http_stage_has_its_own_request_rate(write_spec: Callable[..., Path]) -> None:
+    """A window stage called now and then next to an API called often: each is sized and priced at its own rate."""
+    from pipeline.sizing import demand
+
+    text = (BASE + _stage("api", "{http: {}}") + _stage("now", "{http: {from: prep}}")
+            + "workload:\n  http: {requests_per_second: 2}\n  stages:\n    now: {requests_per_second: 0.01}\n")
+    spec = load_spec(write_spec(text)).spec
+    assert spec.workload.http_requests_per_second("api") == 2 and spec.workload.http_requests_per_second("now") == 0.01
+    assert demand(spec, spec.stage("api"), {}).events_per_second == 2
+
+
+def test_a_request_rate_on_a_stage_without_requests_is_located(write_spec: Callable[..., Path]) -> None:
+    text = BASE + "workload:\n  stages:\n    prep: {requests_per_second: 1}\n"
+    [(path, line, message)] = _problems(write_spec, text)
+    assert path == "workload.stages.prep.requests_per_second" and line == 10
+    assert "not an HTTP stage" in message and "leave requests_per_second out" in message

@@ -199,7 +199,7 @@ def demand(spec: PipelineSpec, stage: StageSpec, sized: dict[str, StageSizing]) 
     if trigger.stream:
         return StageDemand(stage.name, work.records_per_second, None, "the stream")
     if trigger.http:
-        requests = work.http.requests_per_second
+        requests = work.http_requests_per_second(stage.name)
         if trigger.http.from_stage:
             _, rows, text = source_output(trigger.http.from_stage)
             return StageDemand(stage.name, rows, requests, f"HTTP-requested runs over accumulated {text}")

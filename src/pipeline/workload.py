@@ -122,7 +122,10 @@ def phrase(spec: PipelineSpec, swept: str | None = None) -> str:
     if spec.uploads is not None:
         parts.append(f"{amount(work.uploads.files_per_hour)} uploaded files/h of {work.uploads.records_per_file:,} rows")
     if any(stage.trigger.http for stage in spec.stages):
-        parts.append(f"{amount(work.http.requests_per_second)} HTTP requests/s of {work.http.rows_per_request:,} rows")
+        own = [f"{stage.name} {amount(work.http_requests_per_second(stage.name))}/s" for stage in spec.stages
+               if stage.trigger.http and work.stage(stage.name).requests_per_second is not None]
+        parts.append(f"{amount(work.http.requests_per_second)} HTTP requests/s of {work.http.rows_per_request:,} rows"
+                     + (f" ({', '.join(own)})" if own else ""))
     found = origins(spec, swept)
     sweep = f"{swept} from --sweep" if swept else ""
     if "spec" not in found.values():

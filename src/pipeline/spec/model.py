@@ -326,6 +326,11 @@ class StageWorkload(Strict):
         description="Fixed time of one invocation on top of its records (reading the input, writing the output), in ms.",
     )
     output_ratio: float = Field(1.0, ge=0, le=1000, description="Output rows per input record (0.5 when the handler drops half).")
+    requests_per_second: float | None = Field(
+        None, ge=0, le=100_000,
+        description="HTTP stages only: average requests per second to this stage, instead of workload.http.requests_per_second "
+                    "(an API called often next to a window stage called now and then).",
+    )
 
 
 class HttpWorkload(Strict):
@@ -367,6 +372,11 @@ class WorkloadSpec(Strict):
 
     def stage(self, name: str) -> StageWorkload:
         return self.stages.get(name) or StageWorkload.model_validate({})
+
+    def http_requests_per_second(self, stage: str) -> float:
+        """Requests per second to one HTTP stage: its own figure, else the one every HTTP stage shares."""
+        own = self.stage(stage).requests_per_second
+        return self.http.requests_per_second if own is None else own
 
     @property
     def bytes_per_second(self) -> float:
@@ -581,4 +591,11 @@ def wiring_problems(spec: PipelineSpec) -> list[tuple[tuple[str | int, ...], str
         problems.append((("clouds", "aws", "reserved_concurrency", name), f"{echo(name)} is not a stage", f"stages: {', '.join(seen)}"))
     for name in sorted(set(spec.workload.stages) - set(seen)):
         problems.append((("workload", "stages", name), f"{echo(name)} is not a stage", f"stages: {', '.join(seen)}"))
+    for stage in spec.stages:
+        work = spec.workload.stages.get(stage.name)
+        if work is not None and work.requests_per_second is not None and not stage.trigger.http:
+            problems.append((("workload", "stages", stage.name, "requests_per_second"),
+                             f"stage {stage.name!r} is not an HTTP stage, so it receives no requests",
+                             "leave requests_per_second out (stream, object and schedule stages are driven by the stream, "
+                             "their source's objects or their schedule)"))
     return problems

@@ -262,7 +262,7 @@ class _Estimator:
         # HTTP stages: the requests are the function's request line; Cloud Run has no separate trigger charge.
         window = stage.trigger.window_source
         if window:
-            self.window_reads(role, window, events)
+            self.window_reads(stage.name, window, events)
 
     def batch_files(self, role: str, stage: StageSpec) -> None:
         """The group's own Cloud Storage subscription, once, on its first stage: throughput, the files' storage and writes.
@@ -280,18 +280,22 @@ class _Estimator:
         self.storage(role, self.records * batching.avro_record_bytes(self.spec), days, "batch files (Avro, with metadata)", soft_delete=False)
         self.class_a(role, "Cloud Storage Class A operations (batch file writes)", written, f"{written:,.0f} batch files")
 
-    def window_reads(self, role: str, source: str, runs: float) -> None:
+    def window_reads(self, stage: str, source: str, runs: float) -> None:
         """What the runtime does per windowed run: list the WHOLE source prefix (keys are not time-ordered; 1,000 keys a
-        page), read the watermark and the lease, write the lease twice and the watermark once, and read each new object."""
+        page) and read each new object, billed to the source's bucket; read the watermark and the lease, write the lease
+        twice and the watermark once, billed to the stage's own bucket (as on the other clouds)."""
         held = self._objects_kept(source)
         pages = max(1, math.ceil(held / LIST_PAGE_KEYS))
-        self.class_a(role, "Cloud Storage Class A operations (list)", runs * pages,
-                     f"{runs:,.0f} runs x {pages:,} page(s): the whole prefix (~{held:,.0f} objects kept) at {LIST_PAGE_KEYS:,} keys a page")
-        self.class_a(role, "Cloud Storage Class A operations (lease and watermark writes)", runs * STATE_WRITES_PER_RUN,
-                     f"{runs:,.0f} runs x {STATE_WRITES_PER_RUN} (the lease twice, the watermark once)")
+        self.class_a(f"{source}-bucket", f"Cloud Storage Class A operations (list, {stage})", runs * pages,
+                     f"each of {runs:,.0f} runs lists the whole prefix in {pages:,} page(s) (~{held:,.0f} objects kept, "
+                     f"keys are not in time order; {LIST_PAGE_KEYS:,} keys a page)")
         objects = self._objects_per_month(source)
-        self.class_b(role, "Cloud Storage Class B operations (object reads)", objects + runs * STATE_READS_PER_RUN,
-                     f"each accumulated object once ({objects:,.0f}), plus the watermark and the lease per run")
+        self.class_b(f"{source}-bucket", f"Cloud Storage Class B operations (object reads, {stage})", objects,
+                     f"{stage} reads each accumulated object once")
+        self.class_a(f"{stage}-bucket", "Cloud Storage Class A operations (window lease and watermark writes)", runs * STATE_WRITES_PER_RUN,
+                     f"{runs:,.0f} runs x {STATE_WRITES_PER_RUN} (the lease twice, the watermark once)")
+        self.class_b(f"{stage}-bucket", "Cloud Storage Class B operations (window lease and watermark reads)", runs * STATE_READS_PER_RUN,
+                     f"{runs:,.0f} runs x {STATE_READS_PER_RUN} (the watermark and the lease)")
 
     def _objects_kept(self, source: str) -> float:
         """Objects under the source's prefix at any time: written per second x the bucket's retention (lifecycle delete)."""

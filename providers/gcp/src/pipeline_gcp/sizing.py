@@ -133,7 +133,7 @@ def size_stage(spec: PipelineSpec, stage: StageSpec, demand: StageDemand) -> Sta
                          f"{batching.MIN_DURATION_S} s)")
         return _sized(spec, stage, demand, files.records_per_file, files.open_s / 2 + NOTIFY_TYPICAL_S, files.open_s + NOTIFY_MAX_S, lines)
     if trigger.http and windowed(stage):
-        rate = spec.workload.http.requests_per_second
+        rate = spec.workload.http_requests_per_second(stage.name)
         interval = 1 / rate if rate > 0 else math.inf
         return _sized(spec, stage, demand, demand.records_per_event, interval / 2 if rate > 0 else 0.0, interval if rate > 0 else 0.0,
                       [f"each authenticated request runs the stage over the ~{demand.records_per_event:,.0f} rows written since the "
