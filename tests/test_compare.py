@@ -248,3 +248,8 @@ def test_window_reads_are_billed_to_buckets_the_plan_has(tmp_path: Path) -> None
         assert billed <= roles, (cloud, billed - roles)
         listing = [line for line in lines if "list" in line["item"].lower() and "now" in (line["item"] + line.get("note", ""))]
         assert listing and all(line["role"] == "prep-bucket" for line in listing), (cloud, listing)
+    # called twice a minute over a week of prep's objects, the listing is the bill, and the verdict says what lowers it
+    [finding] = [line for line in result.verdicts() if "lists everything prep keeps" in line]
+    assert "workload.stages.now.requests_per_second" in finding and "storage.intermediate_days" in finding
+    spec.write_text(spec.read_text().replace("requests_per_second: 0.5}}}", "requests_per_second: 0.002}}}\nstorage: {intermediate_days: 1}"))
+    assert not [line for line in compare(load_spec(spec), CLOUDS).verdicts() if "lists everything" in line]

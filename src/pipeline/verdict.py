@@ -30,6 +30,7 @@ def findings(comparison: Comparison) -> list[str]:
     flagged, slower = _slower_than_the_spec(comparison)
     lines += slower
     lines += _slower_end_to_end(comparison, flagged)
+    lines += _relisting(comparison)
     for column in comparison.columns:
         if column.problems:
             lines.append(f"{column.title} cannot run this spec, so it is not priced: " + "; ".join(column.reasons()))
@@ -114,6 +115,34 @@ def _slower_end_to_end(comparison: Comparison, flagged: set[str]) -> list[str]:
             if column.cloud not in flagged and latency.typical_s > max(2 * fastest, fastest + 30):
                 lines.append(f"{column.title} is slower: ~{_seconds(latency.typical_s)} end to end "
                              f"({' -> '.join(latency.path)}) against ~{_seconds(fastest)} on the fastest cloud.")
+    return lines
+
+
+def _relisting(comparison: Comparison) -> list[str]:
+    """A run over accumulated outputs lists its whole source prefix (object keys are named by their input, not by time,
+    so no cloud can list only what is new). Run often over a long-kept source, that listing becomes the bill: said,
+    with the two numbers that bring it down, when it is at least a tenth of some cloud's total."""
+    lines = []
+    for stage in comparison.spec.stages:
+        source = stage.trigger.window_source
+        if source is None:
+            continue
+        spent: dict[str, float] = {}
+        for column in comparison.planned():
+            if column.cost:
+                spent[column.title] = sum(line.monthly_usd for line in column.cost.lines
+                                          if line.role == f"{source}-bucket" and "list" in line.item.lower() and stage.name in line.item)
+        heavy = [title for title, usd in spent.items() if usd >= 10 and any(
+            c.title == title and c.cost and usd >= 0.1 * c.cost.total for c in comparison.planned())]
+        if not heavy:
+            continue
+        runs = max((c.stages.get(stage.name, {}).get("invocations_per_month", 0.0) for c in comparison.planned()), default=0.0)
+        knob = (f"workload.stages.{stage.name}.requests_per_second" if stage.trigger.http else "the schedule")
+        kept = "storage.uploads_days" if source == comparison.spec.uploads_name else "storage.intermediate_days or final_days"
+        costs = ", ".join(f"${usd:,.2f} on {title}" for title, usd in spent.items())
+        lines.append(f"{stage.name} lists everything {source} keeps at each of its {runs:,.0f} runs a month ({costs}): keys are "
+                     f"named by their input, not by time, so each run lists them all. Run it less often ({knob}) or keep "
+                     f"{source}'s objects fewer days ({kept}).")
     return lines
 
 
