@@ -126,3 +126,16 @@ def cli_env_vars() -> dict[str, str]:
 def pipeline_exe() -> str:
     """Path of the installed `pipeline` console script."""
     return pipeline_script()
+
+
+@pytest.fixture
+def window_clock_ahead(monkeypatch: pytest.MonkeyPatch) -> float:
+    """The window runtime's clock two days ahead: a test may then send ticks after the objects it just wrote
+    (a window never reads past its function's clock). Returns the shift in seconds."""
+    import time
+
+    from pipeline.runtime import window
+
+    shift = 2 * 86400.0
+    monkeypatch.setattr(window, "now", lambda: time.time() + shift)
+    return shift

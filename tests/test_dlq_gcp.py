@@ -56,7 +56,7 @@ def pubsub_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             try:
                 requests.get(f"http://{host}/v1/projects/{PROJECT}/topics", timeout=1)
                 break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not listening yet, or a busy machine's slow JVM
                 time.sleep(0.2)
         yield host
     finally:

@@ -353,7 +353,7 @@ def window_stage(s3: Any, buckets: Any, stage_env: Any, tmp_path: Path, monkeypa
     return source, own
 
 
-def test_scheduler_runs_over_the_window_once_per_scheduled_time(s3_client: Any, buckets: Any, stage_env: Any, tmp_path: Path,
+def test_scheduler_runs_over_the_window_once_per_scheduled_time(window_clock_ahead: float, s3_client: Any, buckets: Any, stage_env: Any, tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """EventBridge Scheduler's scheduled time is the cut-off: a redelivered or older event does nothing, a newer one
     reads only what is new (also an object dated before the last cut-off that was not listed then)."""

@@ -251,7 +251,7 @@ def test_blob_conditional_writes_lose_to_a_newer_etag(blob_service: Any, contain
     assert store.read_versioned(containers["calibrate"], "_state/w/lease.json") == (b"two", second)
 
 
-def test_timer_and_http_runs_over_the_window(blob_service: Any, containers: dict[str, str], stage_env: Any,
+def test_timer_and_http_runs_over_the_window(window_clock_ahead: float, blob_service: Any, containers: dict[str, str], stage_env: Any,
                                              tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A timer occurrence is the cut-off (a retry of it does nothing once it committed); an HTTP stage with `from`
     runs over the window on an empty POST and answers 409 with Retry-After while another run holds the lease."""
@@ -285,7 +285,7 @@ def test_timer_and_http_runs_over_the_window(blob_service: Any, containers: dict
     assert response.status_code == 200 and answer["output"] == "api/window/start.jsonl" and answer["rows"] == 2, answer
     assert post(b'[{"txn_id": "c"}]').status_code == 400
     blob_service.get_blob_client("daily", "_state/api/lease.json").upload_blob(
-        json.dumps({"owner": "other", "run": "r", "expires": datetime.now(UTC).timestamp() + 30}), overwrite=True)
+        json.dumps({"owner": "other", "run": "r", "expires": datetime.now(UTC).timestamp() + window_clock_ahead + 30}), overwrite=True)
     busy = post(b"{}")
     assert busy.status_code == 409 and 1 <= int(busy.headers["Retry-After"]) <= 30
 

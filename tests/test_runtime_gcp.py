@@ -176,7 +176,7 @@ def test_gcs_conditional_writes_lose_to_a_newer_generation(gcs_conditional_clien
     assert store.read_versioned(bucket, "_state/w/lease.json") == (b"two", second) and first != second
 
 
-def test_scheduler_and_http_runs_over_the_window(gcs_conditional_client: Any, stage_env: Any, tmp_path: Path,
+def test_scheduler_and_http_runs_over_the_window(window_clock_ahead: float, gcs_conditional_client: Any, stage_env: Any, tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """Cloud Scheduler's X-CloudScheduler-ScheduleTime is the cut-off (a repeat does nothing); an HTTP stage with
     `from` runs over the same kind of window on an empty POST, and answers 409 with Retry-After while it is leased."""
@@ -204,6 +204,6 @@ def test_scheduler_and_http_runs_over_the_window(gcs_conditional_client: Any, st
     assert json.loads(response.data)["output"] == "api/window/start.jsonl" and json.loads(response.data)["rows"] == 2
     assert client_for("http", "http").post("/", data=b'[{"n": 1}]').status_code == 400
     gcs_conditional_client.bucket(names["own"]).blob("_state/api/lease.json").upload_from_string(
-        json.dumps({"owner": "other", "run": "r", "expires": datetime.now(UTC).timestamp() + 30}))
+        json.dumps({"owner": "other", "run": "r", "expires": datetime.now(UTC).timestamp() + window_clock_ahead + 30}))
     busy = client_for("http", "http").post("/", data=b"{}")
     assert busy.status_code == 409 and 1 <= int(busy.headers["Retry-After"]) <= 30

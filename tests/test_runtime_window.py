@@ -156,3 +156,21 @@ def test_status_reports_the_watermark_the_lease_and_what_waits(tmp_path: Path) -
     assert isinstance(begun, Plan)
     windows.release(begun)
     assert window_status(store, config)["lease"] == {"held": False}
+
+
+def test_a_cut_off_in_the_future_is_read_as_now(tmp_path: Path) -> None:
+    """A forged or drifted event cannot push the watermark past the clock (which would hide every later object)."""
+    store = LocalStore(tmp_path, durable=False)
+    calls: list[list[Any]] = []
+    runner = stage(store, calls)
+    clock = Clock()
+    now = clock()
+    write(store, "src/a.jsonl", [{"n": 1}], now - 60)
+    log = io.StringIO()
+    windows = Windows(store, runner.settings, JsonLogger(log), clock=clock)
+    assert run_window(runner, store, now + 10 * 365 * 86400, "forged", windows=windows).status == "ran"
+    until = json.loads(store.get("own", f"_state/win/{STATE}"))["until"]
+    assert now <= until <= clock() and "cut-off is in the future" in log.getvalue()
+    write(store, "src/b.jsonl", [{"n": 2}], clock() + 1)  # written after that run: the next run reads it
+    clock.shift = 120
+    assert run_window(runner, store, clock(), "next", windows=windows).status == "ran" and [r["n"] for r in calls[-1]] == [2]

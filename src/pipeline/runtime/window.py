@@ -15,7 +15,8 @@ The semantics exist once, here, over any `WindowStore` (S3, GCS, Blob, the local
   stage's timeout plus a margin, so a platform that stops a run at its timeout cannot leave two running),
   given back by writing it expired. Busy: a scheduled run logs and returns (the next one covers the
   window), an HTTP request is answered 409 with Retry-After.
-* **A run** with cut-off C (the scheduled time, the same on every retry, or the request's time): C at or
+* **A run** with cut-off C (the scheduled time, the same on every retry, or the request's time; never later
+  than the function's clock, so no event, forged or drifted, can move the watermark past now): C at or
   before `until` is a late or repeated delivery and does nothing. Else the window is every key listed
   under the source prefix modified in `(until - L, C]` and not in `recent`, oldest first (at most
   `PIPELINE_WINDOW_MAX_BYTES` of them; the rest waits for the next run). An empty window calls no handler,
@@ -50,6 +51,7 @@ VERSION = 2
 LEASE_MARGIN_S = 60  # a lease outlives the stage's timeout by this much (clocks of function hosts are NTP-synchronised)
 DEFAULT_TIMEOUT_S = 900  # the longest any stage may run (the spec's limit), when the environment does not say
 EMPTY_BODIES = (b"", b"{}")
+FUTURE_SKEW_S = 300  # a cut-off this far ahead of the function's clock is drift; further, it is logged as suspect
 
 
 class WindowConflictError(RuntimeError):
@@ -175,14 +177,20 @@ def iso(moment: float | None) -> str | None:
     return datetime.fromtimestamp(moment, UTC).isoformat().replace("+00:00", "Z")
 
 
+def now() -> float:
+    """The function's clock (looked up at each call, so a test can stand in for it)."""
+    return time.time()
+
+
 class Windows:
     """The window state, lease and listing of one stage, over its store."""
 
-    def __init__(self, store: WindowStore, settings: Settings, logger: JsonLogger, clock: Callable[[], float] = time.time,
+    def __init__(self, store: WindowStore, settings: Settings, logger: JsonLogger, clock: Callable[[], float] | None = None,
                  owner: str | None = None) -> None:
         if not settings.windowed:
             raise RuntimeError(f"stage {settings.stage} reads no window (PIPELINE_INPUT_BUCKET and PIPELINE_STATE_BUCKET are set by the deployer)")
-        self.store, self.settings, self.logger, self.clock = store, settings, logger, clock
+        self.store, self.settings, self.logger = store, settings, logger
+        self.clock: Callable[[], float] = clock or (lambda: now())
         self.owner = owner or f"{os.uname().nodename}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
         self.lateness = settings.window_lateness_s
         self.ttl = (settings.timeout_s or DEFAULT_TIMEOUT_S) + LEASE_MARGIN_S
@@ -222,6 +230,12 @@ class Windows:
     def begin(self, cutoff: float, run: str, take_over: bool = False) -> Plan | Skipped:
         """Take the lease, read the state, list the window. `take_over`: the caller knows no other run can be
         going on (the local runner holds its store's lock), so a lease left by a killed run is taken at once."""
+        now = self.clock()
+        if cutoff > now:  # a tick fires at or after its time: a later cut-off is a clock's drift or a forged event
+            if cutoff > now + FUTURE_SKEW_S:
+                self.logger.warning("a run's cut-off is in the future: read as now, so the watermark never passes the clock",
+                                    run=run, cutoff=iso(cutoff), now=iso(now))
+            cutoff = now
         lease_token = self._acquire(run, take_over)
         if isinstance(lease_token, Skipped):
             return lease_token
