@@ -320,6 +320,25 @@ def test_every_data_bucket_is_versioned_and_still_expires(full: Plan) -> None:
         assert rules["remove-expired-delete-markers"]["expiration"] == {"expiredObjectDeleteMarker": True}
 
 
+def test_a_window_stage_expires_only_its_outputs_never_its_watermark(full: Plan) -> None:
+    """`nightly` keeps `_state/nightly/watermark.json` and the lease in its own bucket; an idle window does not
+    rewrite them, so a bucket-wide expiry would lose the watermark and the next run would read every kept source
+    object again. Its retention covers `nightly/` only; the other buckets, and the other rules, stay bucket-wide."""
+    def rules(role: str) -> dict[str, dict[str, Any]]:
+        return {r["id"]: r for r in one(full, "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration", role).inputs["rules"]}
+
+    nightly = rules("nightly-bucket")
+    [expiry] = [r for r in nightly.values() if "days" in r.get("expiration", {})]
+    assert expiry["filter"] == {"prefix": "nightly/"}
+    assert not "_state/nightly/watermark.json".startswith(expiry["filter"]["prefix"])
+    for rule_id, rule in nightly.items():
+        if rule is not expiry:
+            assert rule.get("filter", {}) == {}, rule_id  # abort-multipart, noncurrent, delete markers: everything
+    for role in ("uploads-bucket", "ingest-bucket", "files-bucket", "dead-letter-bucket", "raw-bucket"):
+        [other] = [r for r in rules(role).values() if "days" in r.get("expiration", {})]
+        assert other.get("filter", {}) == {}, role
+
+
 def _retained(monkeypatch: pytest.MonkeyPatch) -> dict[str, bool]:
     """Record each registration's retainOnDelete (the plan itself keeps inputs only)."""
     seen: dict[str, bool] = {}

@@ -18,6 +18,7 @@ from pipeline.scan import ScanMapping
 from pipeline.sizing import Sizing, StageDemand, StageSizing, StreamSizing, size_pipeline
 from pipeline.spec.model import StageSpec
 from pipeline.spec.schedule import Schedule
+from pipeline.wiring import stage_prefix
 from pipeline_aws import (
     archiving,
     concurrency,
@@ -217,8 +218,11 @@ class AwsBackend(Backend):
     def bucket(self, role: RoleContext, bucket: BucketSpec) -> Handle[Any]:
         # Every data bucket is versioned (deletion protection for data of record; storage.NONCURRENT_DAYS); only a
         # bucket several stages are triggered from sends its events through EventBridge (storage.fans_out).
+        # A windowed stage's bucket keeps its watermark under `_state/`, which must not expire: its retention
+        # covers only its outputs' prefix (storage.lifecycle_rules).
+        windowed = any(s.name == bucket.key and s.trigger.window_source for s in self.spec.stages)
         return storage.bucket(role, bucket, versioned=bucket.data, eventbridge=sizing.fans_out(self.spec, bucket.key),
-                              delete_data=self.delete_data)
+                              delete_data=self.delete_data, expire_prefix=stage_prefix(bucket.key) if windowed else None)
 
     def archive(self, role: RoleContext, source: Handle[Any], bucket: Handle[Any], prefix: str) -> None:
         """Firehose, or the Lambda archiver, as the sizing chose (pipeline_aws.archiving)."""
