@@ -339,6 +339,36 @@ def test_a_window_stage_expires_only_its_outputs_never_its_watermark(full: Plan)
         assert other.get("filter", {}) == {}, role
 
 
+def test_a_govcloud_plan_builds_every_arn_in_the_aws_us_gov_partition(tmp_path: Path) -> None:
+    """In us-gov-west-1 the mocks return aws-us-gov ARNs, as AWS would; no input the plan builds may still say
+    `arn:aws:` (CreateKey refuses a key policy whose root principal is in another partition, and an alarm
+    `aws:SourceArn` of the wrong partition never matches)."""
+    spec = write_spec(tmp_path, """
+        name: gov-claims
+        uploads: {}
+        stages:
+          - {name: process, handler: "h.py:handle", trigger: {objects: {from: uploads}}}
+          - {name: nightly, handler: "h.py:handle", trigger: {schedule: "rate(1 hour)", from: process}, timeout_s: 900, memory_mb: 4096}
+          - {name: lookup, handler: "h.py:handle", trigger: {http: {}}}
+        alerts: {emails: [ops@example.com]}
+        clouds:
+          aws:
+            region: us-gov-west-1
+            producers: [{principal: "222233334444", sources: [uploads]}]
+            http_invokers: ["arn:aws-us-gov:iam::210987654321:role/caller"]
+        workload: {records_per_second: 1}
+    """)
+    p = plan(load_spec(spec), "aws")
+    text = json.dumps([r.inputs for r in p.resources])
+    assert "arn:aws-us-gov:" in text
+    assert re.findall(r"arn:aws:[^\"]*", text) == []
+    key = json.loads(one(p, "aws:kms/key:Key", "observability").inputs["policy"])
+    [admin] = [s for s in key["Statement"] if s["Sid"] == "AccountAdministersTheKey"]
+    assert admin["Principal"] == {"AWS": f"arn:aws-us-gov:iam::{ACCOUNT}:root"}
+    [publish] = [s for s in key["Statement"] if s["Sid"] == "CloudWatchAlarmsPublish"]
+    assert publish["Condition"]["ArnLike"]["aws:SourceArn"].startswith(f"arn:aws-us-gov:cloudwatch:us-gov-west-1:{ACCOUNT}:alarm:")
+
+
 def _retained(monkeypatch: pytest.MonkeyPatch) -> dict[str, bool]:
     """Record each registration's retainOnDelete (the plan itself keeps inputs only)."""
     seen: dict[str, bool] = {}
