@@ -450,6 +450,38 @@ def test_environment_over_4_kb_with_the_pipelines_own_variables_is_located(tmp_p
     assert "4 KB" in problem.message and "PIPELINE_" in problem.message
 
 
+def test_environment_names_lambda_refuses_are_located_errors(tmp_path: Path) -> None:
+    """Lambda's CreateFunction takes keys matching [a-zA-Z]([a-zA-Z0-9_])+ and refuses its reserved names; the spec
+    (shared by every cloud) allows `X` and `_DEBUG`. Each is an error at its own key, with the valid form."""
+    spec = write_spec(tmp_path, """
+        name: envtest
+        uploads: {}
+        stages:
+          - name: process
+            handler: "h.py:handle"
+            trigger: {objects: {from: uploads}}
+            environment:
+              X: "1"
+              _DEBUG: "1"
+              LAMBDA_TASK_ROOT: /tmp
+              TZ: Europe/Paris
+              OK_NAME: "1"
+    """)
+    with pytest.raises(SpecError) as caught:
+        plan(load_spec(spec), "aws")
+    found = {p.path: p for p in caught.value.problems}
+    assert set(found) == {f"stages[0].environment.{key}" for key in ("X", "_DEBUG", "LAMBDA_TASK_ROOT", "TZ")}
+    assert [found[f"stages[0].environment.{key}"].line for key in ("X", "_DEBUG", "LAMBDA_TASK_ROOT", "TZ")] == [9, 10, 11, 12]
+    assert "start with a letter" in found["stages[0].environment.X"].message and "X_VALUE" in found["stages[0].environment.X"].hint
+    assert "DEBUG" in found["stages[0].environment._DEBUG"].hint
+    assert "reserved" in found["stages[0].environment.LAMBDA_TASK_ROOT"].message
+    assert "reserved" in found["stages[0].environment.TZ"].message
+    # The same spec with valid names plans.
+    spec.write_text(spec.read_text().replace('X: "1"', 'XX: "1"').replace("_DEBUG", "DEBUG").replace("LAMBDA_TASK_ROOT", "TASK_ROOT")
+                    .replace("TZ:", "TIME_ZONE:"))
+    assert plan(load_spec(spec), "aws").of_type("aws:lambda/function:Function")
+
+
 def test_environment_measure_matches_the_planned_function(tmp_path: Path) -> None:
     """The check rebuilds exactly the variables the orchestrator sets, with the planned names' lengths."""
     loaded = load_spec(EXAMPLE, "dev")

@@ -110,6 +110,8 @@ class AwsBackend(Backend):
             if stage.trigger.schedule:
                 for message in triggers.schedule_problems(stage.trigger.parsed_schedule):
                     problems.append((("stages", index, "trigger", "schedule"), message, ""))
+            for key, message, hint in environment.name_problems(stage):
+                problems.append((("stages", index, "environment", key), message, hint))
             too_big = environment.environment_problem(self.spec, self.stack, stage, self.base_dir)
             if too_big:
                 problems.append((("stages", index, "environment"), *too_big))
