@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pipeline_aws import environment, storage
+from pipeline_aws import environment, storage, triggers
 from pipeline_aws.backend import AwsBackend
 from pipeline_aws.observability import DEAD_LETTER_PATTERN
 
@@ -511,6 +511,46 @@ def test_bad_aws_settings_are_located_errors(tmp_path: Path, setting: str, path:
     assert [(p.path, message in p.message) for p in caught.value.problems] == [(path, True)]
     if "region" in path and "us-east-7" in setting:
         assert "us-east-1" in caught.value.problems[0].hint
+
+
+def _invokers(count: int) -> list[str]:
+    return [f"arn:aws:iam::{210987654300 + i}:role/partner-analytics-caller-{i:02d}" for i in range(count)]
+
+
+def _invokers_spec(tmp_path: Path, count: int) -> Path:
+    invokers = _invokers(count)
+    return write_spec(tmp_path, f"""
+        name: many-callers
+        stages: [{{name: api, handler: "h.py:handle", trigger: {{http: {{}}}}}}]
+        clouds: {{aws: {{http_invokers: {json.dumps(invokers)}}}}}
+    """)
+
+
+def test_http_invokers_over_lambdas_20_kb_resource_policy_are_a_located_error(tmp_path: Path) -> None:
+    """Each invoker adds two statements to the function's resource policy; past 20 KB AddPermission fails part-way
+    through the deploy. The check measures the statements the plan creates and names the most that fit."""
+    with pytest.raises(SpecError) as caught:
+        plan(load_spec(_invokers_spec(tmp_path, 40)), "aws")
+    [problem] = caught.value.problems
+    assert problem.path == "clouds.aws.http_invokers" and "20 KB" in problem.message and "80 resource-policy statements" in problem.message
+    most = int(re.search(r"at most (\d+) invokers", problem.hint).group(1))  # type: ignore[union-attr]
+    assert 20 <= most < 40
+    fits = plan(load_spec(_invokers_spec(tmp_path, most)), "aws")
+    permissions = fits.of_type("aws:lambda/permission:Permission")
+    assert len(permissions) == 2 * most
+    with pytest.raises(SpecError):
+        plan(load_spec(_invokers_spec(tmp_path, most + 1)), "aws")
+
+    # The measured statements are the planned permissions: same logical names (their generated statement ids),
+    # actions, principals and conditions' arguments, on the planned function.
+    function = one(fits, "aws:lambda/function:Function", "api-function").physical_name
+    arn = f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:{function}"
+    measured = triggers.invoker_policy(arn, _invokers(most), lambda suffix: f"many-callers-api-trigger-{suffix}")["Statement"]
+    planned = {(p.name, p.inputs["action"], p.inputs["principal"]) for p in permissions}
+    assert {(s["Sid"][:len(s["Sid"].rsplit("-", 1)[0])], s["Action"], s["Principal"]["AWS"]) for s in measured} == planned
+    for p in permissions:
+        assert p.inputs.get("functionUrlAuthType") == ("AWS_IAM" if p.inputs["action"] == "lambda:InvokeFunctionUrl" else None)
+        assert p.inputs.get("invokedViaFunctionUrl") is (True if p.inputs["action"] == "lambda:InvokeFunction" else None)
 
 
 def test_grants_count_each_statement_resource_once(full: Plan) -> None:

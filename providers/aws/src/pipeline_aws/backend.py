@@ -100,6 +100,17 @@ class AwsBackend(Backend):
             if not iam.PRINCIPAL_ARN.match(principal):
                 problems.append((("clouds", "aws", "http_invokers", index), f"{principal!r} is not an IAM role or user ARN",
                                  "write arn:aws:iam::<12-digit account>:role/<name> or arn:aws:iam::<account>:user/<name>"))
+        for stage in self.spec.stages if settings.http_invokers else []:
+            if stage.trigger.http:
+                # The longest ARN the function can have: its real name, a 12-digit account.
+                arn = (f"arn:{naming.partition(settings.region)}:lambda:{settings.region}:{naming.MOCK_ACCOUNT}:function:"
+                       f"{functions.physical_name(self.spec.name, self.stack, stage.name)}")
+                # Permissions are named as the program's trigger role names them (`<pipeline>-<stage>-trigger-<suffix>`).
+                head = f"{self.spec.name}-{stage.name}-trigger-"
+                too_many = triggers.invokers_problem(arn, settings.http_invokers, head.__add__)
+                if too_many:
+                    problems.append((("clouds", "aws", "http_invokers"), f"stage {stage.name!r}: {too_many[0]}", too_many[1]))
+                    break  # every HTTP stage has the same invokers; the longest name decides, but one error says it
         seen: set[str] = set()
         for index, producer in enumerate(settings.producers):
             if producer.principal in seen:
