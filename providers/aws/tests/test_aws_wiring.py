@@ -368,6 +368,12 @@ def test_a_govcloud_plan_builds_every_arn_in_the_aws_us_gov_partition(tmp_path: 
     [publish] = [s for s in key["Statement"] if s["Sid"] == "CloudWatchAlarmsPublish"]
     assert publish["Condition"]["ArnLike"]["aws:SourceArn"].startswith(f"arn:aws-us-gov:cloudwatch:us-gov-west-1:{ACCOUNT}:alarm:")
 
+    # An invoker of the commercial partition cannot be granted anything in GovCloud: a located error.
+    spec.write_text(spec.read_text().replace("arn:aws-us-gov:iam::210987654321", "arn:aws:iam::210987654321"))
+    with pytest.raises(SpecError) as caught:
+        plan(load_spec(spec), "aws")
+    assert [(p.path, "aws-us-gov" in p.message) for p in caught.value.problems] == [("clouds.aws.http_invokers[0]", True)]
+
 
 def _retained(monkeypatch: pytest.MonkeyPatch) -> dict[str, bool]:
     """Record each registration's retainOnDelete (the plan itself keeps inputs only)."""

@@ -99,7 +99,14 @@ class AwsBackend(Backend):
         for index, principal in enumerate(settings.http_invokers):
             if not iam.PRINCIPAL_ARN.match(principal):
                 problems.append((("clouds", "aws", "http_invokers", index), f"{principal!r} is not an IAM role or user ARN",
-                                 "write arn:aws:iam::<12-digit account>:role/<name> or arn:aws:iam::<account>:user/<name>"))
+                                 f"write arn:{naming.partition(settings.region)}:iam::<12-digit account>:role/<name> or "
+                                 f"arn:{naming.partition(settings.region)}:iam::<account>:user/<name>"))
+            elif principal.split(":")[1] != naming.partition(settings.region):
+                # A principal of another partition cannot be granted anything here: AddPermission would refuse it.
+                problems.append((("clouds", "aws", "http_invokers", index),
+                                 f"{principal!r} is in the {principal.split(':')[1]} partition, but {settings.region} is in "
+                                 f"{naming.partition(settings.region)}",
+                                 f"use a role or user of the same partition: arn:{naming.partition(settings.region)}:iam::<account>:role/<name>"))
         for stage in self.spec.stages if settings.http_invokers else []:
             if stage.trigger.http:
                 # The longest ARN the function can have: its real name, a 12-digit account.
