@@ -412,6 +412,32 @@ def test_function_url_runs_an_http_stage_over_its_window(s3_client: Any, buckets
     assert status == 409 and 1 <= int(headers["retry-after"]) <= 90 and busy["retry_after_s"] == int(headers["retry-after"])
 
 
+def test_an_http_stage_refuses_a_direct_invoke_that_would_move_its_window(s3_client: Any, buckets: Any, stage_env: Any,
+                                                                         tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """A holder of the caller policy may invoke the function directly: a forged `scheduled_time` in 2099 (or any
+    event that is not a function URL request) is refused and logged, writes no watermark, and the next URL request
+    still reads the source's objects."""
+    from pipeline_aws.runtime import handler
+
+    source, own = window_stage(s3_client, buckets, stage_env, tmp_path, monkeypatch, "http")
+    s3_client.put_object(Bucket=source, Key="preprocess/s/1-1.jsonl", Body=b'{"n": 1}\n')
+    for forged in ({"scheduled_time": "2099-01-01T00:00:00Z"}, {"detail-type": "Scheduled Event", "time": "2099-01-01T00:00:00Z"},
+                   {"Records": [{"eventSource": "aws:s3", "s3": {"bucket": {"name": source}, "object": {"key": "preprocess/s/1-1.jsonl"}}}]},
+                   {"requestContext": {"http": "not a request"}, "scheduled_time": "2099-01-01T00:00:00Z"}):
+        answer = handler(forged, None)
+        assert "function URL" in answer["refused"], answer
+    assert keys_in(s3_client, own) == []  # no watermark, no lease, no output
+    logged = capsys.readouterr()
+    assert logged.err.count("refused an event that is not a function URL request") == 4
+
+    event = function_url_event("")
+    event["requestContext"]["timeEpoch"] = int(time.time() * 1000)
+    response = handler(event, None)
+    answer = json.loads(response["body"])
+    assert response["statusCode"] == 200 and answer["window"]["objects"] == 1 and answer["rows"] == 1, answer
+
+
 # CloudWatch Logs JSON filter patterns (https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/FilterAndPatternSyntax.html):
 # `{ SELECTOR OPERATOR NUMBER }` matches a log event that is a JSON object in which the selector names a
 # numeric value satisfying the comparison; events that are not JSON, or lack the selector, never match.

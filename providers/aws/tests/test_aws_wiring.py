@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pipeline_aws import environment, storage
+from pipeline_aws import environment, storage, triggers
 from pipeline_aws.backend import AwsBackend
 from pipeline_aws.observability import DEAD_LETTER_PATTERN
 
@@ -320,6 +320,61 @@ def test_every_data_bucket_is_versioned_and_still_expires(full: Plan) -> None:
         assert rules["remove-expired-delete-markers"]["expiration"] == {"expiredObjectDeleteMarker": True}
 
 
+def test_a_window_stage_expires_only_its_outputs_never_its_watermark(full: Plan) -> None:
+    """`nightly` keeps `_state/nightly/watermark.json` and the lease in its own bucket; an idle window does not
+    rewrite them, so a bucket-wide expiry would lose the watermark and the next run would read every kept source
+    object again. Its retention covers `nightly/` only; the other buckets, and the other rules, stay bucket-wide."""
+    def rules(role: str) -> dict[str, dict[str, Any]]:
+        return {r["id"]: r for r in one(full, "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration", role).inputs["rules"]}
+
+    nightly = rules("nightly-bucket")
+    [expiry] = [r for r in nightly.values() if "days" in r.get("expiration", {})]
+    assert expiry["filter"] == {"prefix": "nightly/"}
+    assert not "_state/nightly/watermark.json".startswith(expiry["filter"]["prefix"])
+    for rule_id, rule in nightly.items():
+        if rule is not expiry:
+            assert rule.get("filter", {}) == {}, rule_id  # abort-multipart, noncurrent, delete markers: everything
+    for role in ("uploads-bucket", "ingest-bucket", "files-bucket", "dead-letter-bucket", "raw-bucket"):
+        [other] = [r for r in rules(role).values() if "days" in r.get("expiration", {})]
+        assert other.get("filter", {}) == {}, role
+
+
+def test_a_govcloud_plan_builds_every_arn_in_the_aws_us_gov_partition(tmp_path: Path) -> None:
+    """In us-gov-west-1 the mocks return aws-us-gov ARNs, as AWS would; no input the plan builds may still say
+    `arn:aws:` (CreateKey refuses a key policy whose root principal is in another partition, and an alarm
+    `aws:SourceArn` of the wrong partition never matches)."""
+    spec = write_spec(tmp_path, """
+        name: gov-claims
+        uploads: {}
+        stages:
+          - {name: process, handler: "h.py:handle", trigger: {objects: {from: uploads}}}
+          - {name: nightly, handler: "h.py:handle", trigger: {schedule: "rate(1 hour)", from: process}, timeout_s: 900, memory_mb: 4096}
+          - {name: lookup, handler: "h.py:handle", trigger: {http: {}}}
+        alerts: {emails: [ops@example.com]}
+        clouds:
+          aws:
+            region: us-gov-west-1
+            producers: [{principal: "222233334444", sources: [uploads]}]
+            http_invokers: ["arn:aws-us-gov:iam::210987654321:role/caller"]
+        workload: {records_per_second: 1}
+    """)
+    p = plan(load_spec(spec), "aws")
+    text = json.dumps([r.inputs for r in p.resources])
+    assert "arn:aws-us-gov:" in text
+    assert re.findall(r"arn:aws:[^\"]*", text) == []
+    key = json.loads(one(p, "aws:kms/key:Key", "observability").inputs["policy"])
+    [admin] = [s for s in key["Statement"] if s["Sid"] == "AccountAdministersTheKey"]
+    assert admin["Principal"] == {"AWS": f"arn:aws-us-gov:iam::{ACCOUNT}:root"}
+    [publish] = [s for s in key["Statement"] if s["Sid"] == "CloudWatchAlarmsPublish"]
+    assert publish["Condition"]["ArnLike"]["aws:SourceArn"].startswith(f"arn:aws-us-gov:cloudwatch:us-gov-west-1:{ACCOUNT}:alarm:")
+
+    # An invoker of the commercial partition cannot be granted anything in GovCloud: a located error.
+    spec.write_text(spec.read_text().replace("arn:aws-us-gov:iam::210987654321", "arn:aws:iam::210987654321"))
+    with pytest.raises(SpecError) as caught:
+        plan(load_spec(spec), "aws")
+    assert [(p.path, "aws-us-gov" in p.message) for p in caught.value.problems] == [("clouds.aws.http_invokers[0]", True)]
+
+
 def _retained(monkeypatch: pytest.MonkeyPatch) -> dict[str, bool]:
     """Record each registration's retainOnDelete (the plan itself keeps inputs only)."""
     seen: dict[str, bool] = {}
@@ -401,6 +456,38 @@ def test_environment_over_4_kb_with_the_pipelines_own_variables_is_located(tmp_p
     assert "4 KB" in problem.message and "PIPELINE_" in problem.message
 
 
+def test_environment_names_lambda_refuses_are_located_errors(tmp_path: Path) -> None:
+    """Lambda's CreateFunction takes keys matching [a-zA-Z]([a-zA-Z0-9_])+ and refuses its reserved names; the spec
+    (shared by every cloud) allows `X` and `_DEBUG`. Each is an error at its own key, with the valid form."""
+    spec = write_spec(tmp_path, """
+        name: envtest
+        uploads: {}
+        stages:
+          - name: process
+            handler: "h.py:handle"
+            trigger: {objects: {from: uploads}}
+            environment:
+              X: "1"
+              _DEBUG: "1"
+              LAMBDA_TASK_ROOT: /tmp
+              TZ: Europe/Paris
+              OK_NAME: "1"
+    """)
+    with pytest.raises(SpecError) as caught:
+        plan(load_spec(spec), "aws")
+    found = {p.path: p for p in caught.value.problems}
+    assert set(found) == {f"stages[0].environment.{key}" for key in ("X", "_DEBUG", "LAMBDA_TASK_ROOT", "TZ")}
+    assert [found[f"stages[0].environment.{key}"].line for key in ("X", "_DEBUG", "LAMBDA_TASK_ROOT", "TZ")] == [9, 10, 11, 12]
+    assert "start with a letter" in found["stages[0].environment.X"].message and "X_VALUE" in found["stages[0].environment.X"].hint
+    assert "DEBUG" in found["stages[0].environment._DEBUG"].hint
+    assert "reserved" in found["stages[0].environment.LAMBDA_TASK_ROOT"].message
+    assert "reserved" in found["stages[0].environment.TZ"].message
+    # The same spec with valid names plans.
+    spec.write_text(spec.read_text().replace('X: "1"', 'XX: "1"').replace("_DEBUG", "DEBUG").replace("LAMBDA_TASK_ROOT", "TASK_ROOT")
+                    .replace("TZ:", "TIME_ZONE:"))
+    assert plan(load_spec(spec), "aws").of_type("aws:lambda/function:Function")
+
+
 def test_environment_measure_matches_the_planned_function(tmp_path: Path) -> None:
     """The check rebuilds exactly the variables the orchestrator sets, with the planned names' lengths."""
     loaded = load_spec(EXAMPLE, "dev")
@@ -430,6 +517,46 @@ def test_bad_aws_settings_are_located_errors(tmp_path: Path, setting: str, path:
     assert [(p.path, message in p.message) for p in caught.value.problems] == [(path, True)]
     if "region" in path and "us-east-7" in setting:
         assert "us-east-1" in caught.value.problems[0].hint
+
+
+def _invokers(count: int) -> list[str]:
+    return [f"arn:aws:iam::{210987654300 + i}:role/partner-analytics-caller-{i:02d}" for i in range(count)]
+
+
+def _invokers_spec(tmp_path: Path, count: int) -> Path:
+    invokers = _invokers(count)
+    return write_spec(tmp_path, f"""
+        name: many-callers
+        stages: [{{name: api, handler: "h.py:handle", trigger: {{http: {{}}}}}}]
+        clouds: {{aws: {{http_invokers: {json.dumps(invokers)}}}}}
+    """)
+
+
+def test_http_invokers_over_lambdas_20_kb_resource_policy_are_a_located_error(tmp_path: Path) -> None:
+    """Each invoker adds two statements to the function's resource policy; past 20 KB AddPermission fails part-way
+    through the deploy. The check measures the statements the plan creates and names the most that fit."""
+    with pytest.raises(SpecError) as caught:
+        plan(load_spec(_invokers_spec(tmp_path, 40)), "aws")
+    [problem] = caught.value.problems
+    assert problem.path == "clouds.aws.http_invokers" and "20 KB" in problem.message and "80 resource-policy statements" in problem.message
+    most = int(re.search(r"at most (\d+) invokers", problem.hint).group(1))  # type: ignore[union-attr]
+    assert 20 <= most < 40
+    fits = plan(load_spec(_invokers_spec(tmp_path, most)), "aws")
+    permissions = fits.of_type("aws:lambda/permission:Permission")
+    assert len(permissions) == 2 * most
+    with pytest.raises(SpecError):
+        plan(load_spec(_invokers_spec(tmp_path, most + 1)), "aws")
+
+    # The measured statements are the planned permissions: same logical names (their generated statement ids),
+    # actions, principals and conditions' arguments, on the planned function.
+    function = one(fits, "aws:lambda/function:Function", "api-function").physical_name
+    arn = f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:{function}"
+    measured = triggers.invoker_policy(arn, _invokers(most), lambda suffix: f"many-callers-api-trigger-{suffix}")["Statement"]
+    planned = {(p.name, p.inputs["action"], p.inputs["principal"]) for p in permissions}
+    assert {(s["Sid"][:len(s["Sid"].rsplit("-", 1)[0])], s["Action"], s["Principal"]["AWS"]) for s in measured} == planned
+    for p in permissions:
+        assert p.inputs.get("functionUrlAuthType") == ("AWS_IAM" if p.inputs["action"] == "lambda:InvokeFunctionUrl" else None)
+        assert p.inputs.get("invokedViaFunctionUrl") is (True if p.inputs["action"] == "lambda:InvokeFunction" else None)
 
 
 def test_grants_count_each_statement_resource_once(full: Plan) -> None:

@@ -18,6 +18,7 @@ from pipeline.scan import ScanMapping
 from pipeline.sizing import Sizing, StageDemand, StageSizing, StreamSizing, size_pipeline
 from pipeline.spec.model import StageSpec
 from pipeline.spec.schedule import Schedule
+from pipeline.wiring import stage_prefix
 from pipeline_aws import (
     archiving,
     concurrency,
@@ -98,7 +99,25 @@ class AwsBackend(Backend):
         for index, principal in enumerate(settings.http_invokers):
             if not iam.PRINCIPAL_ARN.match(principal):
                 problems.append((("clouds", "aws", "http_invokers", index), f"{principal!r} is not an IAM role or user ARN",
-                                 "write arn:aws:iam::<12-digit account>:role/<name> or arn:aws:iam::<account>:user/<name>"))
+                                 f"write arn:{naming.partition(settings.region)}:iam::<12-digit account>:role/<name> or "
+                                 f"arn:{naming.partition(settings.region)}:iam::<account>:user/<name>"))
+            elif principal.split(":")[1] != naming.partition(settings.region):
+                # A principal of another partition cannot be granted anything here: AddPermission would refuse it.
+                problems.append((("clouds", "aws", "http_invokers", index),
+                                 f"{principal!r} is in the {principal.split(':')[1]} partition, but {settings.region} is in "
+                                 f"{naming.partition(settings.region)}",
+                                 f"use a role or user of the same partition: arn:{naming.partition(settings.region)}:iam::<account>:role/<name>"))
+        for stage in self.spec.stages if settings.http_invokers else []:
+            if stage.trigger.http:
+                # The longest ARN the function can have: its real name, a 12-digit account.
+                arn = (f"arn:{naming.partition(settings.region)}:lambda:{settings.region}:{naming.MOCK_ACCOUNT}:function:"
+                       f"{functions.physical_name(self.spec.name, self.stack, stage.name)}")
+                # Permissions are named as the program's trigger role names them (`<pipeline>-<stage>-trigger-<suffix>`).
+                head = f"{self.spec.name}-{stage.name}-trigger-"
+                too_many = triggers.invokers_problem(arn, settings.http_invokers, head.__add__)
+                if too_many:
+                    problems.append((("clouds", "aws", "http_invokers"), f"stage {stage.name!r}: {too_many[0]}", too_many[1]))
+                    break  # every HTTP stage has the same invokers; the longest name decides, but one error says it
         seen: set[str] = set()
         for index, producer in enumerate(settings.producers):
             if producer.principal in seen:
@@ -109,6 +128,8 @@ class AwsBackend(Backend):
             if stage.trigger.schedule:
                 for message in triggers.schedule_problems(stage.trigger.parsed_schedule):
                     problems.append((("stages", index, "trigger", "schedule"), message, ""))
+            for key, message, hint in environment.name_problems(stage):
+                problems.append((("stages", index, "environment", key), message, hint))
             too_big = environment.environment_problem(self.spec, self.stack, stage, self.base_dir)
             if too_big:
                 problems.append((("stages", index, "environment"), *too_big))
@@ -217,8 +238,11 @@ class AwsBackend(Backend):
     def bucket(self, role: RoleContext, bucket: BucketSpec) -> Handle[Any]:
         # Every data bucket is versioned (deletion protection for data of record; storage.NONCURRENT_DAYS); only a
         # bucket several stages are triggered from sends its events through EventBridge (storage.fans_out).
+        # A windowed stage's bucket keeps its watermark under `_state/`, which must not expire: its retention
+        # covers only its outputs' prefix (storage.lifecycle_rules).
+        windowed = any(s.name == bucket.key and s.trigger.window_source for s in self.spec.stages)
         return storage.bucket(role, bucket, versioned=bucket.data, eventbridge=sizing.fans_out(self.spec, bucket.key),
-                              delete_data=self.delete_data)
+                              delete_data=self.delete_data, expire_prefix=stage_prefix(bucket.key) if windowed else None)
 
     def archive(self, role: RoleContext, source: Handle[Any], bucket: Handle[Any], prefix: str) -> None:
         """Firehose, or the Lambda archiver, as the sizing chose (pipeline_aws.archiving)."""

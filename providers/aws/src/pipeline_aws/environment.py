@@ -12,12 +12,20 @@ exact values where the spec fixes them, exact lengths for autonamed buckets (the
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from pipeline.spec.model import PipelineSpec, StageSpec
 from pipeline.wiring import artifact_key, stage_env
 from pipeline_aws.storage import bucket_prefix
 
+# Lambda's pattern for a key (botocore lambda/2015-03-31 service-2.json, shape EnvironmentVariableName): a letter,
+# then at least one letter, digit or '_'. The spec allows more (a leading '_', one character), which other clouds take.
+NAME = re.compile(r"[a-zA-Z][a-zA-Z0-9_]+")
+# Keys Lambda's runtime sets and refuses in a function's configuration
+# (https://docs.aws.amazon.com/lambda/latest/dg/configuration-envvars.html, "Reserved environment variables").
+# The spec already refuses every AWS_* key; these are the others.
+RESERVED = frozenset({"_HANDLER", "_X_AMZN_TRACE_ID", "LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR", "TZ"})
 LIMIT_BYTES = 4096
 AUTONAME_SUFFIX = 26  # the provider's unique suffix after `bucket_prefix` (S3 names are at most 63 characters)
 
@@ -42,6 +50,25 @@ def pipeline_variables(spec: PipelineSpec, stack: str, stage: StageSpec, base_di
 def measured(variables: dict[str, str]) -> int:
     """Bytes Lambda counts: the JSON object of the variables."""
     return len(json.dumps(variables, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+
+
+def name_problems(stage: StageSpec) -> list[tuple[str, str, str]]:
+    """(key, message, hint) for each `environment` key Lambda's CreateFunction would refuse."""
+    problems = []
+    for key in stage.environment:
+        if key.upper() in RESERVED:
+            problems.append((key, f"stage {stage.name!r}: {key} is reserved by the Lambda runtime, which sets it itself",
+                             f"rename it: Lambda reserves {', '.join(sorted(RESERVED))} and every AWS_* key"))
+        elif not NAME.fullmatch(key):
+            problems.append((key, f"stage {stage.name!r}: Lambda refuses the environment variable name {key!r}: it must start with a letter "
+                                  "and be at least 2 characters",
+                             f"use letters, digits and '_', starting with a letter, e.g. {_suggestion(key)}"))
+    return problems
+
+
+def _suggestion(key: str) -> str:
+    stripped = key.lstrip("_0123456789") or "VALUE"
+    return stripped if len(stripped) >= 2 else f"{stripped}_VALUE"
 
 
 def environment_problem(spec: PipelineSpec, stack: str, stage: StageSpec, base_dir: Path) -> tuple[str, str] | None:

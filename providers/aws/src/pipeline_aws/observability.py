@@ -26,6 +26,7 @@ import pulumi_aws as aws
 from pipeline.backend import Handle, RoleContext, StageResources
 from pipeline.spec.model import AlertsSpec
 from pipeline_aws import iam
+from pipeline_aws.naming import partition
 
 ITERATOR_AGE_ALARM_MS = 5 * 60 * 1000
 DEAD_LETTER_PATTERN = "{ $.dead_letters > 0 }"  # CloudWatch Logs JSON filter pattern on the runtime's log lines
@@ -53,7 +54,7 @@ def alarm_name(role: RoleContext, stage: str, what: str) -> str:
 
 
 def _alarm_arns(role: RoleContext, account: pulumi.Output[str], region: str) -> pulumi.Output[str]:
-    return pulumi.Output.concat("arn:aws:cloudwatch:", region, ":", account, ":alarm:", role.pipeline, "-", role.stack, "-*")
+    return pulumi.Output.concat("arn:", partition(region), ":cloudwatch:", region, ":", account, ":alarm:", role.pipeline, "-", role.stack, "-*")
 
 
 def _from_these_alarms(role: RoleContext, account: pulumi.Output[str], region: str) -> dict[str, object]:
@@ -69,7 +70,7 @@ def _alarm_key(role: RoleContext, account: pulumi.Output[str], region: str) -> a
         "Version": "2012-10-17",
         "Statement": [
             {"Sid": "AccountAdministersTheKey", "Effect": "Allow",
-             "Principal": {"AWS": pulumi.Output.concat("arn:aws:iam::", account, ":root")}, "Action": "kms:*", "Resource": "*"},
+             "Principal": {"AWS": pulumi.Output.concat("arn:", partition(region), ":iam::", account, ":root")}, "Action": "kms:*", "Resource": "*"},
             {"Sid": "CloudWatchAlarmsPublish", "Effect": "Allow", "Principal": {"Service": "cloudwatch.amazonaws.com"},
              "Action": ["kms:Decrypt", "kms:GenerateDataKey*"], "Resource": "*", "Condition": _from_these_alarms(role, account, region)},
         ],

@@ -31,13 +31,9 @@ import pulumi_aws as aws
 from pipeline.backend import Grant, RoleContext
 from pipeline.spec.model import AwsProducer, PipelineSpec
 from pipeline_aws import iam
+from pipeline_aws.naming import partition
 
 OUTPUT = "producer_roles"  # the deploy output: {principal: {"role": ARN, "sources": [...], "external_id": bool}}
-
-
-def partition(region: str) -> str:
-    """The ARN partition of a region the backend accepts (regions.py: commercial and GovCloud)."""
-    return "aws-us-gov" if region.startswith("us-gov-") else "aws"
 
 
 def principal_arn(principal: str, region: str) -> str:

@@ -126,6 +126,8 @@ def runner() -> StageRunner:
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     """Lambda entry point: dispatch on the event's shape."""
     stage = runner()
+    if stage.settings.trigger == "http":
+        return http_only(stage, event)
     records = event.get("Records")
     if records and records[0].get("eventSource") == "aws:kinesis":
         return kinesis(stage, records)
@@ -135,11 +137,30 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
         return {"ignored": S3_TEST_EVENT}
     if event.get("source") == "aws.s3" and event.get("detail-type") == "Object Created":
         return object_created(stage, event)
-    if isinstance(event.get("requestContext"), dict) and "http" in event["requestContext"]:
+    if _function_url_request(event):
         return http_request(stage, event)
     if "scheduled_time" in event or event.get("detail-type") == "Scheduled Event":
         return scheduled(stage, event)
     raise ValueError(f"stage {stage.settings.stage}: unrecognised event (keys: {', '.join(sorted(event))})")
+
+
+def _function_url_request(event: dict[str, Any]) -> bool:
+    return isinstance(event.get("requestContext"), dict) and isinstance(event["requestContext"].get("http"), dict)
+
+
+def http_only(stage: StageRunner, event: dict[str, Any]) -> dict[str, Any]:
+    """An HTTP stage answers function URL requests only. Its callers hold lambda:InvokeFunction too (the URL
+    needs it), so they could invoke it directly with any payload: a scheduled event there would run a window
+    cut off at a time of the caller's choosing and move the watermark past data not read yet. Nothing else is
+    ever delivered to it (no schedule, trigger, or asynchronous retry targets it, and `pipeline dlq replay`
+    only re-sends queued stream batches and asynchronous events, which HTTP stages never have), so anything
+    else is refused and logged, and the window is left alone."""
+    if _function_url_request(event):
+        return http_request(stage, event)
+    keys = sorted(str(k) for k in event) if isinstance(event, dict) else []
+    stage.logger.warning("refused an event that is not a function URL request", keys=keys)
+    return {"refused": f"stage {stage.settings.stage} is an HTTP stage: it answers only requests to its function URL "
+                       f"(this event's keys: {', '.join(keys) or 'none'})"}
 
 
 def kinesis_record(item: dict[str, Any]) -> Record:

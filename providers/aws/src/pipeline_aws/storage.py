@@ -49,8 +49,10 @@ def bucket_prefix(pipeline: str, stack: str, key: str) -> str:
     return f"{head}-{key}-"
 
 
-def bucket(role: RoleContext, spec: BucketSpec, *, versioned: bool, eventbridge: bool, delete_data: bool) -> Handle[aws.s3.Bucket]:
-    """A private, encrypted, TLS-only bucket with lifecycle expiry (see the module docstring)."""
+def bucket(role: RoleContext, spec: BucketSpec, *, versioned: bool, eventbridge: bool, delete_data: bool,
+           expire_prefix: str | None = None) -> Handle[aws.s3.Bucket]:
+    """A private, encrypted, TLS-only bucket with lifecycle expiry (see the module docstring); `expire_prefix`
+    limits the retention to the data under it (see `lifecycle_rules`)."""
     keep = spec.data and not delete_data
 
     def opts(**kwargs: Any) -> pulumi.ResourceOptions:
@@ -81,7 +83,7 @@ def bucket(role: RoleContext, spec: BucketSpec, *, versioned: bool, eventbridge:
             role.name("versioning"), bucket=b.id,
             versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(status="Enabled"), opts=opts(),
         )
-    aws.s3.BucketLifecycleConfiguration(role.name("lifecycle"), bucket=b.id, rules=lifecycle_rules(spec.retention_days, versioned),
+    aws.s3.BucketLifecycleConfiguration(role.name("lifecycle"), bucket=b.id, rules=lifecycle_rules(spec.retention_days, versioned, expire_prefix),
                                         opts=opts(depends_on=[versioning] if versioning else []))
     tls_only = pulumi.Output.json_dumps({
         "Version": "2012-10-17",
@@ -99,16 +101,24 @@ def bucket(role: RoleContext, spec: BucketSpec, *, versioned: bool, eventbridge:
     return Handle(b, b.bucket, {"arn": b.arn, "id": b.id, "eventbridge": eventbridge, "versioned": versioned})
 
 
-def lifecycle_rules(retention_days: int | None, versioned: bool) -> list[aws.s3.BucketLifecycleConfigurationRuleArgs]:
+def lifecycle_rules(retention_days: int | None, versioned: bool,
+                    expire_prefix: str | None = None) -> list[aws.s3.BucketLifecycleConfigurationRuleArgs]:
     """Abort stale multipart uploads; expire objects after the retention; on a versioned bucket also delete
-    versions NONCURRENT_DAYS after they were replaced or expired, and the delete markers left behind."""
+    versions NONCURRENT_DAYS after they were replaced or expired, and the delete markers left behind.
+
+    With `expire_prefix` the retention covers only the objects under it: a windowed stage's bucket also holds
+    its watermark and lease (`pipeline.wiring.state_prefix`, `_state/<stage>/`), which an idle window does not
+    rewrite; expired, the next run would read every source object still kept again. S3 filters cannot exclude
+    a prefix, so the rule names the data's prefix instead. The other rules stay bucket-wide (they never touch a
+    current object)."""
     rule = aws.s3.BucketLifecycleConfigurationRuleArgs
     everything = aws.s3.BucketLifecycleConfigurationRuleFilterArgs()  # empty: every object (the SDK docstring example)
+    data = everything if expire_prefix is None else aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=expire_prefix)
     rules = [rule(id="abort-incomplete-uploads", status="Enabled", filter=everything,
                   abort_incomplete_multipart_upload=aws.s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
                       days_after_initiation=ABORT_MULTIPART_DAYS))]
     if retention_days is not None:
-        rules.append(rule(id=f"expire-after-{retention_days}-days", status="Enabled", filter=everything,
+        rules.append(rule(id=f"expire-after-{retention_days}-days", status="Enabled", filter=data,
                           expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(days=retention_days)))
     if versioned:
         rules.append(rule(id=f"noncurrent-after-{NONCURRENT_DAYS}-days", status="Enabled", filter=everything,

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
+
 import pulumi
 import pulumi_aws as aws
 
-from pipeline.backend import Handle, RoleContext
+from pipeline.backend import Handle, RoleContext, autoname
 from pipeline.sizing import StageSizing
 from pipeline.spec.model import PipelineSpec, StageSpec
 from pipeline.spec.schedule import Cron, Rate, Schedule
@@ -248,6 +252,55 @@ NO_FUNCTION_URLS = frozenset({"ap-south-2", "ap-southeast-4", "ap-southeast-5", 
                               "ca-west-1", "eu-south-2", "eu-central-2", "il-central-1", "me-central-1"})
 
 
+# Each `http_invokers` principal adds two statements to the function's resource policy (AddPermission): the
+# permission's suffix, its action, its arguments, and the condition Lambda writes into the statement for them
+# (https://docs.aws.amazon.com/lambda/latest/dg/urls-auth.html).
+INVOKER_GRANTS: tuple[tuple[str, str, dict[str, Any], dict[str, Any]], ...] = (
+    ("url", "lambda:InvokeFunctionUrl", {"function_url_auth_type": iam.URL_AUTH_TYPE},
+     {"StringEquals": {"lambda:FunctionUrlAuthType": iam.URL_AUTH_TYPE}}),
+    ("invoke", "lambda:InvokeFunction", {"invoked_via_function_url": True}, {"Bool": {"lambda:InvokedViaFunctionUrl": "true"}}),
+)
+# "Function resource-based policy: 20 KB" (https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html);
+# AddPermission past it fails with PolicyLengthExceededException, part-way through a deploy.
+RESOURCE_POLICY_LIMIT_BYTES = 20 * 1024
+# A Permission without `statement_id` gets a generated one: measured as the longer of Pulumi's autoname of the
+# logical name and the Terraform provider's "terraform-" + 26-digit id, so the size is never under-counted.
+GENERATED_STATEMENT_ID = len("terraform-") + 26
+
+
+def invoker_permission(index: int, suffix: str) -> str:
+    return f"invoker-{index}-{suffix}"
+
+
+def invoker_policy(function_arn: str, invokers: Sequence[str], logical: Callable[[str], str]) -> dict[str, Any]:
+    """The resource policy the `http_invokers` permissions give an HTTP stage's function (`logical` names a
+    permission as `RoleContext.name` does), as Lambda stores it."""
+    statements = []
+    for index, principal in enumerate(invokers):
+        for suffix, action, _, condition in INVOKER_GRANTS:
+            sid = autoname(logical(invoker_permission(index, suffix))).ljust(GENERATED_STATEMENT_ID, "0")
+            statements.append({"Sid": sid, "Effect": "Allow", "Principal": {"AWS": principal}, "Action": action,
+                               "Resource": function_arn, "Condition": condition})
+    return {"Version": "2012-10-17", "Id": "default", "Statement": statements}
+
+
+def invoker_policy_bytes(function_arn: str, invokers: Sequence[str], logical: Callable[[str], str]) -> int:
+    return len(json.dumps(invoker_policy(function_arn, invokers, logical), separators=(",", ":")).encode())
+
+
+def invokers_problem(function_arn: str, invokers: Sequence[str], logical: Callable[[str], str]) -> tuple[str, str] | None:
+    """(message, hint) when the invokers' statements would not fit in the function's resource policy, else None."""
+    size = invoker_policy_bytes(function_arn, invokers, logical)
+    if size <= RESOURCE_POLICY_LIMIT_BYTES:
+        return None
+    fit = max((n for n in range(len(invokers) + 1) if invoker_policy_bytes(function_arn, invokers[:n], logical) <= RESOURCE_POLICY_LIMIT_BYTES),
+              default=0)
+    return (f"{len(invokers)} invokers give each HTTP function {2 * len(invokers)} resource-policy statements, about {size:,} bytes, over "
+            f"Lambda's 20 KB ({RESOURCE_POLICY_LIMIT_BYTES:,} bytes) for a function's resource policy: the deploy would fail part-way "
+            "(PolicyLengthExceededException)",
+            f"list at most {fit} invokers (with these ARNs); for more callers, grant one role here and let them assume it")
+
+
 def http_trigger(role: RoleContext, stage: StageSpec, invokers: list[str], function: Handle[aws.lambda_.Function]) -> Handle[aws.lambda_.FunctionUrl]:
     """A function URL with IAM auth (never NONE); the pipeline's own caller policy; `http_invokers` by exact ARN."""
     url = aws.lambda_.FunctionUrl(role.name(), function_name=function.name, authorization_type=iam.URL_AUTH_TYPE,
@@ -257,8 +310,7 @@ def http_trigger(role: RoleContext, stage: StageSpec, invokers: list[str], funct
     for index, principal in enumerate(invokers):
         # Another account's principal needs this resource policy as well as its own identity policy; a
         # same-account one could do with the identity policy alone, but the grant is explicit either way.
-        aws.lambda_.Permission(role.name(f"invoker-{index}-url"), function=function.name, action="lambda:InvokeFunctionUrl",
-                               principal=principal, function_url_auth_type=iam.URL_AUTH_TYPE, opts=role.opts())
-        aws.lambda_.Permission(role.name(f"invoker-{index}-invoke"), function=function.name, action="lambda:InvokeFunction",
-                               principal=principal, invoked_via_function_url=True, opts=role.opts())
+        for suffix, action, args, _ in INVOKER_GRANTS:
+            aws.lambda_.Permission(role.name(invoker_permission(index, suffix)), function=function.name, action=action,
+                                   principal=principal, opts=role.opts(), **args)
     return Handle(url, url.function_url, {"caller": caller.name, "policy": caller.resource})
