@@ -470,21 +470,23 @@ def test_environment_names_lambda_refuses_are_located_errors(tmp_path: Path) -> 
               X: "1"
               _DEBUG: "1"
               LAMBDA_TASK_ROOT: /tmp
+              _X_AMZN_TRACE_ID: x
               TZ: Europe/Paris
               OK_NAME: "1"
     """)
     with pytest.raises(SpecError) as caught:
         plan(load_spec(spec), "aws")
     found = {p.path: p for p in caught.value.problems}
-    assert set(found) == {f"stages[0].environment.{key}" for key in ("X", "_DEBUG", "LAMBDA_TASK_ROOT", "TZ")}
-    assert [found[f"stages[0].environment.{key}"].line for key in ("X", "_DEBUG", "LAMBDA_TASK_ROOT", "TZ")] == [9, 10, 11, 12]
+    # TZ is not reserved (Lambda lists it among the variables a function may set)
+    assert set(found) == {f"stages[0].environment.{key}" for key in ("X", "_DEBUG", "LAMBDA_TASK_ROOT", "_X_AMZN_TRACE_ID")}
+    assert [found[f"stages[0].environment.{key}"].line for key in ("X", "_DEBUG", "LAMBDA_TASK_ROOT", "_X_AMZN_TRACE_ID")] == [9, 10, 11, 12]
     assert "start with a letter" in found["stages[0].environment.X"].message and "X_VALUE" in found["stages[0].environment.X"].hint
     assert "DEBUG" in found["stages[0].environment._DEBUG"].hint
     assert "reserved" in found["stages[0].environment.LAMBDA_TASK_ROOT"].message
-    assert "reserved" in found["stages[0].environment.TZ"].message
+    assert "reserved" in found["stages[0].environment._X_AMZN_TRACE_ID"].message
     # The same spec with valid names plans.
     spec.write_text(spec.read_text().replace('X: "1"', 'XX: "1"').replace("_DEBUG", "DEBUG").replace("LAMBDA_TASK_ROOT", "TASK_ROOT")
-                    .replace("TZ:", "TIME_ZONE:"))
+                    .replace("_X_AMZN_TRACE_ID:", "TRACE:"))
     assert plan(load_spec(spec), "aws").of_type("aws:lambda/function:Function")
 
 

@@ -24,8 +24,9 @@ from pipeline_aws.storage import bucket_prefix
 NAME = re.compile(r"[a-zA-Z][a-zA-Z0-9_]+")
 # Keys Lambda's runtime sets and refuses in a function's configuration
 # (https://docs.aws.amazon.com/lambda/latest/dg/configuration-envvars.html, "Reserved environment variables").
-# The spec already refuses every AWS_* key; these are the others.
-RESERVED = frozenset({"_HANDLER", "_X_AMZN_TRACE_ID", "LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR", "TZ"})
+# The spec already refuses every AWS_* key; these are the others. TZ is not among them: the page lists it with the
+# variables a function may set (LANG, PATH, PYTHONPATH, TZ, ...).
+RESERVED = frozenset({"_HANDLER", "_X_AMZN_TRACE_ID", "LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR"})
 LIMIT_BYTES = 4096
 AUTONAME_SUFFIX = 26  # the provider's unique suffix after `bucket_prefix` (S3 names are at most 63 characters)
 
