@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
+from pipeline import wiring
 from pipeline.backend import Backend, BucketSpec, Compute, FunctionCode, Grant, Handle, Limits, RoleContext, StageResources
 from pipeline.cost import CostEstimate
 from pipeline.operations.protocol import Operations
@@ -167,7 +168,9 @@ class GcpBackend(Backend):
         return stream.stream(role, self.env, self.spec)
 
     def bucket(self, role: RoleContext, bucket: BucketSpec) -> Handle[Any]:
-        return storage.bucket(role, self.env, bucket)
+        windowed = any(s.name == bucket.key and s.trigger.window_source for s in self.spec.stages)
+        # A window stage's bucket also keeps its watermark under wiring.state_prefix: only its outputs expire.
+        return storage.bucket(role, self.env, bucket, [wiring.stage_prefix(bucket.key)] if windowed else [])
 
     def archive(self, role: RoleContext, source: Handle[Any], bucket: Handle[Any], prefix: str) -> None:
         stream.archive(role, self.env, self.spec, source, bucket, prefix)
