@@ -48,3 +48,35 @@ def test_a_window_stage_bucket_expires_its_outputs_not_its_watermark(tmp_path: P
     # a bucket with no state still expires everything it holds
     [plain] = deletes(bucket(result, "prep-bucket"))
     assert "matchesPrefixes" not in plain
+
+
+def fan_out(readers: int) -> str:
+    stages = "".join(f'  - {{name: s{n:02}, handler: "h.py:handle", trigger: {{objects: {{from: uploads}}}}}}\n' for n in range(readers))
+    return f"name: fanout\nuploads: {{}}\nstages:\n{stages}"
+
+
+def test_eleven_readers_of_one_bucket_share_one_notification(tmp_path: Path) -> None:
+    """Cloud Storage allows 10 notification configurations per bucket and event type: 11 readers get one notification
+    and one topic, each its own push subscription (and dead-letter policy) on it; the publish is billed once."""
+    result = gcp_plan(tmp_path, fan_out(11))
+    [notification] = of_type(result, "gcp:storage/notification:Notification")
+    topics = {r.physical_name: r for r in of_type(result, "gcp:pubsub/topic:Topic") if r.name.endswith("-events")}
+    assert len(topics) == 1 and notification.inputs["objectNamePrefix"] == "uploads/"
+    pushes = [r for r in of_type(result, "gcp:pubsub/subscription:Subscription") if "pushConfig" in r.inputs]
+    assert len(pushes) == 11
+    assert {p.inputs["topic"] for p in pushes} == {notification.inputs["topic"]}
+    assert len({p.inputs["deadLetterPolicy"]["deadLetterTopic"] for p in pushes}) == 11
+    from pipeline.compare import compare
+
+    lines = compare(load_spec(tmp_path / "pipeline.yaml"), ["gcp"]).to_dict()["clouds"]["gcp"]["cost"]["lines"]
+    notes = [line for line in lines if line["item"].startswith("Pub/Sub object notifications")]
+    assert [line["item"] for line in notes].count("Pub/Sub object notifications (publish + push)") == 1
+    assert [line["item"] for line in notes].count("Pub/Sub object notifications (push)") == 10
+
+
+def test_a_stream_group_shares_its_batch_files_notification(tmp_path: Path) -> None:
+    stages = "".join(f'  - {{name: r{n:02}, handler: "h.py:handle", trigger: {{stream: {{}}}}}}\n' for n in range(11))
+    result = gcp_plan(tmp_path, f"name: streams\nstream: {{}}\nstages:\n{stages}")
+    [notification] = of_type(result, "gcp:storage/notification:Notification")
+    pushes = [r for r in of_type(result, "gcp:pubsub/subscription:Subscription") if "pushConfig" in r.inputs]
+    assert len(pushes) == 11 and {p.inputs["topic"] for p in pushes} == {notification.inputs["topic"]}

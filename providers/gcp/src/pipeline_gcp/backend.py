@@ -204,7 +204,7 @@ class GcpBackend(Backend):
         triggers.stream_trigger(role, self.env, self.spec, stage, stream, function, identity, dead_letter)
 
     def object_trigger(self, role: RoleContext, stage: StageSpec, bucket: Handle[Any], prefix: str, function: Handle[Any], identity: Handle[Any], dead_letter: Handle[Any]) -> None:
-        triggers.object_trigger(role, self.env, stage, bucket, prefix, function, identity, dead_letter)
+        triggers.object_trigger(role, self.env, self.spec, stage, bucket, prefix, function, identity, dead_letter)
 
     def schedule_trigger(self, role: RoleContext, stage: StageSpec, schedule: Schedule, function: Handle[Any], identity: Handle[Any], dead_letter: Handle[Any]) -> None:
         triggers.schedule_trigger(role, self.env, stage, schedule, function, identity, dead_letter)

@@ -205,10 +205,17 @@ class _Estimator:
             self.est.add(role, "Cloud Storage soft-deleted objects", soft_deleted_gb_months(bytes_month), self.sheet["gcs_standard_storage"],
                          note=f"expired and overwritten objects stay restorable {SOFT_DELETE_DAYS:g} days (soft delete), billed as storage")
 
-    def notifications(self, role: str, events: float, what: str) -> None:
-        """Cloud Storage notifications: one publish and one push per object, each at least 1000 B."""
-        self.pubsub(role, "Pub/Sub object notifications (publish + push)", 2 * pubsub_billable_bytes(events, NOTIFICATION_BYTES),
-                    f"{events:,.0f} {what} x 2 requests x max(1000, {NOTIFICATION_BYTES}) B (notification size assumed)")
+    def notifications(self, stage: StageSpec, role: str, events: float, what: str) -> None:
+        """Cloud Storage notifications: one publish per object on the topic the source's readers share (billed to its
+        first reader, which owns it: triggers.event_source) and one push per object to each reader; each at least 1000 B."""
+        readers = triggers.event_source(self.spec, stage)[2]
+        if readers[0] == stage.name:
+            shared = f"; the publish is shared by {', '.join(readers)}" if len(readers) > 1 else ""
+            self.pubsub(role, "Pub/Sub object notifications (publish + push)", 2 * pubsub_billable_bytes(events, NOTIFICATION_BYTES),
+                        f"{events:,.0f} {what} x 2 requests x max(1000, {NOTIFICATION_BYTES}) B (notification size assumed){shared}")
+        else:
+            self.pubsub(role, "Pub/Sub object notifications (push)", pubsub_billable_bytes(events, NOTIFICATION_BYTES),
+                        f"{events:,.0f} {what} x 1 push x max(1000, {NOTIFICATION_BYTES}) B; the publish is billed to {readers[0]}'s trigger")
 
     # -- stream and archive --
     def stream(self) -> None:
@@ -252,9 +259,9 @@ class _Estimator:
         if stage.trigger.stream:
             self.batch_files(role, stage)
             self.class_b(role, "Cloud Storage Class B operations (batch file reads)", events, "one read per invocation")
-            self.notifications(role, events, "batch files")
+            self.notifications(stage, role, events, "batch files")
         elif stage.trigger.objects:
-            self.notifications(role, events, "objects")
+            self.notifications(stage, role, events, "objects")
             self.class_b(role, "Cloud Storage Class B operations (object reads)", events, "one read per invocation")
         elif stage.trigger.schedule:
             self.est.add(role, "Cloud Scheduler job", 1, self.sheet["scheduler_job"], free=self.free(self.scheduler_free, 1),
