@@ -7,6 +7,9 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+from pipeline_gcp import naming
+
+from pipeline.compare import compare
 from pipeline.plan import Plan, PlannedResource
 from pipeline.planner import plan
 from pipeline.spec.load import load_spec
@@ -66,8 +69,6 @@ def test_eleven_readers_of_one_bucket_share_one_notification(tmp_path: Path) -> 
     assert len(pushes) == 11
     assert {p.inputs["topic"] for p in pushes} == {notification.inputs["topic"]}
     assert len({p.inputs["deadLetterPolicy"]["deadLetterTopic"] for p in pushes}) == 11
-    from pipeline.compare import compare
-
     lines = compare(load_spec(tmp_path / "pipeline.yaml"), ["gcp"]).to_dict()["clouds"]["gcp"]["cost"]["lines"]
     notes = [line for line in lines if line["item"].startswith("Pub/Sub object notifications")]
     assert [line["item"] for line in notes].count("Pub/Sub object notifications (publish + push)") == 1
@@ -80,3 +81,30 @@ def test_a_stream_group_shares_its_batch_files_notification(tmp_path: Path) -> N
     [notification] = of_type(result, "gcp:storage/notification:Notification")
     pushes = [r for r in of_type(result, "gcp:pubsub/subscription:Subscription") if "pushConfig" in r.inputs]
     assert len(pushes) == 11 and {p.inputs["topic"] for p in pushes} == {notification.inputs["topic"]}
+
+
+def test_alert_filters_stay_within_2048_characters_whatever_the_number_of_stages(tmp_path: Path) -> None:
+    """42 object stages with 20-character names (and a 20-character pipeline name): every condition's filter is at most
+    2,048 characters, every stage is still watched, no policy has more than 6 conditions, and the price counts the
+    conditions as built."""
+    names = [f"stage-number-{n:07}" for n in range(42)]
+    assert all(len(name) == 20 for name in names)
+    stages = "".join(f'  - {{name: {name}, handler: "h.py:handle", trigger: {{objects: {{from: {prev}}}}}}}\n'
+                     for name, prev in zip(names, ["uploads", *names[:-1]], strict=True))
+    result = gcp_plan(tmp_path, f"name: abcdefghijklmnopqrst\nuploads: {{}}\nstages:\n{stages}")
+    policies = of_type(result, "gcp:monitoring/alertPolicy:AlertPolicy")
+    conditions = [c for p in policies for c in p.inputs["conditions"]]
+    filters = [c["conditionThreshold"]["filter"] for c in conditions if "conditionThreshold" in c]
+    assert max(len(f) for f in filters) <= 2048
+    assert all(len(p.inputs["conditions"]) <= 6 for p in policies)
+    errors = [f for f in filters if "run.googleapis.com/request_count" in f]
+    holds = [f for f in filters if "num_undelivered_messages" in f]
+    backlog = [f for f in filters if "oldest_unacked_message_age" in f]
+    assert len(errors) > 1 and len(holds) > 1 and len(backlog) > 1  # the names did not fit one filter
+    for name in names:
+        assert sum(f'"{naming.function_name("abcdefghijklmnopqrst", result.stack, name)}"' in f for f in errors) == 1
+        assert sum(f'"abcdefghijklmnopqrst-{name}-dead-letter-hold-' in f for f in holds) == 1
+        assert sum(f'"abcdefghijklmnopqrst-{name}-trigger-' in f for f in backlog) == 1
+    lines = compare(load_spec(tmp_path / "pipeline.yaml"), ["gcp"]).to_dict()["clouds"]["gcp"]["cost"]["lines"]
+    [priced] = [line for line in lines if line["item"] == "Cloud Monitoring alert conditions"]
+    assert priced["quantity"] == len(conditions)

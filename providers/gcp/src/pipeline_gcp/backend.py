@@ -132,7 +132,7 @@ class GcpBackend(Backend):
         return limits.limits(self.spec)
 
     def price(self, sizing: Sizing, free_tier: bool) -> CostEstimate:
-        return pricing.estimate(self.spec, sizing, free_tier)
+        return pricing.estimate(self.spec, sizing, free_tier, self.stack)
 
     def compute(self, stage: StageSpec) -> Compute:
         """gen2 pairs each memory tier with a CPU (pipeline_gcp.functions.CPU_TIERS)."""

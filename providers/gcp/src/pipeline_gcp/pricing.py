@@ -159,8 +159,9 @@ def add_line(est: CostEstimate, role: str, item: str, quantity: float, price: Pr
 class _Estimator:
     """Adds the lines of one estimate; keeps the shared free-tier pools between lines."""
 
-    def __init__(self, spec: PipelineSpec, sizing_: Sizing, sheet: PriceSheet, est: CostEstimate):
+    def __init__(self, spec: PipelineSpec, sizing_: Sizing, sheet: PriceSheet, est: CostEstimate, stack: str):
         self.spec, self.sizing, self.sheet, self.est = spec, sizing_, sheet, est
+        self.stack = stack  # this stack's names are in its alert filters (observability.alert_conditions)
         self.records = records_per_month(spec)
         self.message_bytes = pubsub_message_bytes(spec.workload.record_bytes)
         gcs_free = sheet.region in GCS_FREE_REGIONS
@@ -352,9 +353,12 @@ class _Estimator:
         gib = total * (REQUEST_LOG_BYTES + RUNTIME_LOG_BYTES) / GB
         self.est.add("observability", "Cloud Logging ingestion", gib, self.sheet["logging_ingestion"], free=self.free(self.logging_free, gib),
                      note=f"{total:,.0f} invocations x {REQUEST_LOG_BYTES + RUNTIME_LOG_BYTES:,} B (assumed: request log + the runtime's line)")
-        policies = observability.alert_policies(self.spec)
-        self.est.add("observability", "Cloud Monitoring alert conditions", len(policies), self.sheet["monitoring_alert_condition"],
-                     note="one condition per policy, each over every stage: " + ", ".join(policies))
+        conditions = observability.alert_conditions(self.spec, self.stack)
+        policies = list(conditions)
+        split = [f"{kind} in {count}" for kind, count in conditions.items() if count > 1]
+        self.est.add("observability", "Cloud Monitoring alert conditions", sum(conditions.values()), self.sheet["monitoring_alert_condition"],
+                     note="one condition per policy, each over every stage: " + ", ".join(policies)
+                     + (f" (filters of at most {observability.MAX_FILTER_CHARS} characters: " + ", ".join(split) + ")" if split else ""))
         series = len(self.spec.stages)  # grouped by stage / service / subscription: about one series per stage each
         self.est.add("observability", "Cloud Monitoring alert time-series points returned", alert_points_millions(len(policies), series),
                      self.sheet["monitoring_alert_time_series"],
@@ -392,12 +396,12 @@ UNPRICED = [
 ]
 
 
-def estimate(spec: PipelineSpec, sizing_: Sizing, free_tier: bool) -> CostEstimate:
+def estimate(spec: PipelineSpec, sizing_: Sizing, free_tier: bool, stack: str) -> CostEstimate:
     """Monthly cost of the planned GCP resources for `spec.workload`; a region without prices raises PipelineError."""
     region = spec.clouds.gcp.region
     sheet = load_price_sheet(PRICE_FILE, "GCP", region)
     est = CostEstimate("gcp", region, free_tier, assumptions=assumptions(spec), unpriced=list(UNPRICED))
-    builder = _Estimator(spec, sizing_, sheet, est)
+    builder = _Estimator(spec, sizing_, sheet, est, stack)
     if spec.stream is not None:
         builder.stream()
     for stage in spec.stages:
