@@ -108,3 +108,13 @@ def test_alert_filters_stay_within_2048_characters_whatever_the_number_of_stages
     lines = compare(load_spec(tmp_path / "pipeline.yaml"), ["gcp"]).to_dict()["clouds"]["gcp"]["cost"]["lines"]
     [priced] = [line for line in lines if line["item"] == "Cloud Monitoring alert conditions"]
     assert priced["quantity"] == len(conditions)
+
+
+def test_the_monitoring_agents_publisher_grant_waits_for_the_pubsub_channel(tmp_path: Path) -> None:
+    """Monitoring's notification agent exists only once the first Pub/Sub channel does: on a fresh project a grant to
+    it made in parallel fails with "service account does not exist"."""
+    result = gcp_plan(tmp_path, fan_out(1))
+    [channel] = [r for r in of_type(result, "gcp:monitoring/notificationChannel:NotificationChannel") if r.inputs["type"] == "pubsub"]
+    [grant] = [r for r in of_type(result, "gcp:pubsub/topicIAMMember:TopicIAMMember") if r.name.endswith("-alerts-publisher")]
+    assert "gcp-sa-monitoring-notification" in grant.inputs["member"]
+    assert channel.urn in grant.dependencies

@@ -161,8 +161,10 @@ def channels(role: RoleContext, env: Env, spec: PipelineSpec) -> list[pulumi.Out
         opts=env.opts(role),
     )
     # Monitoring publishes as its notification service agent, created with the first Pub/Sub channel (hence after it).
+    # (https://cloud.google.com/monitoring/support/notification-options#pubsub): on a fresh project the grant
+    # would otherwise race the channel and fail with "service account does not exist".
     iam.topic_publisher(role, env, "alerts-publisher", topic.id,
-                        iam.member(env.project_number.apply(lambda n: naming.service_agent(n, "monitoring"))))
+                        iam.member(env.project_number.apply(lambda n: naming.service_agent(n, "monitoring"))), channel)
     found = [channel.name]
     for index, address in enumerate(spec.alerts.emails):
         email = gcp.monitoring.NotificationChannel(
