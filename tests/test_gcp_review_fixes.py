@@ -118,3 +118,20 @@ def test_the_monitoring_agents_publisher_grant_waits_for_the_pubsub_channel(tmp_
     [grant] = [r for r in of_type(result, "gcp:pubsub/topicIAMMember:TopicIAMMember") if r.name.endswith("-alerts-publisher")]
     assert "gcp-sa-monitoring-notification" in grant.inputs["member"]
     assert channel.urn in grant.dependencies
+
+
+def test_a_push_subscription_keeps_an_event_past_its_last_delivery_attempt(tmp_path: Path) -> None:
+    """timeout_s 540, retries 10: 11 deliveries of up to 570 s each with up to 600 s of backoff between them end past
+    the default max_event_age_s + 1 h; an event the function never answers must reach the dead-letter topic, not expire."""
+    result = gcp_plan(tmp_path, """
+        name: slowjobs
+        uploads: {}
+        stages:
+          - {name: heavy, handler: "h.py:handle", trigger: {objects: {from: uploads}}, memory_mb: 2048, timeout_s: 540, retries: 10}
+    """)
+    [push] = [r for r in of_type(result, "gcp:pubsub/subscription:Subscription") if "pushConfig" in r.inputs]
+    attempts, ack = push.inputs["deadLetterPolicy"]["maxDeliveryAttempts"], push.inputs["ackDeadlineSeconds"]
+    backoff = int(push.inputs["retryPolicy"]["maximumBackoff"].rstrip("s"))
+    assert (attempts, ack, backoff) == (11, 570, 600)
+    retention = int(push.inputs["messageRetentionDuration"].rstrip("s"))
+    assert attempts * (ack + backoff) < retention <= 31 * 86_400

@@ -65,9 +65,22 @@ def ack_deadline(stage: StageSpec) -> int:
     return max(10, min(MAX_ACK_DEADLINE_S, timeout + 30))
 
 
+RETENTION_MARGIN_S = 3600
+
+
 def event_retention_s(stage: StageSpec) -> int:
-    """An undelivered event must outlive its retries by age (max_event_age_s), or Pub/Sub would drop it unseen."""
-    return max(MIN_RETENTION_S, min(MAX_RETENTION_S, stage.max_event_age_s + 3600))
+    """How long the push subscription keeps an unacknowledged event: past its retries by age (max_event_age_s), and
+    past the last delivery attempt even when the function never answers (a crash or a timeout: the runtime's age
+    check never runs), so Pub/Sub dead-letters it rather than dropping it at retention. The last attempt starts at
+    most `attempts x (ack deadline + maximum backoff)` after publishing; Pub/Sub keeps unacknowledged messages
+    10 minutes to 31 days (pulumi-gcp SubscriptionArgs.message_retention_duration)."""
+    attempts = delivery_attempts(stage.retries) * (ack_deadline(stage) + int(MAX_BACKOFF.rstrip("s")))
+    return max(MIN_RETENTION_S, min(MAX_RETENTION_S, max(stage.max_event_age_s, attempts) + RETENTION_MARGIN_S))
+
+
+def topic_retention_s(stage: StageSpec) -> int:
+    """The events topic keeps its messages for replay by seek (billed as topic storage): the retries by age."""
+    return max(MIN_RETENTION_S, min(MAX_RETENTION_S, stage.max_event_age_s + RETENTION_MARGIN_S))
 
 
 def pushed(stage: StageSpec) -> bool:
@@ -122,8 +135,8 @@ def _events_topic(role: RoleContext, env: Env, spec: PipelineSpec, stage: StageS
     if found is not None:
         return found
     assert env.gcs_agent is not None, "platform() looks up the Cloud Storage agent when a stage is fed by object events"
-    # Kept as long as the longest-kept reader's subscription (replay by seek).
-    retention = max(event_retention_s(spec.stage(name)) for name in readers)
+    # Kept for the reader whose events may be retried the longest (replay by seek).
+    retention = max(topic_retention_s(spec.stage(name)) for name in readers)
     topic = gcp.pubsub.Topic(role.name("events"), name=env.pubsub_name(role.name("events")), message_retention_duration=seconds(retention), opts=env.opts(role))
     # The Cloud Storage service agent publishes the notifications: on this topic only.
     gcs_publisher = iam.topic_publisher(role, env, "gcs-agent-publisher", topic.id, iam.member(env.gcs_agent))
