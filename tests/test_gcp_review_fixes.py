@@ -135,3 +135,22 @@ def test_a_push_subscription_keeps_an_event_past_its_last_delivery_attempt(tmp_p
     assert (attempts, ack, backoff) == (11, 570, 600)
     retention = int(push.inputs["messageRetentionDuration"].rstrip("s"))
     assert attempts * (ack + backoff) < retention <= 31 * 86_400
+
+
+def test_batch_files_outlive_the_dead_letters_that_point_at_them(tmp_path: Path) -> None:
+    """A dead-lettered batch event is a pointer to its batch file, kept storage.dead_letter_days in the hold
+    subscription: the file must be kept as long (and its storage is priced so)."""
+    result = gcp_plan(tmp_path, """
+        name: batches
+        stream: {archive: false}
+        stages:
+          - {name: pre, handler: "h.py:handle", trigger: {stream: {}}}
+        storage: {dead_letter_days: 12}
+    """)
+    [hold] = [r for r in of_type(result, "gcp:pubsub/subscription:Subscription") if r.name.endswith("-hold")]
+    assert hold.inputs["messageRetentionDuration"] == f"{12 * 86_400}s"
+    [files] = deletes(bucket(result, "pre-trigger"))
+    assert files["age"] == 12
+    lines = compare(load_spec(tmp_path / "pipeline.yaml"), ["gcp"]).to_dict()["clouds"]["gcp"]["cost"]["lines"]
+    [stored] = [line for line in lines if line["role"] == "pre-trigger" and line["item"] == "Cloud Storage Standard storage"]
+    assert "kept 12 days" in stored["note"]

@@ -228,8 +228,8 @@ def test_stream_stages_with_different_batches_get_their_own_files_and_equal_ones
         assert set(subs) == {"fast-trigger", "slow-trigger"}
         fast_bucket = one(p, BUCKET, "fast-trigger").physical_name
         assert subs["fast-trigger"] == {**subs["fast-trigger"], "bucket": fast_bucket, "filenamePrefix": "fast/", "maxBytes": fast_bytes}
-        # The shared batch bucket outlives the longest event age of the stages that read it.
-        assert {"action": {"type": "Delete"}, "condition": {"age": batching.retention_days(7200)}} in one(p, BUCKET, "fast-trigger").inputs["lifecycleRules"]
+        # The shared batch bucket outlives the longest event age of the stages that read it, and their dead letters (14 days).
+        assert {"action": {"type": "Delete"}, "condition": {"age": max(batching.retention_days(7200), 14)}} in one(p, BUCKET, "fast-trigger").inputs["lifecycleRules"]
         env = one(p, FUNCTION, "fast-copy-function").inputs["serviceConfig"]["environmentVariables"]
         assert env["PIPELINE_BATCH_PREFIX"] == "fast/"
         delivery_wiring(p, "fast-copy", fast_bucket, "fast/", owner="fast")

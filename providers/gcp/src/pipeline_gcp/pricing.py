@@ -284,7 +284,7 @@ class _Estimator:
         self.est.add(role, "Pub/Sub Cloud Storage subscription throughput (batch files)", self.records * self.message_bytes / TB,
                      self.sheet["pubsub_cloud_storage_subscription"],
                      note=f"{self.records:,.0f} records written as Avro batch files of ~{files.records_per_file:,.0f}{readers}")
-        days = max(batching.retention_days(self.spec.stage(name).max_event_age_s) for name in source.stages)
+        days = batching.files_days(self.spec, source.stages)
         self.storage(role, self.records * batching.avro_record_bytes(self.spec), days, "batch files (Avro, with metadata)", soft_delete=False)
         self.class_a(role, "Cloud Storage Class A operations (batch file writes)", written, f"{written:,.0f} batch files")
 

@@ -68,7 +68,7 @@ def bucket(role: RoleContext, env: Env, spec: BucketSpec, expiring: Sequence[str
 
 def batch_bucket(role: RoleContext, env: Env, stage: str, retention_days: int) -> Handle[gcp.storage.Bucket]:
     """A stream stage's internal batch bucket (shared by the stages whose files come out the same): its Cloud Storage
-    subscription writes batch files here, each reader reads each once. Short retention (batching.retention_days), no
+    subscription writes batch files here, each reader reads each once. Kept as long as a dead letter (batching.files_days), no
     soft delete, deletable on destroy: the records also live in the stream (and the raw archive); a batch that gives up
     is dead-lettered record by record by the runtime."""
     b = _bucket(role, env, f"{stage}-batches", retention_days, data=False, suffix="batches")

@@ -211,8 +211,7 @@ def stream_trigger(role: RoleContext, env: Env, spec: PipelineSpec, stage: Stage
 def _batch_files(role: RoleContext, env: Env, spec: PipelineSpec, topic: Handle[gcp.pubsub.Topic], batch: batching.Source) -> Handle[Any]:
     """A batch bucket and the Cloud Storage subscription that writes the group's files into it."""
     assert spec.stream is not None
-    days = max(batching.retention_days(spec.stage(name).max_event_age_s) for name in batch.stages)
-    bucket = storage.batch_bucket(role, env, batch.key, days)
+    bucket = storage.batch_bucket(role, env, batch.key, batching.files_days(spec, batch.stages))
     agent = iam.member(env.pubsub_agent)
     # The Pub/Sub agent writes the files: create objects and read the bucket's metadata, on this bucket only
     # (https://cloud.google.com/pubsub/docs/create-cloudstorage-subscription#assign_roles).
