@@ -154,3 +154,18 @@ def test_batch_files_outlive_the_dead_letters_that_point_at_them(tmp_path: Path)
     lines = compare(load_spec(tmp_path / "pipeline.yaml"), ["gcp"]).to_dict()["clouds"]["gcp"]["cost"]["lines"]
     [stored] = [line for line in lines if line["role"] == "pre-trigger" and line["item"] == "Cloud Storage Standard storage"]
     assert "kept 12 days" in stored["note"]
+
+
+def test_a_stage_reading_an_archive_kept_shorter_than_its_dead_letters_is_told(tmp_path: Path) -> None:
+    """The raw archive's files are kept raw_days (the user's choice): when that is shorter than dead_letter_days the plan
+    says which dead letters cannot be replayed and what setting fixes it."""
+    result = gcp_plan(tmp_path, """
+        name: archived
+        stream: {}
+        stages:
+          - {name: pre, handler: "h.py:handle", trigger: {stream: {}}}
+        storage: {raw_days: 7}
+    """)
+    reasoning = " ".join(result.sizing["stream"]["reasoning"])
+    assert "pre: reads the raw archive's files, kept storage.raw_days 7 days" in reasoning
+    assert "set storage.raw_days to at least 14" in reasoning

@@ -138,9 +138,9 @@ def sources(spec: PipelineSpec) -> dict[str, Source]:
     for number, members in enumerate(groups.values()):
         files = stage_files(spec, members[0])
         names = tuple(s.name for s in members)
-        # The archive keeps its files raw_days: long enough for every retry and dead letter of the group's stages, or
-        # they get their own.
-        lasts = spec.storage.raw_days >= files_days(spec, [s.name for s in members])
+        # The archive keeps its files raw_days: long enough for every retry of the group's stages, or they get their own.
+        # (A dead letter older than raw_days points at an expired archive file: the raw_days the user chose governs.)
+        lasts = spec.storage.raw_days >= max(retention_days(s.max_event_age_s) for s in members)
         key, prefix = (ARCHIVE_KEY, ARCHIVE_PREFIX) if archived and lasts and number == 0 else (members[0].name, f"{members[0].name}/")
         source = Source(key, prefix, files, names)
         out.update({name: source for name in names})

@@ -368,6 +368,10 @@ def notes(spec: PipelineSpec) -> list[str]:
             out.append(f"{name}: failing events are retried with backoff (10-600 s); after {stage.retries + 1} deliveries or "
                        f"{stage.max_event_age_s} s the runtime dead-letters them record by record; Pub/Sub's dead-letter topic takes what "
                        f"never reached the runtime after {attempts} deliveries (Pub/Sub allows {MIN_DELIVERY_ATTEMPTS}-{MAX_DELIVERY_ATTEMPTS})")
+        if stage.trigger.stream and batching.sources(spec)[name].archive and spec.storage.raw_days < spec.storage.dead_letter_days:
+            out.append(f"{name}: reads the raw archive's files, kept storage.raw_days {spec.storage.raw_days} days, but its dead letters are "
+                       f"kept {spec.storage.dead_letter_days}: a dead-lettered batch older than {spec.storage.raw_days} days points at a "
+                       f"deleted file and cannot be replayed; set storage.raw_days to at least {spec.storage.dead_letter_days} to replay them all")
         if stage.trigger.stream and stage.trigger.stream.starting_position == "earliest":
             assert spec.stream is not None
             out.append(f"{name}: starting_position earliest: a new subscription receives messages published after it is "
