@@ -279,7 +279,8 @@ def test_every_google_resource_waits_for_the_apis(long_plan: Plan) -> None:
 
 def test_stages_whose_retries_outlast_the_archive_get_their_own_files(write_spec: Callable[..., Path]) -> None:
     """raw_days 1 would delete a file before the last retry of a stage that retries for a day: that stage's group
-    gets its own subscription and batch bucket (kept 2 days) instead of reading the archive."""
+    gets its own subscription and batch bucket instead of reading the archive, kept as long as its dead letters
+    (storage.dead_letter_days, 14 by default): a dead-lettered event points at its file."""
     text = textwrap.dedent(f"""
     name: short-raw
     stream: {{archive: true}}
@@ -292,7 +293,7 @@ def test_stages_whose_retries_outlast_the_archive_get_their_own_files(write_spec
     subs = {s.role: s.inputs["cloudStorageConfig"] for s in of(p, "gcp:pubsub/subscription:Subscription") if "cloudStorageConfig" in s.inputs}
     assert set(subs) == {"raw-archive", "pre-trigger"} and subs["pre-trigger"]["filenamePrefix"] == "pre/"
     [batches] = of(p, "gcp:storage/bucket:Bucket", "pre-trigger")
-    assert {"action": {"type": "Delete"}, "condition": {"age": 2}} in batches.inputs["lifecycleRules"]
+    assert {"action": {"type": "Delete"}, "condition": {"age": 14}} in batches.inputs["lifecycleRules"]
 
 
 def test_an_http_stage_over_outputs_alone_gets_the_list_only_role(write_spec: Callable[..., Path]) -> None:

@@ -148,16 +148,17 @@ def depends(p: Plan, resource: PlannedResource, other: PlannedResource) -> bool:
     return other.urn in resource.dependencies
 
 
-def delivery_wiring(p: Plan, stage: str, bucket: str, prefix: str) -> PlannedResource:
-    """Notification on `bucket`/`prefix` -> events topic -> push subscription -> the stage's function, with dead letters."""
+def delivery_wiring(p: Plan, stage: str, bucket: str, prefix: str, owner: str | None = None) -> PlannedResource:
+    """Notification on `bucket`/`prefix` -> events topic -> push subscription -> the stage's function, with dead letters.
+    The notification and its topic belong to the first stage reading `bucket`/`prefix` (`owner`), shared by the others."""
     role = f"{stage}-trigger"
-    events = one(p, TOPIC, role, "-events")
-    note = one(p, NOTIFICATION, role)
+    events = one(p, TOPIC, f"{owner or stage}-trigger", "-events")
+    note = one(p, NOTIFICATION, f"{owner or stage}-trigger")
     assert note.inputs["bucket"] == bucket and note.inputs["objectNamePrefix"] == prefix
     assert note.inputs["eventTypes"] == ["OBJECT_FINALIZE"] and note.inputs["payloadFormat"] == "JSON_API_V1"
     assert note.inputs["topic"] == f"projects/{PROJECT}/topics/{events.physical_name}"
     # The GCS agent may publish to this topic only, and the notification waits for that grant.
-    publisher = one(p, TOPIC_MEMBER, role, "-gcs-agent-publisher")
+    publisher = one(p, TOPIC_MEMBER, f"{owner or stage}-trigger", "-gcs-agent-publisher")
     assert publisher.inputs["member"] == GCS_AGENT and publisher.inputs["topic"] == note.inputs["topic"]
     assert depends(p, note, publisher)
     push = one(p, SUBSCRIPTION, role, f"{stage}-trigger")
@@ -227,11 +228,11 @@ def test_stream_stages_with_different_batches_get_their_own_files_and_equal_ones
         assert set(subs) == {"fast-trigger", "slow-trigger"}
         fast_bucket = one(p, BUCKET, "fast-trigger").physical_name
         assert subs["fast-trigger"] == {**subs["fast-trigger"], "bucket": fast_bucket, "filenamePrefix": "fast/", "maxBytes": fast_bytes}
-        # The shared batch bucket outlives the longest event age of the stages that read it.
-        assert {"action": {"type": "Delete"}, "condition": {"age": batching.retention_days(7200)}} in one(p, BUCKET, "fast-trigger").inputs["lifecycleRules"]
+        # The shared batch bucket outlives the longest event age of the stages that read it, and their dead letters (14 days).
+        assert {"action": {"type": "Delete"}, "condition": {"age": max(batching.retention_days(7200), 14)}} in one(p, BUCKET, "fast-trigger").inputs["lifecycleRules"]
         env = one(p, FUNCTION, "fast-copy-function").inputs["serviceConfig"]["environmentVariables"]
         assert env["PIPELINE_BATCH_PREFIX"] == "fast/"
-        delivery_wiring(p, "fast-copy", fast_bucket, "fast/")
+        delivery_wiring(p, "fast-copy", fast_bucket, "fast/", owner="fast")
     assert subs["slow-trigger"]["maxBytes"] == slow_bytes and subs["slow-trigger"]["maxDuration"] == "120s"
     sized = p.sizing["stages"]
     assert sized["fast"]["records_per_invocation"] == sized["fast-copy"]["records_per_invocation"] == 100

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
+from pipeline import wiring
 from pipeline.backend import Backend, BucketSpec, Compute, FunctionCode, Grant, Handle, Limits, RoleContext, StageResources
 from pipeline.cost import CostEstimate
 from pipeline.operations.protocol import Operations
@@ -131,7 +132,7 @@ class GcpBackend(Backend):
         return limits.limits(self.spec)
 
     def price(self, sizing: Sizing, free_tier: bool) -> CostEstimate:
-        return pricing.estimate(self.spec, sizing, free_tier)
+        return pricing.estimate(self.spec, sizing, free_tier, self.stack)
 
     def compute(self, stage: StageSpec) -> Compute:
         """gen2 pairs each memory tier with a CPU (pipeline_gcp.functions.CPU_TIERS)."""
@@ -167,7 +168,9 @@ class GcpBackend(Backend):
         return stream.stream(role, self.env, self.spec)
 
     def bucket(self, role: RoleContext, bucket: BucketSpec) -> Handle[Any]:
-        return storage.bucket(role, self.env, bucket)
+        windowed = any(s.name == bucket.key and s.trigger.window_source for s in self.spec.stages)
+        # A window stage's bucket also keeps its watermark under wiring.state_prefix: only its outputs expire.
+        return storage.bucket(role, self.env, bucket, [wiring.stage_prefix(bucket.key)] if windowed else [])
 
     def archive(self, role: RoleContext, source: Handle[Any], bucket: Handle[Any], prefix: str) -> None:
         stream.archive(role, self.env, self.spec, source, bucket, prefix)
@@ -201,7 +204,7 @@ class GcpBackend(Backend):
         triggers.stream_trigger(role, self.env, self.spec, stage, stream, function, identity, dead_letter)
 
     def object_trigger(self, role: RoleContext, stage: StageSpec, bucket: Handle[Any], prefix: str, function: Handle[Any], identity: Handle[Any], dead_letter: Handle[Any]) -> None:
-        triggers.object_trigger(role, self.env, stage, bucket, prefix, function, identity, dead_letter)
+        triggers.object_trigger(role, self.env, self.spec, stage, bucket, prefix, function, identity, dead_letter)
 
     def schedule_trigger(self, role: RoleContext, stage: StageSpec, schedule: Schedule, function: Handle[Any], identity: Handle[Any], dead_letter: Handle[Any]) -> None:
         triggers.schedule_trigger(role, self.env, stage, schedule, function, identity, dead_letter)

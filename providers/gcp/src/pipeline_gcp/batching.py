@@ -26,6 +26,7 @@ batch bucket of the group's first stage. With the archive off every group has it
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pipeline.sizing import MEMORY_USABLE
@@ -47,6 +48,13 @@ ARCHIVE_KEY, ARCHIVE_PREFIX = "raw", "raw/"
 def retention_days(max_event_age_s: int) -> int:
     """Batch files must outlive every retry of their event (max_event_age_s), plus a day to read a dead letter's pointer."""
     return math.ceil(max_event_age_s / 86_400) + 1
+
+
+def files_days(spec: PipelineSpec, stages: Sequence[str]) -> int:
+    """How long the batch files `stages` read must be kept: past every retry, and as long as a dead letter is kept
+    (storage.dead_letter_days): an event in a dead-letter topic is only a pointer to its batch file, so replaying it
+    after the file expired would read nothing and the records would be lost."""
+    return max(spec.storage.dead_letter_days, *(retention_days(spec.stage(name).max_event_age_s) for name in stages))
 
 
 def avro_record_bytes(spec: PipelineSpec) -> int:
@@ -131,6 +139,7 @@ def sources(spec: PipelineSpec) -> dict[str, Source]:
         files = stage_files(spec, members[0])
         names = tuple(s.name for s in members)
         # The archive keeps its files raw_days: long enough for every retry of the group's stages, or they get their own.
+        # (A dead letter older than raw_days points at an expired archive file: the raw_days the user chose governs.)
         lasts = spec.storage.raw_days >= max(retention_days(s.max_event_age_s) for s in members)
         key, prefix = (ARCHIVE_KEY, ARCHIVE_PREFIX) if archived and lasts and number == 0 else (members[0].name, f"{members[0].name}/")
         source = Source(key, prefix, files, names)

@@ -99,8 +99,10 @@ def invoker(role: RoleContext, env: Env, suffix: str, function: Handle[Any], who
                                            name=function.extra["service"], role="roles/run.invoker", member=who, opts=env.opts(role))
 
 
-def topic_publisher(role: RoleContext, env: Env, suffix: str, topic: pulumi.Input[str], who: pulumi.Input[str]) -> gcp.pubsub.TopicIAMMember:
-    return gcp.pubsub.TopicIAMMember(role.name(suffix), topic=topic, role=PUBLISHER, member=who, opts=env.opts(role))
+def topic_publisher(role: RoleContext, env: Env, suffix: str, topic: pulumi.Input[str], who: pulumi.Input[str],
+                    *after: pulumi.Resource) -> gcp.pubsub.TopicIAMMember:
+    """`after`: what must exist first (e.g. whatever creates the service agent `who` names)."""
+    return gcp.pubsub.TopicIAMMember(role.name(suffix), topic=topic, role=PUBLISHER, member=who, opts=env.opts(role, *after))
 
 
 def producer(role: RoleContext, env: Env, source: str, grants: Sequence[Grant], outside: Sequence[str] = ()) -> Handle[gcp.serviceaccount.Account]:

@@ -13,8 +13,10 @@ What this pipeline keeps on GCP (see triggers.py):
   peek: list and show pull the messages and give them straight back (modifyAckDeadline 0; the holding subscription has
   no dead-letter policy, so that counts nothing). Redriven by republishing the original message (data and attributes)
   to the topic of the subscription it came from, which pushes it to the function again; the dead-lettered copy is
-  acknowledged only after the publish succeeded. Each stage's events topic has only that push subscription, and the
-  redrive says so, naming any other subscription it finds reading the topic (which would see the message again too).
+  acknowledged only after the publish succeeded. The stages reading one (bucket, prefix) share its notification topic
+  (triggers.event_source: Cloud Storage allows 10 notifications per bucket and event type), so the redrive names every
+  other subscription it finds reading the topic: those stages run on the object again (their outputs are named after
+  the input, runtime.keys.output_key, so a second run rewrites the same key: nothing lands twice).
 
 Non-HTTP functions take internal traffic only (ingress ALLOW_INTERNAL_ONLY), so nothing here calls a function: queued
 events go back through Pub/Sub, and records from the dead-letter bucket are replayed by the core with this checkout's

@@ -67,6 +67,7 @@ class Env:
     event_subscriptions: dict[str, pulumi.Output[str]] = field(default_factory=dict)  # push subscriptions, by stage
     batch_subscriptions: dict[str, pulumi.Output[str]] = field(default_factory=dict)  # Cloud Storage subscriptions, by batching.Source key
     batch_buckets: dict[str, Handle[Any]] = field(default_factory=dict)  # batch buckets, by batching.Source key
+    event_topics: dict[tuple[str, str], gcp.pubsub.Topic] = field(default_factory=dict)  # notification topics, by (bucket key, prefix)
     scheduler_jobs: dict[str, pulumi.Output[str]] = field(default_factory=dict)  # by stage name
 
     def opts(self, role: RoleContext, *after: Any, **kwargs: Any) -> pulumi.ResourceOptions:

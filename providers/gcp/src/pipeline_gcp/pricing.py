@@ -159,8 +159,9 @@ def add_line(est: CostEstimate, role: str, item: str, quantity: float, price: Pr
 class _Estimator:
     """Adds the lines of one estimate; keeps the shared free-tier pools between lines."""
 
-    def __init__(self, spec: PipelineSpec, sizing_: Sizing, sheet: PriceSheet, est: CostEstimate):
+    def __init__(self, spec: PipelineSpec, sizing_: Sizing, sheet: PriceSheet, est: CostEstimate, stack: str):
         self.spec, self.sizing, self.sheet, self.est = spec, sizing_, sheet, est
+        self.stack = stack  # this stack's names are in its alert filters (observability.alert_conditions)
         self.records = records_per_month(spec)
         self.message_bytes = pubsub_message_bytes(spec.workload.record_bytes)
         gcs_free = sheet.region in GCS_FREE_REGIONS
@@ -205,10 +206,17 @@ class _Estimator:
             self.est.add(role, "Cloud Storage soft-deleted objects", soft_deleted_gb_months(bytes_month), self.sheet["gcs_standard_storage"],
                          note=f"expired and overwritten objects stay restorable {SOFT_DELETE_DAYS:g} days (soft delete), billed as storage")
 
-    def notifications(self, role: str, events: float, what: str) -> None:
-        """Cloud Storage notifications: one publish and one push per object, each at least 1000 B."""
-        self.pubsub(role, "Pub/Sub object notifications (publish + push)", 2 * pubsub_billable_bytes(events, NOTIFICATION_BYTES),
-                    f"{events:,.0f} {what} x 2 requests x max(1000, {NOTIFICATION_BYTES}) B (notification size assumed)")
+    def notifications(self, stage: StageSpec, role: str, events: float, what: str) -> None:
+        """Cloud Storage notifications: one publish per object on the topic the source's readers share (billed to its
+        first reader, which owns it: triggers.event_source) and one push per object to each reader; each at least 1000 B."""
+        readers = triggers.event_source(self.spec, stage)[2]
+        if readers[0] == stage.name:
+            shared = f"; the publish is shared by {', '.join(readers)}" if len(readers) > 1 else ""
+            self.pubsub(role, "Pub/Sub object notifications (publish + push)", 2 * pubsub_billable_bytes(events, NOTIFICATION_BYTES),
+                        f"{events:,.0f} {what} x 2 requests x max(1000, {NOTIFICATION_BYTES}) B (notification size assumed){shared}")
+        else:
+            self.pubsub(role, "Pub/Sub object notifications (push)", pubsub_billable_bytes(events, NOTIFICATION_BYTES),
+                        f"{events:,.0f} {what} x 1 push x max(1000, {NOTIFICATION_BYTES}) B; the publish is billed to {readers[0]}'s trigger")
 
     # -- stream and archive --
     def stream(self) -> None:
@@ -252,9 +260,9 @@ class _Estimator:
         if stage.trigger.stream:
             self.batch_files(role, stage)
             self.class_b(role, "Cloud Storage Class B operations (batch file reads)", events, "one read per invocation")
-            self.notifications(role, events, "batch files")
+            self.notifications(stage, role, events, "batch files")
         elif stage.trigger.objects:
-            self.notifications(role, events, "objects")
+            self.notifications(stage, role, events, "objects")
             self.class_b(role, "Cloud Storage Class B operations (object reads)", events, "one read per invocation")
         elif stage.trigger.schedule:
             self.est.add(role, "Cloud Scheduler job", 1, self.sheet["scheduler_job"], free=self.free(self.scheduler_free, 1),
@@ -276,7 +284,7 @@ class _Estimator:
         self.est.add(role, "Pub/Sub Cloud Storage subscription throughput (batch files)", self.records * self.message_bytes / TB,
                      self.sheet["pubsub_cloud_storage_subscription"],
                      note=f"{self.records:,.0f} records written as Avro batch files of ~{files.records_per_file:,.0f}{readers}")
-        days = max(batching.retention_days(self.spec.stage(name).max_event_age_s) for name in source.stages)
+        days = batching.files_days(self.spec, source.stages)
         self.storage(role, self.records * batching.avro_record_bytes(self.spec), days, "batch files (Avro, with metadata)", soft_delete=False)
         self.class_a(role, "Cloud Storage Class A operations (batch file writes)", written, f"{written:,.0f} batch files")
 
@@ -345,9 +353,12 @@ class _Estimator:
         gib = total * (REQUEST_LOG_BYTES + RUNTIME_LOG_BYTES) / GB
         self.est.add("observability", "Cloud Logging ingestion", gib, self.sheet["logging_ingestion"], free=self.free(self.logging_free, gib),
                      note=f"{total:,.0f} invocations x {REQUEST_LOG_BYTES + RUNTIME_LOG_BYTES:,} B (assumed: request log + the runtime's line)")
-        policies = observability.alert_policies(self.spec)
-        self.est.add("observability", "Cloud Monitoring alert conditions", len(policies), self.sheet["monitoring_alert_condition"],
-                     note="one condition per policy, each over every stage: " + ", ".join(policies))
+        conditions = observability.alert_conditions(self.spec, self.stack)
+        policies = list(conditions)
+        split = [f"{kind} in {count}" for kind, count in conditions.items() if count > 1]
+        self.est.add("observability", "Cloud Monitoring alert conditions", sum(conditions.values()), self.sheet["monitoring_alert_condition"],
+                     note="one condition per policy, each over every stage: " + ", ".join(policies)
+                     + (f" (filters of at most {observability.MAX_FILTER_CHARS} characters: " + ", ".join(split) + ")" if split else ""))
         series = len(self.spec.stages)  # grouped by stage / service / subscription: about one series per stage each
         self.est.add("observability", "Cloud Monitoring alert time-series points returned", alert_points_millions(len(policies), series),
                      self.sheet["monitoring_alert_time_series"],
@@ -385,12 +396,12 @@ UNPRICED = [
 ]
 
 
-def estimate(spec: PipelineSpec, sizing_: Sizing, free_tier: bool) -> CostEstimate:
+def estimate(spec: PipelineSpec, sizing_: Sizing, free_tier: bool, stack: str) -> CostEstimate:
     """Monthly cost of the planned GCP resources for `spec.workload`; a region without prices raises PipelineError."""
     region = spec.clouds.gcp.region
     sheet = load_price_sheet(PRICE_FILE, "GCP", region)
     est = CostEstimate("gcp", region, free_tier, assumptions=assumptions(spec), unpriced=list(UNPRICED))
-    builder = _Estimator(spec, sizing_, sheet, est)
+    builder = _Estimator(spec, sizing_, sheet, est, stack)
     if spec.stream is not None:
         builder.stream()
     for stage in spec.stages:

@@ -13,6 +13,7 @@ redelivery overwrote, or an expired one, can still be restored), off on buckets 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pulumi
@@ -26,12 +27,15 @@ SOFT_DELETE_DATA_S = 7 * 86_400  # the default, made explicit; 7-90 days or 0 (p
 SOFT_DELETE_OFF = 0
 
 
-def _bucket(role: RoleContext, env: Env, key: str, retention_days: int | None, *, data: bool, suffix: str = "") -> gcp.storage.Bucket:
+def _bucket(role: RoleContext, env: Env, key: str, retention_days: int | None, *, data: bool, suffix: str = "",
+            expiring: Sequence[str] = ()) -> gcp.storage.Bucket:
+    """`expiring`: when set, only objects under these prefixes expire by age (see `bucket`); else the whole bucket."""
     rules = [gcp.storage.BucketLifecycleRuleArgs(action=gcp.storage.BucketLifecycleRuleActionArgs(type="AbortIncompleteMultipartUpload"),
                                                  condition=gcp.storage.BucketLifecycleRuleConditionArgs(age=1))]
     if retention_days is not None:
         rules.append(gcp.storage.BucketLifecycleRuleArgs(action=gcp.storage.BucketLifecycleRuleActionArgs(type="Delete"),
-                                                         condition=gcp.storage.BucketLifecycleRuleConditionArgs(age=retention_days)))
+                                                         condition=gcp.storage.BucketLifecycleRuleConditionArgs(
+                                                             age=retention_days, matches_prefixes=list(expiring) or None)))
     keep = data and not env.delete_data
     # An explicit name (Pulumi's autoname would be the logical name + 8 characters: up to 20 + 20 + 16 + 8 = 64 and
     # beyond, over the 63 a bucket allows): `<pipeline>-<stack>-<key>-<the stack's random suffix>`, shortened with a
@@ -51,8 +55,12 @@ def _bucket(role: RoleContext, env: Env, key: str, retention_days: int | None, *
     )
 
 
-def bucket(role: RoleContext, env: Env, spec: BucketSpec) -> Handle[gcp.storage.Bucket]:
-    b = _bucket(role, env, spec.key, spec.retention_days, data=spec.data)
+def bucket(role: RoleContext, env: Env, spec: BucketSpec, expiring: Sequence[str] = ()) -> Handle[gcp.storage.Bucket]:
+    """`expiring`: the data prefixes that expire by age, when the bucket also keeps state that must not (a window
+    stage's `_state/<stage>/` watermark and lease: an empty window writes nothing, so a source quiet for longer than
+    the retention would otherwise lose the watermark and the next run re-read everything). Cloud Storage's lifecycle
+    condition `matchesPrefix` (https://cloud.google.com/storage/docs/lifecycle#matchesprefix-matchessuffix)."""
+    b = _bucket(role, env, spec.key, spec.retention_days, data=spec.data, expiring=expiring)
     handle: Handle[gcp.storage.Bucket] = Handle(b, b.name, {"url": b.url, "key": spec.key})
     env.buckets[spec.key] = handle
     return handle
@@ -60,7 +68,7 @@ def bucket(role: RoleContext, env: Env, spec: BucketSpec) -> Handle[gcp.storage.
 
 def batch_bucket(role: RoleContext, env: Env, stage: str, retention_days: int) -> Handle[gcp.storage.Bucket]:
     """A stream stage's internal batch bucket (shared by the stages whose files come out the same): its Cloud Storage
-    subscription writes batch files here, each reader reads each once. Short retention (batching.retention_days), no
+    subscription writes batch files here, each reader reads each once. Kept as long as a dead letter (batching.files_days), no
     soft delete, deletable on destroy: the records also live in the stream (and the raw archive); a batch that gives up
     is dead-lettered record by record by the runtime."""
     b = _bucket(role, env, f"{stage}-batches", retention_days, data=False, suffix="batches")

@@ -1,8 +1,9 @@
 """What invokes each stage, and where its failures go.
 
 * **Object events** (a stage's outputs, the uploads bucket, a stream stage's batch files) travel as Cloud
-  Storage Pub/Sub notifications to a topic of the stage's own, and from there through **our own push
-  subscription** to the function: a dead-letter topic after bounded delivery attempts, exponential
+  Storage Pub/Sub notifications to a topic shared by the stages that read the same bucket and prefix (one
+  notification: a bucket takes at most 10 per event type), and from there through **each stage's own push
+  subscription** to its function: a dead-letter topic after bounded delivery attempts, exponential
   backoff, an ack deadline longer than the function may run, and an OIDC identity allowed to invoke that
   one function. (Eventarc's storage trigger owns its subscription, which takes no dead-letter topic: a
   failing event would be retried for 24 h and dropped.)
@@ -23,6 +24,7 @@ from typing import Any
 import pulumi
 import pulumi_gcp as gcp
 
+from pipeline import wiring
 from pipeline.backend import Handle, RoleContext
 from pipeline.errors import PipelineError
 from pipeline.spec.model import PipelineSpec, StageSpec
@@ -63,9 +65,22 @@ def ack_deadline(stage: StageSpec) -> int:
     return max(10, min(MAX_ACK_DEADLINE_S, timeout + 30))
 
 
+RETENTION_MARGIN_S = 3600
+
+
 def event_retention_s(stage: StageSpec) -> int:
-    """An undelivered event must outlive its retries by age (max_event_age_s), or Pub/Sub would drop it unseen."""
-    return max(MIN_RETENTION_S, min(MAX_RETENTION_S, stage.max_event_age_s + 3600))
+    """How long the push subscription keeps an unacknowledged event: past its retries by age (max_event_age_s), and
+    past the last delivery attempt even when the function never answers (a crash or a timeout: the runtime's age
+    check never runs), so Pub/Sub dead-letters it rather than dropping it at retention. The last attempt starts at
+    most `attempts x (ack deadline + maximum backoff)` after publishing; Pub/Sub keeps unacknowledged messages
+    10 minutes to 31 days (pulumi-gcp SubscriptionArgs.message_retention_duration)."""
+    attempts = delivery_attempts(stage.retries) * (ack_deadline(stage) + int(MAX_BACKOFF.rstrip("s")))
+    return max(MIN_RETENTION_S, min(MAX_RETENTION_S, max(stage.max_event_age_s, attempts) + RETENTION_MARGIN_S))
+
+
+def topic_retention_s(stage: StageSpec) -> int:
+    """The events topic keeps its messages for replay by seek (billed as topic storage): the retries by age."""
+    return max(MIN_RETENTION_S, min(MAX_RETENTION_S, stage.max_event_age_s + RETENTION_MARGIN_S))
 
 
 def pushed(stage: StageSpec) -> bool:
@@ -98,17 +113,45 @@ def dead_letter(role: RoleContext, env: Env, spec: PipelineSpec, stage: StageSpe
     return handle
 
 
-def deliver_objects(role: RoleContext, env: Env, stage: StageSpec, bucket: pulumi.Input[str], prefix: str,
-                    function: Handle[Any], dlq: Handle[Any]) -> gcp.pubsub.Subscription:
-    """Objects finalized in `bucket` under `prefix` -> notification topic -> our push subscription -> `function`."""
+def event_source(spec: PipelineSpec, stage: StageSpec) -> tuple[str, str, tuple[str, ...]]:
+    """(bucket key, prefix, every stage that reads it, in spec order) for a push-fed stage: its object events.
+
+    Cloud Storage allows at most 10 notification configurations per bucket for one event type (100 in all;
+    https://cloud.google.com/storage/docs/pubsub-notifications), so the readers of one (bucket, prefix) share one
+    notification and its topic, each with its own push subscription (and dead-letter topic) on it."""
+    if stage.trigger.stream:
+        batch = batching.sources(spec)[stage.name]
+        return batch.key, batch.prefix, batch.stages
+    assert stage.trigger.objects is not None
+    source = stage.trigger.objects.from_stage
+    readers = tuple(s.name for s in spec.stages if s.trigger.objects and s.trigger.objects.from_stage == source)
+    return source, wiring.stage_prefix(source), readers
+
+
+def _events_topic(role: RoleContext, env: Env, spec: PipelineSpec, stage: StageSpec, bucket: pulumi.Input[str], prefix: str) -> gcp.pubsub.Topic:
+    """The one notification topic of this stage's (bucket, prefix), made by its first reader; later readers subscribe to it."""
+    key, _, readers = event_source(spec, stage)
+    found: gcp.pubsub.Topic | None = env.event_topics.get((key, prefix))
+    if found is not None:
+        return found
     assert env.gcs_agent is not None, "platform() looks up the Cloud Storage agent when a stage is fed by object events"
-    topic = gcp.pubsub.Topic(role.name("events"), name=env.pubsub_name(role.name("events")), message_retention_duration=seconds(event_retention_s(stage)), opts=env.opts(role))
+    # Kept for the reader whose events may be retried the longest (replay by seek).
+    retention = max(topic_retention_s(spec.stage(name)) for name in readers)
+    topic = gcp.pubsub.Topic(role.name("events"), name=env.pubsub_name(role.name("events")), message_retention_duration=seconds(retention), opts=env.opts(role))
     # The Cloud Storage service agent publishes the notifications: on this topic only.
     gcs_publisher = iam.topic_publisher(role, env, "gcs-agent-publisher", topic.id, iam.member(env.gcs_agent))
     gcp.storage.Notification(
         role.name("notification"), bucket=bucket, topic=topic.id, payload_format="JSON_API_V1", event_types=["OBJECT_FINALIZE"],
         object_name_prefix=prefix, opts=env.opts(role, gcs_publisher),
     )
+    env.event_topics[(key, prefix)] = topic
+    return topic
+
+
+def deliver_objects(role: RoleContext, env: Env, spec: PipelineSpec, stage: StageSpec, bucket: pulumi.Input[str], prefix: str,
+                    function: Handle[Any], dlq: Handle[Any]) -> gcp.pubsub.Subscription:
+    """Objects finalized in `bucket` under `prefix` -> the shared notification topic -> our push subscription -> `function`."""
+    topic = _events_topic(role, env, spec, stage, bucket, prefix)
     pusher = iam.service_account(role, env, "push-sa", naming.service_account_id(role.pipeline, role.stack, stage.name, "push"),
                                  f"{role.pipeline} {stage.name} push ({role.stack})",
                                  f"Pub/Sub push identity for stage {stage.name} of {role.pipeline} ({role.stack}); may invoke only that function")
@@ -162,14 +205,13 @@ def stream_trigger(role: RoleContext, env: Env, spec: PipelineSpec, stage: Stage
     # READ_STREAM, realised: the stage reads the batch files under their prefix.
     identity.extra["bindings"].append(iam.bucket_member(role, env, "read-batches", files.name, iam.OBJECT_READER, identity.extra["member"],
                                                         iam.prefix_condition(files.name, prefix, f"read {prefix} batches")))
-    deliver_objects(role, env, stage, files.name, prefix, function, dlq)
+    deliver_objects(role, env, spec, stage, files.name, prefix, function, dlq)
 
 
 def _batch_files(role: RoleContext, env: Env, spec: PipelineSpec, topic: Handle[gcp.pubsub.Topic], batch: batching.Source) -> Handle[Any]:
     """A batch bucket and the Cloud Storage subscription that writes the group's files into it."""
     assert spec.stream is not None
-    days = max(batching.retention_days(spec.stage(name).max_event_age_s) for name in batch.stages)
-    bucket = storage.batch_bucket(role, env, batch.key, days)
+    bucket = storage.batch_bucket(role, env, batch.key, batching.files_days(spec, batch.stages))
     agent = iam.member(env.pubsub_agent)
     # The Pub/Sub agent writes the files: create objects and read the bucket's metadata, on this bucket only
     # (https://cloud.google.com/pubsub/docs/create-cloudstorage-subscription#assign_roles).
@@ -190,14 +232,14 @@ def _batch_files(role: RoleContext, env: Env, spec: PipelineSpec, topic: Handle[
     return bucket
 
 
-def object_trigger(role: RoleContext, env: Env, stage: StageSpec, source: Handle[gcp.storage.Bucket], prefix: str,
+def object_trigger(role: RoleContext, env: Env, spec: PipelineSpec, stage: StageSpec, source: Handle[gcp.storage.Bucket], prefix: str,
                    function: Handle[Any], identity: Handle[gcp.serviceaccount.Account], dlq: Handle[Any]) -> None:
     """New objects of the source stage (or uploads) under its prefix, one invocation each."""
     assert stage.trigger.objects is not None
     expected = env.buckets.get(stage.trigger.objects.from_stage)
     if expected is not source:
         raise PipelineError(f"stage {stage.name!r}: the object trigger's bucket is not the bucket of {stage.trigger.objects.from_stage!r}")
-    deliver_objects(role, env, stage, source.name, prefix, function, dlq)
+    deliver_objects(role, env, spec, stage, source.name, prefix, function, dlq)
 
 
 def gcp_cron(schedule: Schedule) -> str:
@@ -326,6 +368,10 @@ def notes(spec: PipelineSpec) -> list[str]:
             out.append(f"{name}: failing events are retried with backoff (10-600 s); after {stage.retries + 1} deliveries or "
                        f"{stage.max_event_age_s} s the runtime dead-letters them record by record; Pub/Sub's dead-letter topic takes what "
                        f"never reached the runtime after {attempts} deliveries (Pub/Sub allows {MIN_DELIVERY_ATTEMPTS}-{MAX_DELIVERY_ATTEMPTS})")
+        if stage.trigger.stream and batching.sources(spec)[name].archive and spec.storage.raw_days < spec.storage.dead_letter_days:
+            out.append(f"{name}: reads the raw archive's files, kept storage.raw_days {spec.storage.raw_days} days, but its dead letters are "
+                       f"kept {spec.storage.dead_letter_days}: a dead-lettered batch older than {spec.storage.raw_days} days points at a "
+                       f"deleted file and cannot be replayed; set storage.raw_days to at least {spec.storage.dead_letter_days} to replay them all")
         if stage.trigger.stream and stage.trigger.stream.starting_position == "earliest":
             assert spec.stream is not None
             out.append(f"{name}: starting_position earliest: a new subscription receives messages published after it is "
