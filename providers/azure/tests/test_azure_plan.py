@@ -127,7 +127,8 @@ def test_buckets_are_private_containers_with_one_lifecycle_rule_each(example: Pl
     rules = {r["definition"]["filters"]["prefixMatch"][0]: r["definition"]["actions"]["baseBlob"]["delete"]["daysAfterModificationGreaterThan"]
              for r in policy.inputs["policy"]["rules"]}
     # dev overlay: raw 7, intermediate 7, final 30, dead letters 14; artifacts are kept.
-    assert rules == {"raw/": 7, "out-preprocess/": 7, "out-score/": 30, "out-calibrate/": 30, "dead-letter/": 14}
+    # (a stage's rule covers its outputs only: `_state/` never expires, see the window test below)
+    assert rules == {"raw/": 7, "out-preprocess/preprocess/": 7, "out-score/score/": 30, "out-calibrate/calibrate/": 30, "dead-letter/": 14}
     assert all(re.fullmatch(r"[A-Za-z0-9]+", r["name"]) for r in policy.inputs["policy"]["rules"])
     # The single policy is made last but waits for every data container.
     data_containers = {r.urn for r in containers.values() if r.inputs["containerName"] != "artifacts"}
@@ -809,6 +810,36 @@ def test_schedule_over_accumulated_outputs_lists_exactly_the_source_prefix(tmp_p
     assert {g["roleDefinitionId"] for g in state} == {role_def(iam.STORAGE_BLOB_DATA_READER), role_def(iam.STORAGE_BLOB_DATA_CONTRIBUTOR)}
     s = settings(p.one("azure-native:web:WebApp", "daily-function"))
     assert s["PIPELINE_STATE_PREFIX"] == "_state/daily/" and s["PIPELINE_INPUT_PREFIX"] == "ingest/" and s["PIPELINE_SCHEDULE"] == "0 0 6 * * *"
+
+
+def test_lifecycle_rules_expire_a_window_stages_outputs_but_never_its_watermark(tmp_path: Path) -> None:
+    """Review S2: a window's watermark and lease live in its own container (`_state/<stage>/`), rewritten only when
+    a run has new data; a rule over the whole container deleted them after a quiet spell, and the next run read the
+    whole source again (duplicates). The rule must match the outputs and not the state (prefixMatch is
+    `<container>/<blob prefix>`)."""
+    p = plan_of(write_spec(tmp_path, """
+        name: quiet
+        uploads: {name: in}
+        stages:
+          - {name: win, handler: "h.py:handle", trigger: {schedule: "rate(1 hour)", from: in}}
+          - {name: chain, handler: "h.py:handle", trigger: {objects: {from: win}}}
+          - {name: poll, handler: "h.py:handle", trigger: {http: {from: in}}}
+        workload:
+          uploads: {files_per_hour: 2, records_per_file: 100}
+          http: {requests_per_second: 1, rows_per_request: 10}
+    """))
+    prefixes = [prefix for rule in p.one("azure-native:storage:ManagementPolicy").inputs["policy"]["rules"]
+                for prefix in rule["definition"]["filters"]["prefixMatch"]]
+    for stage in ("win", "poll"):
+        s = settings(p.one("azure-native:web:WebApp", f"{stage}-function"))
+        state = f"{s['PIPELINE_STATE_BUCKET']}/{s['PIPELINE_STATE_PREFIX']}watermark.json"
+        assert state.startswith(f"out-{stage}/_state/{stage}/")
+        assert not [prefix for prefix in prefixes if state.startswith(prefix)], (state, prefixes)
+    win = settings(p.one("azure-native:web:WebApp", "win-function"))
+    output = f"{win['PIPELINE_OUTPUT_BUCKET']}/{win['PIPELINE_OUTPUT_PREFIX']}batch.jsonl"
+    assert [prefix for prefix in prefixes if output.startswith(prefix)] == ["out-win/win/"]
+    # containers without state still expire whole: the uploads and the dead letters (under each stage's prefix)
+    assert {"in-in/", "dead-letter/"} <= set(prefixes)
 
 
 def test_http_stage_needs_an_entra_token_and_a_function_key_only_its_callers_can_read(tmp_path: Path) -> None:
