@@ -108,6 +108,50 @@ def test_storage_names_stay_within_azure_limits() -> None:
     assert len(naming.host_id("a-very-long-pipeline", "production-stack", "a-very-long-stage-nm")) <= 32
 
 
+# The review's pair (S1): with a 4-hex stage hash both stages got host account 'txnscoringh420a668f9ef6'.
+REVIEW_PAIR = """
+    name: txn-scoring
+    uploads: {}
+    stages:
+      - {name: tag-parse, handler: "h.py:handle", trigger: {objects: {from: uploads}}}
+      - {name: agg9, handler: "h.py:handle", trigger: {objects: {from: tag-parse}}}
+    workload:
+      uploads: {files_per_hour: 2, records_per_file: 100}
+    clouds:
+      azure: {location: eastus}
+"""
+# Two stage names whose 8-hex hashes in pipeline txn-scoring agree (found by a birthday search over 's<hex>' names).
+HASH_TWINS = ("s1daca", "s23933")
+
+
+def test_the_reviewers_stage_pair_gets_two_host_accounts_each_with_its_own_queue(tmp_path: Path) -> None:
+    p = plan_of(write_spec(tmp_path, REVIEW_PAIR))
+    hosts = {r.role.removesuffix("-function"): r.inputs["accountName"] for r in p.of_type("azure-native:storage:StorageAccount")
+             if r.name.endswith("-host")}
+    assert set(hosts) == {"tag-parse", "agg9"} and hosts["tag-parse"] != hosts["agg9"], hosts
+    assert all(len(name) == naming.STORAGE_ACCOUNT_MAX for name in hosts.values())
+    queues = {(r.inputs["accountName"], r.inputs["queueName"]) for r in p.of_type("azure-native:storage:Queue")}
+    assert {(hosts["tag-parse"], "objects"), (hosts["agg9"], "objects")} <= queues
+
+
+def test_host_account_hash_spends_the_24_characters_on_telling_stages_apart() -> None:
+    suffix = "0123abcd"
+    name = naming.host_account_name("txn-scoring", "tag-parse", suffix)
+    assert name == "txnscorh" + hashlib.sha256(b"txn-scoring/tag-parse").hexdigest()[:8] + suffix
+    # 8 hex digits: no two of 2,000 stage names of one pipeline share an account (4 digits: ~1 in 50 at 50 stages)
+    names = {naming.host_account_name("p", f"stage-{i}", suffix) for i in range(2000)}
+    assert len(names) == 2000
+
+
+def test_equal_generated_names_are_refused_at_the_stage(tmp_path: Path) -> None:
+    a, b = HASH_TWINS
+    assert naming.host_account_name("txn-scoring", a, "0" * 8) == naming.host_account_name("txn-scoring", b, "0" * 8)
+    text = _problems(tmp_path, REVIEW_PAIR.replace("tag-parse", a).replace("agg9", b))
+    assert f"stages[1].name: Azure: the storage account of stage '{b}' would be named 'txnscorh" in text, text
+    assert f"like the one of stage '{a}'" in text and f"rename stage '{b}'" in text
+    assert "pipeline.yaml:6:" in text  # the second stage's line: the one to rename
+
+
 def test_explicit_provider_and_resource_group(example: Plan) -> None:
     assert [r.type for r in example.resources if r.type.startswith("pulumi:providers:")] == ["pulumi:providers:azure-native",
                                                                                             "pulumi:providers:random"]
