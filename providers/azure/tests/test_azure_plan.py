@@ -53,6 +53,12 @@ def container_id(p: Plan, container: str) -> str:
     return f"/subscriptions/{SUB}/resourceGroups/{rg}/providers/Microsoft.Storage/storageAccounts/{account}/blobServices/default/containers/{container}"
 
 
+def blob_writer(p: Plan) -> str:
+    """The id of the stack's custom blob-writer role (iam.blob_writer), what every write grant assigns."""
+    (writer,) = [r for r in p.of_type("azure-native:authorization:RoleDefinition") if r.name.endswith("-blob-writer-role")]
+    return f"{writer.inputs['scope']}/providers/Microsoft.Authorization/roleDefinitions/{naming.mock_uuid(writer.name)}"  # the mock engine's id
+
+
 def settings(app: PlannedResource) -> dict[str, Any]:
     return {s["name"]: s["value"] for s in app.inputs["siteConfig"]["appSettings"]}
 
@@ -292,13 +298,32 @@ def test_stream_stage_grants(example: Plan) -> None:
               f"{hub.inputs['namespaceName']}/eventhubs/records")
     receive = [g for g in grants if g["roleDefinitionId"] == role_def(iam.EVENT_HUBS_DATA_RECEIVER)]
     assert [g["scope"] for g in receive] == [hub_id]
-    writes = {g["scope"]: g for g in grants if g["roleDefinitionId"] == role_def(iam.STORAGE_BLOB_DATA_CONTRIBUTOR)}
+    writes = {g["scope"]: g for g in grants if g["roleDefinitionId"] == blob_writer(example)}
     assert set(writes) == {container_id(example, "out-preprocess"), container_id(example, "dead-letter")}
     for g in writes.values():
         assert "StringStartsWith 'preprocess/'" in g["condition"]
         for action in iam.BLOB_WRITE_ACTIONS:
             assert f"ActionMatches{{'{action}'}}" in g["condition"]
     assert all(g["principalType"] == "ServicePrincipal" for g in grants)
+
+
+def test_stage_writes_use_a_custom_role_that_cannot_manage_containers(example: Plan) -> None:
+    """Review S3: Storage Blob Data Contributor also grants containers/delete|write|read (control plane, beyond any ABAC
+    condition), so any stage could delete the shared dead-letter container. Writes get the blob data actions only."""
+    (writer,) = [r for r in example.of_type("azure-native:authorization:RoleDefinition") if r.name.endswith("-blob-writer-role")]
+    assert writer.role == "platform" and writer.provider  # one for the stack, outliving any stage
+    assert writer.inputs["permissions"] == [{"dataActions": list(iam.BLOB_WRITE_ACTIONS)}]  # no (control-plane) actions
+    assert all(a.startswith("Microsoft.Storage/storageAccounts/blobServices/containers/blobs/") for a in iam.BLOB_WRITE_ACTIONS)
+    assert writer.inputs["assignableScopes"] == [f"/subscriptions/{SUB}/resourceGroups/rg-txn-scoring-dev"]
+    dead = container_id(example, "dead-letter")
+    apps = {"preprocess-identity", "score-identity", "calibrate-identity", "raw-archive"}
+    on_data = [r for r in example.of_type(RA) if r.role in apps and "/containers/" in r.inputs["scope"] and "txnscoringdat" in r.inputs["scope"]]
+    assert on_data and all(r.inputs["roleDefinitionId"] != role_def(iam.STORAGE_BLOB_DATA_CONTRIBUTOR) for r in on_data)
+    dead_letters = [r.inputs for r in on_data if r.inputs["scope"] == dead]
+    assert {r.inputs["principalId"] for r in on_data if r.inputs["scope"] == dead} == {
+        naming.mock_uuid(i.name, "principal") for i in example.of_type("azure-native:managedidentity:UserAssignedIdentity") if i.role in apps}
+    for grant in dead_letters:  # the same ABAC condition as before: only under the stage's own prefix
+        assert grant["roleDefinitionId"] == blob_writer(example) and "StringStartsWith" in grant["condition"]
 
 
 def test_object_stage_grants_read_source_prefix_and_exact_model(example: Plan) -> None:
@@ -851,7 +876,7 @@ def test_schedule_over_accumulated_outputs_lists_exactly_the_source_prefix(tmp_p
         "((!(ActionMatches{'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read'} AND SubOperationMatches{'Blob.List'})) "
         "OR (@Request[Microsoft.Storage/storageAccounts/blobServices/containers/blobs:prefix] StringStartsWith 'ingest/'))")
     state = [g for g in grants if g["scope"] == own and "_state/daily/" in (g.get("condition") or "")]
-    assert {g["roleDefinitionId"] for g in state} == {role_def(iam.STORAGE_BLOB_DATA_READER), role_def(iam.STORAGE_BLOB_DATA_CONTRIBUTOR)}
+    assert {g["roleDefinitionId"] for g in state} == {role_def(iam.STORAGE_BLOB_DATA_READER), blob_writer(p)}
     s = settings(p.one("azure-native:web:WebApp", "daily-function"))
     assert s["PIPELINE_STATE_PREFIX"] == "_state/daily/" and s["PIPELINE_INPUT_PREFIX"] == "ingest/" and s["PIPELINE_SCHEDULE"] == "0 0 6 * * *"
 
