@@ -97,3 +97,25 @@ def test_validate_runs_no_pulumi_program(tmp_path: Path) -> None:
     imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
     assert "pipeline.sizing" in imported
     assert not imported & {"pipeline.planner", "pipeline.program"}, sorted(imported & {"pipeline.planner", "pipeline.program"})
+
+
+def test_validate_refuses_two_stages_azure_would_give_one_account(tmp_path: Path) -> None:
+    """Review S1: two stages whose hashed Azure names agree (here the host-storage account of s23933 and s1daca in
+    pipeline txn-scoring) passed validation and failed to deploy, or shared one object queue. Located at the stage to rename."""
+    (tmp_path / "h.py").write_text("def handle(records, context):\n    return records\n")
+    spec = tmp_path / "pipeline.yaml"
+    spec.write_text("name: txn-scoring\nuploads: {}\nstages:\n"
+                    "  - {name: s1daca, handler: \"h.py:handle\", trigger: {objects: {from: uploads}}}\n"
+                    "  - {name: s23933, handler: \"h.py:handle\", trigger: {objects: {from: s1daca}}}\n"
+                    "workload:\n  uploads: {files_per_hour: 2, records_per_file: 100}\n"
+                    "clouds:\n  azure: {location: eastus}\n")
+    result = run("validate", spec, "--format", "json")
+    assert result.returncode == 2, result.stdout + result.stderr
+    (problem,) = json.loads(result.stdout)["error"]["problems"]
+    assert (problem["path"], problem["file"], problem["line"]) == ("stages[1].name", str(spec), 5), problem
+    assert problem["message"].startswith("Azure: the storage account of stage 's23933' would be named 'txnscorh")
+    assert "rename stage 's23933'" in problem["hint"]
+    no_traceback(result)
+    spec.write_text(spec.read_text().replace("s23933", "agg9"))
+    ok = run("validate", spec)
+    assert ok.returncode == 0 and "valid" in ok.stdout, ok.stdout + ok.stderr

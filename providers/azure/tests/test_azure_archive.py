@@ -203,6 +203,8 @@ def test_archiver_identity_holds_exactly_its_rights(example: Plan) -> None:
     identity = example.one("azure-native:managedidentity:UserAssignedIdentity", "raw-archive")
     assert identity.inputs["resourceName"] == "id-txn-scoring-dev-raw"
     principal = naming.mock_uuid(identity.name, "principal")
+    (definition,) = [r for r in example.of_type("azure-native:authorization:RoleDefinition") if r.name.endswith("-blob-writer-role")]
+    writer = naming.mock_uuid(definition.name)  # the mock engine's id for a new custom role
     mine = [r.inputs for r in example.of_type(RA) if r.inputs["principalId"] == principal]
     assert all(r.role == "raw-archive" for r in example.of_type(RA) if r.inputs["principalId"] == principal)
     hub = example.one("azure-native:eventhub:EventHub")
@@ -213,11 +215,14 @@ def test_archiver_identity_holds_exactly_its_rights(example: Plan) -> None:
     for grant in mine:
         by_role.setdefault(grant["roleDefinitionId"].rsplit("/", 1)[-1], []).append(grant)
     assert sorted((guid, len(grants)) for guid, grants in by_role.items()) == sorted([
-        (iam.EVENT_HUBS_DATA_RECEIVER, 1), (iam.STORAGE_BLOB_DATA_CONTRIBUTOR, 3), (iam.STORAGE_BLOB_DATA_OWNER, 1),
+        (iam.EVENT_HUBS_DATA_RECEIVER, 1), (iam.STORAGE_BLOB_DATA_CONTRIBUTOR, 1), (writer, 2), (iam.STORAGE_BLOB_DATA_OWNER, 1),
         (iam.MONITORING_METRICS_PUBLISHER, 1)])
     assert by_role[iam.EVENT_HUBS_DATA_RECEIVER][0]["scope"] == hub_id  # the hub, not the namespace
-    contributor = {g["scope"].rsplit("/", 1)[-1]: g for g in by_role[iam.STORAGE_BLOB_DATA_CONTRIBUTOR]}
+    # raw and dead letters through the stack's blob-writer custom role (no container management); the deployment
+    # container through the built-in role
+    contributor = {g["scope"].rsplit("/", 1)[-1]: g for g in by_role[writer] + by_role[iam.STORAGE_BLOB_DATA_CONTRIBUTOR]}
     assert set(contributor) == {"raw", "dead-letter", "deploy-raw"}
+    assert [g["scope"].rsplit("/", 1)[-1] for g in by_role[iam.STORAGE_BLOB_DATA_CONTRIBUTOR]] == ["deploy-raw"]
     for container in ("raw", "dead-letter"):  # every blob data action narrowed to raw/ (ABAC)
         condition = contributor[container]["condition"]
         assert condition == iam.path_condition(iam.BLOB_WRITE_ACTIONS, "StringStartsWith", "raw/")

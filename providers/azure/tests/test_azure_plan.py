@@ -53,6 +53,12 @@ def container_id(p: Plan, container: str) -> str:
     return f"/subscriptions/{SUB}/resourceGroups/{rg}/providers/Microsoft.Storage/storageAccounts/{account}/blobServices/default/containers/{container}"
 
 
+def blob_writer(p: Plan) -> str:
+    """The id of the stack's custom blob-writer role (iam.blob_writer), what every write grant assigns."""
+    (writer,) = [r for r in p.of_type("azure-native:authorization:RoleDefinition") if r.name.endswith("-blob-writer-role")]
+    return f"{writer.inputs['scope']}/providers/Microsoft.Authorization/roleDefinitions/{naming.mock_uuid(writer.name)}"  # the mock engine's id
+
+
 def settings(app: PlannedResource) -> dict[str, Any]:
     return {s["name"]: s["value"] for s in app.inputs["siteConfig"]["appSettings"]}
 
@@ -108,6 +114,50 @@ def test_storage_names_stay_within_azure_limits() -> None:
     assert len(naming.host_id("a-very-long-pipeline", "production-stack", "a-very-long-stage-nm")) <= 32
 
 
+# The review's pair (S1): with a 4-hex stage hash both stages got host account 'txnscoringh420a668f9ef6'.
+REVIEW_PAIR = """
+    name: txn-scoring
+    uploads: {}
+    stages:
+      - {name: tag-parse, handler: "h.py:handle", trigger: {objects: {from: uploads}}}
+      - {name: agg9, handler: "h.py:handle", trigger: {objects: {from: tag-parse}}}
+    workload:
+      uploads: {files_per_hour: 2, records_per_file: 100}
+    clouds:
+      azure: {location: eastus}
+"""
+# Two stage names whose 8-hex hashes in pipeline txn-scoring agree (found by a birthday search over 's<hex>' names).
+HASH_TWINS = ("s1daca", "s23933")
+
+
+def test_the_reviewers_stage_pair_gets_two_host_accounts_each_with_its_own_queue(tmp_path: Path) -> None:
+    p = plan_of(write_spec(tmp_path, REVIEW_PAIR))
+    hosts = {r.role.removesuffix("-function"): r.inputs["accountName"] for r in p.of_type("azure-native:storage:StorageAccount")
+             if r.name.endswith("-host")}
+    assert set(hosts) == {"tag-parse", "agg9"} and hosts["tag-parse"] != hosts["agg9"], hosts
+    assert all(len(name) == naming.STORAGE_ACCOUNT_MAX for name in hosts.values())
+    queues = {(r.inputs["accountName"], r.inputs["queueName"]) for r in p.of_type("azure-native:storage:Queue")}
+    assert {(hosts["tag-parse"], "objects"), (hosts["agg9"], "objects")} <= queues
+
+
+def test_host_account_hash_spends_the_24_characters_on_telling_stages_apart() -> None:
+    suffix = "0123abcd"
+    name = naming.host_account_name("txn-scoring", "tag-parse", suffix)
+    assert name == "txnscorh" + hashlib.sha256(b"txn-scoring/tag-parse").hexdigest()[:8] + suffix
+    # 8 hex digits: no two of 2,000 stage names of one pipeline share an account (4 digits: ~1 in 50 at 50 stages)
+    names = {naming.host_account_name("p", f"stage-{i}", suffix) for i in range(2000)}
+    assert len(names) == 2000
+
+
+def test_equal_generated_names_are_refused_at_the_stage(tmp_path: Path) -> None:
+    a, b = HASH_TWINS
+    assert naming.host_account_name("txn-scoring", a, "0" * 8) == naming.host_account_name("txn-scoring", b, "0" * 8)
+    text = _problems(tmp_path, REVIEW_PAIR.replace("tag-parse", a).replace("agg9", b))
+    assert f"stages[1].name: Azure: the storage account of stage '{b}' would be named 'txnscorh" in text, text
+    assert f"like the one of stage '{a}'" in text and f"rename stage '{b}'" in text
+    assert "pipeline.yaml:6:" in text  # the second stage's line: the one to rename
+
+
 def test_explicit_provider_and_resource_group(example: Plan) -> None:
     assert [r.type for r in example.resources if r.type.startswith("pulumi:providers:")] == ["pulumi:providers:azure-native",
                                                                                             "pulumi:providers:random"]
@@ -127,7 +177,8 @@ def test_buckets_are_private_containers_with_one_lifecycle_rule_each(example: Pl
     rules = {r["definition"]["filters"]["prefixMatch"][0]: r["definition"]["actions"]["baseBlob"]["delete"]["daysAfterModificationGreaterThan"]
              for r in policy.inputs["policy"]["rules"]}
     # dev overlay: raw 7, intermediate 7, final 30, dead letters 14; artifacts are kept.
-    assert rules == {"raw/": 7, "out-preprocess/": 7, "out-score/": 30, "out-calibrate/": 30, "dead-letter/": 14}
+    # (a stage's rule covers its outputs only: `_state/` never expires, see the window test below)
+    assert rules == {"raw/": 7, "out-preprocess/preprocess/": 7, "out-score/score/": 30, "out-calibrate/calibrate/": 30, "dead-letter/": 14}
     assert all(re.fullmatch(r"[A-Za-z0-9]+", r["name"]) for r in policy.inputs["policy"]["rules"])
     # The single policy is made last but waits for every data container.
     data_containers = {r.urn for r in containers.values() if r.inputs["containerName"] != "artifacts"}
@@ -247,13 +298,32 @@ def test_stream_stage_grants(example: Plan) -> None:
               f"{hub.inputs['namespaceName']}/eventhubs/records")
     receive = [g for g in grants if g["roleDefinitionId"] == role_def(iam.EVENT_HUBS_DATA_RECEIVER)]
     assert [g["scope"] for g in receive] == [hub_id]
-    writes = {g["scope"]: g for g in grants if g["roleDefinitionId"] == role_def(iam.STORAGE_BLOB_DATA_CONTRIBUTOR)}
+    writes = {g["scope"]: g for g in grants if g["roleDefinitionId"] == blob_writer(example)}
     assert set(writes) == {container_id(example, "out-preprocess"), container_id(example, "dead-letter")}
     for g in writes.values():
         assert "StringStartsWith 'preprocess/'" in g["condition"]
         for action in iam.BLOB_WRITE_ACTIONS:
             assert f"ActionMatches{{'{action}'}}" in g["condition"]
     assert all(g["principalType"] == "ServicePrincipal" for g in grants)
+
+
+def test_stage_writes_use_a_custom_role_that_cannot_manage_containers(example: Plan) -> None:
+    """Review S3: Storage Blob Data Contributor also grants containers/delete|write|read (control plane, beyond any ABAC
+    condition), so any stage could delete the shared dead-letter container. Writes get the blob data actions only."""
+    (writer,) = [r for r in example.of_type("azure-native:authorization:RoleDefinition") if r.name.endswith("-blob-writer-role")]
+    assert writer.role == "platform" and writer.provider  # one for the stack, outliving any stage
+    assert writer.inputs["permissions"] == [{"dataActions": list(iam.BLOB_WRITE_ACTIONS)}]  # no (control-plane) actions
+    assert all(a.startswith("Microsoft.Storage/storageAccounts/blobServices/containers/blobs/") for a in iam.BLOB_WRITE_ACTIONS)
+    assert writer.inputs["assignableScopes"] == [f"/subscriptions/{SUB}/resourceGroups/rg-txn-scoring-dev"]
+    dead = container_id(example, "dead-letter")
+    apps = {"preprocess-identity", "score-identity", "calibrate-identity", "raw-archive"}
+    on_data = [r for r in example.of_type(RA) if r.role in apps and "/containers/" in r.inputs["scope"] and "txnscoringdat" in r.inputs["scope"]]
+    assert on_data and all(r.inputs["roleDefinitionId"] != role_def(iam.STORAGE_BLOB_DATA_CONTRIBUTOR) for r in on_data)
+    dead_letters = [r.inputs for r in on_data if r.inputs["scope"] == dead]
+    assert {r.inputs["principalId"] for r in on_data if r.inputs["scope"] == dead} == {
+        naming.mock_uuid(i.name, "principal") for i in example.of_type("azure-native:managedidentity:UserAssignedIdentity") if i.role in apps}
+    for grant in dead_letters:  # the same ABAC condition as before: only under the stage's own prefix
+        assert grant["roleDefinitionId"] == blob_writer(example) and "StringStartsWith" in grant["condition"]
 
 
 def test_object_stage_grants_read_source_prefix_and_exact_model(example: Plan) -> None:
@@ -806,9 +876,39 @@ def test_schedule_over_accumulated_outputs_lists_exactly_the_source_prefix(tmp_p
         "((!(ActionMatches{'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read'} AND SubOperationMatches{'Blob.List'})) "
         "OR (@Request[Microsoft.Storage/storageAccounts/blobServices/containers/blobs:prefix] StringStartsWith 'ingest/'))")
     state = [g for g in grants if g["scope"] == own and "_state/daily/" in (g.get("condition") or "")]
-    assert {g["roleDefinitionId"] for g in state} == {role_def(iam.STORAGE_BLOB_DATA_READER), role_def(iam.STORAGE_BLOB_DATA_CONTRIBUTOR)}
+    assert {g["roleDefinitionId"] for g in state} == {role_def(iam.STORAGE_BLOB_DATA_READER), blob_writer(p)}
     s = settings(p.one("azure-native:web:WebApp", "daily-function"))
     assert s["PIPELINE_STATE_PREFIX"] == "_state/daily/" and s["PIPELINE_INPUT_PREFIX"] == "ingest/" and s["PIPELINE_SCHEDULE"] == "0 0 6 * * *"
+
+
+def test_lifecycle_rules_expire_a_window_stages_outputs_but_never_its_watermark(tmp_path: Path) -> None:
+    """Review S2: a window's watermark and lease live in its own container (`_state/<stage>/`), rewritten only when
+    a run has new data; a rule over the whole container deleted them after a quiet spell, and the next run read the
+    whole source again (duplicates). The rule must match the outputs and not the state (prefixMatch is
+    `<container>/<blob prefix>`)."""
+    p = plan_of(write_spec(tmp_path, """
+        name: quiet
+        uploads: {name: in}
+        stages:
+          - {name: win, handler: "h.py:handle", trigger: {schedule: "rate(1 hour)", from: in}}
+          - {name: chain, handler: "h.py:handle", trigger: {objects: {from: win}}}
+          - {name: poll, handler: "h.py:handle", trigger: {http: {from: in}}}
+        workload:
+          uploads: {files_per_hour: 2, records_per_file: 100}
+          http: {requests_per_second: 1, rows_per_request: 10}
+    """))
+    prefixes = [prefix for rule in p.one("azure-native:storage:ManagementPolicy").inputs["policy"]["rules"]
+                for prefix in rule["definition"]["filters"]["prefixMatch"]]
+    for stage in ("win", "poll"):
+        s = settings(p.one("azure-native:web:WebApp", f"{stage}-function"))
+        state = f"{s['PIPELINE_STATE_BUCKET']}/{s['PIPELINE_STATE_PREFIX']}watermark.json"
+        assert state.startswith(f"out-{stage}/_state/{stage}/")
+        assert not [prefix for prefix in prefixes if state.startswith(prefix)], (state, prefixes)
+    win = settings(p.one("azure-native:web:WebApp", "win-function"))
+    output = f"{win['PIPELINE_OUTPUT_BUCKET']}/{win['PIPELINE_OUTPUT_PREFIX']}batch.jsonl"
+    assert [prefix for prefix in prefixes if output.startswith(prefix)] == ["out-win/win/"]
+    # containers without state still expire whole: the uploads and the dead letters (under each stage's prefix)
+    assert {"in-in/", "dead-letter/"} <= set(prefixes)
 
 
 def test_http_stage_needs_an_entra_token_and_a_function_key_only_its_callers_can_read(tmp_path: Path) -> None:

@@ -6,8 +6,8 @@ the event hub on a consumer group of its own (`raw_archive`), so it never takes 
 may do exactly this:
 
 * Azure Event Hubs Data Receiver on the event hub (not the namespace);
-* Storage Blob Data Contributor on the raw container, every blob data action narrowed to `raw/` (ABAC);
-* Storage Blob Data Contributor on the dead-letter container, narrowed to `raw/` (a batch whose retries are exhausted);
+* the stack's blob-writer custom role (`iam.blob_writer`) on the raw container, every blob data action narrowed to `raw/` (ABAC);
+* the blob-writer role on the dead-letter container, narrowed to `raw/` (a batch whose retries are exhausted);
 * what every app needs: Blob Data Owner on its own host storage, Blob Data Contributor on its deployment container,
   Monitoring Metrics Publisher on Application Insights (`functions.flex_app`).
 

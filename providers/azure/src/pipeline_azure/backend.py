@@ -162,7 +162,8 @@ class AzureBackend(Backend):  # type: ignore[misc]  # Backend is Any when mypy c
         return self._stream
 
     def bucket(self, role: RoleContext, bucket: BucketSpec) -> Handle[Any]:
-        return storage.bucket(role, self.platform_state, bucket, uploads=bucket.key == self.spec.uploads_name)
+        return storage.bucket(role, self.platform_state, bucket, uploads=bucket.key == self.spec.uploads_name,
+                              stage=any(stage.name == bucket.key for stage in self.spec.stages))
 
     def archive(self, role: RoleContext, source: Handle[Any], bucket: Handle[Any], prefix: str) -> None:
         """Capture, or the archiver function, as the sizing chose (pipeline_azure.archiving)."""

@@ -11,7 +11,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from pipeline.spec.model import PipelineSpec
-from pipeline_azure import functions, limits, ncrontab, principals, sizing
+from pipeline_azure import functions, limits, naming, ncrontab, principals, sizing
+from pipeline_azure.archiver import SLOT as ARCHIVER_SLOT
 
 Problem = tuple[tuple[str | int, ...], str, str]
 MAX_CONSUMER_GROUPS_STANDARD = 20  # per event hub, including $Default
@@ -103,6 +104,32 @@ def _principal_problems(spec: PipelineSpec) -> list[Problem]:
     return found
 
 
+def _name_problems(spec: PipelineSpec, stack: str) -> list[Problem]:
+    """Two apps whose generated names are equal: Azure names storage accounts and function apps globally (a second
+    one of a name fails to deploy, or two stages would share one host account and its object queue) and Flex plans
+    per resource group. The names end in the stack's random suffix, the same for every name of the stack, so they
+    are compared with a stand-in suffix. Hashes make this rare (see naming.host_account_name); never silent."""
+    suffix = "0" * naming.SUFFIX_CHARS
+    slots: list[tuple[tuple[str | int, ...], str, str]] = [
+        (("stages", index, "name"), f"stage {stage.name!r}", stage.name) for index, stage in enumerate(spec.stages)]
+    if spec.stream is not None and spec.stream.archive:  # the archiver's app, when the sizing picks it over Capture
+        slots.append((("stream", "archive"), "the raw archiver", ARCHIVER_SLOT))
+    taken: dict[tuple[str, str], str] = {("storage account", naming.storage_account_name(spec.name, kind, suffix)): f"the {what} account"
+                                         for kind, what in (("dat", "data"), ("art", "artifacts"))}
+    found: list[Problem] = []
+    for at, who, slot in slots:
+        for kind, name in (("storage account", naming.host_account_name(spec.name, slot, suffix)),
+                           ("function app", naming.function_app_name(spec.name, stack, slot, suffix)),
+                           ("Flex plan", naming.plan_name(spec.name, stack, slot))):
+            other = taken.setdefault((kind, name), who)
+            if other != who:
+                shown = name.removesuffix(suffix) + ("<suffix>" if kind != "Flex plan" else "")
+                found.append((at, f"the {kind} of {who} would be named {shown!r}, like the one of {other} (names are hashed "
+                              f"to fit Azure's limits and these two hashes agree); Azure refuses a second {kind} of one name",
+                              f"rename {who} (any other name gives it its own {kind})"))
+    return found
+
+
 def problems(spec: PipelineSpec, stack: str, previous_outputs: Mapping[str, Any] | None = None) -> list[Problem]:
     found: list[Problem] = []
     settings = spec.clouds.azure
@@ -110,6 +137,7 @@ def problems(spec: PipelineSpec, stack: str, previous_outputs: Mapping[str, Any]
         found.append((("clouds", "azure", "location"), f"{settings.location!r} is not an Azure region",
                       f"use one of: {', '.join(sorted(REGIONS))}"))
     found += _principal_problems(spec)
+    found += _name_problems(spec, stack)
     found += _stream_problems(spec, previous_outputs or {})
     for index, stage in enumerate(spec.stages):
         if functions.flex_memory(stage.memory_mb) is None:

@@ -28,6 +28,8 @@ STORAGE_BLOB_DATA_CONTRIBUTOR = "ba92f5b4-2d11-453d-a403-e96b0029c9fe"
 STORAGE_BLOB_DATA_READER = "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"
 STORAGE_QUEUE_DATA_MESSAGE_SENDER = "c6a89b2d-59bc-44d0-9896-0f6e12d7b80a"
 MONITORING_METRICS_PUBLISHER = "3913510d-42f4-4e42-8a64-420c390055eb"
+# Not a GUID: the stack's own custom role (see blob_writer) that `role_for` gives for writes.
+BLOB_WRITER = "custom:blob-writer"
 
 ROLE_NAMES = {
     EVENT_HUBS_DATA_RECEIVER: "Azure Event Hubs Data Receiver",
@@ -37,6 +39,7 @@ ROLE_NAMES = {
     STORAGE_BLOB_DATA_READER: "Storage Blob Data Reader",
     STORAGE_QUEUE_DATA_MESSAGE_SENDER: "Storage Queue Data Message Sender",
     MONITORING_METRICS_PUBLISHER: "Monitoring Metrics Publisher",
+    BLOB_WRITER: "Blob data writer (custom role: blob data actions only)",
 }
 
 _BLOBS = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs"
@@ -108,7 +111,7 @@ def assign_definition(role: RoleContext, suffix: str, principal_id: pulumi.Input
 
 
 def custom_role(role: RoleContext, platform: Platform, suffix: str, name: str, description: str, actions: Sequence[str] = (),
-                data_actions: Sequence[str] = ()) -> authorization.RoleDefinition:
+                data_actions: Sequence[str] = (), opts: pulumi.ResourceOptions | None = None) -> authorization.RoleDefinition:
     """A custom role definition made for this stack, in its resource group.
 
     Its assignable scope is the resource group: `AssignableScopes` takes management groups, subscriptions or
@@ -125,8 +128,28 @@ def custom_role(role: RoleContext, platform: Platform, suffix: str, name: str, d
         permissions=[authorization.PermissionArgs(actions=list(actions) or None, data_actions=list(data_actions) or None)],
         assignable_scopes=[rg_id],
         scope=rg_id,
-        opts=role.opts(),
+        opts=opts or role.opts(),
     )
+
+
+def blob_writer(platform: Platform) -> authorization.RoleDefinition:
+    """The stack's one custom role for writing blobs: Storage Blob Data Contributor's data actions (BLOB_WRITE_ACTIONS)
+    without its control-plane actions.
+
+    The built-in role also grants `Microsoft.Storage/storageAccounts/blobServices/containers/delete|read|write` and
+    `.../generateUserDelegationKey/action` (https://learn.microsoft.com/azure/role-based-access-control/built-in-roles/storage#storage-blob-data-contributor),
+    which an ABAC condition cannot narrow (conditions apply to data actions). So every stage's write grant on the shared
+    `dead-letter` container let a misbehaving handler delete that container through ARM, with every stage's dead letters.
+    The runtime needs none of them: it reads, writes and deletes blobs through the data plane. Made once, under the
+    platform role (it outlives any one stage), with the first write grant."""
+    if platform.blob_writer is None:
+        platform.blob_writer = custom_role(
+            platform.role, platform, "blob-writer-role", "blob-writer",
+            f"Read, create, overwrite, move and delete blobs (no container management) for {platform.role.pipeline} "
+            f"({platform.role.stack}); each assignment narrows it to one container and prefix", data_actions=BLOB_WRITE_ACTIONS,
+            opts=platform.opts())  # the platform role made the provider, so it is not inherited: name it
+    definition: authorization.RoleDefinition = platform.blob_writer
+    return definition
 
 
 def _untyped(args: pulumi.ResourceTransformationArgs) -> pulumi.ResourceTransformationResult:
@@ -157,12 +180,14 @@ def grant(role: RoleContext, platform: Platform, who: Handle[managedidentity.Use
         guid, condition = role_for(g)
         if condition is not None and not g.prefix:
             condition = None  # the whole container was granted
-        assignment = assign(role, platform, f"{g.access.value.replace('_', '-')}-{index}", who.extra["principal_id"], guid, scope, reason, condition)
+        definition = blob_writer(platform).id if guid == BLOB_WRITER else platform.role_definition(guid)
+        assignment = assign_definition(role, f"{g.access.value.replace('_', '-')}-{index}", who.extra["principal_id"], definition, scope,
+                                       f"{ROLE_NAMES[guid]}: {reason}", condition)
         who.extra["assignments"].append(assignment)
 
 
 def role_for(g: Grant) -> tuple[str, str | None]:
-    """The built-in role and blob-path condition that give exactly this grant."""
+    """The role (a built-in role's GUID, or BLOB_WRITER) and blob-path condition that give exactly this grant."""
     if g.access is Access.READ_STREAM:
         guid, condition = EVENT_HUBS_DATA_RECEIVER, None
     elif g.access is Access.WRITE_STREAM:
@@ -172,7 +197,7 @@ def role_for(g: Grant) -> tuple[str, str | None]:
     elif g.access is Access.READ_OBJECTS:
         guid, condition = STORAGE_BLOB_DATA_READER, path_condition(BLOB_READ_ACTIONS, "StringStartsWith", g.prefix)
     elif g.access is Access.WRITE_OBJECTS:
-        guid, condition = STORAGE_BLOB_DATA_CONTRIBUTOR, path_condition(BLOB_WRITE_ACTIONS, "StringStartsWith", g.prefix)
+        guid, condition = BLOB_WRITER, path_condition(BLOB_WRITE_ACTIONS, "StringStartsWith", g.prefix)
     elif g.access is Access.READ_OBJECT:
         guid, condition = STORAGE_BLOB_DATA_READER, path_condition(BLOB_READ_ACTIONS, "StringEquals", g.prefix)
     else:  # pragma: no cover - exhaustive over Access

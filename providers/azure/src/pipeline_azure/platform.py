@@ -62,6 +62,7 @@ class Platform:
     buckets: dict[str, Handle[Any]] = field(default_factory=dict)
     system_topic: Any = None  # eventgrid.SystemTopic, created with the first object trigger
     system_topic_grant: Any = None
+    blob_writer: Any = None  # authorization.RoleDefinition, the custom role of every write grant (iam.blob_writer)
     http_audiences: dict[str, Any] = field(default_factory=dict)  # HTTP stage -> the token audience callers ask for (http_auth)
 
     @property

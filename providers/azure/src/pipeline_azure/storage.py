@@ -3,9 +3,15 @@
 Azure allows a single management policy per storage account (its name must be `default`), and
 the core asks for buckets one at a time. So `bucket()` only records each container's retention,
 and `lifecycle_policy()` - called from `observability()`, the last role the core calls - creates the
-one policy with a delete rule per container (`prefix_match=["<container>/"]`), parented to the
-platform role where the account lives and depending on every container. Adding a stage later
-updates that policy in place.
+one policy with a delete rule per container, parented to the platform role where the account lives
+and depending on every container. Adding a stage later updates that policy in place.
+
+A rule's `prefixMatch` is `<container>/<blob prefix>` (the filter "must start with a container name",
+https://learn.microsoft.com/azure/storage/blobs/lifecycle-management-policy-structure). A stage's container
+also holds its window state (`_state/<stage>/`: watermark and lease, `pipeline.wiring.state_prefix`), which a
+run rewrites only when it has new data; so a stage container's rule matches only its data prefix
+(`<container>/<stage>/`): a quiet source must never lose its watermark, or the next run would read again
+everything the source still holds. Other containers hold only data and expire whole (`<container>/`).
 
 Data containers (`BucketSpec.data`) and the policy are kept when the stack is destroyed unless the
 backend's `delete_data` is set (see platform.py for why the account and resource group are kept
@@ -23,11 +29,14 @@ import pulumi
 from pulumi_azure_native import storage
 
 from pipeline.backend import BucketSpec, Handle, RoleContext
+from pipeline.wiring import stage_prefix
 from pipeline_azure import naming
 from pipeline_azure.platform import Platform, blob_endpoint
 
 
-def bucket(role: RoleContext, platform: Platform, spec: BucketSpec, uploads: bool = False) -> Handle[storage.BlobContainer]:
+def bucket(role: RoleContext, platform: Platform, spec: BucketSpec, uploads: bool = False,
+           stage: bool = False) -> Handle[storage.BlobContainer]:
+    """`stage`: the container of a stage's outputs and window state, whose retention covers the outputs only."""
     # Model artifacts are uploaded by Pulumi, which needs shared-key access (see platform.py): they live
     # in the artifacts account. Everything else is pipeline data in the key-less data account.
     account = platform.data if spec.data else platform.artifacts
@@ -41,13 +50,15 @@ def bucket(role: RoleContext, platform: Platform, spec: BucketSpec, uploads: boo
         "id": container.id, "container": name, "account": account.name, "account_id": account.id,
         "blob_endpoint": blob_endpoint(account), "key": spec.key, "retention_days": spec.retention_days,
         "in_data_account": account is platform.data,
+        "expire_prefix": f"{name}/{stage_prefix(spec.key)}" if stage else f"{name}/",
     })
     platform.buckets[spec.key] = handle
     return handle
 
 
 def lifecycle_rules(buckets: dict[str, Handle[Any]]) -> list[storage.ManagementPolicyRuleArgs]:
-    """One delete rule per container with a retention; rule names are alphanumeric and unique."""
+    """One delete rule per container with a retention, over its data prefix only (see the module docstring);
+    rule names are alphanumeric and unique."""
     rules: list[storage.ManagementPolicyRuleArgs] = []
     seen: set[str] = set()
     for handle in buckets.values():
@@ -64,7 +75,7 @@ def lifecycle_rules(buckets: dict[str, Handle[Any]]) -> list[storage.ManagementP
             type=storage.RuleType.LIFECYCLE,
             enabled=True,
             definition=storage.ManagementPolicyDefinitionArgs(
-                filters=storage.ManagementPolicyFilterArgs(blob_types=["blockBlob", "appendBlob"], prefix_match=[f"{container}/"]),
+                filters=storage.ManagementPolicyFilterArgs(blob_types=["blockBlob", "appendBlob"], prefix_match=[handle.extra["expire_prefix"]]),
                 actions=storage.ManagementPolicyActionArgs(
                     base_blob=storage.ManagementPolicyBaseBlobArgs(delete=storage.DateAfterModificationArgs(days_after_modification_greater_than=days)),
                 ),
