@@ -95,3 +95,32 @@ def test_completion_offers_clouds_stacks_stages_and_templates(tmp_path: Path) ->
     (tmp_path / "pipeline.yaml").write_text("stages: [{name: a\n")  # broken YAML
     assert complete("pipeline invoke ", cwd=tmp_path) == []
     assert "stream-scoring" in complete("pipeline init x --template ")
+
+
+@pytest.mark.parametrize("delay", [0.02, 0.08, 0.15, 0.3])
+def test_ctrl_c_while_the_cli_loads_says_interrupted(delay: float) -> None:
+    """Ctrl-C while Python imports the CLI or builds its commands: no traceback, 130, and the JSON error when JSON was
+    asked. (A Ctrl-C before Python reaches the tool's code at all, on a slow machine, is Python's own: tried later.)"""
+    import json
+
+    while True:
+        process = subprocess.Popen([pipeline_script(), "compare", str(EXAMPLE), "--no-cache", "--format", "json"], env=cli_env(),
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        time.sleep(delay)
+        os.killpg(process.pid, signal.SIGINT)
+        out, err = process.communicate(timeout=300)
+        if "Traceback" in err and "pipeline/cli/entry.py" not in err and delay < 5:
+            delay *= 2  # interrupted in Python's start-up, before the console script ran
+            continue
+        break
+    assert process.returncode == 130 and "Traceback" not in err and err.strip().endswith("interrupted"), (process.returncode, err[-2000:])
+    assert json.loads(out)["error"]["kind"] == "interrupted"
+
+
+def test_the_early_interrupted_json_is_the_documented_error_object() -> None:
+    import json
+
+    from pipeline.cli.argv import INTERRUPTED_JSON
+    from pipeline.cli.output import error_object
+
+    assert json.dumps(error_object("interrupted", "interrupted", 130), indent=2) + "\n" == INTERRUPTED_JSON

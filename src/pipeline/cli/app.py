@@ -857,7 +857,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     _guard_commands(command)
     import signal
 
-    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where Ctrl-C is ignored (a background job)
+    from pipeline.cli.entry import loading_handler
+
+    if signal.getsignal(signal.SIGINT) in (signal.default_int_handler, loading_handler()):  # not where Ctrl-C is ignored
         signal.signal(signal.SIGINT, _on_sigint)
     try:
         code = command.main(args=args, prog_name="pipeline", standalone_mode=False)

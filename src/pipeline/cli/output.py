@@ -20,13 +20,15 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import typer
 from rich.console import Console
 
+from pipeline.cli.argv import EXIT_INTERRUPTED as EXIT_INTERRUPTED
+from pipeline.cli.argv import json_errors_requested as json_errors_requested
+
 if TYPE_CHECKING:
     from pipeline.errors import Problem
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
-EXIT_INTERRUPTED = 130
 
 class _Console(Console):
     """Rich's console, except that a closed pipe (`pipeline compare | head -1`) is not a failure: Rich exits 1
@@ -60,18 +62,6 @@ def want_json_errors(enabled: bool = True, **extra: Any) -> None:
     """Called by a command asked for JSON: its failures are JSON objects on stdout as well (with `extra` fields)."""
     global _json_errors, _json_extra
     _json_errors, _json_extra = enabled, extra
-
-
-def json_errors_requested(args: Sequence[str]) -> bool:
-    """Whether a raw command line asked for JSON, for failures found before any command runs
-    (click's usage errors). Commands themselves call `want_json_errors` instead."""
-    args = list(args[: args.index("--")] if "--" in args else args)
-    for i, arg in enumerate(args):
-        if arg == "--json" or arg in ("--format=json", "-fjson"):
-            return True
-        if arg in ("--format", "-f") and i + 1 < len(args) and args[i + 1] == "json":
-            return True
-    return False
 
 
 def problem_dict(problem: Problem) -> dict[str, Any]:
