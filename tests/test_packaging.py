@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.backend import FunctionCode, backend_class
+from pipeline.backend import backend_class
 from pipeline.errors import PipelineError
 from pipeline.packaging import FIXED_TIME, Recipe, stage_package
+from pipeline.roles import FunctionCode
 from pipeline.spec.load import load_spec
 
 ROOT = Path(__file__).parents[1]

@@ -28,8 +28,8 @@ from functools import cache
 from pathlib import Path
 
 from pipeline import package_cache, zipper
-from pipeline.backend import FunctionCode
 from pipeline.errors import PipelineError, Problem, SpecError
+from pipeline.roles import FunctionCode
 from pipeline.spec.paths import SKIPPED_FOLDERS, UnsafePathError, project_tree, read_project_file, refused
 from pipeline.zipper import FILE_MODE, FIXED_TIME  # noqa: F401 (where callers have always found them)
 

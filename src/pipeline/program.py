@@ -14,7 +14,8 @@ from typing import Any
 
 import pulumi
 
-from pipeline.backend import Access, Backend, FunctionCode, Grant, Handle, RoleContext, StageResources
+from pipeline.backend import Backend
+from pipeline.roles import Access, FunctionCode, Grant, Handle, RoleContext, StageResources
 from pipeline.spec.model import StageSpec
 from pipeline.spec.paths import UnsafePathError, refused, resolve_in_project
 from pipeline.wiring import artifact_key, bucket_plan, stage_env, stage_prefix, state_prefix, writes_objects

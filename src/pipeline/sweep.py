@@ -27,7 +27,8 @@ from typing import Any
 from pipeline import verdict
 from pipeline import workload as workloads
 from pipeline.backend import Backend
-from pipeline.compare import CloudColumn, Comparison, compare_point
+from pipeline.compare import Comparison, compare_point
+from pipeline.comparison import CloudColumn
 from pipeline.errors import PipelineError
 from pipeline.plan import Plan
 from pipeline.planner import plan as make_plan

@@ -4,51 +4,14 @@ the background on the way out. Kept free of heavy imports: it runs on every call
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
-from collections.abc import Callable, Sequence
-from typing import NoReturn
 
+from pipeline.cli.exiting import exit_now, on_exit, planned
 from pipeline.server_files import setting as server_setting
 
 # What may go to a planning server (checked here, so other commands import nothing of it).
 SERVED_COMMANDS = frozenset({"plan", "compare", "diff"})
-_on_exit: list[Callable[[int], None]] = []
-_planning = [False]
-
-
-def planning_begins() -> None:
-    """A command has a valid spec and is about to plan (pay for Pulumi and the SDKs): worth a server next time."""
-    _planning[0] = True
-
-
-def flush_output() -> None:
-    """Flush stdout and stderr; a closed pipe (`| head`) or stream has nothing left to lose."""
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            stream.flush()
-
-
-def exit_now(code: int) -> NoReturn:
-    """Leave without interpreter teardown once what was printed is flushed (every file a command
-    writes is closed by its `with`); then whatever was asked to happen on the way out (starting a
-    planning server), so the caller already has the whole answer."""
-    flush_output()
-    for hook in _on_exit:
-        with contextlib.suppress(Exception):
-            hook(code)
-    os._exit(code)
-
-
-def report_interrupt(args: Sequence[str]) -> int:
-    """What an interrupted command prints (a JSON error too when JSON was asked for); its exit code."""
-    from pipeline.cli.output import EXIT_INTERRUPTED, emit_json_error, err, json_errors_requested
-
-    if json_errors_requested(list(args)):
-        emit_json_error("interrupted", "interrupted", EXIT_INTERRUPTED)
-    err.print("interrupted")
-    return EXIT_INTERRUPTED
 
 
 def main() -> None:
@@ -61,7 +24,7 @@ def main() -> None:
                 code = plan_client.run_remote(args)
                 if code is not None:
                     exit_now(code)
-                _on_exit.append(lambda code: plan_client.start_on_demand() if _planning[0] and code != 130 else None)
+                on_exit.append(lambda code: plan_client.start_on_demand() if planned() and code != 130 else None)
         from pipeline.cli.app import main as run_here
     except KeyboardInterrupt:  # Ctrl-C while the CLI is still loading: said like any other interruption
         sys.stderr.write("interrupted\n")

@@ -26,10 +26,10 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from pipeline.backend import Handle, RoleContext
 from pipeline.cost import GB, PriceSheet
 from pipeline.errors import PipelineError
 from pipeline.packaging import Package, build, runtime_sources
+from pipeline.roles import Handle, RoleContext
 from pipeline.sizing import StreamSizing
 from pipeline.spec.model import PipelineSpec
 from pipeline_aws import functions, iam, pricing, triggers

@@ -9,11 +9,12 @@ from typing import Any, ClassVar
 
 import pulumi_aws as aws
 
-from pipeline.backend import Backend, BucketSpec, Compute, FunctionCode, Grant, Handle, Limits, RoleContext, StageResources
+from pipeline.backend import Backend, Compute, Limits
 from pipeline.cost import CostEstimate
 from pipeline.operations.protocol import Operations
 from pipeline.packaging import Recipe
 from pipeline.plan import Plan
+from pipeline.roles import BucketSpec, FunctionCode, Grant, Handle, RoleContext, StageResources
 from pipeline.scan import ScanMapping
 from pipeline.sizing import Sizing, StageDemand, StageSizing, StreamSizing, size_pipeline
 from pipeline.spec.model import StageSpec

@@ -23,7 +23,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from pipeline.backend import Handle, RoleContext, StageResources
+from pipeline.roles import Handle, RoleContext, StageResources
 from pipeline.spec.model import AlertsSpec
 from pipeline_aws import iam
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_aws as aws
 
-from pipeline.backend import Handle, RoleContext
+from pipeline.roles import Handle, RoleContext
 from pipeline.sizing import StageSizing
 from pipeline.spec.model import PipelineSpec, StageSpec
 from pipeline.spec.schedule import Cron, Rate, Schedule

@@ -16,8 +16,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pipeline.backend import Backend, BucketSpec, Compute, FunctionCode, Grant, Handle, RoleContext, StageResources
+from pipeline.backend import Backend, Compute
 from pipeline.packaging import Recipe
+from pipeline.roles import BucketSpec, FunctionCode, Grant, Handle, RoleContext, StageResources
 from pipeline.scan import ScanMapping
 from pipeline.sizing import Sizing, StageDemand, StageSizing, StreamSizing
 from pipeline.spec.model import StageSpec

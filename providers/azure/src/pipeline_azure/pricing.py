@@ -251,7 +251,7 @@ class _Storage:
 def estimate(spec: PipelineSpec, full: Sizing, free_tier: bool, sheet: PriceSheet | None = None,
              archive: RawArchive | None = None) -> CostEstimate:
     """The monthly estimate of the plan the backend builds for `spec` with `full` (its sizing); `archive` is the
-    plan's raw archive (`pipeline_azure.archiving.plan_archive`, worked out here when not given).
+    plan's raw archive (`pipeline_azure.archiving.plan_archive`); it is required when the stream is archived.
 
     Raises the core's PipelineError when the location has no price sheet (never a silent zero)."""
     location = str(spec.clouds.azure.location)
@@ -264,10 +264,8 @@ def estimate(spec: PipelineSpec, full: Sizing, free_tier: bool, sheet: PriceShee
     if spec.stream is not None and full.stream is not None:
         archived = None
         if spec.stream.archive:
-            if archive is None:
-                from pipeline_azure import archiving  # it prices both ways with this module
-
-                archive = archiving.plan_archive(spec, full.stream.partitions)
+            if archive is None:  # the choice prices both ways with this module, so it cannot be made here
+                raise ValueError("the stream is archived: pass the plan's RawArchive (pipeline_azure.archiving.plan_archive)")
             archived = archive
         _stream_lines(est, spec, full.stream, sheet, archived)
         if archived is not None:

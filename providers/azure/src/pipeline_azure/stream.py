@@ -17,7 +17,7 @@ from typing import Any
 import pulumi
 from pulumi_azure_native import eventhub
 
-from pipeline.backend import Handle, RoleContext
+from pipeline.roles import Handle, RoleContext
 from pipeline.sizing import StreamSizing
 from pipeline.spec.model import PipelineSpec
 from pipeline_azure import iam, naming
