@@ -20,7 +20,8 @@ from pipeline.sizing import Sizing, StageDemand, StageSizing, StreamSizing, size
 from pipeline.spec.model import StageSpec
 from pipeline.spec.schedule import Schedule
 from pipeline_aws import (
-    archiving,
+    archive_choice,
+    archiver_resources,
     concurrency,
     credentials,
     environment,
@@ -122,7 +123,7 @@ class AwsBackend(Backend):
         assert self.spec.stream is not None
         if not self.spec.stream.archive:
             return sized
-        self._raw_archive = archiving.plan_archive(self.spec, sized)
+        self._raw_archive = archive_choice.plan_archive(self.spec, sized)
         return dataclasses.replace(sized, reasoning=[*sized.reasoning, *self._raw_archive.reasoning])
 
     def raw_archive(self) -> RawArchive:
@@ -130,7 +131,7 @@ class AwsBackend(Backend):
         if self._raw_archive is None:
             stream_sizing = self.sizing().stream
             assert stream_sizing is not None, "only a spec with a stream has a raw archive"
-            self._raw_archive = archiving.plan_archive(self.spec, stream_sizing)
+            self._raw_archive = archive_choice.plan_archive(self.spec, stream_sizing)
         return self._raw_archive
 
     def sizing(self) -> Sizing:
@@ -142,7 +143,7 @@ class AwsBackend(Backend):
             archive = self._raw_archive.peak_concurrency if self._raw_archive is not None else 0
             self._pool = concurrency.Pool(
                 reserved=dict(self.spec.clouds.aws.reserved_concurrency),
-                peaks={**({archiving.LABEL: archive} if archive else {}),
+                peaks={**({archiver_resources.LABEL: archive} if archive else {}),
                        **{name: int(sized.settings["peak_concurrency"]) for name, sized in peaks.stages.items()}},
             )
             self._sizing = size_pipeline(self.spec, stream, self.size_stage)
@@ -177,7 +178,7 @@ class AwsBackend(Backend):
 
     def price(self, sizing: Sizing, free_tier: bool) -> CostEstimate:
         archived = sizing.stream is not None and self.spec.stream is not None and self.spec.stream.archive
-        archive = archiving.plan_archive(self.spec, sizing.stream) if archived and sizing.stream is not None else None
+        archive = archive_choice.plan_archive(self.spec, sizing.stream) if archived and sizing.stream is not None else None
         return pricing.estimate(self.spec, sizing, free_tier, archive)
 
     @classmethod
@@ -222,13 +223,13 @@ class AwsBackend(Backend):
                               delete_data=self.delete_data)
 
     def archive(self, role: RoleContext, source: Handle[Any], bucket: Handle[Any], prefix: str) -> None:
-        """Firehose, or the Lambda archiver, as the sizing chose (pipeline_aws.archiving)."""
+        """Firehose, or the Lambda archiver, as the sizing chose (pipeline_aws.archive_choice, pipeline_aws.archiver_resources)."""
         chosen = self.raw_archive()
         if chosen.kind == "firehose":
             stream.archive(role, source, bucket, prefix)
             return
-        self._archiver = archiving.lambda_archive(role, self.spec, chosen.archiver, source, bucket, prefix,
-                                                  archiving.package(self.base_dir, self.stack))
+        self._archiver = archiver_resources.lambda_archive(role, self.spec, chosen.archiver, source, bucket, prefix,
+                                                  archiver_resources.package(self.base_dir, self.stack))
 
     def artifact(self, role: RoleContext, bucket: Handle[Any], path: Path, key: str) -> Handle[Any]:
         return storage.artifact(role, bucket, path, key)

@@ -36,7 +36,7 @@ ARCHIVER_ALARMS = 4  # the raw archiver's failed batches, errors, throttles and 
 
 @dataclass(frozen=True)
 class ArchiverResources:
-    """What observability watches of the raw archiver (pipeline_aws.archiving), when the plan has one."""
+    """What observability watches of the raw archiver (pipeline_aws.archive_choice), when the plan has one."""
 
     label: str  # its name in alarm names, like a stage's
     function: Handle[Any]

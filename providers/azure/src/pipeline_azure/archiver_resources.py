@@ -1,4 +1,4 @@
-"""The raw archiver function's resources, where `pipeline_azure.archiving` chose it over Capture.
+"""The raw archiver function's resources, where `pipeline_azure.archive_choice` chose it over Capture.
 
 Built like a stream stage, with the same isolation (see `functions`): its own Flex Consumption app and plan, its own
 user-assigned identity and host-storage account, its own deployment container, no inbound network access. It reads
@@ -28,7 +28,7 @@ from pulumi_azure_native import eventhub, web
 from pipeline.packaging import Package, build, runtime_sources, vendor
 from pipeline.roles import Access, Grant, Handle, RoleContext
 from pipeline_azure import functions, iam, release, stream, telemetry
-from pipeline_azure.archiving import CONSUMER_GROUP
+from pipeline_azure.archive_choice import CONSUMER_GROUP
 from pipeline_azure.platform import Platform
 from pipeline_azure.sizing import ARCHIVER_PREFETCH, ARCHIVER_RETRIES, ARCHIVER_TIMEOUT_S, ARCHIVER_WAIT_S, ArchiverSizing
 
