@@ -124,7 +124,8 @@ def _cloud(loaded: LoadedSpec, cloud: str, outputs: Path | None, backend_url: st
 def _reported() -> Iterator[None]:
     """Library errors -> one message and the exit code: bad usage 2, everything else explained 1."""
     from pipeline.errors import PipelineError
-    from pipeline.runtime.local import LocalRunError, LocalUsageError
+    from pipeline.local.errors import LocalUsageError
+    from pipeline.local.stages import LocalRunError
 
     try:
         yield
