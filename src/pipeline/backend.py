@@ -1,4 +1,5 @@
-"""The one interface every cloud backend implements, and the registry that finds them.
+"""The class every cloud backend implements (each instance is all of a backend's faces, `pipeline.faces`), and the
+registry that finds them.
 
 Like fsspec, backends live in separate distributions and are found by name through the
 `pipeline.backends` entry-point group, so the core never imports a cloud SDK. Like Nitric's
@@ -10,13 +11,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from functools import cache
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pipeline.errors import PipelineError, UnknownBackendError
+from pipeline.faces import Catalogue, Compute, Deploy, Limits, OfflineEngine, Operable, Packaging, Program
 from pipeline.roles import BucketSpec, FunctionCode, Grant, Handle, RoleContext, StageResources
 from pipeline.sizing import Sizing, StageDemand, StageSizing, StreamSizing, size_pipeline
 
@@ -30,34 +31,6 @@ if TYPE_CHECKING:
     from pipeline.spec.schedule import Schedule
 
 ENTRY_POINT_GROUP = "pipeline.backends"
-
-
-@dataclass(frozen=True)
-class Limits:
-    """The limits a user weighs when choosing a cloud, as this backend's plan configures them."""
-
-    max_record_bytes: int  # largest record the stream accepts
-    max_stage_timeout_s: int  # the platform's longest invocation for the trigger kinds the spec uses (not the spec's own timeouts)
-    max_retention_hours: int  # longest the stream can keep records
-    delivery: str  # e.g. "at least once"
-    ordering: str  # e.g. "per partition key, within a shard"
-    poison_records: str  # what happens to a record that keeps failing
-    sources: tuple[str, ...] = ()  # documentation URLs
-    http_max_request_bytes: int | None = None  # largest HTTP request body an HTTP stage accepts (None: no HTTP stage)
-    http_max_response_bytes: int | None = None
-    http_max_timeout_s: int | None = None  # longest an HTTP request may run
-    # The platform's longest invocation per trigger kind the spec uses ("stream", "objects", "schedule", "http"):
-    # `max_stage_timeout_s` is the smallest of these, which alone would misstate every other kind's limit.
-    max_stage_timeout_s_by_trigger: Mapping[str, int] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Compute:
-    """What one invocation of a stage runs on as planned: the same milliseconds of `workload.stages` buy
-    different CPU on each cloud, and a comparison says so."""
-
-    memory_mb: int  # the memory the function gets (a Flex instance size, a Lambda memory setting, ...)
-    vcpus: float  # the CPU that memory comes with
 
 
 class Backend(ABC):
@@ -272,3 +245,8 @@ def backend_class(name: str) -> type[Backend]:
     if not (isinstance(cls, type) and issubclass(cls, Backend)):
         raise PipelineError(f"entry point {name!r} does not name a Backend subclass")
     return cls
+
+
+def faces(backend: Backend) -> tuple[Program, Catalogue, Packaging, Deploy, Operable, OfflineEngine]:
+    """A backend's faces, one per job (see `pipeline.faces`); here mypy checks that every Backend is each of them."""
+    return backend, backend, backend, backend, backend, backend

@@ -13,10 +13,11 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from pipeline import sdk_modules, verdict
-from pipeline.backend import Backend, backend_class
+from pipeline.backend import backend_class
 from pipeline.cloud_checks import merged, problems_for
 from pipeline.comparison import CloudColumn, Lineup
 from pipeline.errors import PipelineError, Problem, SpecError
+from pipeline.faces import Catalogue
 from pipeline.plan import Plan
 from pipeline.planner import plan as make_plan
 from pipeline.sizing import latency_paths
@@ -24,7 +25,7 @@ from pipeline.spec.load import LoadedSpec
 
 # How a column gets its plan: the planner by default; `compare --sweep` passes one that re-plans only when a
 # cloud's design changes (pipeline.sweep).
-PlanSource = Callable[[LoadedSpec, Backend, "CloudColumn"], Plan]
+PlanSource = Callable[[LoadedSpec, Catalogue, "CloudColumn"], Plan]
 
 COMPARISON_SCHEMA_VERSION = 2
 # What the totals mean, the same on every cloud; carried in the JSON and printed under every view.
@@ -107,7 +108,7 @@ class Comparison(Lineup):
 
 
 
-def _planned(loaded: LoadedSpec, backend: Backend, column: CloudColumn) -> Plan:
+def _planned(loaded: LoadedSpec, backend: Catalogue, column: CloudColumn) -> Plan:
     """The default plan source: plan this cloud afresh."""
     return make_plan(loaded, backend.name)
 
@@ -117,7 +118,7 @@ def _column(loaded: LoadedSpec, name: str, free_tier: bool, plans: PlanSource = 
     latency, limits and cost, then its plan (from `plans`). A cloud that fails has problems and nothing else."""
     sdk_modules.install()  # before the backend (and its SDKs) is imported; see pipeline.sdk_modules
     cls = backend_class(name)
-    backend: Backend = cls(loaded.spec, loaded.stack, loaded.base_dir)
+    backend: Catalogue = cls(loaded.spec, loaded.stack, loaded.base_dir)
     column = CloudColumn(name, cls.title, backend.location(), grant_types=cls.grant_types, key_settings=cls.key_settings)
     located = problems_for(loaded, backend)  # the planner's own preflight, located as `validate` says it
     if located:

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline import workload as workloads
-from pipeline.backend import Compute, Limits
 from pipeline.cost import CostEstimate
 from pipeline.errors import Problem
+from pipeline.faces import Compute, Limits
 from pipeline.plan import Plan
 from pipeline.sizing import HEADROOM, Latency
 from pipeline.spec.model import PipelineSpec

@@ -9,8 +9,9 @@ from typing import Any, ClassVar
 
 import pulumi_aws as aws
 
-from pipeline.backend import Backend, Compute, Limits
+from pipeline.backend import Backend
 from pipeline.cost import CostEstimate
+from pipeline.faces import Compute, Limits
 from pipeline.operations.protocol import Operations
 from pipeline.packaging import Recipe
 from pipeline.plan import Plan

@@ -16,7 +16,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pipeline.backend import Backend, Compute
+from pipeline.backend import Backend
+from pipeline.faces import Compute
 from pipeline.packaging import Recipe
 from pipeline.roles import BucketSpec, FunctionCode, Grant, Handle, RoleContext, StageResources
 from pipeline.scan import ScanMapping
@@ -28,8 +29,8 @@ from pipeline_azure.platform import Platform, platform
 from pipeline_azure.sizing import RawArchive
 
 if TYPE_CHECKING:
-    from pipeline.backend import Limits
     from pipeline.cost import CostEstimate
+    from pipeline.faces import Limits
     from pipeline.operations.protocol import Operations
 
 

@@ -19,7 +19,7 @@ No separate response limit is documented; the request limit is reported for both
 
 from __future__ import annotations
 
-from pipeline.backend import Limits
+from pipeline.faces import Limits
 from pipeline.spec.model import PipelineSpec
 
 # Event Hubs Standard (https://learn.microsoft.com/azure/event-hubs/event-hubs-quotas)

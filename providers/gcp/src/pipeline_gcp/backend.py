@@ -6,8 +6,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pipeline.backend import Backend, Compute, Limits
+from pipeline.backend import Backend
 from pipeline.cost import CostEstimate
+from pipeline.faces import Compute, Limits
 from pipeline.operations.protocol import Operations
 from pipeline.packaging import Recipe
 from pipeline.roles import BucketSpec, FunctionCode, Grant, Handle, RoleContext, StageResources
