@@ -7,7 +7,7 @@ record sizes and times what the handler does with a batch before its one S3 PUT:
 record, join them with newlines and gzip the result (`pipeline_aws.archive.archive_body`). Prints the
 median microseconds per record and per KiB of record, and the compression ratio.
 
-`pipeline_aws.archiving.ARCHIVE_US_PER_KIB` (CPU per KiB at one full vCPU) comes from this script; Lambda
+`pipeline_aws.sizing.ARCHIVE_US_PER_KIB` (CPU per KiB at one full vCPU) comes from this script; Lambda
 gives a function `memory / 1,769 MB` of a vCPU, which the sizing applies on top.
 """
 

@@ -39,9 +39,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from pipeline.local.runner import LocalRun  # noqa: E402
+from pipeline.local.stages import stage_env  # noqa: E402
 from pipeline.runtime.context import Context  # noqa: E402
 from pipeline.runtime.invoke import encode_row, load_handler  # noqa: E402
-from pipeline.runtime.local import LocalRun, stage_env  # noqa: E402
 from pipeline.runtime.records import Record  # noqa: E402
 from pipeline.spec.load import LoadedSpec, load_spec  # noqa: E402
 

@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from local_project import dead_letters, project, rows, run, store_of
 
+from pipeline.local.journal import QueuedWriter
+from pipeline.local.stages import LocalRunError
 from pipeline.runtime import fastjson
 from pipeline.runtime.invoke import StageRunner, encode_row
-from pipeline.runtime.local_journal import QueuedWriter
-from pipeline.runtime.local_stages import LocalRunError
 from pipeline.runtime.store import LocalStore, Staged
 
 HANDLERS = """\

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from local_project import STREAM_STAGE, dead_letters, project, rows, run, store_of
 
-from pipeline.runtime.lines import LineSplitter
+from pipeline.local.lines import LineSplitter
 
 
 @pytest.mark.parametrize("how", ["sys.exit(0)", "os._exit(0)", "sys.exit(3)"])

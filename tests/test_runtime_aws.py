@@ -516,7 +516,7 @@ def test_archiver_writes_one_gzip_object_of_newline_delimited_records_per_batch(
     stored = s3_client.get_object(Bucket=raw_bucket, Key=key)
     assert stored["ContentType"] == "application/gzip"
     text = gzip.decompress(stored["Body"].read())
-    # The local runner's raw/ objects hold the same bytes (pipeline.runtime.local: records joined by newlines, one after the last).
+    # The local runner's raw/ objects hold the same bytes (pipeline.local.runner: records joined by newlines, one after the last).
     assert text == b"\n".join(lines) + b"\n"
     assert text.split(b"\n")[:-1] == lines
 

@@ -473,7 +473,7 @@ def test_runtime_names_match_the_deployers() -> None:
 # ---- the raw archiver function (pipeline_azure.archive) --------------------------------------------
 @pytest.fixture
 def archiver_env(blob_service: Any, stage_env: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """The app settings the deployer gives the archiver (pipeline_azure.archiver), a fresh archiver per test."""
+    """The app settings the deployer gives the archiver (pipeline_azure.archiver_resources), a fresh archiver per test."""
     from pipeline_azure import archive
 
     stage_env("unused", "stream", "unused.py:f", "unused")  # clears every PIPELINE_* setting of earlier tests

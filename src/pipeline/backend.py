@@ -1,4 +1,5 @@
-"""The one interface every cloud backend implements, and the registry that finds them.
+"""The class every cloud backend implements (each instance is all of a backend's faces, `pipeline.faces`), and the
+registry that finds them.
 
 Like fsspec, backends live in separate distributions and are found by name through the
 `pipeline.backends` entry-point group, so the core never imports a cloud SDK. Like Nitric's
@@ -8,21 +9,19 @@ providers, the interface has one method per resource role; the core's orchestrat
 
 from __future__ import annotations
 
-import enum
-import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from functools import cache
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pipeline.errors import PipelineError, UnknownBackendError
+from pipeline.faces import Catalogue, Compute, Deploy, Limits, OfflineEngine, Operable, Packaging, Program
+from pipeline.roles import BucketSpec, FunctionCode, Grant, Handle, RoleContext, StageResources
 from pipeline.sizing import Sizing, StageDemand, StageSizing, StreamSizing, size_pipeline
 
 if TYPE_CHECKING:
-    import pulumi
 
     from pipeline.cost import CostEstimate
     from pipeline.operations.protocol import Operations
@@ -32,114 +31,6 @@ if TYPE_CHECKING:
     from pipeline.spec.schedule import Schedule
 
 ENTRY_POINT_GROUP = "pipeline.backends"
-
-
-class Access(enum.Enum):
-    """What a stage's identity may do to one resource; each backend maps these to IAM."""
-
-    READ_STREAM = "read_stream"  # consume the stream (as a trigger does)
-    WRITE_STREAM = "write_stream"  # put records on the stream (a producer)
-    READ_OBJECTS = "read_objects"  # get objects under a prefix
-    LIST_OBJECTS = "list_objects"  # list object keys under a prefix (a schedule reading accumulated outputs)
-    WRITE_OBJECTS = "write_objects"  # put (and overwrite) objects under a prefix
-    READ_OBJECT = "read_object"  # get one exact object (a model artifact)
-
-
-@dataclass(frozen=True)
-class Grant:
-    """One access decision made by the core: `access` on `target` (a handle a role method returned)."""
-
-    access: Access
-    target: Any
-    prefix: str = ""  # object-key prefix for object access, e.g. "preprocess/"
-    reason: str = ""  # why the stage needs it, shown in plans
-
-
-@dataclass(frozen=True)
-class BucketSpec:
-    """An object-storage bucket the core asks for, with its purpose and lifecycle."""
-
-    key: str  # stable short name: "raw", "dead-letter", "artifacts", the uploads name or a stage name
-    purpose: str  # human text, e.g. "outputs of stage preprocess"
-    retention_days: int | None  # None = keep (artifacts)
-    notify: bool = False  # a stage is triggered by objects created here: the bucket must emit object-created events
-    data: bool = True  # holds pipeline data (outputs, uploads, archives, dead letters), not deploy artifacts
-
-
-@dataclass(frozen=True)
-class FunctionCode:
-    """What goes into a stage's function package."""
-
-    root: Path  # the spec's directory; handler paths are relative to it
-    handler_file: str  # e.g. "handlers/preprocess.py"
-    handler_function: str  # e.g. "preprocess"
-    requirements: Path | None
-    model: Path | None
-
-    @classmethod
-    def for_stage(cls, root: Path, stage: StageSpec) -> FunctionCode:
-        return cls(root, stage.handler_file, stage.handler_function,
-                   root / stage.requirements if stage.requirements else None, root / stage.model if stage.model else None)
-
-
-@dataclass(frozen=True)
-class Limits:
-    """The limits a user weighs when choosing a cloud, as this backend's plan configures them."""
-
-    max_record_bytes: int  # largest record the stream accepts
-    max_stage_timeout_s: int  # the platform's longest invocation for the trigger kinds the spec uses (not the spec's own timeouts)
-    max_retention_hours: int  # longest the stream can keep records
-    delivery: str  # e.g. "at least once"
-    ordering: str  # e.g. "per partition key, within a shard"
-    poison_records: str  # what happens to a record that keeps failing
-    sources: tuple[str, ...] = ()  # documentation URLs
-    http_max_request_bytes: int | None = None  # largest HTTP request body an HTTP stage accepts (None: no HTTP stage)
-    http_max_response_bytes: int | None = None
-    http_max_timeout_s: int | None = None  # longest an HTTP request may run
-    # The platform's longest invocation per trigger kind the spec uses ("stream", "objects", "schedule", "http"):
-    # `max_stage_timeout_s` is the smallest of these, which alone would misstate every other kind's limit.
-    max_stage_timeout_s_by_trigger: Mapping[str, int] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Compute:
-    """What one invocation of a stage runs on as planned: the same milliseconds of `workload.stages` buy
-    different CPU on each cloud, and a comparison says so."""
-
-    memory_mb: int  # the memory the function gets (a Flex instance size, a Lambda memory setting, ...)
-    vcpus: float  # the CPU that memory comes with
-
-
-H = TypeVar("H")
-
-
-@dataclass
-class Handle(Generic[H]):
-    """What a role method returns: the cloud object plus the few values the core wires onward."""
-
-    resource: H  # the backend's main resource for the role (opaque to the core)
-    name: Any  # pulumi Input[str]: the physical name (bucket name, function name, ...)
-    extra: dict[str, Any] = field(default_factory=dict)  # backend-private values
-
-
-class RoleContext:
-    """A role's component resource, given to a backend so it parents every resource it creates."""
-
-    def __init__(self, component: pulumi.ComponentResource, kind: str, key: str, pipeline: str, stack: str):
-        self.component = component
-        self.kind = kind  # e.g. "Function"
-        self.key = key  # e.g. "preprocess-function"
-        self.pipeline = pipeline
-        self.stack = stack
-
-    def name(self, suffix: str = "") -> str:
-        """A logical resource name, unique in the stack and readable in the cloud console."""
-        return f"{self.pipeline}-{self.key}" + (f"-{suffix}" if suffix else "")
-
-    def opts(self, **kwargs: Any) -> pulumi.ResourceOptions:
-        import pulumi
-
-        return pulumi.ResourceOptions(parent=self.component, **kwargs)
 
 
 class Backend(ABC):
@@ -338,22 +229,6 @@ class Backend(ABC):
         """Logs, metrics and alarms that tell an operator when the pipeline is unhealthy."""
 
 
-@dataclass
-class StageResources:
-    """What the orchestrator built for one stage, handed to `observability`."""
-
-    stage: StageSpec
-    function: Handle[Any]
-    identity: Handle[Any]
-    dead_letter: Handle[Any]
-    output: Handle[Any] | None  # None for an HTTP stage that does not persist its answers
-
-
-def autoname(logical: str, length: int = 7) -> str:
-    """Pulumi-style autonaming (logical name + random suffix), made deterministic for offline plans."""
-    return f"{logical}-{hashlib.sha256(logical.encode()).hexdigest()[:length]}"
-
-
 def backend_names() -> list[str]:
     """Installed backends, found without importing them."""
     return sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
@@ -370,3 +245,8 @@ def backend_class(name: str) -> type[Backend]:
     if not (isinstance(cls, type) and issubclass(cls, Backend)):
         raise PipelineError(f"entry point {name!r} does not name a Backend subclass")
     return cls
+
+
+def faces(backend: Backend) -> tuple[Program, Catalogue, Packaging, Deploy, Operable, OfflineEngine]:
+    """A backend's faces, one per job (see `pipeline.faces`); here mypy checks that every Backend is each of them."""
+    return backend, backend, backend, backend, backend, backend

@@ -21,11 +21,11 @@ from pipeline.sizing import capacity_problems
 from pipeline.spec.load import format_path, spec_problems
 
 if TYPE_CHECKING:
-    from pipeline.backend import Backend
+    from pipeline.faces import Catalogue
     from pipeline.spec.load import LoadedSpec
 
 
-def problems_for(loaded: LoadedSpec, backend: Backend) -> list[Problem]:
+def problems_for(loaded: LoadedSpec, backend: Catalogue) -> list[Problem]:
     """Every problem `backend`'s cloud has with the spec, located, without the cloud's name (see `merged`).
 
     The sizing checks run even when `check()` found something, so one round lists everything; a
@@ -83,7 +83,7 @@ def merged(per_cloud: Sequence[tuple[str, Sequence[Problem]]]) -> list[Problem]:
             for p in ordered]
 
 
-def check_clouds(loaded: LoadedSpec, backends: Sequence[Backend]) -> None:
+def check_clouds(loaded: LoadedSpec, backends: Sequence[Catalogue]) -> None:
     """Raise one SpecError listing every problem of every cloud in `backends` (nothing if all can plan)."""
     problems = merged([(backend.title, problems_for(loaded, backend)) for backend in backends])
     if problems:

@@ -28,8 +28,8 @@ from functools import cache
 from pathlib import Path
 
 from pipeline import package_cache, zipper
-from pipeline.backend import FunctionCode
 from pipeline.errors import PipelineError, Problem, SpecError
+from pipeline.roles import FunctionCode
 from pipeline.spec.paths import SKIPPED_FOLDERS, UnsafePathError, project_tree, read_project_file, refused
 from pipeline.zipper import FILE_MODE, FIXED_TIME  # noqa: F401 (where callers have always found them)
 
@@ -89,9 +89,7 @@ def _runtime_sources(modules: tuple[str, ...]) -> dict[str, bytes]:
             parent = importlib.import_module(".".join(parts[:depth]))
             entries["/".join(parts[:depth]) + "/__init__.py"] = Path(parent.__file__ or "").read_bytes()
         if file.name == "__init__.py":
-            local_only = {f"{m}.py" for m in getattr(module, "LOCAL_ONLY", ())}  # e.g. the local runner
-            tree = _tree(file.parent, "/".join(parts) + "/")
-            entries.update({k: v for k, v in tree.items() if k.rsplit("/", 1)[-1] not in local_only})
+            entries.update(_tree(file.parent, "/".join(parts) + "/"))
         else:
             entries["/".join(parts) + ".py"] = file.read_bytes()
     return entries

@@ -142,7 +142,7 @@ def run_remote(args: list[str]) -> int | None:
         except OSError:
             return None
         except KeyboardInterrupt:  # before the command started: nothing ran (closing ends a child about to start)
-            from pipeline.cli.entry import report_interrupt
+            from pipeline.cli.exiting import report_interrupt
 
             return report_interrupt(args)
         if not first.startswith("accepted "):

@@ -479,13 +479,13 @@ def _child(connection: socket.socket, descriptors: list[int], command: Command, 
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except KeyboardInterrupt:  # Ctrl-C before the CLI's own handler was in place
-        from pipeline.cli.entry import report_interrupt
+        from pipeline.cli.exiting import report_interrupt
 
         code = report_interrupt(command.argv)
     except BaseException:  # whatever happens, the caller gets an exit code
         code = 1
     finally:
-        from pipeline.cli.entry import flush_output
+        from pipeline.cli.exiting import flush_output
 
         flush_output()
         with contextlib.suppress(OSError):

@@ -24,9 +24,10 @@ from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
 from pipeline import sdk_modules
-from pipeline.backend import Backend, backend_class
+from pipeline.backend import backend_class
 from pipeline.cloud_checks import check_clouds
 from pipeline.errors import PipelineError, SpecError
+from pipeline.faces import Catalogue, OfflineEngine, Program
 from pipeline.plan import Plan, PlannedResource
 from pipeline.program import ROLE_TYPE_PREFIX, Orchestrator, pipeline_program
 from pipeline.sizing import Sizing
@@ -149,7 +150,7 @@ def _without_aliases() -> Iterator[None]:
 
 
 class _Recorder(mocks.Mocks):
-    def __init__(self, backend: Backend):
+    def __init__(self, backend: OfflineEngine):
         self.backend = backend
 
     def new_resource(self, args: mocks.MockResourceArgs) -> tuple[str | None, dict[Any, Any]]:
@@ -180,7 +181,7 @@ def _physical_name(outputs: Mapping[str, Any], resource_id: str) -> str:
     return resource_id
 
 
-def preflight(loaded: LoadedSpec, backend: Backend) -> None:
+def preflight(loaded: LoadedSpec, backend: Catalogue) -> None:
     """Raise SpecError when `backend` cannot express or carry the spec: the very check `validate` runs
     (`pipeline.cloud_checks`: its own checks and the capacity its sizing gives). The planner runs this before
     the program; `compare --sweep` runs it alone at each workload, so a point that cannot be planned fails
@@ -188,7 +189,7 @@ def preflight(loaded: LoadedSpec, backend: Backend) -> None:
     check_clouds(loaded, [backend])
 
 
-def plan(loaded: LoadedSpec, cloud: str, program: Callable[[Backend], Orchestrator] = pipeline_program) -> Plan:
+def plan(loaded: LoadedSpec, cloud: str, program: Callable[[Program], Orchestrator] = pipeline_program) -> Plan:
     """Plan `loaded` for `cloud`; raises SpecError if this cloud cannot express the spec.
 
     `program` is the Pulumi program to run; it defaults to the orchestrator and is only swapped
@@ -220,7 +221,7 @@ def plan(loaded: LoadedSpec, cloud: str, program: Callable[[Backend], Orchestrat
     return _to_plan(loaded, backend, sizing, monitor, built[0].roles)
 
 
-def _to_plan(loaded: LoadedSpec, backend: Backend, sizing: Sizing, monitor: _RecordingMonitor, roles: list[tuple[str, str]]) -> Plan:
+def _to_plan(loaded: LoadedSpec, backend: Catalogue, sizing: Sizing, monitor: _RecordingMonitor, roles: list[tuple[str, str]]) -> Plan:
     registered = monitor.get_registered_resources()
     by_urn: dict[str, PlannedResource] = {}
     for urn, request in monitor.requests:

@@ -14,7 +14,8 @@ from typing import Any
 
 import pulumi
 
-from pipeline.backend import Access, Backend, FunctionCode, Grant, Handle, RoleContext, StageResources
+from pipeline.faces import Program
+from pipeline.roles import Access, FunctionCode, Grant, Handle, RoleContext, StageResources
 from pipeline.spec.model import StageSpec
 from pipeline.spec.paths import UnsafePathError, refused, resolve_in_project
 from pipeline.wiring import artifact_key, bucket_plan, stage_env, stage_prefix, state_prefix, writes_objects
@@ -56,7 +57,7 @@ _TRIGGER_ROLES = {"stream": "StreamTrigger", "objects": "ObjectTrigger", "schedu
 class Orchestrator:
     """Calls a backend's role methods in dependency order and records what it built."""
 
-    def __init__(self, backend: Backend):
+    def __init__(self, backend: Program):
         self.backend = backend
         self.spec = backend.spec
         self.root = PipelineComponent(self.spec.name)
@@ -165,7 +166,7 @@ class Orchestrator:
         return StageResources(stage, function, identity, dead_letter, output)
 
 
-def pipeline_program(backend: Backend) -> Orchestrator:
+def pipeline_program(backend: Program) -> Orchestrator:
     """The Pulumi program: build everything and export the names a user needs."""
     orchestrator = Orchestrator(backend)
     for key, value in orchestrator.run().items():

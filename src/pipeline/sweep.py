@@ -26,9 +26,10 @@ from typing import Any
 
 from pipeline import verdict
 from pipeline import workload as workloads
-from pipeline.backend import Backend
-from pipeline.compare import CloudColumn, Comparison, compare_point
+from pipeline.compare import Comparison, compare_point
+from pipeline.comparison import CloudColumn
 from pipeline.errors import PipelineError
+from pipeline.faces import Catalogue
 from pipeline.plan import Plan
 from pipeline.planner import plan as make_plan
 from pipeline.spec.load import LoadedSpec
@@ -43,7 +44,7 @@ BISECT_RATIO = 1.005  # stop once the bracket is within half a percent
 # ---- plans, made once per design -------------------------------------------------------------------
 
 
-def design_key(backend: Backend, column: CloudColumn) -> str:
+def design_key(backend: Catalogue, column: CloudColumn) -> str:
     """What a cloud's resources are made of at this workload: the stream's kind, which knobs each stage sizes,
     and the services the estimate bills (role and billing item). Their values (shards, instances) are inputs
     of the same resources, so a plan of the same design has the same resources, identities and grants."""
@@ -64,7 +65,7 @@ class PlanReuse:
     plans: dict[tuple[str, str], Plan] = field(default_factory=dict)
     made: int = 0
 
-    def __call__(self, loaded: LoadedSpec, backend: Backend, column: CloudColumn) -> Plan:
+    def __call__(self, loaded: LoadedSpec, backend: Catalogue, column: CloudColumn) -> Plan:
         key = (backend.name, design_key(backend, column))
         found = self.plans.get(key)
         if found is None:

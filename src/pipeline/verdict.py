@@ -14,15 +14,13 @@ once, for every view and for every point of `compare --sweep`.
 from __future__ import annotations
 
 import itertools
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from pipeline.compare import CloudColumn, Comparison
+from pipeline.comparison import CloudColumn, Lineup
 
 MIN_WINDOW_S = 1.0  # waits below this are delivery noise, not batching: never reported as slower than the spec
 
 
-def findings(comparison: Comparison) -> list[str]:
+def findings(comparison: Lineup) -> list[str]:
     """One line per finding: the cheapest cloud and by how much, which cloud is not priced, slower designs,
     orders an unverified price decides, and what a cloud cannot express or carry."""
     lines = _cheapest(comparison)
@@ -42,11 +40,11 @@ def findings(comparison: Comparison) -> list[str]:
     return lines
 
 
-def _priced(comparison: Comparison) -> list[CloudColumn]:
+def _priced(comparison: Lineup) -> list[CloudColumn]:
     return sorted((c for c in comparison.planned() if c.cost), key=lambda c: c.cost.total if c.cost else 0.0)
 
 
-def _cheapest(comparison: Comparison) -> list[str]:
+def _cheapest(comparison: Lineup) -> list[str]:
     priced = _priced(comparison)
     if not priced:
         return []
@@ -64,7 +62,7 @@ def _cheapest(comparison: Comparison) -> list[str]:
     return [f"Only {best.title} could be priced: ${best.cost.total:,.2f}/month for {workload}; {'; '.join(missing)}."]
 
 
-def _unverified_order(comparison: Comparison) -> list[str]:
+def _unverified_order(comparison: Lineup) -> list[str]:
     """Two neighbours in the order whose gap is smaller than what either bills at prices marked for verification:
     were that figure off by as much as itself, the order would flip."""
     priced, lines = _priced(comparison), []
@@ -78,12 +76,12 @@ def _unverified_order(comparison: Comparison) -> list[str]:
     return lines
 
 
-def slower_than_the_spec(comparison: Comparison) -> set[str]:
+def slower_than_the_spec(comparison: Lineup) -> set[str]:
     """Clouds whose design typically delivers slower than the spec's batching window (see `_slower_than_the_spec`)."""
     return _slower_than_the_spec(comparison)[0]
 
 
-def _slower_than_the_spec(comparison: Comparison) -> tuple[set[str], list[str]]:
+def _slower_than_the_spec(comparison: Lineup) -> tuple[set[str], list[str]]:
     """Stream stages whose trigger, on a cloud's design, typically holds records longer than the spec's batching
     window: that cloud is priced for slower delivery than the spec asks, and an equally fast design is not priced."""
     flagged: set[str] = set()
@@ -102,7 +100,7 @@ def _slower_than_the_spec(comparison: Comparison) -> tuple[set[str], list[str]]:
     return flagged, lines
 
 
-def _slower_end_to_end(comparison: Comparison, flagged: set[str]) -> list[str]:
+def _slower_end_to_end(comparison: Lineup, flagged: set[str]) -> list[str]:
     """A path that takes markedly longer on one cloud than on the fastest (twice as long and 30 s more)."""
     lines = []
     ends = {latency.path[-1] for column in comparison.planned() for latency in column.latency_paths}
@@ -118,7 +116,7 @@ def _slower_end_to_end(comparison: Comparison, flagged: set[str]) -> list[str]:
     return lines
 
 
-def _relisting(comparison: Comparison) -> list[str]:
+def _relisting(comparison: Lineup) -> list[str]:
     """A run over accumulated outputs lists its whole source prefix (object keys are named by their input, not by time,
     so no cloud can list only what is new). Run often over a long-kept source, that listing becomes the bill: said,
     with the two numbers that bring it down, when it is at least a tenth of some cloud's total."""
@@ -146,7 +144,7 @@ def _relisting(comparison: Comparison) -> list[str]:
     return lines
 
 
-def assumptions(comparison: Comparison) -> list[str]:
+def assumptions(comparison: Lineup) -> list[str]:
     """What the comparison cannot make equal, stated once for all clouds: the CPU behind each stage's
     milliseconds, and how long each cloud keeps deleted data (both as planned and priced)."""
     lines = []

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from pipeline.backend import BucketSpec
+from pipeline.roles import BucketSpec
 from pipeline.sizing import MEMORY_USABLE, OBJECT_HELD_FACTOR
 from pipeline.spec.model import PipelineSpec, StageSpec
 

@@ -8,26 +8,26 @@ import sys
 import zipfile
 from pathlib import Path
 
-from pipeline_aws import archiving
+from pipeline_aws import archiver_resources
 
 EXAMPLE = Path(__file__).parents[3] / "stacks" / "transactions" / "pipeline.yaml"
 
 
 def test_the_package_holds_the_archiver_and_the_runtime_modules_it_imports_only(tmp_path: Path) -> None:
-    package = archiving.package(tmp_path, "dev")
+    package = archiver_resources.package(tmp_path, "dev")
     assert package.path == tmp_path / ".pipeline" / "build" / "aws" / "dev" / "raw_archive.zip"
     with zipfile.ZipFile(package.path) as archive:
         names = set(archive.namelist())
     assert names == {"pipeline/__init__.py", "pipeline/runtime/__init__.py", "pipeline/runtime/keys.py", "pipeline/runtime/logs.py",
                      "pipeline_aws/__init__.py", "pipeline_aws/archive.py"}
-    again = archiving.package(tmp_path / "again", "dev")
+    again = archiver_resources.package(tmp_path / "again", "dev")
     assert again.sha256 == package.sha256  # byte-identical: a redeploy only when the code changes
 
 
 def test_the_package_runs_from_the_zip_alone(tmp_path: Path) -> None:
     """Import the handler in a fresh interpreter that sees nothing but the zip (no site-packages, so no pulumi and no
     pipeline install), and archive a batch the way Lambda would hand it over."""
-    package = archiving.package(tmp_path, "dev")
+    package = archiver_resources.package(tmp_path, "dev")
     data = base64.b64encode(b'{"txn_id": "t-1"}').decode()
     program = (
         "import sys, gzip\n"

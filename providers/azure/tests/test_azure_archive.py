@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pipeline_azure import archiving, iam, naming, observability, pricing, sizing
+from pipeline_azure import archive_choice, iam, naming, observability, pricing, sizing
 from pipeline_azure.backend import AzureBackend
 
 from pipeline.cost import CostEstimate, Price, PriceSheet, load_price_sheet
@@ -79,7 +79,7 @@ def settings(p: Plan, role: str) -> dict[str, Any]:
 
 
 def archive_of(spec: PipelineSpec) -> sizing.RawArchive:
-    return archiving.plan_archive(spec, sizing.size_stream(spec).partitions)
+    return archive_choice.plan_archive(spec, sizing.size_stream(spec).partitions)
 
 
 def archive_total(est: CostEstimate) -> float:
@@ -103,7 +103,7 @@ def test_bundled_stacks_archive_with_the_function_where_capture_costs_73_per_tu(
     costs = pricing.archive_costs(spec_of(path, stack), archive, archive.archiver.partitions, EASTUS)
     assert costs["capture"] >= 73.0 * archive.capture_units  # $0.10 per TU-hour, whatever the volume
     saving = costs["capture"] - costs["function"]
-    assert saving > archiving.CAPTURE_TOLERANCE_USD and saving > archiving.CAPTURE_TOLERANCE_SHARE * costs["capture"]
+    assert saving > archive_choice.CAPTURE_TOLERANCE_USD and saving > archive_choice.CAPTURE_TOLERANCE_SHARE * costs["capture"]
     first, verdict = archive.reasoning[:2]
     assert f"${costs['capture']:,.2f}" in first and f"${costs['function']:,.2f}" in first
     assert verdict == f"=> archiver function: Capture would cost ${saving:,.2f} a month more ({saving / costs['capture']:.0%} of its bill)"
@@ -123,14 +123,14 @@ def test_capture_is_kept_when_the_function_would_save_little(tmp_path: Path, mon
     """The rule, with a price sheet where Capture costs about what the function does: the managed service stays."""
     spec = spec_of(SCORING, "dev")
     cheap = PriceSheet("Azure", "eastus", {**EASTUS.prices, "eventhubs_standard_capture": Price(0.005, "TU-hour", "test", "2026-12-01")})
-    monkeypatch.setattr(archiving, "_prices", lambda location: (cheap, ""))
+    monkeypatch.setattr(archive_choice, "_prices", lambda location: (cheap, ""))
     archive = archive_of(spec)
     costs = pricing.archive_costs(spec, archive, archive.archiver.partitions, cheap)
-    assert costs["capture"] > costs["function"] and costs["capture"] - costs["function"] <= archiving.CAPTURE_TOLERANCE_USD
+    assert costs["capture"] > costs["function"] and costs["capture"] - costs["function"] <= archive_choice.CAPTURE_TOLERANCE_USD
     assert archive.kind == "capture" and "too little to give up the managed, zero-code service" in archive.reasoning[-1]
     # and a Capture that costs less than the function is never replaced
     free = PriceSheet("Azure", "eastus", {**EASTUS.prices, "eventhubs_standard_capture": Price(0.0, "TU-hour", "test", "2026-12-01")})
-    monkeypatch.setattr(archiving, "_prices", lambda location: (free, ""))
+    monkeypatch.setattr(archive_choice, "_prices", lambda location: (free, ""))
     assert archive_of(spec).kind == "capture" and archive_of(spec).reasoning[-1] == "=> Capture: an archiver function would not cost less"
 
 

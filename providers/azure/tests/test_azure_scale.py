@@ -8,7 +8,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from pipeline_azure import archiver, functions, pricing, sizing, telemetry
+from pipeline_azure import archiver_resources, functions, pricing, sizing, telemetry
 from pipeline_azure.backend import AzureBackend
 from test_azure_plan import plan_of, write_spec
 from test_azure_pricing import EXAMPLE, backend, line, spec_of
@@ -135,7 +135,7 @@ def test_host_logging_sends_one_request_row_and_the_runtimes_line(tmp_path: Path
                                    f"Function.{functions.ENTRY_FUNCTION}.User": "Information"}
     assert logging["applicationInsights"] == {"samplingSettings": {"isEnabled": False}, "enableDependencyTracking": False,
                                               "enablePerformanceCountersCollection": False}
-    assert json.loads(archiver.host_json())["logging"]["logLevel"]["Function.archive.User"] == "Information"
+    assert json.loads(archiver_resources.host_json())["logging"]["logLevel"]["Function.archive.User"] == "Information"
     assert pricing.TELEMETRY_BYTES_PER_INVOCATION == telemetry.BYTES_PER_INVOCATION == 1500
 
 

@@ -1,8 +1,11 @@
-"""What a raw command line asks for, read before anything heavy is imported: the console script may have to
-answer (Ctrl-C while it still loads) before Typer, Rich or even `json` are there. Imports nothing."""
+"""What a raw command line asks for, and what Ctrl-C says while the CLI still loads: the console script may
+have to answer before Typer, Rich or even `json` are there. Imports nothing the interpreter has not loaded."""
 
 from __future__ import annotations
 
+import os
+import signal
+import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -23,3 +26,25 @@ def json_errors_requested(args: Sequence[str]) -> bool:
         if arg in ("--format", "-f") and i + 1 < len(args) and args[i + 1] == "json":
             return True
     return False
+
+
+def _interrupted_while_loading(signum: int, frame: object) -> None:
+    """Ctrl-C before the CLI can say it (importing, building the commands): said like any other interruption,
+    at once. `pipeline.cli.app.main` puts its own handler in place as it starts the command."""
+    if json_errors_requested(sys.argv[1:]):
+        sys.stdout.write(INTERRUPTED_JSON)
+        sys.stdout.flush()
+    sys.stderr.write("interrupted\n")
+    sys.stderr.flush()
+    os._exit(EXIT_INTERRUPTED)
+
+
+def say_interrupted_while_loading() -> None:
+    """The console script's first act (not where Ctrl-C is ignored, as in a background job)."""
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _interrupted_while_loading)
+
+
+def loading_handler_or_default() -> bool:
+    """Whether Ctrl-C is still handled as the CLI loads (or by Python's default): a command may put its own in place."""
+    return signal.getsignal(signal.SIGINT) in (signal.default_int_handler, _interrupted_while_loading)

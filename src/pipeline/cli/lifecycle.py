@@ -41,7 +41,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON 
 
 
 def _fail(code: int, message: str) -> NoReturn:
-    from pipeline.cli.app import _fail as fail
+    from pipeline.cli.output import fail
 
     fail(code, message)
 
@@ -53,7 +53,7 @@ def _json_errors(enabled: bool) -> None:
 
 
 def _confirm(question: str) -> None:
-    from pipeline.cli.app import err
+    from pipeline.cli.output import err
 
     try:
         answer = err.input(f"{question} [y/N] ")
@@ -68,14 +68,14 @@ def _prepare(verb: str, spec: Path, stack: str | None, cloud: str, backend_url: 
     """Spec, cloud and state options resolved, spec checked for the cloud, local preflight passed. `confirm`: the
     command will ask before changing anything, so without a terminal it needs --yes (checked with the rest)."""
     from pipeline.backend import backend_class
-    from pipeline.cli.app import _load, err
-    from pipeline.cli.output import fail, spec_failure
+    from pipeline.cli.common import load
+    from pipeline.cli.output import err, fail, spec_failure
     from pipeline.cloud_checks import merged, problems_for
     from pipeline.deploy import naming, preflight
     from pipeline.deploy.engine import Target
     from pipeline.errors import PipelineError
 
-    loaded = _load(spec, stack)
+    loaded = load(spec, stack)
     try:
         backend = backend_class(cloud)(loaded.spec, loaded.stack, loaded.base_dir)
         url = naming.resolve_backend_url(loaded, backend_url)
@@ -111,7 +111,7 @@ def _open(target: Target, create: bool) -> Engine:
 
 def _run(target: Target, operation: str, call: Callable[[ProgressModel], Outcome]) -> Outcome:
     """Run one engine operation under the live view; errors and Ctrl-C end the command with a recovery hint."""
-    from pipeline.cli.app import err
+    from pipeline.cli.output import err
     from pipeline.deploy.errors import DeployError
     from pipeline.deploy.progress import ProgressModel, live_view
 
@@ -131,7 +131,7 @@ def _run(target: Target, operation: str, call: Callable[[ProgressModel], Outcome
 
 
 def _print_result(target: Target, outcome: Outcome, json_output: bool, hint: bool = True) -> None:
-    from pipeline.cli.app import out
+    from pipeline.cli.output import out
     from pipeline.deploy.summary import done_line, outputs_table
 
     if json_output:
@@ -146,7 +146,7 @@ def _print_result(target: Target, outcome: Outcome, json_output: bool, hint: boo
 
 
 def _print_plan(outcome: Outcome) -> None:
-    from pipeline.cli.app import err
+    from pipeline.cli.output import err
     from pipeline.deploy.summary import counts_line, plan_table
 
     if outcome.changes:
@@ -158,7 +158,7 @@ def preview(cloud: CloudOpt, spec: SpecArg = Path("pipeline.yaml"), stack: Stack
             secrets_provider: SecretsOpt = None, json_output: JsonOpt = False) -> None:
     """Show what deploy would change on the cloud (a real Pulumi preview: needs the CLI and credentials)."""
     _json_errors(json_output)
-    from pipeline.cli.app import out
+    from pipeline.cli.output import out
     from pipeline.deploy.summary import counts_line, plan_table
 
     target = _prepare("preview", spec, stack, cloud, backend_url, secrets_provider, credentials=True, passphrase=True)
@@ -176,7 +176,7 @@ def deploy(cloud: CloudOpt, spec: SpecArg = Path("pipeline.yaml"), stack: StackO
            secrets_provider: SecretsOpt = None, yes: YesOpt = False, json_output: JsonOpt = False) -> None:
     """Create or update the pipeline on a cloud: preview, confirm, deploy with live progress, then show outputs."""
     _json_errors(json_output)
-    from pipeline.cli.app import err
+    from pipeline.cli.output import err
     from pipeline.deploy.summary import has_changes
 
     target = _prepare("deploy", spec, stack, cloud, backend_url, secrets_provider, credentials=True, passphrase=True, confirm=not yes)
@@ -210,7 +210,7 @@ def outputs(cloud: CloudOpt, spec: SpecArg = Path("pipeline.yaml"), stack: Stack
     _json_errors(json_output)
     import json
 
-    from pipeline.cli.app import out
+    from pipeline.cli.output import out
     from pipeline.deploy.errors import DeployError
     from pipeline.deploy.summary import outputs_table
 
@@ -251,7 +251,7 @@ def destroy(cloud: CloudOpt, spec: SpecArg = Path("pipeline.yaml"), stack: Stack
     """Delete every resource of the stack (state, history and config are kept). Data buckets (uploads, outputs,
     raw archive, dead letters) are kept with their objects unless --delete-data is given."""
     _json_errors(json_output)
-    from pipeline.cli.app import err
+    from pipeline.cli.output import err
     from pipeline.deploy import naming
 
     target = _prepare("destroy", spec, stack, cloud, backend_url, None, credentials=True, passphrase=True, confirm=not yes)
@@ -273,7 +273,7 @@ def destroy(cloud: CloudOpt, spec: SpecArg = Path("pipeline.yaml"), stack: Stack
 def cancel(cloud: CloudOpt, spec: SpecArg = Path("pipeline.yaml"), stack: StackOpt = None, backend_url: BackendOpt = None,
            yes: YesOpt = False) -> None:
     """Release the lock an interrupted run left on the stack (only when no other run is in progress)."""
-    from pipeline.cli.app import out
+    from pipeline.cli.output import out
     from pipeline.deploy.errors import DeployError
 
     target = _prepare("cancel", spec, stack, cloud, backend_url, None, credentials=False, passphrase=False, confirm=not yes)

@@ -57,8 +57,11 @@ def _read_input(source: str | None) -> tuple[bytes | None, str]:
 
 
 def invoke_command(options: InvokeOptions, load: Callable[[Path, str | None], Any], out: Console, err: Console) -> None:
-    from pipeline.runtime.local import RUN_DIR, LocalRunError, LocalUsageError, check_upload_name
-    from pipeline.runtime.local_invoke import invoke_stage
+    from pipeline.local.errors import LocalUsageError
+    from pipeline.local.inputs import check_upload_name
+    from pipeline.local.invoke import invoke_stage
+    from pipeline.local.layout import RUN_DIR
+    from pipeline.local.stages import LocalRunError
 
     data, name = _read_input(options.source)
     loaded = load(options.spec, options.stack)
@@ -80,7 +83,7 @@ def invoke_command(options: InvokeOptions, load: Callable[[Path, str | None], An
     except LocalRunError as exc:
         fail(EXIT_FAILED, f"error: {exc}")
     except OSError as exc:
-        from pipeline.runtime.local import describe_os_error
+        from pipeline.local.journal import describe_os_error
 
         fail(EXIT_FAILED, f"error: {describe_os_error(exc, root)}")
     except KeyboardInterrupt:

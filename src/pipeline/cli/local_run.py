@@ -38,8 +38,8 @@ class RunOptions:
 @contextmanager
 def stop_on_sigterm() -> Iterator[None]:
     """SIGTERM stops a run like Ctrl-C does: workers stopped, queued writes landed, a resume hint
-    (both wait for the few steps that must not be cut in two: `pipeline.runtime.interrupts`)."""
-    from pipeline.runtime.interrupts import stoppable
+    (both wait for the few steps that must not be cut in two: `pipeline.local.interrupts`)."""
+    from pipeline.local.interrupts import stoppable
 
     with stoppable():
         yield
@@ -61,7 +61,7 @@ class LogShower:
         self.err.print(f"note: {message}", markup=False, highlight=False)
 
     def show(self, entry: dict[str, Any]) -> None:
-        from pipeline.runtime.report import log_text
+        from pipeline.local.report import log_text
 
         if self.quiet:
             return
@@ -103,8 +103,11 @@ class Runner:
         self.show_log = self.logs.show
 
     def once(self, loaded: Any, fresh: bool) -> int:
-        from pipeline.runtime.local import LocalRun, LocalRunError, LocalRunInterrupted, LocalUsageError, Upload
-        from pipeline.runtime.report import progress_bar, summary_lines, summary_table
+        from pipeline.local.errors import LocalRunInterrupted, LocalUsageError
+        from pipeline.local.inputs import Upload
+        from pipeline.local.report import progress_bar, summary_lines, summary_table
+        from pipeline.local.runner import LocalRun
+        from pipeline.local.stages import LocalRunError
 
         options = self.options
         try:
@@ -137,7 +140,7 @@ class Runner:
         model file, or the input changes (polling; the journal decides whether it is a new run)."""
         import typer
 
-        from pipeline.runtime.watch import snapshot, wait_for_change, watched_files
+        from pipeline.local.watch import snapshot, wait_for_change, watched_files
 
         options = self.options
 

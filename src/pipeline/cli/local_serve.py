@@ -45,8 +45,10 @@ def serve_command(options: ServeOptions, load: Callable[[Path, str | None], Any]
 
 
 def _serve(options: ServeOptions, load: Callable[[Path, str | None], Any], err: Console) -> int:
-    from pipeline.runtime.local import LocalRun, LocalRunError, LocalRunInterrupted, LocalUsageError
-    from pipeline.runtime.serve import LocalServer
+    from pipeline.local.errors import LocalRunInterrupted, LocalUsageError
+    from pipeline.local.runner import LocalRun
+    from pipeline.local.serve import LocalServer
+    from pipeline.local.stages import LocalRunError
 
     loaded = load(options.spec, options.stack)
     logs = LogShower(err, options.quiet)
@@ -109,7 +111,7 @@ def _cannot_listen(err: Console, options: ServeOptions, exc: OSError) -> int:
 
 def _banner(err: Console, server: Any, session: Any, options: ServeOptions) -> None:
     """What is served where; the first line is stable (`serving NAME (STACK) on URL`) for scripts that wait for it."""
-    from pipeline.runtime.serve_http import loopback
+    from pipeline.local.serve_http import loopback
 
     lines = [f"serving {session.spec.name} ({session.loaded.stack}) on {server.url}"]
     lines += [f"  {route['method']:<4} {server.url}{route['path']}  {route['does']}" for route in server.routes()]

@@ -78,7 +78,7 @@ class Target:
 
 def _target(spec: Path, stack: str | None, local: bool, cloud: str | None, store: Path | None, outputs: Path | None,
             backend_url: str | None) -> Target:
-    from pipeline.cli.app import _load
+    from pipeline.cli.common import load
     from pipeline.operations.mask import Masker
 
     if local == (cloud is not None):
@@ -87,7 +87,7 @@ def _target(spec: Path, stack: str | None, local: bool, cloud: str | None, store
         fail(EXIT_BAD_INPUT, "error: --outputs and --backend-url name a deployed stack's outputs; they go with --cloud, not --local")
     if cloud is not None and store is not None:
         fail(EXIT_BAD_INPUT, "error: --store is the local store; it goes with --local, not --cloud")
-    loaded = _load(spec, stack)
+    loaded = load(spec, stack)
     masker = Masker.for_spec(loaded.spec)
     if local:
         from pipeline.operations.local import LocalOperations
@@ -124,7 +124,8 @@ def _cloud(loaded: LoadedSpec, cloud: str, outputs: Path | None, backend_url: st
 def _reported() -> Iterator[None]:
     """Library errors -> one message and the exit code: bad usage 2, everything else explained 1."""
     from pipeline.errors import PipelineError
-    from pipeline.runtime.local import LocalRunError, LocalUsageError
+    from pipeline.local.errors import LocalUsageError
+    from pipeline.local.stages import LocalRunError
 
     try:
         yield

@@ -19,7 +19,7 @@ from pipeline.deploy.errors import DeployUsageError
 from pipeline.spec.load import DEFAULT_STACK, LoadedSpec, overlay_path
 
 if TYPE_CHECKING:
-    from pipeline.backend import Backend
+    from pipeline.faces import Deploy
 
 BACKEND_URL_ENV = "PULUMI_BACKEND_URL"
 PASSPHRASE_ENV = "PULUMI_CONFIG_PASSPHRASE"
@@ -97,7 +97,7 @@ def uses_passphrase(backend_url: str, secrets_provider: str | None) -> bool:
     return secrets_provider == PASSPHRASE or (secrets_provider is None and is_diy(backend_url))
 
 
-def stack_config(loaded: LoadedSpec, cloud: str, backend: Backend | None = None) -> dict[str, str]:
+def stack_config(loaded: LoadedSpec, cloud: str, backend: Deploy | None = None) -> dict[str, str]:
     """Stack configuration from the spec and overlay.
 
     The program reads nothing from it (every provider is explicit and configured from the spec),

@@ -23,7 +23,7 @@ from pipeline.deploy import naming
 from pipeline.errors import Problem
 
 if TYPE_CHECKING:
-    from pipeline.backend import Backend
+    from pipeline.faces import Deploy
 
 MIN_VERSION = (3, 120, 0)  # destroy --preview-only (3.105), event logs, refresh --clear-pending-creates
 INSTALL_DOCS = "https://www.pulumi.com/docs/install/"
@@ -142,7 +142,7 @@ def pulumi_cloud_problem(backend_url: str, environ: Mapping[str, str] | None = N
     return f"state is kept in Pulumi Cloud ({backend_url}) but no access token is set; run `pulumi login {backend_url}` or export PULUMI_ACCESS_TOKEN"
 
 
-def credentials_problem(backend: Backend) -> str | None:
+def credentials_problem(backend: Deploy) -> str | None:
     """The backend says whether its cloud's credentials and region/project/location resolve, locally."""
     return backend.credentials_problem()
 
@@ -154,7 +154,7 @@ def confirmation_problem(verb: str, confirm: bool, interactive: bool) -> str | N
     return f"{verb} asks for confirmation, but this run has no terminal to ask on (or CI is set); use --yes to {verb} without asking"
 
 
-def environment_problems(backend: Backend, backend_url: str, secrets_provider: str | None, *, credentials: bool, passphrase: bool,
+def environment_problems(backend: Deploy, backend_url: str, secrets_provider: str | None, *, credentials: bool, passphrase: bool,
                          interactive: bool, environ: Mapping[str, str] | None = None,
                          confirm: str | None = None, deploying: bool = False) -> tuple[Cli | None, list[Problem]]:
     """Every local problem at once (--yes, CLI, state login, passphrase, credentials), so one run lists every fix:

@@ -32,7 +32,7 @@ class LocalOperations(Operations):
     title = "local store"
 
     def __init__(self, loaded: LoadedSpec, root: Path | None = None) -> None:
-        from pipeline.runtime.local import default_root
+        from pipeline.local.layout import default_root
 
         super().__init__(loaded.spec, loaded.stack, loaded.base_dir, {})
         self.loaded = loaded
@@ -68,7 +68,9 @@ class LocalOperations(Operations):
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
         """Hold the store as `pipeline run` does (same lock file), or raise LocalRunError naming who has it."""
-        from pipeline.runtime.local import RUN_DIR, LocalRunError, StoreConflictError
+        from pipeline.local.errors import StoreConflictError
+        from pipeline.local.layout import RUN_DIR
+        from pipeline.local.stages import LocalRunError
 
         run_dir = self.root / RUN_DIR
         run_dir.mkdir(parents=True, exist_ok=True)

@@ -140,8 +140,8 @@ class Replayer:
 
     def __init__(self, loaded: LoadedSpec, ops: Operations, notify: Callable[[str], None],
                  on_log: Callable[[dict[str, Any]], None] | None = None) -> None:
-        from pipeline.runtime.local_journal import RunLog
-        from pipeline.runtime.local_stages import LocalStages
+        from pipeline.local.journal import RunLog
+        from pipeline.local.stages import LocalStages
         from pipeline.runtime.logs import JsonLogger
 
         self.loaded, self.ops, self.spec = loaded, ops, loaded.spec
@@ -298,7 +298,7 @@ class Replayer:
         batch id, exactly as a redelivery of its event would (so its output is rewritten at its own key with every row, and a
         later redelivery of the same event cannot add a row twice). Once the object is gone, only the dead-lettered lines can
         run: an input whose retries ran out, as itself; poison rows, as a replay input (no redelivery can come any more)."""
-        from pipeline.runtime.local_stages import object_items
+        from pipeline.local.stages import object_items
 
         first = identities[0]
         role = self._role(first.get("bucket"))
@@ -419,7 +419,7 @@ class Replayer:
 
     def _cascade(self, source: str, key: str, data: bytes) -> None:
         """An object a replay wrote locally: the object stages that read it run on it now, windowed readers once at the end."""
-        from pipeline.runtime.local_stages import object_items
+        from pipeline.local.stages import object_items
 
         for reader in self.spec.consumers_of(source):
             if reader.trigger.window_source:  # a schedule reads it on its next run (here: once, at the end); an HTTP stage on request

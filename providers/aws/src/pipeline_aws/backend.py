@@ -9,18 +9,21 @@ from typing import Any, ClassVar
 
 import pulumi_aws as aws
 
-from pipeline.backend import Backend, BucketSpec, Compute, FunctionCode, Grant, Handle, Limits, RoleContext, StageResources
+from pipeline.backend import Backend
 from pipeline.cost import CostEstimate
+from pipeline.faces import Compute, Limits
 from pipeline.operations.protocol import Operations
 from pipeline.packaging import Recipe
 from pipeline.plan import Plan
+from pipeline.roles import BucketSpec, FunctionCode, Grant, Handle, RoleContext, StageResources
 from pipeline.scan import ScanMapping
 from pipeline.sizing import Sizing, StageDemand, StageSizing, StreamSizing, size_pipeline
 from pipeline.spec.model import StageSpec
 from pipeline.spec.schedule import Schedule
 from pipeline.wiring import stage_prefix
 from pipeline_aws import (
-    archiving,
+    archive_choice,
+    archiver_resources,
     concurrency,
     credentials,
     environment,
@@ -142,7 +145,7 @@ class AwsBackend(Backend):
         assert self.spec.stream is not None
         if not self.spec.stream.archive:
             return sized
-        self._raw_archive = archiving.plan_archive(self.spec, sized)
+        self._raw_archive = archive_choice.plan_archive(self.spec, sized)
         return dataclasses.replace(sized, reasoning=[*sized.reasoning, *self._raw_archive.reasoning])
 
     def raw_archive(self) -> RawArchive:
@@ -150,7 +153,7 @@ class AwsBackend(Backend):
         if self._raw_archive is None:
             stream_sizing = self.sizing().stream
             assert stream_sizing is not None, "only a spec with a stream has a raw archive"
-            self._raw_archive = archiving.plan_archive(self.spec, stream_sizing)
+            self._raw_archive = archive_choice.plan_archive(self.spec, stream_sizing)
         return self._raw_archive
 
     def sizing(self) -> Sizing:
@@ -162,7 +165,7 @@ class AwsBackend(Backend):
             archive = self._raw_archive.peak_concurrency if self._raw_archive is not None else 0
             self._pool = concurrency.Pool(
                 reserved=dict(self.spec.clouds.aws.reserved_concurrency),
-                peaks={**({archiving.LABEL: archive} if archive else {}),
+                peaks={**({archiver_resources.LABEL: archive} if archive else {}),
                        **{name: int(sized.settings["peak_concurrency"]) for name, sized in peaks.stages.items()}},
             )
             self._sizing = size_pipeline(self.spec, stream, self.size_stage)
@@ -197,7 +200,7 @@ class AwsBackend(Backend):
 
     def price(self, sizing: Sizing, free_tier: bool) -> CostEstimate:
         archived = sizing.stream is not None and self.spec.stream is not None and self.spec.stream.archive
-        archive = archiving.plan_archive(self.spec, sizing.stream) if archived and sizing.stream is not None else None
+        archive = archive_choice.plan_archive(self.spec, sizing.stream) if archived and sizing.stream is not None else None
         return pricing.estimate(self.spec, sizing, free_tier, archive)
 
     @classmethod
@@ -245,13 +248,13 @@ class AwsBackend(Backend):
                               delete_data=self.delete_data, expire_prefix=stage_prefix(bucket.key) if windowed else None)
 
     def archive(self, role: RoleContext, source: Handle[Any], bucket: Handle[Any], prefix: str) -> None:
-        """Firehose, or the Lambda archiver, as the sizing chose (pipeline_aws.archiving)."""
+        """Firehose, or the Lambda archiver, as the sizing chose (pipeline_aws.archive_choice, pipeline_aws.archiver_resources)."""
         chosen = self.raw_archive()
         if chosen.kind == "firehose":
             stream.archive(role, source, bucket, prefix)
             return
-        self._archiver = archiving.lambda_archive(role, self.spec, chosen.archiver, source, bucket, prefix,
-                                                  archiving.package(self.base_dir, self.stack))
+        self._archiver = archiver_resources.lambda_archive(role, self.spec, chosen.archiver, source, bucket, prefix,
+                                                  archiver_resources.package(self.base_dir, self.stack))
 
     def artifact(self, role: RoleContext, bucket: Handle[Any], path: Path, key: str) -> Handle[Any]:
         return storage.artifact(role, bucket, path, key)

@@ -8,8 +8,8 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from pipeline.backend import Handle, RoleContext
 from pipeline.packaging import Package, Recipe
+from pipeline.roles import Handle, RoleContext
 from pipeline.spec.model import StageSpec
 from pipeline_aws import iam
 

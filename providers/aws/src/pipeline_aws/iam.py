@@ -10,7 +10,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from pipeline.backend import Access, Grant, Handle, RoleContext
+from pipeline.roles import Access, Grant, Handle, RoleContext
 
 # Lambda's event source mapping reads with the function's role
 # (https://docs.aws.amazon.com/lambda/latest/dg/services-kinesis-create.html).

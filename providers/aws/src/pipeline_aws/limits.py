@@ -9,7 +9,7 @@ ESM / EventBridge / Scheduler failure handling set up in `triggers.py`.
 
 from __future__ import annotations
 
-from pipeline.backend import Limits
+from pipeline.faces import Limits
 from pipeline.sizing import Sizing
 from pipeline.spec.model import PipelineSpec
 from pipeline_aws import triggers

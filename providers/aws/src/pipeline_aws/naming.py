@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
-from pipeline.backend import autoname
+from pipeline.roles import autoname
 
 MOCK_ACCOUNT = "123456789012"  # plans are offline: the real account id is not known
 

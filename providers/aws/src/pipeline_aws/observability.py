@@ -23,7 +23,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from pipeline.backend import Handle, RoleContext, StageResources
+from pipeline.roles import Handle, RoleContext, StageResources
 from pipeline.spec.model import AlertsSpec
 from pipeline_aws import iam
 from pipeline_aws.naming import partition
@@ -37,7 +37,7 @@ ARCHIVER_ALARMS = 4  # the raw archiver's failed batches, errors, throttles and 
 
 @dataclass(frozen=True)
 class ArchiverResources:
-    """What observability watches of the raw archiver (pipeline_aws.archiving), when the plan has one."""
+    """What observability watches of the raw archiver (pipeline_aws.archive_choice), when the plan has one."""
 
     label: str  # its name in alarm names, like a stage's
     function: Handle[Any]

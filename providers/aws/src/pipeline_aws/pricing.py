@@ -3,7 +3,7 @@
 The estimate prices exactly what the plan builds, from the very sizing the plan is built with
 (`pipeline.sizing` + `pipeline_aws.sizing`): a Kinesis stream (provisioned shards or on-demand), the raw
 archive to S3 (Firehose, or a Lambda archiver where Firehose's per-record rounding would cost more than a
-little: `pipeline_aws.archiving`, which compares both with `archive_costs`), one arm64 Lambda per stage
+little: `pipeline_aws.archive_choice`, which compares both with `archive_costs`), one arm64 Lambda per stage
 (invocations and their duration as sized), S3 buckets (storage for their retention, PUT/GET/LIST
 requests), S3 -> EventBridge events for buckets that trigger stages, EventBridge Scheduler invocations,
 SQS dead-letter queues, and under `observability` the CloudWatch Logs, alarms, the dead-letter metric and
@@ -181,7 +181,7 @@ def events_per_object(versioned: bool) -> int:
 @dataclass(frozen=True)
 class ArchiveCosts:
     """Both ways to archive the stream, in USD a month at list prices (no free tier): what the plan's choice
-    compares (pipeline_aws.archiving). Storage is left out: the same gzip objects are kept either way."""
+    compares (pipeline_aws.archive_choice). Storage is left out: the same gzip objects are kept either way."""
 
     firehose_billed_gb: float  # GB Firehose bills, each record rounded up to 5 KB
     firehose_ingestion: float
@@ -234,7 +234,7 @@ def stream_consumers(spec: PipelineSpec) -> int:
 
 def estimate(spec: PipelineSpec, sizing: Sizing, free_tier: bool, archive: RawArchive | None = None) -> CostEstimate:
     """Monthly cost of the planned AWS resources for `spec.workload`, line by line. `archive` is the raw archive
-    the plan builds (pipeline_aws.archiving.plan_archive); it is required when the stream is archived."""
+    the plan builds (pipeline_aws.archive_choice.plan_archive); it is required when the stream is archived."""
     region = spec.clouds.aws.region
     prices = price_sheet(region)
     est = CostEstimate("aws", region, free_tier)
@@ -242,7 +242,7 @@ def estimate(spec: PipelineSpec, sizing: Sizing, free_tier: bool, archive: RawAr
     if spec.stream is None or not spec.stream.archive:
         archive = None
     elif archive is None:
-        raise ValueError("the stream is archived: pass the plan's RawArchive (pipeline_aws.archiving.plan_archive)")
+        raise ValueError("the stream is archived: pass the plan's RawArchive (pipeline_aws.archive_choice.plan_archive)")
 
     if sizing.stream is not None and spec.stream is not None:
         _stream(est, prices, spec, sizing.stream, records)

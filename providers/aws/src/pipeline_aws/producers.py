@@ -28,7 +28,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from pipeline.backend import Grant, RoleContext
+from pipeline.roles import Grant, RoleContext
 from pipeline.spec.model import AwsProducer, PipelineSpec
 from pipeline_aws import iam
 from pipeline_aws.naming import partition

@@ -400,7 +400,7 @@ ArchiveKind = Literal["firehose", "lambda"]
 
 @dataclass(frozen=True)
 class RawArchive:
-    """The raw archive the plan builds (chosen in pipeline_aws.archiving), the archiver it would size
+    """The raw archive the plan builds (chosen in pipeline_aws.archive_choice), the archiver it would size
     either way (for the comparison), and why."""
 
     kind: ArchiveKind

@@ -27,7 +27,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from pipeline.backend import BucketSpec, Handle, RoleContext
+from pipeline.roles import BucketSpec, Handle, RoleContext
 
 BUCKET_PREFIX_MAX = 37  # `bucket_prefix` limit: S3 names are 3-63 characters and the provider appends 26
 NONCURRENT_DAYS = 7  # an overwritten or deleted object stays recoverable this long (GCS soft delete's default, Azure's SOFT_DELETE_DAYS)

@@ -7,7 +7,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from pipeline.backend import Handle, RoleContext
+from pipeline.roles import Handle, RoleContext
 from pipeline.sizing import StreamSizing
 from pipeline.spec.model import PipelineSpec
 from pipeline_aws import iam

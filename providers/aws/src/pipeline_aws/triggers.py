@@ -9,7 +9,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from pipeline.backend import Handle, RoleContext, autoname
+from pipeline.roles import Handle, RoleContext, autoname
 from pipeline.sizing import StageSizing
 from pipeline.spec.model import PipelineSpec, StageSpec
 from pipeline.spec.schedule import Cron, Rate, Schedule

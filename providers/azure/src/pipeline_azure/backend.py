@@ -1,7 +1,7 @@
 """The Azure backend: maps each role of the core's program to pulumi-azure-native v3 resources.
 
 Event Hubs (Standard), archived by Capture or by an archiver function, whichever the workload makes
-sensible (`archiving`); one Flex Consumption function app per stage, each with its
+sensible (`archive_choice`); one Flex Consumption function app per stage, each with its
 own user-assigned identity and its own host storage; Event Grid into a Storage queue per object stage
 (stage outputs and uploads), read by a queue trigger; timers for schedules (in UTC); HTTP triggers behind App Service
 Authentication (Entra ID tokens) and a function key; blob containers for buckets.
@@ -16,19 +16,21 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pipeline.backend import Backend, BucketSpec, Compute, FunctionCode, Grant, Handle, RoleContext, StageResources
+from pipeline.backend import Backend
+from pipeline.faces import Compute
 from pipeline.packaging import Recipe
+from pipeline.roles import BucketSpec, FunctionCode, Grant, Handle, RoleContext, StageResources
 from pipeline.scan import ScanMapping
 from pipeline.sizing import Sizing, StageDemand, StageSizing, StreamSizing
 from pipeline.spec.model import StageSpec
 from pipeline.spec.schedule import Schedule
-from pipeline_azure import archiver, archiving, checks, credentials, functions, iam, naming, observability, producers, scan, sizing, storage, stream, triggers
+from pipeline_azure import archive_choice, archiver_resources, checks, credentials, functions, iam, naming, observability, producers, scan, sizing, storage, stream, triggers
 from pipeline_azure.platform import Platform, platform
 from pipeline_azure.sizing import RawArchive
 
 if TYPE_CHECKING:
-    from pipeline.backend import Limits
     from pipeline.cost import CostEstimate
+    from pipeline.faces import Limits
     from pipeline.operations.protocol import Operations
 
 
@@ -75,7 +77,7 @@ class AzureBackend(Backend):  # type: ignore[misc]  # Backend is Any when mypy c
         assert self.spec.stream is not None
         if not self.spec.stream.archive:
             return sized
-        self._raw_archive = archiving.plan_archive(self.spec, sized.partitions)
+        self._raw_archive = archive_choice.plan_archive(self.spec, sized.partitions)
         if self._raw_archive.kind == "function":
             sized = sizing.size_stream(self.spec, self.previous_outputs, archiver=True)
         return dataclasses.replace(sized, reasoning=[*sized.reasoning, *self._raw_archive.reasoning])
@@ -85,7 +87,7 @@ class AzureBackend(Backend):  # type: ignore[misc]  # Backend is Any when mypy c
         if self._raw_archive is None:
             stream_sizing = self.sizing().stream
             assert stream_sizing is not None, "only a spec with a stream has a raw archive"
-            self._raw_archive = archiving.plan_archive(self.spec, stream_sizing.partitions)
+            self._raw_archive = archive_choice.plan_archive(self.spec, stream_sizing.partitions)
         return self._raw_archive
 
     def size_stage(self, stage: StageSpec, demand: StageDemand, stream: StreamSizing | None) -> StageSizing:
@@ -131,7 +133,7 @@ class AzureBackend(Backend):  # type: ignore[misc]  # Backend is Any when mypy c
         from pipeline_azure import pricing
 
         archived = self.spec.stream is not None and self.spec.stream.archive and sizing.stream is not None
-        archive = archiving.plan_archive(self.spec, sizing.stream.partitions) if archived and sizing.stream is not None else None
+        archive = archive_choice.plan_archive(self.spec, sizing.stream.partitions) if archived and sizing.stream is not None else None
         return pricing.estimate(self.spec, sizing, free_tier, archive=archive)
 
     @classmethod
@@ -166,13 +168,13 @@ class AzureBackend(Backend):  # type: ignore[misc]  # Backend is Any when mypy c
                               stage=any(stage.name == bucket.key for stage in self.spec.stages))
 
     def archive(self, role: RoleContext, source: Handle[Any], bucket: Handle[Any], prefix: str) -> None:
-        """Capture, or the archiver function, as the sizing chose (pipeline_azure.archiving)."""
+        """Capture, or the archiver function, as the sizing chose (pipeline_azure.archive_choice, pipeline_azure.archiver_resources)."""
         chosen = self.raw_archive()
         if chosen.kind == "capture":
             stream.archive(role, self.platform_state, source, bucket, prefix)
             return
-        code = archiver.package(self.base_dir, self.stack, self.vendor_dependencies)
-        self._archiver = archiver.archiver(role, self.platform_state, chosen.archiver, source, bucket, prefix, code,
+        code = archiver_resources.package(self.base_dir, self.stack, self.vendor_dependencies)
+        self._archiver = archiver_resources.archiver(role, self.platform_state, chosen.archiver, source, bucket, prefix, code,
                                            sizing.max_instance_count(self.spec, chosen.archiver.partitions))
 
     def artifact(self, role: RoleContext, bucket: Handle[Any], path: Path, key: str) -> Handle[Any]:

@@ -12,12 +12,10 @@ from typing import Any
 
 from pipeline.spec.model import PipelineSpec
 from pipeline_azure import functions, limits, naming, ncrontab, principals, sizing
-from pipeline_azure.archiver import SLOT as ARCHIVER_SLOT
+from pipeline_azure.archiver_resources import SLOT as ARCHIVER_SLOT
+from pipeline_azure.limits import MAX_CONSUMER_GROUPS_STANDARD, MAX_EVENT_BYTES_STANDARD, MAX_RETENTION_HOURS_STANDARD
 
 Problem = tuple[tuple[str | int, ...], str, str]
-MAX_CONSUMER_GROUPS_STANDARD = 20  # per event hub, including $Default
-MAX_RETENTION_HOURS_STANDARD = 168
-MAX_EVENT_BYTES_STANDARD = 1_048_576
 # Azure public-cloud regions (`az account list-locations`, physical regions). A name outside this list is
 # a typo; a listed region without a price sheet plans fine and says "cost unknown". Flex Consumption is
 # not offered everywhere: `az functionapp list-flexconsumption-locations` tells at deploy time.

@@ -17,7 +17,7 @@ Deploying code (Flex has no code property and azure-native no One Deploy resourc
    Functions docs require for `AzureWebJobsStorage`), so stages cannot read each other's keys or
    checkpoints. It is created after its identity holds every role (host storage, deployment
    container, telemetry, and the core's grants), so the host starts with its permissions.
-3. `release()` - called by the trigger role once the trigger's own resources exist (the consumer
+3. `release.release()` - called by the trigger role once the trigger's own resources exist (the consumer
    group for stream stages) - creates an ARM deployment of `Microsoft.Web/sites/extensions`
    `onedeploy` with the package URI. The package hash is part of the template, so a new package
    re-runs One Deploy on the next `pulumi up`.
@@ -39,10 +39,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
-from pulumi_azure_native import managedidentity, resources, storage, web
+from pulumi_azure_native import managedidentity, storage, web
 
-from pipeline.backend import Handle, RoleContext
 from pipeline.packaging import Package, Recipe
+from pipeline.roles import Handle, RoleContext
 from pipeline.sizing import StageSizing
 from pipeline.spec.model import PipelineSpec, StageSpec
 from pipeline_azure import iam, naming, ncrontab, object_queue, sizing, telemetry, triggers
@@ -52,7 +52,6 @@ PYTHON_VERSION = "3.12"
 FLEX_MEMORY_MB = (512, 2048, 4096)
 ENTRY_FUNCTION = "stage"  # the function name inside each app (Event Grid destinations name it)
 PACKAGE_BLOB = "released-package.zip"
-ONEDEPLOY_API_VERSION = "2024-04-01"
 EXTENSION_BUNDLE = "[4.*, 5.0.0)"
 
 
@@ -304,38 +303,3 @@ def function(role: RoleContext, platform: Platform, spec: PipelineSpec, stage: S
     }
     return flex_app(role, platform, shape, identity, package, host, settings,
                     after=[host_role, *identity.extra["assignments"], *(queue.assignments if queue else [])], extra={"queue": queue})
-
-
-def release(function: Handle[web.WebApp], after: list[pulumi.Resource]) -> resources.Deployment:
-    """One Deploy of the uploaded package (an ARM deployment of the `onedeploy` site extension)."""
-    if function.extra["released"] is not None:
-        done: resources.Deployment = function.extra["released"]
-        return done
-    role: RoleContext = function.extra["role"]
-    platform: Platform = function.extra["platform"]
-    blob: storage.Blob = function.extra["package"]
-    template = {
-        "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
-        "contentVersion": "1.0.0.0",
-        "parameters": {"packageUri": {"type": "string"}, "site": {"type": "string"}},
-        "variables": {"packageSha256": function.extra["sha256"]},
-        "resources": [{
-            "type": "Microsoft.Web/sites/extensions",
-            "apiVersion": ONEDEPLOY_API_VERSION,
-            "name": "[concat(parameters('site'), '/onedeploy')]",
-            "properties": {"packageUri": "[parameters('packageUri')]", "remoteBuild": False},
-        }],
-    }
-    properties = resources.DeploymentPropertiesArgs(
-        mode=resources.DeploymentMode.INCREMENTAL, template=template,
-        parameters={"packageUri": resources.DeploymentParameterArgs(value=blob.url),
-                    "site": resources.DeploymentParameterArgs(value=function.extra["app_name"])})
-    deployment = resources.Deployment(
-        role.name("release"),
-        deployment_name=f"{role.pipeline}-{role.stack}-{role.key}"[:64],
-        resource_group_name=platform.rg_name,
-        properties=properties,
-        opts=role.opts(depends_on=[function.resource, blob, *after]),
-    )
-    function.extra["released"] = deployment
-    return deployment

@@ -36,7 +36,7 @@ from collections.abc import Sequence
 import pulumi
 from pulumi_azure_native import web
 
-from pipeline.backend import Handle, RoleContext
+from pipeline.roles import Handle, RoleContext
 from pipeline_azure.platform import Platform
 
 RUNTIME_VERSION = "~1"  # the App Service Authentication module's version channel

@@ -18,7 +18,7 @@ from typing import Any
 import pulumi
 from pulumi_azure_native import authorization, managedidentity
 
-from pipeline.backend import Access, Grant, Handle, RoleContext
+from pipeline.roles import Access, Grant, Handle, RoleContext
 from pipeline_azure.platform import Platform
 
 EVENT_HUBS_DATA_RECEIVER = "a638d3c7-ab3a-418d-83e6-5f17a39d4fde"

@@ -19,10 +19,13 @@ No separate response limit is documented; the request limit is reported for both
 
 from __future__ import annotations
 
-from pipeline.backend import Limits
+from pipeline.faces import Limits
 from pipeline.spec.model import PipelineSpec
-from pipeline_azure import checks
 
+# Event Hubs Standard (https://learn.microsoft.com/azure/event-hubs/event-hubs-quotas)
+MAX_CONSUMER_GROUPS_STANDARD = 20  # per event hub, including $Default
+MAX_RETENTION_HOURS_STANDARD = 168
+MAX_EVENT_BYTES_STANDARD = 1_048_576
 HTTP_TIMEOUT_S = 230
 HTTP_MAX_REQUEST_BYTES = 104_857_600
 FLEX_GRACE_S = 3600
@@ -48,9 +51,9 @@ def limits(spec: PipelineSpec) -> Limits:
                      "run is not delivered twice (a crashed run is retried; outputs are overwritten, not duplicated)")
     http = "http" in kinds
     return Limits(
-        max_record_bytes=checks.MAX_EVENT_BYTES_STANDARD,
+        max_record_bytes=MAX_EVENT_BYTES_STANDARD,
         max_stage_timeout_s=min(MAX_TIMEOUT_S[kind] for kind in kinds),
-        max_retention_hours=checks.MAX_RETENTION_HOURS_STANDARD,
+        max_retention_hours=MAX_RETENTION_HOURS_STANDARD,
         delivery=delivery,
         ordering="per partition (partition key): events with the same key keep their order, and the trigger runs one batch "
                  "per partition at a time; none across partitions, none for object, schedule or HTTP stages",

@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from pipeline.backend import autoname
+from pipeline.roles import autoname
 
 MOCK_SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"  # plans are offline: the subscription is not known
 MOCK_TENANT = "11111111-1111-1111-1111-111111111111"

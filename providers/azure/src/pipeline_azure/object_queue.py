@@ -52,7 +52,7 @@ from typing import Any
 import pulumi
 from pulumi_azure_native import authorization, eventgrid, storage
 
-from pipeline.backend import RoleContext
+from pipeline.roles import RoleContext
 from pipeline.sizing import StageSizing
 from pipeline.spec.model import StageSpec
 from pipeline_azure import iam

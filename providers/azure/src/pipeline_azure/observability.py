@@ -33,7 +33,7 @@ from typing import Any
 import pulumi
 from pulumi_azure_native import monitor
 
-from pipeline.backend import Handle, RoleContext, StageResources
+from pipeline.roles import Handle, RoleContext, StageResources
 from pipeline.spec.model import AlertsSpec
 from pipeline_azure import credentials, object_queue, storage, stream
 from pipeline_azure.platform import Platform

@@ -35,7 +35,7 @@ import pulumi_azure_native as azure_native
 import pulumi_random as random
 from pulumi_azure_native import applicationinsights, operationalinsights, resources, storage
 
-from pipeline.backend import Handle, RoleContext
+from pipeline.roles import Handle, RoleContext
 from pipeline_azure import naming
 
 LOG_RETENTION_DAYS = 30

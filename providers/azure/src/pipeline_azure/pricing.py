@@ -5,7 +5,7 @@ The formulas follow how each service bills (sources on every price in the sheet)
 * Event Hubs Standard: throughput units x 730 hours; ingress events per million, an event counting once
   per started 64 KB; events kept beyond the 84 GB per TU the tier includes are billed at the LRS blob
   rate (Event Hubs pricing FAQ).
-* The raw archive (`archive_lines`), as `pipeline_azure.archiving` chose it: Capture per TU-hour (metered
+* The raw archive (`archive_lines`), as `pipeline_azure.archive_choice` chose it: Capture per TU-hour (metered
   with the namespace's TUs) with its Avro files; or the archiver function's Flex lines, host storage
   operations, gzip blobs, telemetry and alerts, and any TUs its consumer group's reads add. Both ways are
   priced by the same function, so the choice compares exactly what the estimate bills.
@@ -251,7 +251,7 @@ class _Storage:
 def estimate(spec: PipelineSpec, full: Sizing, free_tier: bool, sheet: PriceSheet | None = None,
              archive: RawArchive | None = None) -> CostEstimate:
     """The monthly estimate of the plan the backend builds for `spec` with `full` (its sizing); `archive` is the
-    plan's raw archive (`pipeline_azure.archiving.plan_archive`, worked out here when not given).
+    plan's raw archive (`pipeline_azure.archive_choice.plan_archive`); it is required when the stream is archived.
 
     Raises the core's PipelineError when the location has no price sheet (never a silent zero)."""
     location = str(spec.clouds.azure.location)
@@ -264,10 +264,8 @@ def estimate(spec: PipelineSpec, full: Sizing, free_tier: bool, sheet: PriceShee
     if spec.stream is not None and full.stream is not None:
         archived = None
         if spec.stream.archive:
-            if archive is None:
-                from pipeline_azure import archiving  # it prices both ways with this module
-
-                archive = archiving.plan_archive(spec, full.stream.partitions)
+            if archive is None:  # the choice prices both ways with this module, so it cannot be made here
+                raise ValueError("the stream is archived: pass the plan's RawArchive (pipeline_azure.archive_choice.plan_archive)")
             archived = archive
         _stream_lines(est, spec, full.stream, sheet, archived)
         if archived is not None:
@@ -335,7 +333,7 @@ def _stream_lines(est: CostEstimate, spec: PipelineSpec, sizing: StreamSizing, s
                      "billed at the LRS blob rate per the Event Hubs pricing FAQ")
 
 
-# ---- the raw archive: Capture or the archiver function (pipeline_azure.archiving chooses) -------------
+# ---- the raw archive: Capture or the archiver function (pipeline_azure.archive_choice chooses) -------------
 
 
 def archive_lines(est: CostEstimate, spec: PipelineSpec, archive: RawArchive, partitions: int, sheet: PriceSheet, blobs: _Storage,

@@ -34,7 +34,7 @@ from collections.abc import Sequence
 import pulumi
 from pulumi_azure_native import authorization, managedidentity
 
-from pipeline.backend import Access, Grant, Handle, RoleContext
+from pipeline.roles import Access, Grant, Handle, RoleContext
 from pipeline.spec.model import AzureProducer, PipelineSpec
 from pipeline_azure import iam, principals
 from pipeline_azure.platform import Platform

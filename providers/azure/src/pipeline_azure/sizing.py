@@ -9,7 +9,7 @@ A partition takes about one TU of ingress, and partitions **cannot change after 
 Standard (https://learn.microsoft.com/azure/event-hubs/dynamically-add-partitions): so the count
 is chosen once (enough for the TUs and for the stream stages' concurrency) and then kept from the
 stack's last deploy (`previous_outputs["stream_sizing"]`) unless the spec fixes it. Where the raw
-archive is an archiver function (`pipeline_azure.archiving`), its consumer group's reads count against
+archive is an archiver function (`pipeline_azure.archive_choice`), its consumer group's reads count against
 egress and may add TUs, never partitions (`size_stream(..., archiver=True)`); the function itself is
 sized by `size_archiver` at the end of this module.
 
@@ -140,7 +140,7 @@ def stream_concurrency_needed(spec: PipelineSpec, partitions: int) -> int:
 
 def size_stream(spec: PipelineSpec, previous_outputs: Mapping[str, Any] | None = None, archiver: bool = False) -> StreamSizing:
     """TUs and partitions. Partitions follow the stages' TUs and concurrency only, so the raw archive's choice
-    (`archiver`: a function reading its own consumer group, see pipeline_azure.archiving) never changes them:
+    (`archiver`: a function reading its own consumer group, see pipeline_azure.archive_choice) never changes them:
     it may add TUs for its egress, never a partition (which Standard could not remove again)."""
     assert spec.stream is not None
     units, reasoning = needed_units(spec)
@@ -308,7 +308,7 @@ def object_stage(spec: PipelineSpec, stage: StageSpec, demand: StageDemand) -> S
 
 
 # ---- the raw archive: an archiver function (pipeline_azure.archive) ---------------------------------
-# Where Capture would cost more than a little (pipeline_azure.archiving decides), a function archives the
+# Where Capture would cost more than a little (pipeline_azure.archive_choice decides), a function archives the
 # stream: an Event Hubs trigger on its own consumer group, batches of as many events as memory allows or
 # whatever a partition receives in ARCHIVER_WAIT_S, one gzip blob per batch.
 ARCHIVER_WAIT_S = 300  # maxWaitTime: the raw archive lags at most ~5 minutes (10 after a scale-out), like a 300 s Capture window
@@ -396,7 +396,7 @@ def size_archiver(spec: PipelineSpec, partitions: int) -> ArchiverSizing:
 @dataclass(frozen=True)
 class RawArchive:
     """The raw archive the plan builds - "capture" or "function" - the archiver it would size either way
-    (for the comparison), the TUs each way, and why (pipeline_azure.archiving.plan_archive)."""
+    (for the comparison), the TUs each way, and why (pipeline_azure.archive_choice.plan_archive)."""
 
     kind: str
     archiver: ArchiverSizing

@@ -28,7 +28,7 @@ from typing import Any
 import pulumi
 from pulumi_azure_native import storage
 
-from pipeline.backend import BucketSpec, Handle, RoleContext
+from pipeline.roles import BucketSpec, Handle, RoleContext
 from pipeline.wiring import stage_prefix
 from pipeline_azure import naming
 from pipeline_azure.platform import Platform, blob_endpoint

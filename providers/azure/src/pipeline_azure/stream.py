@@ -1,5 +1,5 @@
 """The Event Hubs namespace and event hub, with Capture of raw events to the raw container where the plan
-archives the stream with Capture (`pipeline_azure.archiving` chooses between Capture and an archiver function).
+archives the stream with Capture (`pipeline_azure.archive_choice` chooses between Capture and an archiver function).
 
 Capture is a property of the event hub itself, but the core calls `archive()` after `stream()` and
 after the buckets. So with Capture, `stream()` creates the namespace (with a system-assigned identity
@@ -17,7 +17,7 @@ from typing import Any
 import pulumi
 from pulumi_azure_native import eventhub
 
-from pipeline.backend import Handle, RoleContext
+from pipeline.roles import Handle, RoleContext
 from pipeline.sizing import StreamSizing
 from pipeline.spec.model import PipelineSpec
 from pipeline_azure import iam, naming

@@ -19,6 +19,7 @@ from functools import cache
 from zoneinfo import ZoneInfo
 
 from pipeline.spec.schedule import Cron
+from pipeline_azure.cron_fields import DAYS, expand
 
 _SPAN_START = datetime(2026, 1, 1, tzinfo=UTC)
 _SPAN_DAYS = 2 * 365
@@ -71,15 +72,11 @@ def utc_fields(minutes: set[int], hours: set[int], cron: Cron, offset: int, days
 
 
 def day_of_week_shifted(field: str, shift: int) -> str:
-    from pipeline_azure.ncrontab import DAYS, expand
-
     return ",".join(str(v) for v in sorted({(d + shift) % 7 for d in expand(field, 0, 7, DAYS)}))
 
 
 def to_utc(cron: Cron, zone: str) -> Cron:
     """`cron` read in `zone`, as a cron read in UTC; raises NotExpressibleError (with the UTC forms it would need)."""
-    from pipeline_azure.ncrontab import expand
-
     minutes, hours = set(expand(cron.minute, 0, 59, {})), set(expand(cron.hour, 0, 23, {}))
     days_restricted = (cron.day_of_month, cron.month, cron.day_of_week) != ("*", "*", "*")
     forms: dict[int, tuple[str, str, str]] = {}

@@ -24,7 +24,7 @@ from typing import Any
 import pulumi
 from pulumi_azure_native import eventgrid, eventhub, managedidentity, web
 
-from pipeline.backend import Handle, RoleContext
+from pipeline.roles import Handle, RoleContext
 from pipeline.spec.model import StageSpec
 from pipeline_azure import iam
 from pipeline_azure.platform import Platform
@@ -47,7 +47,7 @@ def consumer_group_name(stage: StageSpec) -> str:
 
 
 def stream_trigger(role: RoleContext, platform: Platform, stage: StageSpec, source: Handle[Any], function: Handle[web.WebApp]) -> None:
-    from pipeline_azure import functions, stream
+    from pipeline_azure import release, stream
 
     hub = stream.hub(source)
     group = eventhub.ConsumerGroup(
@@ -60,7 +60,7 @@ def stream_trigger(role: RoleContext, platform: Platform, stage: StageSpec, sour
         opts=role.opts(),
     )
     # The code goes live only once its consumer group exists.
-    functions.release(function, after=[group])
+    release.release(function, after=[group])
 
 
 def system_topic(platform: Platform) -> eventgrid.SystemTopic:
@@ -104,14 +104,14 @@ def object_trigger(role: RoleContext, platform: Platform, stage: StageSpec, sour
 
     The stage's own retries are counted on the queue message (maxDequeueCount), not by Event Grid: its retry
     policy only covers writing to the queue, and what it cannot write is dead-lettered with the same identity."""
-    from pipeline_azure import functions
+    from pipeline_azure import release
     from pipeline_azure.object_queue import StageQueue
 
     if not source.extra["in_data_account"]:
         raise ValueError(f"stage {stage.name}: object triggers watch the data account only")
     queue: StageQueue = function.extra["queue"]
     topic = system_topic(platform)
-    functions.release(function, after=[])
+    release.release(function, after=[])
     principal: pulumi.Output[str] = topic.identity.apply(lambda i: (i.principal_id or "") if i else "")
     sender = iam.assign(role, platform, "queue-sender", principal, iam.STORAGE_QUEUE_DATA_MESSAGE_SENDER, queue.queue_id,
                         f"Event Grid writes BlobCreated events for stage {stage.name} to its queue")
@@ -151,7 +151,7 @@ def http_trigger(role: RoleContext, platform: Platform, stage: StageSpec, functi
     function's key (see `http_auth`): the pipeline's caller identity and each `clouds.azure.http_invokers` entry
     are the allowed principals and hold a custom role that reads only this function's key. The code is released
     after authentication is configured, so the function never serves an unauthenticated request."""
-    from pipeline_azure import functions, http_auth, iam, principals
+    from pipeline_azure import http_auth, iam, principals, release
 
     caller = managedidentity.UserAssignedIdentity(
         role.name("caller"), resource_name_=f"id-{role.pipeline}-{role.stack}-{stage.name}-caller", resource_group_name=platform.rg_name,
@@ -160,7 +160,7 @@ def http_trigger(role: RoleContext, platform: Platform, stage: StageSpec, functi
     callers = [principals.parse(entry) for entry in invokers]  # check() refused groups: a token names no group
     auth = http_auth.easy_auth(role, platform, function, audience=identity.extra["client_id"], tenant_id=identity.extra["tenant_id"],
                                principals=[caller.principal_id, *(c.object_id for c in callers)])
-    released = functions.release(function, after=[auth])
+    released = release.release(function, after=[auth])
     app_id = function.extra["id"]
     definition = iam.custom_role(role, platform, "invoke-role", f"{stage.name}-invoke",
                                  f"Read the function key of HTTP stage {stage.name} of {role.pipeline} ({role.stack}), to call it",
@@ -179,6 +179,6 @@ def http_trigger(role: RoleContext, platform: Platform, stage: StageSpec, functi
 
 def schedule_trigger(function: Handle[web.WebApp]) -> None:
     """The timer lives in the app (PIPELINE_SCHEDULE); this role only releases the code."""
-    from pipeline_azure import functions
+    from pipeline_azure import release
 
-    functions.release(function, after=[])
+    release.release(function, after=[])

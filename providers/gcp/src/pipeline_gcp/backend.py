@@ -7,15 +7,18 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from pipeline import wiring
-from pipeline.backend import Backend, BucketSpec, Compute, FunctionCode, Grant, Handle, Limits, RoleContext, StageResources
+from pipeline.backend import Backend
 from pipeline.cost import CostEstimate
+from pipeline.faces import Compute, Limits
 from pipeline.operations.protocol import Operations
 from pipeline.packaging import Recipe
+from pipeline.roles import BucketSpec, FunctionCode, Grant, Handle, RoleContext, StageResources
 from pipeline.scan import ScanMapping
 from pipeline.sizing import Sizing, StageDemand, StageSizing, StreamSizing
 from pipeline.spec.model import StageSpec
 from pipeline.spec.schedule import Schedule
 from pipeline_gcp import credentials, functions, iam, limits, naming, observability, platform, pricing, regions, scan, sizing, storage, stream, triggers
+from pipeline_gcp.env import Env
 
 Problem = tuple[tuple[str | int, ...], str, str]
 
@@ -52,7 +55,7 @@ class GcpBackend(Backend):
         "gcp:serviceaccount/iAMMember:IAMMember",
     })
 
-    _env: platform.Env | None = None
+    _env: Env | None = None
 
     @property
     def project(self) -> str:
@@ -65,7 +68,7 @@ class GcpBackend(Backend):
         return region
 
     @property
-    def env(self) -> platform.Env:
+    def env(self) -> Env:
         assert self._env is not None, "platform() runs first"
         return self._env
 

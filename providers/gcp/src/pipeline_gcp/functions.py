@@ -14,12 +14,12 @@ from typing import Any
 
 import pulumi_gcp as gcp
 
-from pipeline.backend import Handle, RoleContext
 from pipeline.packaging import Package, Recipe
+from pipeline.roles import Handle, RoleContext
 from pipeline.sizing import StageSizing
 from pipeline.spec.model import PipelineSpec, StageSpec
 from pipeline_gcp import batching, naming, storage
-from pipeline_gcp.platform import Env
+from pipeline_gcp.env import Env
 
 RUNTIME = "python312"
 # A push subscription's ack deadline is its request timeout, at most 600 s; a function must finish well inside

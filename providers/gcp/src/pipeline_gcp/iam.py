@@ -13,9 +13,9 @@ from typing import Any
 import pulumi
 import pulumi_gcp as gcp
 
-from pipeline.backend import Access, Grant, Handle, RoleContext
+from pipeline.roles import Access, Grant, Handle, RoleContext
 from pipeline_gcp import naming
-from pipeline_gcp.platform import Env
+from pipeline_gcp.env import Env
 
 OBJECT_READER = "roles/storage.objectViewer"  # storage.objects.get (+ list, which a prefix condition does not reach)
 # Outputs are idempotent: a retried invocation overwrites its own object, and overwriting needs

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline.backend import Limits
+from pipeline.faces import Limits
 from pipeline.spec.model import PipelineSpec
 from pipeline_gcp import functions, triggers
 

@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from pipeline.backend import autoname
+from pipeline.roles import autoname
 
 # Plans are offline: the real project number is not known. Any 12-digit number looks right.
 MOCK_PROJECT_NUMBER = "123456789012"

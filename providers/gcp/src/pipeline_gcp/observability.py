@@ -23,11 +23,11 @@ from typing import Any
 import pulumi
 import pulumi_gcp as gcp
 
-from pipeline.backend import RoleContext, StageResources
 from pipeline.errors import PipelineError
+from pipeline.roles import RoleContext, StageResources
 from pipeline.spec.model import PipelineSpec
 from pipeline_gcp import batching, iam, naming
-from pipeline_gcp.platform import Env
+from pipeline_gcp.env import Env
 
 PERIOD = "300s"
 LAG_ALERT_S = 5 * 60

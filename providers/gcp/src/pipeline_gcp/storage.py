@@ -19,9 +19,9 @@ from pathlib import Path
 import pulumi
 import pulumi_gcp as gcp
 
-from pipeline.backend import BucketSpec, Handle, RoleContext
 from pipeline.packaging import Package
-from pipeline_gcp.platform import Env
+from pipeline.roles import BucketSpec, Handle, RoleContext
+from pipeline_gcp.env import Env
 
 SOFT_DELETE_DATA_S = 7 * 86_400  # the default, made explicit; 7-90 days or 0 (pulumi-gcp BucketSoftDeletePolicyArgs)
 SOFT_DELETE_OFF = 0

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pulumi
 import pulumi_gcp as gcp
 
-from pipeline.backend import Handle, RoleContext
+from pipeline.roles import Handle, RoleContext
 from pipeline.spec.model import PipelineSpec
 from pipeline_gcp import batching, iam
-from pipeline_gcp.platform import Env
+from pipeline_gcp.env import Env
 
 FILE_DATETIME = "YYYY-MM-DD/hh_mm_ssZ"  # raw/2025-01-31/13_05_00Z_<id>.avro : date folders like the AWS hour paths
 FILE_SUFFIX = ".avro"

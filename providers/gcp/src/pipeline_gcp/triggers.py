@@ -25,12 +25,12 @@ import pulumi
 import pulumi_gcp as gcp
 
 from pipeline import wiring
-from pipeline.backend import Handle, RoleContext
 from pipeline.errors import PipelineError
+from pipeline.roles import Handle, RoleContext
 from pipeline.spec.model import PipelineSpec, StageSpec
 from pipeline.spec.schedule import Cron, Rate, Schedule
 from pipeline_gcp import batching, iam, naming, regions, storage, stream
-from pipeline_gcp.platform import Env
+from pipeline_gcp.env import Env
 
 # Pub/Sub bounds (reference gcp.md §1.3, §4).
 MIN_DELIVERY_ATTEMPTS, MAX_DELIVERY_ATTEMPTS = 5, 100

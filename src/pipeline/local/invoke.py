@@ -22,14 +22,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
+from pipeline.local.errors import LocalUsageError
+from pipeline.local.journal import RunLog
+from pipeline.local.layout import DEAD_LETTER_BUCKET, LOG_NAME
+from pipeline.local.lines import LINE_WIDTH, PARTITION, LineRecord
+from pipeline.local.stage_process import Reply
+from pipeline.local.stages import Inputs, LocalRunError, LocalStages, Stats, object_items, output_of
 from pipeline.runtime import keys
 from pipeline.runtime.entry import tick_name
-from pipeline.runtime.lines import LINE_WIDTH, PARTITION, LineRecord
-from pipeline.runtime.local import DEAD_LETTER_BUCKET, LOG_NAME, LocalRunError, LocalUsageError
-from pipeline.runtime.local_journal import RunLog
-from pipeline.runtime.local_stages import Inputs, LocalStages, Stats, object_items, output_of
 from pipeline.runtime.logs import JsonLogger
-from pipeline.runtime.stage_process import Reply
 from pipeline.runtime.store import LocalStore
 from pipeline.runtime.window import iso
 from pipeline.spec.load import LoadedSpec

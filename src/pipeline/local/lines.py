@@ -1,7 +1,7 @@
 """Lines of a local input (a JSON-lines file or a pipe) and the record each one becomes.
 
 Shared by the local runner, which reads the input, and its worker processes, which rebuild the
-records a handler sees. Standard library only, like the rest of the runtime.
+records a handler sees. Standard library only.
 """
 
 from __future__ import annotations

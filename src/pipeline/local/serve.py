@@ -35,9 +35,12 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from pipeline.runtime.local import LocalRun, LocalRunError, LocalUsageError, Outcome, check_upload_name
-from pipeline.runtime.serve_http import Budget, GuardedHandler, GuardedServer, HostPolicy, connection_limit, return_large_blocks
-from pipeline.runtime.text import printable
+from pipeline.local.errors import LocalUsageError
+from pipeline.local.inputs import check_upload_name
+from pipeline.local.runner import LocalRun, Outcome
+from pipeline.local.serve_http import Budget, GuardedHandler, GuardedServer, HostPolicy, connection_limit, return_large_blocks
+from pipeline.local.stages import LocalRunError
+from pipeline.local.text import printable
 
 DEFAULT_MAX_BODY = 64 * 1024 * 1024
 DRAIN_LIMIT = 64 * 1024 * 1024  # a body this much over the limit is still read before the 413; a bigger one is cut off

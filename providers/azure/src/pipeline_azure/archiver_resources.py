@@ -1,4 +1,4 @@
-"""The raw archiver function's resources, where `pipeline_azure.archiving` chose it over Capture.
+"""The raw archiver function's resources, where `pipeline_azure.archive_choice` chose it over Capture.
 
 Built like a stream stage, with the same isolation (see `functions`): its own Flex Consumption app and plan, its own
 user-assigned identity and host-storage account, its own deployment container, no inbound network access. It reads
@@ -25,10 +25,10 @@ from typing import Any
 
 from pulumi_azure_native import eventhub, web
 
-from pipeline.backend import Access, Grant, Handle, RoleContext
 from pipeline.packaging import Package, build, runtime_sources, vendor
-from pipeline_azure import functions, iam, stream, telemetry
-from pipeline_azure.archiving import CONSUMER_GROUP
+from pipeline.roles import Access, Grant, Handle, RoleContext
+from pipeline_azure import functions, iam, release, stream, telemetry
+from pipeline_azure.archive_choice import CONSUMER_GROUP
 from pipeline_azure.platform import Platform
 from pipeline_azure.sizing import ARCHIVER_PREFETCH, ARCHIVER_RETRIES, ARCHIVER_TIMEOUT_S, ARCHIVER_WAIT_S, ArchiverSizing
 
@@ -104,5 +104,5 @@ def archiver(role: RoleContext, platform: Platform, sized: ArchiverSizing, sourc
                                tags={"stage": "raw-archive", "memory-mb": f"{sized.memory_mb} instance"})
     host, host_role = functions.host_storage(role, platform, shape, identity.extra["principal_id"])
     app = functions.flex_app(role, platform, shape, identity, code, host, settings, after=[host_role, *identity.extra["assignments"]])
-    functions.release(app, after=[group])
+    release.release(app, after=[group])
     return app

@@ -1,6 +1,6 @@
 """What `pipeline run` shows: a progress bar while it runs and a summary at the end (Rich).
 
-Kept apart from `local.py` so the runner stays plain Python a test or a benchmark can drive.
+Kept apart from `runner.py` so the runner stays plain Python a test or a benchmark can drive.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from pipeline.runtime.local import RunSummary
+import pipeline.runtime as runtime_package
+from pipeline.local.summary import RunSummary
+from pipeline.local.text import printable
 from pipeline.runtime.logs import LEVELS
-from pipeline.runtime.text import printable
 
 
 @contextmanager
@@ -118,7 +119,8 @@ def summary_lines(summary: RunSummary, listed: int = 10) -> list[str]:
 
 
 _NOT_SHOWN = {"time", "level", "severity", "message", "pipeline", "stage", "logger", "error", "traceback", "stream"}
-_RUNTIME_FRAME = f'  File "{os.path.dirname(os.path.abspath(__file__))}{os.sep}'
+# The runner's frames and the function runtime's (not the handler's): the folders of `pipeline.local` and `pipeline.runtime`.
+_RUNTIME_FRAME = tuple(f'  File "{os.path.dirname(os.path.abspath(folder))}{os.sep}' for folder in (__file__, runtime_package.__file__ or ""))
 
 
 def _user_frames(traceback: str) -> list[str]:

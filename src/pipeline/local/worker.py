@@ -41,17 +41,33 @@ import struct
 import sys
 import threading
 import time
+import types
 from typing import Any
 
+from pipeline.local.lines import LineRecord
 from pipeline.runtime.context import Context
 from pipeline.runtime.errors import BatchFailedError
 from pipeline.runtime.invoke import BatchResult, Settings, StageRunner, error_info, http_rows, load_handler
-from pipeline.runtime.lines import LineRecord
 from pipeline.runtime.logs import JsonLogger
 from pipeline.runtime.records import Record
 from pipeline.runtime.store import LocalStore
 
 _HEADER = struct.Struct("!Q")
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _error_info(exc: BaseException) -> dict[str, Any]:
+    """`error_info`, whose traceback leaves out the runtime's own frames, leaving out this folder's too: the worker's
+    frames are the runner's, not what failed (as when the worker lived beside the runtime)."""
+    kept, entry = [], exc.__traceback__
+    while entry is not None:
+        if os.path.dirname(os.path.abspath(entry.tb_frame.f_code.co_filename)) != _HERE:
+            kept.append(entry)
+        entry = entry.tb_next
+    rebuilt: types.TracebackType | None = None
+    for entry in reversed(kept):
+        rebuilt = types.TracebackType(rebuilt, entry.tb_frame, entry.tb_lasti, entry.tb_lineno)
+    return error_info(exc.with_traceback(rebuilt))
 
 
 def write_frame(fd: int, message: Any) -> None:
@@ -184,7 +200,7 @@ def _exit_code(exc: BaseException) -> int:
 
 
 def _exit_info(exc: BaseException) -> dict[str, Any]:
-    info = error_info(exc)
+    info = _error_info(exc)
     if isinstance(exc, SystemExit):
         info["message"] = f"the handler called sys.exit({exc.code!r}), which ends its process"
     else:
@@ -235,7 +251,7 @@ def main() -> None:
     try:
         handler = load_handler(settings.handler, config["root"])
     except BaseException as exc:  # whatever the module does while importing (even sys.exit), the runner must hear of it
-        write_frame(replies, ("error", error_info(exc)))
+        write_frame(replies, ("error", _error_info(exc)))
         sys.stderr.flush()
         os._exit(1)
     pipeline = env.get("PIPELINE_NAME", "")
@@ -259,10 +275,10 @@ def main() -> None:
             reply = ("store_failed", exc.info)
         except BatchFailedError as exc:
             store.discard()
-            reply = ("failed", error_info(exc.cause))
+            reply = ("failed", _error_info(exc.cause))
         except Exception as exc:  # the runtime itself failed on this input: retried like any failure
             store.discard()
-            reply = ("failed", error_info(exc))
+            reply = ("failed", _error_info(exc))
         except BaseException as exc:  # SystemExit, KeyboardInterrupt... in a handler: the process ends, as a function's would
             store.discard()
             sys.stdout.flush()

@@ -22,13 +22,13 @@ from pipeline.errors import PipelineError
 from pipeline.spec.model import PipelineSpec
 from pipeline_azure import pricing
 from pipeline_azure import sizing as azure_sizing
+from pipeline_azure.limits import MAX_CONSUMER_GROUPS_STANDARD
 from pipeline_azure.sizing import ArchiverSizing, RawArchive
 
 CAPTURE_TOLERANCE_USD = 10.0  # a month: a saving below this is not worth giving up the managed service
 CAPTURE_TOLERANCE_SHARE = 0.2  # nor a saving of at most this share of Capture's bill ("costs about the same")
 REFERENCE_LOCATION = "eastus"  # prices the choice where the location has no price sheet
 CONSUMER_GROUP = "raw_archive"  # stage names have no '_', so no stage's consumer group is called this
-MAX_CONSUMER_GROUPS_STANDARD = 20  # per event hub, $Default included
 
 
 def _prices(location: str) -> tuple[PriceSheet, str]:

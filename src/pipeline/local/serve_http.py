@@ -40,7 +40,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
-from pipeline.runtime.text import printable
+from pipeline.local.text import printable
 
 MAX_CONNECTIONS = 32
 HEAD_S = 10.0  # request line and headers (and the wait for the next request on a kept-alive connection)

@@ -25,13 +25,15 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import pipeline
-from pipeline.runtime.lines import LineSplitter
-from pipeline.runtime.worker import read_frame, write_frame
+import pipeline.runtime as runtime_package
+from pipeline.local.lines import LineSplitter
+from pipeline.local.worker import read_frame, write_frame
 
-_RUNTIME_DIR = os.path.dirname(os.path.abspath(__file__))
+# Frames of the runner and of the function runtime under it (not the user's) are left out of a hang report.
+_RUNTIME_DIRS = frozenset({os.path.dirname(os.path.abspath(__file__)), os.path.dirname(os.path.abspath(runtime_package.__file__ or ""))})
 # The worker imports the same `pipeline` as this process, then takes that folder off its path again:
 # a handler's imports must resolve as they would anywhere else (site-packages after the stdlib).
-_BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from pipeline.runtime.worker import main; sys.path.remove(sys.argv[1]); main()"
+_BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from pipeline.local.worker import main; sys.path.remove(sys.argv[1]); main()"
 _PIPE_SIZE = 1 << 20
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 _FRAME = re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+) in (?P<name>\S+)')
@@ -70,7 +72,7 @@ def _hang_frames(lines: Sequence[str]) -> list[str]:
     for line in reversed(main):  # faulthandler prints the most recent call first
         match = _FRAME.search(line)
         assert match is not None
-        if os.path.dirname(os.path.abspath(match["file"])) != _RUNTIME_DIR:
+        if os.path.dirname(os.path.abspath(match["file"])) not in _RUNTIME_DIRS:
             frames.append(f"{os.path.basename(match['file'])}:{match['line']} in {match['name']}")
     return frames[-5:]
 

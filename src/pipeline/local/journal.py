@@ -1,7 +1,7 @@
 """The files of a local run besides its objects: the journal (what is planned and done), the queued
 writer that lands objects and journal lines in order, and `run.log`.
 
-Kept apart from `local.py` (the runner's logic) so each stays readable; used only by the local runner.
+Kept apart from `runner.py` (the runner's logic) so each stays readable; used only by the local runner.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pipeline.runtime.local_stages import LocalRunError
+from pipeline.local.stages import LocalRunError
 from pipeline.runtime.store import LocalStore, Staged
 
 

@@ -16,11 +16,11 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple, Protocol
 
+from pipeline.local.deps import RequirementsError, installed_path
+from pipeline.local.stage_process import Reply, StageProcess
 from pipeline.runtime.context import Context
 from pipeline.runtime.invoke import BatchResult, Settings, StageRunner
-from pipeline.runtime.local_deps import RequirementsError, installed_path
 from pipeline.runtime.logs import JsonLogger
-from pipeline.runtime.stage_process import Reply, StageProcess
 from pipeline.runtime.store import LocalStore, ObjectStore
 from pipeline.runtime.window import Skipped, WindowOutcome, Windows
 from pipeline.spec.load import LoadedSpec
