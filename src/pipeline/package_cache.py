@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 from pipeline import zipper
-from pipeline.user_cache import UntrustedCacheError, cache_root, read_private, warn_untrusted, write_private
+from pipeline.user_cache import UntrustedCacheError, cache_root, prune_oldest, read_private, warn_untrusted, write_private
 
 FORMAT = "pipeline-deployer package cache"
 VERSION = 1
@@ -178,20 +178,7 @@ def _touch(path: Path) -> None:
 
 
 def _prune(root: Path, keep: int) -> None:
-    from pipeline.user_cache import remove_private
-
-    entries = list(root.glob("*.zip"))
-    if len(entries) <= keep:
-        return
-
-    def age(path: Path) -> float:
-        try:
-            return path.stat().st_mtime
-        except OSError:
-            return 0.0
-
-    for path in sorted(entries, key=age)[: len(entries) - keep]:
-        remove_private(path)
+    prune_oldest(list(root.glob("*.zip")), keep)
 
 
 # ---- what pip would do differently -----------------------------------------------------------------

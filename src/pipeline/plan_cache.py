@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.spec.paths import MAX_SPEC_BYTES, SKIPPED_FOLDERS, FileTooLargeError, read_regular_file
-from pipeline.user_cache import UntrustedCacheError, cache_root, read_private, remove_private, warn_untrusted, write_private
+from pipeline.user_cache import UntrustedCacheError, cache_root, prune_oldest, read_private, warn_untrusted, write_private
 
 if TYPE_CHECKING:
     from pipeline.spec.load import LoadedSpec
@@ -416,15 +416,4 @@ def _entry_path(key: str) -> Path:
 
 
 def _prune(root: Path, keep: int) -> None:
-    entries = [path for path in root.glob("*/*.json")]
-    if len(entries) <= keep:
-        return
-
-    def age(path: Path) -> float:
-        try:
-            return path.stat().st_mtime
-        except OSError:
-            return 0.0
-
-    for path in sorted(entries, key=age)[: len(entries) - keep]:
-        remove_private(path)
+    prune_oldest(list(root.glob("*/*.json")), keep)

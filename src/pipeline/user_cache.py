@@ -199,3 +199,18 @@ def remove_private(path: Path) -> None:
         return
     with _folder(path.parent, create=False) as folder, contextlib.suppress(FileNotFoundError):
         os.unlink(path.name, dir_fd=folder)
+
+
+def prune_oldest(entries: list[Path], keep: int) -> None:
+    """Remove all but the `keep` most recently written of `entries` (each through `remove_private`)."""
+    if len(entries) <= keep:
+        return
+
+    def age(path: Path) -> float:
+        try:
+            return path.stat().st_mtime
+        except OSError:
+            return 0.0
+
+    for path in sorted(entries, key=age)[: len(entries) - keep]:
+        remove_private(path)
