@@ -6,10 +6,11 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False  # not `typing`'s: importing typing (and re, enum) here would widen the window a Ctrl-C can fall in
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from typing import NoReturn
 
 EXIT_INTERRUPTED = 130
 # The documented JSON failure object for Ctrl-C (the shape and layout `pipeline.cli.output.error_object` gives it).
@@ -28,15 +29,20 @@ def json_errors_requested(args: Sequence[str]) -> bool:
     return False
 
 
-def _interrupted_while_loading(signum: int, frame: object) -> None:
-    """Ctrl-C before the CLI can say it (importing, building the commands): said like any other interruption,
-    at once. `pipeline.cli.app.main` puts its own handler in place as it starts the command."""
+def say_interrupted() -> NoReturn:
+    """Ctrl-C before the CLI can say it (importing, building the commands, asking the planning server): said like
+    any other interruption (130, the JSON error when JSON was asked), at once."""
     if json_errors_requested(sys.argv[1:]):
         sys.stdout.write(INTERRUPTED_JSON)
         sys.stdout.flush()
     sys.stderr.write("interrupted\n")
     sys.stderr.flush()
     os._exit(EXIT_INTERRUPTED)
+
+
+def _interrupted_while_loading(signum: int, frame: object) -> None:
+    """Until `pipeline.cli.app.main` puts its own handler in place as it starts the command."""
+    say_interrupted()
 
 
 def say_interrupted_while_loading() -> None:

@@ -34,8 +34,5 @@ def main() -> None:
                 on_exit.append(lambda code: plan_client.start_on_demand() if planned() and code != 130 else None)
         from pipeline.cli.app import main as run_here
     except KeyboardInterrupt:  # Ctrl-C while the server was asked: said like any other interruption
-        if argv.json_errors_requested(args):
-            sys.stdout.write(argv.INTERRUPTED_JSON)
-        sys.stderr.write("interrupted\n")
-        exit_now(argv.EXIT_INTERRUPTED)
+        argv.say_interrupted()
     run_here()
