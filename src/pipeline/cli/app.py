@@ -454,10 +454,23 @@ def _guard_commands(group: Any) -> None:
 _sigint_seen = False
 
 
+INTERRUPT_GRACE_S = 15.0  # how long a command that only computes may take to unwind after Ctrl-C
+
+
 def _on_sigint(signum: int, frame: Any) -> None:
     """Ctrl-C, remembered: a KeyboardInterrupt raised inside a library can come out wrapped in its own error
-    (pydantic building a schema reports a SchemaError), which must still read as "interrupted", not as a bug."""
+    (pydantic building a schema reports a SchemaError), which must still read as "interrupted", not as a bug.
+    A library thread can also swallow it (rarely, planning has been seen to hang after Ctrl-C): a command that
+    only computes is then ended by a watchdog after INTERRUPT_GRACE_S, saying so, as it would have."""
     global _sigint_seen
+    if not _sigint_seen and _command_name(sys.argv[1:]) in _QUICK_COMMANDS:
+        import threading
+
+        from pipeline.cli.argv import say_interrupted
+
+        watchdog = threading.Timer(INTERRUPT_GRACE_S, say_interrupted)
+        watchdog.daemon = True
+        watchdog.start()
     _sigint_seen = True
     raise KeyboardInterrupt
 
