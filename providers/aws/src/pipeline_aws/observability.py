@@ -121,17 +121,17 @@ def observability(role: RoleContext, region: str, alerts: AlertsSpec, stages: Se
             statistic="Sum", period=300, evaluation_periods=1, threshold=0, comparison_operator="GreaterThanThreshold",
             treat_missing_data="notBreaching", alarm_actions=actions, opts=role.opts(),
         )
-        _errors_alarm(role, name, f"Stage {name} raised errors", built.function, actions)
-        _throttles_alarm(role, name, f"Stage {name} was throttled: the account's concurrency ran out (or its reservation is too small)",
-                         built.function, actions)
+        _lambda_alarm(role, name, "Errors", f"Stage {name} raised errors", built.function, actions)
+        _lambda_alarm(role, name, "Throttles", f"Stage {name} was throttled: the account's concurrency ran out (or its reservation is too small)",
+                      built.function, actions)
         if built.stage.trigger.stream:
             _lag_alarm(role, name, f"Stage {name} is more than 5 minutes behind the stream", built.function, actions)
     if archiver is not None:
         label = archiver.label
         _queue_alarm(role, label, "failed-batches", "The raw archiver gave up on batches (their shard and sequence range are in SQS; "
                                                     "the records stay in the stream until its retention ends)", archiver.failed_batches, actions)
-        _errors_alarm(role, label, "The raw archiver failed to write batches to S3 (the mapping retries them)", archiver.function, actions)
-        _throttles_alarm(role, label, "The raw archiver was throttled: the account's concurrency ran out", archiver.function, actions)
+        _lambda_alarm(role, label, "Errors", "The raw archiver failed to write batches to S3 (the mapping retries them)", archiver.function, actions)
+        _lambda_alarm(role, label, "Throttles", "The raw archiver was throttled: the account's concurrency ran out", archiver.function, actions)
         _lag_alarm(role, label, "The raw archiver is more than 5 minutes behind the stream", archiver.function, actions)
 
 
@@ -144,19 +144,12 @@ def _queue_alarm(role: RoleContext, name: str, what: str, description: str, queu
     )
 
 
-def _errors_alarm(role: RoleContext, name: str, description: str, function: Handle[Any], actions: list[Any]) -> None:
+def _lambda_alarm(role: RoleContext, name: str, metric: str, description: str, function: Handle[Any], actions: list[Any]) -> None:
+    """Any `metric` ("Errors", "Throttles") of one function in a 5-minute period."""
+    kind = metric.lower()
     aws.cloudwatch.MetricAlarm(
-        role.name(f"{name}-errors"), name=alarm_name(role, name, "errors"), alarm_description=description,
-        namespace="AWS/Lambda", metric_name="Errors", dimensions={"FunctionName": function.name},
-        statistic="Sum", period=300, evaluation_periods=1, threshold=0, comparison_operator="GreaterThanThreshold",
-        treat_missing_data="notBreaching", alarm_actions=actions, opts=role.opts(),
-    )
-
-
-def _throttles_alarm(role: RoleContext, name: str, description: str, function: Handle[Any], actions: list[Any]) -> None:
-    aws.cloudwatch.MetricAlarm(
-        role.name(f"{name}-throttles"), name=alarm_name(role, name, "throttles"), alarm_description=description,
-        namespace="AWS/Lambda", metric_name="Throttles", dimensions={"FunctionName": function.name},
+        role.name(f"{name}-{kind}"), name=alarm_name(role, name, kind), alarm_description=description,
+        namespace="AWS/Lambda", metric_name=metric, dimensions={"FunctionName": function.name},
         statistic="Sum", period=300, evaluation_periods=1, threshold=0, comparison_operator="GreaterThanThreshold",
         treat_missing_data="notBreaching", alarm_actions=actions, opts=role.opts(),
     )
